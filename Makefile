@@ -1,0 +1,55 @@
+# Thin wrappers so that a new user, a developer and CI run the same commands.
+SHELL := /bin/bash
+SSHD ?= /usr/sbin/sshd
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR ?= $(CURDIR)/target/demo-lab
+DEMO_HOSTS ?= 6
+
+.PHONY: deps build demo test check ci bench snapshots doc clean-lab
+
+## deps: install what the tests need (OpenSSH server for the loopback lab)
+deps:
+	@if [ ! -x $(SSHD) ]; then \
+	  echo "installing openssh-server (needed for the lab's real sshd hosts)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openssh-server; \
+	fi
+
+build:
+	cargo build --workspace --bins
+
+## demo: start a small lab of real sshd hosts, run fleet on it, stop the lab
+demo: deps build
+	@set -euo pipefail; \
+	dir=$(DEMO_DIR); \
+	if [ -e "$$dir/pids" ] || [ -e "$$dir/lab.toml" ]; then target/debug/fleet-lab down --dir "$$dir" >/dev/null 2>&1 || true; fi; \
+	rm -rf "$$dir"; \
+	target/debug/fleet-lab up --hosts $(DEMO_HOSTS) --dir "$$dir"; \
+	trap 'target/debug/fleet-lab down --dir "$$dir"' EXIT; \
+	inv="$$dir/inventory.toml"; \
+	echo; echo "\$$ fleet -i $$inv hosts"; \
+	target/debug/fleet -i "$$inv" hosts; \
+	echo; echo "\$$ fleet -i $$inv exec -- 'uname -sr; echo host \$$FLEET_HOST'"; \
+	target/debug/fleet -i "$$inv" exec -- 'uname -sr; echo host $$FLEET_HOST' || true; \
+	echo; echo "\$$ fleet -i $$inv exec -l odd --json -- 'echo \$$FLEET_HOST'"; \
+	target/debug/fleet -i "$$inv" exec -l odd --json -- 'echo $$FLEET_HOST'
+
+## test: the whole suite against real sshd hosts on 127.0.0.0/8
+test: deps
+	@if command -v cargo-nextest >/dev/null; then \
+	  cargo nextest run --workspace --no-fail-fast; \
+	else \
+	  cargo test --workspace --no-fail-fast; \
+	fi
+	cargo test --doc --workspace
+
+check:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+ci: deps check test
+
+snapshots:
+	cargo insta review
+
+doc:
+	cargo doc --workspace --no-deps

@@ -1,0 +1,288 @@
+//! The per-run SSH client: shared configuration, known_hosts and keys, and `connect`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthContext, KeyCache, NoPrompt, Prompter, authenticate};
+use crate::error::{ExecError, HostKeyError};
+use crate::known_hosts::{KnownHosts, Verdict, fingerprint, lookup_name};
+use crate::session::Session;
+use crate::target::{HostKeyPolicy, Target};
+
+/// Settings shared by every connection of a [`Client`].
+pub struct ClientOptions {
+    /// Asks for key passphrases; the default never asks.
+    pub prompter: Arc<dyn Prompter>,
+    /// Password for password / keyboard-interactive authentication, tried last.
+    pub password: Option<String>,
+    /// The ssh-agent socket to try first; defaults to `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
+    /// Interval of keepalive probes on idle connections; three unanswered probes drop it.
+    pub keepalive: Duration,
+    /// Most commands run at once over one connection (sshd's `MaxSessions` defaults to 10).
+    pub max_channels: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            prompter: Arc::new(NoPrompt),
+            password: None,
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            keepalive: Duration::from_secs(15),
+            max_channels: 8,
+        }
+    }
+}
+
+/// Connects to targets. Cheap to clone; one per run, shared by every host task, so
+/// known_hosts files are parsed once, keys are loaded (and passphrases asked) once, and jump
+/// hosts are connected once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    known_hosts: KnownHosts,
+    auth: AuthContext,
+    keepalive: Duration,
+    pub(crate) max_channels: usize,
+    jumps: Mutex<HashMap<String, Arc<OnceCell<Result<Session, Arc<ExecError>>>>>>,
+}
+
+impl Client {
+    /// Creates a client.
+    pub fn new(options: ClientOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                known_hosts: KnownHosts::default(),
+                auth: AuthContext {
+                    keys: KeyCache::default(),
+                    prompter: options.prompter,
+                    password: options.password,
+                    agent_socket: options.agent_socket,
+                },
+                keepalive: options.keepalive,
+                max_channels: options.max_channels.max(1),
+                jumps: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Opens an authenticated connection to `target`, through its jump hosts if any.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ExecError`] from TCP, handshake, host-key check or authentication; each phase is
+    /// bounded by `target.connect_timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future or cancelling `cancel` drops the half-open connection.
+    pub async fn connect(&self, target: &Target, cancel: &CancellationToken) -> Result<Session, ExecError> {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(ExecError::Cancelled),
+            r = self.connect_chain(target) => r,
+        }
+    }
+
+    async fn connect_chain(&self, target: &Target) -> Result<Session, ExecError> {
+        let mut via: Option<Session> = None;
+        for (i, hop) in target.jump.iter().enumerate() {
+            let key = target.jump[..=i]
+                .iter()
+                .map(|h| format!("{}@{}", h.user, h.endpoint()))
+                .collect::<Vec<_>>()
+                .join(">");
+            let cell = {
+                let mut jumps = self.inner.jumps.lock().unwrap_or_else(|e| e.into_inner());
+                jumps.entry(key).or_default().clone()
+            };
+            let prev = via.clone();
+            let session = cell
+                .get_or_init(|| async move { self.connect_one(hop, prev).await.map_err(Arc::new) })
+                .await
+                .clone()
+                .map_err(|e| ExecError::Jump {
+                    jump: hop.name.clone(),
+                    source: e,
+                })?;
+            via = Some(session);
+        }
+        self.connect_one(target, via).await
+    }
+
+    async fn connect_one(&self, target: &Target, via: Option<Session>) -> Result<Session, ExecError> {
+        let endpoint = target.endpoint();
+        let name = lookup_name(&target.address, target.port);
+        let limit = target.connect_timeout;
+        let verifier = Verifier {
+            inner: self.inner.clone(),
+            target_name: target.name.clone(),
+            lookup: name.clone(),
+            policy: target.host_key_policy.clone(),
+            files: target.known_hosts_files.clone(),
+        };
+        let config = Arc::new(self.config_for(&name, target));
+        let handshake = async {
+            let stream: Box<dyn Stream> = match &via {
+                None => {
+                    let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                        .await
+                        .map_err(|source| ExecError::Connect {
+                            endpoint: endpoint.clone(),
+                            source,
+                        })?;
+                    let _ = tcp.set_nodelay(true);
+                    Box::new(tcp)
+                }
+                Some(jump) => Box::new(jump.tunnel(&target.address, target.port).await?),
+            };
+            client::connect_stream(config, stream, verifier)
+                .await
+                .map_err(|e| match e {
+                    HandshakeError::HostKey(k) => ExecError::HostKey(k),
+                    HandshakeError::Ssh(e) => ExecError::Protocol {
+                        endpoint: endpoint.clone(),
+                        source: Box::new(e),
+                    },
+                })
+        };
+        let mut handle = tokio::time::timeout(limit, handshake)
+            .await
+            .map_err(|_| ExecError::ConnectTimeout {
+                endpoint: endpoint.clone(),
+                after: limit,
+            })??;
+        let auth = authenticate(&mut handle, &target.user, &target.identity_files, &self.inner.auth);
+        match tokio::time::timeout(limit, auth).await {
+            Err(_) => Err(ExecError::AuthTimeout { endpoint, after: limit }),
+            Ok(Err(tried)) => Err(ExecError::Auth {
+                user: target.user.clone(),
+                endpoint,
+                tried,
+            }),
+            Ok(Ok(())) => Ok(Session::new(handle, target.name.clone(), endpoint, self.inner.clone(), via)),
+        }
+    }
+
+    /// Builds the per-connection config. Host-key algorithms that known_hosts already holds
+    /// for this host go first, as OpenSSH does, so a host known by its ECDSA key is not
+    /// reported as changed because it also has an Ed25519 key.
+    fn config_for(&self, name: &str, target: &Target) -> client::Config {
+        let mut preferred = russh::Preferred::default();
+        if !matches!(target.host_key_policy, HostKeyPolicy::Pinned(_)) {
+            let known = self
+                .inner
+                .known_hosts
+                .known_algorithms(name, &target.known_hosts_files);
+            if !known.is_empty() {
+                let mut order = known.clone();
+                order.extend(preferred.key.iter().filter(|a| !known.contains(a)).cloned());
+                preferred.key = order.into();
+            }
+        }
+        client::Config {
+            preferred,
+            keepalive_interval: Some(self.inner.keepalive),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// Handshake failures: a rejected host key keeps its typed reason.
+#[derive(Debug)]
+pub(crate) enum HandshakeError {
+    HostKey(HostKeyError),
+    Ssh(russh::Error),
+}
+
+impl From<russh::Error> for HandshakeError {
+    fn from(e: russh::Error) -> Self {
+        HandshakeError::Ssh(e)
+    }
+}
+
+/// The russh handler of one connection: checks the server's host key.
+pub(crate) struct Verifier {
+    inner: Arc<Inner>,
+    target_name: String,
+    lookup: String,
+    policy: HostKeyPolicy,
+    files: Vec<PathBuf>,
+}
+
+impl Verifier {
+    async fn verify(&self, key: &PublicKey) -> Result<(), HostKeyError> {
+        let fp = fingerprint(key);
+        if let HostKeyPolicy::Pinned(expected) = &self.policy {
+            return if *expected == fp {
+                Ok(())
+            } else {
+                Err(HostKeyError::PinMismatch {
+                    host: self.target_name.clone(),
+                    fingerprint: fp,
+                    expected: expected.clone(),
+                })
+            };
+        }
+        match self.inner.known_hosts.check(&self.lookup, key, &self.files) {
+            Verdict::Trusted => Ok(()),
+            Verdict::Revoked { file, line } => Err(HostKeyError::Revoked {
+                host: self.lookup.clone(),
+                fingerprint: fp,
+                file,
+                line,
+            }),
+            Verdict::Changed(known) => Err(HostKeyError::Changed {
+                host: self.lookup.clone(),
+                key_type: key.algorithm().to_string(),
+                fingerprint: fp,
+                known,
+            }),
+            Verdict::Unknown => match (&self.policy, self.files.first()) {
+                (HostKeyPolicy::AcceptNew, Some(file)) => {
+                    self.inner.known_hosts.learn(&self.lookup, key, file).await?;
+                    tracing::info!(host = %self.lookup, fingerprint = %fp, file = %file.display(), "recorded new host key");
+                    Ok(())
+                }
+                _ => Err(HostKeyError::Unknown {
+                    host: self.lookup.clone(),
+                    key_type: key.algorithm().to_string(),
+                    fingerprint: fp,
+                    files: self.files.clone(),
+                }),
+            },
+        }
+    }
+}
+
+impl client::Handler for Verifier {
+    type Error = HandshakeError;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let key = key.public_key();
+        self.verify(&key).await.map_err(HandshakeError::HostKey)?;
+        Ok(true)
+    }
+}
+
+pub(crate) type SshHandle = Handle<Verifier>;

@@ -1,0 +1,430 @@
+//! One authenticated connection, reused for every command and upload a host needs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use russh::client::Msg;
+use russh::{Channel, ChannelMsg, ChannelWriteHalf};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Inner, SshHandle};
+use crate::command::{RemoteCommand, quote};
+use crate::error::ExecError;
+use crate::output::{Capture, ExecOutput, ExitStatus};
+
+/// Bounds for one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Wall-time limit; the remote process group is killed when it runs out.
+    pub timeout: Duration,
+    /// Bytes kept per stream (head and tail halves); the middle is counted and dropped.
+    pub max_output: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(600),
+            max_output: 1 << 20,
+        }
+    }
+}
+
+/// The first line every command writes to stderr: its process-group id, so that a timed-out
+/// or aborted command can be killed. Without a PTY, closing an SSH channel does not stop the
+/// remote process (russh brief §5.6), and OpenSSH refuses `signal` requests for root sessions;
+/// sshd makes each exec session its own process group, so `kill -- -PGID` reaches the command
+/// and its children. The marker starts with an ASCII record separator so it cannot be
+/// confused with real output, and is removed before the caller sees stderr.
+const PID_MARKER: &[u8] = b"\x1efleet-pgid ";
+const KILL_GRACE_STEPS: u32 = 20;
+
+/// An authenticated SSH connection to one host. Clones share the connection.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    handle: SshHandle,
+    name: String,
+    endpoint: String,
+    slots: Semaphore,
+    // Keeps the jump-host connection alive as long as this one.
+    _via: Option<Session>,
+}
+
+enum Input<'a> {
+    None,
+    Bytes(&'a Bytes),
+    File(tokio::fs::File),
+}
+
+impl Session {
+    pub(crate) fn new(handle: SshHandle, name: String, endpoint: String, client: Arc<Inner>, via: Option<Session>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                handle,
+                name,
+                endpoint,
+                slots: Semaphore::new(client.max_channels),
+                _via: via,
+            }),
+        }
+    }
+
+    /// Returns the target name this session was opened for.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Returns true once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.shared.handle.is_closed()
+    }
+
+    /// Runs `cmd` and collects its output and exit status.
+    ///
+    /// A non-zero exit, a signal, a timeout and a cancellation are all results, not errors:
+    /// see [`ExitStatus`]. On timeout or cancellation the remote process group is killed
+    /// (TERM, then KILL after 2 s) over a separate channel before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecError::Refused`] when the server refuses the channel or the exec request, and
+    /// [`ExecError::Disconnected`] when the connection drops.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future leaves the remote command running. Cancel through
+    /// `cancel` instead and await the result.
+    pub async fn exec(&self, cmd: &RemoteCommand, opts: &ExecOptions, cancel: &CancellationToken) -> Result<ExecOutput, ExecError> {
+        let input = match cmd.stdin_data() {
+            Some(b) => Input::Bytes(b),
+            None => Input::None,
+        };
+        self.run(&cmd.render(), input, cmd_uses_sudo(cmd), opts, cancel).await
+    }
+
+    /// Uploads the local file `local` to `remote` with permissions `mode`, atomically: the data
+    /// goes to a temporary file in the destination directory, its size is checked, then it is
+    /// renamed over `remote`.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecError::LocalFile`] when `local` cannot be read; transport errors as for
+    /// [`Session::exec`]. A remote failure (directory missing, disk full) is a non-zero
+    /// [`ExitStatus`] with the reason on stderr.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Session::exec`]; an interrupted upload leaves no partial file at `remote`.
+    pub async fn upload(&self, local: &Path, remote: &str, mode: u32, opts: &ExecOptions, cancel: &CancellationToken) -> Result<ExecOutput, ExecError> {
+        let local_err = |source| ExecError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let file = tokio::fs::File::open(local).await.map_err(local_err)?;
+        let size = file.metadata().await.map_err(local_err)?.len();
+        let script = format!(
+            "t=$(dirname {dest})/.fleet-upload.$$ && trap 'rm -f \"$t\"' EXIT && umask 077 && cat > \"$t\" && \
+             s=$(wc -c < \"$t\") && if [ \"$s\" -ne {size} ]; then echo \"upload truncated: $s of {size} bytes\" >&2; exit 1; fi && \
+             chmod {mode:o} \"$t\" && mv -f \"$t\" {dest}",
+            dest = quote(remote),
+        );
+        self.run(&script, Input::File(file), false, opts, cancel).await
+    }
+
+    /// Opens a `direct-tcpip` tunnel to `address:port` through this connection (for jump
+    /// hosts).
+    pub(crate) async fn tunnel(&self, address: &str, port: u16) -> Result<russh::ChannelStream<Msg>, ExecError> {
+        let ch = self
+            .shared
+            .handle
+            .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| ExecError::Refused {
+                endpoint: self.shared.endpoint.clone(),
+                reason: format!("tunnel to `{address}:{port}` refused: {e}"),
+            })?;
+        Ok(ch.into_stream())
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.shared
+                .handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
+    }
+
+    async fn run(&self, script: &str, input: Input<'_>, sudo: bool, opts: &ExecOptions, cancel: &CancellationToken) -> Result<ExecOutput, ExecError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        let _permit = self.shared.slots.acquire().await.map_err(|_| self.disconnected(None))?;
+        let channel = tokio::select! {
+            r = self.open_channel() => r?,
+            () = tokio::time::sleep_until(deadline) => return Ok(self.unstarted(ExitStatus::TimedOut { killed: false }, started, opts)),
+            () = cancel.cancelled() => return Ok(self.unstarted(ExitStatus::Cancelled { killed: false }, started, opts)),
+        };
+        let (mut rx, tx) = channel.split();
+        let mut full = Vec::with_capacity(script.len() + 40);
+        full.extend_from_slice(b"printf '\\036fleet-pgid %s\\n' \"$$\" >&2; ");
+        full.extend_from_slice(script.as_bytes());
+        tx.exec(true, full).await.map_err(|e| self.disconnected(Some(e)))?;
+
+        let mut state = Collect::new(opts.max_output);
+        let send = send_input(&tx, input);
+        let recv = async {
+            let mut send_done = false;
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    r = &mut send, if !send_done => {
+                        send_done = true;
+                        // A failed send means the channel closed early (the command exited
+                        // without reading its input); its status and stderr still follow.
+                        let _ = r;
+                    }
+                    msg = rx.wait() => match msg {
+                        Some(msg) => {
+                            if let Err(reason) = state.on_message(msg) {
+                                return Err(ExecError::Refused { endpoint: self.shared.endpoint.clone(), reason });
+                            }
+                        }
+                        None => return Ok(None),
+                    },
+                    () = tokio::time::sleep_until(deadline) => return Ok(Some(Stop::Timeout)),
+                    () = cancel.cancelled() => return Ok(Some(Stop::Cancel)),
+                }
+            }
+        };
+        let stopped = recv.await?;
+        let status = match stopped {
+            None => state.status.take().unwrap_or(ExitStatus::Unknown),
+            Some(stop) => {
+                let killed = match state.pgid {
+                    Some(pgid) => self.kill_group(pgid, sudo).await,
+                    None => false,
+                };
+                // Abandon the channel: close, then drop without waiting (russh brief §5.6).
+                let _ = tx.close().await;
+                drop(rx);
+                match stop {
+                    Stop::Timeout => ExitStatus::TimedOut { killed },
+                    Stop::Cancel => ExitStatus::Cancelled { killed },
+                }
+            }
+        };
+        if state.status.is_none() && matches!(status, ExitStatus::Unknown) && self.is_closed() {
+            return Err(self.disconnected(None));
+        }
+        Ok(ExecOutput {
+            status,
+            stdout: state.stdout,
+            stderr: state.stderr,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn unstarted(&self, status: ExitStatus, started: Instant, opts: &ExecOptions) -> ExecOutput {
+        ExecOutput {
+            status,
+            stdout: Capture::new(opts.max_output),
+            stderr: Capture::new(opts.max_output),
+            duration: started.elapsed(),
+        }
+    }
+
+    /// Opens a session channel, retrying while sshd is still freeing the slots of channels
+    /// that just closed (it answers `ConnectFailed` for a moment; russh brief §5.5).
+    async fn open_channel(&self) -> Result<Channel<Msg>, ExecError> {
+        let mut delay = Duration::from_millis(20);
+        for _ in 0..6 {
+            match self.shared.handle.channel_open_session().await {
+                Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed)) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                r => return r.map_err(|e| self.channel_error(e)),
+            }
+        }
+        self.shared
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_error(e))
+    }
+
+    fn channel_error(&self, e: russh::Error) -> ExecError {
+        match e {
+            russh::Error::ChannelOpenFailure(f) => ExecError::Refused {
+                endpoint: self.shared.endpoint.clone(),
+                reason: format!("channel open failed: {f:?}"),
+            },
+            other => self.disconnected(Some(other)),
+        }
+    }
+
+    fn disconnected(&self, e: Option<russh::Error>) -> ExecError {
+        ExecError::Disconnected {
+            endpoint: self.shared.endpoint.clone(),
+            source: e.map(|e| Box::new(e) as _),
+        }
+    }
+
+    /// Kills process group `pgid` on the host: TERM, then KILL if it is still there after
+    /// 2 s. Returns true when the group is confirmed gone.
+    async fn kill_group(&self, pgid: u32, sudo: bool) -> bool {
+        let k = if sudo { "sudo -n kill" } else { "kill" };
+        let script = format!(
+            "p={pgid}; {k} -TERM -- -$p 2>/dev/null; i=0; \
+             while {k} -0 -- -$p 2>/dev/null; do i=$((i+1)); \
+             if [ $i -gt {KILL_GRACE_STEPS} ]; then {k} -KILL -- -$p 2>/dev/null; sleep 0.2; {k} -0 -- -$p 2>/dev/null && exit 1; exit 0; fi; \
+             sleep 0.1; done; exit 0"
+        );
+        let attempt = async {
+            let ch = self.open_channel().await.ok()?;
+            let (mut rx, tx) = ch.split();
+            tx.exec(true, script).await.ok()?;
+            tx.eof().await.ok()?;
+            let mut code = None;
+            while let Some(msg) = rx.wait().await {
+                if let ChannelMsg::ExitStatus { exit_status } = msg {
+                    code = Some(exit_status);
+                }
+            }
+            code
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), attempt).await,
+            Ok(Some(0))
+        )
+    }
+}
+
+enum Stop {
+    Timeout,
+    Cancel,
+}
+
+fn cmd_uses_sudo(cmd: &RemoteCommand) -> bool {
+    cmd.render().starts_with("sudo -n ")
+}
+
+async fn send_input(tx: &ChannelWriteHalf<Msg>, input: Input<'_>) -> Result<(), russh::Error> {
+    match input {
+        Input::None => {}
+        Input::Bytes(b) => tx.data_bytes(b.clone()).await?,
+        Input::File(f) => tx.data(tokio::io::BufReader::with_capacity(256 * 1024, f)).await?,
+    }
+    tx.eof().await
+}
+
+/// Output collection for one channel, stripping the pgid marker off stderr.
+struct Collect {
+    stdout: Capture,
+    stderr: Capture,
+    status: Option<ExitStatus>,
+    pgid: Option<u32>,
+    marker: Option<Vec<u8>>,
+}
+
+impl Collect {
+    fn new(limit: usize) -> Self {
+        Self {
+            stdout: Capture::new(limit),
+            stderr: Capture::new(limit),
+            status: None,
+            pgid: None,
+            marker: Some(Vec::new()),
+        }
+    }
+
+    fn on_message(&mut self, msg: ChannelMsg) -> Result<(), String> {
+        match msg {
+            ChannelMsg::Data { data } => self.stdout.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => self.on_stderr(&data),
+            ChannelMsg::ExitStatus { exit_status } => self.status = Some(ExitStatus::Code(exit_status)),
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                ..
+            } => {
+                self.status = Some(ExitStatus::Signal {
+                    name: signal_label(&signal_name),
+                    core_dumped,
+                });
+            }
+            ChannelMsg::Failure => return Err("exec request refused".into()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_stderr(&mut self, data: &[u8]) {
+        let Some(mut pending) = self.marker.take() else {
+            self.stderr.push(data);
+            return;
+        };
+        pending.extend_from_slice(data);
+        let Some(nl) = pending.iter().position(|&b| b == b'\n') else {
+            if pending.len() < 64 && PID_MARKER.starts_with(&pending[..pending.len().min(PID_MARKER.len())]) {
+                self.marker = Some(pending);
+            } else {
+                self.stderr.push(&pending);
+            }
+            return;
+        };
+        match pending[..nl].strip_prefix(PID_MARKER) {
+            Some(pid) => {
+                self.pgid = std::str::from_utf8(pid).ok().and_then(|s| s.trim().parse().ok());
+                self.stderr.push(&pending[nl + 1..]);
+            }
+            None => self.stderr.push(&pending),
+        }
+    }
+}
+
+fn signal_label(sig: &russh::Sig) -> String {
+    let s = format!("{sig:?}");
+    match s.strip_prefix("Custom(\"") {
+        Some(rest) => rest.trim_end_matches("\")").to_owned(),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_is_stripped_across_chunks() {
+        let mut c = Collect::new(1024);
+        c.on_stderr(b"\x1efleet-pg");
+        c.on_stderr(b"id 4242\nwarn");
+        c.on_stderr(b"ing\n");
+        assert_eq!(c.pgid, Some(4242));
+        assert_eq!(c.stderr.to_string_lossy(), "warning\n");
+    }
+
+    #[test]
+    fn stderr_without_marker_is_kept() {
+        let mut c = Collect::new(1024);
+        c.on_stderr(b"sh: broken\n");
+        assert_eq!(c.pgid, None);
+        assert_eq!(c.stderr.to_string_lossy(), "sh: broken\n");
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_label(&russh::Sig::TERM), "TERM");
+        assert_eq!(signal_label(&russh::Sig::Custom("XCPU".into())), "XCPU");
+    }
+}

@@ -1,0 +1,76 @@
+//! Where and how to connect: a plain description of one SSH endpoint.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a host's key is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HostKeyPolicy {
+    /// The key must already be in one of the known_hosts files.
+    #[default]
+    Strict,
+    /// Unknown hosts are trusted on first use and recorded; a changed key still fails.
+    AcceptNew,
+    /// The key's SHA-256 fingerprint must equal this value (`SHA256:...`); known_hosts is not
+    /// consulted.
+    Pinned(String),
+}
+
+/// One SSH endpoint and everything needed to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Name used in reports (an inventory host name).
+    pub name: String,
+    /// Address or DNS name to connect to.
+    pub address: String,
+    /// TCP port.
+    pub port: u16,
+    /// Remote user name.
+    pub user: String,
+    /// Private key files to try after the agent; empty means `~/.ssh/id_{ed25519,ecdsa,rsa}`
+    /// that exist.
+    pub identity_files: Vec<PathBuf>,
+    /// OpenSSH known_hosts files to check (the first one receives accepted new keys).
+    pub known_hosts_files: Vec<PathBuf>,
+    /// Host-key trust policy.
+    pub host_key_policy: HostKeyPolicy,
+    /// Bound on TCP connect + handshake, and separately on authentication.
+    pub connect_timeout: Duration,
+    /// Hosts to hop through, outermost first (`ProxyJump`).
+    pub jump: Vec<Target>,
+}
+
+impl Target {
+    /// Creates a target with defaults: port 22, no explicit keys, `~/.ssh/known_hosts`,
+    /// strict host keys, 10 s connect timeout, no jump host.
+    pub fn new(name: impl Into<String>, address: impl Into<String>, user: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            identity_files: Vec::new(),
+            known_hosts_files: home_dir()
+                .map(|h| vec![h.join(".ssh/known_hosts")])
+                .unwrap_or_default(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            jump: Vec::new(),
+        }
+    }
+
+    /// Returns `address:port` for messages (`[addr]:port` for IPv6).
+    pub fn endpoint(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}
+
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}

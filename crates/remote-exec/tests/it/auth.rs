@@ -1,0 +1,124 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fleet_lab::{TestAgent, TestLab, generate_client_key};
+use fleet_remote_exec::{Client, ClientOptions, ExecError, Prompter};
+use tokio_util::sync::CancellationToken;
+
+use crate::{client, target};
+
+fn authorize(lab: &fleet_lab::Lab, key: &Path) {
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("pub key");
+    let path = lab.dir().join("authorized_keys");
+    let mut text = std::fs::read_to_string(&path).expect("authorized_keys");
+    text.push_str(&public);
+    std::fs::write(path, text).expect("write authorized_keys");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_file_authenticates() {
+    let lab = TestLab::start(1);
+    client()
+        .connect(&target(&lab, &lab.hosts()[0]), &CancellationToken::new())
+        .await
+        .expect("key file auth");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_authenticates_without_key_files() {
+    let lab = TestLab::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = TestAgent::start(dir.path(), &[&lab.client_key()]).expect("agent");
+    let mut t = target(&lab, &lab.hosts()[0]);
+    t.identity_files = vec![dir.path().join("no-such-key")];
+    let c = Client::new(ClientOptions {
+        agent_socket: Some(agent.socket().to_owned()),
+        ..ClientOptions::default()
+    });
+    c.connect(&t, &CancellationToken::new()).await.expect("agent auth");
+    // Without the agent, the same target fails and says what it tried.
+    let err = client().connect(&t, &CancellationToken::new()).await.err().expect("fails");
+    assert!(err.to_string().contains("no-such-key` (not found)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_key_fails_with_what_was_tried() {
+    let lab = TestLab::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = generate_client_key(&dir.path().join("wrong")).expect("key");
+    let mut t = target(&lab, &lab.hosts()[0]);
+    t.identity_files = vec![wrong.clone()];
+    match client().connect(&t, &CancellationToken::new()).await {
+        Err(e @ ExecError::Auth { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&format!("`{}` (rejected)", wrong.display())), "{text}");
+            assert_eq!(e.kind(), "auth");
+        }
+        other => panic!("expected auth failure, got {:?}", other.err()),
+    }
+}
+
+struct CountingPrompter {
+    answer: Option<String>,
+    asked: AtomicUsize,
+}
+
+impl Prompter for CountingPrompter {
+    fn passphrase(&self, _key: &Path) -> Option<String> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.answer.clone()
+    }
+}
+
+fn encrypted_key(dir: &Path) -> PathBuf {
+    let path = dir.join("enc_key");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "s3cret", "-C", "enc", "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_key_asks_once_for_many_hosts() {
+    let lab = TestLab::start(3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = encrypted_key(dir.path());
+    authorize(&lab, &key);
+    let prompter = Arc::new(CountingPrompter {
+        answer: Some("s3cret".into()),
+        asked: AtomicUsize::new(0),
+    });
+    let c = Client::new(ClientOptions {
+        agent_socket: None,
+        prompter: prompter.clone(),
+        ..ClientOptions::default()
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for h in lab.hosts() {
+        let mut t = target(&lab, h);
+        t.identity_files = vec![key.clone()];
+        let c = c.clone();
+        set.spawn(async move { c.connect(&t, &CancellationToken::new()).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("join").expect("encrypted key auth");
+    }
+    assert_eq!(prompter.asked.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_key_without_a_prompt_fails_clearly() {
+    let lab = TestLab::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = encrypted_key(dir.path());
+    authorize(&lab, &key);
+    let mut t = target(&lab, &lab.hosts()[0]);
+    t.identity_files = vec![key];
+    let err = client().connect(&t, &CancellationToken::new()).await.err().expect("fails");
+    assert!(err.to_string().contains("encrypted, and no passphrase could be asked"), "{err}");
+}

@@ -1,0 +1,223 @@
+use std::time::{Duration, Instant};
+
+use fleet_lab::TestLab;
+use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::{client, connect, pid_alive, target};
+
+fn opts(timeout: Duration) -> ExecOptions {
+    ExecOptions {
+        timeout,
+        max_output: 1 << 20,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_reports_streams_status_and_host_env() {
+    let lab = TestLab::start(1);
+    let host = &lab.hosts()[0];
+    let s = connect(&lab, host).await;
+    let out = s
+        .exec(
+            &RemoteCommand::shell("echo \"$FLEET_HOST $FLEET_ROOT\"; echo oops >&2; exit 3"),
+            &opts(Duration::from_secs(20)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.status, ExitStatus::Code(3));
+    assert_eq!(
+        out.stdout.to_string_lossy(),
+        format!("{} {}\n", host.name, host.root.display())
+    );
+    assert_eq!(out.stderr.to_string_lossy(), "oops\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_reports_signal_and_quotes_arguments() {
+    let lab = TestLab::start(1);
+    let s = connect(&lab, &lab.hosts()[0]).await;
+    let cancel = CancellationToken::new();
+    let out = s
+        .exec(&RemoteCommand::shell("kill -TERM $$"), &opts(Duration::from_secs(20)), &cancel)
+        .await
+        .expect("exec");
+    assert!(matches!(out.status, ExitStatus::Signal { ref name, .. } if name == "TERM"), "{:?}", out.status);
+    let weird = "it's a \"test\" $HOME `x` ;";
+    let out = s
+        .exec(&RemoteCommand::new("printf").arg("%s").arg(weird), &opts(Duration::from_secs(20)), &cancel)
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout.to_string_lossy(), weird);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_carries_many_concurrent_commands() {
+    let lab = TestLab::start(1);
+    let s = connect(&lab, &lab.hosts()[0]).await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let s = s.clone();
+        set.spawn(async move {
+            let out = s
+                .exec(
+                    &RemoteCommand::shell(format!("echo {i}")),
+                    &opts(Duration::from_secs(30)),
+                    &CancellationToken::new(),
+                )
+                .await
+                .expect("exec");
+            assert_eq!(out.stdout.to_string_lossy(), format!("{i}\n"));
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_is_bounded_with_head_and_tail() {
+    let lab = TestLab::start(1);
+    let s = connect(&lab, &lab.hosts()[0]).await;
+    let out = s
+        .exec(
+            &RemoteCommand::shell("echo first; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo last"),
+            &ExecOptions {
+                timeout: Duration::from_secs(30),
+                max_output: 1000,
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    assert!(out.status.success());
+    let text = out.stdout.to_string_lossy();
+    assert!(text.starts_with("first\n"), "{text}");
+    assert!(text.ends_with("x\nlast\n"), "{text}");
+    assert_eq!(out.stdout.total_len(), 6 + 5_000_000 + 1 + 5);
+    assert!(out.stdout.dropped() > 4_990_000);
+}
+
+/// The command runs a background child and waits; after the timeout both the shell and the
+/// child must be gone (sshd and the lab run on this machine, so /proc tells).
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_kills_the_remote_process_group() {
+    let lab = TestLab::start(1);
+    let host = &lab.hosts()[0];
+    let s = connect(&lab, host).await;
+    let started = Instant::now();
+    let out = s
+        .exec(
+            &RemoteCommand::shell(
+                "sleep 300 & echo $! > \"$FLEET_ROOT/child\"; echo $$ > \"$FLEET_ROOT/shell\"; echo started; wait",
+            ),
+            &opts(Duration::from_secs(2)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.status, ExitStatus::TimedOut { killed: true });
+    assert_eq!(out.stdout.to_string_lossy(), "started\n");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    for f in ["child", "shell"] {
+        let pid: u32 = std::fs::read_to_string(host.root.join(f))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(!pid_alive(pid), "remote {f} process {pid} survived the timeout");
+    }
+    // The connection is still usable afterwards.
+    let out = s
+        .exec(&RemoteCommand::shell("echo ok"), &opts(Duration::from_secs(20)), &CancellationToken::new())
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout.to_string_lossy(), "ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_kills_the_remote_process() {
+    let lab = TestLab::start(1);
+    let host = &lab.hosts()[0];
+    let s = connect(&lab, host).await;
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let marker = host.root.join("cancel-shell");
+    let watch = marker.clone();
+    tokio::spawn(async move {
+        while !watch.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        trigger.cancel();
+    });
+    let out = s
+        .exec(
+            &RemoteCommand::shell("echo $$ > \"$FLEET_ROOT/cancel-shell.tmp\"; mv \"$FLEET_ROOT/cancel-shell.tmp\" \"$FLEET_ROOT/cancel-shell\"; sleep 300"),
+            &opts(Duration::from_secs(60)),
+            &cancel,
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.status, ExitStatus::Cancelled { killed: true });
+    let pid: u32 = std::fs::read_to_string(&marker).expect("pid").trim().parse().expect("pid");
+    assert!(!pid_alive(pid));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopped_host_is_a_connect_error() {
+    let mut lab = TestLab::start(2);
+    let name = lab.hosts()[1].name.clone();
+    lab.lab_mut().stop_host(&name).expect("stop");
+    let t = target(&lab, lab.host(&name).expect("host"));
+    let err = client()
+        .connect(&t, &CancellationToken::new())
+        .await
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, ExecError::Connect { .. }), "{err:?}");
+    assert_eq!(err.kind(), "connect");
+}
+
+/// A peer that accepts TCP and never speaks must not hang the connect (russh has no
+/// handshake timeout of its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_server_times_out() {
+    let lab = TestLab::start(1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut t = target(&lab, &lab.hosts()[0]);
+    t.address = "127.0.0.1".into();
+    t.port = listener.local_addr().expect("addr").port();
+    t.connect_timeout = Duration::from_millis(700);
+    let started = Instant::now();
+    let err = client()
+        .connect(&t, &CancellationToken::new())
+        .await
+        .err()
+        .expect("must time out");
+    assert!(matches!(err, ExecError::ConnectTimeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jump_host_reaches_the_target() {
+    let lab = TestLab::start(2);
+    let (bastion, inner) = (&lab.hosts()[0], &lab.hosts()[1]);
+    let mut t = target(&lab, inner);
+    t.jump = vec![target(&lab, bastion)];
+    let c = client();
+    let s = c.connect(&t, &CancellationToken::new()).await.expect("connect via jump");
+    let out = s
+        .exec(&RemoteCommand::shell("echo $FLEET_HOST"), &opts(Duration::from_secs(20)), &CancellationToken::new())
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout.to_string_lossy(), format!("{}\n", inner.name));
+    // A broken jump host is reported as such.
+    let mut bad = target(&lab, inner);
+    let mut hop = target(&lab, bastion);
+    hop.port = 1;
+    hop.name = "nowhere".into();
+    bad.jump = vec![hop];
+    let err = c.connect(&bad, &CancellationToken::new()).await.err().expect("fails");
+    assert!(matches!(err, ExecError::Jump { ref jump, .. } if jump == "nowhere"), "{err:?}");
+}

@@ -1,0 +1,156 @@
+//! Command-line arguments (raw, as clap parses them; resolved in `commands`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run commands and staged application upgrades across many servers over SSH.
+#[derive(Debug, Parser)]
+#[command(name = "fleet", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Inventory file
+    #[arg(
+        short = 'i',
+        long,
+        global = true,
+        env = "FLEET_INVENTORY",
+        default_value = "inventory.toml",
+        value_name = "PATH"
+    )]
+    pub(crate) inventory: PathBuf,
+
+    /// More diagnostics on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List the selected hosts of the inventory
+    Hosts(HostsArgs),
+    /// Run a shell command on every selected host, in parallel
+    Exec(ExecArgs),
+}
+
+/// Host selection, shared by every subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct Selection {
+    /// Select hosts: name, group, glob (`web*`), range (`web[01:05]`), `a,b` union,
+    /// `&grp` intersection, `!grp` exclusion, `@FILE` (repeatable)
+    #[arg(short = 'l', long = "limit", value_name = "SELECTOR")]
+    pub(crate) limit: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HostsArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// One JSON object per host on stdout
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// Hosts to run at once
+    #[arg(short = 'f', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Command timeout per host, e.g. `30s`, `10m` (default: the inventory's `command_timeout`)
+    #[arg(short = 't', long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) timeout: Option<Duration>,
+
+    /// Connect and authentication timeout (default: the inventory's `connect_timeout`)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) connect_timeout: Option<Duration>,
+
+    /// One JSON object per host on stdout instead of folded text
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Also write `DIR/<host>.stdout`, `DIR/<host>.stderr` and `DIR/summary.json`
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out_dir: Option<PathBuf>,
+
+    /// Ask once for an SSH password, tried after keys
+    #[arg(long)]
+    pub(crate) ask_pass: bool,
+
+    /// Bytes of stdout and of stderr kept per host (head and tail; the middle is dropped)
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_output: usize,
+
+    /// The command, run by each host's login shell
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub(crate) command: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("`{s}` is not a size like `64KiB`"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("10"), Ok(10));
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn exec_takes_command_after_dashes() {
+        let cli = Cli::try_parse_from(["fleet", "exec", "-l", "web", "--", "ls", "-la"]).unwrap();
+        let Command::Exec(e) = cli.command else { panic!() };
+        assert_eq!(e.command, ["ls", "-la"]);
+        assert_eq!(e.selection.limit, ["web"]);
+    }
+}

@@ -1,0 +1,190 @@
+//! `fleet exec`: one command on every selected host, in parallel, folded output.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fleet_remote_exec::{Client, ClientOptions, ExecError, ExecOptions, RemoteCommand, Target};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::args::{Cli, ExecArgs};
+use crate::exit::ExitStatus;
+use crate::prompt::{TtyPrompter, ask_password};
+use crate::render::{self, HostReport, Outcome};
+use crate::signal::Cancel;
+use crate::targets::{TargetOverrides, target_for};
+
+pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
+    let inventory = super::load_inventory(cli)?;
+    let hosts = super::select(&inventory, &args.selection)?;
+    let overrides = TargetOverrides {
+        connect_timeout: args.connect_timeout,
+    };
+    let jobs: Vec<Job> = hosts
+        .iter()
+        .map(|h| Job {
+            target: target_for(&inventory, h, overrides),
+            timeout: args.timeout.unwrap_or(h.command_timeout),
+        })
+        .collect();
+    let password = if args.ask_pass { Some(ask_password()?) } else { None };
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+
+    let progress = render::progress_bar(jobs.len() as u64, cli.quiet);
+    let client = Client::new(ClientOptions {
+        prompter: Arc::new(TtyPrompter::new(progress.clone())),
+        password,
+        ..ClientOptions::default()
+    });
+    let command = RemoteCommand::shell(args.command.join(" "));
+    let cancel = Cancel::new();
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watcher = {
+        let (running, progress) = (running.clone(), progress.clone());
+        cancel.watch_signals(move || {
+            let n = running.load(std::sync::atomic::Ordering::SeqCst);
+            progress.suspend(|| {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!(
+                        "interrupted: starting no new hosts, waiting for {n} running; press Ctrl-C again to kill them"
+                    );
+                }
+            });
+        })
+    };
+
+    let started = Instant::now();
+    let reports = fan_out(
+        &client,
+        jobs,
+        &command,
+        args,
+        &cancel,
+        &progress,
+        &running,
+    )
+    .await;
+    watcher.abort();
+    progress.finish_and_clear();
+
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        for r in &reports {
+            writeln!(stdout, "{}", render::json::host_line(r))?;
+        }
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        render::human::write_folded(&mut stdout, &reports, color)?;
+    }
+    stdout.flush()?;
+    if let Some(dir) = &args.out_dir {
+        render::json::write_out_dir(dir, &reports)
+            .with_context(|| format!("cannot write results to `{}`", dir.display()))?;
+    }
+    if !cli.quiet {
+        let mut stderr = std::io::stderr().lock();
+        render::human::write_summary(&mut stderr, &reports, started.elapsed())?;
+    }
+    Ok(if cancel.interrupted() {
+        ExitStatus::Interrupted
+    } else if reports.iter().all(|r| r.outcome.is_ok()) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::HostsFailed
+    })
+}
+
+struct Job {
+    target: Target,
+    timeout: Duration,
+}
+
+/// Runs every job, at most `forks` at once, each in its own task so handshakes use every
+/// core. Returns one report per job, in job (inventory) order.
+async fn fan_out(
+    client: &Client,
+    jobs: Vec<Job>,
+    command: &RemoteCommand,
+    args: &ExecArgs,
+    cancel: &Cancel,
+    progress: &indicatif::ProgressBar,
+    running: &Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<HostReport> {
+    let forks = Arc::new(Semaphore::new(args.forks as usize));
+    let mut set = JoinSet::new();
+    let names: Vec<(String, String)> = jobs.iter().map(|j| (j.target.name.clone(), j.target.endpoint())).collect();
+    for (index, job) in jobs.into_iter().enumerate() {
+        let (client, command, cancel, forks, progress, running) = (
+            client.clone(),
+            command.clone(),
+            cancel.clone(),
+            forks.clone(),
+            progress.clone(),
+            running.clone(),
+        );
+        let opts = ExecOptions {
+            timeout: job.timeout,
+            max_output: args.max_output,
+        };
+        set.spawn(async move {
+            let permit = tokio::select! {
+                biased;
+                () = cancel.drain.cancelled() => None,
+                p = forks.acquire_owned() => p.ok(),
+            };
+            let report = match permit {
+                // Drain may have fired while we waited for the permit.
+                Some(_permit) if !cancel.drain.is_cancelled() => {
+                    running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let r = run_host(&client, &job.target, &command, &opts, &cancel).await;
+                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    r
+                }
+                _ => HostReport::new(&job.target, Outcome::NotStarted, None, Duration::ZERO),
+            };
+            progress.inc(1);
+            (index, report)
+        });
+    }
+    let mut reports: Vec<Option<HostReport>> = (0..names.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, r)) => reports[i] = Some(r),
+            Err(e) => tracing::error!("host task failed: {e}"),
+        }
+    }
+    reports
+        .into_iter()
+        .zip(names)
+        .map(|(r, (name, endpoint))| {
+            r.unwrap_or_else(|| HostReport {
+                name,
+                endpoint,
+                outcome: Outcome::Internal("the host's task panicked".into()),
+                connect: None,
+                total: Duration::ZERO,
+            })
+        })
+        .collect()
+}
+
+async fn run_host(client: &Client, target: &Target, command: &RemoteCommand, opts: &ExecOptions, cancel: &Cancel) -> HostReport {
+    let t0 = Instant::now();
+    let session = match client.connect(target, &cancel.abort).await {
+        Ok(s) => s,
+        Err(ExecError::Cancelled) => return HostReport::new(target, Outcome::Cancelled, None, t0.elapsed()),
+        Err(e) => return HostReport::new(target, Outcome::Unreachable(e), None, t0.elapsed()),
+    };
+    let connected = t0.elapsed();
+    let outcome = match session.exec(command, opts, &cancel.abort).await {
+        Ok(out) => Outcome::Done(out),
+        Err(e) => Outcome::Lost(e),
+    };
+    session.close().await;
+    HostReport::new(target, outcome, Some(connected), t0.elapsed())
+}

@@ -1,0 +1,41 @@
+//! Terminal prompts for secrets, only when a terminal is there to answer.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use fleet_remote_exec::Prompter;
+
+/// Asks for key passphrases on the controlling terminal; without one it answers `None`, so
+/// the host fails with a clear reason instead of hanging.
+pub(crate) struct TtyPrompter {
+    progress: indicatif::ProgressBar,
+}
+
+impl TtyPrompter {
+    pub(crate) fn new(progress: indicatif::ProgressBar) -> Self {
+        Self { progress }
+    }
+}
+
+pub(crate) fn have_tty() -> bool {
+    std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_ok()
+}
+
+impl Prompter for TtyPrompter {
+    fn passphrase(&self, key: &Path) -> Option<String> {
+        if !have_tty() {
+            return None;
+        }
+        self.progress.suspend(|| {
+            rpassword::prompt_password(format!("passphrase for `{}`: ", key.display())).ok()
+        })
+    }
+}
+
+/// Asks once for the SSH password.
+pub(crate) fn ask_password() -> anyhow::Result<String> {
+    if !have_tty() {
+        anyhow::bail!("`--ask-pass` needs a terminal to ask on");
+    }
+    Ok(rpassword::prompt_password("ssh password: ")?)
+}

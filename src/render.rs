@@ -1,0 +1,184 @@
+//! Everything the user sees: per-host reports, folded text, JSON, tables, progress.
+
+pub(crate) mod human;
+pub(crate) mod json;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use fleet_remote_exec::{ExecError, ExecOutput, ExitStatus, Target};
+
+/// What happened on one host.
+#[derive(Debug)]
+pub(crate) struct HostReport {
+    pub(crate) name: String,
+    pub(crate) endpoint: String,
+    pub(crate) outcome: Outcome,
+    /// Time to connect and authenticate, when that succeeded.
+    pub(crate) connect: Option<Duration>,
+    pub(crate) total: Duration,
+}
+
+impl HostReport {
+    pub(crate) fn new(target: &Target, outcome: Outcome, connect: Option<Duration>, total: Duration) -> Self {
+        Self {
+            name: target.name.clone(),
+            endpoint: target.endpoint(),
+            outcome,
+            connect,
+            total,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The command ran (whatever its exit status).
+    Done(ExecOutput),
+    /// Could not connect, verify or authenticate.
+    Unreachable(ExecError),
+    /// The connection failed while the command ran.
+    Lost(ExecError),
+    /// Aborted before the command started.
+    Cancelled,
+    /// Never started: the run was interrupted first.
+    NotStarted,
+    /// A bug: the host's task panicked.
+    Internal(String),
+}
+
+/// The status word used in JSON and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Status {
+    Ok,
+    Failed,
+    Timeout,
+    Cancelled,
+    Unreachable,
+    Skipped,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::Cancelled => "cancelled",
+            Status::Unreachable => "unreachable",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl Outcome {
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            Outcome::Done(out) => match out.status {
+                ExitStatus::Code(0) => Status::Ok,
+                ExitStatus::TimedOut { .. } => Status::Timeout,
+                ExitStatus::Cancelled { .. } => Status::Cancelled,
+                _ => Status::Failed,
+            },
+            Outcome::Unreachable(_) => Status::Unreachable,
+            Outcome::Lost(_) | Outcome::Internal(_) => Status::Failed,
+            Outcome::Cancelled => Status::Cancelled,
+            Outcome::NotStarted => Status::Skipped,
+        }
+    }
+
+    pub(crate) fn is_ok(&self) -> bool {
+        self.status() == Status::Ok
+    }
+
+    /// The reason a host did not produce a result, as one line.
+    pub(crate) fn reason(&self) -> Option<String> {
+        match self {
+            Outcome::Done(_) => None,
+            Outcome::Unreachable(e) | Outcome::Lost(e) => Some(error_chain(e)),
+            Outcome::Cancelled => Some("cancelled before the command started".into()),
+            Outcome::NotStarted => Some("not started: interrupted".into()),
+            Outcome::Internal(why) => Some(format!("internal error: {why}")),
+        }
+    }
+}
+
+/// Joins an error and its sources with `: `, skipping a source whose text the parent already
+/// includes (transparent wrappers).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// A progress bar on stderr when it is a terminal; hidden (and free) otherwise.
+pub(crate) fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() || std::env::var_os("FLEET_NO_PROGRESS").is_some() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} hosts {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Formats rows as left-aligned columns separated by two spaces.
+pub(crate) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.zip(widths).enumerate() {
+            if i + 1 == N {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["NAME", "ADDRESS"],
+            &[
+                ["web01".into(), "10.0.0.1:22".into()],
+                ["db".into(), "db.example.com:2222".into()],
+            ],
+        );
+        insta::assert_snapshot!(t, @r"
+        NAME   ADDRESS
+        web01  10.0.0.1:22
+        db     db.example.com:2222
+        ");
+    }
+}

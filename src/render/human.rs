@@ -1,0 +1,145 @@
+//! Folded text output: one block per distinct result, with its hosts in compact range form.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use fleet_inventory::compact_names;
+
+use super::{HostReport, Outcome, Status};
+
+/// A set of hosts that produced exactly the same result.
+struct Block<'a> {
+    hosts: Vec<&'a str>,
+    first: &'a HostReport,
+}
+
+/// Writes one block per distinct (status, stdout, stderr), successes first, then failures,
+/// then hosts without a result (unreachable, cancelled, not started), each group in
+/// inventory order of its first host.
+pub(crate) fn write_folded(w: &mut dyn Write, reports: &[HostReport], color: bool) -> io::Result<()> {
+    let mut blocks: Vec<Block<'_>> = Vec::new();
+    let mut index: HashMap<FoldKey, usize> = HashMap::new();
+    for r in reports {
+        let key = FoldKey::of(r);
+        match index.get(&key) {
+            Some(&i) => blocks[i].hosts.push(&r.name),
+            None => {
+                index.insert(key, blocks.len());
+                blocks.push(Block {
+                    hosts: vec![&r.name],
+                    first: r,
+                });
+            }
+        }
+    }
+    // Stable sort keeps inventory order inside each rank.
+    blocks.sort_by_key(|b| rank(b.first.outcome.status()));
+    let paint = |s: &str, code: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
+    for b in &blocks {
+        let status = b.first.outcome.status();
+        let names = compact_names(&b.hosts);
+        let count = if b.hosts.len() > 1 {
+            format!(" ({} hosts)", b.hosts.len())
+        } else {
+            String::new()
+        };
+        let (label, code) = match &b.first.outcome {
+            Outcome::Done(out) if status == Status::Ok => (out.status.to_string(), "1;32"),
+            Outcome::Done(out) => (out.status.to_string(), "1;31"),
+            other => (
+                format!("{}: {}", status.as_str(), other.reason().unwrap_or_default()),
+                "1;33",
+            ),
+        };
+        writeln!(w, "{}", paint(&format!("==> {names}{count}: {label}"), code))?;
+        if let Outcome::Done(out) = &b.first.outcome {
+            write_stream(w, &out.stdout.to_bytes())?;
+            if !out.stderr.is_empty() {
+                writeln!(w, "{}", paint("--> stderr", "2"))?;
+                write_stream(w, &out.stderr.to_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_stream(w: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(bytes)?;
+    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn rank(s: Status) -> u8 {
+    match s {
+        Status::Ok => 0,
+        Status::Failed | Status::Timeout => 1,
+        Status::Cancelled => 2,
+        Status::Unreachable => 3,
+        Status::Skipped => 4,
+    }
+}
+
+/// What makes two results "the same": the status line and both streams, byte for byte.
+/// Hosts without output fold by their reason text.
+#[derive(Hash, PartialEq, Eq)]
+enum FoldKey {
+    Output {
+        status: String,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
+    Reason(Status, String),
+}
+
+impl FoldKey {
+    fn of(r: &HostReport) -> Self {
+        match &r.outcome {
+            Outcome::Done(out) => FoldKey::Output {
+                status: out.status.to_string(),
+                stdout: out.stdout.to_bytes(),
+                stderr: out.stderr.to_bytes(),
+            },
+            other => FoldKey::Reason(other.status(), other.reason().unwrap_or_default()),
+        }
+    }
+}
+
+/// Writes the one-line end-of-run summary, with the hosts of every non-ok status.
+pub(crate) fn write_summary(w: &mut dyn Write, reports: &[HostReport], elapsed: Duration) -> io::Result<()> {
+    let mut by_status: Vec<(Status, Vec<&str>)> = Vec::new();
+    for r in reports {
+        let s = r.outcome.status();
+        match by_status.iter_mut().find(|(k, _)| *k == s) {
+            Some((_, v)) => v.push(&r.name),
+            None => by_status.push((s, vec![&r.name])),
+        }
+    }
+    by_status.sort_by_key(|(s, _)| *s);
+    let parts: Vec<String> = by_status
+        .iter()
+        .map(|(s, hosts)| {
+            if *s == Status::Ok {
+                format!("{} ok", hosts.len())
+            } else {
+                format!("{} {} ({})", hosts.len(), s.as_str(), compact_names(hosts))
+            }
+        })
+        .collect();
+    let n = reports.len();
+    writeln!(
+        w,
+        "{n} host{} in {:.2}s: {}",
+        if n == 1 { "" } else { "s" },
+        elapsed.as_secs_f64(),
+        parts.join(", ")
+    )
+}

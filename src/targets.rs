@@ -1,0 +1,66 @@
+//! Turns inventory hosts into SSH targets (remote-exec knows nothing of inventories).
+
+use std::time::Duration;
+
+use fleet_inventory::{Host, HostKeyPolicy, Inventory, JumpHop};
+use fleet_remote_exec::{HostKeyPolicy as KeyPolicy, Target};
+
+/// Overrides from the command line.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TargetOverrides {
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+pub(crate) fn target_for(inv: &Inventory, host: &Host, over: TargetOverrides) -> Target {
+    let mut t = base_target(host, over);
+    t.jump = host
+        .jump
+        .iter()
+        .map(|hop| jump_target(inv, host, hop, over))
+        .collect();
+    t
+}
+
+fn base_target(host: &Host, over: TargetOverrides) -> Target {
+    Target {
+        name: host.name.clone(),
+        address: host.address.clone(),
+        port: host.port,
+        user: host.user.clone(),
+        identity_files: host.identity_files.clone(),
+        known_hosts_files: host.known_hosts_files.clone(),
+        host_key_policy: match &host.host_key_policy {
+            HostKeyPolicy::Strict => KeyPolicy::Strict,
+            HostKeyPolicy::AcceptNew => KeyPolicy::AcceptNew,
+            HostKeyPolicy::Pinned(fp) => KeyPolicy::Pinned(fp.clone()),
+        },
+        connect_timeout: over.connect_timeout.unwrap_or(host.connect_timeout),
+        jump: Vec::new(),
+    }
+}
+
+/// A hop that names an inventory host uses that host's settings; any other hop inherits the
+/// keys, known_hosts and policy of the host it leads to (a pinned key belongs to that host,
+/// so the hop falls back to strict checking).
+fn jump_target(inv: &Inventory, host: &Host, hop: &JumpHop, over: TargetOverrides) -> Target {
+    let mut t = match inv.host(&hop.host) {
+        Some(h) => base_target(h, over),
+        None => {
+            let mut t = base_target(host, over);
+            t.name = hop.host.clone();
+            t.address = hop.host.clone();
+            t.port = 22;
+            if let KeyPolicy::Pinned(_) = t.host_key_policy {
+                t.host_key_policy = KeyPolicy::Strict;
+            }
+            t
+        }
+    };
+    if let Some(u) = &hop.user {
+        t.user = u.clone();
+    }
+    if let Some(p) = hop.port {
+        t.port = p;
+    }
+    t
+}

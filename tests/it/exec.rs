@@ -1,0 +1,123 @@
+use fleet_lab::TestLab;
+use serde_json::Value;
+
+use crate::{fleet, redact, run, stderr, stdout};
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+}
+
+/// 20 hosts: 18 print the same thing, one fails differently, one is down. The down host and
+/// the failure are listed after the successes, hosts fold into ranges, exit code is 1.
+#[test]
+fn exec_folds_identical_results_and_lists_failures_last() {
+    let mut lab = TestLab::start(20);
+    lab.lab_mut().stop_host("h07").expect("stop h07");
+    let o = run(fleet(&lab.inventory_path()).args([
+        "exec",
+        "--",
+        r#"if [ "$FLEET_HOST" = h03 ]; then echo odd one; echo broken >&2; exit 3; fi; echo same"#,
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    insta::assert_snapshot!(redact(&stdout(&o), lab.dir()), @r"
+    ==> h[01-02,04-06,08-20] (18 hosts): exit code 0
+    same
+    ==> h03: exit code 3
+    odd one
+    --> stderr
+    broken
+    ==> h07: unreachable: cannot connect to `[ADDR]`: Connection refused (os error 111)
+    ");
+    insta::assert_snapshot!(redact(&stderr(&o), lab.dir()), @"20 hosts in [ELAPSED]: 18 ok, 1 failed (h03), 1 unreachable (h07)");
+}
+
+#[test]
+fn exec_all_ok_exits_zero_and_honours_limit() {
+    let lab = TestLab::start(4);
+    let o = run(fleet(&lab.inventory_path()).args(["exec", "-l", "even", "--", "echo", "$FLEET_HOST"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "==> h02: exit code 0\nh02\n==> h04: exit code 0\nh04\n");
+}
+
+#[test]
+fn exec_json_and_out_dir() {
+    let mut lab = TestLab::start(3);
+    lab.lab_mut().stop_host("h03").expect("stop");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let o = run(fleet(&lab.inventory_path())
+        .args(["exec", "--json", "--out-dir"])
+        .arg(out_dir.path())
+        .args(["--", "echo out-$FLEET_HOST; echo err >&2; [ $FLEET_HOST = h01 ]"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines = json_lines(&stdout(&o));
+    assert_eq!(lines.len(), 3);
+    let get = |i: usize, k: &str| lines[i][k].clone();
+    assert_eq!(get(0, "host"), "h01");
+    assert_eq!(get(0, "status"), "ok");
+    assert_eq!(get(0, "exit_code"), 0);
+    assert_eq!(get(0, "stdout"), "out-h01\n");
+    assert_eq!(get(0, "stderr"), "err\n");
+    assert_eq!(get(1, "status"), "failed");
+    assert_eq!(get(1, "exit_code"), 1);
+    assert_eq!(get(2, "status"), "unreachable");
+    assert_eq!(get(2, "error_kind"), "connect");
+    assert!(get(2, "exit_code").is_null());
+    assert!(get(0, "duration_ms").is_u64() && get(0, "connect_ms").is_u64());
+
+    let read = |f: &str| std::fs::read_to_string(out_dir.path().join(f)).expect(f);
+    assert_eq!(read("h01.stdout"), "out-h01\n");
+    assert_eq!(read("h02.stderr"), "err\n");
+    assert_eq!(read("h03.stdout"), "");
+    let summary: Value = serde_json::from_str(&read("summary.json")).expect("summary");
+    let statuses: Vec<&str> = summary
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["ok", "failed", "unreachable"]);
+}
+
+#[test]
+fn exec_timeout_kills_remote_process_and_fails() {
+    let lab = TestLab::start(2);
+    let o = run(fleet(&lab.inventory_path()).args([
+        "exec",
+        "--json",
+        "--timeout",
+        "2s",
+        "--",
+        r#"sleep 300 & echo $! > "$FLEET_ROOT/bg"; wait"#,
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for (line, host) in json_lines(&stdout(&o)).iter().zip(lab.hosts()) {
+        assert_eq!(line["status"], "timeout");
+        assert_eq!(line["killed"], true);
+        let pid: u32 = std::fs::read_to_string(host.root.join("bg"))
+            .expect("bg pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "sleep {pid} survived on {}", host.name);
+    }
+}
+
+#[test]
+fn exec_unknown_host_key_fails_that_host_only() {
+    let lab = TestLab::start(2);
+    // Forget h02's key: under the strict policy it must fail, with its fingerprint shown.
+    let kh = lab.known_hosts();
+    let kept: String = std::fs::read_to_string(&kh)
+        .expect("known_hosts")
+        .lines()
+        .filter(|l| !l.starts_with(&format!("[{}]:", lab.hosts()[1].address)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&kh, kept).expect("write");
+    let o = run(fleet(&lab.inventory_path()).args(["exec", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("==> h01: exit code 0"), "{out}");
+    assert!(out.contains("==> h02: unreachable: host key for"), "{out}");
+    assert!(out.contains("is not known (ssh-ed25519 SHA256:"), "{out}");
+}

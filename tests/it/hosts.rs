@@ -1,0 +1,67 @@
+use fleet_lab::TestLab;
+
+use crate::{fleet, redact, run, stderr, stdout};
+
+#[test]
+fn hosts_lists_selection_in_inventory_order() {
+    let lab = TestLab::start(3);
+    let o = run(fleet(&lab.inventory_path()).args(["hosts"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let user = lab.user().to_owned();
+    let text = redact(&stdout(&o), lab.dir()).replace(&user, "[USER]");
+    insta::assert_snapshot!(text, @r"
+    NAME  ADDRESS  USER    GROUPS
+    h01   [ADDR]   [USER]  lab,canary,odd
+    h02   [ADDR]   [USER]  lab,even
+    h03   [ADDR]   [USER]  lab,odd
+    ");
+    let o = run(fleet(&lab.inventory_path()).args(["hosts", "-l", "lab,!odd", "--json"]));
+    assert_eq!(o.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["name"], "h02");
+    assert_eq!(lines[0]["port"], lab.hosts()[1].port);
+}
+
+#[test]
+fn selector_matching_nothing_is_a_usage_error() {
+    let lab = TestLab::start(1);
+    let o = run(fleet(&lab.inventory_path()).args(["hosts", "-l", "web*"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout(&o), "");
+    let err = stderr(&o);
+    assert!(err.starts_with("error: ") && err.contains("web*"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn bad_inventory_names_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, "[defaults]\nuser = \"deploy\"\n\n[hosts.web01]\nadress = \"10.0.0.1\"\n").expect("write");
+    let o = run(fleet(&inv).args(["exec", "--", "true"]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o).replace(&dir.path().display().to_string(), "[DIR]");
+    assert!(err.starts_with("error: [DIR]/inventory.toml:5:1: "), "{err}");
+    assert!(err.contains("adress"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn missing_inventory_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run(fleet(&dir.path().join("nope.toml")).args(["hosts"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nope.toml"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run(fleet(&dir.path().join("x.toml")).args(["exec", "--help"]));
+    assert_eq!(o.status.code(), Some(0));
+    insta::assert_snapshot!(stdout(&o));
+}

@@ -1,0 +1,40 @@
+//! End-to-end tests of the `fleet` binary against real sshd hosts started by fleet-lab.
+
+mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
+mod hosts; // fleet hosts and inventory/selector errors
+mod interrupt; // Ctrl-C: drain, then abort
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A `fleet` command with the lab's inventory, no progress bar and no developer agent.
+pub(crate) fn fleet(inventory: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleet"));
+    c.arg("-i").arg(inventory);
+    c.env_remove("SSH_AUTH_SOCK")
+        .env_remove("FLEET_INVENTORY")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env("FLEET_NO_PROGRESS", "1");
+    c
+}
+
+pub(crate) fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run fleet")
+}
+
+pub(crate) fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub(crate) fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Replaces what changes from run to run (temp dirs, addresses, ports, timings).
+pub(crate) fn redact(text: &str, lab_dir: &Path) -> String {
+    let text = text.replace(&lab_dir.display().to_string(), "[LAB]");
+    let re = |pattern: &str, with: &str, t: &str| regex_lite::Regex::new(pattern).expect("regex").replace_all(t, with).into_owned();
+    let text = re(r"127\.\d+\.\d+\.\d+:\d+", "[ADDR]", &text);
+    re(r"in \d+\.\d+s", "in [ELAPSED]", &text)
+}
