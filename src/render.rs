@@ -48,7 +48,7 @@ pub(crate) enum Outcome {
 }
 
 /// The status word used in JSON and summaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Status {
     Ok,
     Failed,

@@ -1,1 +1,46 @@
-//! placeholder
+//! The `fleet` inventory: hosts, groups, ranges and variables from a TOML file, and the
+//! selectors that pick hosts from it.
+//!
+//! # Overview
+//!
+//! [`Inventory::load`] parses and validates a file into [`Host`]s (every setting resolved:
+//! defaults < host) and [`Group`]s (nested through `children`; variables merge defaults <
+//! groups, parents before children < host). Errors name the file, line and column of the
+//! offending key. [`Selector`]s (`-l/--limit` on the command line) choose hosts; see
+//! [`select`](crate::Selector) for the grammar. [`compact_names`] prints host lists back in
+//! range form.
+//!
+//! # Example
+//!
+//! ```
+//! use std::path::Path;
+//! use fleet_inventory::{Inventory, Selector};
+//!
+//! let inv = Inventory::from_toml_str(
+//!     r#"
+//!     [defaults]
+//!     user = "deploy"
+//!     [groups.web]
+//!     hosts = ["web[01:03]"]
+//!     "#,
+//!     Path::new("inventory.toml"),
+//! )?;
+//! let web = inv.select(&[Selector::parse("web,!web02")?])?;
+//! let names: Vec<&str> = web.iter().map(|h| h.name.as_str()).collect();
+//! assert_eq!(names, ["web01", "web03"]);
+//! assert_eq!(fleet_inventory::compact_names(&names), "web[01,03]");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod compact;
+mod error;
+mod model;
+mod range;
+mod raw;
+mod select;
+
+pub use compact::compact_names;
+pub use error::{InventoryError, SelectError};
+pub use model::{Group, Host, HostKeyPolicy, Inventory, JumpHop};
+pub use select::Selector;

@@ -1,0 +1,66 @@
+//! Inventory and selector errors.
+
+use std::path::PathBuf;
+
+/// Why an inventory could not be loaded. Every content error names the file, line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The file could not be read.
+    #[error("cannot read inventory `{}`", path.display())]
+    Read {
+        /// The inventory path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid inventory.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        /// The inventory path.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong, naming the offending key or value.
+        message: String,
+    },
+}
+
+impl InventoryError {
+    /// Returns the 1-based (line, column) of a content error.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        match self {
+            InventoryError::Invalid { line, column, .. } => Some((*line, *column)),
+            InventoryError::Read { .. } => None,
+        }
+    }
+}
+
+/// Why a host selection failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// The selector text itself is malformed.
+    #[error("bad selector `{selector}`: {reason}")]
+    Syntax {
+        /// The selector.
+        selector: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An `@FILE` could not be read.
+    #[error("cannot read host list `{}`: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error text.
+        reason: String,
+    },
+    /// A term matched no host or group.
+    #[error("no host or group matches `{0}`")]
+    NoMatch(String),
+    /// The whole selection is empty.
+    #[error("selection `{0}` matches no host")]
+    Empty(String),
+}

@@ -1,0 +1,83 @@
+//! The inventory file as written: serde structs with spans, before validation.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string or a list of strings (`identity_file = "a"` or `["a", "b"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+pub(crate) type Vars = BTreeMap<String, toml::Value>;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInventory {
+    #[serde(default)]
+    pub(crate) defaults: RawDefaults,
+    #[serde(default)]
+    pub(crate) hosts: BTreeMap<Spanned<String>, RawHost>,
+    #[serde(default)]
+    pub(crate) groups: BTreeMap<Spanned<String>, RawGroup>,
+}
+
+/// `[defaults]`: settings every host inherits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) port: Option<Spanned<i64>>,
+    pub(crate) identity_file: Option<Spanned<OneOrMany>>,
+    pub(crate) known_hosts_file: Option<Spanned<OneOrMany>>,
+    pub(crate) host_key_policy: Option<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) command_timeout: Option<Spanned<String>>,
+    pub(crate) jump: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) vars: Vars,
+}
+
+/// `[hosts.NAME]`: one host (or a range of hosts) and its overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) port: Option<Spanned<i64>>,
+    pub(crate) identity_file: Option<Spanned<OneOrMany>>,
+    pub(crate) known_hosts_file: Option<Spanned<OneOrMany>>,
+    pub(crate) host_key_policy: Option<Spanned<String>>,
+    pub(crate) host_key: Option<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) command_timeout: Option<Spanned<String>>,
+    pub(crate) jump: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) vars: Vars,
+}
+
+/// `[groups.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    #[serde(default)]
+    pub(crate) hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) children: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) vars: Vars,
+}
