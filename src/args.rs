@@ -93,7 +93,12 @@ pub(crate) struct ExecArgs {
     pub(crate) max_output: usize,
 
     /// The command, run by each host's login shell
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub(crate) command: Vec<String>,
 }
 
@@ -109,7 +114,9 @@ fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("`{s}` is not a size like `64KiB`"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like `64KiB`"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -117,7 +124,8 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("`{s}`: unknown unit `{unit}`")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]
@@ -149,7 +157,9 @@ mod tests {
     #[test]
     fn exec_takes_command_after_dashes() {
         let cli = Cli::try_parse_from(["fleet", "exec", "-l", "web", "--", "ls", "-la"]).unwrap();
-        let Command::Exec(e) = cli.command else { panic!() };
+        let Command::Exec(e) = cli.command else {
+            panic!()
+        };
         assert_eq!(e.command, ["ls", "-la"]);
         assert_eq!(e.selection.limit, ["web"]);
     }

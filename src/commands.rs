@@ -27,7 +27,10 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
 }
 
 /// Loads the inventory and resolves the selection, in inventory order.
-fn select<'a>(inventory: &'a Inventory, selection: &Selection) -> anyhow::Result<Vec<&'a fleet_inventory::Host>> {
+fn select<'a>(
+    inventory: &'a Inventory,
+    selection: &Selection,
+) -> anyhow::Result<Vec<&'a fleet_inventory::Host>> {
     let selectors = selection
         .limit
         .iter()

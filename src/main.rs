@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet);
     // Hundreds of hosts means hundreds of sockets: lift the soft descriptor limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return exit::report(&anyhow::Error::new(e).context("cannot start the runtime")),
     };

@@ -20,7 +20,12 @@ pub(crate) struct HostReport {
 }
 
 impl HostReport {
-    pub(crate) fn new(target: &Target, outcome: Outcome, connect: Option<Duration>, total: Duration) -> Self {
+    pub(crate) fn new(
+        target: &Target,
+        outcome: Outcome,
+        connect: Option<Duration>,
+        total: Duration,
+    ) -> Self {
         Self {
             name: target.name.clone(),
             endpoint: target.endpoint(),
@@ -121,7 +126,8 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// A progress bar on stderr when it is a terminal; hidden (and free) otherwise.
 pub(crate) fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() || std::env::var_os("FLEET_NO_PROGRESS").is_some() {
+    if quiet || !std::io::stderr().is_terminal() || std::env::var_os("FLEET_NO_PROGRESS").is_some()
+    {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);

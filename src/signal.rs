@@ -30,11 +30,17 @@ impl Cancel {
 
     /// Listens for SIGINT and SIGTERM. `on_drain` is called after the first signal, to tell
     /// the user what is still running. Abort the returned task when the work is done.
-    pub(crate) fn watch_signals(&self, on_drain: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn watch_signals(
+        &self,
+        on_drain: impl Fn() + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         use tokio::signal::unix::{SignalKind, signal};
         // Both streams are created once, up front, so a second signal that arrives while the
         // first is being handled is not lost.
-        let (mut int, mut term) = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
+        let (mut int, mut term) = (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        );
         let me = self.clone();
         tokio::spawn(async move {
             for stage in 0..2 {

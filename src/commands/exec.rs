@@ -29,9 +29,14 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
             timeout: args.timeout.unwrap_or(h.command_timeout),
         })
         .collect();
-    let password = if args.ask_pass { Some(ask_password()?) } else { None };
+    let password = if args.ask_pass {
+        Some(ask_password()?)
+    } else {
+        None
+    };
     if let Some(dir) = &args.out_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
 
     let progress = render::progress_bar(jobs.len() as u64, cli.quiet);
@@ -59,16 +64,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     };
 
     let started = Instant::now();
-    let reports = fan_out(
-        &client,
-        jobs,
-        &command,
-        args,
-        &cancel,
-        &progress,
-        &running,
-    )
-    .await;
+    let reports = fan_out(&client, jobs, &command, args, &cancel, &progress, &running).await;
     watcher.abort();
     progress.finish_and_clear();
 
@@ -117,7 +113,10 @@ async fn fan_out(
 ) -> Vec<HostReport> {
     let forks = Arc::new(Semaphore::new(args.forks as usize));
     let mut set = JoinSet::new();
-    let names: Vec<(String, String)> = jobs.iter().map(|j| (j.target.name.clone(), j.target.endpoint())).collect();
+    let names: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (j.target.name.clone(), j.target.endpoint()))
+        .collect();
     for (index, job) in jobs.into_iter().enumerate() {
         let (client, command, cancel, forks, progress, running) = (
             client.clone(),
@@ -173,11 +172,19 @@ async fn fan_out(
         .collect()
 }
 
-async fn run_host(client: &Client, target: &Target, command: &RemoteCommand, opts: &ExecOptions, cancel: &Cancel) -> HostReport {
+async fn run_host(
+    client: &Client,
+    target: &Target,
+    command: &RemoteCommand,
+    opts: &ExecOptions,
+    cancel: &Cancel,
+) -> HostReport {
     let t0 = Instant::now();
     let session = match client.connect(target, &cancel.abort).await {
         Ok(s) => s,
-        Err(ExecError::Cancelled) => return HostReport::new(target, Outcome::Cancelled, None, t0.elapsed()),
+        Err(ExecError::Cancelled) => {
+            return HostReport::new(target, Outcome::Cancelled, None, t0.elapsed());
+        }
         Err(e) => return HostReport::new(target, Outcome::Unreachable(e), None, t0.elapsed()),
     };
     let connected = t0.elapsed();

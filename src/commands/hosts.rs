@@ -38,7 +38,11 @@ pub(crate) fn run(cli: &Cli, args: &HostsArgs) -> anyhow::Result<ExitStatus> {
                 ]
             })
             .collect();
-        write!(out, "{}", crate::render::table(&["NAME", "ADDRESS", "USER", "GROUPS"], &rows))?;
+        write!(
+            out,
+            "{}",
+            crate::render::table(&["NAME", "ADDRESS", "USER", "GROUPS"], &rows)
+        )?;
     }
     out.flush()?;
     Ok(ExitStatus::Success)

@@ -17,7 +17,11 @@ struct Block<'a> {
 /// Writes one block per distinct (status, stdout, stderr), successes first, then failures,
 /// then hosts without a result (unreachable, cancelled, not started), each group in
 /// inventory order of its first host.
-pub(crate) fn write_folded(w: &mut dyn Write, reports: &[HostReport], color: bool) -> io::Result<()> {
+pub(crate) fn write_folded(
+    w: &mut dyn Write,
+    reports: &[HostReport],
+    color: bool,
+) -> io::Result<()> {
     let mut blocks: Vec<Block<'_>> = Vec::new();
     let mut index: HashMap<FoldKey, usize> = HashMap::new();
     for r in reports {
@@ -54,11 +58,19 @@ pub(crate) fn write_folded(w: &mut dyn Write, reports: &[HostReport], color: boo
             Outcome::Done(out) if status == Status::Ok => (out.status.to_string(), "1;32"),
             Outcome::Done(out) => (out.status.to_string(), "1;31"),
             other => (
-                format!("{}: {}", status.as_str(), other.reason().unwrap_or_default()),
+                format!(
+                    "{}: {}",
+                    status.as_str(),
+                    other.reason().unwrap_or_default()
+                ),
                 "1;33",
             ),
         };
-        writeln!(w, "{}", paint(&format!("==> {names}{count}: {label}"), code))?;
+        writeln!(
+            w,
+            "{}",
+            paint(&format!("==> {names}{count}: {label}"), code)
+        )?;
         if let Outcome::Done(out) = &b.first.outcome {
             write_stream(w, &out.stdout.to_bytes())?;
             if !out.stderr.is_empty() {
@@ -114,7 +126,11 @@ impl FoldKey {
 }
 
 /// Writes the one-line end-of-run summary, with the hosts of every non-ok status.
-pub(crate) fn write_summary(w: &mut dyn Write, reports: &[HostReport], elapsed: Duration) -> io::Result<()> {
+pub(crate) fn write_summary(
+    w: &mut dyn Write,
+    reports: &[HostReport],
+    elapsed: Duration,
+) -> io::Result<()> {
     let mut by_status: Vec<(Status, Vec<&str>)> = Vec::new();
     for r in reports {
         let s = r.outcome.status();

@@ -4,7 +4,9 @@ use serde_json::Value;
 use crate::{fleet, redact, run, stderr, stdout};
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
 }
 
 /// 20 hosts: 18 print the same thing, one fails differently, one is down. The down host and
@@ -34,9 +36,13 @@ fn exec_folds_identical_results_and_lists_failures_last() {
 #[test]
 fn exec_all_ok_exits_zero_and_honours_limit() {
     let lab = TestLab::start(4);
-    let o = run(fleet(&lab.inventory_path()).args(["exec", "-l", "even", "--", "echo", "$FLEET_HOST"]));
+    let o =
+        run(fleet(&lab.inventory_path()).args(["exec", "-l", "even", "--", "echo", "$FLEET_HOST"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "==> h02: exit code 0\nh02\n==> h04: exit code 0\nh04\n");
+    assert_eq!(
+        stdout(&o),
+        "==> h02: exit code 0\nh02\n==> h04: exit code 0\nh04\n"
+    );
 }
 
 #[test]
@@ -47,7 +53,10 @@ fn exec_json_and_out_dir() {
     let o = run(fleet(&lab.inventory_path())
         .args(["exec", "--json", "--out-dir"])
         .arg(out_dir.path())
-        .args(["--", "echo out-$FLEET_HOST; echo err >&2; [ $FLEET_HOST = h01 ]"]));
+        .args([
+            "--",
+            "echo out-$FLEET_HOST; echo err >&2; [ $FLEET_HOST = h01 ]",
+        ]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let lines = json_lines(&stdout(&o));
     assert_eq!(lines.len(), 3);
@@ -98,7 +107,11 @@ fn exec_timeout_kills_remote_process_and_fails() {
             .trim()
             .parse()
             .expect("pid");
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "sleep {pid} survived on {}", host.name);
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "sleep {pid} survived on {}",
+            host.name
+        );
     }
 }
 

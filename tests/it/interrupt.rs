@@ -10,7 +10,11 @@ use crate::{fleet, stdout};
 fn wait_for(path: &Path, limit: Duration) {
     let start = Instant::now();
     while !path.exists() {
-        assert!(start.elapsed() < limit, "`{}` never appeared", path.display());
+        assert!(
+            start.elapsed() < limit,
+            "`{}` never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -25,7 +29,12 @@ fn sigint(child: &Child) {
 
 fn statuses(out: &str) -> Vec<String> {
     out.lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("json")["status"].as_str().expect("status").to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["status"]
+                .as_str()
+                .expect("status")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -34,12 +43,22 @@ fn statuses(out: &str) -> Vec<String> {
 fn first_interrupt_drains() {
     let lab = TestLab::start(3);
     let child = fleet(&lab.inventory_path())
-        .args(["exec", "--json", "-f", "1", "--", r#"touch "$FLEET_ROOT/started"; sleep 1; echo done"#])
+        .args([
+            "exec",
+            "--json",
+            "-f",
+            "1",
+            "--",
+            r#"touch "$FLEET_ROOT/started"; sleep 1; echo done"#,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for(&lab.hosts()[0].root.join("started"), Duration::from_secs(20));
+    wait_for(
+        &lab.hosts()[0].root.join("started"),
+        Duration::from_secs(20),
+    );
     sigint(&child);
     let o = child.wait_with_output().expect("wait");
     assert_eq!(o.status.code(), Some(130));
@@ -69,5 +88,8 @@ fn second_interrupt_aborts_and_kills() {
     assert_eq!(o.status.code(), Some(130));
     assert_eq!(statuses(&stdout(&o)), ["cancelled", "skipped"]);
     let pid = std::fs::read_to_string(&pid_file).expect("pid");
-    assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists(), "remote shell survived");
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "remote shell survived"
+    );
 }

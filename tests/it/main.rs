@@ -34,7 +34,12 @@ pub(crate) fn stderr(o: &Output) -> String {
 /// Replaces what changes from run to run (temp dirs, addresses, ports, timings).
 pub(crate) fn redact(text: &str, lab_dir: &Path) -> String {
     let text = text.replace(&lab_dir.display().to_string(), "[LAB]");
-    let re = |pattern: &str, with: &str, t: &str| regex_lite::Regex::new(pattern).expect("regex").replace_all(t, with).into_owned();
+    let re = |pattern: &str, with: &str, t: &str| {
+        regex_lite::Regex::new(pattern)
+            .expect("regex")
+            .replace_all(t, with)
+            .into_owned()
+    };
     let text = re(r"127\.\d+\.\d+\.\d+:\d+", "[ADDR]", &text);
     re(r"in \d+\.\d+s", "in [ELAPSED]", &text)
 }

@@ -17,7 +17,10 @@ pub fn compact_names(names: &[&str]) -> String {
         let (prefix, num) = name.split_at(name.len() - digits);
         match num.parse::<u64>() {
             Ok(n) if digits > 0 && digits <= 18 => {
-                match runs.iter_mut().find(|r| r.prefix == prefix && r.width == digits) {
+                match runs
+                    .iter_mut()
+                    .find(|r| r.prefix == prefix && r.width == digits)
+                {
                     Some(r) => r.numbers.push(n),
                     None => {
                         order.push((true, runs.len()));
@@ -82,7 +85,10 @@ mod tests {
 
     #[test]
     fn compaction() {
-        case(&["web01", "web02", "web03", "web05", "db1"], "web[01-03,05],db1");
+        case(
+            &["web01", "web02", "web03", "web05", "db1"],
+            "web[01-03,05],db1",
+        );
         case(&["a1", "a2", "a3"], "a[1-3]");
         case(&["web05"], "web05");
         case(&["n9", "n10"], "n9,n10");

@@ -143,7 +143,12 @@ impl Ctx<'_> {
         u16::try_from(*v.get_ref())
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| self.err(v.span(), format!("invalid port `{}`: must be 1 to 65535", v.get_ref())))
+            .ok_or_else(|| {
+                self.err(
+                    v.span(),
+                    format!("invalid port `{}`: must be 1 to 65535", v.get_ref()),
+                )
+            })
     }
 
     fn duration(&self, key: &str, v: &Spanned<String>) -> Result<Duration, InventoryError> {
@@ -170,7 +175,8 @@ impl Ctx<'_> {
         let fp = v.get_ref().trim();
         let ok = fp.strip_prefix("SHA256:").is_some_and(|b| {
             (40..=44).contains(&b.len())
-                && b.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
         });
         if !ok {
             return Err(self.err(
@@ -184,7 +190,11 @@ impl Ctx<'_> {
     fn jump(&self, v: &Spanned<String>) -> Result<Vec<JumpHop>, InventoryError> {
         v.get_ref()
             .split(',')
-            .map(|hop| parse_hop(hop.trim()).map_err(|why| self.err(v.span(), format!("invalid `jump` `{}`: {why}", v.get_ref()))))
+            .map(|hop| {
+                parse_hop(hop.trim()).map_err(|why| {
+                    self.err(v.span(), format!("invalid `jump` `{}`: {why}", v.get_ref()))
+                })
+            })
             .collect()
     }
 
@@ -305,9 +315,17 @@ impl Inventory {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
-        let cx = Ctx { path: origin, text, base };
+        let cx = Ctx {
+            path: origin,
+            text,
+            base,
+        };
         let raw: RawInventory = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().replace("unknown field", "unknown key").replace('\n', " ");
+            let message = e
+                .message()
+                .trim()
+                .replace("unknown field", "unknown key")
+                .replace('\n', " ");
             cx.err(e.span().unwrap_or(0..0), message)
         })?;
         let defaults = cx.defaults(&raw.defaults)?;
@@ -317,7 +335,8 @@ impl Inventory {
         let mut host_tables: Vec<_> = raw.hosts.iter().collect();
         host_tables.sort_by_key(|(k, _)| k.span().start);
         for (key, h) in host_tables {
-            let names = expand(key.get_ref()).map_err(|why| cx.err(key.span(), format!("bad host range: {why}")))?;
+            let names = expand(key.get_ref())
+                .map_err(|why| cx.err(key.span(), format!("bad host range: {why}")))?;
             let settings = cx.overlay(&defaults, h)?;
             for (i, name) in names.into_iter().enumerate() {
                 if by_name.contains_key(&name) {
@@ -342,14 +361,18 @@ impl Inventory {
         for (key, g) in &group_tables {
             let name = key.get_ref();
             if name == "all" {
-                return Err(cx.err(key.span(), "`all` is a built-in group (every host) and cannot be declared"));
+                return Err(cx.err(
+                    key.span(),
+                    "`all` is a built-in group (every host) and cannot be declared",
+                ));
             }
             if name.is_empty() || name.contains([',', ':', '!', '&', '@', '*', '?', '[', ']']) {
                 return Err(cx.err(key.span(), format!("invalid group name `{name}`")));
             }
             let mut hosts = Vec::new();
             for entry in &g.hosts {
-                let names = expand(entry.get_ref()).map_err(|why| cx.err(entry.span(), format!("bad host range: {why}")))?;
+                let names = expand(entry.get_ref())
+                    .map_err(|why| cx.err(entry.span(), format!("bad host range: {why}")))?;
                 for (i, n) in names.into_iter().enumerate() {
                     let order = (entry.span().start, i);
                     if let Some(&d) = by_name.get(&n) {
@@ -383,7 +406,11 @@ impl Inventory {
                 if !group_index.contains_key(child.get_ref()) {
                     return Err(cx.err(
                         child.span(),
-                        format!("unknown child group `{}` in group `{}`", child.get_ref(), key.get_ref()),
+                        format!(
+                            "unknown child group `{}` in group `{}`",
+                            child.get_ref(),
+                            key.get_ref()
+                        ),
                     ));
                 }
             }
@@ -391,7 +418,11 @@ impl Inventory {
         check_cycles(&cx, &group_tables, &group_index)?;
 
         defs.sort_by_key(|d| d.order);
-        let host_index: HashMap<String, usize> = defs.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+        let host_index: HashMap<String, usize> = defs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
         let members = transitive_members(&groups, &group_index, &host_index);
         let vars_order = parents_first(&groups, &group_index);
 
@@ -401,7 +432,10 @@ impl Inventory {
                 Some(a) => {
                     let v = a.get_ref().trim();
                     if v.is_empty() || v.contains(char::is_whitespace) {
-                        return Err(cx.err(a.span(), format!("invalid `address` `{}` for host `{}`", a.get_ref(), d.name)));
+                        return Err(cx.err(
+                            a.span(),
+                            format!("invalid `address` `{}` for host `{}`", a.get_ref(), d.name),
+                        ));
                     }
                     v.to_owned()
                 }
@@ -475,7 +509,9 @@ impl Inventory {
 
     /// Host indices of group `name` (transitively), sorted.
     pub(crate) fn group_members(&self, name: &str) -> Option<&[usize]> {
-        self.group_index.get(name).map(|&i| self.members[i].as_slice())
+        self.group_index
+            .get(name)
+            .map(|&i| self.members[i].as_slice())
     }
 }
 
@@ -485,7 +521,13 @@ fn check_cycles(
     index: &HashMap<String, usize>,
 ) -> Result<(), InventoryError> {
     // 0 = unvisited, 1 = on the current path, 2 = done.
-    fn visit(g: usize, tables: &[(&Spanned<String>, &crate::raw::RawGroup)], index: &HashMap<String, usize>, state: &mut [u8], path: &mut Vec<usize>) -> Option<(Vec<usize>, usize)> {
+    fn visit(
+        g: usize,
+        tables: &[(&Spanned<String>, &crate::raw::RawGroup)],
+        index: &HashMap<String, usize>,
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<(Vec<usize>, usize)> {
         state[g] = 1;
         path.push(g);
         for child in &tables[g].1.children {
@@ -511,19 +553,39 @@ fn check_cycles(
         if state[g] == 0
             && let Some((cycle, at)) = visit(g, tables, index, &mut state, &mut Vec::new())
         {
-            let names: Vec<String> = cycle.iter().map(|&i| format!("`{}`", tables[i].0.get_ref())).collect();
-            return Err(cx.err(tables[at].0.span(), format!("group cycle: {}", names.join(" -> "))));
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|&i| format!("`{}`", tables[i].0.get_ref()))
+                .collect();
+            return Err(cx.err(
+                tables[at].0.span(),
+                format!("group cycle: {}", names.join(" -> ")),
+            ));
         }
     }
     Ok(())
 }
 
-fn transitive_members(groups: &[Group], gindex: &HashMap<String, usize>, hindex: &HashMap<String, usize>) -> Vec<Vec<usize>> {
-    fn collect(g: usize, groups: &[Group], gindex: &HashMap<String, usize>, hindex: &HashMap<String, usize>, memo: &mut Vec<Option<Vec<usize>>>) -> Vec<usize> {
+fn transitive_members(
+    groups: &[Group],
+    gindex: &HashMap<String, usize>,
+    hindex: &HashMap<String, usize>,
+) -> Vec<Vec<usize>> {
+    fn collect(
+        g: usize,
+        groups: &[Group],
+        gindex: &HashMap<String, usize>,
+        hindex: &HashMap<String, usize>,
+        memo: &mut Vec<Option<Vec<usize>>>,
+    ) -> Vec<usize> {
         if let Some(done) = &memo[g] {
             return done.clone();
         }
-        let mut out: Vec<usize> = groups[g].hosts.iter().filter_map(|h| hindex.get(h).copied()).collect();
+        let mut out: Vec<usize> = groups[g]
+            .hosts
+            .iter()
+            .filter_map(|h| hindex.get(h).copied())
+            .collect();
         for c in &groups[g].children {
             if let Some(&ci) = gindex.get(c) {
                 out.extend(collect(ci, groups, gindex, hindex, memo));
@@ -535,7 +597,9 @@ fn transitive_members(groups: &[Group], gindex: &HashMap<String, usize>, hindex:
         out
     }
     let mut memo = vec![None; groups.len()];
-    (0..groups.len()).map(|g| collect(g, groups, gindex, hindex, &mut memo)).collect()
+    (0..groups.len())
+        .map(|g| collect(g, groups, gindex, hindex, &mut memo))
+        .collect()
 }
 
 /// Group indices ordered so that a group comes after every group that lists it as a child
@@ -586,7 +650,12 @@ fn parse_hop(s: &str) -> Result<JumpHop, String> {
         return Err(format!("bad host `{host}`"));
     }
     let port = port
-        .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("bad port `{p}`")))
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("bad port `{p}`"))
+        })
         .transpose()?;
     Ok(JumpHop {
         user,
@@ -607,12 +676,16 @@ fn is_host_name(s: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
 fn resolve_path(p: &str, base: &Path) -> PathBuf {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
     if p == "~" {
         if let Some(h) = home {
             return h;
@@ -623,7 +696,11 @@ fn resolve_path(p: &str, base: &Path) -> PathBuf {
         return h.join(rest);
     }
     let path = PathBuf::from(p);
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 fn default_user() -> String {
@@ -655,25 +732,73 @@ mod tests {
         let e = load(text).expect_err("must fail");
         let msg = e.to_string();
         assert_eq!(e.location(), Some((line, column)), "{msg}");
-        assert!(msg.starts_with(&format!("/etc/fleet/inv.toml:{line}:{column}: ")), "{msg}");
+        assert!(
+            msg.starts_with(&format!("/etc/fleet/inv.toml:{line}:{column}: ")),
+            "{msg}"
+        );
         assert!(msg.contains(needle), "{msg} lacks {needle}");
         assert!(!msg.contains('\n'), "{msg}");
     }
 
     #[test]
     fn error_table() {
-        error_at("[hosts.web01]\nadress = \"x\"\n", 2, 1, "unknown key `adress`");
+        error_at(
+            "[hosts.web01]\nadress = \"x\"\n",
+            2,
+            1,
+            "unknown key `adress`",
+        );
         error_at("[defaults]\nport = 70000\n", 2, 8, "invalid port `70000`");
         error_at("[defaults]\nport = \"22\"\n", 2, 8, "invalid type");
-        error_at("[defaults]\nconnect_timeout = \"soon\"\n", 2, 19, "invalid `connect_timeout` `soon`");
-        error_at("[defaults]\ncommand_timeout = \"0s\"\n", 2, 19, "greater than zero");
-        error_at("[defaults]\nhost_key_policy = \"yolo\"\n", 2, 19, "invalid `host_key_policy` `yolo`");
-        error_at("[hosts.a]\nhost_key = \"MD5:aa\"\n", 2, 12, "invalid `host_key`");
+        error_at(
+            "[defaults]\nconnect_timeout = \"soon\"\n",
+            2,
+            19,
+            "invalid `connect_timeout` `soon`",
+        );
+        error_at(
+            "[defaults]\ncommand_timeout = \"0s\"\n",
+            2,
+            19,
+            "greater than zero",
+        );
+        error_at(
+            "[defaults]\nhost_key_policy = \"yolo\"\n",
+            2,
+            19,
+            "invalid `host_key_policy` `yolo`",
+        );
+        error_at(
+            "[hosts.a]\nhost_key = \"MD5:aa\"\n",
+            2,
+            12,
+            "invalid `host_key`",
+        );
         error_at("[hosts.a]\njump = \"u@:22\"\n", 2, 8, "invalid `jump`");
-        error_at("[groups.web]\nhosts = [\"web[20:02]\"]\n", 2, 10, "goes backwards");
-        error_at("[groups.a]\nchildren = [\"b\"]\n[groups.b]\nchildren = [\"a\"]\n", 3, 9, "group cycle: `a` -> `b` -> `a`");
-        error_at("[groups.a]\nchildren = [\"nope\"]\n", 2, 13, "unknown child group `nope`");
-        error_at("[hosts.\"web[01:03]\"]\n[hosts.web02]\n", 2, 8, "host `web02` is defined twice");
+        error_at(
+            "[groups.web]\nhosts = [\"web[20:02]\"]\n",
+            2,
+            10,
+            "goes backwards",
+        );
+        error_at(
+            "[groups.a]\nchildren = [\"b\"]\n[groups.b]\nchildren = [\"a\"]\n",
+            3,
+            9,
+            "group cycle: `a` -> `b` -> `a`",
+        );
+        error_at(
+            "[groups.a]\nchildren = [\"nope\"]\n",
+            2,
+            13,
+            "unknown child group `nope`",
+        );
+        error_at(
+            "[hosts.\"web[01:03]\"]\n[hosts.web02]\n",
+            2,
+            8,
+            "host `web02` is defined twice",
+        );
         error_at("[hosts.\"web 01\"]\n", 1, 8, "has no `address`");
         error_at("[hosts.a]\naddress = \"\"\n", 2, 11, "invalid `address`");
         error_at("[groups.all]\n", 1, 9, "built-in group");
@@ -735,22 +860,41 @@ host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
         )
         .unwrap();
         let a = inv.host("a").unwrap();
-        assert_eq!(a.identity_files, [PathBuf::from("/etc/fleet/keys/id"), PathBuf::from("/abs/id")]);
+        assert_eq!(
+            a.identity_files,
+            [
+                PathBuf::from("/etc/fleet/keys/id"),
+                PathBuf::from("/abs/id")
+            ]
+        );
         assert_eq!(
             a.jump,
             [
-                JumpHop { user: Some("ops".into()), host: "bastion".into(), port: Some(2222) },
-                JumpHop { user: None, host: "inner".into(), port: None },
+                JumpHop {
+                    user: Some("ops".into()),
+                    host: "bastion".into(),
+                    port: Some(2222)
+                },
+                JumpHop {
+                    user: None,
+                    host: "inner".into(),
+                    port: None
+                },
             ]
         );
-        assert!(matches!(a.host_key_policy, HostKeyPolicy::Pinned(ref f) if f.starts_with("SHA256:")));
+        assert!(
+            matches!(a.host_key_policy, HostKeyPolicy::Pinned(ref f) if f.starts_with("SHA256:"))
+        );
         assert_eq!(a.connect_timeout, Duration::from_secs(10));
         assert_eq!(a.command_timeout, Duration::from_secs(600));
     }
 
     #[test]
     fn example_file_parses() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../inventory.example.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../inventory.example.toml"
+        ));
         let inv = Inventory::load(path).unwrap();
         assert_eq!(inv.hosts().len(), 1 + 20 + 2);
         let web01 = inv.host("web01").unwrap();
@@ -761,7 +905,13 @@ host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
         let web07 = inv.host("web07").unwrap();
         assert_eq!(web07.address, "web07");
         assert_eq!(web07.var("tier").as_deref(), Some("frontend"));
-        assert_eq!(inv.host("db2").unwrap().host_key_policy, HostKeyPolicy::AcceptNew);
-        assert!(matches!(inv.host("bastion").unwrap().host_key_policy, HostKeyPolicy::Pinned(_)));
+        assert_eq!(
+            inv.host("db2").unwrap().host_key_policy,
+            HostKeyPolicy::AcceptNew
+        );
+        assert!(matches!(
+            inv.host("bastion").unwrap().host_key_policy,
+            HostKeyPolicy::Pinned(_)
+        ));
     }
 }

@@ -16,7 +16,11 @@ pub(crate) fn expand(pattern: &str) -> Result<Vec<String>, String> {
         .find(']')
         .map(|i| open + i)
         .ok_or_else(|| format!("unclosed `[` in `{pattern}`"))?;
-    let (prefix, inner, rest) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
+    let (prefix, inner, rest) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
     let (a, b) = inner
         .split_once(':')
         .ok_or_else(|| format!("range `[{inner}]` in `{pattern}` must look like `[01:20]`"))?;
@@ -24,17 +28,24 @@ pub(crate) fn expand(pattern: &str) -> Result<Vec<String>, String> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
             return Err(format!("range bound `{s}` in `{pattern}` is not a number"));
         }
-        s.parse().map_err(|_| format!("range bound `{s}` in `{pattern}` is too large"))
+        s.parse()
+            .map_err(|_| format!("range bound `{s}` in `{pattern}` is too large"))
     };
     let (lo, hi) = (parse(a)?, parse(b)?);
     if lo > hi {
         return Err(format!("range `[{inner}]` in `{pattern}` goes backwards"));
     }
     let count = usize::try_from(hi - lo + 1).unwrap_or(usize::MAX);
-    let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
+    let width = if a.len() > 1 && a.starts_with('0') {
+        a.len()
+    } else {
+        0
+    };
     let tails = expand(rest)?;
     if count.saturating_mul(tails.len()) > MAX_NAMES {
-        return Err(format!("`{pattern}` expands to more than {MAX_NAMES} names"));
+        return Err(format!(
+            "`{pattern}` expands to more than {MAX_NAMES} names"
+        ));
     }
     let mut out = Vec::with_capacity(count * tails.len());
     for n in lo..=hi {
@@ -68,7 +79,10 @@ mod tests {
         case("x[008:010]", &["x008", "x009", "x010"]);
         case("n[9:10]", &["n9", "n10"]);
         case("r[1:2]n[1:2]", &["r1n1", "r1n2", "r2n1", "r2n2"]);
-        case("web[1:2].example.com", &["web1.example.com", "web2.example.com"]);
+        case(
+            "web[1:2].example.com",
+            &["web1.example.com", "web2.example.com"],
+        );
     }
 
     #[test]

@@ -254,25 +254,46 @@ hosts = ["web01", "web02", "db1"]
     #[track_caller]
     fn case(selectors: &[&str], expected: &[&str]) {
         let inv = inv();
-        let sel: Vec<Selector> = selectors.iter().map(|s| Selector::parse(s).unwrap()).collect();
-        let got: Vec<&str> = inv.select(&sel).unwrap().iter().map(|h| h.name.as_str()).collect();
+        let sel: Vec<Selector> = selectors
+            .iter()
+            .map(|s| Selector::parse(s).unwrap())
+            .collect();
+        let got: Vec<&str> = inv
+            .select(&sel)
+            .unwrap()
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
         assert_eq!(got, expected, "{selectors:?}");
     }
 
     #[track_caller]
     fn fails(selectors: &[&str], expected: SelectError) {
         let inv = inv();
-        let sel: Vec<Selector> = selectors.iter().map(|s| Selector::parse(s).unwrap()).collect();
+        let sel: Vec<Selector> = selectors
+            .iter()
+            .map(|s| Selector::parse(s).unwrap())
+            .collect();
         assert_eq!(inv.select(&sel).unwrap_err(), expected, "{selectors:?}");
     }
 
     #[test]
     fn selector_table() {
-        case(&[], &["bastion", "web01", "web02", "web03", "web04", "cn1", "db1", "db2"]);
+        case(
+            &[],
+            &[
+                "bastion", "web01", "web02", "web03", "web04", "cn1", "db1", "db2",
+            ],
+        );
         case(&["web01"], &["web01"]);
         case(&["db"], &["db1", "db2"]);
         case(&["web"], &["web01", "web02", "web03", "web04", "cn1"]);
-        case(&["all"], &["bastion", "web01", "web02", "web03", "web04", "cn1", "db1", "db2"]);
+        case(
+            &["all"],
+            &[
+                "bastion", "web01", "web02", "web03", "web04", "cn1", "db1", "db2",
+            ],
+        );
         case(&["web0*"], &["web01", "web02", "web03", "web04"]);
         case(&["d?"], &["db1", "db2"]);
         case(&["web[02:03]"], &["web02", "web03"]);
@@ -282,7 +303,10 @@ hosts = ["web01", "web02", "db1"]
         case(&["all,!web"], &["bastion", "db1", "db2"]);
         case(&["!web"], &["bastion", "db1", "db2"]);
         case(&["&prod"], &["web01", "web02", "db1"]);
-        case(&["web", "db1"], &["web01", "web02", "web03", "web04", "cn1", "db1"]);
+        case(
+            &["web", "db1"],
+            &["web01", "web02", "web03", "web04", "cn1", "db1"],
+        );
         case(&["web[01:04]:!web02"], &["web01", "web03", "web04"]);
     }
 
@@ -293,8 +317,14 @@ hosts = ["web01", "web02", "db1"]
         fails(&["web[07:08]"], SelectError::NoMatch("web07".into()));
         fails(&["db,&canary"], SelectError::Empty("db,&canary".into()));
         fails(&["db", "!db"], SelectError::Empty("db,!db".into()));
-        assert!(matches!(Selector::parse(""), Err(SelectError::Syntax { .. })));
-        assert!(matches!(Selector::parse("!"), Err(SelectError::Syntax { .. })));
+        assert!(matches!(
+            Selector::parse(""),
+            Err(SelectError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Selector::parse("!"),
+            Err(SelectError::Syntax { .. })
+        ));
     }
 
     #[test]
@@ -304,7 +334,12 @@ hosts = ["web01", "web02", "db1"]
         std::fs::write(&f, "# canary first\nweb03\n\ndb2  # the replica\n!web\n").unwrap();
         let s = Selector::parse(&format!("@{}", f.display())).unwrap();
         let inv = inv();
-        let got: Vec<&str> = inv.select(&[s]).unwrap().iter().map(|h| h.name.as_str()).collect();
+        let got: Vec<&str> = inv
+            .select(&[s])
+            .unwrap()
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
         assert_eq!(got, ["db2"]);
         let missing = Selector::parse(&format!("@{}", dir.path().join("nope").display()));
         assert!(matches!(missing, Err(SelectError::File { .. })));

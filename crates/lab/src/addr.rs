@@ -18,7 +18,9 @@ pub(crate) fn nth(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr, LabError> {
     let k = start + i;
     let (bc, d) = (k / 250, k % 250 + 1);
     if bc >= 256 * 256 {
-        return Err(LabError::Address(format!("block from {first} runs out of 127.0.0.0/8")));
+        return Err(LabError::Address(format!(
+            "block from {first} runs out of 127.0.0.0/8"
+        )));
     }
     let addr = Ipv4Addr::new(a, (bc / 256) as u8, (bc % 256) as u8, d as u8);
     if !is_loopback_block(addr) {
@@ -29,13 +31,19 @@ pub(crate) fn nth(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr, LabError> {
 
 /// Picks `n` consecutive free addresses: from `first` when given, else from a random block
 /// (second octet 100..=250), retrying another block when one is in use.
-pub(crate) fn allocate(n: usize, port: u16, first: Option<Ipv4Addr>) -> Result<Vec<Ipv4Addr>, LabError> {
+pub(crate) fn allocate(
+    n: usize,
+    port: u16,
+    first: Option<Ipv4Addr>,
+) -> Result<Vec<Ipv4Addr>, LabError> {
     if let Some(f) = first {
         if !is_loopback_block(f) {
             return Err(LabError::Address(format!("{f} is outside 127.0.0.0/8")));
         }
         return block(f, n, port)?.ok_or_else(|| {
-            LabError::Address(format!("some of the {n} addresses from {f} port {port} are in use"))
+            LabError::Address(format!(
+                "some of the {n} addresses from {f} port {port} are in use"
+            ))
         });
     }
     for attempt in 0..20u64 {
@@ -45,7 +53,9 @@ pub(crate) fn allocate(n: usize, port: u16, first: Option<Ipv4Addr>) -> Result<V
             return Ok(addrs);
         }
     }
-    Err(LabError::Address(format!("no free block of {n} addresses on port {port}")))
+    Err(LabError::Address(format!(
+        "no free block of {n} addresses on port {port}"
+    )))
 }
 
 fn block(first: Ipv4Addr, n: usize, port: u16) -> Result<Option<Vec<Ipv4Addr>>, LabError> {
@@ -94,7 +104,11 @@ mod tests {
     fn random_blocks_stay_in_loopback() {
         for _ in 0..20 {
             let addrs = allocate(3, 40000, None).unwrap();
-            assert!(addrs.iter().all(|a| is_loopback_block(*a) && a.octets()[1] >= 100));
+            assert!(
+                addrs
+                    .iter()
+                    .all(|a| is_loopback_block(*a) && a.octets()[1] >= 100)
+            );
         }
     }
 }

@@ -54,7 +54,14 @@ pub enum LabError {
     },
 }
 
-pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LabError {
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> LabError {
     let path = path.into();
-    move |source| LabError::Io { action, path, source }
+    move |source| LabError::Io {
+        action,
+        path,
+        source,
+    }
 }

@@ -131,7 +131,11 @@ impl Lab {
         for (i, address) in addresses.into_iter().enumerate() {
             let name = format!("h{:0width$}", i + 1);
             let files = SshdFiles::new(&dir, &name);
-            for d in [&files.dir, &dir.join("hosts").join(&name), &dir.join("home").join(&name)] {
+            for d in [
+                &files.dir,
+                &dir.join("hosts").join(&name),
+                &dir.join("home").join(&name),
+            ] {
                 std::fs::create_dir_all(d).map_err(io("create", d))?;
             }
             let host_public_key = keys::write_key_pair(&files.host_key(), &name)?;
@@ -157,7 +161,11 @@ impl Lab {
                     })?;
                 }
             }
-            let key_only = host_public_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let key_only = host_public_key
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             hosts.push(LabHost {
                 root: dir.join("hosts").join(&name),
                 name,
@@ -206,7 +214,11 @@ impl Lab {
                         port: port.parse().map_err(|_| bad(i + 1))?,
                         pid: pid.parse::<u32>().ok().filter(|p| *p != 0),
                         root: dir.join("hosts").join(name),
-                        host_public_key: public.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+                        host_public_key: public
+                            .split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" "),
                     });
                 }
                 _ => return Err(bad(i + 1)),
@@ -262,7 +274,10 @@ impl Lab {
     /// [`LabError::UnknownHost`], or when its sshd does not come up.
     pub fn start_host(&mut self, name: &str) -> Result<(), LabError> {
         let files = SshdFiles::new(&self.dir, name);
-        let running = self.host_mut(name)?.pid.is_some_and(|p| sshd::is_our_sshd(p, &files.config()));
+        let running = self
+            .host_mut(name)?
+            .pid
+            .is_some_and(|p| sshd::is_our_sshd(p, &files.config()));
         if !running {
             sshd::spawn(name, &files)?;
             let pid = sshd::wait_pid(name, &files, Instant::now() + Duration::from_secs(20))?;
@@ -336,10 +351,10 @@ impl Lab {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(LabError::Key("start thread panicked".into()))))
-                .collect::<Result<(), LabError>>()
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(LabError::Key("start thread panicked".into())))
+            })
         })
         .inspect_err(|_| {
             // Record whatever did start so `down` can stop it.
@@ -349,7 +364,9 @@ impl Lab {
                     .and_then(|t| t.trim().parse().ok());
             }
         })?;
-        let deadline = Instant::now() + Duration::from_secs(30) + Duration::from_millis(20 * names.len() as u64);
+        let deadline = Instant::now()
+            + Duration::from_secs(30)
+            + Duration::from_millis(20 * names.len() as u64);
         for h in &mut self.hosts {
             let files = SshdFiles::new(&dir, &h.name);
             h.pid = Some(sshd::wait_pid(&h.name, &files, deadline)?);
@@ -358,9 +375,18 @@ impl Lab {
     }
 
     fn write_record(&self) -> Result<(), LabError> {
-        let mut text = format!("# fleet-lab record: name address port pid (0 = stopped)\nuser {}\n", self.user);
+        let mut text = format!(
+            "# fleet-lab record: name address port pid (0 = stopped)\nuser {}\n",
+            self.user
+        );
         for h in &self.hosts {
-            text.push_str(&format!("{} {} {} {}\n", h.name, h.address, h.port, h.pid.unwrap_or(0)));
+            text.push_str(&format!(
+                "{} {} {} {}\n",
+                h.name,
+                h.address,
+                h.port,
+                h.pid.unwrap_or(0)
+            ));
         }
         let p = self.dir.join(RECORD);
         std::fs::write(&p, text).map_err(io("write", &p))
@@ -399,7 +425,10 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, LabError> {
                 });
             }
         }
-        let empty = std::fs::read_dir(dir).map_err(io("read", dir))?.next().is_none();
+        let empty = std::fs::read_dir(dir)
+            .map_err(io("read", dir))?
+            .next()
+            .is_none();
         if !empty && !dir.join(MARKER).exists() {
             return Err(LabError::Dir {
                 dir: dir.to_owned(),
@@ -457,7 +486,8 @@ impl TestLab {
             .prefix("fleet-lab-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary lab directory: {e}"));
-        let lab = Lab::up(&LabOptions::new(hosts, dir.path())).unwrap_or_else(|e| panic!("fleet-lab: {e}"));
+        let lab = Lab::up(&LabOptions::new(hosts, dir.path()))
+            .unwrap_or_else(|e| panic!("fleet-lab: {e}"));
         TestLab { lab, _dir: dir }
     }
 

@@ -73,14 +73,21 @@ fn main() -> ExitCode {
                 first.port,
                 lab.dir().display()
             );
-            println!("try: fleet -i {} exec -- 'echo $FLEET_HOST'", lab.inventory_path().display());
+            println!(
+                "try: fleet -i {} exec -- 'echo $FLEET_HOST'",
+                lab.inventory_path().display()
+            );
         }),
         Cmd::Down { dir } => Lab::open(&dir)
             .and_then(|mut lab| lab.down())
             .map(|n| println!("lab down: stopped {n} sshd in {}", dir.display())),
         Cmd::Status { dir } => Lab::open(&dir).map(|lab| {
             for h in lab.hosts() {
-                let state = if h.pid.is_some() { "running" } else { "stopped" };
+                let state = if h.pid.is_some() {
+                    "running"
+                } else {
+                    "stopped"
+                };
                 println!("{}  {}:{}  {state}", h.name, h.address, h.port);
             }
         }),

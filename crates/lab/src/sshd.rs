@@ -48,10 +48,14 @@ pub(crate) struct ConfigInput<'a> {
 pub(crate) fn config_text(c: &ConfigInput<'_>) -> String {
     let files = SshdFiles::new(c.lab_dir, c.name);
     let dir = c.lab_dir.display();
-    let sftp = ["/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/libexec/sftp-server"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("internal-sftp");
+    let sftp = [
+        "/usr/lib/openssh/sftp-server",
+        "/usr/libexec/openssh/sftp-server",
+        "/usr/libexec/sftp-server",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap_or("internal-sftp");
     let penalties = if c.per_source_penalties {
         // OpenSSH >= 9.8 would penalise 127.x after the auth-failure tests.
         "PerSourcePenalties no\n"
@@ -173,7 +177,10 @@ pub(crate) fn is_our_sshd(pid: u32, config: &Path) -> bool {
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use russh::MethodKind;
 use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
-use russh::MethodKind;
 use tokio::sync::OnceCell;
 
 use crate::target::home_dir;
@@ -59,8 +59,8 @@ impl KeyCache {
 }
 
 async fn load_key(path: PathBuf, prompter: Arc<dyn Prompter>) -> Loaded {
-    let result = tokio::task::spawn_blocking(move || {
-        match russh::keys::load_secret_key(&path, None) {
+    let result =
+        tokio::task::spawn_blocking(move || match russh::keys::load_secret_key(&path, None) {
             Ok(k) => Loaded::Key(Arc::new(k)),
             Err(russh::keys::Error::KeyIsEncrypted) => match prompter.passphrase(&path) {
                 None => Loaded::Unusable("encrypted, and no passphrase could be asked".into()),
@@ -73,9 +73,8 @@ async fn load_key(path: PathBuf, prompter: Arc<dyn Prompter>) -> Loaded {
                 Loaded::Missing
             }
             Err(e) => Loaded::Unusable(format!("cannot load: {e}")),
-        }
-    })
-    .await;
+        })
+        .await;
     result.unwrap_or_else(|e| Loaded::Unusable(format!("key loader panicked: {e}")))
 }
 
@@ -155,7 +154,10 @@ pub(crate) async fn authenticate<H: Handler>(
                 continue;
             }
         };
-        if rejected.iter().any(|r| r.key_data() == key.public_key().key_data()) {
+        if rejected
+            .iter()
+            .any(|r| r.key_data() == key.public_key().key_data())
+        {
             continue;
         }
         let hash = rsa_hash(handle, key.public_key()).await;
@@ -194,7 +196,11 @@ pub(crate) async fn authenticate<H: Handler>(
 
 /// Answers every keyboard-interactive prompt with the password (PAM's "Password:" prompt),
 /// including the empty follow-up requests some servers send.
-async fn keyboard_interactive<H: Handler>(handle: &mut Handle<H>, user: &str, password: &str) -> bool {
+async fn keyboard_interactive<H: Handler>(
+    handle: &mut Handle<H>,
+    user: &str,
+    password: &str,
+) -> bool {
     let mut reply = match handle
         .authenticate_keyboard_interactive_start(user, None::<String>)
         .await
@@ -208,7 +214,10 @@ async fn keyboard_interactive<H: Handler>(handle: &mut Handle<H>, user: &str, pa
             KeyboardInteractiveAuthResponse::Failure { .. } => return false,
             KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
                 let answers = prompts.iter().map(|_| password.to_owned()).collect();
-                reply = match handle.authenticate_keyboard_interactive_respond(answers).await {
+                reply = match handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => return false,
                 };

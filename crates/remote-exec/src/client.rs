@@ -53,12 +53,15 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// One jump-host connection, made once and shared by every target behind it.
+type JumpSlot = Arc<OnceCell<Result<Session, Arc<ExecError>>>>;
+
 pub(crate) struct Inner {
     known_hosts: KnownHosts,
     auth: AuthContext,
     keepalive: Duration,
     pub(crate) max_channels: usize,
-    jumps: Mutex<HashMap<String, Arc<OnceCell<Result<Session, Arc<ExecError>>>>>>,
+    jumps: Mutex<HashMap<String, JumpSlot>>,
 }
 
 impl Client {
@@ -90,7 +93,11 @@ impl Client {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future or cancelling `cancel` drops the half-open connection.
-    pub async fn connect(&self, target: &Target, cancel: &CancellationToken) -> Result<Session, ExecError> {
+    pub async fn connect(
+        &self,
+        target: &Target,
+        cancel: &CancellationToken,
+    ) -> Result<Session, ExecError> {
         tokio::select! {
             biased;
             () = cancel.cancelled() => Err(ExecError::Cancelled),
@@ -124,7 +131,11 @@ impl Client {
         self.connect_one(target, via).await
     }
 
-    async fn connect_one(&self, target: &Target, via: Option<Session>) -> Result<Session, ExecError> {
+    async fn connect_one(
+        &self,
+        target: &Target,
+        via: Option<Session>,
+    ) -> Result<Session, ExecError> {
         let endpoint = target.endpoint();
         let name = lookup_name(&target.address, target.port);
         let limit = target.connect_timeout;
@@ -139,12 +150,13 @@ impl Client {
         let handshake = async {
             let stream: Box<dyn Stream> = match &via {
                 None => {
-                    let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
-                        .await
-                        .map_err(|source| ExecError::Connect {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?;
+                    let tcp =
+                        tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                            .await
+                            .map_err(|source| ExecError::Connect {
+                                endpoint: endpoint.clone(),
+                                source,
+                            })?;
                     let _ = tcp.set_nodelay(true);
                     Box::new(tcp)
                 }
@@ -160,21 +172,35 @@ impl Client {
                     },
                 })
         };
-        let mut handle = tokio::time::timeout(limit, handshake)
-            .await
-            .map_err(|_| ExecError::ConnectTimeout {
+        let mut handle = tokio::time::timeout(limit, handshake).await.map_err(|_| {
+            ExecError::ConnectTimeout {
                 endpoint: endpoint.clone(),
                 after: limit,
-            })??;
-        let auth = authenticate(&mut handle, &target.user, &target.identity_files, &self.inner.auth);
+            }
+        })??;
+        let auth = authenticate(
+            &mut handle,
+            &target.user,
+            &target.identity_files,
+            &self.inner.auth,
+        );
         match tokio::time::timeout(limit, auth).await {
-            Err(_) => Err(ExecError::AuthTimeout { endpoint, after: limit }),
+            Err(_) => Err(ExecError::AuthTimeout {
+                endpoint,
+                after: limit,
+            }),
             Ok(Err(tried)) => Err(ExecError::Auth {
                 user: target.user.clone(),
                 endpoint,
                 tried,
             }),
-            Ok(Ok(())) => Ok(Session::new(handle, target.name.clone(), endpoint, self.inner.clone(), via)),
+            Ok(Ok(())) => Ok(Session::new(
+                handle,
+                target.name.clone(),
+                endpoint,
+                self.inner.clone(),
+                via,
+            )),
         }
     }
 
@@ -260,7 +286,10 @@ impl Verifier {
             }),
             Verdict::Unknown => match (&self.policy, self.files.first()) {
                 (HostKeyPolicy::AcceptNew, Some(file)) => {
-                    self.inner.known_hosts.learn(&self.lookup, key, file).await?;
+                    self.inner
+                        .known_hosts
+                        .learn(&self.lookup, key, file)
+                        .await?;
                     tracing::info!(host = %self.lookup, fingerprint = %fp, file = %file.display(), "recorded new host key");
                     Ok(())
                 }
@@ -278,7 +307,10 @@ impl Verifier {
 impl client::Handler for Verifier {
     type Error = HandshakeError;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let key = key.public_key();
         self.verify(&key).await.map_err(HandshakeError::HostKey)?;
         Ok(true)

@@ -285,7 +285,12 @@ impl KnownHosts {
 
     /// Appends `name key` to `path` (accept-new), holding both an in-process and a file lock so
     /// concurrent connections and concurrent `fleet` processes never interleave lines.
-    pub(crate) async fn learn(&self, name: &str, key: &PublicKey, path: &Path) -> Result<(), HostKeyError> {
+    pub(crate) async fn learn(
+        &self,
+        name: &str,
+        key: &PublicKey,
+        path: &Path,
+    ) -> Result<(), HostKeyError> {
         let _guard = self.write.lock().await;
         // Another connection may have learned this host while we waited.
         if self.check(name, key, &[]) == Verdict::Trusted {
@@ -399,16 +404,36 @@ mod tests {
         case(&line(&format!("web1,{n}"), &good), n, &good, trusted);
         case(&line(n, &good).replacen(' ', "\t", 1), n, &good, trusted);
         case(&line("[127.0.0.*]:2222", &good), n, &good, trusted);
-        case(&line("[127.0.0.*]:2222,![127.0.0.1]:2222", &good), n, &good, unknown);
+        case(
+            &line("[127.0.0.*]:2222,![127.0.0.1]:2222", &good),
+            n,
+            &good,
+            unknown,
+        );
         case(&line("127.0.0.1", &good), n, &good, unknown);
         case(&line(n, &other), n, &good, changed);
         case(&line(&hashed(n), &other), n, &good, changed);
         // A stale line before the right one: OpenSSH accepts, so do we.
         case(&(line(n, &other) + &line(n, &good)), n, &good, trusted);
-        case(&(format!("@revoked {}", line(n, &good)) + &line(n, &good)), n, &good, revoked);
-        case(&format!("# comment\n\n{}", line(n, &good)), n, &good, trusted);
+        case(
+            &(format!("@revoked {}", line(n, &good)) + &line(n, &good)),
+            n,
+            &good,
+            revoked,
+        );
+        case(
+            &format!("# comment\n\n{}", line(n, &good)),
+            n,
+            &good,
+            trusted,
+        );
         case("garbage line\n", n, &good, unknown);
-        case(&line("WEB1.example.com", &good), "web1.example.com", &good, trusted);
+        case(
+            &line("WEB1.example.com", &good),
+            "web1.example.com",
+            &good,
+            trusted,
+        );
     }
 
     #[test]

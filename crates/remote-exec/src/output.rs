@@ -56,11 +56,15 @@ impl std::fmt::Display for ExitStatus {
                 }
                 Ok(())
             }
-            ExitStatus::TimedOut { killed: true } => f.write_str("timed out (remote process killed)"),
+            ExitStatus::TimedOut { killed: true } => {
+                f.write_str("timed out (remote process killed)")
+            }
             ExitStatus::TimedOut { killed: false } => {
                 f.write_str("timed out (remote process may still be running)")
             }
-            ExitStatus::Cancelled { killed: true } => f.write_str("cancelled (remote process killed)"),
+            ExitStatus::Cancelled { killed: true } => {
+                f.write_str("cancelled (remote process killed)")
+            }
             ExitStatus::Cancelled { killed: false } => {
                 f.write_str("cancelled (remote process may still be running)")
             }

@@ -64,7 +64,13 @@ enum Input<'a> {
 }
 
 impl Session {
-    pub(crate) fn new(handle: SshHandle, name: String, endpoint: String, client: Arc<Inner>, via: Option<Session>) -> Self {
+    pub(crate) fn new(
+        handle: SshHandle,
+        name: String,
+        endpoint: String,
+        client: Arc<Inner>,
+        via: Option<Session>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 handle,
@@ -101,12 +107,18 @@ impl Session {
     ///
     /// Not cancel safe: dropping the future leaves the remote command running. Cancel through
     /// `cancel` instead and await the result.
-    pub async fn exec(&self, cmd: &RemoteCommand, opts: &ExecOptions, cancel: &CancellationToken) -> Result<ExecOutput, ExecError> {
+    pub async fn exec(
+        &self,
+        cmd: &RemoteCommand,
+        opts: &ExecOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
         let input = match cmd.stdin_data() {
             Some(b) => Input::Bytes(b),
             None => Input::None,
         };
-        self.run(&cmd.render(), input, cmd_uses_sudo(cmd), opts, cancel).await
+        self.run(&cmd.render(), input, cmd_uses_sudo(cmd), opts, cancel)
+            .await
     }
 
     /// Uploads the local file `local` to `remote` with permissions `mode`, atomically: the data
@@ -122,7 +134,14 @@ impl Session {
     /// # Cancel safety
     ///
     /// As [`Session::exec`]; an interrupted upload leaves no partial file at `remote`.
-    pub async fn upload(&self, local: &Path, remote: &str, mode: u32, opts: &ExecOptions, cancel: &CancellationToken) -> Result<ExecOutput, ExecError> {
+    pub async fn upload(
+        &self,
+        local: &Path,
+        remote: &str,
+        mode: u32,
+        opts: &ExecOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
         let local_err = |source| ExecError::LocalFile {
             path: local.to_owned(),
             source,
@@ -135,12 +154,17 @@ impl Session {
              chmod {mode:o} \"$t\" && mv -f \"$t\" {dest}",
             dest = quote(remote),
         );
-        self.run(&script, Input::File(file), false, opts, cancel).await
+        self.run(&script, Input::File(file), false, opts, cancel)
+            .await
     }
 
     /// Opens a `direct-tcpip` tunnel to `address:port` through this connection (for jump
     /// hosts).
-    pub(crate) async fn tunnel(&self, address: &str, port: u16) -> Result<russh::ChannelStream<Msg>, ExecError> {
+    pub(crate) async fn tunnel(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<Msg>, ExecError> {
         let ch = self
             .shared
             .handle
@@ -164,10 +188,22 @@ impl Session {
         .await;
     }
 
-    async fn run(&self, script: &str, input: Input<'_>, sudo: bool, opts: &ExecOptions, cancel: &CancellationToken) -> Result<ExecOutput, ExecError> {
+    async fn run(
+        &self,
+        script: &str,
+        input: Input<'_>,
+        sudo: bool,
+        opts: &ExecOptions,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutput, ExecError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + opts.timeout;
-        let _permit = self.shared.slots.acquire().await.map_err(|_| self.disconnected(None))?;
+        let _permit = self
+            .shared
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| self.disconnected(None))?;
         let channel = tokio::select! {
             r = self.open_channel() => r?,
             () = tokio::time::sleep_until(deadline) => return Ok(self.unstarted(ExitStatus::TimedOut { killed: false }, started, opts)),
@@ -177,7 +213,9 @@ impl Session {
         let mut full = Vec::with_capacity(script.len() + 40);
         full.extend_from_slice(b"printf '\\036fleet-pgid %s\\n' \"$$\" >&2; ");
         full.extend_from_slice(script.as_bytes());
-        tx.exec(true, full).await.map_err(|e| self.disconnected(Some(e)))?;
+        tx.exec(true, full)
+            .await
+            .map_err(|e| self.disconnected(Some(e)))?;
 
         let mut state = Collect::new(opts.max_output);
         let send = send_input(&tx, input);
@@ -322,7 +360,10 @@ async fn send_input(tx: &ChannelWriteHalf<Msg>, input: Input<'_>) -> Result<(), 
     match input {
         Input::None => {}
         Input::Bytes(b) => tx.data_bytes(b.clone()).await?,
-        Input::File(f) => tx.data(tokio::io::BufReader::with_capacity(256 * 1024, f)).await?,
+        Input::File(f) => {
+            tx.data(tokio::io::BufReader::with_capacity(256 * 1024, f))
+                .await?
+        }
     }
     tx.eof().await
 }
@@ -351,7 +392,9 @@ impl Collect {
         match msg {
             ChannelMsg::Data { data } => self.stdout.push(&data),
             ChannelMsg::ExtendedData { data, ext: 1 } => self.on_stderr(&data),
-            ChannelMsg::ExitStatus { exit_status } => self.status = Some(ExitStatus::Code(exit_status)),
+            ChannelMsg::ExitStatus { exit_status } => {
+                self.status = Some(ExitStatus::Code(exit_status))
+            }
             ChannelMsg::ExitSignal {
                 signal_name,
                 core_dumped,
@@ -375,7 +418,9 @@ impl Collect {
         };
         pending.extend_from_slice(data);
         let Some(nl) = pending.iter().position(|&b| b == b'\n') else {
-            if pending.len() < 64 && PID_MARKER.starts_with(&pending[..pending.len().min(PID_MARKER.len())]) {
+            if pending.len() < 64
+                && PID_MARKER.starts_with(&pending[..pending.len().min(PID_MARKER.len())])
+            {
                 self.marker = Some(pending);
             } else {
                 self.stderr.push(&pending);
@@ -384,7 +429,9 @@ impl Collect {
         };
         match pending[..nl].strip_prefix(PID_MARKER) {
             Some(pid) => {
-                self.pgid = std::str::from_utf8(pid).ok().and_then(|s| s.trim().parse().ok());
+                self.pgid = std::str::from_utf8(pid)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
                 self.stderr.push(&pending[nl + 1..]);
             }
             None => self.stderr.push(&pending),

@@ -43,7 +43,11 @@ pub struct Target {
 impl Target {
     /// Creates a target with defaults: port 22, no explicit keys, `~/.ssh/known_hosts`,
     /// strict host keys, 10 s connect timeout, no jump host.
-    pub fn new(name: impl Into<String>, address: impl Into<String>, user: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        address: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             address: address.into(),

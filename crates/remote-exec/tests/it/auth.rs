@@ -37,10 +37,19 @@ async fn agent_authenticates_without_key_files() {
         agent_socket: Some(agent.socket().to_owned()),
         ..ClientOptions::default()
     });
-    c.connect(&t, &CancellationToken::new()).await.expect("agent auth");
+    c.connect(&t, &CancellationToken::new())
+        .await
+        .expect("agent auth");
     // Without the agent, the same target fails and says what it tried.
-    let err = client().connect(&t, &CancellationToken::new()).await.err().expect("fails");
-    assert!(err.to_string().contains("no-such-key` (not found)"), "{err}");
+    let err = client()
+        .connect(&t, &CancellationToken::new())
+        .await
+        .err()
+        .expect("fails");
+    assert!(
+        err.to_string().contains("no-such-key` (not found)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,7 +62,10 @@ async fn wrong_key_fails_with_what_was_tried() {
     match client().connect(&t, &CancellationToken::new()).await {
         Err(e @ ExecError::Auth { .. }) => {
             let text = e.to_string();
-            assert!(text.contains(&format!("`{}` (rejected)", wrong.display())), "{text}");
+            assert!(
+                text.contains(&format!("`{}` (rejected)", wrong.display())),
+                "{text}"
+            );
             assert_eq!(e.kind(), "auth");
         }
         other => panic!("expected auth failure, got {:?}", other.err()),
@@ -119,6 +131,14 @@ async fn encrypted_key_without_a_prompt_fails_clearly() {
     authorize(&lab, &key);
     let mut t = target(&lab, &lab.hosts()[0]);
     t.identity_files = vec![key];
-    let err = client().connect(&t, &CancellationToken::new()).await.err().expect("fails");
-    assert!(err.to_string().contains("encrypted, and no passphrase could be asked"), "{err}");
+    let err = client()
+        .connect(&t, &CancellationToken::new())
+        .await
+        .err()
+        .expect("fails");
+    assert!(
+        err.to_string()
+            .contains("encrypted, and no passphrase could be asked"),
+        "{err}"
+    );
 }

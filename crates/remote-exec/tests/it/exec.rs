@@ -40,13 +40,25 @@ async fn exec_reports_signal_and_quotes_arguments() {
     let s = connect(&lab, &lab.hosts()[0]).await;
     let cancel = CancellationToken::new();
     let out = s
-        .exec(&RemoteCommand::shell("kill -TERM $$"), &opts(Duration::from_secs(20)), &cancel)
+        .exec(
+            &RemoteCommand::shell("kill -TERM $$"),
+            &opts(Duration::from_secs(20)),
+            &cancel,
+        )
         .await
         .expect("exec");
-    assert!(matches!(out.status, ExitStatus::Signal { ref name, .. } if name == "TERM"), "{:?}", out.status);
+    assert!(
+        matches!(out.status, ExitStatus::Signal { ref name, .. } if name == "TERM"),
+        "{:?}",
+        out.status
+    );
     let weird = "it's a \"test\" $HOME `x` ;";
     let out = s
-        .exec(&RemoteCommand::new("printf").arg("%s").arg(weird), &opts(Duration::from_secs(20)), &cancel)
+        .exec(
+            &RemoteCommand::new("printf").arg("%s").arg(weird),
+            &opts(Duration::from_secs(20)),
+            &cancel,
+        )
         .await
         .expect("exec");
     assert_eq!(out.stdout.to_string_lossy(), weird);
@@ -82,7 +94,9 @@ async fn output_is_bounded_with_head_and_tail() {
     let s = connect(&lab, &lab.hosts()[0]).await;
     let out = s
         .exec(
-            &RemoteCommand::shell("echo first; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo last"),
+            &RemoteCommand::shell(
+                "echo first; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo last",
+            ),
             &ExecOptions {
                 timeout: Duration::from_secs(30),
                 max_output: 1000,
@@ -126,11 +140,18 @@ async fn timeout_kills_the_remote_process_group() {
             .trim()
             .parse()
             .expect("pid");
-        assert!(!pid_alive(pid), "remote {f} process {pid} survived the timeout");
+        assert!(
+            !pid_alive(pid),
+            "remote {f} process {pid} survived the timeout"
+        );
     }
     // The connection is still usable afterwards.
     let out = s
-        .exec(&RemoteCommand::shell("echo ok"), &opts(Duration::from_secs(20)), &CancellationToken::new())
+        .exec(
+            &RemoteCommand::shell("echo ok"),
+            &opts(Duration::from_secs(20)),
+            &CancellationToken::new(),
+        )
         .await
         .expect("exec");
     assert_eq!(out.stdout.to_string_lossy(), "ok\n");
@@ -160,7 +181,11 @@ async fn cancel_kills_the_remote_process() {
         .await
         .expect("exec");
     assert_eq!(out.status, ExitStatus::Cancelled { killed: true });
-    let pid: u32 = std::fs::read_to_string(&marker).expect("pid").trim().parse().expect("pid");
+    let pid: u32 = std::fs::read_to_string(&marker)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
     assert!(!pid_alive(pid));
 }
 
@@ -206,9 +231,16 @@ async fn jump_host_reaches_the_target() {
     let mut t = target(&lab, inner);
     t.jump = vec![target(&lab, bastion)];
     let c = client();
-    let s = c.connect(&t, &CancellationToken::new()).await.expect("connect via jump");
+    let s = c
+        .connect(&t, &CancellationToken::new())
+        .await
+        .expect("connect via jump");
     let out = s
-        .exec(&RemoteCommand::shell("echo $FLEET_HOST"), &opts(Duration::from_secs(20)), &CancellationToken::new())
+        .exec(
+            &RemoteCommand::shell("echo $FLEET_HOST"),
+            &opts(Duration::from_secs(20)),
+            &CancellationToken::new(),
+        )
         .await
         .expect("exec");
     assert_eq!(out.stdout.to_string_lossy(), format!("{}\n", inner.name));
@@ -218,6 +250,13 @@ async fn jump_host_reaches_the_target() {
     hop.port = 1;
     hop.name = "nowhere".into();
     bad.jump = vec![hop];
-    let err = c.connect(&bad, &CancellationToken::new()).await.err().expect("fails");
-    assert!(matches!(err, ExecError::Jump { ref jump, .. } if jump == "nowhere"), "{err:?}");
+    let err = c
+        .connect(&bad, &CancellationToken::new())
+        .await
+        .err()
+        .expect("fails");
+    assert!(
+        matches!(err, ExecError::Jump { ref jump, .. } if jump == "nowhere"),
+        "{err:?}"
+    );
 }

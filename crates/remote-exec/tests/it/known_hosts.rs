@@ -11,7 +11,11 @@ fn fingerprint_of(public_key_line: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("k.pub");
     std::fs::write(&p, format!("{public_key_line}\n")).expect("write");
-    let out = Command::new("ssh-keygen").arg("-lf").arg(&p).output().expect("ssh-keygen");
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&p)
+        .output()
+        .expect("ssh-keygen");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .nth(1)
@@ -20,7 +24,10 @@ fn fingerprint_of(public_key_line: &str) -> String {
 }
 
 async fn try_connect(t: &fleet_remote_exec::Target) -> Result<(), ExecError> {
-    client().connect(t, &CancellationToken::new()).await.map(|_| ())
+    client()
+        .connect(t, &CancellationToken::new())
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,10 +36,26 @@ async fn strict_accepts_plain_and_hashed_port_entries() {
     let host = &lab.hosts()[0];
     let dir = tempfile::tempdir().expect("tempdir");
     let kh = dir.path().join("known_hosts");
-    std::fs::write(&kh, format!("[{}]:{} {}\n", host.address, host.port, host.host_public_key)).expect("write");
-    let status = Command::new("ssh-keygen").arg("-H").arg("-f").arg(&kh).output().expect("ssh-keygen -H");
+    std::fs::write(
+        &kh,
+        format!(
+            "[{}]:{} {}\n",
+            host.address, host.port, host.host_public_key
+        ),
+    )
+    .expect("write");
+    let status = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .expect("ssh-keygen -H");
     assert!(status.status.success());
-    assert!(std::fs::read_to_string(&kh).expect("read").starts_with("|1|"));
+    assert!(
+        std::fs::read_to_string(&kh)
+            .expect("read")
+            .starts_with("|1|")
+    );
     let mut t = target(&lab, host);
     t.known_hosts_files = vec![kh];
     try_connect(&t).await.expect("hashed entry trusted");
@@ -45,13 +68,22 @@ async fn strict_rejects_unknown_and_changed_keys_with_fingerprint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kh = dir.path().join("known_hosts");
     // a is recorded with b's key: changed. b is not recorded at all: unknown.
-    std::fs::write(&kh, format!("[{}]:{} {}\n", a.address, a.port, b.host_public_key)).expect("write");
+    std::fs::write(
+        &kh,
+        format!("[{}]:{} {}\n", a.address, a.port, b.host_public_key),
+    )
+    .expect("write");
     let mut ta = target(&lab, a);
     ta.known_hosts_files = vec![kh.clone()];
     match try_connect(&ta).await {
-        Err(ExecError::HostKey(HostKeyError::Changed { fingerprint, known, .. })) => {
+        Err(ExecError::HostKey(HostKeyError::Changed {
+            fingerprint, known, ..
+        })) => {
             assert_eq!(fingerprint, fingerprint_of(&a.host_public_key));
-            assert!(known[0].contains(&fingerprint_of(&b.host_public_key)), "{known:?}");
+            assert!(
+                known[0].contains(&fingerprint_of(&b.host_public_key)),
+                "{known:?}"
+            );
         }
         other => panic!("expected a changed key, got {other:?}"),
     }
@@ -59,7 +91,10 @@ async fn strict_rejects_unknown_and_changed_keys_with_fingerprint() {
     tb.known_hosts_files = vec![kh.clone()];
     match try_connect(&tb).await {
         Err(e @ ExecError::HostKey(HostKeyError::Unknown { .. })) => {
-            assert!(e.to_string().contains(&fingerprint_of(&b.host_public_key)), "{e}");
+            assert!(
+                e.to_string().contains(&fingerprint_of(&b.host_public_key)),
+                "{e}"
+            );
         }
         other => panic!("expected an unknown key, got {other:?}"),
     }
@@ -91,7 +126,10 @@ async fn accept_new_records_unknown_keys_once_and_still_rejects_changed() {
     let text = std::fs::read_to_string(&kh).expect("read");
     assert_eq!(text.lines().count(), 3, "{text}");
     for h in lab.hosts() {
-        assert!(text.contains(&format!("[{}]:{} {}", h.address, h.port, h.host_public_key)), "{text}");
+        assert!(
+            text.contains(&format!("[{}]:{} {}", h.address, h.port, h.host_public_key)),
+            "{text}"
+        );
         // A fresh strict client trusts what was recorded.
         let mut t = target(&lab, h);
         t.known_hosts_files = vec![kh.clone()];

@@ -22,10 +22,21 @@ async fn upload_is_complete_atomic_and_has_the_mode() {
         max_output: 4096,
     };
     let out = s
-        .upload(&local, dest.to_str().expect("utf8"), 0o640, &opts, &CancellationToken::new())
+        .upload(
+            &local,
+            dest.to_str().expect("utf8"),
+            0o640,
+            &opts,
+            &CancellationToken::new(),
+        )
         .await
         .expect("upload");
-    assert_eq!(out.status, ExitStatus::Code(0), "{}", out.stderr.to_string_lossy());
+    assert_eq!(
+        out.status,
+        ExitStatus::Code(0),
+        "{}",
+        out.stderr.to_string_lossy()
+    );
     assert_eq!(std::fs::read(&dest).expect("read back"), data);
     let mode = std::fs::metadata(&dest).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
@@ -38,7 +49,13 @@ async fn upload_is_complete_atomic_and_has_the_mode() {
 
     // A missing destination directory is a remote failure with a reason, not a hang.
     let out = s
-        .upload(&local, host.root.join("missing/x").to_str().expect("utf8"), 0o600, &opts, &CancellationToken::new())
+        .upload(
+            &local,
+            host.root.join("missing/x").to_str().expect("utf8"),
+            0o600,
+            &opts,
+            &CancellationToken::new(),
+        )
         .await
         .expect("upload");
     assert!(!out.status.success());
