@@ -28,8 +28,8 @@ demo: deps build
 	inv="$$dir/inventory.toml"; \
 	echo; echo "\$$ fleet -i $$inv hosts"; \
 	target/debug/fleet -i "$$inv" hosts; \
-	echo; echo "\$$ fleet -i $$inv exec -- 'uname -sr; echo host \$$FLEET_HOST'"; \
-	target/debug/fleet -i "$$inv" exec -- 'uname -sr; echo host $$FLEET_HOST' || true; \
+	echo; echo "\$$ fleet -i $$inv exec -- 'uname -sr'"; \
+	target/debug/fleet -i "$$inv" exec -- 'uname -sr' || true; \
 	echo; echo "\$$ fleet -i $$inv exec -l odd --json -- 'echo \$$FLEET_HOST'"; \
 	target/debug/fleet -i "$$inv" exec -l odd --json -- 'echo $$FLEET_HOST'
 
