@@ -38,9 +38,11 @@ mod error;
 mod model;
 mod range;
 mod raw;
+mod rollout;
 mod select;
 
 pub use compact::compact_names;
 pub use error::{InventoryError, SelectError};
-pub use model::{Group, Host, HostKeyPolicy, Inventory, JumpHop};
+pub use model::{DbUpgradeTool, Group, Host, HostKeyPolicy, Inventory, JumpHop, Site};
+pub use rollout::{Amount, Batches, Rollout};
 pub use select::Selector;

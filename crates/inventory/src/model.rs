@@ -10,6 +10,7 @@ use toml::Spanned;
 use crate::error::InventoryError;
 use crate::range::expand;
 use crate::raw::{OneOrMany, RawDefaults, RawHost, RawInventory, Vars};
+use crate::rollout::Rollout;
 
 /// How a host's SSH key is trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,41 @@ pub struct JumpHop {
     pub host: String,
     /// Port; 22 (or the inventory host's port) when `None`.
     pub port: Option<u16>,
+}
+
+/// Which tool runs the CiviCRM database upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbUpgradeTool {
+    /// `cv` when the host has it, else `drush`.
+    Auto,
+    /// `cv upgrade:db -n`.
+    Cv,
+    /// `drush civicrm-upgrade-db -y`.
+    Drush,
+}
+
+/// A Drupal site with CiviCRM on a host. Sites sharing `root` share a codebase; sites whose
+/// CiviCRM DSN names the same database share a database (discovered on the host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// Name, unique on its host.
+    pub name: String,
+    /// Drupal root on the host (absolute).
+    pub root: String,
+    /// Site URI, passed as `--url`/`-l` (never left to the tools' `default` fallback).
+    pub uri: String,
+    /// Web-server user; discovered from the owner of `templates_c` when `None`.
+    pub web_user: Option<String>,
+    /// Where this run's backups go on the host (absolute, outside the Drupal root).
+    pub backup_dir: String,
+    /// `drush` command on the host.
+    pub drush: String,
+    /// `cv` command on the host.
+    pub cv: String,
+    /// Tool for the database upgrade.
+    pub db_upgrade: DbUpgradeTool,
+    /// Integration modules to disable during the upgrade and enable again after.
+    pub disable_modules: Vec<String>,
 }
 
 /// A host with every setting resolved.
@@ -60,6 +96,8 @@ pub struct Host {
     pub groups: Vec<String>,
     /// Merged variables: defaults < groups (parents before children) < host.
     pub vars: BTreeMap<String, toml::Value>,
+    /// Drupal/CiviCRM sites on this host, in file order.
+    pub sites: Vec<Site>,
 }
 
 impl Host {
@@ -95,6 +133,7 @@ pub struct Inventory {
     group_index: HashMap<String, usize>,
     /// Every group's hosts (transitively), as sorted host indices.
     members: Vec<Vec<usize>>,
+    rollout: Rollout,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +146,53 @@ struct Settings {
     connect_timeout: Duration,
     command_timeout: Duration,
     jump: Vec<JumpHop>,
+    site: SiteSettings,
+}
+
+#[derive(Debug, Clone)]
+struct SiteSettings {
+    web_user: Option<String>,
+    backup_dir: String,
+    drush: String,
+    cv: String,
+    db_upgrade: DbUpgradeTool,
+    disable_modules: Vec<String>,
+}
+
+impl Default for SiteSettings {
+    fn default() -> Self {
+        Self {
+            web_user: None,
+            backup_dir: "/var/backups/fleet".into(),
+            drush: "drush".into(),
+            cv: "cv".into(),
+            db_upgrade: DbUpgradeTool::Auto,
+            disable_modules: Vec::new(),
+        }
+    }
+}
+
+/// Site keys shared by `[defaults]`, `[hosts.X]` and `[hosts.X.sites.Y]`.
+struct RawSiteKeys<'a> {
+    web_user: &'a Option<Spanned<String>>,
+    backup_dir: &'a Option<Spanned<String>>,
+    drush: &'a Option<Spanned<String>>,
+    cv: &'a Option<Spanned<String>>,
+    db_upgrade: &'a Option<Spanned<String>>,
+    disable_modules: &'a Option<Spanned<Vec<String>>>,
+}
+
+macro_rules! site_keys {
+    ($r:expr) => {
+        RawSiteKeys {
+            web_user: &$r.web_user,
+            backup_dir: &$r.backup_dir,
+            drush: &$r.drush,
+            cv: &$r.cv,
+            db_upgrade: &$r.db_upgrade,
+            disable_modules: &$r.disable_modules,
+        }
+    };
 }
 
 struct Ctx<'a> {
@@ -208,7 +294,9 @@ impl Ctx<'_> {
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
             jump: Vec::new(),
+            site: SiteSettings::default(),
         };
+        s.site = self.site_overlay(&s.site, site_keys!(d))?;
         if let Some(u) = &d.user {
             s.user = self.user(u)?;
         }
@@ -238,6 +326,7 @@ impl Ctx<'_> {
 
     fn overlay(&self, base: &Settings, h: &RawHost) -> Result<Settings, InventoryError> {
         let mut s = base.clone();
+        s.site = self.site_overlay(&s.site, site_keys!(h))?;
         if let Some(u) = &h.user {
             s.user = self.user(u)?;
         }
@@ -268,6 +357,177 @@ impl Ctx<'_> {
         Ok(s)
     }
 
+    fn site_overlay(
+        &self,
+        base: &SiteSettings,
+        k: RawSiteKeys<'_>,
+    ) -> Result<SiteSettings, InventoryError> {
+        let mut s = base.clone();
+        if let Some(u) = k.web_user {
+            s.web_user = Some(self.user(u)?);
+        }
+        if let Some(b) = k.backup_dir {
+            s.backup_dir = self.remote_path("backup_dir", b)?;
+        }
+        if let Some(v) = k.drush {
+            s.drush = self.word("drush", v)?;
+        }
+        if let Some(v) = k.cv {
+            s.cv = self.word("cv", v)?;
+        }
+        if let Some(v) = k.db_upgrade {
+            s.db_upgrade = match v.get_ref().as_str() {
+                "auto" => DbUpgradeTool::Auto,
+                "cv" => DbUpgradeTool::Cv,
+                "drush" => DbUpgradeTool::Drush,
+                other => {
+                    return Err(self.err(
+                        v.span(),
+                        format!("invalid `db_upgrade` `{other}`, expected `auto`, `cv` or `drush`"),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = k.disable_modules {
+            if let Some(bad) = v.get_ref().iter().find(|m| {
+                m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) {
+                return Err(self.err(
+                    v.span(),
+                    format!("invalid module name `{bad}` in `disable_modules`"),
+                ));
+            }
+            s.disable_modules = v.get_ref().clone();
+        }
+        Ok(s)
+    }
+
+    fn remote_path(&self, key: &str, v: &Spanned<String>) -> Result<String, InventoryError> {
+        let p = v.get_ref().trim_end_matches('/');
+        if !p.starts_with('/') || p.contains('\n') {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "`{key}` `{}` must be an absolute path on the host",
+                    v.get_ref()
+                ),
+            ));
+        }
+        Ok(if p.is_empty() {
+            "/".into()
+        } else {
+            p.to_owned()
+        })
+    }
+
+    fn word(&self, key: &str, v: &Spanned<String>) -> Result<String, InventoryError> {
+        let w = v.get_ref().trim();
+        if w.is_empty() || w.contains('\n') {
+            return Err(self.err(v.span(), format!("invalid `{key}` `{}`", v.get_ref())));
+        }
+        Ok(w.to_owned())
+    }
+
+    fn sites(
+        &self,
+        host: &str,
+        base: &SiteSettings,
+        raw: &BTreeMap<Spanned<String>, crate::raw::RawSite>,
+    ) -> Result<Vec<Site>, InventoryError> {
+        let mut entries: Vec<_> = raw.iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, r) in entries {
+            let name = key.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(self.err(
+                    key.span(),
+                    format!("invalid site name `{name}` on host `{host}`"),
+                ));
+            }
+            let Some(root) = &r.root else {
+                return Err(self.err(
+                    key.span(),
+                    format!("site `{name}` on host `{host}` has no `root` (the Drupal root)"),
+                ));
+            };
+            let root = self.remote_path("root", root)?;
+            let uri = match &r.uri {
+                Some(u)
+                    if !u.get_ref().trim().is_empty()
+                        && !u.get_ref().contains(char::is_whitespace) =>
+                {
+                    u.get_ref().trim().to_owned()
+                }
+                Some(u) => {
+                    return Err(self.err(u.span(), format!("invalid `uri` `{}`", u.get_ref())));
+                }
+                None => {
+                    return Err(self.err(
+                        key.span(),
+                        format!("site `{name}` on host `{host}` has no `uri` (passed as `--url`)"),
+                    ));
+                }
+            };
+            let s = self.site_overlay(base, site_keys!(r))?;
+            if s.backup_dir == root || s.backup_dir.starts_with(&format!("{root}/")) {
+                let at = r.backup_dir.as_ref().map_or(key.span(), Spanned::span);
+                return Err(self.err(
+                    at,
+                    format!(
+                        "`backup_dir` `{}` of site `{name}` is inside its Drupal root `{root}`; keep backups outside it (Drupal runs `.module` files it finds under `sites/all/modules`)",
+                        s.backup_dir
+                    ),
+                ));
+            }
+            out.push(Site {
+                name: name.clone(),
+                root,
+                uri,
+                web_user: s.web_user,
+                backup_dir: s.backup_dir,
+                drush: s.drush,
+                cv: s.cv,
+                db_upgrade: s.db_upgrade,
+                disable_modules: s.disable_modules,
+            });
+        }
+        Ok(out)
+    }
+
+    fn rollout(&self, r: Option<&crate::raw::RawRollout>) -> Result<Rollout, InventoryError> {
+        let Some(r) = r else {
+            return Ok(Rollout::default());
+        };
+        let mut out = Rollout::default();
+        if let Some(b) = &r.batches {
+            out.batches = Some(
+                b.get_ref()
+                    .parse()
+                    .map_err(|e: String| self.err(b.span(), format!("invalid `batches`: {e}")))?,
+            );
+        }
+        if let Some(m) = &r.max_fail {
+            out.max_fail = Some(
+                m.get_ref()
+                    .parse()
+                    .map_err(|e: String| self.err(m.span(), format!("invalid `max_fail`: {e}")))?,
+            );
+        }
+        for (k, v) in &r.max_per {
+            let n = usize::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| self.err(v.span(), format!("`max_per.{k}` must be at least 1")))?;
+            out.max_per.insert(k.clone(), n);
+        }
+        Ok(out)
+    }
+
     fn user(&self, u: &Spanned<String>) -> Result<String, InventoryError> {
         let name = u.get_ref().trim();
         if name.is_empty() || name.contains(char::is_whitespace) {
@@ -286,6 +546,7 @@ struct Def {
     settings: Settings,
     address: Option<Spanned<String>>,
     vars: Vars,
+    sites: Vec<Site>,
 }
 
 impl Inventory {
@@ -329,6 +590,7 @@ impl Inventory {
             cx.err(e.span().unwrap_or(0..0), message)
         })?;
         let defaults = cx.defaults(&raw.defaults)?;
+        let rollout = cx.rollout(raw.rollout.as_ref())?;
 
         let mut defs: Vec<Def> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -339,6 +601,7 @@ impl Inventory {
                 .map_err(|why| cx.err(key.span(), format!("bad host range: {why}")))?;
             let settings = cx.overlay(&defaults, h)?;
             for (i, name) in names.into_iter().enumerate() {
+                let sites = cx.sites(&name, &settings.site, &h.sites)?;
                 if by_name.contains_key(&name) {
                     return Err(cx.err(key.span(), format!("host `{name}` is defined twice")));
                 }
@@ -350,6 +613,7 @@ impl Inventory {
                     settings: settings.clone(),
                     address: h.address.clone(),
                     vars: h.vars.clone(),
+                    sites,
                 });
             }
         }
@@ -386,6 +650,7 @@ impl Inventory {
                             settings: defaults.clone(),
                             address: None,
                             vars: Vars::new(),
+                            sites: Vec::new(),
                         });
                     }
                     if !hosts.contains(&n) {
@@ -471,6 +736,7 @@ impl Inventory {
                 command_timeout: s.command_timeout,
                 jump: s.jump,
                 vars,
+                sites: d.sites,
             });
         }
         Ok(Inventory {
@@ -480,7 +746,13 @@ impl Inventory {
             host_index,
             group_index,
             members,
+            rollout,
         })
+    }
+
+    /// The `[rollout]` table (empty when absent).
+    pub fn rollout(&self) -> &Rollout {
+        &self.rollout
     }
 
     /// The file this inventory came from.
@@ -803,6 +1075,32 @@ mod tests {
         error_at("[hosts.a]\naddress = \"\"\n", 2, 11, "invalid `address`");
         error_at("[groups.all]\n", 1, 9, "built-in group");
         error_at("[defaults\n", 1, 10, "");
+        error_at(
+            "[hosts.a.sites.s]\nroot = \"/var/www/d7\"\nuri = \"https://a.org\"\nbackup_dir = \"/var/www/d7/sites/all/modules/bak\"\n",
+            4,
+            14,
+            "inside its Drupal root",
+        );
+        error_at(
+            "[hosts.a.sites.s]\nuri = \"https://a.org\"\n",
+            1,
+            16,
+            "has no `root`",
+        );
+        error_at(
+            "[hosts.a.sites.s]\nroot = \"relative\"\nuri = \"x\"\n",
+            2,
+            8,
+            "absolute path",
+        );
+        error_at("[hosts.a.sites.s]\nroot = \"/r\"\n", 1, 16, "has no `uri`");
+        error_at(
+            "[defaults]\ndb_upgrade = \"php\"\n",
+            2,
+            14,
+            "invalid `db_upgrade`",
+        );
+        error_at("[rollout]\nbatches = \"1,0\"\n", 2, 11, "invalid `batches`");
     }
 
     #[test]
@@ -887,6 +1185,50 @@ host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
         );
         assert_eq!(a.connect_timeout, Duration::from_secs(10));
         assert_eq!(a.command_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn sites_inherit_site_keys() {
+        let inv = load(
+            r#"
+[defaults]
+backup_dir = "/srv/backups"
+cv = "/usr/local/bin/cv"
+[hosts."web[1:2]"]
+web_user = "apache"
+[hosts."web[1:2]".sites.main]
+root = "/var/www/d7"
+uri = "https://main.example.org"
+[hosts."web[1:2]".sites.shop]
+root = "/var/www/d7"
+uri = "https://shop.example.org"
+db_upgrade = "drush"
+disable_modules = ["civicrm_rules"]
+[rollout]
+batches = "1,50%"
+max_fail = "10%"
+max_per = { db_server = 2 }
+"#,
+        )
+        .unwrap();
+        let web2 = inv.host("web2").unwrap();
+        assert_eq!(web2.sites.len(), 2);
+        let (main, shop) = (&web2.sites[0], &web2.sites[1]);
+        assert_eq!(
+            (main.name.as_str(), main.root.as_str()),
+            ("main", "/var/www/d7")
+        );
+        assert_eq!(main.web_user.as_deref(), Some("apache"));
+        assert_eq!(main.backup_dir, "/srv/backups");
+        assert_eq!(main.cv, "/usr/local/bin/cv");
+        assert_eq!(main.drush, "drush");
+        assert_eq!(main.db_upgrade, DbUpgradeTool::Auto);
+        assert_eq!(shop.db_upgrade, DbUpgradeTool::Drush);
+        assert_eq!(shop.disable_modules, ["civicrm_rules"]);
+        let r = inv.rollout();
+        assert_eq!(r.batches.as_ref().unwrap().sizes(10), [1, 5, 4]);
+        assert_eq!(r.max_fail, Some(crate::Amount::Percent(10)));
+        assert_eq!(r.max_per["db_server"], 2);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub(crate) struct RawInventory {
     pub(crate) hosts: BTreeMap<Spanned<String>, RawHost>,
     #[serde(default)]
     pub(crate) groups: BTreeMap<Spanned<String>, RawGroup>,
+    pub(crate) rollout: Option<RawRollout>,
 }
 
 /// `[defaults]`: settings every host inherits.
@@ -48,6 +49,12 @@ pub(crate) struct RawDefaults {
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) command_timeout: Option<Spanned<String>>,
     pub(crate) jump: Option<Spanned<String>>,
+    pub(crate) web_user: Option<Spanned<String>>,
+    pub(crate) backup_dir: Option<Spanned<String>>,
+    pub(crate) drush: Option<Spanned<String>>,
+    pub(crate) cv: Option<Spanned<String>>,
+    pub(crate) db_upgrade: Option<Spanned<String>>,
+    pub(crate) disable_modules: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub(crate) vars: Vars,
 }
@@ -66,8 +73,40 @@ pub(crate) struct RawHost {
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) command_timeout: Option<Spanned<String>>,
     pub(crate) jump: Option<Spanned<String>>,
+    pub(crate) web_user: Option<Spanned<String>>,
+    pub(crate) backup_dir: Option<Spanned<String>>,
+    pub(crate) drush: Option<Spanned<String>>,
+    pub(crate) cv: Option<Spanned<String>>,
+    pub(crate) db_upgrade: Option<Spanned<String>>,
+    pub(crate) disable_modules: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub(crate) vars: Vars,
+    #[serde(default)]
+    pub(crate) sites: BTreeMap<Spanned<String>, RawSite>,
+}
+
+/// `[hosts.NAME.sites.SITE]`: one Drupal site with CiviCRM on that host.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSite {
+    pub(crate) root: Option<Spanned<String>>,
+    pub(crate) uri: Option<Spanned<String>>,
+    pub(crate) web_user: Option<Spanned<String>>,
+    pub(crate) backup_dir: Option<Spanned<String>>,
+    pub(crate) drush: Option<Spanned<String>>,
+    pub(crate) cv: Option<Spanned<String>>,
+    pub(crate) db_upgrade: Option<Spanned<String>>,
+    pub(crate) disable_modules: Option<Spanned<Vec<String>>>,
+}
+
+/// `[rollout]`: how `fleet upgrade` batches hosts unless the command line says otherwise.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRollout {
+    pub(crate) batches: Option<Spanned<String>>,
+    pub(crate) max_fail: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) max_per: BTreeMap<String, Spanned<i64>>,
 }
 
 /// `[groups.NAME]`.
