@@ -13,11 +13,15 @@ pub struct TestAgent {
 }
 
 impl TestAgent {
-    /// Starts an agent with its socket in `dir` and adds `keys` to it.
+    /// Starts an agent with its socket at `dir/agent.sock` and adds `keys` (private key
+    /// files) to it.
+    ///
+    /// Keep `dir` short: a Unix socket path is limited to about 100 bytes.
     ///
     /// # Errors
     ///
-    /// When `ssh-agent` or `ssh-add` cannot run or a key is refused.
+    /// When `ssh-agent` or `ssh-add` cannot run, the socket does not appear, or a key is
+    /// refused.
     pub fn start(dir: &Path, keys: &[&Path]) -> Result<TestAgent, LabError> {
         let socket = dir.join("agent.sock");
         let _ = std::fs::remove_file(&socket);
@@ -28,12 +32,25 @@ impl TestAgent {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(crate::error::io("run ssh-agent for", &socket))?;
-        let agent = TestAgent { child, socket };
+            .map_err(|source| LabError::Run {
+                program: "ssh-agent".into(),
+                source,
+            })?;
+        // From here on, dropping `agent` kills the child, also on the error paths.
+        let mut agent = TestAgent { child, socket };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !agent.socket.exists() {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                return Err(LabError::Agent(format!(
+                    "exited with {status} before creating `{}`",
+                    agent.socket.display()
+                )));
+            }
             if Instant::now() > deadline {
-                return Err(LabError::Key("ssh-agent did not create its socket".into()));
+                return Err(LabError::Agent(format!(
+                    "did not create `{}` within 10 s",
+                    agent.socket.display()
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -42,10 +59,13 @@ impl TestAgent {
                 .arg(key)
                 .env("SSH_AUTH_SOCK", &agent.socket)
                 .output()
-                .map_err(crate::error::io("run ssh-add for", *key))?;
+                .map_err(|source| LabError::Run {
+                    program: "ssh-add".into(),
+                    source,
+                })?;
             if !out.status.success() {
-                return Err(LabError::Key(format!(
-                    "ssh-add `{}`: {}",
+                return Err(LabError::Agent(format!(
+                    "`ssh-add {}` failed: {}",
                     key.display(),
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));

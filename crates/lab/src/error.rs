@@ -1,17 +1,20 @@
-//! Lab errors.
+//! The one error type of the lab.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why a lab could not be started, read or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    /// OpenSSH server is not installed.
+    /// The OpenSSH server is not installed.
     #[error("sshd not found at `{}`: install it with `apt-get install -y openssh-server`", .0.display())]
     SshdMissing(PathBuf),
+
     /// A file or directory operation failed.
     #[error("cannot {action} `{}`", path.display())]
     Io {
-        /// What was being done.
+        /// What was being done (`write`, `create`, ...).
         action: &'static str,
         /// On which path.
         path: PathBuf,
@@ -19,41 +22,130 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
-    /// The lab directory cannot be used.
+
+    /// The lab directory cannot be used (foreign files, a running lab, no record, ...).
     #[error("lab directory `{}`: {reason}", dir.display())]
     Dir {
         /// The directory.
         dir: PathBuf,
         /// Why not.
-        reason: String,
+        reason: &'static str,
     },
-    /// An address outside 127.0.0.0/8 was asked for, or no free block was found.
-    #[error("address: {0}")]
-    Address(String),
-    /// sshd rejected its configuration or did not come up.
-    #[error("sshd for `{host}`: {reason}")]
-    Sshd {
+
+    /// A lab needs at least one host.
+    #[error("a lab needs at least one host")]
+    NoHosts,
+
+    /// An address outside 127.0.0.0/8 was asked for: a lab never listens anywhere else.
+    #[error("address `{0}` is outside 127.0.0.0/8")]
+    NotLoopback(Ipv4Addr),
+
+    /// The first address of a block must end in 1..=250 (the lab never uses .0 or .251-.255).
+    #[error("first address `{0}` must end in 1..=250")]
+    BadFirstAddress(Ipv4Addr),
+
+    /// A block of consecutive addresses would run past 127.255.255.250.
+    #[error("{count} addresses from `{first}` do not fit in 127.0.0.0/8")]
+    BlockTooLarge {
+        /// The first address.
+        first: Ipv4Addr,
+        /// How many addresses were asked for.
+        count: usize,
+    },
+
+    /// Some address of the chosen block is already in use on the port.
+    #[error("`{address}:{port}` is already in use")]
+    AddressInUse {
+        /// The busy address.
+        address: Ipv4Addr,
+        /// The port.
+        port: u16,
+    },
+
+    /// Every random block tried had an address in use.
+    #[error("no free block of {count} loopback addresses on port {port} after {attempts} attempts")]
+    NoFreeBlock {
+        /// How many addresses were asked for.
+        count: usize,
+        /// The port.
+        port: u16,
+        /// How many blocks were tried.
+        attempts: usize,
+    },
+
+    /// Key generation or encoding failed.
+    #[error("cannot generate key `{}`", path.display())]
+    Key {
+        /// The private key file being written.
+        path: PathBuf,
+        /// The key library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A program the lab runs (`sshd`, `ssh-agent`, `ssh-add`) could not be run at all.
+    #[error("cannot run `{program}`")]
+    Run {
+        /// The program.
+        program: String,
+        /// The spawn error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `sshd -t` rejected a generated configuration.
+    #[error("sshd rejected its configuration `{}`: {stderr}", config.display())]
+    SshdConfig {
+        /// The configuration file.
+        config: PathBuf,
+        /// What `sshd -t` printed.
+        stderr: String,
+    },
+
+    /// An sshd exited with an error instead of starting.
+    #[error("sshd for host `{host}` did not start: {message}")]
+    SshdFailed {
         /// The lab host.
         host: String,
-        /// What happened (with sshd's own message when there is one).
-        reason: String,
+        /// sshd's stderr and log.
+        message: String,
     },
-    /// Key generation failed.
-    #[error("key generation: {0}")]
-    Key(String),
+
+    /// An sshd started but did not write its pid file or answer with an SSH banner in time.
+    #[error("sshd for host `{host}` not ready on `{address}:{port}` after {:.1} s: {detail}", .waited.as_secs_f64())]
+    SshdNotReady {
+        /// The lab host.
+        host: String,
+        /// Its address.
+        address: Ipv4Addr,
+        /// Its port.
+        port: u16,
+        /// How long it was waited for.
+        waited: Duration,
+        /// What was missing, and the end of its log.
+        detail: String,
+    },
+
+    /// The throwaway ssh-agent did not come up or refused a key.
+    #[error("ssh-agent: {0}")]
+    Agent(String),
+
     /// No such host in this lab.
     #[error("no host `{0}` in this lab")]
     UnknownHost(String),
-    /// The lab record is unreadable.
-    #[error("bad lab record `{}` line {line}", path.display())]
+
+    /// The lab record (`lab.toml`) is unreadable.
+    #[error("bad lab record `{}`", path.display())]
     Record {
         /// The record file.
         path: PathBuf,
-        /// The bad line.
-        line: usize,
+        /// The parse error.
+        #[source]
+        source: toml::de::Error,
     },
 }
 
+/// Maps an I/O error to [`LabError::Io`] with what was done on which path.
 pub(crate) fn io(
     action: &'static str,
     path: impl Into<PathBuf>,

@@ -3,15 +3,22 @@
 //! # Overview
 //!
 //! [`Lab::up`] starts N `/usr/sbin/sshd` daemons, each with its own ed25519 host key and its
-//! own address in 127.0.0.0/8 (a random block per lab, so parallel tests never collide), one
-//! throwaway client key authorized on all of them, and writes client files into the lab
-//! directory: `inventory.toml` (fleet's format, host keys pinned through `known_hosts`),
-//! `known_hosts`, `ssh_config`, `client_key`. Sessions on host `hNN` see `FLEET_HOST=hNN` and
-//! `FLEET_ROOT=DIR/hosts/hNN`, the host's own directory.
+//! own address in 127.0.0.0/8 (a random block per lab, so labs of tests running in parallel
+//! never collide; a lab never listens outside 127.0.0.0/8), and one throwaway client key
+//! authorized on all of them. It writes the client files into the lab directory:
 //!
-//! [`Lab::down`] stops exactly the daemons the lab started, by pid, after checking each pid
-//! still runs that host's own config. [`TestLab`] is the test kit: a lab in a temporary
-//! directory, torn down on drop.
+//! - `inventory.toml`: fleet's inventory, host keys pinned through `known_hosts`;
+//! - `known_hosts`, `client_key`, and `ssh_config` for the OpenSSH client (`ssh -F`);
+//! - `lab.toml`: the record of every host and daemon pid, read back by [`Lab::open`];
+//! - `sshd/<name>/`: each daemon's config, host key, pid file and log;
+//! - `hosts/<name>/` and `home/<name>/`: each host's own directory and `HOME`. Sessions on
+//!   host `hNN` see `FLEET_HOST=hNN` and `FLEET_ROOT=DIR/hosts/hNN`.
+//!
+//! The daemons outlive the process that started them (that is what the `fleet-lab` binary
+//! relies on); [`Lab::down`] stops exactly the daemons the lab started, by pid, after checking
+//! that each pid still runs that host's own config. [`TestLab`] is the test kit: a lab in a
+//! temporary directory, torn down on drop. [`TestAgent`] and [`generate_client_key`] help
+//! authentication tests.
 //!
 //! This crate depends on no other fleet crate (it writes inventory TOML as text), so every
 //! crate can use it as a dev-dependency.
@@ -19,9 +26,22 @@
 //! # Example
 //!
 //! ```no_run
-//! let lab = fleet_lab::TestLab::start(3);
-//! assert_eq!(lab.hosts().len(), 3);
-//! println!("try: fleet -i {} exec -- hostname", lab.inventory_path().display());
+//! use std::process::Command;
+//!
+//! let mut lab = fleet_lab::TestLab::start(3);
+//! let h02 = lab.host("h02").expect("three hosts");
+//! let out = Command::new("ssh")
+//!     .arg("-F")
+//!     .arg(lab.ssh_config())
+//!     .arg(h02.address.to_string())
+//!     .arg("echo $FLEET_HOST")
+//!     .output()?;
+//! assert_eq!(out.stdout, b"h02\n");
+//!
+//! // An unreachable host, for failure tests.
+//! lab.lab_mut().stop_host("h03")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! // Dropping `lab` stops every daemon and removes the directory.
 //! ```
 #![warn(missing_docs)]
 
@@ -30,32 +50,52 @@ mod agent;
 mod error;
 mod inventory;
 mod keys;
+mod record;
 mod sshd;
+mod test_lab;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use agent::TestAgent;
 pub use error::LabError;
 pub use keys::generate_client_key;
+pub use test_lab::TestLab;
 
 use error::io;
 use sshd::{SSHD, SshdFiles};
 
+/// Marks a directory as a lab directory, which [`Lab::up`] may clear and reuse.
 const MARKER: &str = ".fleet-lab";
-const RECORD: &str = "lab.txt";
+
+/// How many random address blocks [`Lab::up`] tries when another lab takes an address
+/// between the check and sshd's bind.
+const ADDRESS_ATTEMPTS: usize = 3;
+
+/// How many daemons are started at once.
+const START_THREADS: usize = 16;
+
+/// How long a lab may take to come up: a base plus a little per host.
+fn start_deadline(hosts: usize) -> Instant {
+    let per_host =
+        Duration::from_millis(20).saturating_mul(u32::try_from(hosts).unwrap_or(u32::MAX));
+    Instant::now() + Duration::from_secs(30) + per_host
+}
 
 /// What lab to start.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
-    /// Number of hosts.
+    /// Number of hosts (at least 1).
     pub hosts: usize,
-    /// Directory that receives keys, configs, host directories and the inventory.
+    /// Directory that receives keys, configs, host directories and the inventory. It must be
+    /// missing, empty, or a stopped lab's directory.
     pub dir: PathBuf,
     /// TCP port every host listens on (each on its own address).
     pub port: u16,
-    /// First address of the block (in 127.0.0.0/8); a random free block when `None`.
+    /// First address of the block (in 127.0.0.0/8, ending in 1..=250); a random free block
+    /// when `None`.
     pub first_address: Option<Ipv4Addr>,
 }
 
@@ -74,21 +114,24 @@ impl LabOptions {
 /// One lab host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabHost {
-    /// Inventory name (`h01`, ...).
+    /// Inventory name: `h01`.., zero-padded to the width of the host count (at least 2).
     pub name: String,
     /// Its loopback address.
     pub address: Ipv4Addr,
     /// Its port.
     pub port: u16,
-    /// The running sshd's pid; `None` when stopped.
+    /// The pid of its sshd as recorded; `None` when stopped.
     pub pid: Option<u32>,
-    /// The host's own directory (`FLEET_ROOT` in its sessions).
+    /// The host's own directory, `DIR/hosts/<name>` (`FLEET_ROOT` in its sessions).
     pub root: PathBuf,
-    /// Its host key, `ssh-ed25519 AAAA...`.
+    /// Its host key, `ssh-ed25519 AAAA...` (no comment).
     pub host_public_key: String,
 }
 
-/// A running (or stopped) lab. Dropping it leaves the daemons running; see [`TestLab`].
+/// A lab: its directory and hosts, running or stopped.
+///
+/// Dropping a `Lab` leaves its daemons running (so `fleet-lab up` can exit); stop them with
+/// [`Lab::down`], or use [`TestLab`], which does that on drop.
 #[derive(Debug)]
 pub struct Lab {
     dir: PathBuf,
@@ -97,26 +140,35 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Creates the lab directory and starts every host.
+    /// Creates the lab directory and starts every host; returns once each host answers
+    /// with an SSH banner.
     ///
     /// # Errors
     ///
-    /// When sshd is missing, `dir` holds a running lab or unrelated files, no free addresses
-    /// are found, or a daemon does not come up (already started ones are stopped again).
+    /// - [`LabError::SshdMissing`] when `/usr/sbin/sshd` is not installed;
+    /// - [`LabError::Dir`] when `dir` holds a running lab or files that are not a lab's, or
+    ///   its path has characters an sshd_config cannot hold (whitespace, quotes, `#`, `%`,
+    ///   `\`);
+    /// - address errors when `first_address` is outside 127.0.0.0/8 or busy, or no random
+    ///   block is free;
+    /// - [`LabError::SshdConfig`], [`LabError::SshdFailed`], [`LabError::SshdNotReady`] when a
+    ///   daemon does not come up. Daemons already started are stopped again.
     pub fn up(opts: &LabOptions) -> Result<Lab, LabError> {
         if !Path::new(SSHD).exists() {
             return Err(LabError::SshdMissing(SSHD.into()));
         }
         if opts.hosts == 0 {
-            return Err(LabError::Dir {
-                dir: opts.dir.clone(),
-                reason: "a lab needs at least one host".into(),
-            });
+            return Err(LabError::NoHosts);
         }
-        let dir = prepare_dir(&opts.dir)?;
-        sshd::ensure_privsep_dir()?;
-        let addresses = addr::allocate(opts.hosts, opts.port, opts.first_address)?;
-        let user = current_user();
+        if let Some(first) = opts.first_address {
+            // Refuse a bad address before touching the directory.
+            addr::nth(first, 0)?;
+        }
+        let absolute = std::path::absolute(&opts.dir).map_err(io("resolve", &opts.dir))?;
+        check_dir_path(&absolute)?;
+        let dir = prepare_dir(&absolute)?;
+        check_dir_path(&dir)?;
+        sshd::prepare_process()?;
         for sub in ["sshd", "hosts", "home"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io("create", &p))?;
@@ -125,165 +177,129 @@ impl Lab {
         let ak = dir.join("authorized_keys");
         std::fs::write(&ak, format!("{client_public}\n")).map_err(io("write", &ak))?;
 
-        let width = opts.hosts.to_string().len().max(2);
         let mut hosts = Vec::with_capacity(opts.hosts);
-        let mut penalties = None;
-        for (i, address) in addresses.into_iter().enumerate() {
-            let name = format!("h{:0width$}", i + 1);
+        for name in host_names(opts.hosts) {
             let files = SshdFiles::new(&dir, &name);
-            for d in [
-                &files.dir,
-                &dir.join("hosts").join(&name),
-                &dir.join("home").join(&name),
-            ] {
+            let root = record::host_root(&dir, &name);
+            for d in [&files.dir, &root, &dir.join("home").join(&name)] {
                 std::fs::create_dir_all(d).map_err(io("create", d))?;
             }
-            let host_public_key = keys::write_key_pair(&files.host_key(), &name)?;
-            let mut input = sshd::ConfigInput {
-                name: &name,
-                address,
-                port: opts.port,
-                lab_dir: &dir,
-                per_source_penalties: penalties.unwrap_or(true),
-            };
-            let cfg = files.config();
-            std::fs::write(&cfg, sshd::config_text(&input)).map_err(io("write", &cfg))?;
-            if penalties.is_none() {
-                // OpenSSH < 9.8 does not know PerSourcePenalties: try with it, then without.
-                let supported = sshd::check_config(&cfg).is_ok();
-                penalties = Some(supported);
-                if !supported {
-                    input.per_source_penalties = false;
-                    std::fs::write(&cfg, sshd::config_text(&input)).map_err(io("write", &cfg))?;
-                    sshd::check_config(&cfg).map_err(|reason| LabError::Sshd {
-                        host: name.clone(),
-                        reason,
-                    })?;
-                }
-            }
-            let key_only = host_public_key
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let public = keys::write_key_pair(&files.host_key(), &name)?;
             hosts.push(LabHost {
-                root: dir.join("hosts").join(&name),
                 name,
-                address,
+                address: Ipv4Addr::UNSPECIFIED, // assigned below
                 port: opts.port,
                 pid: None,
-                host_public_key: key_only,
+                root,
+                host_public_key: key_without_comment(&public),
             });
         }
-        let mut lab = Lab { dir, user, hosts };
-        if let Err(e) = lab.start_all() {
-            let _ = lab.down();
-            return Err(e);
+        let mut lab = Lab {
+            dir,
+            user: current_user(),
+            hosts,
+        };
+        let all: Vec<usize> = (0..lab.hosts.len()).collect();
+        let mut attempt = 1;
+        loop {
+            let addresses = addr::allocate(opts.hosts, opts.port, opts.first_address)?;
+            lab.assign_addresses(&addresses)?;
+            match lab.start_hosts(&all, start_deadline(all.len())) {
+                // Another lab took an address between our check and sshd's bind: the
+                // daemons started were stopped again, so try another random block.
+                Err(LabError::AddressInUse { .. })
+                    if opts.first_address.is_none() && attempt < ADDRESS_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                result => return result.map(|()| lab),
+            }
         }
-        lab.write_client_files()?;
-        Ok(lab)
     }
 
-    /// Reads the lab recorded in `dir` (as written by [`Lab::up`]).
+    /// Reads the lab recorded in `dir` (by [`Lab::up`]), running or not.
     ///
     /// # Errors
     ///
-    /// When `dir` is not a lab directory or its record is unreadable.
+    /// [`LabError::Dir`] when `dir` holds no lab record, [`LabError::Record`] when the record
+    /// is unreadable.
     pub fn open(dir: &Path) -> Result<Lab, LabError> {
-        let path = dir.join(RECORD);
-        let text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
-        let bad = |line| LabError::Record {
-            path: path.clone(),
-            line,
+        // Absolute, as recorded in the daemons' command lines, which `down` checks.
+        let dir = dir.canonicalize().map_err(io("open", dir))?;
+        let Some(rec) = record::read(&dir)? else {
+            return Err(LabError::Dir {
+                dir,
+                reason: "no `lab.toml` record here: not a lab directory",
+            });
         };
-        let mut user = None;
-        let mut hosts = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            match f.as_slice() {
-                [] => {}
-                [c, ..] if c.starts_with('#') => {}
-                ["user", u] => user = Some((*u).to_owned()),
-                [name, address, port, pid] => {
-                    let files = SshdFiles::new(dir, name);
-                    let public = std::fs::read_to_string(keys::pub_path(&files.host_key()))
-                        .map_err(io("read", files.host_key()))?;
-                    hosts.push(LabHost {
-                        name: (*name).to_owned(),
-                        address: address.parse().map_err(|_| bad(i + 1))?,
-                        port: port.parse().map_err(|_| bad(i + 1))?,
-                        pid: pid.parse::<u32>().ok().filter(|p| *p != 0),
-                        root: dir.join("hosts").join(name),
-                        host_public_key: public
-                            .split_whitespace()
-                            .take(2)
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    });
-                }
-                _ => return Err(bad(i + 1)),
-            }
-        }
+        let hosts = rec
+            .hosts
+            .into_iter()
+            .map(|h| LabHost {
+                root: record::host_root(&dir, &h.name),
+                name: h.name,
+                address: h.address,
+                port: h.port,
+                pid: h.pid,
+                host_public_key: h.host_public_key,
+            })
+            .collect();
         Ok(Lab {
-            dir: dir.to_owned(),
-            user: user.unwrap_or_else(current_user),
+            dir,
+            user: rec.user,
             hosts,
         })
     }
 
-    /// Stops every host this lab started; returns how many daemons were stopped.
+    /// Stops every daemon of this lab; returns how many were running and were stopped.
+    ///
+    /// Only pids (recorded, or in a host's pid file) whose command line still names that
+    /// host's own `sshd_config` are signalled: SIGTERM, then SIGKILL after 3 s. Sessions
+    /// already open are left alone.
     ///
     /// # Errors
     ///
     /// When the record cannot be rewritten.
     pub fn down(&mut self) -> Result<usize, LabError> {
-        let mut stopped = 0;
-        for h in &mut self.hosts {
-            if let Some(pid) = h.pid.take() {
-                let files = SshdFiles::new(&self.dir, &h.name);
-                if sshd::stop(pid, &files.config()) {
-                    stopped += 1;
-                }
-                let _ = std::fs::remove_file(files.pid_file());
-            }
-        }
-        self.write_record()?;
+        let all: Vec<usize> = (0..self.hosts.len()).collect();
+        let stopped = self.stop_hosts(&all);
+        record::write(self)?;
         Ok(stopped)
     }
 
-    /// Stops one host (its address then refuses connections).
+    /// Stops one host: its address then refuses connections. Stopping a stopped host does
+    /// nothing.
     ///
     /// # Errors
     ///
     /// [`LabError::UnknownHost`], or when the record cannot be rewritten.
     pub fn stop_host(&mut self, name: &str) -> Result<(), LabError> {
-        let dir = self.dir.clone();
-        let h = self.host_mut(name)?;
-        if let Some(pid) = h.pid.take() {
-            let files = SshdFiles::new(&dir, name);
-            sshd::stop(pid, &files.config());
-            let _ = std::fs::remove_file(files.pid_file());
-        }
-        self.write_record()
+        let i = self.index(name)?;
+        self.stop_hosts(&[i]);
+        record::write(self)
     }
 
-    /// Starts one stopped host again.
+    /// Starts one host again (same address, port and keys); returns once it answers.
+    /// Starting a running host does nothing.
     ///
     /// # Errors
     ///
-    /// [`LabError::UnknownHost`], or when its sshd does not come up.
+    /// [`LabError::UnknownHost`], or when its daemon does not come up.
     pub fn start_host(&mut self, name: &str) -> Result<(), LabError> {
-        let files = SshdFiles::new(&self.dir, name);
-        let running = self
-            .host_mut(name)?
-            .pid
-            .is_some_and(|p| sshd::is_our_sshd(p, &files.config()));
-        if !running {
-            sshd::spawn(name, &files)?;
-            let pid = sshd::wait_pid(name, &files, Instant::now() + Duration::from_secs(20))?;
-            self.host_mut(name)?.pid = Some(pid);
+        let i = self.index(name)?;
+        if self.is_running(name) {
+            return Ok(());
         }
-        self.write_record()
+        self.start_hosts(&[i], start_deadline(1))
+    }
+
+    /// Returns true when host `name` has a recorded daemon that is alive and runs that host's
+    /// config.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.host(name).is_some_and(|h| {
+            h.pid
+                .is_some_and(|p| sshd::is_our_sshd(p, &SshdFiles::new(&self.dir, name).config()))
+        })
     }
 
     /// The lab directory (absolute).
@@ -301,12 +317,12 @@ impl Lab {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// `DIR/inventory.toml`.
+    /// `DIR/inventory.toml`, fleet's inventory of the lab.
     pub fn inventory_path(&self) -> PathBuf {
         self.dir.join("inventory.toml")
     }
 
-    /// `DIR/client_key`, authorized on every host.
+    /// `DIR/client_key`, the private key authorized on every host.
     pub fn client_key(&self) -> PathBuf {
         self.dir.join("client_key")
     }
@@ -321,109 +337,176 @@ impl Lab {
         self.dir.join("ssh_config")
     }
 
-    /// The user sessions log in as (the current user).
+    /// The user sessions log in as: the current user (sshd run by anyone but root can only
+    /// log in its own user).
     pub fn user(&self) -> &str {
         &self.user
     }
 
-    fn host_mut(&mut self, name: &str) -> Result<&mut LabHost, LabError> {
+    fn index(&self, name: &str) -> Result<usize, LabError> {
         self.hosts
-            .iter_mut()
-            .find(|h| h.name == name)
+            .iter()
+            .position(|h| h.name == name)
             .ok_or_else(|| LabError::UnknownHost(name.to_owned()))
     }
 
-    /// Starts every daemon, a few at a time, then waits for each pid file (sshd writes it once
-    /// its listening socket is bound).
-    fn start_all(&mut self) -> Result<(), LabError> {
-        let dir = self.dir.clone();
-        let names: Vec<String> = self.hosts.iter().map(|h| h.name.clone()).collect();
-        let threads = 8.min(names.len());
-        let chunk = names.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| {
-                    let dir = &dir;
-                    s.spawn(move || {
-                        part.iter()
-                            .try_for_each(|n| sshd::spawn(n, &SshdFiles::new(dir, n)))
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(LabError::Key("start thread panicked".into())))
-            })
-        })
-        .inspect_err(|_| {
-            // Record whatever did start so `down` can stop it.
-            for h in &mut self.hosts {
-                h.pid = std::fs::read_to_string(SshdFiles::new(&dir, &h.name).pid_file())
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok());
-            }
-        })?;
-        let deadline = Instant::now()
-            + Duration::from_secs(30)
-            + Duration::from_millis(20 * names.len() as u64);
-        for h in &mut self.hosts {
-            let files = SshdFiles::new(&dir, &h.name);
-            h.pid = Some(sshd::wait_pid(&h.name, &files, deadline)?);
+    /// Gives the hosts their addresses and writes their sshd configs (checking the first
+    /// with `sshd -t`) and the client files.
+    fn assign_addresses(&mut self, addresses: &[Ipv4Addr]) -> Result<(), LabError> {
+        for (i, (h, address)) in self.hosts.iter_mut().zip(addresses).enumerate() {
+            h.address = *address;
+            let input = sshd::ConfigInput {
+                name: &h.name,
+                address: h.address,
+                port: h.port,
+                lab_dir: &self.dir,
+            };
+            sshd::write_config(&input, i == 0)?;
         }
-        self.write_record()
+        self.write_files()
     }
 
-    fn write_record(&self) -> Result<(), LabError> {
-        let mut text = format!(
-            "# fleet-lab record: name address port pid (0 = stopped)\nuser {}\n",
-            self.user
-        );
-        for h in &self.hosts {
-            text.push_str(&format!(
-                "{} {} {} {}\n",
-                h.name,
-                h.address,
-                h.port,
-                h.pid.unwrap_or(0)
-            ));
-        }
-        let p = self.dir.join(RECORD);
-        std::fs::write(&p, text).map_err(io("write", &p))
-    }
-
-    fn write_client_files(&self) -> Result<(), LabError> {
+    /// The client files and the record (before the daemons start, so a failed start still
+    /// leaves a record for `down`).
+    fn write_files(&self) -> Result<(), LabError> {
         let write = |name: &str, text: String| {
             let p = self.dir.join(name);
             std::fs::write(&p, text).map_err(io("write", &p))
         };
-        let known: String = self
-            .hosts
-            .iter()
-            .map(|h| format!("[{}]:{} {}\n", h.address, h.port, h.host_public_key))
-            .collect();
-        write("known_hosts", known)?;
+        write("known_hosts", inventory::known_hosts(self))?;
         write("inventory.toml", inventory::text(self))?;
-        write("ssh_config", inventory::ssh_config(self))
+        write("ssh_config", inventory::ssh_config(self))?;
+        record::write(self)
+    }
+
+    /// Stops the daemons of the hosts at `which`: the recorded pid, and the one in the host's
+    /// pid file should the record be stale, each only if it still runs that host's config.
+    /// Returns how many hosts had a daemon stopped.
+    fn stop_hosts(&mut self, which: &[usize]) -> usize {
+        let mut daemons = Vec::new();
+        for &i in which {
+            let h = &mut self.hosts[i];
+            let files = SshdFiles::new(&self.dir, &h.name);
+            let recorded = h.pid.take();
+            let from_file = sshd::read_pid(&files.pid_file()).filter(|p| Some(*p) != recorded);
+            for pid in recorded.into_iter().chain(from_file) {
+                daemons.push((i, pid, files.config()));
+            }
+        }
+        let signalled: Vec<(u32, PathBuf)> = daemons
+            .iter()
+            .map(|(_, pid, cfg)| (*pid, cfg.clone()))
+            .collect();
+        let ours = sshd::stop_all(&signalled);
+        let mut hosts: Vec<usize> = daemons
+            .iter()
+            .zip(ours)
+            .filter_map(|((i, _, _), ours)| ours.then_some(*i))
+            .collect();
+        hosts.dedup();
+        for &i in which {
+            let _ = std::fs::remove_file(SshdFiles::new(&self.dir, &self.hosts[i].name).pid_file());
+        }
+        hosts.len()
+    }
+
+    /// Starts the daemons of the hosts at `which`, several at a time, and waits until each
+    /// has written its pid file and answers with an SSH banner. On failure the ones started
+    /// are stopped again and the first error (in host order) is returned.
+    fn start_hosts(&mut self, which: &[usize], deadline: Instant) -> Result<(), LabError> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let (dir, hosts) = (&self.dir, &self.hosts);
+        let work = || {
+            let mut done = Vec::new();
+            // After one failure the lab is doomed: start nothing more.
+            while !failed.load(Ordering::Relaxed) {
+                let Some(&i) = which.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let h = &hosts[i];
+                let files = SshdFiles::new(dir, &h.name);
+                let result = sshd::start(&h.name, h.address, h.port, &files, deadline);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                done.push((i, result));
+            }
+            done
+        };
+        let mut results: Vec<(usize, Result<u32, LabError>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..which.len().clamp(1, START_THREADS))
+                .map(|_| s.spawn(work))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let mut first_error = None;
+        for (i, result) in results {
+            match result {
+                Ok(pid) => self.hosts[i].pid = Some(pid),
+                Err(e) => {
+                    // It may have started without answering: its pid file says.
+                    let files = SshdFiles::new(&self.dir, &self.hosts[i].name);
+                    self.hosts[i].pid = sshd::read_pid(&files.pid_file());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            self.stop_hosts(which);
+            let _ = record::write(self);
+            return Err(e);
+        }
+        record::write(self)
     }
 }
 
+/// Host names `h01`..: zero-padded to the width of `n`, at least 2 digits.
+pub(crate) fn host_names(n: usize) -> Vec<String> {
+    let width = n.to_string().len().max(2);
+    (1..=n).map(|i| format!("h{i:0width$}")).collect()
+}
+
+/// `ssh-ed25519 AAAA... comment` without the comment.
+fn key_without_comment(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Refuses a lab directory whose path sshd_config cannot hold: its parser splits on
+/// whitespace, treats quotes and `#` specially, and expands `%` tokens in
+/// `AuthorizedKeysFile`.
+fn check_dir_path(dir: &Path) -> Result<(), LabError> {
+    let ok = dir.to_str().is_some_and(|s| {
+        !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '#' | '%' | '\\')
+        })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::Dir {
+            dir: dir.to_owned(),
+            reason: "path must be UTF-8 without whitespace, quotes, `#`, `%` or `\\` (sshd_config cannot hold it)",
+        })
+    }
+}
+
+/// Makes `dir` ready for a new lab: refuses a running lab or a foreign non-empty directory,
+/// clears a stopped lab's per-host directories, marks it, and returns its canonical path.
 fn prepare_dir(dir: &Path) -> Result<PathBuf, LabError> {
     if dir.exists() {
-        let record = dir.join(RECORD);
-        if record.exists()
-            && let Ok(lab) = Lab::open(dir)
-        {
-            let running = lab.hosts.iter().any(|h| {
-                h.pid
-                    .is_some_and(|p| sshd::is_our_sshd(p, &SshdFiles::new(dir, &h.name).config()))
+        if running_lab(dir) {
+            return Err(LabError::Dir {
+                dir: dir.to_owned(),
+                reason: "a lab is still running there; stop it first with `fleet-lab down`",
             });
-            if running {
-                return Err(LabError::Dir {
-                    dir: dir.to_owned(),
-                    reason: "a lab is still running there; run `fleet-lab down` first".into(),
-                });
-            }
         }
         let empty = std::fs::read_dir(dir)
             .map_err(io("read", dir))?
@@ -432,7 +515,7 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, LabError> {
         if !empty && !dir.join(MARKER).exists() {
             return Err(LabError::Dir {
                 dir: dir.to_owned(),
-                reason: "not empty and not a lab directory; refusing to touch it".into(),
+                reason: "not empty and not a lab directory; refusing to touch it",
             });
         }
         for sub in ["sshd", "hosts", "home"] {
@@ -443,74 +526,175 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, LabError> {
         }
     }
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    std::fs::write(dir.join(MARKER), "").map_err(io("write", dir.join(MARKER)))?;
+    let marker = dir.join(MARKER);
+    std::fs::write(
+        &marker,
+        "a fleet-lab directory: `fleet-lab up` may clear it\n",
+    )
+    .map_err(io("write", &marker))?;
     dir.canonicalize().map_err(io("resolve", dir))
 }
 
+/// Returns true when a daemon of the lab in `dir` still runs: a recorded pid, or one in a
+/// host's pid file (should the record be missing or stale), running that host's config.
+fn running_lab(dir: &Path) -> bool {
+    if let Ok(lab) = Lab::open(dir)
+        && lab.hosts.iter().any(|h| lab.is_running(&h.name))
+    {
+        return true;
+    }
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(dir.join("sshd")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let files = SshdFiles::new(&dir, &name.to_string_lossy());
+        sshd::read_pid(&files.pid_file()).is_some_and(|p| sshd::is_our_sshd(p, &files.config()))
+    })
+}
+
+/// The current user's name, which sshd sessions log in as.
 fn current_user() -> String {
     if rustix::process::getuid().is_root() {
         return "root".into();
     }
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(u) = std::env::var(var)
-            && !u.is_empty()
-        {
-            return u;
-        }
-    }
-    std::process::Command::new("id")
+    // `id -un` asks the user database for our uid; $USER may be stale after `su`.
+    let from_id = std::process::Command::new("id")
         .arg("-un")
         .output()
         .ok()
+        .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty());
+    from_id
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .into_iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        })
         .unwrap_or_else(|| "root".into())
 }
 
-/// A lab in a fresh temporary directory, with every daemon stopped on drop: the test kit.
-pub struct TestLab {
-    lab: Lab,
-    // Dropped after `lab` is stopped (field order matters only for clarity; Drop stops first).
-    _dir: tempfile::TempDir,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl TestLab {
-    /// Starts `hosts` hosts.
-    ///
-    /// # Panics
-    ///
-    /// When the lab cannot start, with the reason (e.g. how to install sshd): a test needing
-    /// the lab must fail, not silently skip.
-    pub fn start(hosts: usize) -> TestLab {
-        let dir = tempfile::Builder::new()
-            .prefix("fleet-lab-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary lab directory: {e}"));
-        let lab = Lab::up(&LabOptions::new(hosts, dir.path()))
-            .unwrap_or_else(|e| panic!("fleet-lab: {e}"));
-        TestLab { lab, _dir: dir }
+    #[track_caller]
+    fn names(n: usize, first: &str, last: &str) {
+        let got = host_names(n);
+        assert_eq!(got.len(), n);
+        assert_eq!((got[0].as_str(), got[n - 1].as_str()), (first, last));
     }
 
-    /// The lab.
-    pub fn lab(&self) -> &Lab {
-        &self.lab
+    #[test]
+    fn host_names_are_zero_padded_to_the_count() {
+        names(1, "h01", "h01");
+        names(5, "h01", "h05");
+        names(99, "h01", "h99");
+        names(100, "h001", "h100");
+        names(200, "h001", "h200");
+        names(1000, "h0001", "h1000");
     }
 
-    /// The lab, to stop or start hosts.
-    pub fn lab_mut(&mut self) -> &mut Lab {
-        &mut self.lab
+    #[test]
+    fn dir_paths_sshd_cannot_hold_are_refused() {
+        for bad in [
+            "/tmp/a b",
+            "/tmp/a%b",
+            "/tmp/a#b",
+            "/tmp/a\"b",
+            "/tmp/a\\b",
+            "/tmp/a\tb",
+        ] {
+            assert!(check_dir_path(Path::new(bad)).is_err(), "{bad}");
+        }
+        assert!(check_dir_path(Path::new("/tmp/fleet-lab.x_Y-1")).is_ok());
     }
-}
 
-impl std::ops::Deref for TestLab {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.lab
+    #[test]
+    fn up_refuses_a_foreign_directory_before_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+        std::fs::create_dir(dir.path().join("hosts")).unwrap();
+        let err = prepare_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a lab directory"), "{err}");
+        assert!(dir.path().join("hosts").exists());
+        assert!(!dir.path().join(MARKER).exists());
     }
-}
 
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        let _ = self.lab.down();
+    #[test]
+    fn up_rejects_zero_hosts_and_non_loopback_first_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Lab::up(&LabOptions::new(0, dir.path())).unwrap_err();
+        assert!(
+            matches!(err, LabError::NoHosts | LabError::SshdMissing(_)),
+            "{err}"
+        );
+        let mut opts = LabOptions::new(1, dir.path().join("lab"));
+        opts.first_address = Some(Ipv4Addr::new(10, 1, 2, 3));
+        let err = Lab::up(&opts).unwrap_err();
+        assert!(
+            matches!(err, LabError::NotLoopback(_) | LabError::SshdMissing(_)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        let lab = Lab {
+            dir: dir.clone(),
+            user: "root".into(),
+            hosts: vec![
+                LabHost {
+                    name: "h01".into(),
+                    address: Ipv4Addr::new(127, 200, 1, 1),
+                    port: 2222,
+                    pid: Some(4242),
+                    root: dir.join("hosts/h01"),
+                    host_public_key: "ssh-ed25519 AAAAone".into(),
+                },
+                LabHost {
+                    name: "h02".into(),
+                    address: Ipv4Addr::new(127, 200, 1, 2),
+                    port: 2222,
+                    pid: None,
+                    root: dir.join("hosts/h02"),
+                    host_public_key: "ssh-ed25519 AAAAtwo".into(),
+                },
+            ],
+        };
+        record::write(&lab).unwrap();
+        let text = std::fs::read_to_string(dir.join("lab.toml")).unwrap();
+        assert!(
+            text.contains(&format!(
+                "sshd_config = \"{}/sshd/h01/sshd_config\"",
+                dir.display()
+            )),
+            "{text}"
+        );
+        let back = Lab::open(&dir).unwrap();
+        assert_eq!(back.hosts, lab.hosts);
+        assert_eq!(back.user, "root");
+        assert_eq!(back.dir, dir);
+    }
+
+    #[test]
+    fn missing_sshd_says_how_to_install_it() {
+        assert_eq!(
+            LabError::SshdMissing(SSHD.into()).to_string(),
+            "sshd not found at `/usr/sbin/sshd`: install it with `apt-get install -y openssh-server`"
+        );
+    }
+
+    #[test]
+    fn open_refuses_a_directory_without_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Lab::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a lab directory"), "{err}");
     }
 }

@@ -1,13 +1,14 @@
 //! `fleet-lab`: start and stop a lab of real sshd hosts on loopback.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fleet_lab::{Lab, LabOptions};
+use fleet_lab::{Lab, LabError, LabOptions};
 
-/// Start and stop a lab of real OpenSSH sshd hosts on 127.0.0.0/8.
+/// Start and stop a lab of real OpenSSH sshd hosts on 127.0.0.0/8
 #[derive(Parser)]
 #[command(name = "fleet-lab", version)]
 struct Cli {
@@ -17,12 +18,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start N hosts and write DIR/inventory.toml
+    /// Start N hosts and write DIR/inventory.toml; they keep running until `down`
     Up {
         /// Number of hosts
-        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20000))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20000))]
         hosts: u32,
-        /// Lab directory
+        /// Lab directory (missing, empty, or a stopped lab's)
         #[arg(long)]
         dir: PathBuf,
         /// Port every host listens on
@@ -38,7 +39,7 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// List the hosts of the lab in DIR
+    /// List the hosts of the lab in DIR, running or stopped
     Status {
         /// Lab directory
         #[arg(long)]
@@ -46,26 +47,38 @@ enum Cmd {
     },
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let mut out = std::io::stdout().lock();
+    match run(cli.command, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
+    match cmd {
         Cmd::Up {
             hosts,
             dir,
             port,
             first_address,
-        } => Lab::up(&LabOptions {
-            hosts: hosts as usize,
-            dir,
-            port,
-            first_address,
-        })
-        .map(|lab| {
-            let (first, last) = (&lab.hosts()[0], &lab.hosts()[lab.hosts().len() - 1]);
-            println!(
-                "lab up: {} hosts {}..{} ({}..{}) port {}, in {}",
-                lab.hosts().len(),
+        } => {
+            let lab = Lab::up(&LabOptions {
+                hosts: hosts as usize,
+                dir,
+                port,
+                first_address,
+            })?;
+            let h = lab.hosts();
+            let (first, last) = (&h[0], &h[h.len() - 1]);
+            let _ = writeln!(
+                out,
+                "lab up: {} hosts {}..{} on {}..{} port {}, dir {}",
+                h.len(),
                 first.name,
                 last.name,
                 first.address,
@@ -73,36 +86,39 @@ fn main() -> ExitCode {
                 first.port,
                 lab.dir().display()
             );
-            println!(
+            let _ = writeln!(
+                out,
                 "try: fleet -i {} exec -- 'echo $FLEET_HOST'",
                 lab.inventory_path().display()
             );
-        }),
-        Cmd::Down { dir } => Lab::open(&dir)
-            .and_then(|mut lab| lab.down())
-            .map(|n| println!("lab down: stopped {n} sshd in {}", dir.display())),
-        Cmd::Status { dir } => Lab::open(&dir).map(|lab| {
+        }
+        Cmd::Down { dir } => {
+            let mut lab = Lab::open(&dir)?;
+            let n = lab.down()?;
+            let _ = writeln!(out, "lab down: stopped {n} sshd in {}", lab.dir().display());
+        }
+        Cmd::Status { dir } => {
+            let lab = Lab::open(&dir)?;
             for h in lab.hosts() {
-                let state = if h.pid.is_some() {
-                    "running"
-                } else {
-                    "stopped"
+                let state = match h.pid {
+                    Some(pid) if lab.is_running(&h.name) => format!("running  pid {pid}"),
+                    _ => "stopped".to_owned(),
                 };
-                println!("{}  {}:{}  {state}", h.name, h.address, h.port);
+                let _ = writeln!(out, "{}  {}:{}  {state}", h.name, h.address, h.port);
             }
-        }),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
         }
     }
+    Ok(())
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }

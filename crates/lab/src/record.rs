@@ -1,0 +1,89 @@
+//! `DIR/lab.toml`: the machine-readable record of a lab's hosts and daemons, which `open`,
+//! `down` and `status` read back.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::io;
+use crate::inventory::toml_str;
+use crate::sshd::SshdFiles;
+use crate::{Lab, LabError};
+
+/// The record's file name inside the lab directory.
+pub(crate) const RECORD: &str = "lab.toml";
+
+/// The record as read back.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) user: String,
+    #[serde(default, rename = "host")]
+    pub(crate) hosts: Vec<RecordHost>,
+}
+
+/// One `[[host]]` entry.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecordHost {
+    pub(crate) name: String,
+    pub(crate) address: Ipv4Addr,
+    pub(crate) port: u16,
+    /// Absent while the host is stopped.
+    pub(crate) pid: Option<u32>,
+    pub(crate) host_public_key: String,
+}
+
+/// The record's text: written by hand, like the inventory, so paths are quoted the same way.
+pub(crate) fn text(lab: &Lab) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "# fleet-lab record of {}: `fleet-lab down --dir DIR` stops these pids\n\
+         # (each only after checking that it still runs that host's sshd_config)",
+        lab.dir().display()
+    );
+    let _ = writeln!(t, "user = {}", toml_str(lab.user()));
+    for h in lab.hosts() {
+        let files = SshdFiles::new(lab.dir(), &h.name);
+        let _ = writeln!(t, "\n[[host]]");
+        let _ = writeln!(t, "name = {}", toml_str(&h.name));
+        let _ = writeln!(t, "address = \"{}\"", h.address);
+        let _ = writeln!(t, "port = {}", h.port);
+        if let Some(pid) = h.pid {
+            let _ = writeln!(t, "pid = {pid}");
+        }
+        let _ = writeln!(t, "sshd_config = {}", toml_str(&path_str(&files.config())));
+        let _ = writeln!(t, "root = {}", toml_str(&path_str(&h.root)));
+        let _ = writeln!(t, "host_public_key = {}", toml_str(&h.host_public_key));
+    }
+    t
+}
+
+/// Writes the record of `lab`.
+pub(crate) fn write(lab: &Lab) -> Result<(), LabError> {
+    let p = lab.dir().join(RECORD);
+    std::fs::write(&p, text(lab)).map_err(io("write", &p))
+}
+
+/// Reads the record in `dir`; `Ok(None)` when there is none.
+pub(crate) fn read(dir: &Path) -> Result<Option<Record>, LabError> {
+    let p = dir.join(RECORD);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &p)(e)),
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|source| LabError::Record { path: p, source })
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The host's root directory as recorded (always `DIR/hosts/<name>`).
+pub(crate) fn host_root(dir: &Path, name: &str) -> PathBuf {
+    dir.join("hosts").join(name)
+}

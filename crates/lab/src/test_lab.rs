@@ -1,0 +1,90 @@
+//! The test kit: a lab in a temporary directory, torn down on drop.
+
+use crate::{Lab, LabError, LabOptions};
+
+/// A lab in a fresh temporary directory; dropping it stops every daemon (by pid) and removes
+/// the directory.
+///
+/// Tests that need SSH hosts start one with [`TestLab::start`]. It panics when the lab cannot
+/// start (for example, sshd is not installed), so such tests fail rather than skip.
+/// `TestLab` dereferences to [`Lab`].
+#[derive(Debug)]
+pub struct TestLab {
+    // Declared first, so it is dropped (after `Drop::drop` stopped the daemons) before the
+    // directory the daemons used goes away.
+    lab: Lab,
+    dir: tempfile::TempDir,
+}
+
+impl TestLab {
+    /// Starts a lab of `hosts` hosts on a random loopback block, port 2222.
+    ///
+    /// # Panics
+    ///
+    /// When the lab cannot start, with the reason (e.g. how to install sshd): a test
+    /// needing the lab must fail, not silently pass.
+    pub fn start(hosts: usize) -> TestLab {
+        TestLab::try_start(hosts).unwrap_or_else(|e| panic!("fleet-lab: {}", chain(&e)))
+    }
+
+    /// Starts a lab of `hosts` hosts, returning the error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lab::up`], or when the temporary directory cannot be created.
+    pub fn try_start(hosts: usize) -> Result<TestLab, LabError> {
+        let dir = tempfile::Builder::new()
+            .prefix("fleet-lab-")
+            .tempdir()
+            .map_err(crate::error::io("create", std::env::temp_dir()))?;
+        let lab = Lab::up(&LabOptions::new(hosts, dir.path()))?;
+        Ok(TestLab { lab, dir })
+    }
+
+    /// The lab.
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The lab, to stop or start hosts.
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+
+    /// The temporary directory (the same as `lab().dir()`, before symlinks are resolved).
+    pub fn temp_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl std::ops::Deref for TestLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl std::ops::DerefMut for TestLab {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        // Nothing useful can be done with an error here: the daemons were signalled anyway.
+        let _ = self.lab.down();
+    }
+}
+
+/// An error and its causes on one line, as a panic message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

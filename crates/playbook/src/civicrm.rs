@@ -1,0 +1,507 @@
+//! The CiviCRM-on-Drupal-7 procedure: what each step runs on the host, and the probes that
+//! re-read state afterwards (an exit code alone is never trusted: `cv upgrade:db` exits 0
+//! without upgrading when the DB is already newer, `drush cc civicrm` exits 0 on errors).
+//!
+//! Every path and URI from the inventory goes through [`quote`]; nothing is interpolated raw.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use fleet_inventory::{DbUpgradeTool, Site};
+use fleet_remote_exec::quote;
+
+/// Shell helpers prepended to every script: `as_web USER CMD...` runs CMD as the web-server
+/// user (directly, with runuser as root, else with `sudo -n`), `vget` reads a Drupal variable
+/// mapping "never set" to `unset`, `codever` reads `xml/version.xml`.
+pub(crate) const PRELUDE: &str = r#"as_web() { w=$1; shift; if [ -z "$w" ] || [ "$(id -un)" = "$w" ]; then "$@"; elif [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then runuser -u "$w" -- "$@"; else sudo -n -u "$w" -H -- "$@"; fi; }
+codever() { sed -n -E 's/.*<version_no>([^<]*)<\/version_no>.*/\1/p' "$1/xml/version.xml" 2>/dev/null | head -n1; }
+"#;
+
+/// The facts discovered about one site on its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// `sites/<dir>` that holds the site's settings.
+    pub site_dir: String,
+    /// `$civicrm_root` from civicrm.settings.php (the codebase).
+    pub civicrm_root: String,
+    /// Database named by `CIVICRM_DSN`.
+    pub civi_db: String,
+    /// Database named by `CIVICRM_UF_DSN` (Drupal's).
+    pub cms_db: String,
+    /// `CIVICRM_TEMPLATE_COMPILEDIR`.
+    pub templates_c: String,
+    /// Code version (`xml/version.xml`).
+    pub code_version: String,
+    /// Database version (`civicrm_domain.version`).
+    pub db_version: String,
+    /// Drupal `maintenance_mode`: `0`, `1`, or `unset`.
+    pub maintenance: String,
+    /// Web-server user (inventory, else owner of templates_c).
+    pub web_user: String,
+    /// `cv` is installed.
+    pub has_cv: bool,
+    /// `drush` is installed.
+    pub has_drush: bool,
+    /// Enabled modules among the ones the inventory asks to disable.
+    pub enabled_modules: Vec<String>,
+    /// Free space where backups go, in KiB.
+    pub free_kb: u64,
+    /// Size of the code dir, in KiB.
+    pub code_kb: u64,
+    /// The directory holding the code dir is writable.
+    pub code_parent_writable: bool,
+    /// A discovery problem, when the site could not be read.
+    pub error: Option<String>,
+}
+
+/// One script that discovers every site of a host (one round trip), read-only: it reads
+/// files and asks drush, never cv (cv writes compiled templates when it boots).
+pub(crate) fn discover_script(sites: &[Site]) -> String {
+    let mut s = String::from(PRELUDE);
+    s.push_str(
+        r#"get() { sed -n -E "s/^[[:space:]]*(define\([\"']$1[\"'],[[:space:]]*|\\\$$1[[:space:]]*=[[:space:]]*)[\"']([^\"']*)[\"'].*/\2/p" "$F" | head -n1; }
+discover() {
+  R=$1; U=$2; DRUSH=$3; CV=$4; B=$5; W=$6; MODS=$7
+  h=${U#*://}; h=${h%%/*}; h=${h%%:*}
+  if [ -d "$R/sites/$h" ]; then S="$R/sites/$h"; else S="$R/sites/default"; fi
+  echo "site_dir=$S"
+  F="$S/civicrm.settings.php"
+  if [ ! -f "$F" ]; then echo "error=no civicrm.settings.php in $S"; return; fi
+  root=$(get civicrm_root); root=${root%/}; echo "civicrm_root=$root"
+  d=$(get CIVICRM_DSN); d=${d##*/}; echo "civi_db=${d%%\?*}"
+  d=$(get CIVICRM_UF_DSN); d=${d##*/}; echo "cms_db=${d%%\?*}"
+  t=$(get CIVICRM_TEMPLATE_COMPILEDIR); t=${t%/}; echo "templates_c=$t"
+  echo "code_version=$(codever "$root")"
+  [ -n "$W" ] || W=$(stat -c %U "$t" 2>/dev/null); echo "web_user=$W"
+  command -v "$CV" >/dev/null 2>&1 && echo "has_cv=1"
+  command -v "$DRUSH" >/dev/null 2>&1 || { echo "error=drush not found: $DRUSH"; return; }
+  echo "has_drush=1"
+  v=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" civicrm-sql-query "SELECT version FROM civicrm_domain WHERE id = 1" 2>/dev/null | tail -n1)
+  echo "db_version=$v"
+  if m=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" vget maintenance_mode --exact 2>&1); then echo "maintenance=$m"
+  elif printf '%s' "$m" | grep -q "No matching variable"; then echo "maintenance=unset"
+  else echo "error=cannot read maintenance_mode: $(printf '%s' "$m" | tr '\n' ' ')"; fi
+  if [ -n "$MODS" ]; then
+    en=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" pm-list --status=enabled --type=module --pipe 2>/dev/null)
+    for mod in $MODS; do printf '%s\n' "$en" | grep -qx "$mod" && echo "module=$mod"; done
+  fi
+  bd=$B; while [ ! -d "$bd" ]; do bd=$(dirname "$bd"); done
+  echo "free_kb=$(df -Pk "$bd" | awk 'NR==2 {print $4}')"
+  echo "code_kb=$(du -sk "$root" 2>/dev/null | cut -f1)"
+  [ -w "$(dirname "$root")" ] && echo "code_parent_writable=1"
+  return 0
+}
+"#,
+    );
+    for site in sites {
+        s.push_str(&format!(
+            "echo '### site {name}'; discover {r} {u} {drush} {cv} {b} {w} {mods}\n",
+            name = site.name,
+            r = quote(&site.root),
+            u = quote(&site.uri),
+            drush = quote(&site.drush),
+            cv = quote(&site.cv),
+            b = quote(&site.backup_dir),
+            w = quote(site.web_user.as_deref().unwrap_or("")),
+            mods = quote(&site.disable_modules.join(" ")),
+        ));
+    }
+    s
+}
+
+/// Parses [`discover_script`]'s output into facts per site name.
+pub(crate) fn parse_discovery(out: &str) -> BTreeMap<String, Facts> {
+    let mut map = BTreeMap::new();
+    let mut cur: Option<(String, Facts)> = None;
+    for line in out.lines() {
+        if let Some(name) = line.strip_prefix("### site ") {
+            if let Some((n, f)) = cur.take() {
+                map.insert(n, f);
+            }
+            cur = Some((name.trim().to_owned(), Facts::default()));
+            continue;
+        }
+        let (Some((_, f)), Some((k, v))) = (cur.as_mut(), line.split_once('=')) else {
+            continue;
+        };
+        let v = v.trim().to_owned();
+        match k {
+            "site_dir" => f.site_dir = v,
+            "civicrm_root" => f.civicrm_root = v,
+            "civi_db" => f.civi_db = v,
+            "cms_db" => f.cms_db = v,
+            "templates_c" => f.templates_c = v,
+            "code_version" => f.code_version = v,
+            "db_version" => f.db_version = v,
+            "maintenance" => f.maintenance = v,
+            "web_user" => f.web_user = v,
+            "has_cv" => f.has_cv = true,
+            "has_drush" => f.has_drush = true,
+            "module" => f.enabled_modules.push(v),
+            "free_kb" => f.free_kb = v.parse().unwrap_or(0),
+            "code_kb" => f.code_kb = v.parse().unwrap_or(0),
+            "code_parent_writable" => f.code_parent_writable = true,
+            "error" => f.error = Some(v),
+            _ => {}
+        }
+    }
+    if let Some((n, f)) = cur {
+        map.insert(n, f);
+    }
+    map
+}
+
+/// Compares CiviCRM versions numerically part by part (`5.9.0 < 5.10.0`); `alpha`/`beta`
+/// parts sort before numbers.
+pub fn version_cmp(a: &str, b: &str) -> Ordering {
+    let parts = |s: &str| -> Vec<(i64, i64)> {
+        s.split('.')
+            .map(|p| {
+                if let Ok(n) = p.parse::<i64>() {
+                    (1, n)
+                } else if let Some(n) = p.strip_prefix("alpha") {
+                    (-2, n.parse().unwrap_or(0))
+                } else if let Some(n) = p.strip_prefix("beta") {
+                    (-1, n.parse().unwrap_or(0))
+                } else {
+                    (0, 0)
+                }
+            })
+            .collect()
+    };
+    let (pa, pb) = (parts(a), parts(b));
+    for i in 0..pa.len().max(pb.len()) {
+        let x = pa.get(i).copied().unwrap_or((1, 0));
+        let y = pb.get(i).copied().unwrap_or((1, 0));
+        match x.cmp(&y) {
+            Ordering::Equal => continue,
+            o => return o,
+        }
+    }
+    Ordering::Equal
+}
+
+/// The commands of one site, with every value quoted.
+pub(crate) struct SiteCmds {
+    pub(crate) w: String,
+    drush: String,
+    cv: String,
+    r: String,
+    u: String,
+    tool: DbUpgradeTool,
+}
+
+impl SiteCmds {
+    pub(crate) fn new(site: &Site, facts: &Facts) -> Self {
+        let tool = match site.db_upgrade {
+            DbUpgradeTool::Auto if facts.has_cv => DbUpgradeTool::Cv,
+            DbUpgradeTool::Auto => DbUpgradeTool::Drush,
+            t => t,
+        };
+        Self {
+            w: quote(&facts.web_user),
+            drush: quote(&site.drush),
+            cv: quote(&site.cv),
+            r: quote(&site.root),
+            u: quote(&site.uri),
+            tool,
+        }
+    }
+
+    fn drush(&self, args: &str) -> String {
+        format!(
+            "as_web {} {} -r {} -l {} {args}",
+            self.w, self.drush, self.r, self.u
+        )
+    }
+
+    fn cv(&self, args: &str) -> String {
+        format!(
+            "as_web {} {} --cwd={} --url={} {args}",
+            self.w, self.cv, self.r, self.u
+        )
+    }
+
+    /// Prints the site's maintenance flag (`0`, `1`, `unset`).
+    pub(crate) fn read_maintenance(&self) -> String {
+        format!(
+            "if m=$({} 2>&1); then echo \"$m\"; elif printf '%s' \"$m\" | grep -q 'No matching variable'; then echo unset; else printf '%s\\n' \"$m\" >&2; exit 1; fi",
+            self.drush("vget maintenance_mode --exact")
+        )
+    }
+
+    /// Sets maintenance to `value` (`0`, `1`, or `unset` to delete the variable), then clears
+    /// Drupal's caches so the page cache stops serving the old state.
+    pub(crate) fn set_maintenance(&self, value: &str) -> String {
+        let set = if value == "unset" {
+            self.drush("vdel --exact --yes maintenance_mode")
+        } else {
+            self.drush(&format!(
+                "vset --exact --yes maintenance_mode {}",
+                quote(value)
+            ))
+        };
+        format!("{set} && {}", self.drush("cc all"))
+    }
+
+    pub(crate) fn disable_modules(&self, modules: &[String]) -> String {
+        self.drush(&format!("pm-disable -y {}", join_quoted(modules)))
+    }
+
+    pub(crate) fn enable_modules(&self, modules: &[String]) -> String {
+        self.drush(&format!("pm-enable -y {}", join_quoted(modules)))
+    }
+
+    /// Lists enabled modules, one a line.
+    pub(crate) fn enabled_modules(&self) -> String {
+        self.drush("pm-list --status=enabled --type=module --pipe")
+    }
+
+    /// Dumps the CiviCRM DB (with routines) to `file`, then checks it is complete: the header
+    /// names the database and the last line is mysqldump's `-- Dump completed` trailer.
+    pub(crate) fn dump_civi(&self, file: &str, db: &str) -> String {
+        // Dumps run as the SSH user, not the web user: the backup dir must not be web-writable.
+        format!(
+            "umask 077 && mkdir -p \"$(dirname {f})\" && {d} -r {r} -l {u} civicrm-sql-dump --result-file={f} && {check}",
+            f = quote(file),
+            d = self.drush,
+            r = self.r,
+            u = self.u,
+            check = check_dump(file, db),
+        )
+    }
+
+    /// Dumps the Drupal DB (with routines) to `file` and checks it.
+    pub(crate) fn dump_cms(&self, file: &str, db: &str) -> String {
+        format!(
+            "umask 077 && mkdir -p \"$(dirname {f})\" && {d} -r {r} -l {u} sql-dump --result-file={f} --extra=--routines && {check}",
+            f = quote(file),
+            d = self.drush,
+            r = self.r,
+            u = self.u,
+            check = check_dump(file, db),
+        )
+    }
+
+    /// Restores database `db` from `file`, dropping it first so tables created by the newer
+    /// version do not survive the restore.
+    pub(crate) fn restore_civi(&self, file: &str, db: &str) -> String {
+        let bt = format!("`{}`", db.replace('`', ""));
+        format!(
+            "{{ printf '%s\\n' {drop} {create} {usedb}; cat {f}; }} | {d} -r {r} -l {u} civicrm-sql-cli",
+            drop = quote(&format!("DROP DATABASE IF EXISTS {bt};")),
+            create = quote(&format!("CREATE DATABASE {bt};")),
+            usedb = quote(&format!("USE {bt};")),
+            f = quote(file),
+            d = self.drush,
+            r = self.r,
+            u = self.u,
+        )
+    }
+
+    /// Prints the DB version (read-only).
+    pub(crate) fn db_version(&self) -> String {
+        format!(
+            "{} | tail -n1",
+            self.drush("civicrm-sql-query \"SELECT version FROM civicrm_domain WHERE id = 1\"")
+        )
+    }
+
+    /// Runs the DB upgrade non-interactively, as the web user.
+    pub(crate) fn upgrade_db(&self) -> (String, &'static str) {
+        match self.tool {
+            DbUpgradeTool::Drush => (
+                self.drush("civicrm-upgrade-db -y"),
+                "drush civicrm-upgrade-db",
+            ),
+            _ => (self.cv("upgrade:db -n"), "cv upgrade:db"),
+        }
+    }
+
+    /// Flushes CiviCRM's caches (as the web user) and Drupal's.
+    pub(crate) fn flush(&self) -> String {
+        match self.tool {
+            // `drush cc civicrm` exits 0 when it fails; its `[error]` line is the signal.
+            DbUpgradeTool::Drush => format!(
+                "out=$({} 2>&1); printf '%s\\n' \"$out\" >&2; ! printf '%s' \"$out\" | grep -q '\\[error\\]' && {}",
+                self.drush("cc civicrm"),
+                self.drush("cc all")
+            ),
+            _ => format!("{} && {}", self.cv("flush"), self.drush("cc all")),
+        }
+    }
+
+    /// `cv status` (or the version probes without cv).
+    pub(crate) fn status(&self) -> String {
+        match self.tool {
+            DbUpgradeTool::Drush => self.db_version(),
+            _ => self.cv("status"),
+        }
+    }
+}
+
+fn join_quoted(items: &[String]) -> String {
+    items.iter().map(|m| quote(m)).collect::<Vec<_>>().join(" ")
+}
+
+fn check_dump(file: &str, db: &str) -> String {
+    format!(
+        "f={f}; [ -s \"$f\" ] || {{ echo \"dump $f is empty\" >&2; exit 1; }}; \
+         head -n 5 \"$f\" | grep -qE {named} || {{ echo \"dump $f does not name database {dbq}\" >&2; exit 1; }}; \
+         tail -n 1 \"$f\" | grep -q '^-- Dump completed' || {{ echo \"dump $f is truncated (no 'Dump completed' trailer)\" >&2; exit 1; }}; \
+         sha256sum \"$f\" | cut -d' ' -f1",
+        f = quote(file),
+        named = quote(&format!("(db=|Database: ){}( |$)", regex_escape(db))),
+        dbq = quote(db).replace('\'', ""),
+    )
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
+}
+
+/// Commands on a codebase (the `$civicrm_root` directory shared by sites).
+pub(crate) struct CodeCmds {
+    root: String,
+    backup: String,
+}
+
+impl CodeCmds {
+    /// `root` is the live code dir, `backup` where the old code is moved to.
+    pub(crate) fn new(root: &str, backup: &str) -> Self {
+        Self {
+            root: quote(root),
+            backup: quote(backup),
+        }
+    }
+
+    /// Moves the old code out (not a copy: atomic on one filesystem, and no old `.module`
+    /// files stay where Drupal would load them).
+    pub(crate) fn move_out(&self) -> String {
+        format!(
+            "[ -d {root} ] || {{ echo 'code dir missing' >&2; exit 1; }}; [ ! -e {bak} ] || {{ echo 'backup path already exists' >&2; exit 1; }}; \
+             mkdir -p \"$(dirname {bak})\" && mv {root} {bak} && [ ! -e {root} ] && codever {bak}",
+            root = self.root,
+            bak = self.backup
+        )
+    }
+
+    /// Unpacks `tarball` into a temporary dir next to the code dir, then renames it into place;
+    /// ownership follows the old code's owner when run as root. Prints the new code version.
+    pub(crate) fn unpack(&self, tarball: &str, run: &str) -> String {
+        format!(
+            "t=\"$(dirname {root})/.fleet-unpack-{run}\"; rm -rf \"$t\" && mkdir \"$t\" && \
+             tar --no-same-owner -xzf {tb} -C \"$t\" && [ -d \"$t/civicrm\" ] || {{ echo 'tarball has no civicrm/ directory' >&2; rm -rf \"$t\"; exit 1; }}; \
+             [ \"$(id -u)\" != 0 ] || chown -R --reference={bak} \"$t/civicrm\"; \
+             mv \"$t/civicrm\" {root} && rmdir \"$t\" && codever {root}",
+            root = self.root,
+            bak = self.backup,
+            tb = quote(tarball),
+            run = run,
+        )
+    }
+
+    /// Puts the old code back: the new tree (if any) is removed, the backup renamed back.
+    pub(crate) fn restore(&self, run: &str) -> String {
+        format!(
+            "if [ -d {bak} ]; then if [ -e {root} ]; then rm -rf {root}.fleet-failed-{run} && mv {root} {root}.fleet-failed-{run} && rm -rf {root}.fleet-failed-{run}; fi; mv {bak} {root}; fi; codever {root}",
+            root = self.root,
+            bak = self.backup,
+        )
+    }
+
+    /// Prints the live code version.
+    pub(crate) fn version(&self) -> String {
+        format!("codever {}", self.root)
+    }
+}
+
+/// Ownership and modes of a site's files dir for the web user (the upstream recipe), only
+/// where this account may change them.
+pub(crate) fn fix_permissions(files_dir: &str, web_user: &str) -> String {
+    format!(
+        "d={d}; w={w}; [ -d \"$d\" ] || {{ echo \"no files dir $d\" >&2; exit 1; }}; \
+         if [ \"$(id -u)\" = 0 ]; then chown -R \"$w\": \"$d\"; elif [ \"$(id -un)\" != \"$w\" ]; then sudo -n chown -R \"$w\": \"$d\" || exit 1; fi; \
+         find \"$d\" -type d -exec chmod 0755 {{}} + && find \"$d\" -type f -exec chmod 0644 {{}} + && chmod -R u+rw \"$d\" && stat -c %U \"$d\"",
+        d = quote(files_dir),
+        w = quote(web_user),
+    )
+}
+
+/// Empties a templates_c directory (part of every rollback).
+pub(crate) fn empty_dir(dir: &str) -> String {
+    format!(
+        "[ ! -d {d} ] || find {d} -mindepth 1 -delete",
+        d = quote(dir)
+    )
+}
+
+/// Takes the per-site lock on the host: an atomic `mkdir` holding the owner's run id,
+/// controller and pid. Prints `locked` or `held-by <owner line>`.
+pub(crate) fn lock(dir: &str, owner: &str) -> String {
+    format!(
+        "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
+        l = quote(dir),
+        o = quote(owner),
+    )
+}
+
+/// Releases a lock only if this run holds it.
+pub(crate) fn unlock(dir: &str, run: &str) -> String {
+    format!(
+        "l={l}; if grep -q {r} \"$l/owner\" 2>/dev/null; then rm -rf \"$l\"; fi; true",
+        l = quote(dir),
+        r = quote(&format!("run={run} ")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert_eq!(version_cmp("5.9.0", "5.10.0"), Ordering::Less);
+        assert_eq!(version_cmp("5.70.0", "5.70"), Ordering::Equal);
+        assert_eq!(version_cmp("5.70.alpha1", "5.70.0"), Ordering::Less);
+        assert_eq!(version_cmp("5.70.beta1", "5.70.alpha2"), Ordering::Greater);
+        assert_eq!(version_cmp("6.0.0", "5.99.9"), Ordering::Greater);
+    }
+
+    #[test]
+    fn discovery_output_parses() {
+        let out = "### site a\nsite_dir=/r/sites/a\ncivi_db=civi\ndb_version=5.69.0\nmaintenance=unset\nhas_cv=1\nmodule=x\nfree_kb=100\n### site b\nerror=no civicrm.settings.php in /r/sites/default\n";
+        let m = parse_discovery(out);
+        assert_eq!(m["a"].civi_db, "civi");
+        assert_eq!(m["a"].maintenance, "unset");
+        assert!(m["a"].has_cv && !m["a"].has_drush);
+        assert_eq!(m["a"].enabled_modules, ["x"]);
+        assert_eq!(m["a"].free_kb, 100);
+        assert_eq!(
+            m["b"].error.as_deref(),
+            Some("no civicrm.settings.php in /r/sites/default")
+        );
+    }
+
+    #[test]
+    fn scripts_quote_paths_with_spaces_and_quotes() {
+        let code = CodeCmds::new(
+            "/var/www/o'brien site/sites/all/modules/civicrm",
+            "/b/o'b/code",
+        );
+        let s = code.move_out();
+        assert!(
+            s.contains("'/var/www/o'\\''brien site/sites/all/modules/civicrm'"),
+            "{s}"
+        );
+        assert!(!s.contains("o'brien site/"), "{s}");
+    }
+}

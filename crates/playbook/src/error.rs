@@ -1,0 +1,41 @@
+//! Errors that stop a run before or outside any one host. One host's failure is a
+//! [`crate::SiteOutcome`], not an error.
+
+use std::path::{Path, PathBuf};
+
+/// Why a run could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    /// The journal could not be opened, read or written.
+    #[error("run journal `{}`", path.display())]
+    Journal {
+        /// The journal path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The release tarball is unusable.
+    #[error("release tarball `{}`: {reason}", path.display())]
+    Tarball {
+        /// The tarball.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Nothing to do or bad input.
+    #[error("{0}")]
+    Plan(String),
+    /// No such run in the journal.
+    #[error("no run `{0}` in the journal")]
+    UnknownRun(String),
+}
+
+impl PlaybookError {
+    pub(crate) fn journal(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        PlaybookError::Journal {
+            path: path.to_owned(),
+            source: Box::new(e),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! How each site ended, and the run's report.
+
+use std::fmt;
+
+/// What state a site was left in after a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    /// Nothing had been changed yet.
+    Untouched,
+    /// Code and database were restored from this run's backups and maintenance mode is back
+    /// to what it was before the run.
+    RolledBack,
+    /// Restored as far as possible but deliberately left in maintenance (`--on-failure hold`).
+    Held,
+    /// The way back failed: the site is still down. The text says what failed.
+    RollbackFailed(String),
+}
+
+/// How one site ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteOutcome {
+    /// Upgraded, verified, back out of maintenance (unless it was in maintenance before).
+    Upgraded {
+        /// Version before.
+        from: String,
+        /// Version after.
+        to: String,
+    },
+    /// Already at the target version; nothing done.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// A step failed.
+    Failed {
+        /// The step.
+        step: String,
+        /// What went wrong.
+        reason: String,
+        /// The state it was left in.
+        after: After,
+    },
+    /// The host could not be reached; nothing done.
+    Unreachable {
+        /// Why.
+        reason: String,
+    },
+    /// Never started (failure budget exhausted, operator stopped, interrupted).
+    NotStarted {
+        /// Why.
+        reason: String,
+    },
+    /// Aborted in the middle of a step: the remote state is whatever that step left.
+    Interrupted {
+        /// The step that was running.
+        step: String,
+        /// Whether the site was in maintenance because of this run.
+        in_maintenance: bool,
+    },
+}
+
+impl SiteOutcome {
+    /// The status word (`upgraded`, `skipped`, `failed`, `rolled-back`, `held`,
+    /// `rollback-failed`, `unreachable`, `not-started`, `interrupted`).
+    pub fn status(&self) -> &'static str {
+        match self {
+            SiteOutcome::Upgraded { .. } => "upgraded",
+            SiteOutcome::Skipped { .. } => "skipped",
+            SiteOutcome::Failed {
+                after: After::Untouched,
+                ..
+            } => "failed",
+            SiteOutcome::Failed {
+                after: After::RolledBack,
+                ..
+            } => "rolled-back",
+            SiteOutcome::Failed {
+                after: After::Held, ..
+            } => "held",
+            SiteOutcome::Failed {
+                after: After::RollbackFailed(_),
+                ..
+            } => "rollback-failed",
+            SiteOutcome::Unreachable { .. } => "unreachable",
+            SiteOutcome::NotStarted { .. } => "not-started",
+            SiteOutcome::Interrupted { .. } => "interrupted",
+        }
+    }
+
+    /// Whether the site ended at the target (upgraded, or already there).
+    pub fn at_target(&self) -> bool {
+        matches!(
+            self,
+            SiteOutcome::Upgraded { .. } | SiteOutcome::Skipped { .. }
+        )
+    }
+
+    /// Whether this run leaves the site in maintenance mode.
+    pub fn left_in_maintenance(&self) -> bool {
+        match self {
+            SiteOutcome::Failed { after, .. } => {
+                matches!(after, After::Held | After::RollbackFailed(_))
+            }
+            SiteOutcome::Interrupted { in_maintenance, .. } => *in_maintenance,
+            _ => false,
+        }
+    }
+
+    /// Whether the site counts against the failure budget (unreachable only when asked).
+    pub fn is_failure(&self, unreachable_counts: bool) -> bool {
+        match self {
+            SiteOutcome::Failed { .. } | SiteOutcome::Interrupted { .. } => true,
+            SiteOutcome::Unreachable { .. } => unreachable_counts,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for SiteOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SiteOutcome::Upgraded { from, to } => write!(f, "upgraded {from} -> {to}"),
+            SiteOutcome::Skipped { reason } => write!(f, "skipped: {reason}"),
+            SiteOutcome::Failed {
+                step,
+                reason,
+                after,
+            } => {
+                write!(f, "failed at `{step}`: {reason}")?;
+                match after {
+                    After::Untouched => write!(f, " (nothing was changed)"),
+                    After::RolledBack => write!(
+                        f,
+                        " (rolled back: code and database restored, maintenance as before)"
+                    ),
+                    After::Held => {
+                        write!(f, " (held in maintenance on purpose: --on-failure hold)")
+                    }
+                    After::RollbackFailed(why) => {
+                        write!(f, " (ROLLBACK FAILED, SITE STILL IN MAINTENANCE: {why})")
+                    }
+                }
+            }
+            SiteOutcome::Unreachable { reason } => write!(f, "unreachable: {reason}"),
+            SiteOutcome::NotStarted { reason } => write!(f, "not started: {reason}"),
+            SiteOutcome::Interrupted {
+                step,
+                in_maintenance,
+            } => {
+                write!(f, "interrupted during `{step}`")?;
+                if *in_maintenance {
+                    write!(f, " (SITE STILL IN MAINTENANCE)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One site's end state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteReport {
+    /// Host.
+    pub host: String,
+    /// Site.
+    pub site: String,
+    /// Batch index (0 = canary).
+    pub batch: usize,
+    /// How it ended.
+    pub outcome: SiteOutcome,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Run id.
+    pub run: String,
+    /// Every site, in inventory order.
+    pub sites: Vec<SiteReport>,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+impl RunReport {
+    /// True when every site is at the target version and none is left in maintenance.
+    pub fn success(&self) -> bool {
+        self.sites.iter().all(|s| s.outcome.at_target())
+    }
+}

@@ -1,0 +1,1546 @@
+//! Running the CiviCRM procedure across the fleet: rolling batches, failure budgets, per-host
+//! site groups with journaled steps, probes after every step, and the undo chain.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_inventory::{Amount, Batches, Host, Site};
+use fleet_remote_exec::{
+    Client, ExecError, ExecOptions, ExitStatus, RemoteCommand, Session, Target,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::civicrm::{self, CodeCmds, Facts, PRELUDE, SiteCmds, version_cmp};
+use crate::error::PlaybookError;
+use crate::event::{Event, Gate, Reporter};
+use crate::journal::{Journal, RunInfo, SiteUpdate};
+use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
+
+/// What to do with a site whose upgrade failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Restore code and database from the run's backups, then maintenance back as it was.
+    Rollback,
+    /// Restore, but keep the site in maintenance (for a person to look at it).
+    Hold,
+}
+
+/// How the run rolls out and what it installs.
+#[derive(Debug, Clone)]
+pub struct UpgradeOptions {
+    /// Local release tarball (`civicrm-X.Y.Z-drupal.tar.gz`), uploaded once per host.
+    pub tarball: PathBuf,
+    /// Its version (read from the tarball's `civicrm/xml/version.xml`).
+    pub target: String,
+    /// Batch sizes.
+    pub batches: Batches,
+    /// Failed hosts tolerated per batch and for the whole run.
+    pub max_fail: Amount,
+    /// Whether an unreachable host counts as failed.
+    pub unreachable_counts: bool,
+    /// At most N hosts in flight per value of an inventory var.
+    pub max_per: BTreeMap<String, usize>,
+    /// Hosts in flight at once inside a batch.
+    pub forks: usize,
+    /// Failure policy.
+    pub on_failure: OnFailure,
+    /// Bound on each remote step.
+    pub step_timeout: Duration,
+    /// The command line, for the journal.
+    pub args: String,
+}
+
+/// One host to upgrade: its inventory entry and how to reach it.
+#[derive(Debug, Clone)]
+pub struct HostJob {
+    /// The inventory host (its sites).
+    pub host: Host,
+    /// Where to connect.
+    pub target: Target,
+}
+
+/// Cancellation: `drain` admits nothing new and brings sites that are still safe back;
+/// `abort` kills running commands.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    /// First interrupt.
+    pub drain: CancellationToken,
+    /// Second interrupt (also cancels `drain` when created with [`Cancel::new`]).
+    pub abort: CancellationToken,
+}
+
+impl Cancel {
+    /// A pair where aborting also drains.
+    pub fn new() -> Self {
+        let abort = CancellationToken::new();
+        Self {
+            drain: abort.child_token(),
+            abort,
+        }
+    }
+}
+
+/// The procedure's step names, in order (`fleet upgrade --show-steps`, `--plan`).
+pub const STEPS: &[(&str, &str, &str)] = &[
+    (
+        "preflight",
+        "site",
+        "read code and DB versions, `.upgrade` marker, free disk, write permission; skip sites at the target, refuse downgrades",
+    ),
+    (
+        "lock",
+        "site",
+        "take the per-site lock on the host (run id, controller, pid)",
+    ),
+    (
+        "upload",
+        "host",
+        "upload the release tarball once per host, size-checked, atomic rename",
+    ),
+    (
+        "record-maintenance",
+        "site",
+        "record the prior maintenance state in the journal",
+    ),
+    (
+        "maintenance-on",
+        "site",
+        "drush vset --exact maintenance_mode 1; drush cc all; verify vget = 1",
+    ),
+    (
+        "disable-modules",
+        "site",
+        "drush pm-disable the listed integration modules that are enabled; record them",
+    ),
+    (
+        "backup-db",
+        "database",
+        "drush civicrm-sql-dump (with routines) per CiviCRM database, Drupal DBs with sql-dump --routines; verify header and `Dump completed` trailer; record path and sha256",
+    ),
+    (
+        "move-code-out",
+        "codebase",
+        "mv the CiviCRM code dir into the run's backup dir (moved, not copied); verify",
+    ),
+    (
+        "unpack",
+        "codebase",
+        "tar -xzf into a temp dir next to it, rename into place; verify xml/version.xml = target",
+    ),
+    (
+        "fix-permissions",
+        "site",
+        "chown the site's files dir to the web user, dirs 0755, files 0644",
+    ),
+    (
+        "upgrade-db",
+        "database",
+        "cv upgrade:db -n (or drush civicrm-upgrade-db -y) as the web user, once per database; re-read: code = DB = target, no `.upgrade` marker",
+    ),
+    (
+        "flush",
+        "site",
+        "cv flush (or drush cc civicrm) as the web user; drush cc all",
+    ),
+    (
+        "enable-modules",
+        "site",
+        "drush pm-enable the modules disabled before",
+    ),
+    (
+        "maintenance-restore",
+        "site",
+        "set maintenance_mode back to its recorded prior value; verify",
+    ),
+    (
+        "verify",
+        "site",
+        "cv status: CiviCRM at the target, no pending upgrade",
+    ),
+    ("unlock", "site", "release the per-site lock"),
+];
+
+struct Ctx<'a> {
+    client: &'a Client,
+    opts: &'a UpgradeOptions,
+    journal: &'a Journal,
+    reporter: &'a dyn Reporter,
+    cancel: &'a Cancel,
+    run: String,
+}
+
+/// Runs the upgrade across `jobs` (in inventory order), batch by batch.
+///
+/// # Errors
+///
+/// [`PlaybookError`] only when the run cannot start or the journal fails; every host and
+/// site problem is in the returned report.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: cancel through `cancel` and await the report.
+pub async fn run_upgrade(
+    client: &Client,
+    jobs: Vec<HostJob>,
+    opts: &UpgradeOptions,
+    journal: &Journal,
+    reporter: &dyn Reporter,
+    gate: Option<&dyn Gate>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
+    let jobs: Vec<HostJob> = jobs
+        .into_iter()
+        .filter(|j| !j.host.sites.is_empty())
+        .collect();
+    if jobs.is_empty() {
+        return Err(PlaybookError::Plan(
+            "no selected host has sites to upgrade".into(),
+        ));
+    }
+    let run = journal.create_run(&RunInfo {
+        procedure: "civicrm-d7".into(),
+        target: opts.target.clone(),
+        args: opts.args.clone(),
+    })?;
+    let sizes = opts.batches.sizes(jobs.len());
+    let batch_budget: Vec<usize> = sizes.iter().map(|&n| opts.max_fail.of(n)).collect();
+    let run_budget = opts.max_fail.of(jobs.len());
+    // Every site is in the journal before anything happens, so `runs show` lists them all.
+    let mut batch_of = Vec::with_capacity(jobs.len());
+    for (b, &n) in sizes.iter().enumerate() {
+        batch_of.extend(std::iter::repeat_n(b, n));
+    }
+    for (job, &b) in jobs.iter().zip(&batch_of) {
+        for site in &job.host.sites {
+            journal.site(
+                &run,
+                &job.host.name,
+                &site.name,
+                &SiteUpdate {
+                    batch: Some(b as i64),
+                    status: Some("pending"),
+                    to_version: Some(&opts.target),
+                    ..Default::default()
+                },
+            )?;
+        }
+    }
+    reporter.on_event(&Event::RunStarted {
+        run: run.clone(),
+        hosts: jobs.len(),
+        batches: sizes.clone(),
+        batch_budget: batch_budget.clone(),
+        run_budget,
+    });
+    let ctx = Ctx {
+        client,
+        opts,
+        journal,
+        reporter,
+        cancel,
+        run: run.clone(),
+    };
+    let mut reports: Vec<SiteReport> = Vec::new();
+    let mut stopped: Option<String> = None;
+    let mut total_failed = 0usize;
+    let mut start = 0usize;
+    for (index, &size) in sizes.iter().enumerate() {
+        let batch = &jobs[start..start + size];
+        start += size;
+        let names: Vec<String> = batch.iter().map(|j| j.host.name.clone()).collect();
+        if stopped.is_none() && cancel.drain.is_cancelled() {
+            stopped = Some("interrupted: no further batch admitted".into());
+        }
+        if stopped.is_none()
+            && index > 0
+            && let Some(g) = gate
+            && !g.proceed(index, &names)
+        {
+            stopped = Some(format!("operator declined batch {}", index + 1));
+        }
+        if let Some(why) = &stopped {
+            for j in batch {
+                for s in &j.host.sites {
+                    let outcome = SiteOutcome::NotStarted {
+                        reason: why.clone(),
+                    };
+                    finish_site(&ctx, &j.host.name, &s.name, index, &outcome, None)?;
+                    reports.push(SiteReport {
+                        host: j.host.name.clone(),
+                        site: s.name.clone(),
+                        batch: index,
+                        outcome,
+                    });
+                }
+            }
+            continue;
+        }
+        reporter.on_event(&Event::BatchStarted {
+            index,
+            hosts: names,
+        });
+        let batch_reports = run_batch(&ctx, batch, index).await;
+        let failed_hosts = batch
+            .iter()
+            .filter(|j| {
+                batch_reports
+                    .iter()
+                    .any(|r| r.host == j.host.name && r.outcome.is_failure(opts.unreachable_counts))
+            })
+            .count();
+        total_failed += failed_hosts;
+        reporter.on_event(&Event::BatchFinished {
+            index,
+            failed: failed_hosts,
+            allowed: batch_budget[index],
+        });
+        reports.extend(batch_reports);
+        if failed_hosts > batch_budget[index] {
+            stopped = Some(format!(
+                "batch {} had {failed_hosts} failed host(s), more than its budget of {}",
+                index + 1,
+                batch_budget[index]
+            ));
+        } else if total_failed > run_budget {
+            stopped = Some(format!(
+                "{total_failed} failed host(s) in the run, more than its budget of {run_budget}"
+            ));
+        } else if cancel.abort.is_cancelled() {
+            stopped = Some("aborted".into());
+        }
+        if let Some(why) = &stopped {
+            reporter.on_event(&Event::Stopped {
+                reason: why.clone(),
+            });
+        }
+    }
+    let state = if cancel.drain.is_cancelled() {
+        "interrupted"
+    } else if reports.iter().all(|r| r.outcome.at_target()) {
+        "finished"
+    } else {
+        "failed"
+    };
+    journal.finish_run(&run, state)?;
+    Ok(RunReport {
+        run,
+        sites: reports,
+        stopped,
+    })
+}
+
+/// Runs one batch: hosts in parallel up to `forks`, and at most `max_per[key]` hosts sharing a
+/// value of var `key`.
+async fn run_batch(ctx: &Ctx<'_>, batch: &[HostJob], index: usize) -> Vec<SiteReport> {
+    let forks = Arc::new(Semaphore::new(ctx.opts.forks.max(1)));
+    let mut caps: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+    let mut futures = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut sems = vec![forks.clone()];
+        for (key, &n) in &ctx.opts.max_per {
+            if let Some(v) = job.host.var(key) {
+                sems.push(
+                    caps.entry((key.clone(), v))
+                        .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                        .clone(),
+                );
+            }
+        }
+        futures.push(async move {
+            let mut permits = Vec::with_capacity(sems.len());
+            for s in &sems {
+                tokio::select! {
+                    biased;
+                    () = ctx.cancel.drain.cancelled() => {
+                        return not_started(ctx, job, index, "interrupted before this host was admitted");
+                    }
+                    p = s.clone().acquire_owned() => match p {
+                        Ok(p) => permits.push(p),
+                        Err(_) => return not_started(ctx, job, index, "internal: semaphore closed"),
+                    },
+                }
+            }
+            run_host(ctx, job, index).await
+        });
+    }
+    // Hosts of a batch run concurrently on this task's runtime; the SSH work itself is spread
+    // over the runtime's workers by russh's own connection tasks.
+    futures::future::join_all(futures)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn not_started(ctx: &Ctx<'_>, job: &HostJob, batch: usize, why: &str) -> Vec<SiteReport> {
+    job.host
+        .sites
+        .iter()
+        .map(|s| {
+            let outcome = SiteOutcome::NotStarted { reason: why.into() };
+            let _ = finish_site(ctx, &job.host.name, &s.name, batch, &outcome, None);
+            SiteReport {
+                host: job.host.name.clone(),
+                site: s.name.clone(),
+                batch,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+fn finish_site(
+    ctx: &Ctx<'_>,
+    host: &str,
+    site: &str,
+    _batch: usize,
+    outcome: &SiteOutcome,
+    from: Option<&str>,
+) -> Result<(), PlaybookError> {
+    let detail = outcome.to_string();
+    ctx.journal.site(
+        &ctx.run,
+        host,
+        site,
+        &SiteUpdate {
+            status: Some(outcome.status()),
+            detail: Some(&detail),
+            from_version: from,
+            in_maintenance: Some(outcome.left_in_maintenance()),
+            ..Default::default()
+        },
+    )?;
+    ctx.reporter.on_event(&Event::SiteFinished {
+        host: host.into(),
+        site: site.into(),
+        outcome: outcome.clone(),
+    });
+    Ok(())
+}
+
+/// A site this host will work on, with what discovery found.
+#[derive(Clone)]
+struct Work<'a> {
+    site: &'a Site,
+    facts: Facts,
+}
+
+async fn run_host(ctx: &Ctx<'_>, job: &HostJob, batch: usize) -> Vec<SiteReport> {
+    let host = &job.host.name;
+    let mut results: BTreeMap<String, SiteOutcome> = BTreeMap::new();
+    let mut froms: BTreeMap<String, String> = BTreeMap::new();
+    let session = match ctx.client.connect(&job.target, &ctx.cancel.abort).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let reason = error_text(&e);
+            for s in &job.host.sites {
+                results.insert(
+                    s.name.clone(),
+                    SiteOutcome::Unreachable {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            None
+        }
+    };
+    if let Some(session) = session {
+        let h = HostRun {
+            ctx,
+            session: &session,
+            host,
+            job,
+        };
+        h.run(&mut results, &mut froms).await;
+        session.close().await;
+    }
+    job.host
+        .sites
+        .iter()
+        .map(|s| {
+            let outcome = results
+                .remove(&s.name)
+                .unwrap_or_else(|| SiteOutcome::NotStarted {
+                    reason: "internal: no outcome".into(),
+                });
+            if let Err(e) = finish_site(
+                ctx,
+                host,
+                &s.name,
+                batch,
+                &outcome,
+                froms.get(&s.name).map(String::as_str),
+            ) {
+                tracing::error!("journal: {e}");
+            }
+            SiteReport {
+                host: host.clone(),
+                site: s.name.clone(),
+                batch,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// Why a step did not succeed.
+enum StepError {
+    /// The command failed or its verification did not hold.
+    Failed(String),
+    /// Aborted (second interrupt): remote state unknown.
+    Aborted,
+}
+
+struct HostRun<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    session: &'a Session,
+    host: &'a str,
+    job: &'a HostJob,
+}
+
+/// What a group has changed so far, i.e. what the undo chain must put back.
+#[derive(Default)]
+struct Changes {
+    maintenance_on: BTreeSet<String>,
+    modules_disabled: BTreeMap<String, Vec<String>>,
+    code_moved: bool,
+    db_upgrade_started: BTreeSet<String>,
+}
+
+impl HostRun<'_, '_> {
+    async fn run(
+        &self,
+        results: &mut BTreeMap<String, SiteOutcome>,
+        froms: &mut BTreeMap<String, String>,
+    ) {
+        let sites = &self.job.host.sites;
+        // Discovery (read-only, one round trip).
+        let facts = match self
+            .exec("host", "preflight", &civicrm::discover_script(sites))
+            .await
+        {
+            Ok(out) => civicrm::parse_discovery(&out),
+            Err(StepError::Aborted) => {
+                for s in sites {
+                    results.insert(
+                        s.name.clone(),
+                        SiteOutcome::Interrupted {
+                            step: "preflight".into(),
+                            in_maintenance: false,
+                        },
+                    );
+                }
+                return;
+            }
+            Err(StepError::Failed(why)) => {
+                for s in sites {
+                    results.insert(s.name.clone(), failed("preflight", &why, After::Untouched));
+                }
+                return;
+            }
+        };
+        let mut work: Vec<Work<'_>> = Vec::new();
+        for site in sites {
+            let f = facts.get(&site.name).cloned().unwrap_or_default();
+            froms.insert(site.name.clone(), f.code_version.clone());
+            match classify(site, &f, &self.ctx.opts.target) {
+                Classified::Upgrade => work.push(Work { site, facts: f }),
+                Classified::Skip(reason) => {
+                    results.insert(site.name.clone(), SiteOutcome::Skipped { reason });
+                }
+                Classified::Refuse(reason) => {
+                    results.insert(
+                        site.name.clone(),
+                        failed("preflight", &reason, After::Untouched),
+                    );
+                }
+            }
+        }
+        // Sites sharing a codebase or a database go through the procedure together.
+        let groups = group_units(&work);
+        let mut runnable = Vec::new();
+        for g in groups {
+            let blocked: Vec<String> = sites
+                .iter()
+                .filter(|s| results.get(&s.name).is_some_and(|o| !o.at_target()))
+                .filter(|s| {
+                    facts.get(&s.name).is_some_and(|f| {
+                        g.iter().any(|w| {
+                            w.facts.civicrm_root == f.civicrm_root && !f.civicrm_root.is_empty()
+                        })
+                    })
+                })
+                .map(|s| s.name.clone())
+                .collect();
+            if blocked.is_empty() {
+                runnable.push(g);
+            } else {
+                for w in &g {
+                    results.insert(
+                        w.site.name.clone(),
+                        failed(
+                            "preflight",
+                            &format!(
+                                "shares its codebase with site(s) {} that cannot be upgraded",
+                                blocked.join(", ")
+                            ),
+                            After::Untouched,
+                        ),
+                    );
+                }
+            }
+        }
+        if runnable.is_empty() {
+            return;
+        }
+        // Locks, then the tarball upload: both before any site goes down.
+        let mut locked: Vec<Vec<Work<'_>>> = Vec::new();
+        for g in runnable {
+            match self.lock_group(&g).await {
+                Ok(()) => locked.push(g),
+                Err(why) => {
+                    for w in &g {
+                        results.insert(w.site.name.clone(), failed("lock", &why, After::Untouched));
+                    }
+                }
+            }
+        }
+        let tarball = match locked.first() {
+            None => return,
+            Some(g) => format!(
+                "{}/fleet-{}/civicrm-{}-drupal.tar.gz",
+                g[0].site.backup_dir, self.ctx.run, self.ctx.opts.target
+            ),
+        };
+        if !locked.is_empty()
+            && let Err(why) = self.upload(&tarball).await
+        {
+            for g in &locked {
+                for w in g {
+                    results.insert(
+                        w.site.name.clone(),
+                        failed("upload", &why, After::Untouched),
+                    );
+                }
+                self.unlock_group(g).await;
+            }
+            return;
+        }
+        for g in &locked {
+            let outcomes = self.run_group(g, &tarball).await;
+            results.extend(outcomes);
+            self.unlock_group(g).await;
+        }
+    }
+
+    async fn lock_group(&self, g: &[Work<'_>]) -> Result<(), String> {
+        let owner = format!(
+            "run={} controller={} pid={} time={}",
+            self.ctx.run,
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            std::process::id(),
+            crate::journal::format_time(unix_now())
+        );
+        let mut taken = Vec::new();
+        for w in g {
+            let dir = lock_dir(w.site, &w.facts);
+            let unit = format!("site:{}", w.site.name);
+            match self.exec(&unit, "lock", &civicrm::lock(&dir, &owner)).await {
+                Ok(out) if out.trim() == "locked" => {
+                    let _ = self.ctx.journal.set_artifact(
+                        &self.ctx.run,
+                        self.host,
+                        &unit,
+                        "lock",
+                        &dir,
+                    );
+                    taken.push(w.clone());
+                }
+                Ok(out) => {
+                    self.unlock_group(&taken).await;
+                    return Err(format!(
+                        "site `{}` is locked by another run: {}",
+                        w.site.name,
+                        out.trim().trim_start_matches("held-by ")
+                    ));
+                }
+                Err(StepError::Failed(why)) => {
+                    self.unlock_group(&taken).await;
+                    return Err(why);
+                }
+                Err(StepError::Aborted) => return Err("aborted".into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn unlock_group(&self, g: &[Work<'_>]) {
+        for w in g {
+            let dir = lock_dir(w.site, &w.facts);
+            let _ = self
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "unlock",
+                    &civicrm::unlock(&dir, &self.ctx.run),
+                )
+                .await;
+        }
+    }
+
+    async fn upload(&self, dest: &str) -> Result<(), String> {
+        let id = self.journal_start("host", "upload", dest);
+        let opts = ExecOptions {
+            timeout: self.ctx.opts.step_timeout,
+            max_output: 64 * 1024,
+        };
+        let dir_script = format!("mkdir -p \"$(dirname {})\"", fleet_remote_exec::quote(dest));
+        let r = match self
+            .session
+            .exec(
+                &RemoteCommand::shell(dir_script),
+                &opts,
+                &self.ctx.cancel.abort,
+            )
+            .await
+        {
+            Ok(o) if o.status.success() => {
+                self.session
+                    .upload(
+                        &self.ctx.opts.tarball,
+                        dest,
+                        0o600,
+                        &opts,
+                        &self.ctx.cancel.abort,
+                    )
+                    .await
+            }
+            Ok(o) => Ok(o),
+            Err(e) => Err(e),
+        };
+        let result = match r {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "{}: {}",
+                o.status,
+                last_line(&o.stderr.to_string_lossy())
+            )),
+            Err(e) => Err(error_text(&e)),
+        };
+        self.journal_end(id, "host", "upload", &result);
+        result
+    }
+
+    /// The procedure for one group of sites; on failure, the undo chain.
+    async fn run_group(&self, g: &[Work<'_>], tarball: &str) -> Vec<(String, SiteOutcome)> {
+        let mut ch = Changes::default();
+        let result = self.forward(g, tarball, &mut ch).await;
+        let target = &self.ctx.opts.target;
+        match result {
+            Ok(()) => g
+                .iter()
+                .map(|w| {
+                    (
+                        w.site.name.clone(),
+                        SiteOutcome::Upgraded {
+                            from: w.facts.code_version.clone(),
+                            to: target.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            Err((step, StepError::Aborted)) => g
+                .iter()
+                .map(|w| {
+                    (
+                        w.site.name.clone(),
+                        SiteOutcome::Interrupted {
+                            step: step.clone(),
+                            in_maintenance: ch.maintenance_on.contains(&w.site.name),
+                        },
+                    )
+                })
+                .collect(),
+            Err((step, StepError::Failed(reason))) => {
+                let after = if ch.maintenance_on.is_empty() && !ch.code_moved {
+                    self.put_back(g, &mut ch)
+                        .await
+                        .map_or_else(After::RollbackFailed, |()| After::Untouched)
+                } else {
+                    match self.put_back(g, &mut ch).await {
+                        Ok(()) if self.ctx.opts.on_failure == OnFailure::Hold => After::Held,
+                        Ok(()) => After::RolledBack,
+                        Err(why) => After::RollbackFailed(why),
+                    }
+                };
+                g.iter()
+                    .map(|w| (w.site.name.clone(), failed(&step, &reason, after.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        g: &[Work<'_>],
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let run = &self.ctx.run;
+        let target = &self.ctx.opts.target;
+        let first = &g[0];
+        let run_dir = format!("{}/fleet-{run}", first.site.backup_dir);
+        let codebase = first.facts.civicrm_root.clone();
+        let code_unit = format!("codebase:{codebase}");
+        let code = CodeCmds::new(&codebase, &format!("{run_dir}/code/civicrm"));
+        let step = |name: &str| name.to_owned();
+
+        for w in g {
+            let unit = format!("site:{}", w.site.name);
+            self.mark(w, "record-maintenance", "running", None);
+            let _ = self.ctx.journal.set_artifact(
+                run,
+                self.host,
+                &unit,
+                "prior-maintenance",
+                &w.facts.maintenance,
+            );
+        }
+        self.checkpoint(ch, "maintenance-on")?;
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let unit = format!("site:{}", w.site.name);
+            // Recorded as on before the command: if we die mid-way, recovery turns it off.
+            ch.maintenance_on.insert(w.site.name.clone());
+            self.mark(w, "maintenance-on", "running", Some(true));
+            let out = self
+                .exec(
+                    &unit,
+                    "maintenance-on",
+                    &format!("{} && {}", c.set_maintenance("1"), c.read_maintenance()),
+                )
+                .await
+                .map_err(|e| (step("maintenance-on"), e))?;
+            expect(&out, "1", "maintenance_mode").map_err(|e| (step("maintenance-on"), e))?;
+        }
+        for w in g.iter().filter(|w| !w.facts.enabled_modules.is_empty()) {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let unit = format!("site:{}", w.site.name);
+            let mods = w.facts.enabled_modules.clone();
+            let _ = self.ctx.journal.set_artifact(
+                run,
+                self.host,
+                &unit,
+                "disabled-modules",
+                &mods.join(" "),
+            );
+            ch.modules_disabled
+                .insert(w.site.name.clone(), mods.clone());
+            self.mark(w, "disable-modules", "running", None);
+            let out = self
+                .exec(
+                    &unit,
+                    "disable-modules",
+                    &format!("{} && {}", c.disable_modules(&mods), c.enabled_modules()),
+                )
+                .await
+                .map_err(|e| (step("disable-modules"), e))?;
+            if let Some(m) = mods
+                .iter()
+                .find(|m| out.lines().any(|l| l.trim() == m.as_str()))
+            {
+                return Err((
+                    step("disable-modules"),
+                    StepError::Failed(format!("module `{m}` is still enabled")),
+                ));
+            }
+        }
+        self.checkpoint(ch, "backup-db")?;
+        let mut dumped: BTreeSet<String> = BTreeSet::new();
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            for (db, is_civi) in [(&w.facts.civi_db, true), (&w.facts.cms_db, false)] {
+                if db.is_empty() || !dumped.insert(db.clone()) {
+                    continue;
+                }
+                let file = format!("{run_dir}/db/{db}.sql");
+                let unit = format!("database:{db}");
+                for s in g {
+                    self.mark(s, "backup-db", "running", None);
+                }
+                let script = if is_civi {
+                    c.dump_civi(&file, db)
+                } else {
+                    c.dump_cms(&file, db)
+                };
+                let sha = self
+                    .exec(&unit, "backup-db", &script)
+                    .await
+                    .map_err(|e| (step("backup-db"), e))?;
+                let _ = self.ctx.journal.set_artifact(
+                    run,
+                    self.host,
+                    &unit,
+                    "db-dump",
+                    &format!("{file} sha256:{}", sha.trim()),
+                );
+            }
+        }
+        self.checkpoint(ch, "move-code-out")?;
+        let _ = self.ctx.journal.set_artifact(
+            run,
+            self.host,
+            &code_unit,
+            "code-backup",
+            &format!("{run_dir}/code/civicrm"),
+        );
+        for w in g {
+            self.mark(w, "move-code-out", "running", None);
+        }
+        ch.code_moved = true;
+        let old = self
+            .exec(&code_unit, "move-code-out", &code.move_out())
+            .await
+            .map_err(|e| (step("move-code-out"), e))?;
+        expect(&old, &first.facts.code_version, "moved code version")
+            .map_err(|e| (step("move-code-out"), e))?;
+        for w in g {
+            self.mark(w, "unpack", "running", None);
+        }
+        let new = self
+            .exec(&code_unit, "unpack", &code.unpack(tarball, run))
+            .await
+            .map_err(|e| (step("unpack"), e))?;
+        expect(&new, target, "unpacked code version (xml/version.xml)")
+            .map_err(|e| (step("unpack"), e))?;
+        for w in g {
+            let unit = format!("site:{}", w.site.name);
+            self.mark(w, "fix-permissions", "running", None);
+            let files = format!("{}/files", w.facts.site_dir);
+            let owner = self
+                .exec(
+                    &unit,
+                    "fix-permissions",
+                    &civicrm::fix_permissions(&files, &w.facts.web_user),
+                )
+                .await
+                .map_err(|e| (step("fix-permissions"), e))?;
+            expect(&owner, &w.facts.web_user, "owner of the files dir")
+                .map_err(|e| (step("fix-permissions"), e))?;
+        }
+        // The point of no easy return: from here a drain goes forward, not back.
+        self.checkpoint(ch, "upgrade-db")?;
+        let mut upgraded: BTreeSet<String> = BTreeSet::new();
+        for w in g {
+            let db = &w.facts.civi_db;
+            if !upgraded.insert(db.clone()) {
+                continue;
+            }
+            let unit = format!("database:{db}");
+            let c = SiteCmds::new(w.site, &w.facts);
+            let (cmd, tool) = c.upgrade_db();
+            ch.db_upgrade_started.insert(db.clone());
+            for s in g.iter().filter(|s| &s.facts.civi_db == db) {
+                self.mark(s, "upgrade-db", "running", None);
+            }
+            // Exit codes lie here (cv exits 0 in "ext" mode): the probe decides.
+            let script = format!(
+                "{cmd}; rc=$?; echo \"rc=$rc\"; echo \"db=$({})\"; echo \"code=$({})\"",
+                c.db_version(),
+                code.version()
+            );
+            let out = self
+                .exec_allow_fail(&unit, "upgrade-db", &script, tool)
+                .await
+                .map_err(|e| (step("upgrade-db"), e))?;
+            let get = |k: &str| {
+                out.lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            };
+            let (rc, dbv, codev) = (get("rc"), get("db"), get("code"));
+            if dbv.ends_with(".upgrade") {
+                return Err((
+                    step("upgrade-db"),
+                    StepError::Failed(format!(
+                        "{tool} left the database partially upgraded (`{dbv}`)"
+                    )),
+                ));
+            }
+            if dbv != *target || codev != *target {
+                return Err((
+                    step("upgrade-db"),
+                    StepError::Failed(format!(
+                        "after {tool} (exit {rc}) the database is at `{dbv}` and the code at `{codev}`, not `{target}`"
+                    )),
+                ));
+            }
+            if rc != "0" {
+                // Core reached the target but a later phase (extensions) failed.
+                return Err((
+                    step("upgrade-db"),
+                    StepError::Failed(format!(
+                        "{tool} exited {rc} after reaching `{target}` (extension upgrades failed?)"
+                    )),
+                ));
+            }
+        }
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            self.mark(w, "flush", "running", None);
+            self.exec(&format!("site:{}", w.site.name), "flush", &c.flush())
+                .await
+                .map_err(|e| (step("flush"), e))?;
+        }
+        let with_disabled: Vec<&Work<'_>> = g
+            .iter()
+            .filter(|w| ch.modules_disabled.contains_key(&w.site.name))
+            .collect();
+        for w in with_disabled {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let mods = ch.modules_disabled[&w.site.name].clone();
+            self.mark(w, "enable-modules", "running", None);
+            let out = self
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "enable-modules",
+                    &format!("{} && {}", c.enable_modules(&mods), c.enabled_modules()),
+                )
+                .await
+                .map_err(|e| (step("enable-modules"), e))?;
+            if let Some(m) = mods
+                .iter()
+                .find(|m| !out.lines().any(|l| l.trim() == m.as_str()))
+            {
+                return Err((
+                    step("enable-modules"),
+                    StepError::Failed(format!("module `{m}` did not come back")),
+                ));
+            }
+            ch.modules_disabled.remove(&w.site.name);
+        }
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let prior = &w.facts.maintenance;
+            self.mark(w, "maintenance-restore", "running", None);
+            let out = self
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "maintenance-restore",
+                    &format!("{} && {}", c.set_maintenance(prior), c.read_maintenance()),
+                )
+                .await
+                .map_err(|e| (step("maintenance-restore"), e))?;
+            expect(&out, prior, "maintenance_mode")
+                .map_err(|e| (step("maintenance-restore"), e))?;
+            ch.maintenance_on.remove(&w.site.name);
+            self.mark(w, "maintenance-restore", "running", Some(false));
+        }
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            self.mark(w, "verify", "running", None);
+            let out = self
+                .exec(&format!("site:{}", w.site.name), "verify", &c.status())
+                .await
+                .map_err(|e| (step("verify"), e))?;
+            if !out.contains(target.as_str())
+                || out.contains("pending upgrade")
+                || out.contains("futuristic")
+            {
+                return Err((
+                    step("verify"),
+                    StepError::Failed(format!(
+                        "status does not show `{target}` cleanly: {}",
+                        last_line(&out)
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Between steps: a first interrupt turns a group that has not reached the DB upgrade back.
+    fn checkpoint(&self, ch: &Changes, next: &str) -> Result<(), (String, StepError)> {
+        if self.ctx.cancel.abort.is_cancelled() {
+            return Err((next.to_owned(), StepError::Aborted));
+        }
+        if self.ctx.cancel.drain.is_cancelled() && ch.db_upgrade_started.is_empty() {
+            return Err((
+                next.to_owned(),
+                StepError::Failed("interrupted by the operator before the database upgrade".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The undo chain: old code back, databases restored from this run's dumps, caches
+    /// emptied, modules re-enabled, maintenance back to its prior value (unless holding).
+    async fn put_back(&self, g: &[Work<'_>], ch: &mut Changes) -> Result<(), String> {
+        let run = &self.ctx.run;
+        let first = &g[0];
+        let run_dir = format!("{}/fleet-{run}", first.site.backup_dir);
+        let codebase = &first.facts.civicrm_root;
+        let code = CodeCmds::new(codebase, &format!("{run_dir}/code/civicrm"));
+        let mut problems = Vec::new();
+        if ch.code_moved {
+            match self
+                .exec(
+                    &format!("codebase:{codebase}"),
+                    "restore-code",
+                    &code.restore(run),
+                )
+                .await
+            {
+                Ok(v) if v.trim() == first.facts.code_version => ch.code_moved = false,
+                Ok(v) => problems.push(format!(
+                    "restored code is at `{}`, expected `{}`",
+                    v.trim(),
+                    first.facts.code_version
+                )),
+                Err(e) => problems.push(format!("restore-code: {}", step_error_text(&e))),
+            }
+        }
+        for db in ch.db_upgrade_started.clone() {
+            let Some(w) = g.iter().find(|w| w.facts.civi_db == db) else {
+                continue;
+            };
+            let c = SiteCmds::new(w.site, &w.facts);
+            let file = format!("{run_dir}/db/{db}.sql");
+            let script = format!("{} && {}", c.restore_civi(&file, &db), c.db_version());
+            match self
+                .exec(&format!("database:{db}"), "restore-db", &script)
+                .await
+            {
+                Ok(v) if v.trim() == w.facts.db_version => {
+                    ch.db_upgrade_started.remove(&db);
+                }
+                Ok(v) => problems.push(format!(
+                    "restored database `{db}` is at `{}`, expected `{}`",
+                    v.trim(),
+                    w.facts.db_version
+                )),
+                Err(e) => problems.push(format!("restore-db `{db}`: {}", step_error_text(&e))),
+            }
+        }
+        for w in g {
+            if !w.facts.templates_c.is_empty() {
+                let _ = self
+                    .exec(
+                        &format!("site:{}", w.site.name),
+                        "clear-templates",
+                        &civicrm::empty_dir(&w.facts.templates_c),
+                    )
+                    .await;
+            }
+        }
+        for (site, mods) in ch.modules_disabled.clone() {
+            let Some(w) = g.iter().find(|w| w.site.name == site) else {
+                continue;
+            };
+            let c = SiteCmds::new(w.site, &w.facts);
+            match self
+                .exec(
+                    &format!("site:{site}"),
+                    "enable-modules",
+                    &c.enable_modules(&mods),
+                )
+                .await
+            {
+                Ok(_) => {
+                    ch.modules_disabled.remove(&site);
+                }
+                Err(e) => problems.push(format!(
+                    "re-enable modules on `{site}`: {}",
+                    step_error_text(&e)
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            // Never bring a site back up on top of a half-restored codebase or database.
+            return Err(problems.join("; "));
+        }
+        if self.ctx.opts.on_failure == OnFailure::Hold {
+            return Ok(());
+        }
+        let down: Vec<&Work<'_>> = g
+            .iter()
+            .filter(|w| ch.maintenance_on.contains(&w.site.name))
+            .collect();
+        for w in down {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let prior = &w.facts.maintenance;
+            match self
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "maintenance-restore",
+                    &format!("{} && {}", c.set_maintenance(prior), c.read_maintenance()),
+                )
+                .await
+            {
+                Ok(v) if v.trim() == prior => {
+                    ch.maintenance_on.remove(&w.site.name);
+                    self.mark(w, "maintenance-restore", "running", Some(false));
+                }
+                Ok(v) => problems.push(format!(
+                    "maintenance_mode of `{}` is `{}`, expected `{prior}`",
+                    w.site.name,
+                    v.trim()
+                )),
+                Err(e) => problems.push(format!(
+                    "maintenance-restore `{}`: {}",
+                    w.site.name,
+                    step_error_text(&e)
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    fn mark(&self, w: &Work<'_>, step: &str, status: &str, in_maintenance: Option<bool>) {
+        if let Err(e) = self.ctx.journal.site(
+            &self.ctx.run,
+            self.host,
+            &w.site.name,
+            &SiteUpdate {
+                status: Some(status),
+                step: Some(step),
+                from_version: Some(&w.facts.code_version),
+                in_maintenance,
+                ..Default::default()
+            },
+        ) {
+            tracing::error!("journal: {e}");
+        }
+    }
+
+    fn journal_start(&self, unit: &str, step: &str, detail: &str) -> Option<i64> {
+        self.ctx.reporter.on_event(&Event::StepStarted {
+            host: self.host.into(),
+            unit: unit.into(),
+            step: step.into(),
+        });
+        match self
+            .ctx
+            .journal
+            .step_start(&self.ctx.run, self.host, unit, step, detail)
+        {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!("journal: {e}");
+                None
+            }
+        }
+    }
+
+    fn journal_end(&self, id: Option<i64>, unit: &str, step: &str, result: &Result<(), String>) {
+        let (state, detail) = match result {
+            Ok(()) => ("done", String::new()),
+            Err(why) => ("failed", why.clone()),
+        };
+        if let Some(id) = id {
+            let _ = self.ctx.journal.step_end(id, state, &detail);
+        }
+        self.ctx.reporter.on_event(&Event::StepFinished {
+            host: self.host.into(),
+            unit: unit.into(),
+            step: step.into(),
+            ok: result.is_ok(),
+            detail,
+        });
+    }
+
+    /// Runs one journaled step; success means exit 0. Returns stdout.
+    async fn exec(&self, unit: &str, step: &str, script: &str) -> Result<String, StepError> {
+        self.exec_inner(unit, step, script, "", false).await
+    }
+
+    /// Runs one journaled step whose exit status the caller judges (it probes state itself).
+    async fn exec_allow_fail(
+        &self,
+        unit: &str,
+        step: &str,
+        script: &str,
+        detail: &str,
+    ) -> Result<String, StepError> {
+        self.exec_inner(unit, step, script, detail, true).await
+    }
+
+    async fn exec_inner(
+        &self,
+        unit: &str,
+        step: &str,
+        script: &str,
+        detail: &str,
+        allow_fail: bool,
+    ) -> Result<String, StepError> {
+        let id = self.journal_start(unit, step, detail);
+        if id.is_none() {
+            // Guarantee 1: nothing happens that the journal does not know about first.
+            let r = Err("the journal could not record this step; not running it".to_owned());
+            self.journal_end(None, unit, step, &r);
+            return Err(StepError::Failed(
+                "the journal could not record this step".into(),
+            ));
+        }
+        let opts = ExecOptions {
+            timeout: self.ctx.opts.step_timeout,
+            max_output: 256 * 1024,
+        };
+        let cmd = RemoteCommand::shell(format!("{PRELUDE}{script}"));
+        let r = self.session.exec(&cmd, &opts, &self.ctx.cancel.abort).await;
+        let (result, ret) = match r {
+            Ok(o) => match &o.status {
+                ExitStatus::Cancelled { .. } => (
+                    Err("aborted by the operator".to_owned()),
+                    Err(StepError::Aborted),
+                ),
+                ExitStatus::TimedOut { killed } => {
+                    let why = format!(
+                        "timed out after {:?} ({})",
+                        self.ctx.opts.step_timeout,
+                        if *killed {
+                            "remote process killed"
+                        } else {
+                            "remote process may still run"
+                        }
+                    );
+                    (Err(why.clone()), Err(StepError::Failed(why)))
+                }
+                s if s.success() || allow_fail => (Ok(()), Ok(o.stdout.to_string_lossy())),
+                s => {
+                    let why = format!(
+                        "{s}: {}",
+                        last_line(&o.stderr.to_string_lossy())
+                            .if_empty(&last_line(&o.stdout.to_string_lossy()))
+                    );
+                    (Err(why.clone()), Err(StepError::Failed(why)))
+                }
+            },
+            Err(e) => {
+                let why = error_text(&e);
+                (Err(why.clone()), Err(StepError::Failed(why)))
+            }
+        };
+        self.journal_end(id, unit, step, &result);
+        ret
+    }
+}
+
+trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.is_empty() {
+            other.to_owned()
+        } else {
+            self
+        }
+    }
+}
+
+enum Classified {
+    Upgrade,
+    Skip(String),
+    Refuse(String),
+}
+
+fn classify(site: &Site, f: &Facts, target: &str) -> Classified {
+    use std::cmp::Ordering;
+    if let Some(e) = &f.error {
+        return Classified::Refuse(e.clone());
+    }
+    if f.code_version.is_empty() {
+        return Classified::Refuse(format!(
+            "no CiviCRM code version at `{}/xml/version.xml`",
+            f.civicrm_root
+        ));
+    }
+    if f.db_version.is_empty() {
+        return Classified::Refuse("cannot read the CiviCRM database version".into());
+    }
+    if f.db_version.ends_with(".upgrade") {
+        return Classified::Refuse(format!(
+            "the database is partially upgraded (`{}`): restore it first",
+            f.db_version
+        ));
+    }
+    if f.db_version != f.code_version {
+        return Classified::Refuse(format!(
+            "code `{}` and database `{}` differ: finish or undo that first",
+            f.code_version, f.db_version
+        ));
+    }
+    if f.web_user.is_empty() {
+        return Classified::Refuse("cannot tell the web-server user (set `web_user`)".into());
+    }
+    match version_cmp(target, &f.code_version) {
+        Ordering::Equal => return Classified::Skip(format!("already at {target}")),
+        Ordering::Less => {
+            return Classified::Refuse(format!(
+                "refusing to downgrade {} to {target}",
+                f.code_version
+            ));
+        }
+        Ordering::Greater => {}
+    }
+    if !f.code_parent_writable {
+        return Classified::Refuse(format!(
+            "cannot write next to the code dir `{}`",
+            f.civicrm_root
+        ));
+    }
+    let need = f.code_kb + 50 * 1024;
+    if f.free_kb < need {
+        return Classified::Refuse(format!(
+            "only {} MiB free for backups in `{}`, need {} MiB",
+            f.free_kb / 1024,
+            site.backup_dir,
+            need / 1024
+        ));
+    }
+    Classified::Upgrade
+}
+
+/// Groups sites that share a codebase (`$civicrm_root`) or a CiviCRM database.
+fn group_units<'a>(work: &[Work<'a>]) -> Vec<Vec<Work<'a>>> {
+    let n = work.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(p: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while p[r] != r {
+            r = p[r];
+        }
+        p[i] = r;
+        r
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            let (a, b) = (&work[i].facts, &work[j].facts);
+            if a.civicrm_root == b.civicrm_root || (!a.civi_db.is_empty() && a.civi_db == b.civi_db)
+            {
+                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                parent[rj] = ri;
+            }
+        }
+    }
+    let mut groups: Vec<(usize, Vec<Work<'a>>)> = Vec::new();
+    for (i, w) in work.iter().enumerate() {
+        let r = find(&mut parent, i);
+        match groups.iter_mut().find(|(root, _)| *root == r) {
+            Some((_, g)) => g.push(w.clone()),
+            None => groups.push((r, vec![w.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+fn lock_dir(site: &Site, facts: &Facts) -> String {
+    let key: String = format!("{}{}", facts.site_dir, site.uri)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{}/.fleet-locks/{key}", site.backup_dir)
+}
+
+fn expect(out: &str, want: &str, what: &str) -> Result<(), StepError> {
+    let got = out.lines().last().unwrap_or("").trim();
+    if got == want {
+        Ok(())
+    } else {
+        Err(StepError::Failed(format!(
+            "{what} is `{got}` after the step, expected `{want}`"
+        )))
+    }
+}
+
+fn failed(step: &str, reason: &str, after: After) -> SiteOutcome {
+    SiteOutcome::Failed {
+        step: step.into(),
+        reason: reason.into(),
+        after,
+    }
+}
+
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+fn step_error_text(e: &StepError) -> String {
+    match e {
+        StepError::Failed(w) => w.clone(),
+        StepError::Aborted => "aborted".into(),
+    }
+}
+
+fn error_text(e: &ExecError) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads the version of a release tarball from its `civicrm/xml/version.xml`.
+///
+/// # Errors
+///
+/// [`PlaybookError::Tarball`] when it cannot be read or holds no version.
+pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> {
+    let err = |reason: String| PlaybookError::Tarball {
+        path: path.to_owned(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(err("not a file".into()));
+    }
+    let out = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(path)
+        .arg("civicrm/xml/version.xml")
+        .output()
+        .map_err(|e| err(format!("cannot run tar: {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "no `civicrm/xml/version.xml` in it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("<version_no>")
+        .nth(1)
+        .and_then(|r| r.split("</version_no>").next())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err("`civicrm/xml/version.xml` has no <version_no>".into()))
+}
