@@ -28,6 +28,11 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
 
+    /// Where the run journal lives (default: `$XDG_STATE_HOME/fleet`, else
+    /// `~/.local/state/fleet`)
+    #[arg(long, global = true, env = "FLEET_STATE_DIR", value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -38,6 +43,98 @@ pub(crate) enum Command {
     Hosts(HostsArgs),
     /// Run a shell command on every selected host, in parallel
     Exec(ExecArgs),
+    /// Upgrade CiviCRM on Drupal 7 sites in rolling batches, with maintenance gating
+    Upgrade(UpgradeArgs),
+    /// List recorded runs, or show one
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpgradeArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// Release tarball (`civicrm-X.Y.Z-drupal.tar.gz`), uploaded once per host
+    #[arg(long, value_name = "FILE", required_unless_present = "show_steps")]
+    pub(crate) tarball: Option<PathBuf>,
+
+    /// Batch sizes, canary first, e.g. `1,10%,50%,100%` (default: the inventory's
+    /// `[rollout]`, else `1,100%`)
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) batches: Option<fleet_inventory::Batches>,
+
+    /// Failed hosts tolerated per batch and for the whole run: `N` or `N%` (default 0)
+    #[arg(long, value_name = "N|N%")]
+    pub(crate) max_fail: Option<fleet_inventory::Amount>,
+
+    /// Do not count unreachable hosts as failed
+    #[arg(long)]
+    pub(crate) unreachable_ok: bool,
+
+    /// At most N hosts in flight that share a value of inventory var KEY (repeatable)
+    #[arg(long, value_name = "KEY=N", value_parser = parse_key_n)]
+    pub(crate) max_per: Vec<(String, usize)>,
+
+    /// Hosts in flight at once inside a batch
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// After a failed step: `rollback` (restore code and DB, maintenance back as it was) or
+    /// `hold` (restore, but keep the site in maintenance)
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub(crate) on_failure: OnFailureArg,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// Ask before each batch after the canary
+    #[arg(long)]
+    pub(crate) pause: bool,
+
+    /// Print every site, its versions, its batch and the steps it would run; change nothing
+    #[arg(long)]
+    pub(crate) plan: bool,
+
+    /// Print the procedure's steps and exit
+    #[arg(long)]
+    pub(crate) show_steps: bool,
+
+    /// JSON events on stdout, one per line
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OnFailureArg {
+    Rollback,
+    Hold,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<RunsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// Per site: step reached, status, backup paths, time
+    Show {
+        /// Run id (a unique prefix is enough)
+        run: String,
+    },
+}
+
+fn parse_key_n(s: &str) -> Result<(String, usize), String> {
+    let (k, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=N"))?;
+    let n: usize = n.parse().map_err(|_| format!("`{n}` is not a number"))?;
+    if k.is_empty() || n == 0 {
+        return Err(format!("`{s}`: KEY must be set and N at least 1"));
+    }
+    Ok((k.to_owned(), n))
 }
 
 /// Host selection, shared by every subcommand.

@@ -2,6 +2,8 @@
 
 mod exec;
 mod hosts;
+mod runs;
+mod upgrade;
 
 use anyhow::Context;
 use fleet_inventory::{Inventory, Selector};
@@ -16,6 +18,8 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
     let result = match &cli.command {
         Command::Hosts(args) => hosts::run(&cli, args),
         Command::Exec(args) => exec::run(&cli, args).await,
+        Command::Upgrade(args) => upgrade::run(&cli, args).await,
+        Command::Runs(args) => runs::run(&cli, args),
     };
     match result {
         Ok(status) => status,
@@ -42,4 +46,19 @@ fn select<'a>(
 
 fn load_inventory(cli: &Cli) -> anyhow::Result<Inventory> {
     Ok(Inventory::load(&cli.inventory)?)
+}
+
+/// The journal directory: `--state-dir`, else `$XDG_STATE_HOME/fleet`, else
+/// `~/.local/state/fleet`.
+fn state_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(d) = &cli.state_dir {
+        return Ok(d.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(std::path::PathBuf::from(x).join("fleet"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither `--state-dir`, `XDG_STATE_HOME` nor `HOME` is set")?;
+    Ok(std::path::PathBuf::from(home).join(".local/state/fleet"))
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod human;
 pub(crate) mod json;
+pub(crate) mod upgrade;
 
 use std::io::IsTerminal;
 use std::time::Duration;

@@ -24,6 +24,15 @@ impl Cancel {
         }
     }
 
+    /// Wraps tokens created elsewhere (the playbook's own pair).
+    pub(crate) fn from_tokens(drain: CancellationToken, abort: CancellationToken) -> Self {
+        Self {
+            drain,
+            abort,
+            interrupted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     pub(crate) fn interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
     }

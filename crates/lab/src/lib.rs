@@ -51,6 +51,7 @@ mod error;
 mod inventory;
 mod keys;
 mod record;
+mod sites;
 mod sshd;
 mod test_lab;
 
@@ -62,6 +63,7 @@ use std::time::{Duration, Instant};
 pub use agent::TestAgent;
 pub use error::LabError;
 pub use keys::generate_client_key;
+pub use sites::{LabSite, SitesOptions, next_minor};
 pub use test_lab::TestLab;
 
 use error::io;

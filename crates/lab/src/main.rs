@@ -32,6 +32,12 @@ enum Cmd {
         /// First address (127.x.y.z); default: a random free block
         #[arg(long)]
         first_address: Option<Ipv4Addr>,
+        /// Also lay out this many Drupal 7 + CiviCRM sites per host, with fake drush and cv
+        #[arg(long, default_value_t = 0)]
+        sites_per_host: usize,
+        /// CiviCRM version of the sites (the release tarball is one minor version newer)
+        #[arg(long, default_value = "5.69.0")]
+        civicrm: String,
     },
     /// Stop every host of the lab in DIR
     Down {
@@ -66,6 +72,8 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
             dir,
             port,
             first_address,
+            sites_per_host,
+            civicrm,
         } => {
             let lab = Lab::up(&LabOptions {
                 hosts: hosts as usize,
@@ -73,6 +81,19 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                 port,
                 first_address,
             })?;
+            if sites_per_host > 0 {
+                let opts = fleet_lab::SitesOptions::new(sites_per_host, &civicrm);
+                if let Err(e) = lab.add_sites(&opts) {
+                    let mut lab = lab;
+                    let _ = lab.down();
+                    return Err(e);
+                }
+                let _ = writeln!(
+                    out,
+                    "sites: {sites_per_host} per host at CiviCRM {civicrm}; release tarball {}",
+                    lab.release_tarball(&opts.release).display()
+                );
+            }
             let h = lab.hosts();
             let (first, last) = (&h[0], &h[h.len() - 1]);
             let _ = writeln!(

@@ -41,6 +41,19 @@ impl TestLab {
         Ok(TestLab { lab, dir })
     }
 
+    /// Starts `hosts` hosts with `per_host` CiviCRM sites each at `version` (see
+    /// [`Lab::add_sites`]); the release tarball is one minor version newer.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestLab::start`].
+    pub fn with_sites(hosts: usize, per_host: usize, version: &str) -> TestLab {
+        let lab = TestLab::start(hosts);
+        lab.add_sites(&crate::SitesOptions::new(per_host, version))
+            .unwrap_or_else(|e| panic!("fleet-lab sites: {}", chain(&e)));
+        lab
+    }
+
     /// The lab.
     pub fn lab(&self) -> &Lab {
         &self.lab

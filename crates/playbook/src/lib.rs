@@ -27,4 +27,7 @@ pub use journal::{
     ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, format_time,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
-pub use runner::{Cancel, HostJob, OnFailure, STEPS, UpgradeOptions, run_upgrade, tarball_version};
+pub use runner::{
+    Cancel, HostJob, OnFailure, PlanRow, STEPS, UpgradeOptions, plan_upgrade, run_upgrade,
+    tarball_version,
+};

@@ -1,0 +1,338 @@
+//! Drupal 7 sites with CiviCRM on lab hosts, the fake `drush`/`cv` that manage them, and a
+//! release tarball to upgrade them to.
+//!
+//! Per host `hNN` (in its own directory, `FLEET_ROOT`):
+//!
+//! ```text
+//! www/drupal 7/                       Drupal root (a space on purpose: quoting is tested)
+//!   index.php, includes/bootstrap.inc
+//!   sites/all/modules/civicrm/        the shared CiviCRM codebase (xml/version.xml = VERSION)
+//!   sites/siteK.hNN.test/             settings.php, civicrm.settings.php, files/civicrm/templates_c/
+//! backups/o'brien/                    backup dir (a quote on purpose)
+//! fake-civi/db/<db>/                  the fakes' "databases" (civicrm_domain.version, ...)
+//! ```
+//!
+//! On odd hosts every site shares one CiviCRM database (`civicrm_hNN`, one DB upgrade for all);
+//! on even hosts each site has its own (`civicrm_hNN_K`). Every site has its own Drupal DB.
+//! Site 1 starts with `maintenance_mode` 0 and has `civicrm_rules` to disable; the others
+//! have never saved `maintenance_mode` (drush answers "No matching variable found").
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::io;
+use crate::inventory::toml_str;
+use crate::{Lab, LabError};
+
+/// The fake `drush` and `cv` (one script, dispatching on the name it is called by).
+const FAKE_CIVI: &str = include_str!("../fakes/fake-civi");
+
+/// Sites to lay out on every host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SitesOptions {
+    /// Sites per host (they share the host's codebase).
+    pub per_host: usize,
+    /// CiviCRM version installed (code and databases).
+    pub version: String,
+    /// Version of the release tarball written to `DIR/civicrm-<release>-drupal.tar.gz`.
+    pub release: String,
+}
+
+impl SitesOptions {
+    /// `per_host` sites at `version`, with a release one minor version newer.
+    pub fn new(per_host: usize, version: &str) -> Self {
+        Self {
+            per_host,
+            version: version.to_owned(),
+            release: next_minor(version),
+        }
+    }
+}
+
+/// `5.69.0` -> `5.70.0`.
+pub fn next_minor(version: &str) -> String {
+    let mut parts: Vec<String> = version.split('.').map(str::to_owned).collect();
+    if let Some(minor) = parts
+        .get_mut(1)
+        .and_then(|m| m.parse::<u64>().ok().map(|n| (n, m)))
+    {
+        *minor.1 = (minor.0 + 1).to_string();
+        for p in parts.iter_mut().skip(2) {
+            *p = "0".into();
+        }
+    }
+    parts.join(".")
+}
+
+/// One lab site, as laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabSite {
+    /// Host name.
+    pub host: String,
+    /// Site name (`siteK`).
+    pub name: String,
+    /// Drupal root.
+    pub root: PathBuf,
+    /// URI (`https://siteK.hNN.test`).
+    pub uri: String,
+    /// `sites/<dir>` of the site.
+    pub site_dir: PathBuf,
+    /// Backup dir.
+    pub backup_dir: PathBuf,
+    /// CiviCRM database name.
+    pub civi_db: String,
+    /// Drupal database name.
+    pub cms_db: String,
+    /// The fakes' state dir on that host.
+    pub state: PathBuf,
+}
+
+impl LabSite {
+    /// The fake database directory of `db` on this site's host.
+    pub fn db_dir(&self, db: &str) -> PathBuf {
+        self.state.join("db").join(db)
+    }
+
+    /// `civicrm_domain.version` of the site's CiviCRM database.
+    pub fn db_version(&self) -> String {
+        read_trim(&self.db_dir(&self.civi_db).join("civicrm_domain.version"))
+    }
+
+    /// The code version in the site's codebase (`xml/version.xml`).
+    pub fn code_version(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.root.join("sites/all/modules/civicrm/xml/version.xml"))
+                .unwrap_or_default();
+        text.split("<version_no>")
+            .nth(1)
+            .and_then(|r| r.split("</version_no>").next())
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// Drupal's `maintenance_mode` (`0`, `1`, or `unset`).
+    pub fn maintenance(&self) -> String {
+        let p = self.db_dir(&self.cms_db).join("variable.maintenance_mode");
+        if p.exists() {
+            read_trim(&p)
+        } else {
+            "unset".into()
+        }
+    }
+}
+
+fn read_trim(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+impl Lab {
+    /// Lays out sites on every host, installs the fake tools in `DIR/bin`, writes the release
+    /// tarball and adds the sites (and a `[rollout]`) to the inventory.
+    ///
+    /// # Errors
+    ///
+    /// When files cannot be written or `tar` fails.
+    pub fn add_sites(&self, opts: &SitesOptions) -> Result<(), LabError> {
+        let bin = self.dir().join("bin");
+        std::fs::create_dir_all(&bin).map_err(io("create", &bin))?;
+        let fake = bin.join("fake-civi");
+        write(&fake, FAKE_CIVI)?;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("chmod", &fake))?;
+        for tool in ["drush", "cv"] {
+            let link = bin.join(tool);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink("fake-civi", &link).map_err(io("link", &link))?;
+        }
+        let mut inv = String::new();
+        for site in self.sites(opts) {
+            lay_out(&site, &opts.version, site.name == "site1")?;
+            let _ = writeln!(inv, "\n[hosts.{}.sites.{}]", site.host, site.name);
+            let _ = writeln!(inv, "root = {}", toml_str(&site.root.display().to_string()));
+            let _ = writeln!(inv, "uri = {}", toml_str(&site.uri));
+            let _ = writeln!(
+                inv,
+                "backup_dir = {}",
+                toml_str(&site.backup_dir.display().to_string())
+            );
+            let _ = writeln!(
+                inv,
+                "drush = {}",
+                toml_str(&bin.join("drush").display().to_string())
+            );
+            let _ = writeln!(
+                inv,
+                "cv = {}",
+                toml_str(&bin.join("cv").display().to_string())
+            );
+            if site.name == "site1" {
+                let _ = writeln!(inv, "disable_modules = [\"civicrm_rules\"]");
+            }
+        }
+        let _ = writeln!(inv, "\n[rollout]\nbatches = \"1,100%\"\nmax_fail = \"0\"");
+        let path = self.inventory_path();
+        let mut text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
+        text.push_str(&inv);
+        write(&path, &text)?;
+        self.write_release(&opts.release)
+    }
+
+    /// The sites [`Lab::add_sites`] lays out for `opts`, host by host.
+    pub fn sites(&self, opts: &SitesOptions) -> Vec<LabSite> {
+        let mut out = Vec::new();
+        for (i, h) in self.hosts().iter().enumerate() {
+            let root = h.root.join("www/drupal 7");
+            let shared_db = i % 2 == 0;
+            for k in 1..=opts.per_host {
+                let name = format!("site{k}");
+                let uri_host = format!("{name}.{}.test", h.name);
+                out.push(LabSite {
+                    host: h.name.clone(),
+                    uri: format!("https://{uri_host}"),
+                    site_dir: root.join("sites").join(&uri_host),
+                    root: root.clone(),
+                    backup_dir: h.root.join("backups/o'brien"),
+                    civi_db: if shared_db {
+                        format!("civicrm_{}", h.name)
+                    } else {
+                        format!("civicrm_{}_{k}", h.name)
+                    },
+                    cms_db: format!("drupal_{}_{k}", h.name),
+                    state: h.root.join("fake-civi"),
+                    name,
+                });
+            }
+        }
+        out
+    }
+
+    /// `DIR/civicrm-<version>-drupal.tar.gz`.
+    pub fn release_tarball(&self, version: &str) -> PathBuf {
+        self.dir().join(format!("civicrm-{version}-drupal.tar.gz"))
+    }
+
+    fn write_release(&self, version: &str) -> Result<(), LabError> {
+        let stage = self.dir().join("release-stage");
+        let _ = std::fs::remove_dir_all(&stage);
+        write_code(&stage.join("civicrm"), version)?;
+        let tarball = self.release_tarball(version);
+        let out = Command::new("tar")
+            .arg("-czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&stage)
+            .arg("civicrm")
+            .output()
+            .map_err(io("run tar for", &tarball))?;
+        if !out.status.success() {
+            return Err(LabError::Io {
+                action: "create",
+                path: tarball,
+                source: std::io::Error::other(
+                    String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                ),
+            });
+        }
+        std::fs::remove_dir_all(&stage).map_err(io("remove", &stage))
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), LabError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(io("create", d))?;
+    }
+    std::fs::write(path, text).map_err(io("write", path))
+}
+
+/// A CiviCRM code dir at `version` with the markers the fakes and fleet look at.
+fn write_code(dir: &Path, version: &str) -> Result<(), LabError> {
+    write(
+        &dir.join("xml/version.xml"),
+        &format!(
+            "<?xml version=\"1.0\" encoding=\"iso-8859-1\" ?>\n<version>\n  <version_no>{version}</version_no>\n</version>\n"
+        ),
+    )?;
+    write(
+        &dir.join("drupal/drush/civicrm.drush.inc"),
+        "<?php\n// fake civicrm drush commands\n",
+    )?;
+    write(
+        &dir.join("drupal/civicrm.module"),
+        "<?php\n// fake civicrm module\n",
+    )?;
+    write(
+        &dir.join("CRM/Core/ClassLoader.php"),
+        &format!("<?php\n// CiviCRM {version}\n"),
+    )
+}
+
+fn lay_out(site: &LabSite, version: &str, first: bool) -> Result<(), LabError> {
+    let root = &site.root;
+    let code = root.join("sites/all/modules/civicrm");
+    if !code.exists() {
+        write(&root.join("index.php"), "<?php\n// Drupal 7\n")?;
+        write(
+            &root.join("includes/bootstrap.inc"),
+            "<?php\ndefine('VERSION', '7.101');\n",
+        )?;
+        write_code(&code, version)?;
+    }
+    let templates_c = site.site_dir.join("files/civicrm/templates_c");
+    write(
+        &templates_c.join("%%compiled-page.tpl.php"),
+        "<?php // compiled\n",
+    )?;
+    write(
+        &site.site_dir.join("settings.php"),
+        &format!(
+            "<?php\n$databases['default']['default']['database'] = '{}';\n",
+            site.cms_db
+        ),
+    )?;
+    write(
+        &site.site_dir.join("civicrm.settings.php"),
+        &format!(
+            "<?php\n$civicrm_root = '{code}/';\ndefine('CIVICRM_DSN', 'mysql://civi:secret@localhost/{civi}?new_link=true');\n\
+             define('CIVICRM_UF_DSN', 'mysql://cms:secret@localhost/{cms}?new_link=true');\n\
+             define('CIVICRM_TEMPLATE_COMPILEDIR', '{tc}/');\ndefine('CIVICRM_UF_BASEURL', '{uri}/');\ndefine('CIVICRM_DOMAIN_ID', 1);\n",
+            code = code.display(),
+            civi = site.civi_db,
+            cms = site.cms_db,
+            tc = templates_c.display(),
+            uri = site.uri,
+        ),
+    )?;
+    std::fs::create_dir_all(&site.backup_dir).map_err(io("create", &site.backup_dir))?;
+    let civi = site.db_dir(&site.civi_db);
+    write(
+        &civi.join("civicrm_domain.version"),
+        &format!("{version}\n"),
+    )?;
+    write(&civi.join("triggers"), "present\n")?;
+    write(&civi.join("routines"), "present\n")?;
+    let cms = site.db_dir(&site.cms_db);
+    write(
+        &cms.join("modules_enabled"),
+        "civicrm\ncivicrm_rules\nviews\n",
+    )?;
+    if first {
+        write(&cms.join("variable.maintenance_mode"), "0\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minor_bump() {
+        assert_eq!(next_minor("5.69.0"), "5.70.0");
+        assert_eq!(next_minor("5.69.3"), "5.70.0");
+        assert_eq!(next_minor("6.1"), "6.2");
+    }
+}

@@ -1,0 +1,133 @@
+//! `fleet runs` and `fleet runs show RUN`: what the journal knows.
+
+use std::io::Write;
+
+use anyhow::Context;
+use fleet_playbook::{Journal, format_time};
+
+use crate::args::{Cli, RunsArgs, RunsCommand};
+use crate::exit::ExitStatus;
+use crate::render::table;
+
+pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let mut out = std::io::stdout().lock();
+    match &args.command {
+        None => {
+            let rows: Vec<[String; 6]> = journal
+                .runs()?
+                .into_iter()
+                .map(|r| {
+                    let sites = journal.sites(&r.id).unwrap_or_default();
+                    let done = sites
+                        .iter()
+                        .filter(|s| s.status == "upgraded" || s.status == "skipped")
+                        .count();
+                    [
+                        r.id,
+                        format_time(r.started),
+                        r.state,
+                        r.target,
+                        format!("{done}/{}", sites.len()),
+                        r.operator,
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                table(
+                    &[
+                        "RUN",
+                        "STARTED (UTC)",
+                        "STATE",
+                        "TARGET",
+                        "AT TARGET",
+                        "OPERATOR"
+                    ],
+                    &rows
+                )
+            )?;
+        }
+        Some(RunsCommand::Show { run }) => {
+            let runs = journal.runs()?;
+            let matching: Vec<_> = runs
+                .iter()
+                .filter(|r| r.id.starts_with(run.as_str()))
+                .collect();
+            let r = match matching.as_slice() {
+                [one] => *one,
+                [] => anyhow::bail!("no run `{run}` in `{}`", journal.path().display()),
+                _ => anyhow::bail!(
+                    "`{run}` matches {} runs; give more of the id",
+                    matching.len()
+                ),
+            };
+            writeln!(
+                out,
+                "run {} ({}), {} -> {}",
+                r.id, r.state, r.procedure, r.target
+            )?;
+            writeln!(
+                out,
+                "started {} by {} on {} (pid {}){}",
+                format_time(r.started),
+                r.operator,
+                r.controller,
+                r.pid,
+                r.finished
+                    .map(|f| format!(", ended {}", format_time(f)))
+                    .unwrap_or_default()
+            )?;
+            writeln!(out, "command: {}\n", r.args)?;
+            let sites = journal.sites(&r.id).context("reading sites")?;
+            let rows: Vec<[String; 8]> = sites
+                .iter()
+                .map(|s| {
+                    [
+                        s.host.clone(),
+                        s.site.clone(),
+                        s.batch.map(|b| (b + 1).to_string()).unwrap_or_default(),
+                        s.status.clone()
+                            + if s.in_maintenance {
+                                " (IN MAINTENANCE)"
+                            } else {
+                                ""
+                            },
+                        s.step.clone().unwrap_or_default(),
+                        s.from_version.clone().unwrap_or_default(),
+                        format_time(s.updated),
+                        s.detail.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                table(
+                    &[
+                        "HOST",
+                        "SITE",
+                        "BATCH",
+                        "STATUS",
+                        "STEP",
+                        "FROM",
+                        "UPDATED (UTC)",
+                        "DETAIL"
+                    ],
+                    &rows
+                )
+            )?;
+            let artifacts = journal.artifacts(&r.id)?;
+            if !artifacts.is_empty() {
+                writeln!(out, "\nbackups and recorded state:")?;
+                let rows: Vec<[String; 4]> = artifacts
+                    .into_iter()
+                    .map(|a| [a.host, a.unit, a.kind, a.value])
+                    .collect();
+                write!(out, "{}", table(&["HOST", "UNIT", "KIND", "VALUE"], &rows))?;
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}

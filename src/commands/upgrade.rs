@@ -1,0 +1,127 @@
+//! `fleet upgrade`: the CiviCRM procedure in rolling batches, journaled.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::Context;
+use fleet_inventory::{Amount, Batches};
+use fleet_playbook::{
+    Cancel, HostJob, Journal, OnFailure, STEPS, UpgradeOptions, plan_upgrade, run_upgrade,
+    tarball_version,
+};
+use fleet_remote_exec::{Client, ClientOptions};
+
+use crate::args::{Cli, OnFailureArg, UpgradeArgs};
+use crate::exit::ExitStatus;
+use crate::prompt::TtyPrompter;
+use crate::render::upgrade::{JsonReporter, LineReporter, TtyGate, write_plan, write_summary};
+use crate::targets::{TargetOverrides, target_for};
+
+pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitStatus> {
+    if args.show_steps {
+        let mut out = std::io::stdout().lock();
+        for (i, (name, scope, what)) in STEPS.iter().enumerate() {
+            writeln!(out, "{:>2}. {name:<20} per {scope:<9} {what}", i + 1)?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let inventory = super::load_inventory(cli)?;
+    let hosts = super::select(&inventory, &args.selection)?;
+    let tarball = args.tarball.clone().context("`--tarball` is required")?;
+    let target = tarball_version(&tarball)?;
+    let rollout = inventory.rollout();
+    let opts = UpgradeOptions {
+        tarball,
+        target,
+        batches: args
+            .batches
+            .clone()
+            .or_else(|| rollout.batches.clone())
+            .unwrap_or_else(|| Batches(vec![Amount::Count(1), Amount::Percent(100)])),
+        max_fail: args
+            .max_fail
+            .or(rollout.max_fail)
+            .unwrap_or(Amount::Count(0)),
+        unreachable_counts: !args.unreachable_ok,
+        max_per: if args.max_per.is_empty() {
+            rollout.max_per.clone()
+        } else {
+            args.max_per.iter().cloned().collect()
+        },
+        forks: args.forks as usize,
+        on_failure: match args.on_failure {
+            OnFailureArg::Rollback => OnFailure::Rollback,
+            OnFailureArg::Hold => OnFailure::Hold,
+        },
+        step_timeout: args.step_timeout,
+        args: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let jobs: Vec<HostJob> = hosts
+        .iter()
+        .map(|h| HostJob {
+            host: (*h).clone(),
+            target: target_for(&inventory, h, TargetOverrides::default()),
+        })
+        .collect();
+    let client = Client::new(ClientOptions {
+        prompter: Arc::new(TtyPrompter::new(indicatif::ProgressBar::hidden())),
+        ..ClientOptions::default()
+    });
+    let cancel = Cancel::new();
+    let shared = crate::signal::Cancel::from_tokens(cancel.drain.clone(), cancel.abort.clone());
+    let watcher = shared.watch_signals(|| {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("interrupted: admitting no new host; sites not yet at the database upgrade are being brought back; press Ctrl-C again to abort running steps");
+        }
+    });
+
+    if args.plan {
+        let (sizes, rows) = plan_upgrade(&client, jobs, &opts, &cancel).await?;
+        watcher.abort();
+        write_plan(&mut std::io::stdout().lock(), &opts, &sizes, &rows)?;
+        return Ok(ExitStatus::Success);
+    }
+
+    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let line = LineReporter::new(cli.verbose > 0, color);
+    let json = JsonReporter;
+    let reporter: &dyn fleet_playbook::Reporter = if args.json { &json } else { &line };
+    let gate = TtyGate;
+    let report = run_upgrade(
+        &client,
+        jobs,
+        &opts,
+        &journal,
+        reporter,
+        args.pause.then_some(&gate as &dyn fleet_playbook::Gate),
+        &cancel,
+    )
+    .await?;
+    watcher.abort();
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        for s in &report.sites {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"event": "site", "host": s.host, "site": s.site, "batch": s.batch, "status": s.outcome.status(), "detail": s.outcome.to_string()})
+            )?;
+        }
+    } else {
+        write_summary(
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+            &report,
+            &opts.target,
+        )?;
+    }
+    Ok(if shared.interrupted() {
+        ExitStatus::Interrupted
+    } else if report.success() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::HostsFailed
+    })
+}

@@ -1,0 +1,325 @@
+//! How `fleet upgrade` looks: timestamped progress lines (or JSON events), the plan, and the
+//! end-of-run summary with the sites still down said loudly.
+
+use std::io::{self, BufRead, Write};
+
+use fleet_playbook::{Event, Gate, PlanRow, Reporter, RunReport, STEPS, UpgradeOptions};
+use serde_json::json;
+
+use super::table;
+
+/// Plain lines on stderr, one per event that matters, each with a UTC time.
+pub(crate) struct LineReporter {
+    verbose: bool,
+    color: bool,
+}
+
+impl LineReporter {
+    pub(crate) fn new(verbose: bool, color: bool) -> Self {
+        Self { verbose, color }
+    }
+
+    fn line(&self, text: &str, code: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let t = fleet_playbook::format_time(now);
+        let time = t.split(' ').nth(1).unwrap_or("");
+        let body = if self.color && !code.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        };
+        let _ = writeln!(io::stderr().lock(), "{time} {body}");
+    }
+}
+
+impl Reporter for LineReporter {
+    fn on_event(&self, e: &Event) {
+        match e {
+            Event::RunStarted {
+                run,
+                hosts,
+                batches,
+                batch_budget,
+                run_budget,
+            } => {
+                self.line(
+                    &format!(
+                        "run {run}: {hosts} host(s) in {} batch(es) of {}; failures tolerated per batch: {}; for the whole run: {run_budget}",
+                        batches.len(),
+                        join(batches),
+                        join(batch_budget)
+                    ),
+                    "1",
+                );
+            }
+            Event::BatchStarted { index, hosts } => {
+                let kind = if *index == 0 { " (canary)" } else { "" };
+                self.line(
+                    &format!(
+                        "batch {}{kind}: {}",
+                        index + 1,
+                        fleet_inventory::compact_names(
+                            &hosts.iter().map(String::as_str).collect::<Vec<_>>()
+                        )
+                    ),
+                    "1",
+                );
+            }
+            Event::StepStarted { host, unit, step } if self.verbose => {
+                self.line(&format!("{host} {unit}: {step} ..."), "")
+            }
+            Event::StepStarted { .. } => {}
+            Event::StepFinished {
+                host,
+                unit,
+                step,
+                ok: false,
+                detail,
+            } => self.line(&format!("{host} {unit}: {step} FAILED: {detail}"), "31"),
+            Event::StepFinished {
+                host,
+                unit,
+                step,
+                ok: true,
+                ..
+            } if self.verbose => self.line(&format!("{host} {unit}: {step} ok"), ""),
+            Event::StepFinished { .. } => {}
+            Event::SiteFinished {
+                host,
+                site,
+                outcome,
+            } => {
+                let code = if outcome.at_target() {
+                    "32"
+                } else if outcome.left_in_maintenance() {
+                    "1;31"
+                } else {
+                    "33"
+                };
+                self.line(&format!("{host}/{site}: {outcome}"), code);
+            }
+            Event::BatchFinished {
+                index,
+                failed,
+                allowed,
+            } => {
+                self.line(
+                    &format!(
+                        "batch {} done: {failed} failed host(s), {allowed} tolerated",
+                        index + 1
+                    ),
+                    "",
+                );
+            }
+            Event::Stopped { reason } => self.line(
+                &format!("STOPPED: {reason}; no further batch starts"),
+                "1;31",
+            ),
+        }
+    }
+}
+
+/// One JSON object per event on stdout.
+pub(crate) struct JsonReporter;
+
+impl Reporter for JsonReporter {
+    fn on_event(&self, e: &Event) {
+        let v = match e {
+            Event::RunStarted {
+                run,
+                hosts,
+                batches,
+                batch_budget,
+                run_budget,
+            } => {
+                json!({"event": "run_started", "run": run, "hosts": hosts, "batches": batches, "batch_budget": batch_budget, "run_budget": run_budget})
+            }
+            Event::BatchStarted { index, hosts } => {
+                json!({"event": "batch_started", "batch": index + 1, "hosts": hosts})
+            }
+            Event::StepStarted { host, unit, step } => {
+                json!({"event": "step_started", "host": host, "unit": unit, "step": step})
+            }
+            Event::StepFinished {
+                host,
+                unit,
+                step,
+                ok,
+                detail,
+            } => {
+                json!({"event": "step_finished", "host": host, "unit": unit, "step": step, "ok": ok, "detail": detail})
+            }
+            Event::SiteFinished {
+                host,
+                site,
+                outcome,
+            } => {
+                json!({"event": "site_finished", "host": host, "site": site, "status": outcome.status(), "detail": outcome.to_string(), "in_maintenance": outcome.left_in_maintenance()})
+            }
+            Event::BatchFinished {
+                index,
+                failed,
+                allowed,
+            } => {
+                json!({"event": "batch_finished", "batch": index + 1, "failed": failed, "allowed": allowed})
+            }
+            Event::Stopped { reason } => json!({"event": "stopped", "reason": reason}),
+        };
+        let _ = writeln!(io::stdout().lock(), "{v}");
+    }
+}
+
+/// `--pause`: asks on the terminal before each batch after the canary.
+pub(crate) struct TtyGate;
+
+impl Gate for TtyGate {
+    fn proceed(&self, index: usize, hosts: &[String]) -> bool {
+        let Ok(tty) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+        else {
+            return false;
+        };
+        let mut w = &tty;
+        let names =
+            fleet_inventory::compact_names(&hosts.iter().map(String::as_str).collect::<Vec<_>>());
+        let _ = write!(w, "start batch {} ({names})? [y/N] ", index + 1);
+        let mut answer = String::new();
+        let _ = io::BufReader::new(&tty).read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    }
+}
+
+/// `--plan`: every site, its versions, its batch and what would happen, then the steps.
+pub(crate) fn write_plan(
+    w: &mut dyn Write,
+    opts: &UpgradeOptions,
+    sizes: &[usize],
+    rows: &[PlanRow],
+) -> io::Result<()> {
+    writeln!(
+        w,
+        "plan: CiviCRM {} from `{}`, {} batch(es) of {}, failures tolerated per batch: {}\n",
+        opts.target,
+        opts.tarball.display(),
+        sizes.len(),
+        join(sizes),
+        join(
+            &sizes
+                .iter()
+                .map(|&n| opts.max_fail.of(n))
+                .collect::<Vec<_>>()
+        ),
+    )?;
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                (r.batch + 1).to_string(),
+                r.host.clone(),
+                r.site.clone(),
+                r.code_version.clone(),
+                r.db_version.clone(),
+                r.maintenance.clone(),
+                r.civi_db.clone(),
+                if r.reason.is_empty() {
+                    r.action.clone()
+                } else {
+                    format!("{}: {}", r.action, r.reason)
+                },
+            ]
+        })
+        .collect();
+    write!(
+        w,
+        "{}",
+        table(
+            &[
+                "BATCH", "HOST", "SITE", "CODE", "DB", "MAINT", "CIVI DB", "ACTION"
+            ],
+            &cells
+        )
+    )?;
+    let n = rows.iter().filter(|r| r.action == "upgrade").count();
+    writeln!(w, "\n{n} site(s) to upgrade; each runs these steps:")?;
+    for (i, (name, scope, _)) in STEPS.iter().enumerate() {
+        writeln!(w, "  {:>2}. {name} (per {scope})", i + 1)?;
+    }
+    writeln!(w, "nothing was changed")
+}
+
+/// The end-of-run table in inventory order, counts, and sites still in maintenance.
+pub(crate) fn write_summary(
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    report: &RunReport,
+    target: &str,
+) -> io::Result<()> {
+    let rows: Vec<[String; 5]> = report
+        .sites
+        .iter()
+        .map(|s| {
+            [
+                s.host.clone(),
+                s.site.clone(),
+                (s.batch + 1).to_string(),
+                s.outcome.status().to_owned(),
+                s.outcome.to_string(),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(&["HOST", "SITE", "BATCH", "STATUS", "DETAIL"], &rows)
+    )?;
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for s in &report.sites {
+        match counts.iter_mut().find(|(k, _)| *k == s.outcome.status()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((s.outcome.status(), 1)),
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    writeln!(
+        err,
+        "run {}: {} site(s) -> {target}: {}",
+        report.run,
+        report.sites.len(),
+        parts.join(", ")
+    )?;
+    if let Some(why) = &report.stopped {
+        writeln!(err, "stopped early: {why}")?;
+    }
+    let down: Vec<String> = report
+        .sites
+        .iter()
+        .filter(|s| s.outcome.left_in_maintenance())
+        .map(|s| format!("{}/{}", s.host, s.site))
+        .collect();
+    if !down.is_empty() {
+        writeln!(
+            err,
+            "\n!!! {} SITE(S) STILL IN MAINTENANCE: {}",
+            down.len(),
+            down.join(", ")
+        )?;
+        writeln!(
+            err,
+            "!!! backups and recorded prior state: fleet runs show {}",
+            report.run
+        )?;
+    }
+    Ok(())
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
