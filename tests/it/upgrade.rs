@@ -1,0 +1,393 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fleet_lab::{LabSite, SitesOptions, TestLab};
+use serde_json::Value;
+
+use crate::{fleet, run, stderr, stdout};
+
+const FROM: &str = "5.69.0";
+const TO: &str = "5.70.0";
+
+struct Upgrade {
+    lab: TestLab,
+    state: tempfile::TempDir,
+    sites: Vec<LabSite>,
+}
+
+impl Upgrade {
+    fn new(hosts: usize, per_host: usize) -> Self {
+        let lab = TestLab::with_sites(hosts, per_host, FROM);
+        let sites = lab.sites(&SitesOptions::new(per_host, FROM));
+        Self {
+            lab,
+            state: tempfile::tempdir().expect("state dir"),
+            sites,
+        }
+    }
+
+    fn fleet(&self, extra: &[&str]) -> std::process::Output {
+        let mut c = fleet(&self.lab.inventory_path());
+        c.arg("--state-dir")
+            .arg(self.state.path())
+            .arg("upgrade")
+            .arg("--tarball")
+            .arg(self.lab.release_tarball(TO));
+        c.args(extra);
+        run(&mut c)
+    }
+
+    fn host_root(&self, host: &str) -> PathBuf {
+        self.lab.host(host).expect("host").root.clone()
+    }
+
+    /// Injects a failure at `point` on `host` (brief §8.5: a file in the fakes' state dir).
+    fn inject(&self, host: &str, point: &str, value: Option<&str>) {
+        let dir = self.host_root(host).join("fake-civi/fail");
+        std::fs::create_dir_all(&dir).expect("fail dir");
+        std::fs::write(dir.join(point), "").expect("inject");
+        if let Some(v) = value {
+            std::fs::write(dir.join(format!("{point}.value")), v).expect("inject value");
+        }
+    }
+
+    fn calls(&self, host: &str) -> Vec<Value> {
+        let p = self.host_root(host).join("fake-civi/calls.log");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("calls.log line"))
+            .collect()
+    }
+
+    fn sites_of(&self, host: &str) -> Vec<&LabSite> {
+        self.sites.iter().filter(|s| s.host == host).collect()
+    }
+}
+
+fn argv(call: &Value) -> Vec<String> {
+    call["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .map(|a| a.as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn is_upgrade_call(call: &Value) -> bool {
+    let a = argv(call);
+    a.iter()
+        .any(|x| x == "upgrade:db" || x == "civicrm-upgrade-db")
+}
+
+fn ts(call: &Value) -> f64 {
+    call["ts"].as_str().expect("ts").parse().expect("ts number")
+}
+
+/// `maintenance_mode 1` being set.
+fn is_maintenance_on(call: &Value) -> bool {
+    let a = argv(call);
+    a.iter().any(|x| x == "vset") && a.last().is_some_and(|x| x == "1")
+}
+
+fn prior_maintenance(site: &LabSite) -> &'static str {
+    if site.name == "site1" { "0" } else { "unset" }
+}
+
+fn dump_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(dump_files(&p));
+            } else if p.extension().is_some_and(|x| x == "sql") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ten_hosts_two_sites_upgrade_end_to_end() {
+    let u = Upgrade::new(10, 2);
+    let o = u.fleet(&["--batches", "1,30%,100%"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for s in &u.sites {
+        assert_eq!(s.code_version(), TO, "{}/{}", s.host, s.name);
+        assert_eq!(s.db_version(), TO, "{}/{}", s.host, s.name);
+        assert_eq!(
+            s.maintenance(),
+            prior_maintenance(s),
+            "{}/{} maintenance",
+            s.host,
+            s.name
+        );
+        let mods =
+            std::fs::read_to_string(s.db_dir(&s.cms_db).join("modules_enabled")).expect("modules");
+        assert!(
+            mods.lines().any(|m| m == "civicrm_rules"),
+            "civicrm_rules re-enabled on {}/{}",
+            s.host,
+            s.name
+        );
+    }
+    // Each CiviCRM database upgraded exactly once, shared or not.
+    for h in u.lab.hosts() {
+        let mut per_db: BTreeMap<String, usize> = BTreeMap::new();
+        for c in u.calls(&h.name).iter().filter(|c| is_upgrade_call(c)) {
+            let site = c["site"].as_str().expect("site").to_owned();
+            let db = u
+                .sites
+                .iter()
+                .find(|s| s.site_dir.display().to_string() == site)
+                .expect("site of call")
+                .civi_db
+                .clone();
+            *per_db.entry(db).or_default() += 1;
+        }
+        let dbs: std::collections::BTreeSet<&String> =
+            u.sites_of(&h.name).iter().map(|s| &s.civi_db).collect();
+        assert_eq!(per_db.len(), dbs.len(), "{}: {per_db:?}", h.name);
+        assert!(per_db.values().all(|&n| n == 1), "{}: {per_db:?}", h.name);
+        // Backups: complete dumps and the old code, under the backup dir (outside the root).
+        let backups = u.sites_of(&h.name)[0].backup_dir.clone();
+        let dumps = dump_files(&backups);
+        assert_eq!(dumps.len(), dbs.len() + 2, "{}: {dumps:?}", h.name);
+        for d in &dumps {
+            let text = std::fs::read_to_string(d).expect("dump");
+            assert!(
+                text.lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("-- Dump completed")),
+                "{}",
+                d.display()
+            );
+        }
+    }
+    // Maintenance gating: no host of a later batch went into maintenance before the earlier
+    // batch had finished (its last call).
+    let batches: [&[&str]; 3] = [
+        &["h01"],
+        &["h02", "h03", "h04"],
+        &["h05", "h06", "h07", "h08", "h09", "h10"],
+    ];
+    for w in batches.windows(2) {
+        let earlier_end = w[0]
+            .iter()
+            .flat_map(|h| u.calls(h))
+            .map(|c| ts(&c))
+            .fold(0.0, f64::max);
+        let later_start = w[1]
+            .iter()
+            .flat_map(|h| u.calls(h))
+            .filter(|c| is_maintenance_on(c))
+            .map(|c| ts(&c))
+            .fold(f64::MAX, f64::min);
+        assert!(
+            later_start > earlier_end,
+            "maintenance on {later_start} before the earlier batch ended {earlier_end}"
+        );
+    }
+    // The journal has it all.
+    let mut c = fleet(&u.lab.inventory_path());
+    let o = run(c.arg("--state-dir").arg(u.state.path()).args(["runs"]));
+    assert!(
+        stdout(&o).contains("finished") && stdout(&o).contains("20/20"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn plan_changes_nothing() {
+    let u = Upgrade::new(2, 2);
+    let snapshot = || {
+        let mut files = BTreeMap::new();
+        for h in u.lab.hosts() {
+            collect(&h.root, &mut files);
+        }
+        files
+    };
+    fn collect(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.file_name()
+                .is_some_and(|n| n == "calls.log" || n == "calls.lock")
+            {
+                continue;
+            }
+            if p.is_dir() {
+                out.insert(p.clone(), Vec::new());
+                collect(&p, out);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    let before = snapshot();
+    let o = u.fleet(&["--plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("4 site(s) to upgrade") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("civicrm_h01") && text.contains("unset"),
+        "{text}"
+    );
+    let after = snapshot();
+    let changed: Vec<&PathBuf> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "--plan changed files on the hosts: {changed:?}"
+    );
+    assert!(
+        !u.state.path().join("journal.sqlite").exists(),
+        "--plan wrote a journal"
+    );
+}
+
+#[test]
+fn midway_failure_rolls_back_that_host_and_others_go_on() {
+    let u = Upgrade::new(4, 2);
+    u.inject("h03", "upgrade.midway", None);
+    let o = u.fleet(&["--batches", "1,100%", "--max-fail", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    for s in &u.sites {
+        if s.host == "h03" {
+            assert_eq!(s.code_version(), FROM, "code restored on {}", s.name);
+            assert_eq!(s.db_version(), FROM, "db restored on {}", s.name);
+            assert_eq!(
+                s.maintenance(),
+                prior_maintenance(s),
+                "maintenance back on {}",
+                s.name
+            );
+            let templates = std::fs::read_dir(s.site_dir.join("files/civicrm/templates_c"))
+                .expect("templates_c")
+                .count();
+            assert_eq!(templates, 0, "templates_c emptied on {}", s.name);
+        } else {
+            assert_eq!(s.db_version(), TO, "{}/{}", s.host, s.name);
+            assert_eq!(s.maintenance(), prior_maintenance(s));
+        }
+    }
+    assert!(out.contains("rolled-back"), "{out}");
+    assert!(
+        !stderr(&o).contains("STILL IN MAINTENANCE"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn failed_canary_stops_later_batches() {
+    let u = Upgrade::new(3, 1);
+    u.inject("h01", "upgrade.midway", None);
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("STOPPED"), "{}", stderr(&o));
+    for h in ["h02", "h03"] {
+        assert!(
+            !u.calls(h).iter().any(is_maintenance_on),
+            "{h} went into maintenance after a failed canary"
+        );
+    }
+    assert!(stdout(&o).contains("not-started"), "{}", stdout(&o));
+    assert_eq!(u.sites_of("h01")[0].db_version(), FROM);
+    assert_eq!(u.sites_of("h01")[0].maintenance(), "0");
+}
+
+#[test]
+fn budget_exceeded_stops_the_run_and_leaves_nothing_in_maintenance() {
+    let u = Upgrade::new(5, 1);
+    u.inject("h02", "upgrade.midway", None);
+    u.inject("h03", "upgrade.midway", None);
+    let o = u.fleet(&["--batches", "1,4", "--max-fail", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("more than its budget"),
+        "{}",
+        stderr(&o)
+    );
+    for s in &u.sites {
+        assert_eq!(
+            s.maintenance(),
+            prior_maintenance(s),
+            "{} left in maintenance",
+            s.host
+        );
+        assert!(s.db_version() == FROM || s.db_version() == TO);
+        assert_eq!(
+            s.db_version(),
+            s.code_version(),
+            "{}: code and db disagree",
+            s.host
+        );
+    }
+}
+
+#[test]
+fn truncated_dump_is_caught_before_code_is_touched() {
+    let u = Upgrade::new(2, 1);
+    u.inject("h02", "dump.truncate", None);
+    let o = u.fleet(&["--max-fail", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("backup-db") && out.contains("truncated"),
+        "{out}"
+    );
+    let s = u.sites_of("h02")[0];
+    assert_eq!(s.code_version(), FROM);
+    assert_eq!(s.maintenance(), "0");
+    // The code was never moved: no code backup exists for this run.
+    let code_backups: Vec<_> = walk(&s.backup_dir)
+        .into_iter()
+        .filter(|p| p.ends_with("code/civicrm"))
+        .collect();
+    assert!(code_backups.is_empty(), "{code_backups:?}");
+    assert!(!u.calls("h02").iter().any(is_upgrade_call));
+}
+
+/// Core reaches the target, then an extension upgrade fails (exit 1 with code = DB): that is
+/// a failure, and the site goes back to the old code and the old database together.
+#[test]
+fn extension_failure_after_core_upgrade_rolls_back() {
+    let u = Upgrade::new(1, 1);
+    u.inject("h01", "upgrade.ext", None);
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let s = u.sites_of("h01")[0];
+    assert_eq!(s.db_version(), FROM, "{}", stdout(&o));
+    assert_eq!(s.code_version(), FROM);
+    assert_eq!(s.maintenance(), "0");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.clone());
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+        }
+    }
+    out
+}
