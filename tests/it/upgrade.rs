@@ -188,7 +188,7 @@ fn ten_hosts_two_sites_upgrade_end_to_end() {
         let later_start = w[1]
             .iter()
             .flat_map(|h| u.calls(h))
-            .filter(|c| is_maintenance_on(c))
+            .filter(is_maintenance_on)
             .map(|c| ts(&c))
             .fold(f64::MAX, f64::min);
         assert!(
