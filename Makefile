@@ -17,21 +17,29 @@ deps:
 build:
 	cargo build --workspace --bins
 
-## demo: start a small lab of real sshd hosts, run fleet on it, stop the lab
+## demo: start a lab of 6 real sshd hosts with CiviCRM sites, run fleet exec and a rolling
+## fleet upgrade (canary, then the rest), show the journal, stop the lab
 demo: deps build
 	@set -euo pipefail; \
 	dir=$(DEMO_DIR); \
-	if [ -e "$$dir/pids" ] || [ -e "$$dir/lab.toml" ]; then target/debug/fleet-lab down --dir "$$dir" >/dev/null 2>&1 || true; fi; \
+	if [ -e "$$dir/lab.toml" ]; then target/debug/fleet-lab down --dir "$$dir" >/dev/null 2>&1 || true; fi; \
 	rm -rf "$$dir"; \
-	target/debug/fleet-lab up --hosts $(DEMO_HOSTS) --dir "$$dir"; \
+	target/debug/fleet-lab up --hosts $(DEMO_HOSTS) --dir "$$dir" --sites-per-host 2 --civicrm 5.69.0; \
 	trap 'target/debug/fleet-lab down --dir "$$dir"' EXIT; \
-	inv="$$dir/inventory.toml"; \
+	inv="$$dir/inventory.toml"; state="$$dir/state"; \
 	echo; echo "\$$ fleet -i $$inv hosts"; \
 	target/debug/fleet -i "$$inv" hosts; \
 	echo; echo "\$$ fleet -i $$inv exec -- 'uname -sr'"; \
-	target/debug/fleet -i "$$inv" exec -- 'uname -sr' || true; \
+	target/debug/fleet -i "$$inv" exec -- 'uname -sr'; \
 	echo; echo "\$$ fleet -i $$inv exec -l odd --json -- 'echo \$$FLEET_HOST'"; \
-	target/debug/fleet -i "$$inv" exec -l odd --json -- 'echo $$FLEET_HOST'
+	target/debug/fleet -i "$$inv" exec -l odd --json -- 'echo $$FLEET_HOST'; \
+	echo; echo "\$$ fleet -i $$inv upgrade --tarball $$dir/civicrm-5.70.0-drupal.tar.gz --plan"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" upgrade --tarball "$$dir/civicrm-5.70.0-drupal.tar.gz" --plan; \
+	echo; echo "\$$ fleet -i $$inv upgrade --tarball $$dir/civicrm-5.70.0-drupal.tar.gz --batches 1,100%"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" upgrade --tarball "$$dir/civicrm-5.70.0-drupal.tar.gz" --batches 1,100%; \
+	run=$$(target/debug/fleet --state-dir "$$state" runs | awk 'NR==2 {print $$1}'); \
+	echo; echo "\$$ fleet runs show $$run"; \
+	target/debug/fleet --state-dir "$$state" runs show "$$run"
 
 ## test: the whole suite against real sshd hosts on 127.0.0.0/8
 test: deps

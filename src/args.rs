@@ -47,6 +47,52 @@ pub(crate) enum Command {
     Upgrade(UpgradeArgs),
     /// List recorded runs, or show one
     Runs(RunsArgs),
+    /// Continue an interrupted or crashed run where each site stopped
+    Resume(ResumeArgs),
+    /// Put a run's sites back on their old code and database, from that run's backups
+    Rollback(RollbackArgs),
+    /// Find sites left in maintenance or mid-step by any run and bring them to a safe end
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// Run id (a unique prefix is enough)
+    pub(crate) run: String,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// Failed hosts tolerated per batch and for the whole run: `N` or `N%` (default 0)
+    #[arg(long, value_name = "N|N%")]
+    pub(crate) max_fail: Option<fleet_inventory::Amount>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// Run id (a unique prefix is enough)
+    pub(crate) run: String,
+
+    /// Only this site (`site` or `host/site`; repeatable); sites sharing its codebase or
+    /// database go with it
+    #[arg(long = "site", value_name = "SITE")]
+    pub(crate) sites: Vec<String>,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecoverArgs {
+    /// Act without asking
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

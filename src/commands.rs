@@ -2,6 +2,7 @@
 
 mod exec;
 mod hosts;
+mod recover;
 mod runs;
 mod upgrade;
 
@@ -20,6 +21,9 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
         Command::Exec(args) => exec::run(&cli, args).await,
         Command::Upgrade(args) => upgrade::run(&cli, args).await,
         Command::Runs(args) => runs::run(&cli, args),
+        Command::Resume(args) => recover::resume(&cli, args).await,
+        Command::Rollback(args) => recover::rollback(&cli, args).await,
+        Command::Recover(args) => recover::recover(&cli, args).await,
     };
     match result {
         Ok(status) => status,

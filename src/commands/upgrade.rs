@@ -55,18 +55,10 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         },
         step_timeout: args.step_timeout,
         args: std::env::args().collect::<Vec<_>>().join(" "),
+        resume: None,
     };
-    let jobs: Vec<HostJob> = hosts
-        .iter()
-        .map(|h| HostJob {
-            host: (*h).clone(),
-            target: target_for(&inventory, h, TargetOverrides::default()),
-        })
-        .collect();
-    let client = Client::new(ClientOptions {
-        prompter: Arc::new(TtyPrompter::new(indicatif::ProgressBar::hidden())),
-        ..ClientOptions::default()
-    });
+    let jobs = jobs(&inventory, &hosts);
+    let client = client();
     let cancel = Cancel::new();
     let shared = crate::signal::Cancel::from_tokens(cancel.drain.clone(), cancel.abort.clone());
     let watcher = shared.watch_signals(|| {
@@ -123,5 +115,27 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         ExitStatus::Success
     } else {
         ExitStatus::HostsFailed
+    })
+}
+
+/// One job per selected host.
+pub(crate) fn jobs(
+    inventory: &fleet_inventory::Inventory,
+    hosts: &[&fleet_inventory::Host],
+) -> Vec<HostJob> {
+    hosts
+        .iter()
+        .map(|h| HostJob {
+            host: (*h).clone(),
+            target: target_for(inventory, h, TargetOverrides::default()),
+        })
+        .collect()
+}
+
+/// The SSH client of an upgrade-like command (prompts only on a terminal).
+pub(crate) fn client() -> Client {
+    Client::new(ClientOptions {
+        prompter: Arc::new(TtyPrompter::new(indicatif::ProgressBar::hidden())),
+        ..ClientOptions::default()
     })
 }

@@ -391,3 +391,210 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn spawn_upgrade(u: &Upgrade, extra: &[&str]) -> std::process::Child {
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .arg("upgrade")
+        .arg("--tarball")
+        .arg(u.lab.release_tarball(TO));
+    c.args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c.spawn().expect("spawn fleet upgrade")
+}
+
+fn fleet_cmd(u: &Upgrade, args: &[&str]) -> std::process::Output {
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir").arg(u.state.path()).args(args);
+    run(&mut c)
+}
+
+fn run_id(u: &Upgrade) -> String {
+    let o = fleet_cmd(u, &["runs"]);
+    stdout(&o)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a run")
+        .to_owned()
+}
+
+/// A host dies (sshd and its sessions killed) while its sites are in maintenance: the run
+/// reports them loudly as still down, and `fleet recover` brings them back once it is up.
+#[test]
+fn host_killed_mid_run_is_reported_and_recovered() {
+    let mut u = Upgrade::new(2, 1);
+    u.inject("h02", "slow", Some("1"));
+    let child = spawn_upgrade(&u, &["--batches", "2", "--max-fail", "1"]);
+    let site = u.sites_of("h02")[0].clone();
+    wait_until(
+        "h02 in maintenance",
+        std::time::Duration::from_secs(60),
+        || site.maintenance() == "1",
+    );
+    u.lab.lab_mut().kill_host("h02").expect("kill h02");
+    let o = child.wait_with_output().expect("fleet");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("STILL IN MAINTENANCE: h02/site1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(u.sites_of("h01")[0].db_version(), TO);
+
+    u.lab.lab_mut().start_host("h02").expect("restart h02");
+    std::fs::remove_file(u.host_root("h02").join("fake-civi/fail/slow")).expect("clear injection");
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(site.maintenance(), "0");
+    assert_eq!(site.code_version(), site.db_version());
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert!(stderr(&o).contains("nothing to recover"), "{}", stderr(&o));
+}
+
+/// The controller is SIGKILLed mid-batch; `fleet resume` finishes the run, and no database is
+/// upgraded twice.
+#[test]
+fn controller_killed_then_resumed() {
+    let u = Upgrade::new(3, 2);
+    for h in ["h02", "h03"] {
+        u.inject(h, "slow", Some("1"));
+    }
+    let mut child = spawn_upgrade(&u, &["--batches", "1,100%"]);
+    let s = u.sites_of("h02")[0].clone();
+    wait_until(
+        "h02 in maintenance",
+        std::time::Duration::from_secs(60),
+        || s.maintenance() == "1",
+    );
+    child.kill().expect("SIGKILL fleet");
+    let _ = child.wait();
+    for h in ["h02", "h03"] {
+        std::fs::remove_file(u.host_root(h).join("fake-civi/fail/slow")).expect("clear injection");
+    }
+    // Let the command the dead controller left running on the host finish.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let run = run_id(&u);
+    let o = fleet_cmd(&u, &["resume", &run]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for site in &u.sites {
+        assert_eq!(site.db_version(), TO, "{}/{}", site.host, site.name);
+        assert_eq!(site.code_version(), TO);
+        assert_eq!(
+            site.maintenance(),
+            prior_maintenance(site),
+            "{}/{}",
+            site.host,
+            site.name
+        );
+    }
+    for h in u.lab.hosts() {
+        let n = u
+            .calls(&h.name)
+            .iter()
+            .filter(|c| is_upgrade_call(c))
+            .count();
+        let dbs: std::collections::BTreeSet<&String> =
+            u.sites_of(&h.name).iter().map(|s| &s.civi_db).collect();
+        assert_eq!(
+            n,
+            dbs.len(),
+            "{}: DB upgrades run {n} times for {} databases",
+            h.name,
+            dbs.len()
+        );
+    }
+    let o = fleet_cmd(&u, &["runs"]);
+    assert!(stdout(&o).contains("finished"), "{}", stdout(&o));
+}
+
+#[test]
+fn on_failure_hold_keeps_the_site_down_and_says_so() {
+    let u = Upgrade::new(1, 1);
+    u.inject("h01", "upgrade.midway", None);
+    let o = u.fleet(&["--on-failure", "hold"]);
+    assert_eq!(o.status.code(), Some(1));
+    let s = u.sites_of("h01")[0];
+    assert_eq!(s.maintenance(), "1");
+    assert_eq!(s.db_version(), FROM);
+    assert_eq!(s.code_version(), FROM);
+    assert!(
+        stderr(&o).contains("STILL IN MAINTENANCE: h01/site1"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("held"), "{}", stdout(&o));
+    // `fleet recover` takes it out again.
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(s.maintenance(), "0");
+}
+
+#[test]
+fn rollback_restores_an_upgraded_run() {
+    let u = Upgrade::new(2, 2);
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run = run_id(&u);
+    let o = fleet_cmd(&u, &["rollback", &run]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for s in &u.sites {
+        assert_eq!(s.code_version(), FROM, "{}/{}", s.host, s.name);
+        assert_eq!(s.db_version(), FROM, "{}/{}", s.host, s.name);
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+    }
+}
+
+#[test]
+fn locked_site_is_refused_untouched() {
+    let u = Upgrade::new(1, 1);
+    let s = u.sites_of("h01")[0];
+    let locks = s.backup_dir.join(".fleet-locks");
+    let key: String = format!("{}{}", s.site_dir.display(), s.uri)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::fs::create_dir_all(locks.join(&key)).expect("lock dir");
+    std::fs::write(
+        locks.join(&key).join("owner"),
+        "run=other-run controller=elsewhere pid=1 time=now\n",
+    )
+    .expect("owner");
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("locked by another run: run=other-run"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(s.maintenance(), "0");
+    assert!(!u.calls("h01").iter().any(is_maintenance_on));
+}

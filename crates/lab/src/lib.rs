@@ -281,6 +281,26 @@ impl Lab {
         record::write(self)
     }
 
+    /// Crashes one host: its sshd and every session under it are killed at once (SIGKILL),
+    /// so open connections drop mid-command, as when a machine dies.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`], or when the record cannot be rewritten.
+    pub fn kill_host(&mut self, name: &str) -> Result<(), LabError> {
+        let i = self.index(name)?;
+        if let Some(pid) = self.hosts[i].pid {
+            let config = SshdFiles::new(&self.dir, name).config();
+            if sshd::is_our_sshd(pid, &config) {
+                for p in descendants(pid) {
+                    sshd::kill9(p);
+                }
+            }
+        }
+        self.stop_hosts(&[i]);
+        record::write(self)
+    }
+
     /// Starts one host again (same address, port and keys); returns once it answers.
     /// Starting a running host does nothing.
     ///
@@ -468,6 +488,39 @@ impl Lab {
 }
 
 /// Host names `h01`..: zero-padded to the width of `n`, at least 2 digits.
+/// Every process below `root` in the process tree (children first found, then theirs).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn host_names(n: usize) -> Vec<String> {
     let width = n.to_string().len().max(2);
     (1..=n).map(|i| format!("h{i:0width$}")).collect()

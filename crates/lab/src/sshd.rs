@@ -391,6 +391,16 @@ fn prefixed(prefix: &str, s: &str) -> String {
     }
 }
 
+/// Sends SIGKILL to `pid` (a lab sshd's session process found under its listener).
+pub(crate) fn kill9(pid: u32) {
+    if let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -445,12 +445,16 @@ pub(crate) fn empty_dir(dir: &str) -> String {
 }
 
 /// Takes the per-site lock on the host: an atomic `mkdir` holding the owner's run id,
-/// controller and pid. Prints `locked` or `held-by <owner line>`.
-pub(crate) fn lock(dir: &str, owner: &str) -> String {
+/// controller and pid. Re-entrant for the same run (resume, recover). Prints `locked` or
+/// `held-by <owner line>`.
+pub(crate) fn lock(dir: &str, owner: &str, run: &str) -> String {
     format!(
-        "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
+        "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
+         elif grep -q {r} \"$l/owner\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
+         else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
         l = quote(dir),
         o = quote(owner),
+        r = quote(&format!("run={run} ")),
     )
 }
 

@@ -28,6 +28,6 @@ pub use journal::{
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use runner::{
-    Cancel, HostJob, OnFailure, PlanRow, STEPS, UpgradeOptions, plan_upgrade, run_upgrade,
-    tarball_version,
+    Cancel, HostJob, OnFailure, PlanRow, RestoreMode, STEPS, UpgradeOptions, needs_restore,
+    plan_upgrade, restore_run, run_upgrade, tarball_version,
 };

@@ -1,0 +1,311 @@
+//! `fleet resume`, `fleet rollback` and `fleet recover`: acting on what the journal says.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use fleet_inventory::{Amount, Batches, Inventory};
+use fleet_playbook::{
+    Cancel, HostJob, Journal, OnFailure, RestoreMode, RunRow, SiteReport, UpgradeOptions,
+    needs_restore, restore_run, run_upgrade,
+};
+
+use crate::args::{Cli, RecoverArgs, ResumeArgs, RollbackArgs};
+use crate::exit::ExitStatus;
+use crate::render::upgrade::{LineReporter, write_summary};
+
+fn find_run(journal: &Journal, prefix: &str) -> anyhow::Result<RunRow> {
+    let runs = journal.runs()?;
+    let matching: Vec<RunRow> = runs
+        .into_iter()
+        .filter(|r| r.id.starts_with(prefix))
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.into_iter().next().expect("one run")),
+        0 => bail!("no run `{prefix}` in `{}`", journal.path().display()),
+        n => bail!("`{prefix}` matches {n} runs; give more of the id"),
+    }
+}
+
+/// A run still driven by a live controller on this machine must not be touched.
+fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
+    if run.state != "running" {
+        return Ok(());
+    }
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.pid)).unwrap_or_default();
+    let alive = me.trim() == run.controller
+        && String::from_utf8_lossy(&cmdline).contains("fleet")
+        && run.pid != i64::from(std::process::id());
+    if alive {
+        bail!(
+            "run `{}` is still in progress (pid {} on {}); wait for it or interrupt it first",
+            run.id,
+            run.pid,
+            run.controller
+        );
+    }
+    Ok(())
+}
+
+fn jobs_for(inventory: &Inventory, hosts: &[String]) -> anyhow::Result<Vec<HostJob>> {
+    let selected: Vec<&fleet_inventory::Host> = inventory
+        .hosts()
+        .iter()
+        .filter(|h| hosts.contains(&h.name))
+        .collect();
+    Ok(super::upgrade::jobs(inventory, &selected))
+}
+
+fn finish(
+    journal: &Journal,
+    run: &str,
+    reports: &[SiteReport],
+    target: &str,
+) -> anyhow::Result<ExitStatus> {
+    let report = fleet_playbook::RunReport {
+        run: run.to_owned(),
+        sites: reports.to_vec(),
+        stopped: None,
+    };
+    write_summary(
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        &report,
+        target,
+    )?;
+    let all = journal.sites(run)?;
+    let state = if all
+        .iter()
+        .all(|s| s.status == "upgraded" || s.status == "skipped")
+    {
+        "finished"
+    } else if all.iter().any(|s| s.in_maintenance) {
+        "interrupted"
+    } else {
+        "failed"
+    };
+    journal.finish_run(run, state)?;
+    Ok(
+        if report.success() && reports.iter().all(|r| !r.outcome.left_in_maintenance()) {
+            ExitStatus::Success
+        } else {
+            ExitStatus::HostsFailed
+        },
+    )
+}
+
+pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let run = find_run(&journal, &args.run)?;
+    refuse_if_active(&run)?;
+    let inventory = super::load_inventory(cli)?;
+    let client = super::upgrade::client();
+    let cancel = Cancel::new();
+    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    journal.reopen_run(&run.id)?;
+    // 1. Sites left mid-step: re-verified and moved to a safe end (forward when their DB is
+    //    already upgraded, so no DB upgrade ever runs twice; else back to the backups).
+    let rows = journal.sites(&run.id)?;
+    let midway: Vec<String> = rows
+        .iter()
+        .filter(|r| needs_restore(r, RestoreMode::Recover))
+        .map(|r| r.host.clone())
+        .collect();
+    let mut reports = Vec::new();
+    if !midway.is_empty() {
+        let jobs = jobs_for(&inventory, &midway)?;
+        reports.extend(
+            restore_run(
+                &client,
+                &jobs,
+                &journal,
+                &reporter,
+                &cancel,
+                &run.id,
+                RestoreMode::Recover,
+                &[],
+                args.step_timeout,
+            )
+            .await?,
+        );
+    }
+    // 2. Every site not yet at the target runs the procedure from its start, in this run.
+    let rows = journal.sites(&run.id)?;
+    let todo: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r.status != "upgraded" && r.status != "skipped")
+        .map(|r| (r.host.clone(), r.site.clone()))
+        .collect();
+    if !todo.is_empty() {
+        let tarball = journal
+            .artifact(&run.id, "", "run", "tarball")?
+            .context("the run recorded no tarball")?;
+        let mut jobs = jobs_for(
+            &inventory,
+            &todo.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),
+        )?;
+        for j in &mut jobs {
+            j.host
+                .sites
+                .retain(|s| todo.iter().any(|(h, n)| *h == j.host.name && *n == s.name));
+        }
+        let opts = UpgradeOptions {
+            tarball: tarball.into(),
+            target: run.target.clone(),
+            batches: Batches(vec![Amount::Percent(100)]),
+            max_fail: args.max_fail.unwrap_or(Amount::Count(0)),
+            unreachable_counts: true,
+            max_per: inventory.rollout().max_per.clone(),
+            forks: 20,
+            on_failure: OnFailure::Rollback,
+            step_timeout: args.step_timeout,
+            args: run.args.clone(),
+            resume: Some(run.id.clone()),
+        };
+        let r = run_upgrade(&client, jobs, &opts, &journal, &reporter, None, &cancel).await?;
+        reports
+            .retain(|x: &SiteReport| !r.sites.iter().any(|y| y.host == x.host && y.site == x.site));
+        reports.extend(r.sites);
+    }
+    if reports.is_empty() {
+        writeln!(std::io::stderr(), "run `{}`: nothing left to do", run.id)?;
+    }
+    finish(&journal, &run.id, &reports, &run.target)
+}
+
+pub(crate) async fn rollback(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let run = find_run(&journal, &args.run)?;
+    refuse_if_active(&run)?;
+    let inventory = super::load_inventory(cli)?;
+    let rows = journal.sites(&run.id)?;
+    let hosts: Vec<String> = rows
+        .iter()
+        .filter(|r| needs_restore(r, RestoreMode::Rollback))
+        .map(|r| r.host.clone())
+        .collect();
+    if hosts.is_empty() {
+        writeln!(std::io::stderr(), "run `{}`: no site to roll back", run.id)?;
+        return Ok(ExitStatus::Success);
+    }
+    let jobs = jobs_for(&inventory, &hosts)?;
+    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let reports = restore_run(
+        &super::upgrade::client(),
+        &jobs,
+        &journal,
+        &reporter,
+        &Cancel::new(),
+        &run.id,
+        RestoreMode::Rollback,
+        &args.sites,
+        args.step_timeout,
+    )
+    .await?;
+    let report = fleet_playbook::RunReport {
+        run: run.id.clone(),
+        sites: reports.clone(),
+        stopped: None,
+    };
+    write_summary(
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        &report,
+        &run.target,
+    )?;
+    journal.finish_run(&run.id, "rolled-back")?;
+    let ok = reports.iter().all(|r| r.outcome.status() == "rolled-back");
+    Ok(if ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::HostsFailed
+    })
+}
+
+pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let mut found: Vec<(RunRow, Vec<fleet_playbook::SiteRow>)> = Vec::new();
+    for run in journal.runs()?.into_iter().rev() {
+        let rows: Vec<_> = journal
+            .sites(&run.id)?
+            .into_iter()
+            .filter(|r| needs_restore(r, RestoreMode::Recover))
+            .collect();
+        if !rows.is_empty() {
+            found.push((run, rows));
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    if found.is_empty() {
+        writeln!(
+            err,
+            "nothing to recover: no site is left in maintenance or mid-step by any run"
+        )?;
+        return Ok(ExitStatus::Success);
+    }
+    for (run, rows) in &found {
+        writeln!(err, "run {} ({}, -> {}):", run.id, run.state, run.target)?;
+        for r in rows {
+            writeln!(
+                err,
+                "  {}/{}: {}{} at step `{}`",
+                r.host,
+                r.site,
+                r.status,
+                if r.in_maintenance {
+                    ", IN MAINTENANCE"
+                } else {
+                    ""
+                },
+                r.step.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    writeln!(
+        err,
+        "each site goes forward if its database already reached the target, else back to that run's backups"
+    )?;
+    if !args.yes {
+        if !crate::prompt::have_tty() {
+            writeln!(err, "run `fleet recover --yes` to do it")?;
+            return Ok(ExitStatus::HostsFailed);
+        }
+        write!(err, "proceed? [y/N] ")?;
+        err.flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitStatus::HostsFailed);
+        }
+    }
+    drop(err);
+    let inventory = super::load_inventory(cli)?;
+    let client = super::upgrade::client();
+    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let mut status = ExitStatus::Success;
+    for (run, rows) in found {
+        refuse_if_active(&run)?;
+        let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
+        let jobs = jobs_for(&inventory, &hosts)?;
+        let reports = restore_run(
+            &client,
+            &jobs,
+            &journal,
+            &reporter,
+            &Cancel::new(),
+            &run.id,
+            RestoreMode::Recover,
+            &[],
+            args.step_timeout,
+        )
+        .await?;
+        if finish(&journal, &run.id, &reports, &run.target)? != ExitStatus::Success
+            && reports
+                .iter()
+                .any(|r| r.outcome.left_in_maintenance() || r.outcome.status() == "unreachable")
+        {
+            status = ExitStatus::HostsFailed;
+        }
+    }
+    Ok(status)
+}
