@@ -14,6 +14,7 @@ pub(crate) fn fleet(inventory: &Path) -> Command {
     c.arg("-i").arg(inventory);
     c.env_remove("SSH_AUTH_SOCK")
         .env_remove("FLEET_INVENTORY")
+        .env_remove("FLEET_STATE_DIR")
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .env("FLEET_NO_PROGRESS", "1");

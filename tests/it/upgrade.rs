@@ -598,3 +598,45 @@ fn locked_site_is_refused_untouched() {
     assert_eq!(s.maintenance(), "0");
     assert!(!u.calls("h01").iter().any(is_maintenance_on));
 }
+
+/// First Ctrl-C during a batch: nothing new is admitted and sites not yet at the database
+/// upgrade are brought back; none is left in maintenance; exit 130.
+#[test]
+fn first_interrupt_brings_sites_back_up() {
+    let u = Upgrade::new(3, 1);
+    for h in ["h01", "h02", "h03"] {
+        u.inject(h, "slow", Some("1"));
+    }
+    let child = spawn_upgrade(&u, &["--batches", "2,1", "-f", "2"]);
+    let s = u.sites_of("h01")[0].clone();
+    wait_until(
+        "h01 in maintenance",
+        std::time::Duration::from_secs(60),
+        || s.maintenance() == "1",
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let o = child.wait_with_output().expect("fleet");
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for site in &u.sites {
+        assert_eq!(
+            site.maintenance(),
+            prior_maintenance(site),
+            "{} left in maintenance",
+            site.host
+        );
+        assert_eq!(site.code_version(), site.db_version(), "{}", site.host);
+    }
+    // The third host was never admitted.
+    assert!(!u.calls("h03").iter().any(is_maintenance_on));
+    assert!(stdout(&o).contains("not-started"), "{}", stdout(&o));
+}
