@@ -16,6 +16,12 @@ use crate::exit::ExitStatus;
 /// here, once.
 #[allow(clippy::print_stderr)]
 pub(crate) async fn run(cli: Cli) -> ExitStatus {
+    if matches!(
+        cli.command,
+        Command::Exec(_) | Command::Upgrade(_) | Command::Hosts(_)
+    ) {
+        warn_unfinished(&cli);
+    }
     let result = match &cli.command {
         Command::Hosts(args) => hosts::run(&cli, args),
         Command::Exec(args) => exec::run(&cli, args).await,
@@ -65,4 +71,34 @@ fn state_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
         .filter(|h| !h.is_empty())
         .context("neither `--state-dir`, `XDG_STATE_HOME` nor `HOME` is set")?;
     Ok(std::path::PathBuf::from(home).join(".local/state/fleet"))
+}
+
+/// On any start, says loudly when an earlier run left sites in maintenance or mid-step and
+/// nobody is driving it any more (a crash, SIGKILL, power loss).
+#[allow(clippy::print_stderr)]
+fn warn_unfinished(cli: &Cli) {
+    let Ok(dir) = state_dir(cli) else { return };
+    if !dir.join("journal.sqlite").exists() {
+        return;
+    }
+    let Ok(journal) = fleet_playbook::Journal::open(&dir) else {
+        return;
+    };
+    for run in journal.runs().unwrap_or_default() {
+        if run.state == "finished" || recover::controller_alive(&run) {
+            continue;
+        }
+        let n = journal
+            .sites(&run.id)
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| fleet_playbook::needs_restore(s, fleet_playbook::RestoreMode::Recover))
+            .count();
+        if n > 0 {
+            eprintln!(
+                "warning: run `{}` ({}) left {n} site(s) in maintenance or mid-step; `fleet recover` brings them to a safe end, `fleet resume {}` finishes the run",
+                run.id, run.state, run.id
+            );
+        }
+    }
 }

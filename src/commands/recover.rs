@@ -26,17 +26,21 @@ fn find_run(journal: &Journal, prefix: &str) -> anyhow::Result<RunRow> {
     }
 }
 
-/// A run still driven by a live controller on this machine must not be touched.
-fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
+/// Whether `run` is still driven by a live controller on this machine.
+pub(crate) fn controller_alive(run: &RunRow) -> bool {
     if run.state != "running" {
-        return Ok(());
+        return false;
     }
     let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.pid)).unwrap_or_default();
-    let alive = me.trim() == run.controller
+    me.trim() == run.controller
         && String::from_utf8_lossy(&cmdline).contains("fleet")
-        && run.pid != i64::from(std::process::id());
-    if alive {
+        && run.pid != i64::from(std::process::id())
+}
+
+/// A run still driven by a live controller on this machine must not be touched.
+fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
+    if controller_alive(run) {
         bail!(
             "run `{}` is still in progress (pid {} on {}); wait for it or interrupt it first",
             run.id,

@@ -118,7 +118,13 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     &rows
                 )
             )?;
-            let artifacts = journal.artifacts(&r.id)?;
+            // Locks are released when a run ends; list them only while it runs.
+            let artifacts: Vec<_> = journal
+                .artifacts(&r.id)?
+                .into_iter()
+                .filter(|a| a.kind != "lock" || r.state == "running")
+                .filter(|a| a.host.is_empty() || a.kind != "tarball")
+                .collect();
             if !artifacts.is_empty() {
                 writeln!(out, "\nbackups and recorded state:")?;
                 let rows: Vec<[String; 4]> = artifacts

@@ -8,15 +8,43 @@ use serde_json::json;
 
 use super::table;
 
-/// Plain lines on stderr, one per event that matters, each with a UTC time.
+/// Plain lines on stderr, one per event that matters, each with a UTC time; on a terminal a
+/// progress bar (sites done, and the step each host is in) stays below them.
 pub(crate) struct LineReporter {
     verbose: bool,
     color: bool,
+    bar: indicatif::ProgressBar,
+    current: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl LineReporter {
     pub(crate) fn new(verbose: bool, color: bool) -> Self {
-        Self { verbose, color }
+        let bar = super::progress_bar(0, false);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} sites  {wide_msg}",
+        ) {
+            bar.set_style(style);
+        }
+        Self {
+            verbose,
+            color,
+            bar,
+            current: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    fn track(&self, host: &str, step: Option<&str>) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match step {
+            Some(s) => cur.insert(host.to_owned(), s.to_owned()),
+            None => cur.remove(host),
+        };
+        let msg: Vec<String> = cur
+            .iter()
+            .take(6)
+            .map(|(h, s)| format!("{h}: {s}"))
+            .collect();
+        self.bar.set_message(msg.join("  "));
     }
 
     fn line(&self, text: &str, code: &str) {
@@ -31,20 +59,35 @@ impl LineReporter {
         } else {
             text.to_owned()
         };
-        let _ = writeln!(io::stderr().lock(), "{time} {body}");
+        if self.bar.is_hidden() {
+            let _ = writeln!(io::stderr().lock(), "{time} {body}");
+        } else {
+            self.bar.println(format!("{time} {body}"));
+        }
+    }
+}
+
+impl Drop for LineReporter {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
 
 impl Reporter for LineReporter {
     fn on_event(&self, e: &Event) {
         match e {
+            Event::StepStarted { host, unit, step } if !self.bar.is_hidden() => {
+                self.track(host, Some(&format!("{unit} {step}")))
+            }
             Event::RunStarted {
                 run,
                 hosts,
+                sites,
                 batches,
                 batch_budget,
                 run_budget,
             } => {
+                self.bar.set_length(*sites as u64);
                 self.line(
                     &format!(
                         "run {run}: {hosts} host(s) in {} batch(es) of {}; failures tolerated per batch: {}; for the whole run: {run_budget}",
@@ -100,6 +143,8 @@ impl Reporter for LineReporter {
                     "33"
                 };
                 self.line(&format!("{host}/{site}: {outcome}"), code);
+                self.bar.inc(1);
+                self.track(host, None);
             }
             Event::BatchFinished {
                 index,
@@ -131,11 +176,12 @@ impl Reporter for JsonReporter {
             Event::RunStarted {
                 run,
                 hosts,
+                sites,
                 batches,
                 batch_budget,
                 run_budget,
             } => {
-                json!({"event": "run_started", "run": run, "hosts": hosts, "batches": batches, "batch_budget": batch_budget, "run_budget": run_budget})
+                json!({"event": "run_started", "run": run, "hosts": hosts, "sites": sites, "batches": batches, "batch_budget": batch_budget, "run_budget": run_budget})
             }
             Event::BatchStarted { index, hosts } => {
                 json!({"event": "batch_started", "batch": index + 1, "hosts": hosts})

@@ -452,6 +452,9 @@ fn host_killed_mid_run_is_reported_and_recovered() {
     );
     assert_eq!(u.sites_of("h01")[0].db_version(), TO);
 
+    // Any later fleet command says so.
+    let o = fleet_cmd(&u, &["hosts"]);
+    assert!(stderr(&o).contains("left 1 site(s) in maintenance or mid-step"), "{}", stderr(&o));
     u.lab.lab_mut().start_host("h02").expect("restart h02");
     std::fs::remove_file(u.host_root("h02").join("fake-civi/fail/slow")).expect("clear injection");
     let o = fleet_cmd(&u, &["recover", "--yes"]);

@@ -12,6 +12,8 @@ pub enum Event {
         run: String,
         /// Hosts in the run.
         hosts: usize,
+        /// Sites in the run.
+        sites: usize,
         /// Size of every batch, in order.
         batches: Vec<usize>,
         /// Failed hosts tolerated in each batch.

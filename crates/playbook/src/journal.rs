@@ -234,9 +234,7 @@ impl Journal {
             timestamp_id(t),
             (std::process::id() ^ (t as u32).rotate_left(7)) & 0xffff
         );
-        let operator = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+        let operator = operator();
         let controller = hostname();
         self.with(|c| {
             c.execute(
@@ -531,6 +529,37 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         target: r.get(8)?,
         args: r.get(9)?,
     })
+}
+
+/// The login name running this process: `$USER`, `$LOGNAME`, else the passwd entry of the uid.
+fn operator() -> String {
+    for v in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(v)
+            && !u.is_empty()
+        {
+            return u;
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .and_then(|r| r.split_whitespace().next().map(str::to_owned))
+            })
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn hostname() -> String {

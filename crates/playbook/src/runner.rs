@@ -246,6 +246,7 @@ pub async fn run_upgrade(
     reporter.on_event(&Event::RunStarted {
         run: run.clone(),
         hosts: jobs.len(),
+        sites: jobs.iter().map(|j| j.host.sites.len()).sum(),
         batches: sizes.clone(),
         batch_budget: batch_budget.clone(),
         run_budget,
