@@ -454,7 +454,11 @@ fn host_killed_mid_run_is_reported_and_recovered() {
 
     // Any later fleet command says so.
     let o = fleet_cmd(&u, &["hosts"]);
-    assert!(stderr(&o).contains("left 1 site(s) in maintenance or mid-step"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("left 1 site(s) in maintenance or mid-step"),
+        "{}",
+        stderr(&o)
+    );
     u.lab.lab_mut().start_host("h02").expect("restart h02");
     std::fs::remove_file(u.host_root("h02").join("fake-civi/fail/slow")).expect("clear injection");
     let o = fleet_cmd(&u, &["recover", "--yes"]);
@@ -642,4 +646,143 @@ fn first_interrupt_brings_sites_back_up() {
     // The third host was never admitted.
     assert!(!u.calls("h03").iter().any(is_maintenance_on));
     assert!(stdout(&o).contains("not-started"), "{}", stdout(&o));
+}
+
+/// `db_upgrade = "drush"`: the DB step is `drush civicrm-upgrade-db` and caches go through
+/// `drush cc civicrm`; the result is verified the same way.
+#[test]
+fn drush_variant_upgrades_too() {
+    let u = Upgrade::new(1, 2);
+    let inv = u.lab.inventory_path();
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    std::fs::write(
+        &inv,
+        text.replacen("[defaults]\n", "[defaults]\ndb_upgrade = \"drush\"\n", 1),
+    )
+    .expect("write");
+    let o = u.fleet(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let calls = u.calls("h01");
+    assert!(
+        calls
+            .iter()
+            .any(|c| argv(c).iter().any(|a| a == "civicrm-upgrade-db"))
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| argv(c).iter().any(|a| a == "upgrade:db"))
+    );
+    for s in &u.sites {
+        assert_eq!(s.db_version(), TO);
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+    }
+}
+
+/// `--max-per db_server=1`: hosts sharing a var value never run at the same time.
+#[test]
+fn max_per_keeps_hosts_sharing_a_var_apart() {
+    let u = Upgrade::new(4, 1);
+    let inv = u.lab.inventory_path();
+    let mut text = std::fs::read_to_string(&inv).expect("inventory");
+    for h in ["h01", "h02", "h03", "h04"] {
+        let db = if h == "h01" || h == "h02" {
+            "db-a"
+        } else {
+            "db-b"
+        };
+        text = text.replacen(
+            &format!("[hosts.{h}]\n"),
+            &format!("[hosts.{h}]\nvars = {{ db_server = \"{db}\" }}\n"),
+            1,
+        );
+    }
+    std::fs::write(&inv, text).expect("write");
+    for h in ["h01", "h02", "h03", "h04"] {
+        u.inject(h, "slow", Some("0.2"));
+    }
+    let o = u.fleet(&["--batches", "4", "--max-per", "db_server=1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let span = |h: &str| {
+        let ts: Vec<f64> = u.calls(h).iter().map(ts).collect();
+        (
+            ts.iter().cloned().fold(f64::MAX, f64::min),
+            ts.iter().cloned().fold(0.0, f64::max),
+        )
+    };
+    let overlap = |a: (f64, f64), b: (f64, f64)| a.0 < b.1 && b.0 < a.1;
+    assert!(
+        !overlap(span("h01"), span("h02")),
+        "h01 and h02 share db-a but ran together"
+    );
+    assert!(
+        !overlap(span("h03"), span("h04")),
+        "h03 and h04 share db-b but ran together"
+    );
+    assert!(
+        overlap(span("h01"), span("h03")) || overlap(span("h01"), span("h04")),
+        "different db servers should run in parallel"
+    );
+}
+
+/// Second Ctrl-C: running steps are aborted (remote commands killed) and the summary names
+/// every site still in maintenance; `fleet recover` then brings them back.
+#[test]
+fn second_interrupt_aborts_and_names_sites_still_down() {
+    let u = Upgrade::new(1, 2);
+    u.inject("h01", "slow", Some("1"));
+    let child = spawn_upgrade(&u, &[]);
+    let s = u.sites_of("h01")[0].clone();
+    wait_until(
+        "h01 in maintenance",
+        std::time::Duration::from_secs(60),
+        || s.maintenance() == "1",
+    );
+    for _ in 0..2 {
+        let st = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let o = child.wait_with_output().expect("fleet");
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("STILL IN MAINTENANCE"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("interrupted"), "{}", stdout(&o));
+    std::fs::remove_file(u.host_root("h01").join("fake-civi/fail/slow")).expect("clear");
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for site in &u.sites {
+        assert_eq!(site.maintenance(), prior_maintenance(site));
+        assert_eq!(site.code_version(), site.db_version());
+    }
 }
