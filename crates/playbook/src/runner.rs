@@ -809,15 +809,39 @@ impl HostRun<'_, '_> {
         tarball: &str,
         ch: &mut Changes,
     ) -> Result<(), (String, StepError)> {
-        let run = &self.ctx.run;
-        let target = &self.ctx.opts.target;
-        let first = &g[0];
-        let run_dir = format!("{}/fleet-{run}", first.site.backup_dir);
-        let codebase = first.facts.civicrm_root.clone();
-        let code_unit = format!("codebase:{codebase}");
-        let code = CodeCmds::new(&codebase, &format!("{run_dir}/code/civicrm"));
-        let step = |name: &str| name.to_owned();
+        let run_dir = self.run_dir(g);
+        let code = self.code_cmds(g);
+        self.maintenance_on(g, ch).await?;
+        self.disable_modules(g, ch).await?;
+        self.checkpoint(ch, "backup-db")?;
+        self.backup(g, &run_dir).await?;
+        self.checkpoint(ch, "move-code-out")?;
+        self.code_swap(g, &code, tarball, ch).await?;
+        // The point of no easy return: from here a drain goes forward, not back.
+        self.checkpoint(ch, "upgrade-db")?;
+        self.upgrade_dbs(g, &code, ch).await?;
+        self.finish(g, ch).await
+    }
 
+    fn run_dir(&self, g: &[Work<'_>]) -> String {
+        format!("{}/fleet-{}", g[0].site.backup_dir, self.ctx.run)
+    }
+
+    fn code_cmds(&self, g: &[Work<'_>]) -> CodeCmds {
+        CodeCmds::new(
+            &g[0].facts.civicrm_root,
+            &format!("{}/code/civicrm", self.run_dir(g)),
+        )
+    }
+
+    /// Records each site's prior maintenance state, then turns maintenance on.
+    async fn maintenance_on(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let run = &self.ctx.run;
+        let step = |name: &str| name.to_owned();
         for w in g {
             let unit = format!("site:{}", w.site.name);
             self.mark(w, "record-maintenance", "running", None);
@@ -846,6 +870,17 @@ impl HostRun<'_, '_> {
                 .map_err(|e| (step("maintenance-on"), e))?;
             expect(&out, "1", "maintenance_mode").map_err(|e| (step("maintenance-on"), e))?;
         }
+        Ok(())
+    }
+
+    /// Disables the listed integration modules that are enabled, recording them.
+    async fn disable_modules(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let run = &self.ctx.run;
+        let step = |name: &str| name.to_owned();
         for w in g.iter().filter(|w| !w.facts.enabled_modules.is_empty()) {
             let c = SiteCmds::new(w.site, &w.facts);
             let unit = format!("site:{}", w.site.name);
@@ -878,7 +913,13 @@ impl HostRun<'_, '_> {
                 ));
             }
         }
-        self.checkpoint(ch, "backup-db")?;
+        Ok(())
+    }
+
+    /// Dumps every database of the group (CiviCRM and Drupal) and checks the dumps.
+    async fn backup(&self, g: &[Work<'_>], run_dir: &str) -> Result<(), (String, StepError)> {
+        let run = &self.ctx.run;
+        let step = |name: &str| name.to_owned();
         let mut dumped: BTreeSet<String> = BTreeSet::new();
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
@@ -909,7 +950,23 @@ impl HostRun<'_, '_> {
                 );
             }
         }
-        self.checkpoint(ch, "move-code-out")?;
+        Ok(())
+    }
+
+    /// Moves the old code out, unpacks the new code, fixes the files dirs' ownership.
+    async fn code_swap(
+        &self,
+        g: &[Work<'_>],
+        code: &CodeCmds,
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let run = &self.ctx.run;
+        let step = |name: &str| name.to_owned();
+        let target = &self.ctx.opts.target;
+        let first = &g[0];
+        let code_unit = format!("codebase:{}", first.facts.civicrm_root);
+        let run_dir = self.run_dir(g);
         let _ = self.ctx.journal.set_artifact(
             run,
             self.host,
@@ -951,8 +1008,18 @@ impl HostRun<'_, '_> {
             expect(&owner, &w.facts.web_user, "owner of the files dir")
                 .map_err(|e| (step("fix-permissions"), e))?;
         }
-        // The point of no easy return: from here a drain goes forward, not back.
-        self.checkpoint(ch, "upgrade-db")?;
+        Ok(())
+    }
+
+    /// Runs the DB upgrade once per database and re-reads the versions.
+    async fn upgrade_dbs(
+        &self,
+        g: &[Work<'_>],
+        code: &CodeCmds,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        let target = &self.ctx.opts.target;
         let mut upgraded: BTreeSet<String> = BTreeSet::new();
         for w in g {
             let db = &w.facts.civi_db;
@@ -1011,13 +1078,19 @@ impl HostRun<'_, '_> {
                 ));
             }
         }
-        self.finish(g, ch).await
+        Ok(())
     }
 
     /// The tail of the procedure once the databases are at the target: caches, modules,
     /// maintenance back to its prior value, verification.
     async fn finish(&self, g: &[Work<'_>], ch: &mut Changes) -> Result<(), (String, StepError)> {
-        let target = &self.ctx.opts.target;
+        self.flush(g).await?;
+        self.enable_modules(g, ch).await?;
+        self.maintenance_restore(g, ch).await?;
+        self.verify(g).await
+    }
+
+    async fn flush(&self, g: &[Work<'_>]) -> Result<(), (String, StepError)> {
         let step = |name: &str| name.to_owned();
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
@@ -1026,6 +1099,15 @@ impl HostRun<'_, '_> {
                 .await
                 .map_err(|e| (step("flush"), e))?;
         }
+        Ok(())
+    }
+
+    async fn enable_modules(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
         let with_disabled: Vec<&Work<'_>> = g
             .iter()
             .filter(|w| ch.modules_disabled.contains_key(&w.site.name))
@@ -1053,6 +1135,15 @@ impl HostRun<'_, '_> {
             }
             ch.modules_disabled.remove(&w.site.name);
         }
+        Ok(())
+    }
+
+    async fn maintenance_restore(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
             let prior = &w.facts.maintenance;
@@ -1070,6 +1161,12 @@ impl HostRun<'_, '_> {
             ch.maintenance_on.remove(&w.site.name);
             self.mark(w, "maintenance-restore", "running", Some(false));
         }
+        Ok(())
+    }
+
+    async fn verify(&self, g: &[Work<'_>]) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        let target = &self.ctx.opts.target;
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
             self.mark(w, "verify", "running", None);
