@@ -101,8 +101,13 @@ pub(crate) struct UpgradeArgs {
     pub(crate) selection: Selection,
 
     /// Release tarball (`civicrm-X.Y.Z-drupal.tar.gz`), uploaded once per host
-    #[arg(long, value_name = "FILE", required_unless_present = "show_steps")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) tarball: Option<PathBuf>,
+
+    /// Run this TOML playbook (shell steps and built-in steps) instead of the built-in
+    /// CiviCRM procedure
+    #[arg(long, value_name = "FILE")]
+    pub(crate) playbook: Option<PathBuf>,
 
     /// Batch sizes, canary first, e.g. `1,10%,50%,100%` (default: the inventory's
     /// `[rollout]`, else `1,100%`)

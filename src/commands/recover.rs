@@ -80,7 +80,7 @@ fn finish(
     let all = journal.sites(run)?;
     let state = if all
         .iter()
-        .all(|s| s.status == "upgraded" || s.status == "skipped")
+        .all(|s| matches!(s.status.as_str(), "upgraded" | "skipped" | "done"))
     {
         "finished"
     } else if all.iter().any(|s| s.in_maintenance) {
@@ -137,13 +137,17 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     let rows = journal.sites(&run.id)?;
     let todo: Vec<(String, String)> = rows
         .iter()
-        .filter(|r| r.status != "upgraded" && r.status != "skipped")
+        .filter(|r| !matches!(r.status.as_str(), "upgraded" | "skipped" | "done"))
         .map(|r| (r.host.clone(), r.site.clone()))
         .collect();
     if !todo.is_empty() {
         let tarball = journal
             .artifact(&run.id, "", "run", "tarball")?
             .context("the run recorded no tarball")?;
+        let playbook = journal
+            .artifact(&run.id, "", "run", "playbook")?
+            .map(|p| fleet_playbook::Playbook::load(std::path::Path::new(&p)))
+            .transpose()?;
         let mut jobs = jobs_for(
             &inventory,
             &todo.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),
@@ -164,6 +168,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
             on_failure: OnFailure::Rollback,
             step_timeout: args.step_timeout,
             args: run.args.clone(),
+            playbook,
             resume: Some(run.id.clone()),
         };
         let r = run_upgrade(&client, jobs, &opts, &journal, &reporter, None, &cancel).await?;

@@ -21,7 +21,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     let sites = journal.sites(&r.id).unwrap_or_default();
                     let done = sites
                         .iter()
-                        .filter(|s| s.status == "upgraded" || s.status == "skipped")
+                        .filter(|s| matches!(s.status.as_str(), "upgraded" | "skipped" | "done"))
                         .count();
                     [
                         r.id,

@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use anyhow::Context;
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
     Cancel, HostJob, Journal, OnFailure, STEPS, UpgradeOptions, plan_upgrade, run_upgrade,
@@ -27,8 +26,26 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     }
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
-    let tarball = args.tarball.clone().context("`--tarball` is required")?;
-    let target = tarball_version(&tarball)?;
+    let playbook = args
+        .playbook
+        .as_deref()
+        .map(fleet_playbook::Playbook::load)
+        .transpose()?;
+    let needs_tarball = playbook
+        .as_ref()
+        .is_none_or(fleet_playbook::Playbook::needs_tarball);
+    let tarball = match &args.tarball {
+        Some(t) => t.clone(),
+        None if needs_tarball => {
+            anyhow::bail!("`--tarball FILE` is required (the release to install)")
+        }
+        None => std::path::PathBuf::new(),
+    };
+    let target = if tarball.as_os_str().is_empty() {
+        String::new()
+    } else {
+        tarball_version(&tarball)?
+    };
     let rollout = inventory.rollout();
     let opts = UpgradeOptions {
         tarball,
@@ -55,6 +72,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         },
         step_timeout: args.step_timeout,
         args: std::env::args().collect::<Vec<_>>().join(" "),
+        playbook,
         resume: None,
     };
     let jobs = jobs(&inventory, &hosts);

@@ -247,11 +247,13 @@ pub(crate) fn write_plan(
     sizes: &[usize],
     rows: &[PlanRow],
 ) -> io::Result<()> {
+    let what = match &opts.playbook {
+        Some(pb) => format!("playbook `{}` (`{}`)", pb.name, pb.source.display()),
+        None => format!("CiviCRM {} from `{}`", opts.target, opts.tarball.display()),
+    };
     writeln!(
         w,
-        "plan: CiviCRM {} from `{}`, {} batch(es) of {}, failures tolerated per batch: {}\n",
-        opts.target,
-        opts.tarball.display(),
+        "plan: {what}, {} batch(es) of {}, failures tolerated per batch: {}\n",
         sizes.len(),
         join(sizes),
         join(
@@ -292,8 +294,25 @@ pub(crate) fn write_plan(
     )?;
     let n = rows.iter().filter(|r| r.action == "upgrade").count();
     writeln!(w, "\n{n} site(s) to upgrade; each runs these steps:")?;
-    for (i, (name, scope, _)) in STEPS.iter().enumerate() {
-        writeln!(w, "  {:>2}. {name} (per {scope})", i + 1)?;
+    match &opts.playbook {
+        Some(pb) => {
+            for (i, step) in pb.steps.iter().enumerate() {
+                let kind = match &step.kind {
+                    fleet_playbook::StepKind::Shell(sh) if sh.per_host => "shell, per host",
+                    fleet_playbook::StepKind::Shell(_) => "shell, per site",
+                    fleet_playbook::StepKind::Maintenance => "maintenance window",
+                    fleet_playbook::StepKind::Backup => "backup",
+                    fleet_playbook::StepKind::CodeSwap => "code swap",
+                    fleet_playbook::StepKind::Verify => "verify",
+                };
+                writeln!(w, "  {:>2}. {} ({kind})", i + 1, step.name)?;
+            }
+        }
+        None => {
+            for (i, (name, scope, _)) in STEPS.iter().enumerate() {
+                writeln!(w, "  {:>2}. {name} (per {scope})", i + 1)?;
+            }
+        }
     }
     writeln!(w, "nothing was changed")
 }
@@ -331,6 +350,11 @@ pub(crate) fn write_summary(
         }
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let target = if target.is_empty() {
+        "playbook"
+    } else {
+        target
+    };
     writeln!(
         err,
         "run {}: {} site(s) -> {target}: {}",

@@ -786,3 +786,108 @@ fn second_interrupt_aborts_and_names_sites_still_down() {
         assert_eq!(site.code_version(), site.db_version());
     }
 }
+
+fn write_playbook(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("playbook.toml");
+    std::fs::write(&p, text).expect("playbook");
+    p
+}
+
+/// A user's playbook: maintenance window, backup, a shell step per site with its probe; all
+/// journaled, maintenance back to its prior state at the end.
+#[test]
+fn custom_playbook_runs_shell_steps_in_a_maintenance_window() {
+    let u = Upgrade::new(2, 2);
+    let pb = write_playbook(
+        u.state.path(),
+        r#"
+name = "touch marker"
+[[steps]]
+kind = "maintenance"
+[[steps]]
+kind = "backup"
+[[steps]]
+name = "mark"
+kind = "shell"
+run = "echo {site} > {root}/sites/marker-{site}; test \"$({drush} -r {root} -l {uri} vget maintenance_mode --exact)\" = 1"
+verify = "test -s {root}/sites/marker-{site}"
+"#,
+    );
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .arg("upgrade")
+        .arg("--playbook")
+        .arg(&pb);
+    let o = run(&mut c);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("playbook `touch marker` done"),
+        "{}",
+        stdout(&o)
+    );
+    for s in &u.sites {
+        assert_eq!(
+            std::fs::read_to_string(s.root.join(format!("sites/marker-{}", s.name)))
+                .expect("marker")
+                .trim(),
+            s.name
+        );
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+        assert_eq!(s.code_version(), FROM);
+    }
+    let o = fleet_cmd(&u, &["runs"]);
+    assert!(stdout(&o).contains("finished"), "{}", stdout(&o));
+}
+
+/// A failing playbook step: the `undo` of earlier steps runs, a database touched by a
+/// `touches_db` step is restored from the run's backup, maintenance goes back.
+#[test]
+fn custom_playbook_failure_undoes_and_restores() {
+    let u = Upgrade::new(1, 1);
+    let pb = write_playbook(
+        u.state.path(),
+        r#"
+[[steps]]
+kind = "maintenance"
+[[steps]]
+kind = "backup"
+[[steps]]
+name = "change-db"
+kind = "shell"
+run = "echo 9.9.9 > \"$FLEET_ROOT/fake-civi/db/\"{civi_db}/civicrm_domain.version"
+undo = "touch {backup_dir}/undo-ran"
+touches_db = true
+[[steps]]
+name = "boom"
+kind = "shell"
+run = "echo failing on purpose >&2; exit 3"
+"#,
+    );
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .arg("upgrade")
+        .arg("--playbook")
+        .arg(&pb);
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = u.sites_of("h01")[0];
+    assert!(
+        stdout(&o).contains("failed at `boom`") && stdout(&o).contains("failing on purpose"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(s.db_version(), FROM, "database restored from the backup");
+    assert_eq!(s.maintenance(), "0");
+    assert!(
+        s.backup_dir.join("undo-ran").exists(),
+        "undo of the earlier step ran"
+    );
+}

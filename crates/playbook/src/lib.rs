@@ -18,6 +18,7 @@ mod error;
 mod event;
 mod journal;
 mod outcome;
+mod playbook;
 mod runner;
 
 pub use civicrm::{Facts, version_cmp};
@@ -27,6 +28,7 @@ pub use journal::{
     ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, format_time,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
+pub use playbook::{Playbook, ShellStep, Step, StepKind};
 pub use runner::{
     Cancel, HostJob, OnFailure, PlanRow, RestoreMode, STEPS, UpgradeOptions, needs_restore,
     plan_upgrade, restore_run, run_upgrade, tarball_version,

@@ -26,6 +26,11 @@ pub enum SiteOutcome {
         /// Version after.
         to: String,
     },
+    /// A user's playbook ran through on the site.
+    Completed {
+        /// The playbook's name.
+        playbook: String,
+    },
     /// Already at the target version; nothing done.
     Skipped {
         /// Why.
@@ -65,6 +70,7 @@ impl SiteOutcome {
     pub fn status(&self) -> &'static str {
         match self {
             SiteOutcome::Upgraded { .. } => "upgraded",
+            SiteOutcome::Completed { .. } => "done",
             SiteOutcome::Skipped { .. } => "skipped",
             SiteOutcome::Failed {
                 after: After::Untouched,
@@ -91,7 +97,9 @@ impl SiteOutcome {
     pub fn at_target(&self) -> bool {
         matches!(
             self,
-            SiteOutcome::Upgraded { .. } | SiteOutcome::Skipped { .. }
+            SiteOutcome::Upgraded { .. }
+                | SiteOutcome::Completed { .. }
+                | SiteOutcome::Skipped { .. }
         )
     }
 
@@ -120,6 +128,7 @@ impl fmt::Display for SiteOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SiteOutcome::Upgraded { from, to } => write!(f, "upgraded {from} -> {to}"),
+            SiteOutcome::Completed { playbook } => write!(f, "playbook `{playbook}` done"),
             SiteOutcome::Skipped { reason } => write!(f, "skipped: {reason}"),
             SiteOutcome::Failed {
                 step,

@@ -51,6 +51,8 @@ pub struct UpgradeOptions {
     pub step_timeout: Duration,
     /// The command line, for the journal.
     pub args: String,
+    /// A user's playbook instead of the built-in CiviCRM procedure.
+    pub playbook: Option<crate::Playbook>,
     /// Continue this run (`fleet resume`) instead of starting a new one.
     pub resume: Option<String>,
 }
@@ -208,7 +210,10 @@ pub async fn run_upgrade(
             id.clone()
         }
         None => journal.create_run(&RunInfo {
-            procedure: "civicrm-d7".into(),
+            procedure: opts.playbook.as_ref().map_or_else(
+                || "civicrm-d7".to_owned(),
+                |p| format!("playbook:{}", p.name),
+            ),
             target: opts.target.clone(),
             args: opts.args.clone(),
         })?,
@@ -524,6 +529,8 @@ struct Changes {
     modules_disabled: BTreeMap<String, Vec<String>>,
     code_moved: bool,
     db_upgrade_started: BTreeSet<String>,
+    /// `undo` commands of completed playbook shell steps: (unit, step, script).
+    shell_undo: Vec<(String, String, String)>,
 }
 
 impl HostRun<'_, '_> {
@@ -562,7 +569,7 @@ impl HostRun<'_, '_> {
         for site in sites {
             let f = facts.get(&site.name).cloned().unwrap_or_default();
             froms.insert(site.name.clone(), f.code_version.clone());
-            match classify(site, &f, &self.ctx.opts.target) {
+            match verdict(self.ctx.opts, site, &f) {
                 Classified::Upgrade => work.push(Work { site, facts: f }),
                 Classified::Skip(reason) => {
                     results.insert(site.name.clone(), SiteOutcome::Skipped { reason });
@@ -631,7 +638,14 @@ impl HostRun<'_, '_> {
                 g[0].site.backup_dir, self.ctx.run, self.ctx.opts.target
             ),
         };
-        if !locked.is_empty()
+        let needs_tarball = self
+            .ctx
+            .opts
+            .playbook
+            .as_ref()
+            .is_none_or(crate::Playbook::needs_tarball);
+        if needs_tarball
+            && !locked.is_empty()
             && let Err(why) = self.upload(&tarball).await
         {
             for g in &locked {
@@ -757,19 +771,25 @@ impl HostRun<'_, '_> {
     /// The procedure for one group of sites; on failure, the undo chain.
     async fn run_group(&self, g: &[Work<'_>], tarball: &str) -> Vec<(String, SiteOutcome)> {
         let mut ch = Changes::default();
-        let result = self.forward(g, tarball, &mut ch).await;
+        let result = match &self.ctx.opts.playbook {
+            None => self.forward(g, tarball, &mut ch).await,
+            Some(pb) => self.forward_playbook(g, pb, tarball, &mut ch).await,
+        };
         let target = &self.ctx.opts.target;
         match result {
             Ok(()) => g
                 .iter()
                 .map(|w| {
-                    (
-                        w.site.name.clone(),
-                        SiteOutcome::Upgraded {
+                    let outcome = match &self.ctx.opts.playbook {
+                        Some(pb) if !pb.needs_tarball() => SiteOutcome::Completed {
+                            playbook: pb.name.clone(),
+                        },
+                        _ => SiteOutcome::Upgraded {
                             from: w.facts.code_version.clone(),
                             to: target.clone(),
                         },
-                    )
+                    };
+                    (w.site.name.clone(), outcome)
                 })
                 .collect(),
             Err((step, StepError::Aborted)) => g
@@ -821,6 +841,90 @@ impl HostRun<'_, '_> {
         self.checkpoint(ch, "upgrade-db")?;
         self.upgrade_dbs(g, &code, ch).await?;
         self.finish(g, ch).await
+    }
+
+    /// A user's playbook: its steps in order, then maintenance back to the prior state.
+    async fn forward_playbook(
+        &self,
+        g: &[Work<'_>],
+        pb: &crate::Playbook,
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        use crate::playbook::{StepKind, render};
+        let run_dir = self.run_dir(g);
+        let code = self.code_cmds(g);
+        for step in &pb.steps {
+            self.checkpoint(ch, &step.name)?;
+            match &step.kind {
+                StepKind::Maintenance => self.maintenance_on(g, ch).await?,
+                StepKind::Backup => self.backup(g, &run_dir).await?,
+                StepKind::CodeSwap => self.code_swap(g, &code, tarball, ch).await?,
+                StepKind::Verify => self.verify(g).await?,
+                StepKind::Shell(sh) => {
+                    let targets: Vec<&Work<'_>> = if sh.per_host {
+                        g.iter().take(1).collect()
+                    } else {
+                        g.iter().collect()
+                    };
+                    for w in targets {
+                        let value = |k: &str| -> String {
+                            match k {
+                                "root" => w.site.root.clone(),
+                                "uri" => w.site.uri.clone(),
+                                "site" => w.site.name.clone(),
+                                "host" => self.host.to_owned(),
+                                "web_user" => w.facts.web_user.clone(),
+                                "backup_dir" => w.site.backup_dir.clone(),
+                                "run_dir" => run_dir.clone(),
+                                "drush" => w.site.drush.clone(),
+                                "cv" => w.site.cv.clone(),
+                                "civicrm_root" => w.facts.civicrm_root.clone(),
+                                "civi_db" => w.facts.civi_db.clone(),
+                                _ => self.ctx.opts.target.clone(),
+                            }
+                        };
+                        let wrap = |t: &str| {
+                            let body = render(t, value);
+                            if sh.as_web_user {
+                                format!(
+                                    "as_web {} /bin/sh -c {}",
+                                    fleet_remote_exec::quote(&w.facts.web_user),
+                                    fleet_remote_exec::quote(&body)
+                                )
+                            } else {
+                                body
+                            }
+                        };
+                        let unit = if sh.per_host {
+                            "host".to_owned()
+                        } else {
+                            format!("site:{}", w.site.name)
+                        };
+                        if sh.touches_db && !w.facts.civi_db.is_empty() {
+                            ch.db_upgrade_started.insert(w.facts.civi_db.clone());
+                        }
+                        self.mark(w, &step.name, "running", None);
+                        self.exec(&unit, &step.name, &wrap(&sh.run))
+                            .await
+                            .map_err(|e| (step.name.clone(), e))?;
+                        if let Some(v) = &sh.verify {
+                            self.exec(&unit, &format!("{}-verify", step.name), &wrap(v))
+                                .await
+                                .map_err(|e| (step.name.clone(), e))?;
+                        }
+                        if let Some(u) = &sh.undo {
+                            ch.shell_undo
+                                .push((unit, format!("{}-undo", step.name), wrap(u)));
+                        }
+                    }
+                }
+            }
+        }
+        if !ch.maintenance_on.is_empty() {
+            self.maintenance_restore(g, ch).await?;
+        }
+        Ok(())
     }
 
     fn run_dir(&self, g: &[Work<'_>]) -> String {
@@ -1213,6 +1317,11 @@ impl HostRun<'_, '_> {
         let codebase = &first.facts.civicrm_root;
         let code = CodeCmds::new(codebase, &format!("{run_dir}/code/civicrm"));
         let mut problems = Vec::new();
+        while let Some((unit, step, script)) = ch.shell_undo.pop() {
+            if let Err(e) = self.exec(&unit, &step, &script).await {
+                problems.push(format!("{step}: {}", step_error_text(&e)));
+            }
+        }
         if ch.code_moved {
             match self
                 .exec(
@@ -1479,6 +1588,18 @@ enum Classified {
     Upgrade,
     Skip(String),
     Refuse(String),
+}
+
+/// What a run does with a site: the built-in procedure and playbooks that install the
+/// tarball compare versions; other playbooks run on every site discovery could read.
+fn verdict(opts: &UpgradeOptions, site: &Site, f: &Facts) -> Classified {
+    match &opts.playbook {
+        Some(pb) if !pb.needs_tarball() => match &f.error {
+            Some(e) => Classified::Refuse(e.clone()),
+            None => Classified::Upgrade,
+        },
+        _ => classify(site, f, &opts.target),
+    }
 }
 
 fn classify(site: &Site, f: &Facts, target: &str) -> Classified {
@@ -1785,7 +1906,7 @@ pub async fn plan_upgrade(
                 .iter()
                 .map(|s| {
                     let f = facts.get(&s.name).cloned().unwrap_or_default();
-                    match classify(s, &f, &opts.target) {
+                    match verdict(opts, s, &f) {
                         Classified::Upgrade => row(s, &f, "upgrade", String::new()),
                         Classified::Skip(r) => row(s, &f, "skip", r),
                         Classified::Refuse(r) => row(s, &f, "refuse", r),
@@ -1868,6 +1989,7 @@ pub async fn restore_run(
         on_failure: OnFailure::Rollback,
         step_timeout,
         args: info.args.clone(),
+        playbook: None,
         resume: None,
     };
     let ctx = Ctx {

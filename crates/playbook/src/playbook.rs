@@ -1,0 +1,382 @@
+//! User-written procedures: a TOML file of shell steps and built-in steps, run with the same
+//! batches, maintenance gating, journal, locks and undo chain as the built-in procedure.
+//!
+//! ```toml
+//! name = "security update"
+//!
+//! [[steps]]
+//! kind = "maintenance"        # record the prior state, maintenance on; restored at the end
+//!
+//! [[steps]]
+//! kind = "backup"             # dump every database of the site group, verified
+//!
+//! [[steps]]
+//! name = "drush-updb"
+//! kind = "shell"
+//! scope = "site"              # site (default): once per site; host: once per host
+//! run = "{drush} -r {root} -l {uri} updb -y"
+//! verify = "{drush} -r {root} -l {uri} updb-status | grep -q 'No database updates'"
+//! undo = ""                   # optional: run when a later step fails
+//! as_web_user = true          # run as the site's web user
+//! touches_db = true           # on failure, restore the site's databases from the backup
+//!
+//! [[steps]]
+//! kind = "code-swap"          # move the CiviCRM code out, unpack --tarball, check the version
+//!
+//! [[steps]]
+//! kind = "verify"             # cv status shows the tarball's version
+//! ```
+//!
+//! Placeholders in `run`, `verify` and `undo` are replaced by shell-quoted values: `{root}`,
+//! `{uri}`, `{site}`, `{host}`, `{web_user}`, `{backup_dir}`, `{run_dir}`, `{drush}`, `{cv}`,
+//! `{civicrm_root}`, `{civi_db}`, `{target}`. `{{` and `}}` are literal braces.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::PlaybookError;
+
+/// A procedure read from a TOML file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Playbook {
+    /// Its name (for the journal and messages).
+    pub name: String,
+    /// The file it was read from (recorded in the journal, for `fleet resume`).
+    pub source: std::path::PathBuf,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step of a [`Playbook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Name (journal, messages).
+    pub name: String,
+    /// What it does.
+    pub kind: StepKind,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// Record the prior maintenance state and turn maintenance on; it is restored after the
+    /// last step, and by the undo chain on failure.
+    Maintenance,
+    /// Dump every database of the site group, verified complete.
+    Backup,
+    /// Move the CiviCRM code out and unpack the release tarball in its place.
+    CodeSwap,
+    /// Check that `cv status` shows the tarball's version with no pending upgrade.
+    Verify,
+    /// A shell command.
+    Shell(ShellStep),
+}
+
+/// A shell step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellStep {
+    /// Once per site or once per host.
+    pub per_host: bool,
+    /// The command (with placeholders).
+    pub run: String,
+    /// A probe that must exit 0 afterwards.
+    pub verify: Option<String>,
+    /// Run when a later step fails.
+    pub undo: Option<String>,
+    /// Run as the site's web user.
+    pub as_web_user: bool,
+    /// Whether it changes the databases (then a failure restores them from the backup).
+    pub touches_db: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlaybook {
+    name: Option<String>,
+    #[serde(default)]
+    steps: Vec<toml::Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Option<String>,
+    kind: String,
+    scope: Option<String>,
+    run: Option<String>,
+    verify: Option<String>,
+    undo: Option<String>,
+    #[serde(default)]
+    as_web_user: bool,
+    #[serde(default)]
+    touches_db: bool,
+}
+
+impl Playbook {
+    /// Reads and checks a playbook file.
+    ///
+    /// # Errors
+    ///
+    /// [`PlaybookError::Plan`] naming the file, line and column of what is wrong.
+    pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PlaybookError::Plan(format!("cannot read playbook `{}`: {e}", path.display()))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses playbook `text`; `origin` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`Playbook::load`].
+    pub fn parse(text: &str, origin: &Path) -> Result<Playbook, PlaybookError> {
+        let at = |offset: usize, msg: String| {
+            let before = &text[..offset.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            PlaybookError::Plan(format!("{}:{line}:{col}: {msg}", origin.display()))
+        };
+        let raw: RawPlaybook = toml::from_str(text).map_err(|e| {
+            at(
+                e.span().map_or(0, |s| s.start),
+                e.message()
+                    .replace("unknown field", "unknown key")
+                    .replace('\n', " "),
+            )
+        })?;
+        if raw.steps.is_empty() {
+            return Err(at(0, "a playbook needs at least one `[[steps]]`".into()));
+        }
+        let mut steps = Vec::new();
+        let mut backup_seen = false;
+        let mut names = std::collections::BTreeSet::new();
+        for s in raw.steps {
+            let span = s.span().start;
+            let r = s.into_inner();
+            let shell_keys =
+                r.run.is_some() || r.verify.is_some() || r.undo.is_some() || r.scope.is_some();
+            let kind = match r.kind.as_str() {
+                "maintenance" => StepKind::Maintenance,
+                "backup" => {
+                    backup_seen = true;
+                    StepKind::Backup
+                }
+                "code-swap" => StepKind::CodeSwap,
+                "verify" => StepKind::Verify,
+                "shell" => {
+                    let run = r
+                        .run
+                        .filter(|c| !c.trim().is_empty())
+                        .ok_or_else(|| at(span, "a `shell` step needs `run`".into()))?;
+                    let per_host = match r.scope.as_deref() {
+                        None | Some("site") => false,
+                        Some("host") => true,
+                        Some(other) => {
+                            return Err(at(
+                                span,
+                                format!("invalid `scope` `{other}`, expected `site` or `host`"),
+                            ));
+                        }
+                    };
+                    if r.touches_db && !backup_seen {
+                        return Err(at(
+                            span,
+                            "a step with `touches_db = true` must come after a `backup` step"
+                                .into(),
+                        ));
+                    }
+                    if per_host && (r.touches_db || r.as_web_user) {
+                        return Err(at(
+                            span,
+                            "`touches_db` and `as_web_user` need `scope = \"site\"`".into(),
+                        ));
+                    }
+                    for t in [Some(&run), r.verify.as_ref(), r.undo.as_ref()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        check_placeholders(t).map_err(|m| at(span, m))?;
+                    }
+                    StepKind::Shell(ShellStep {
+                        per_host,
+                        run,
+                        verify: r.verify.filter(|v| !v.trim().is_empty()),
+                        undo: r.undo.filter(|v| !v.trim().is_empty()),
+                        as_web_user: r.as_web_user,
+                        touches_db: r.touches_db,
+                    })
+                }
+                other => {
+                    return Err(at(
+                        span,
+                        format!(
+                            "unknown step kind `{other}`, expected `maintenance`, `backup`, `code-swap`, `verify` or `shell`"
+                        ),
+                    ));
+                }
+            };
+            if !matches!(kind, StepKind::Shell(_)) && shell_keys {
+                return Err(at(
+                    span,
+                    format!(
+                        "`run`, `verify`, `undo` and `scope` belong to `shell` steps, not `{}`",
+                        r.kind
+                    ),
+                ));
+            }
+            let name = r.name.unwrap_or_else(|| r.kind.clone());
+            if !names.insert(name.clone()) {
+                return Err(at(
+                    span,
+                    format!("two steps are named `{name}`; give them distinct `name`s"),
+                ));
+            }
+            steps.push(Step { name, kind });
+        }
+        Ok(Playbook {
+            source: origin.to_owned(),
+            name: raw.name.unwrap_or_else(|| {
+                origin
+                    .file_stem()
+                    .map_or("playbook".into(), |s| s.to_string_lossy().into_owned())
+            }),
+            steps,
+        })
+    }
+
+    /// Whether a step needs the release tarball.
+    pub fn needs_tarball(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.kind, StepKind::CodeSwap | StepKind::Verify))
+    }
+}
+
+const PLACEHOLDERS: &[&str] = &[
+    "root",
+    "uri",
+    "site",
+    "host",
+    "web_user",
+    "backup_dir",
+    "run_dir",
+    "drush",
+    "cv",
+    "civicrm_root",
+    "civi_db",
+    "target",
+];
+
+fn check_placeholders(t: &str) -> Result<(), String> {
+    let mut rest = t.replace("{{", "").replace("}}", "");
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in `{t}`"))?;
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` in `{t}`; known: {}",
+                PLACEHOLDERS.join(", ")
+            ));
+        }
+        rest = after[end + 1..].to_owned();
+    }
+    Ok(())
+}
+
+/// Replaces placeholders with shell-quoted values.
+pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut chars = t.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if t[i..].starts_with("{{") => {
+                out.push('{');
+                chars.next();
+            }
+            '}' if t[i..].starts_with("}}") => {
+                out.push('}');
+                chars.next();
+            }
+            '{' => {
+                let end = t[i..].find('}').map_or(t.len(), |e| i + e);
+                out.push_str(&fleet_remote_exec::quote(&value(&t[i + 1..end])));
+                while chars.peek().is_some_and(|(j, _)| *j <= end) {
+                    chars.next();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Playbook, PlaybookError> {
+        Playbook::parse(t, Path::new("pb.toml"))
+    }
+
+    #[test]
+    fn parses_every_kind() {
+        let pb = parse(
+            "name = \"x\"\n[[steps]]\nkind = \"maintenance\"\n[[steps]]\nkind = \"backup\"\n[[steps]]\nname = \"clear\"\nkind = \"shell\"\nrun = \"rm -rf {root}/cache\"\ntouches_db = true\n[[steps]]\nkind = \"code-swap\"\n[[steps]]\nkind = \"verify\"\n",
+        )
+        .unwrap();
+        assert_eq!(pb.steps.len(), 5);
+        assert!(pb.needs_tarball());
+        assert!(matches!(&pb.steps[2].kind, StepKind::Shell(s) if s.touches_db && !s.per_host));
+    }
+
+    #[track_caller]
+    fn fails(t: &str, needle: &str) {
+        let e = parse(t).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+        assert!(e.starts_with("pb.toml:"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        fails(
+            "[[steps]]\nkind = \"teleport\"\n",
+            "unknown step kind `teleport`",
+        );
+        fails("[[steps]]\nkind = \"shell\"\n", "needs `run`");
+        fails(
+            "[[steps]]\nkind = \"shell\"\nrun = \"x\"\ntouches_db = true\n",
+            "after a `backup`",
+        );
+        fails(
+            "[[steps]]\nkind = \"shell\"\nrun = \"echo {nope}\"\n",
+            "unknown placeholder `{nope}`",
+        );
+        fails(
+            "[[steps]]\nkind = \"backup\"\nrun = \"x\"\n",
+            "belong to `shell` steps",
+        );
+        fails(
+            "[[steps]]\nkind = \"backup\"\nfoo = 1\n",
+            "unknown key `foo`",
+        );
+        fails("name = \"x\"\n", "at least one");
+        fails(
+            "[[steps]]\nkind = \"backup\"\n[[steps]]\nkind = \"backup\"\n",
+            "two steps are named `backup`",
+        );
+    }
+
+    #[test]
+    fn render_quotes_values() {
+        let out = render("cd {root} && echo {{literal}} {site}", |k| match k {
+            "root" => "/var/www/o'brien site".into(),
+            _ => "s1".into(),
+        });
+        assert_eq!(out, "cd '/var/www/o'\\''brien site' && echo {literal} s1");
+    }
+}
