@@ -379,4 +379,16 @@ mod tests {
         });
         assert_eq!(out, "cd '/var/www/o'\\''brien site' && echo {literal} s1");
     }
+
+    #[test]
+    fn example_file_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/playbook.example.toml"
+        ));
+        let pb = Playbook::load(path).unwrap();
+        assert_eq!(pb.name, "drupal core security update");
+        assert_eq!(pb.steps.len(), 5);
+        assert!(!pb.needs_tarball());
+    }
 }
