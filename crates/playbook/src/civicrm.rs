@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use fleet_inventory::{DbUpgradeTool, Site};
 use fleet_remote_exec::quote;
 
+use crate::error::PlaybookError;
+
 /// Shell helpers prepended to every script: `as_web USER CMD...` runs CMD as the web-server
 /// user (directly, with runuser as root, else with `sudo -n`), `vget` reads a Drupal variable
 /// mapping "never set" to `unset`, `codever` reads `xml/version.xml`.
@@ -465,6 +467,40 @@ pub(crate) fn unlock(dir: &str, run: &str) -> String {
         l = quote(dir),
         r = quote(&format!("run={run} ")),
     )
+}
+
+/// Reads the version of a release tarball from its `civicrm/xml/version.xml`.
+///
+/// # Errors
+///
+/// [`PlaybookError::Tarball`] when it cannot be read or holds no version.
+pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> {
+    let err = |reason: String| PlaybookError::Tarball {
+        path: path.to_owned(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(err("not a file".into()));
+    }
+    let out = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(path)
+        .arg("civicrm/xml/version.xml")
+        .output()
+        .map_err(|e| err(format!("cannot run tar: {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "no `civicrm/xml/version.xml` in it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("<version_no>")
+        .nth(1)
+        .and_then(|r| r.split("</version_no>").next())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| err("`civicrm/xml/version.xml` has no <version_no>".into()))
 }
 
 #[cfg(test)]

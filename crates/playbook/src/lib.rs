@@ -16,11 +16,15 @@
 mod civicrm;
 mod error;
 mod event;
+mod host;
 mod journal;
 mod outcome;
+mod plan;
 mod playbook;
+mod restore;
 mod runner;
 
+pub use civicrm::tarball_version;
 pub use civicrm::{Facts, version_cmp};
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
@@ -28,8 +32,7 @@ pub use journal::{
     ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, format_time,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
+pub use plan::{PlanRow, plan_upgrade};
 pub use playbook::{Playbook, ShellStep, Step, StepKind};
-pub use runner::{
-    Cancel, HostJob, OnFailure, PlanRow, RestoreMode, STEPS, UpgradeOptions, needs_restore,
-    plan_upgrade, restore_run, run_upgrade, tarball_version,
-};
+pub use restore::{RestoreMode, needs_restore, restore_run};
+pub use runner::{Cancel, HostJob, OnFailure, STEPS, UpgradeOptions, run_upgrade};
