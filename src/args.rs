@@ -143,6 +143,15 @@ pub(crate) struct UpgradeArgs {
     #[arg(long)]
     pub(crate) pause: bool,
 
+    /// After each batch but the last, wait this long, then re-verify its sites before the
+    /// next batch (a failed re-verify counts against the budget)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) bake: Option<Duration>,
+
+    /// Take over site locks held by this run (a run on another controller that died)
+    #[arg(long, value_name = "RUN")]
+    pub(crate) break_lock: Option<String>,
+
     /// Print every site, its versions, its batch and the steps it would run; change nothing
     #[arg(long)]
     pub(crate) plan: bool,

@@ -170,6 +170,8 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
             args: run.args.clone(),
             playbook,
             resume: Some(run.id.clone()),
+            break_lock: None,
+            bake: None,
         };
         let r = run_upgrade(&client, jobs, &opts, &journal, &reporter, None, &cancel).await?;
         reports

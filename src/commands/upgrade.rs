@@ -74,6 +74,8 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         args: std::env::args().collect::<Vec<_>>().join(" "),
         playbook,
         resume: None,
+        break_lock: args.break_lock.clone(),
+        bake: args.bake,
     };
     let jobs = jobs(&inventory, &hosts);
     let client = client();

@@ -159,6 +159,22 @@ impl Reporter for LineReporter {
                     "",
                 );
             }
+            Event::Baked { index, problems } if problems.is_empty() => {
+                self.line(
+                    &format!("batch {} re-verified after the bake: all good", index + 1),
+                    "32",
+                );
+            }
+            Event::Baked { index, problems } => {
+                self.line(
+                    &format!(
+                        "batch {} re-verify after the bake FAILED: {}",
+                        index + 1,
+                        problems.join("; ")
+                    ),
+                    "1;31",
+                );
+            }
             Event::Stopped { reason } => self.line(
                 &format!("STOPPED: {reason}; no further batch starts"),
                 "1;31",
@@ -211,6 +227,9 @@ impl Reporter for JsonReporter {
                 allowed,
             } => {
                 json!({"event": "batch_finished", "batch": index + 1, "failed": failed, "allowed": allowed})
+            }
+            Event::Baked { index, problems } => {
+                json!({"event": "baked", "batch": index + 1, "problems": problems})
             }
             Event::Stopped { reason } => json!({"event": "stopped", "reason": reason}),
         };

@@ -604,6 +604,50 @@ fn locked_site_is_refused_untouched() {
     );
     assert_eq!(s.maintenance(), "0");
     assert!(!u.calls("h01").iter().any(is_maintenance_on));
+    // The operator knows that run is dead: `--break-lock` takes the lock over.
+    let o = u.fleet(&["--break-lock", "other-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(s.db_version(), TO);
+}
+
+/// A lock left by a run the journal knows is over is stale and taken over without asking.
+#[test]
+fn stale_lock_of_a_finished_run_is_taken_over() {
+    let u = Upgrade::new(1, 1);
+    let pb = write_playbook(
+        u.state.path(),
+        "[[steps]]\nname = \"noop\"\nkind = \"shell\"\nrun = \"true\"\n",
+    );
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .arg("upgrade")
+        .arg("--playbook")
+        .arg(&pb);
+    assert_eq!(run(&mut c).status.code(), Some(0));
+    let finished = run_id(&u);
+    let s = u.sites_of("h01")[0];
+    let key: String = format!("{}{}", s.site_dir.display(), s.uri)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let lock = s.backup_dir.join(".fleet-locks").join(&key);
+    std::fs::create_dir_all(&lock).expect("lock dir");
+    std::fs::write(
+        lock.join("owner"),
+        format!("run={finished} controller=x pid=1 time=t\n"),
+    )
+    .expect("owner");
+    let o = u.fleet(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(s.db_version(), TO);
+    assert!(!lock.exists(), "the lock is released at the end");
 }
 
 /// First Ctrl-C during a batch: nothing new is admitted and sites not yet at the database
@@ -890,4 +934,66 @@ run = "echo failing on purpose >&2; exit 3"
         s.backup_dir.join("undo-ran").exists(),
         "undo of the earlier step ran"
     );
+}
+
+/// `--bake`: after the wait the canary's sites are checked again; one that went back into
+/// maintenance fails the batch and no later batch starts.
+#[test]
+fn bake_re_verifies_before_the_next_batch() {
+    let u = Upgrade::new(3, 1);
+    let child = spawn_upgrade(&u, &["--batches", "1,100%", "--bake", "3s"]);
+    let canary = u.sites_of("h01")[0].clone();
+    wait_until(
+        "canary upgraded",
+        std::time::Duration::from_secs(60),
+        || canary.db_version() == TO && canary.maintenance() == "0" && canary.code_version() == TO,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(
+        canary
+            .db_dir(&canary.cms_db)
+            .join("variable.maintenance_mode"),
+        "1\n",
+    )
+    .expect("tamper");
+    let o = child.wait_with_output().expect("fleet");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("re-verify after the bake FAILED"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!u.calls("h02").iter().any(is_maintenance_on));
+}
+
+/// `--json`: one event per line on stdout, machine-readable to the end.
+#[test]
+fn json_events_describe_the_run() {
+    let u = Upgrade::new(2, 1);
+    let o = u.fleet(&["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let events: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .collect();
+    assert_eq!(kinds[0], "run_started");
+    assert_eq!(events[0]["batches"], serde_json::json!([1, 1]));
+    assert!(
+        kinds.contains(&"batch_started")
+            && kinds.contains(&"step_finished")
+            && kinds.contains(&"site_finished")
+    );
+    let sites: Vec<&Value> = events.iter().filter(|e| e["event"] == "site").collect();
+    assert_eq!(sites.len(), 2);
+    assert!(sites.iter().all(|s| s["status"] == "upgraded"));
 }

@@ -449,14 +449,23 @@ pub(crate) fn empty_dir(dir: &str) -> String {
 /// Takes the per-site lock on the host: an atomic `mkdir` holding the owner's run id,
 /// controller and pid. Re-entrant for the same run (resume, recover). Prints `locked` or
 /// `held-by <owner line>`.
-pub(crate) fn lock(dir: &str, owner: &str, run: &str) -> String {
+pub(crate) fn lock(dir: &str, owner: &str, run: &str, take_over: Option<&str>) -> String {
+    let mut mine = format!(
+        "grep -q {} \"$l/owner\" 2>/dev/null",
+        quote(&format!("run={run} "))
+    );
+    if let Some(stale) = take_over {
+        mine.push_str(&format!(
+            " || grep -q {} \"$l/owner\" 2>/dev/null",
+            quote(&format!("run={stale} "))
+        ));
+    }
     format!(
         "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
-         elif grep -q {r} \"$l/owner\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
+         elif {mine}; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
          else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
         l = quote(dir),
         o = quote(owner),
-        r = quote(&format!("run={run} ")),
     )
 }
 

@@ -68,6 +68,13 @@ pub enum Event {
         /// Failed hosts it tolerated.
         allowed: usize,
     },
+    /// `--bake`: the batch's sites were checked again after the wait.
+    Baked {
+        /// Batch index.
+        index: usize,
+        /// What no longer verified (`host/site: why`); empty when all is well.
+        problems: Vec<String>,
+    },
     /// No further batch will start.
     Stopped {
         /// Why.

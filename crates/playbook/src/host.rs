@@ -250,10 +250,29 @@ impl HostRun<'_, '_> {
         for w in g {
             let dir = lock_dir(w.site, &w.facts);
             let unit = format!("site:{}", w.site.name);
-            match self
-                .exec(&unit, "lock", &civicrm::lock(&dir, &owner, &self.ctx.run))
-                .await
+            let mut attempt = self
+                .exec(
+                    &unit,
+                    "lock",
+                    &civicrm::lock(&dir, &owner, &self.ctx.run, None),
+                )
+                .await;
+            // A lock left by a run that is over (our journal says so) or named by
+            // `--break-lock` is stale: take it over.
+            if let Ok(out) = &attempt
+                && let Some(holder) = lock_holder(out)
+                && self.lock_is_stale(&holder)
             {
+                tracing::warn!(host = self.host, site = %w.site.name, run = %holder, "taking over a stale lock");
+                attempt = self
+                    .exec(
+                        &unit,
+                        "lock",
+                        &civicrm::lock(&dir, &owner, &self.ctx.run, Some(&holder)),
+                    )
+                    .await;
+            }
+            match attempt {
                 Ok(out) if out.trim() == "locked" => {
                     let _ = self.ctx.journal.set_artifact(
                         &self.ctx.run,
@@ -280,6 +299,23 @@ impl HostRun<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the run holding a lock is over: named by `--break-lock`, or in this journal
+    /// and no longer running (or running with no live controller on this machine).
+    fn lock_is_stale(&self, holder: &str) -> bool {
+        if self.ctx.opts.break_lock.as_deref() == Some(holder) {
+            return true;
+        }
+        match self.ctx.journal.run(holder) {
+            Ok(Some(r)) if r.state != "running" => true,
+            Ok(Some(r)) => {
+                let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                me.trim() == r.controller
+                    && !std::path::Path::new(&format!("/proc/{}", r.pid)).exists()
+            }
+            _ => false,
+        }
     }
 
     pub(crate) async fn unlock_group(&self, g: &[Work<'_>]) {
@@ -1291,6 +1327,15 @@ pub(crate) fn group_units<'a>(work: &[Work<'a>]) -> Vec<Vec<Work<'a>>> {
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
+/// The run id in a `held-by run=ID controller=...` answer.
+fn lock_holder(out: &str) -> Option<String> {
+    out.trim()
+        .strip_prefix("held-by ")?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("run="))
+        .map(str::to_owned)
+}
+
 pub(crate) fn lock_dir(site: &Site, facts: &Facts) -> String {
     let key: String = format!("{}{}", facts.site_dir, site.uri)
         .chars()
@@ -1353,4 +1398,107 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// `--bake`: after the wait, re-reads every upgraded site of `batch` (read-only) and returns
+/// `(host, problem)` for each site no longer at the target or not back to its prior
+/// maintenance state.
+pub(crate) async fn bake_check(
+    ctx: &Ctx<'_>,
+    batch: &[HostJob],
+    reports: &[SiteReport],
+) -> Vec<(String, String)> {
+    let futures = batch.iter().map(|job| async move {
+        let sites: Vec<Site> = job
+            .host
+            .sites
+            .iter()
+            .filter(|s| {
+                reports.iter().any(|r| {
+                    r.host == job.host.name
+                        && r.site == s.name
+                        && matches!(r.outcome, SiteOutcome::Upgraded { .. })
+                })
+            })
+            .cloned()
+            .collect();
+        if sites.is_empty() {
+            return Vec::new();
+        }
+        let host = job.host.name.clone();
+        let session = match ctx.client.connect(&job.target, &ctx.cancel.abort).await {
+            Ok(s) => s,
+            Err(e) => {
+                return vec![(
+                    host,
+                    format!("unreachable after the bake: {}", error_text(&e)),
+                )];
+            }
+        };
+        let opts = ExecOptions {
+            timeout: ctx.opts.step_timeout,
+            max_output: 1 << 20,
+        };
+        let out = session
+            .exec(
+                &RemoteCommand::shell(civicrm::discover_script(&sites)),
+                &opts,
+                &ctx.cancel.abort,
+            )
+            .await;
+        session.close().await;
+        let facts = match out {
+            Ok(o) if o.status.success() => civicrm::parse_discovery(&o.stdout.to_string_lossy()),
+            Ok(o) => {
+                return vec![(
+                    host,
+                    format!(
+                        "re-verify failed: {}",
+                        last_line(&o.stderr.to_string_lossy())
+                    ),
+                )];
+            }
+            Err(e) => return vec![(host, error_text(&e))],
+        };
+        let mut problems = Vec::new();
+        for s in &sites {
+            let f = facts.get(&s.name).cloned().unwrap_or_default();
+            let prior = ctx
+                .journal
+                .artifact(
+                    &ctx.run,
+                    &host,
+                    &format!("site:{}", s.name),
+                    "prior-maintenance",
+                )
+                .ok()
+                .flatten();
+            let target = &ctx.opts.target;
+            if f.code_version != *target || f.db_version != *target {
+                problems.push((
+                    host.clone(),
+                    format!(
+                        "{}: code `{}` / database `{}`, expected `{target}`",
+                        s.name, f.code_version, f.db_version
+                    ),
+                ));
+            } else if prior.as_deref().is_some_and(|p| p != f.maintenance) {
+                problems.push((
+                    host.clone(),
+                    format!(
+                        "{}: maintenance_mode is `{}`, expected `{}`",
+                        s.name,
+                        f.maintenance,
+                        prior.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        problems
+    });
+    futures::future::join_all(futures)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

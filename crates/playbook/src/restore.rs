@@ -83,6 +83,8 @@ pub async fn restore_run(
         args: info.args.clone(),
         playbook: None,
         resume: None,
+        break_lock: None,
+        bake: None,
     };
     let ctx = Ctx {
         client,

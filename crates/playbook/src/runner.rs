@@ -53,6 +53,10 @@ pub struct UpgradeOptions {
     pub playbook: Option<crate::Playbook>,
     /// Continue this run (`fleet resume`) instead of starting a new one.
     pub resume: Option<String>,
+    /// Take over site locks held by this run id (`--break-lock`).
+    pub break_lock: Option<String>,
+    /// After each batch but the last, wait this long, then re-verify its sites (`--bake`).
+    pub bake: Option<Duration>,
 }
 
 /// One host to upgrade: its inventory entry and how to reach it.
@@ -302,14 +306,42 @@ pub async fn run_upgrade(
             hosts: names,
         });
         let batch_reports = run_batch(&ctx, batch, index).await;
-        let failed_hosts = batch
+        let mut failed: Vec<&str> = batch
             .iter()
             .filter(|j| {
                 batch_reports
                     .iter()
                     .any(|r| r.host == j.host.name && r.outcome.is_failure(opts.unreachable_counts))
             })
-            .count();
+            .map(|j| j.host.name.as_str())
+            .collect();
+        // `--bake`: let the batch run for a while, then check its sites again before the
+        // next batch is admitted; a site that no longer verifies fails its host.
+        if let Some(d) = opts.bake
+            && index + 1 < sizes.len()
+            && !cancel.drain.is_cancelled()
+        {
+            tokio::select! {
+                () = tokio::time::sleep(d) => {}
+                () = cancel.drain.cancelled() => {}
+            }
+            let problems = crate::host::bake_check(&ctx, batch, &batch_reports).await;
+            for (host, _) in &problems {
+                if !failed.contains(&host.as_str()) {
+                    failed.push(
+                        batch
+                            .iter()
+                            .find(|j| j.host.name == *host)
+                            .map_or("", |j| j.host.name.as_str()),
+                    );
+                }
+            }
+            reporter.on_event(&Event::Baked {
+                index,
+                problems: problems.iter().map(|(h, p)| format!("{h}: {p}")).collect(),
+            });
+        }
+        let failed_hosts = failed.len();
         total_failed += failed_hosts;
         reporter.on_event(&Event::BatchFinished {
             index,
