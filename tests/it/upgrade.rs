@@ -650,10 +650,20 @@ fn stale_lock_of_a_finished_run_is_taken_over() {
     assert!(!lock.exists(), "the lock is released at the end");
 }
 
-/// First Ctrl-C during a batch: nothing new is admitted and sites not yet at the database
-/// upgrade are brought back; none is left in maintenance; exit 130.
 #[test]
 fn first_interrupt_brings_sites_back_up() {
+    interrupt_once_brings_sites_back_up("-INT");
+}
+
+/// SIGTERM (a service manager stopping fleet) behaves as the first Ctrl-C.
+#[test]
+fn sigterm_brings_sites_back_up() {
+    interrupt_once_brings_sites_back_up("-TERM");
+}
+
+/// First Ctrl-C during a batch: nothing new is admitted and sites not yet at the database
+/// upgrade are brought back; none is left in maintenance; exit 130.
+fn interrupt_once_brings_sites_back_up(signal: &str) {
     let u = Upgrade::new(3, 1);
     for h in ["h01", "h02", "h03"] {
         u.inject(h, "slow", Some("1"));
@@ -666,7 +676,7 @@ fn first_interrupt_brings_sites_back_up() {
         || s.maintenance() == "1",
     );
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
