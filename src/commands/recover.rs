@@ -224,7 +224,9 @@ pub(crate) async fn rollback(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<E
         &report,
         &run.target,
     )?;
-    journal.finish_run(&run.id, "rolled-back")?;
+    if args.sites.is_empty() {
+        journal.finish_run(&run.id, "rolled-back")?;
+    }
     let ok = reports.iter().all(|r| r.outcome.status() == "rolled-back");
     Ok(if ok {
         ExitStatus::Success

@@ -1007,3 +1007,28 @@ fn json_events_describe_the_run() {
     assert_eq!(sites.len(), 2);
     assert!(sites.iter().all(|s| s["status"] == "upgraded"));
 }
+
+/// `rollback --site`: the named site goes back, with every site sharing its codebase on that
+/// host; other hosts stay upgraded.
+#[test]
+fn rollback_of_one_site_takes_its_codebase_group_only() {
+    let u = Upgrade::new(2, 2);
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run = run_id(&u);
+    let o = fleet_cmd(&u, &["rollback", &run, "--site", "h01/site1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for s in &u.sites {
+        let want = if s.host == "h01" { FROM } else { TO };
+        assert_eq!(s.code_version(), want, "{}/{}", s.host, s.name);
+        assert_eq!(s.db_version(), want, "{}/{}", s.host, s.name);
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+    }
+    assert!(!stdout(&o).contains("h02"), "{}", stdout(&o));
+}

@@ -59,16 +59,29 @@ pub async fn restore_run(
     let info = journal
         .run(run)?
         .ok_or_else(|| PlaybookError::UnknownRun(run.to_owned()))?;
-    let rows: Vec<_> = journal
+    let wanted = |r: &crate::journal::SiteRow| {
+        only_sites.is_empty()
+            || only_sites
+                .iter()
+                .any(|s| *s == r.site || *s == format!("{}/{}", r.host, r.site))
+    };
+    // Every site of a host that has a wanted site is looked at: the ones sharing its codebase
+    // or database must go back with it (restoring shared code under an upgraded database
+    // would leave "futuristic data"); the others are left alone.
+    let all: Vec<_> = journal
         .sites(run)?
         .into_iter()
         .filter(|r| needs_restore(r, mode))
-        .filter(|r| {
-            only_sites.is_empty()
-                || only_sites
-                    .iter()
-                    .any(|s| *s == r.site || *s == format!("{}/{}", r.host, r.site))
-        })
+        .collect();
+    let rows: Vec<_> = all
+        .iter()
+        .filter(|r| all.iter().any(|w| w.host == r.host && wanted(w)))
+        .cloned()
+        .collect();
+    let requested: Vec<String> = all
+        .iter()
+        .filter(|r| wanted(r))
+        .map(|r| format!("{}/{}", r.host, r.site))
         .collect();
     let opts = UpgradeOptions {
         tarball: PathBuf::new(),
@@ -103,18 +116,19 @@ pub async fn restore_run(
                 .filter(|r| r.host == job.host.name)
                 .cloned()
                 .collect();
-            let ctx = &ctx;
+            let (ctx, requested) = (&ctx, &requested);
             async move {
-                let outcomes = restore_host(ctx, job, &mine, mode).await;
+                let outcomes = restore_host(ctx, job, &mine, mode, requested).await;
                 let mut reports = Vec::new();
                 for r in &mine {
-                    let outcome = outcomes
+                    let Some(outcome) = outcomes
                         .iter()
                         .find(|(s, _)| *s == r.site)
                         .map(|(_, o)| o.clone())
-                        .unwrap_or_else(|| SiteOutcome::NotStarted {
-                            reason: "site is no longer in the inventory".into(),
-                        });
+                    else {
+                        // Not requested and not tied to a requested site: left as it is.
+                        continue;
+                    };
                     let _ = finish_site(ctx, &r.host, &r.site, 0, &outcome, None);
                     reports.push(SiteReport {
                         host: r.host.clone(),
@@ -131,11 +145,14 @@ pub async fn restore_run(
         .into_iter()
         .flatten()
         .collect();
-    // Sites whose host is no longer selected are reported as such.
-    let mut all = reports;
-    for r in &rows {
-        if !all.iter().any(|x| x.host == r.host && x.site == r.site) {
-            all.push(SiteReport {
+    // Sites whose host is not in the inventory selection are reported as such.
+    let mut out = reports;
+    for r in rows
+        .iter()
+        .filter(|r| !jobs.iter().any(|j| j.host.name == r.host))
+    {
+        {
+            out.push(SiteReport {
                 host: r.host.clone(),
                 site: r.site.clone(),
                 batch: r.batch.unwrap_or(0) as usize,
@@ -145,7 +162,7 @@ pub async fn restore_run(
             });
         }
     }
-    Ok(all)
+    Ok(out)
 }
 
 pub(crate) async fn restore_host(
@@ -153,6 +170,7 @@ pub(crate) async fn restore_host(
     job: &HostJob,
     rows: &[crate::journal::SiteRow],
     mode: RestoreMode,
+    requested: &[String],
 ) -> Vec<(String, SiteOutcome)> {
     let host = &job.host.name;
     let sites: Vec<&Site> = job
@@ -229,6 +247,13 @@ pub(crate) async fn restore_host(
     let ws: Vec<Work<'_>> = work.iter().map(|(w, ..)| w.clone()).collect();
     let mut out = Vec::new();
     for g in group_units(&ws) {
+        if !g.iter().any(|w| {
+            requested
+                .iter()
+                .any(|r| *r == format!("{host}/{}", w.site.name))
+        }) {
+            continue;
+        }
         let target = &ctx.opts.target;
         let live_of = |w: &Work<'_>| {
             work.iter()
