@@ -50,6 +50,11 @@ test: deps
 	fi
 	cargo test --doc --workspace
 
+## bench: fleet exec vs pssh, pdsh and clush on 50, 200 and 500 lab hosts, and the upgrade
+## controller's cost; writes bench/results/ (installs the peers from Debian's packages)
+bench: deps
+	python3 bench/bench.py
+
 check:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings

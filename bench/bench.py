@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""fleet's benchmark: `fleet exec` against pssh, pdsh and clush in one run, on a lab of real
+sshd hosts started by `fleet-lab`, plus the controller cost of `fleet upgrade`.
+
+    python3 bench/bench.py [--sizes 50,200,500] [--runs 3] [--commands true,'uname -a']
+
+For every host count N and command, each tool runs once as a warm-up and then `--runs` times,
+the tools interleaved round by round so that machine noise hits all of them alike. Each run
+records the wall time, the tool's user+sys CPU (its whole process tree, from wait4), its peak
+RSS, and the CPU the lab's sshd spent (listeners and every session below them, from /proc).
+A run counts only if all N hosts succeeded, checked from the tool's own output.
+
+OpenSSH-based tools run twice: with the client's default key exchange, and with
+`KexAlgorithms curve25519-sha256`. fleet uses russh's default order (its post-quantum hybrid
+first, then curve25519).
+
+Results: `bench/results/<date>-<host>.jsonl` (one JSON object per run) and
+`bench/results/<date>-<host>.md` (medians and ratios to fleet), copied to
+`bench/results/latest.md`.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+FLEET = os.path.join(RELEASE, "fleet")
+FLEET_LAB = os.path.join(RELEASE, "fleet-lab")
+TICK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_tools():
+    """Installs pssh, pdsh and clustershell from Debian's packages when missing."""
+    wanted = {"parallel-ssh": "pssh", "pdsh": "pdsh", "clush": "clustershell", "/usr/bin/time": "time"}
+    missing = [pkg for exe, pkg in wanted.items() if shutil.which(exe) is None]
+    if missing:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        log(f"installing {' '.join(missing)}")
+        sh(sudo + ["apt-get", "update", "-qq"])
+        sh(sudo + ["apt-get", "install", "-y", "-qq"] + missing, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def build():
+    log("building fleet (release)")
+    sh(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT)
+
+
+class Lab:
+    """A fleet-lab of n hosts, with host files for every tool."""
+
+    def __init__(self, n, sites=0):
+        self.dir = tempfile.mkdtemp(prefix=f"fleet-bench-{n}-")
+        cmd = [FLEET_LAB, "up", "--hosts", str(n), "--dir", self.dir]
+        if sites:
+            cmd += ["--sites-per-host", str(sites), "--civicrm", "5.69.0"]
+        sh(cmd, stdout=subprocess.DEVNULL)
+        self.n = n
+        self.pids, self.addrs = [], []
+        for block in open(os.path.join(self.dir, "lab.toml")).read().split("[[host]]")[1:]:
+            self.addrs.append(re.search(r'address = "([^"]+)"', block).group(1))
+            m = re.search(r"pid = (\d+)", block)
+            if m:
+                self.pids.append(int(m.group(1)))
+        port = re.search(r"port = (\d+)", open(os.path.join(self.dir, "lab.toml")).read()).group(1)
+        self.inventory = os.path.join(self.dir, "inventory.toml")
+        self.ssh_config = os.path.join(self.dir, "ssh_config")
+        self.ssh_config_curve = os.path.join(self.dir, "ssh_config_curve")
+        with open(self.ssh_config) as f, open(self.ssh_config_curve, "w") as g:
+            g.write(f.read() + "    KexAlgorithms curve25519-sha256\n")
+        self.hosts_pssh = os.path.join(self.dir, "hosts_pssh.txt")
+        self.hosts_plain = os.path.join(self.dir, "hosts_plain.txt")
+        with open(self.hosts_pssh, "w") as f:
+            f.writelines(f"{a}:{port}\n" for a in self.addrs)
+        with open(self.hosts_plain, "w") as f:
+            f.writelines(f"{a}\n" for a in self.addrs)
+
+    def sshd_cpu(self):
+        """CPU seconds of every sshd listener and all it has waited for."""
+        total = 0
+        for pid in self.pids:
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # utime stime cutime cstime are fields 14-17 (1-based) of stat.
+            total += sum(int(x) for x in fields[11:15])
+        return total / TICK
+
+    def down(self):
+        subprocess.run([FLEET_LAB, "down", "--dir", self.dir], stdout=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tools(lab, n, cmd):
+    """(name, argv, env, success check) for every tool at parallelism n."""
+    quoted = cmd
+
+    def count_ok_fleet(out, err, rc):
+        return sum(1 for line in out.splitlines() if json.loads(line).get("status") == "ok")
+
+    def count_ok_pssh(out, err, rc):
+        return len(re.findall(r"\[SUCCESS\]", out))
+
+    def count_ok_pdsh(out, err, rc):
+        # pdsh reports each failing host on stderr; with -S its exit code is the largest rc.
+        failed = len(re.findall(r"exited with exit code|ssh: |Connection|Permission denied", err))
+        return lab.n - failed if rc == 0 else lab.n - max(failed, 1)
+
+    def count_ok_clush(out, err, rc):
+        failed = len(re.findall(r"exited with exit code|ssh: |Connection", err))
+        return lab.n - failed if rc == 0 else lab.n - max(failed, 1)
+
+    out = [("fleet", [FLEET, "-i", lab.inventory, "exec", "--json", "-f", str(n), "--", quoted], {}, count_ok_fleet)]
+    for kex, cfg in (("default", lab.ssh_config), ("curve25519", lab.ssh_config_curve)):
+        out.append((f"pssh/{kex}", ["parallel-ssh", "-h", lab.hosts_pssh, "-p", str(n), "-t", "300", "-x", f"-F {cfg}", quoted], {}, count_ok_pssh))
+        out.append((f"pdsh/{kex}", ["pdsh", "-S", "-R", "ssh", "-f", str(n), "-u", "300", "-w", f"^{lab.hosts_plain}", quoted], {"PDSH_SSH_ARGS_APPEND": f"-F {cfg}"}, count_ok_pdsh))
+        out.append((f"clush/{kex}", ["clush", "-S", "-f", str(n), "--hostfile", lab.hosts_plain, "-o", f"-F {cfg}", "-u", "300", quoted], {}, count_ok_clush))
+    return out
+
+
+def measure(lab, argv, env, check):
+    """Runs argv once: wall time, exit code, output, hosts ok, and from wait4 the CPU and peak
+    RSS of the tool's process tree, plus the CPU the lab's sshd spent meanwhile."""
+    sshd0 = lab.sshd_cpu()
+    # GNU time starts the tool, so the tool's peak RSS is not inflated by this Python
+    # process's memory (the kernel counts the pre-exec image of a forked child).
+    with tempfile.NamedTemporaryFile("w+") as usage, tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-o", usage.name, "-f", "%U %S %M"] + argv, stdout=out_f, stderr=err_f,
+                           env={**os.environ, **env, "FLEET_NO_PROGRESS": "1"}, text=True)
+        wall = time.perf_counter() - t0
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read(), err_f.read()
+        fields = open(usage.name).read().split()[-3:]
+    user, system, rss = float(fields[0]), float(fields[1]), int(fields[2])
+    return {
+        "wall": wall,
+        "rc": p.returncode,
+        "err": err,
+        "ok": check(out, err, p.returncode),
+        "cpu": user + system,
+        "rss": rss,
+        "sshd": lab.sshd_cpu() - sshd0,
+    }
+
+
+def run_benchmark(sizes, commands, runs, results):
+    for n in sizes:
+        log(f"lab of {n} hosts")
+        lab = Lab(n)
+        try:
+            for cmd in commands:
+                entries = tools(lab, n, cmd)
+                for rnd in range(runs + 1):
+                    # Rotate the order every round: no tool always runs first or last.
+                    order = entries[rnd % len(entries):] + entries[: rnd % len(entries)]
+                    for name, argv, env, check in order:
+                        m = measure(lab, argv, env, check)
+                        wall, cpu, sshd, ok, err = m["wall"], m["cpu"], m["sshd"], m["ok"], m["err"]
+                        row = {
+                            "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0,
+                            "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "peak_rss_kib": m["rss"],
+                            "sshd_cpu_s": round(sshd, 4), "hosts_ok": ok, "exit": m["rc"], "counted": rnd > 0 and ok == n,
+                        }
+                        results.append(row)
+                        log(f"N={n} {cmd!r} {name:18} wall {wall:6.2f}s cpu {cpu:6.3f}s sshd {sshd:6.2f}s ok {ok}/{n}" + ("" if rnd else " (warm-up)"))
+                        if ok != n:
+                            log(f"  {name} failed on {n - ok} host(s): {err.strip()[-300:]}")
+        finally:
+            lab.down()
+
+
+def run_upgrade_benchmark(hosts, results):
+    """Controller cost of `fleet upgrade`: 50 hosts whose fakes take no time."""
+    import resource
+
+    log(f"upgrade controller: lab of {hosts} hosts x 2 sites")
+    lab = Lab(hosts, sites=2)
+    state = tempfile.mkdtemp(prefix="fleet-bench-state-")
+    try:
+        tarball = os.path.join(lab.dir, "civicrm-5.70.0-drupal.tar.gz")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        p = subprocess.run([FLEET, "-i", lab.inventory, "--state-dir", state, "upgrade", "--tarball", tarball, "--batches", "1,100%", "-f", str(hosts)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "FLEET_NO_PROGRESS": "1"})
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        db = sqlite3.connect(os.path.join(state, "journal.sqlite"))
+        steps = db.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+        sites = db.execute("SELECT COUNT(*) FROM sites WHERE status = 'upgraded'").fetchone()[0]
+        row = {"bench": "upgrade-controller", "hosts": hosts, "sites_upgraded": sites, "steps": steps, "wall_s": round(wall, 3),
+               "cpu_s": round(cpu, 3), "cpu_ms_per_step": round(1000 * cpu / max(steps, 1), 3), "exit": p.returncode}
+        results.append(row)
+        log(f"upgrade: {sites} sites, {steps} journaled steps, wall {wall:.2f}s, controller cpu {cpu:.2f}s = {row['cpu_ms_per_step']} ms/step")
+    finally:
+        lab.down()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def table(results):
+    """Markdown: medians of counted runs, ratios to fleet."""
+    lines = []
+    groups = {}
+    for r in results:
+        if r.get("bench") or not r["counted"]:
+            continue
+        groups.setdefault((r["n"], r["command"]), {}).setdefault(r["tool"], []).append(r)
+    for (n, cmd), by_tool in sorted(groups.items()):
+        med = {t: {k: statistics.median(x[k] for x in rs) for k in ("wall_s", "cpu_s", "peak_rss_kib", "sshd_cpu_s")} | {"runs": len(rs)} for t, rs in by_tool.items()}
+        f = med.get("fleet")
+        lines.append(f"\n### N = {n}, `{cmd}`\n")
+        lines.append("| tool | runs | wall s | wall / fleet | client CPU s | CPU ms/host | CPU / fleet | peak RSS MiB | sshd CPU s | floor s (sshd CPU / cores) | wall / floor |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for tool, m in sorted(med.items(), key=lambda kv: kv[1]["wall_s"]):
+            floor = m["sshd_cpu_s"] / CORES
+            lines.append(
+                f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | {m['wall_s'] / f['wall_s']:.2f}x | {m['cpu_s']:.3f} | {1000 * m['cpu_s'] / n:.2f} | "
+                f"{m['cpu_s'] / f['cpu_s']:.1f}x | {m['peak_rss_kib'] / 1024:.1f} | {m['sshd_cpu_s']:.2f} | {floor:.2f} | {m['wall_s'] / floor:.2f} |"
+                if f else f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | - | {m['cpu_s']:.3f} | - | - | {m['peak_rss_kib'] / 1024:.1f} | {m['sshd_cpu_s']:.2f} | {floor:.2f} | - |"
+            )
+    for r in results:
+        if r.get("bench") == "upgrade-controller":
+            lines.append(f"\n### `fleet upgrade` controller, {r['hosts']} hosts\n")
+            lines.append(f"{r['sites_upgraded']} sites upgraded, {r['steps']} journaled steps, wall {r['wall_s']} s, controller CPU {r['cpu_s']} s: **{r['cpu_ms_per_step']} ms per (site, step)**")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="50,200,500")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--commands", default="true,uname -a")
+    ap.add_argument("--upgrade-hosts", type=int, default=50)
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    ensure_tools()
+    if not args.no_build:
+        build()
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    commands = [c for c in args.commands.split(",") if c]
+    results = []
+    started = datetime.datetime.now(datetime.timezone.utc)
+    run_benchmark(sizes, commands, args.runs, results)
+    if args.upgrade_hosts:
+        run_upgrade_benchmark(args.upgrade_hosts, results)
+    out_dir = os.path.join(ROOT, "bench", "results")
+    os.makedirs(out_dir, exist_ok=True)
+    stem = f"{started.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}"
+    with open(os.path.join(out_dir, stem + ".jsonl"), "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    header = (f"# fleet benchmark, {started.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
+              f"Machine: {socket.gethostname()}, {CORES} cores ({cpu}), {platform.platform()}; {ssh}.\n"
+              f"Medians of {args.runs} counted runs after 1 warm-up, tools interleaved; a run counts only when every host succeeded.\n"
+              f"`floor` is the sshd side's CPU divided by the cores: no client can finish faster on this machine.\n")
+    md = header + table(results) + "\n"
+    with open(os.path.join(out_dir, stem + ".md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
