@@ -102,3 +102,19 @@ fn warn_unfinished(cli: &Cli) {
         }
     }
 }
+
+/// The run whose id starts with `prefix` (a unique prefix is enough).
+fn find_run(
+    journal: &fleet_playbook::Journal,
+    prefix: &str,
+) -> anyhow::Result<fleet_playbook::RunRow> {
+    let mut matching = journal
+        .runs()?
+        .into_iter()
+        .filter(|r| r.id.starts_with(prefix));
+    match (matching.next(), matching.next()) {
+        (Some(run), None) => Ok(run),
+        (None, _) => anyhow::bail!("no run `{prefix}` in `{}`", journal.path().display()),
+        (Some(_), Some(_)) => anyhow::bail!("`{prefix}` matches several runs; give more of the id"),
+    }
+}

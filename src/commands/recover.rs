@@ -13,19 +13,6 @@ use crate::args::{Cli, RecoverArgs, ResumeArgs, RollbackArgs};
 use crate::exit::ExitStatus;
 use crate::render::upgrade::{LineReporter, write_summary};
 
-fn find_run(journal: &Journal, prefix: &str) -> anyhow::Result<RunRow> {
-    let runs = journal.runs()?;
-    let matching: Vec<RunRow> = runs
-        .into_iter()
-        .filter(|r| r.id.starts_with(prefix))
-        .collect();
-    match matching.len() {
-        1 => Ok(matching.into_iter().next().expect("one run")),
-        0 => bail!("no run `{prefix}` in `{}`", journal.path().display()),
-        n => bail!("`{prefix}` matches {n} runs; give more of the id"),
-    }
-}
-
 /// Whether `run` is still driven by a live controller on this machine.
 pub(crate) fn controller_alive(run: &RunRow) -> bool {
     if run.state != "running" {
@@ -100,7 +87,7 @@ fn finish(
 
 pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitStatus> {
     let journal = Journal::open(&super::state_dir(cli)?)?;
-    let run = find_run(&journal, &args.run)?;
+    let run = super::find_run(&journal, &args.run)?;
     refuse_if_active(&run)?;
     let inventory = super::load_inventory(cli)?;
     let client = super::upgrade::client();
@@ -186,7 +173,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
 
 pub(crate) async fn rollback(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
     let journal = Journal::open(&super::state_dir(cli)?)?;
-    let run = find_run(&journal, &args.run)?;
+    let run = super::find_run(&journal, &args.run)?;
     refuse_if_active(&run)?;
     let inventory = super::load_inventory(cli)?;
     let rows = journal.sites(&run.id)?;

@@ -50,19 +50,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             )?;
         }
         Some(RunsCommand::Show { run }) => {
-            let runs = journal.runs()?;
-            let matching: Vec<_> = runs
-                .iter()
-                .filter(|r| r.id.starts_with(run.as_str()))
-                .collect();
-            let r = match matching.as_slice() {
-                [one] => *one,
-                [] => anyhow::bail!("no run `{run}` in `{}`", journal.path().display()),
-                _ => anyhow::bail!(
-                    "`{run}` matches {} runs; give more of the id",
-                    matching.len()
-                ),
-            };
+            let r = &super::find_run(&journal, run)?;
             writeln!(
                 out,
                 "run {} ({}), {} -> {}",
