@@ -618,13 +618,11 @@ fn stale_lock_of_a_finished_run_is_taken_over() {
         u.state.path(),
         "[[steps]]\nname = \"noop\"\nkind = \"shell\"\nrun = \"true\"\n",
     );
-    let mut c = fleet(&u.lab.inventory_path());
-    c.arg("--state-dir")
-        .arg(u.state.path())
-        .arg("upgrade")
-        .arg("--playbook")
-        .arg(&pb);
-    assert_eq!(run(&mut c).status.code(), Some(0));
+    let pb = pb.display().to_string();
+    assert_eq!(
+        fleet_cmd(&u, &["upgrade", "--playbook", &pb]).status.code(),
+        Some(0)
+    );
     let finished = run_id(&u);
     let s = u.sites_of("h01")[0];
     let key: String = format!("{}{}", s.site_dir.display(), s.uri)
@@ -867,13 +865,8 @@ run = "echo {site} > {root}/sites/marker-{site}; test \"$({drush} -r {root} -l {
 verify = "test -s {root}/sites/marker-{site}"
 "#,
     );
-    let mut c = fleet(&u.lab.inventory_path());
-    c.arg("--state-dir")
-        .arg(u.state.path())
-        .arg("upgrade")
-        .arg("--playbook")
-        .arg(&pb);
-    let o = run(&mut c);
+    let pb = pb.display().to_string();
+    let o = fleet_cmd(&u, &["upgrade", "--playbook", &pb]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -924,13 +917,8 @@ kind = "shell"
 run = "echo failing on purpose >&2; exit 3"
 "#,
     );
-    let mut c = fleet(&u.lab.inventory_path());
-    c.arg("--state-dir")
-        .arg(u.state.path())
-        .arg("upgrade")
-        .arg("--playbook")
-        .arg(&pb);
-    let o = run(&mut c);
+    let pb = pb.display().to_string();
+    let o = fleet_cmd(&u, &["upgrade", "--playbook", &pb]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s = u.sites_of("h01")[0];
     assert!(

@@ -146,6 +146,20 @@ pub enum LabError {
 }
 
 /// Maps an I/O error to [`LabError::Io`] with what was done on which path.
+impl LabError {
+    /// The error and its causes on one line (`a: b: c`).
+    pub fn chain(&self) -> String {
+        let mut msg = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        msg
+    }
+}
+
 pub(crate) fn io(
     action: &'static str,
     path: impl Into<PathBuf>,

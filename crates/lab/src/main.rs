@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     match run(cli.command, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {}", chain(&e));
+            let _ = writeln!(std::io::stderr(), "error: {}", e.chain());
             ExitCode::FAILURE
         }
     }
@@ -130,16 +130,4 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
         }
     }
     Ok(())
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }

@@ -24,7 +24,7 @@ impl TestLab {
     /// When the lab cannot start, with the reason (e.g. how to install sshd): a test
     /// needing the lab must fail, not silently pass.
     pub fn start(hosts: usize) -> TestLab {
-        TestLab::try_start(hosts).unwrap_or_else(|e| panic!("fleet-lab: {}", chain(&e)))
+        TestLab::try_start(hosts).unwrap_or_else(|e| panic!("fleet-lab: {}", e.chain()))
     }
 
     /// Starts a lab of `hosts` hosts, returning the error instead of panicking.
@@ -50,7 +50,7 @@ impl TestLab {
     pub fn with_sites(hosts: usize, per_host: usize, version: &str) -> TestLab {
         let lab = TestLab::start(hosts);
         lab.add_sites(&crate::SitesOptions::new(per_host, version))
-            .unwrap_or_else(|e| panic!("fleet-lab sites: {}", chain(&e)));
+            .unwrap_or_else(|e| panic!("fleet-lab sites: {}", e.chain()));
         lab
     }
 
@@ -88,16 +88,4 @@ impl Drop for TestLab {
         // Nothing useful can be done with an error here: the daemons were signalled anyway.
         let _ = self.lab.down();
     }
-}
-
-/// An error and its causes on one line, as a panic message.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
