@@ -1426,39 +1426,20 @@ pub(crate) async fn bake_check(
             return Vec::new();
         }
         let host = job.host.name.clone();
-        let session = match ctx.client.connect(&job.target, &ctx.cancel.abort).await {
-            Ok(s) => s,
-            Err(e) => {
-                return vec![(
-                    host,
-                    format!("unreachable after the bake: {}", error_text(&e)),
-                )];
+        let facts = match discover(
+            ctx.client,
+            &job.target,
+            &sites,
+            ctx.opts.step_timeout,
+            ctx.cancel,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(Discovery::Unreachable(why)) => {
+                return vec![(host, format!("unreachable after the bake: {why}"))];
             }
-        };
-        let opts = ExecOptions {
-            timeout: ctx.opts.step_timeout,
-            max_output: 1 << 20,
-        };
-        let out = session
-            .exec(
-                &RemoteCommand::shell(civicrm::discover_script(&sites)),
-                &opts,
-                &ctx.cancel.abort,
-            )
-            .await;
-        session.close().await;
-        let facts = match out {
-            Ok(o) if o.status.success() => civicrm::parse_discovery(&o.stdout.to_string_lossy()),
-            Ok(o) => {
-                return vec![(
-                    host,
-                    format!(
-                        "re-verify failed: {}",
-                        last_line(&o.stderr.to_string_lossy())
-                    ),
-                )];
-            }
-            Err(e) => return vec![(host, error_text(&e))],
+            Err(Discovery::Failed(why)) => return vec![(host, format!("re-verify failed: {why}"))],
         };
         let mut problems = Vec::new();
         for s in &sites {
@@ -1501,4 +1482,44 @@ pub(crate) async fn bake_check(
         .into_iter()
         .flatten()
         .collect()
+}
+
+/// Why a read-only discovery gave no facts.
+pub(crate) enum Discovery {
+    /// Could not connect or the connection dropped.
+    Unreachable(String),
+    /// The discovery script failed on the host.
+    Failed(String),
+}
+
+/// Connects, runs the read-only discovery script for `sites`, and closes: what `--plan` and
+/// `--bake` need (no journal, no locks).
+pub(crate) async fn discover(
+    client: &fleet_remote_exec::Client,
+    target: &fleet_remote_exec::Target,
+    sites: &[Site],
+    timeout: std::time::Duration,
+    cancel: &crate::runner::Cancel,
+) -> Result<BTreeMap<String, Facts>, Discovery> {
+    let session = client
+        .connect(target, &cancel.abort)
+        .await
+        .map_err(|e| Discovery::Unreachable(error_text(&e)))?;
+    let opts = ExecOptions {
+        timeout,
+        max_output: 1 << 20,
+    };
+    let out = session
+        .exec(
+            &RemoteCommand::shell(civicrm::discover_script(sites)),
+            &opts,
+            &cancel.abort,
+        )
+        .await;
+    session.close().await;
+    match out {
+        Ok(o) if o.status.success() => Ok(civicrm::parse_discovery(&o.stdout.to_string_lossy())),
+        Ok(o) => Err(Discovery::Failed(last_line(&o.stderr.to_string_lossy()))),
+        Err(e) => Err(Discovery::Unreachable(error_text(&e))),
+    }
 }

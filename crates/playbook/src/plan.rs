@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use fleet_inventory::Site;
-use fleet_remote_exec::{Client, ExecOptions, RemoteCommand};
+use fleet_remote_exec::Client;
 use tokio::sync::Semaphore;
 
-use crate::civicrm::{self, Facts};
+use crate::civicrm::Facts;
 use crate::error::PlaybookError;
-use crate::host::{Classified, error_text, last_line, verdict};
+use crate::host::{Classified, Discovery, discover, verdict};
 use crate::runner::{Cancel, HostJob, UpgradeOptions};
 
 /// What `--plan` found for one site.
@@ -76,50 +76,26 @@ pub async fn plan_upgrade(
                 action: action.into(),
                 reason,
             };
-            let facts = match client.connect(&job.target, &cancel.abort).await {
-                Err(e) => {
-                    let why = error_text(&e);
-                    return job
-                        .host
-                        .sites
-                        .iter()
-                        .map(|s| row(s, &Facts::default(), "unreachable", why.clone()))
-                        .collect::<Vec<_>>();
-                }
-                Ok(session) => {
-                    let cmd = RemoteCommand::shell(civicrm::discover_script(&job.host.sites));
-                    let o = ExecOptions {
-                        timeout: opts.step_timeout,
-                        max_output: 1 << 20,
-                    };
-                    let r = session.exec(&cmd, &o, &cancel.abort).await;
-                    session.close().await;
-                    match r {
-                        Ok(out) if out.status.success() => {
-                            civicrm::parse_discovery(&out.stdout.to_string_lossy())
-                        }
-                        Ok(out) => {
-                            let why = format!(
-                                "discovery failed: {}",
-                                last_line(&out.stderr.to_string_lossy())
-                            );
-                            return job
-                                .host
-                                .sites
-                                .iter()
-                                .map(|s| row(s, &Facts::default(), "refuse", why.clone()))
-                                .collect();
-                        }
-                        Err(e) => {
-                            let why = error_text(&e);
-                            return job
-                                .host
-                                .sites
-                                .iter()
-                                .map(|s| row(s, &Facts::default(), "unreachable", why.clone()))
-                                .collect();
-                        }
-                    }
+            let failed_all = |action: &str, why: String| -> Vec<PlanRow> {
+                job.host
+                    .sites
+                    .iter()
+                    .map(|s| row(s, &Facts::default(), action, why.clone()))
+                    .collect()
+            };
+            let facts = match discover(
+                client,
+                &job.target,
+                &job.host.sites,
+                opts.step_timeout,
+                cancel,
+            )
+            .await
+            {
+                Ok(f) => f,
+                Err(Discovery::Unreachable(why)) => return failed_all("unreachable", why),
+                Err(Discovery::Failed(why)) => {
+                    return failed_all("refuse", format!("discovery failed: {why}"));
                 }
             };
             job.host
