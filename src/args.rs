@@ -233,6 +233,11 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) connect_timeout: Option<Duration>,
 
+    /// Handshakes in flight at once; more hosts wait their turn before their connect timeout
+    /// starts (commands already running are not limited)
+    #[arg(long, default_value_t = fleet_remote_exec::DEFAULT_MAX_HANDSHAKES, value_parser = parse_positive, value_name = "N")]
+    pub(crate) max_handshakes: usize,
+
     /// One JSON object per host on stdout instead of folded text
     #[arg(long)]
     pub(crate) json: bool,
@@ -283,6 +288,14 @@ fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthContext, KeyCache, NoPrompt, Prompter, authenticate};
@@ -16,6 +16,12 @@ use crate::error::{ExecError, HostKeyError};
 use crate::known_hosts::{KnownHosts, Verdict, fingerprint, lookup_name};
 use crate::session::Session;
 use crate::target::{HostKeyPolicy, Target};
+
+/// Read buffer of each direct TCP connection.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Default of [`ClientOptions::max_handshakes`].
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 
 /// Settings shared by every connection of a [`Client`].
 pub struct ClientOptions {
@@ -29,6 +35,11 @@ pub struct ClientOptions {
     pub keepalive: Duration,
     /// Most commands run at once over one connection (sshd's `MaxSessions` defaults to 10).
     pub max_channels: usize,
+    /// Most handshakes (TCP connect, key exchange, authentication) in flight at once, across
+    /// every target. Connections past it wait their turn before their connect timeout starts,
+    /// so thousands of hosts started together neither overflow listen backlogs nor share the
+    /// CPU so thinly that every handshake is slow; commands already connected are not limited.
+    pub max_handshakes: usize,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +52,7 @@ impl Default for ClientOptions {
                 .map(PathBuf::from),
             keepalive: Duration::from_secs(15),
             max_channels: 8,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
 }
@@ -61,6 +73,7 @@ pub(crate) struct Inner {
     auth: AuthContext,
     keepalive: Duration,
     pub(crate) max_channels: usize,
+    handshakes: Semaphore,
     jumps: Mutex<HashMap<String, JumpSlot>>,
 }
 
@@ -78,6 +91,7 @@ impl Client {
                 },
                 keepalive: options.keepalive,
                 max_channels: options.max_channels.max(1),
+                handshakes: Semaphore::new(options.max_handshakes.max(1)),
                 jumps: Mutex::new(HashMap::new()),
             }),
         }
@@ -147,6 +161,13 @@ impl Client {
             files: target.known_hosts_files.clone(),
         };
         let config = Arc::new(self.config_for(&name, target));
+        // Wait for a handshake slot first: the timeouts below start once it is ours.
+        let _slot = self
+            .inner
+            .handshakes
+            .acquire()
+            .await
+            .expect("the handshake semaphore is never closed");
         let handshake = async {
             let stream: Box<dyn Stream> = match &via {
                 None => {
@@ -158,7 +179,9 @@ impl Client {
                                 source,
                             })?;
                     let _ = tcp.set_nodelay(true);
-                    Box::new(tcp)
+                    // russh reads a packet's length, then its body: buffering turns the
+                    // dozens of small reads of a handshake into one per arrival.
+                    Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, tcp))
                 }
                 Some(jump) => Box::new(jump.tunnel(&target.address, target.port).await?),
             };

@@ -46,7 +46,7 @@ mod session;
 mod target;
 
 pub use auth::{NoPrompt, Prompter};
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, DEFAULT_MAX_HANDSHAKES};
 pub use command::{RemoteCommand, Sudo, quote};
 pub use error::{ExecError, HostKeyError};
 pub use output::{Capture, ExecOutput, ExitStatus};

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use fleet_lab::TestLab;
-use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand};
+use fleet_remote_exec::{Client, ClientOptions, ExecError, ExecOptions, ExitStatus, RemoteCommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::{client, connect, pid_alive, target};
@@ -222,6 +222,45 @@ async fn silent_server_times_out() {
         .expect("must time out");
     assert!(matches!(err, ExecError::ConnectTimeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// With one handshake slot, a host queued behind a silent one waits for the slot, and its
+/// connect timeout starts only then: it connects instead of timing out in the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_handshakes_start_their_timeout_when_admitted() {
+    let lab = TestLab::start(1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut silent = target(&lab, &lab.hosts()[0]);
+    silent.address = "127.0.0.1".into();
+    silent.port = listener.local_addr().expect("addr").port();
+    silent.connect_timeout = Duration::from_millis(800);
+    let mut real = target(&lab, &lab.hosts()[0]);
+    real.connect_timeout = Duration::from_millis(800);
+    let c = Client::new(ClientOptions {
+        agent_socket: None,
+        max_handshakes: 1,
+        ..ClientOptions::default()
+    });
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let first = c.connect(&silent, &cancel);
+    let second = async {
+        // Let the silent host take the only slot first.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = c.connect(&real, &cancel).await;
+        (r, started.elapsed())
+    };
+    let (first, (second, second_done)) = tokio::join!(first, second);
+    assert!(
+        matches!(first, Err(ExecError::ConnectTimeout { .. })),
+        "{:?}",
+        first.err()
+    );
+    second.expect("the queued host connects once admitted");
+    assert!(
+        second_done >= Duration::from_millis(800),
+        "the queued handshake waited for the slot: {second_done:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
