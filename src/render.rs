@@ -126,6 +126,52 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A progress bar on stderr when it is a terminal; hidden (and free) otherwise.
+/// Standard output that a reader may close early (`fleet exec ... | head`): once the pipe
+/// is gone, further output is dropped instead of failing, so the run still ends as it should
+/// (out-dir written, summary and warnings on stderr, the right exit status).
+pub(crate) fn stdout() -> PipeSafe<std::io::StdoutLock<'static>> {
+    PipeSafe {
+        inner: std::io::stdout().lock(),
+        closed: false,
+    }
+}
+
+/// See [`stdout`].
+pub(crate) struct PipeSafe<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: std::io::Write> PipeSafe<W> {
+    fn guard(&mut self, r: std::io::Result<usize>, len: usize) -> std::io::Result<usize> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(len)
+            }
+            r => r,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for PipeSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.guard(r, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush().map(|()| 0);
+        self.guard(r, 0).map(|_| ())
+    }
+}
+
 pub(crate) fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() || std::env::var_os("FLEET_NO_PROGRESS").is_some()
     {
@@ -171,6 +217,35 @@ pub(crate) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pipe_safe_output_drops_writes_after_the_reader_left() {
+        use std::io::Write;
+        struct Closed(usize);
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                self.0 += 1;
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::Other.into())
+            }
+        }
+        let mut w = super::PipeSafe {
+            inner: Closed(0),
+            closed: false,
+        };
+        writeln!(w, "one").unwrap();
+        writeln!(w, "two").unwrap();
+        w.flush().unwrap();
+        assert_eq!(w.inner.0, 1, "the closed pipe is written to once");
+        // Other errors still surface.
+        let mut w = super::PipeSafe {
+            inner: Closed(0),
+            closed: false,
+        };
+        assert!(w.flush().is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -69,16 +69,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     watcher.abort();
     progress.finish_and_clear();
 
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        for r in &reports {
-            writeln!(stdout, "{}", render::json::host_line(r))?;
-        }
-    } else {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        render::human::write_folded(&mut stdout, &reports, color)?;
-    }
-    stdout.flush()?;
+    write_results(args.json, &reports)?;
     if let Some(dir) = &args.out_dir {
         render::json::write_out_dir(dir, &reports)
             .with_context(|| format!("cannot write results to `{}`", dir.display()))?;
@@ -94,6 +85,19 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     } else {
         ExitStatus::HostsFailed
     })
+}
+
+fn write_results(json: bool, reports: &[HostReport]) -> std::io::Result<()> {
+    let mut stdout = render::stdout();
+    if json {
+        for r in reports {
+            writeln!(stdout, "{}", render::json::host_line(r))?;
+        }
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        render::human::write_folded(&mut stdout, reports, color)?;
+    }
+    stdout.flush()
 }
 
 struct Job {

@@ -59,7 +59,7 @@ fn finish(
         stopped: None,
     };
     write_summary(
-        &mut std::io::stdout().lock(),
+        &mut crate::render::stdout(),
         &mut std::io::stderr().lock(),
         &report,
         target,
@@ -206,7 +206,7 @@ pub(crate) async fn rollback(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<E
         stopped: None,
     };
     write_summary(
-        &mut std::io::stdout().lock(),
+        &mut crate::render::stdout(),
         &mut std::io::stderr().lock(),
         &report,
         &run.target,

@@ -113,7 +113,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     .await?;
     watcher.abort();
     if args.json {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::render::stdout();
         for s in &report.sites {
             writeln!(
                 out,
@@ -123,7 +123,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         }
     } else {
         write_summary(
-            &mut std::io::stdout().lock(),
+            &mut crate::render::stdout(),
             &mut std::io::stderr().lock(),
             &report,
             &opts.target,

@@ -45,6 +45,34 @@ fn exec_all_ok_exits_zero_and_honours_limit() {
     );
 }
 
+/// `fleet exec ... | head`: the reader leaves before the output; the run still writes its
+/// out-dir and summary and exits with the hosts' status, without a "Broken pipe" error.
+#[test]
+fn exec_whose_reader_left_still_finishes_the_run() {
+    let mut lab = TestLab::start(3);
+    lab.lab_mut().stop_host("h03").expect("stop");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let mut child = fleet(&lab.inventory_path())
+        .args(["exec", "--out-dir"])
+        .arg(out_dir.path())
+        .args(["--", "echo hi"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fleet");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("error:"),
+        "{err}"
+    );
+    assert!(err.contains("3 hosts in"), "{err}");
+    let summary = std::fs::read_to_string(out_dir.path().join("summary.json")).expect("summary");
+    assert!(summary.contains("unreachable"), "{summary}");
+}
+
 #[test]
 fn exec_json_and_out_dir() {
     let mut lab = TestLab::start(3);
