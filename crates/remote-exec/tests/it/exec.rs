@@ -1,7 +1,9 @@
 use std::time::{Duration, Instant};
 
 use fleet_lab::TestLab;
-use fleet_remote_exec::{Client, ClientOptions, ExecError, ExecOptions, ExitStatus, RemoteCommand};
+use fleet_remote_exec::{
+    Client, ClientOptions, ExecError, ExecOptions, ExitStatus, RemoteCommand, Target,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{client, connect, pid_alive, target};
@@ -204,16 +206,22 @@ async fn stopped_host_is_a_connect_error() {
     assert_eq!(err.kind(), "connect");
 }
 
+/// A target whose TCP listener accepts and never speaks (keep the listener alive).
+fn silent_target(lab: &TestLab, connect_timeout: Duration) -> (std::net::TcpListener, Target) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut t = target(lab, &lab.hosts()[0]);
+    t.address = "127.0.0.1".into();
+    t.port = listener.local_addr().expect("addr").port();
+    t.connect_timeout = connect_timeout;
+    (listener, t)
+}
+
 /// A peer that accepts TCP and never speaks must not hang the connect (russh has no
 /// handshake timeout of its own).
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_server_times_out() {
     let lab = TestLab::start(1);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut t = target(&lab, &lab.hosts()[0]);
-    t.address = "127.0.0.1".into();
-    t.port = listener.local_addr().expect("addr").port();
-    t.connect_timeout = Duration::from_millis(700);
+    let (_listener, t) = silent_target(&lab, Duration::from_millis(700));
     let started = Instant::now();
     let err = client()
         .connect(&t, &CancellationToken::new())
@@ -229,11 +237,7 @@ async fn silent_server_times_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn queued_handshakes_start_their_timeout_when_admitted() {
     let lab = TestLab::start(1);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut silent = target(&lab, &lab.hosts()[0]);
-    silent.address = "127.0.0.1".into();
-    silent.port = listener.local_addr().expect("addr").port();
-    silent.connect_timeout = Duration::from_millis(800);
+    let (_listener, silent) = silent_target(&lab, Duration::from_millis(800));
     let mut real = target(&lab, &lab.hosts()[0]);
     real.connect_timeout = Duration::from_millis(800);
     let c = Client::new(ClientOptions {
