@@ -12,14 +12,6 @@ use fleet_inventory::{Inventory, Selector};
 use crate::args::{Cli, Command, Selection};
 use crate::exit::ExitStatus;
 
-/// True when `err` comes from writing to a pipe whose reader has gone.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Runs the parsed command line and returns how the process should exit. Errors are printed
 /// here, once.
 #[allow(clippy::print_stderr)]
@@ -41,9 +33,6 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
     };
     match result {
         Ok(status) => status,
-        // The reader of our output went away (`fleet runs | head`): stop quietly, as a
-        // pipeline expects.
-        Err(err) if is_broken_pipe(&err) => ExitStatus::Success,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitStatus::Usage

@@ -125,13 +125,20 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// A progress bar on stderr when it is a terminal; hidden (and free) otherwise.
 /// Standard output that a reader may close early (`fleet exec ... | head`): once the pipe
 /// is gone, further output is dropped instead of failing, so the run still ends as it should
 /// (out-dir written, summary and warnings on stderr, the right exit status).
 pub(crate) fn stdout() -> PipeSafe<std::io::StdoutLock<'static>> {
     PipeSafe {
         inner: std::io::stdout().lock(),
+        closed: false,
+    }
+}
+
+/// Standard error, with the same tolerance as [`stdout`] (`fleet exec ... 2>&1 | head`).
+pub(crate) fn stderr() -> PipeSafe<std::io::StderrLock<'static>> {
+    PipeSafe {
+        inner: std::io::stderr().lock(),
         closed: false,
     }
 }
@@ -172,6 +179,7 @@ impl<W: std::io::Write> std::io::Write for PipeSafe<W> {
     }
 }
 
+/// A progress bar on stderr when it is a terminal; hidden (and free) otherwise.
 pub(crate) fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() || std::env::var_os("FLEET_NO_PROGRESS").is_some()
     {

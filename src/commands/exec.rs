@@ -75,7 +75,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
             .with_context(|| format!("cannot write results to `{}`", dir.display()))?;
     }
     if !cli.quiet {
-        let mut stderr = std::io::stderr().lock();
+        let mut stderr = render::stderr();
         render::human::write_summary(&mut stderr, &reports, started.elapsed())?;
     }
     Ok(if cancel.interrupted() {
@@ -185,8 +185,15 @@ async fn run_host(
     cancel: &Cancel,
 ) -> HostReport {
     let t0 = Instant::now();
-    let session = match client.connect(target, &cancel.abort).await {
+    let session = match client
+        .connect_unless_stopped(target, &cancel.abort, Some(&cancel.drain))
+        .await
+    {
         Ok(s) => s,
+        // Drained while queued for a handshake slot: this host never started.
+        Err(ExecError::Cancelled) if !cancel.abort.is_cancelled() => {
+            return HostReport::new(target, Outcome::NotStarted, None, t0.elapsed());
+        }
         Err(ExecError::Cancelled) => {
             return HostReport::new(target, Outcome::Cancelled, None, t0.elapsed());
         }

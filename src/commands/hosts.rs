@@ -8,7 +8,7 @@ use crate::exit::ExitStatus;
 pub(crate) fn run(cli: &Cli, args: &HostsArgs) -> anyhow::Result<ExitStatus> {
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::render::stdout();
     if args.json {
         for h in &hosts {
             let vars: serde_json::Map<String, serde_json::Value> = h

@@ -60,7 +60,7 @@ fn finish(
     };
     write_summary(
         &mut crate::render::stdout(),
-        &mut std::io::stderr().lock(),
+        &mut crate::render::stderr(),
         &report,
         target,
     )?;
@@ -207,7 +207,7 @@ pub(crate) async fn rollback(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<E
     };
     write_summary(
         &mut crate::render::stdout(),
-        &mut std::io::stderr().lock(),
+        &mut crate::render::stderr(),
         &report,
         &run.target,
     )?;
@@ -235,7 +235,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             found.push((run, rows));
         }
     }
-    let mut err = std::io::stderr().lock();
+    let mut err = crate::render::stderr();
     if found.is_empty() {
         writeln!(
             err,

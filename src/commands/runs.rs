@@ -11,7 +11,7 @@ use crate::render::table;
 
 pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
     let journal = Journal::open(&super::state_dir(cli)?)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::render::stdout();
     match &args.command {
         None => {
             let rows: Vec<[String; 6]> = journal

@@ -18,7 +18,7 @@ use crate::targets::{TargetOverrides, target_for};
 
 pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitStatus> {
     if args.show_steps {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::render::stdout();
         for (i, (name, scope, what)) in STEPS.iter().enumerate() {
             writeln!(out, "{:>2}. {name:<20} per {scope:<9} {what}", i + 1)?;
         }
@@ -91,7 +91,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     if args.plan {
         let (sizes, rows) = plan_upgrade(&client, jobs, &opts, &cancel).await?;
         watcher.abort();
-        write_plan(&mut std::io::stdout().lock(), &opts, &sizes, &rows)?;
+        write_plan(&mut crate::render::stdout(), &opts, &sizes, &rows)?;
         return Ok(ExitStatus::Success);
     }
 
@@ -124,7 +124,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     } else {
         write_summary(
             &mut crate::render::stdout(),
-            &mut std::io::stderr().lock(),
+            &mut crate::render::stderr(),
             &report,
             &opts.target,
         )?;

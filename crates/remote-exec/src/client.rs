@@ -112,14 +112,35 @@ impl Client {
         target: &Target,
         cancel: &CancellationToken,
     ) -> Result<Session, ExecError> {
+        self.connect_unless_stopped(target, cancel, None).await
+    }
+
+    /// Like [`connect`](Self::connect), and also gives up with [`ExecError::Cancelled`] when
+    /// `stop_queued` fires while the target still waits for a handshake slot (see
+    /// [`ClientOptions::max_handshakes`]): "start no new hosts" reaches hosts that are queued
+    /// but leaves handshakes under way alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_unless_stopped(
+        &self,
+        target: &Target,
+        cancel: &CancellationToken,
+        stop_queued: Option<&CancellationToken>,
+    ) -> Result<Session, ExecError> {
         tokio::select! {
             biased;
             () = cancel.cancelled() => Err(ExecError::Cancelled),
-            r = self.connect_chain(target) => r,
+            r = self.connect_chain(target, stop_queued) => r,
         }
     }
 
-    async fn connect_chain(&self, target: &Target) -> Result<Session, ExecError> {
+    async fn connect_chain(
+        &self,
+        target: &Target,
+        stop_queued: Option<&CancellationToken>,
+    ) -> Result<Session, ExecError> {
         let mut via: Option<Session> = None;
         for (i, hop) in target.jump.iter().enumerate() {
             let key = target.jump[..=i]
@@ -133,7 +154,9 @@ impl Client {
             };
             let prev = via.clone();
             let session = cell
-                .get_or_init(|| async move { self.connect_one(hop, prev).await.map_err(Arc::new) })
+                .get_or_init(
+                    || async move { self.connect_one(hop, prev, None).await.map_err(Arc::new) },
+                )
                 .await
                 .clone()
                 .map_err(|e| ExecError::Jump {
@@ -142,13 +165,14 @@ impl Client {
                 })?;
             via = Some(session);
         }
-        self.connect_one(target, via).await
+        self.connect_one(target, via, stop_queued).await
     }
 
     async fn connect_one(
         &self,
         target: &Target,
         via: Option<Session>,
+        stop_queued: Option<&CancellationToken>,
     ) -> Result<Session, ExecError> {
         let endpoint = target.endpoint();
         let name = lookup_name(&target.address, target.port);
@@ -162,12 +186,14 @@ impl Client {
         };
         let config = Arc::new(self.config_for(&name, target));
         // Wait for a handshake slot first: the timeouts below start once it is ours.
-        let _slot = self
-            .inner
-            .handshakes
-            .acquire()
-            .await
-            .expect("the handshake semaphore is never closed");
+        let never = CancellationToken::new();
+        let _slot = tokio::select! {
+            biased;
+            () = stop_queued.unwrap_or(&never).cancelled() => return Err(ExecError::Cancelled),
+            slot = self.inner.handshakes.acquire() => {
+                slot.expect("the handshake semaphore is never closed")
+            }
+        };
         let handshake = async {
             let stream: Box<dyn Stream> = match &via {
                 None => {

@@ -267,6 +267,48 @@ async fn queued_handshakes_start_their_timeout_when_admitted() {
     );
 }
 
+/// "Start no new hosts" reaches a host queued for a handshake slot, not one under way.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_queued_gives_up_only_while_waiting_for_a_slot() {
+    let lab = TestLab::start(1);
+    let (_listener, silent) = silent_target(&lab, Duration::from_secs(3));
+    let real = target(&lab, &lab.hosts()[0]);
+    let c = Client::new(ClientOptions {
+        agent_socket: None,
+        max_handshakes: 1,
+        ..ClientOptions::default()
+    });
+    let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+    let started = Instant::now();
+    let holder = c.connect_unless_stopped(&silent, &cancel, Some(&stop));
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = c.connect_unless_stopped(&real, &cancel, Some(&stop));
+        let fire = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+        };
+        let (r, ()) = tokio::join!(waiting, fire);
+        (r, started.elapsed())
+    };
+    let (held, (queued, queued_done)) = tokio::join!(holder, queued);
+    assert!(
+        matches!(queued, Err(ExecError::Cancelled)),
+        "{:?}",
+        queued.err()
+    );
+    assert!(
+        queued_done < Duration::from_secs(2),
+        "gave up while queued: {queued_done:?}"
+    );
+    // The handshake under way was not stopped: it ran into its own timeout.
+    assert!(
+        matches!(held, Err(ExecError::ConnectTimeout { .. })),
+        "{:?}",
+        held.err()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jump_host_reaches_the_target() {
     let lab = TestLab::start(2);
