@@ -197,12 +197,12 @@ def run_benchmark(sizes, commands, runs, default_kex_up_to, results):
                         # and the lab; a default-kex warm-up would only cost time.
                         if rnd == 0 and name.endswith("/default"):
                             continue
-                        record(results, lab, n, cmd, name, rnd, measure(lab, argv, env, check))
+                        record(results, n, cmd, name, rnd, measure(lab, argv, env, check))
         finally:
             lab.down()
 
 
-def record(results, lab, n, cmd, name, rnd, m):
+def record(results, n, cmd, name, rnd, m):
     wall, cpu, sshd, ok, err = m["wall"], m["cpu"], m["sshd"], m["ok"], m["err"]
     results.append({
         "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0,
@@ -220,9 +220,8 @@ def run_big(n, results):
     log(f"lab of {n} hosts for the large run")
     lab = Lab(n)
     try:
-        argv = [FLEET, "-i", lab.inventory, "exec", "--json", "-f", str(n), "--", "true"]
-        m = measure(lab, argv, {}, tools(lab, n, "true", 0)[0][3])
-        record(results, lab, n, "true", "fleet", 1, m)
+        name, argv, env, check = tools(lab, n, "true", 0)[0]
+        record(results, n, "true", name, 1, measure(lab, argv, env, check))
     finally:
         lab.down()
 

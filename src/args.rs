@@ -235,8 +235,8 @@ pub(crate) struct ExecArgs {
 
     /// Handshakes in flight at once; more hosts wait their turn before their connect timeout
     /// starts (commands already running are not limited)
-    #[arg(long, default_value_t = fleet_remote_exec::DEFAULT_MAX_HANDSHAKES, value_parser = parse_positive, value_name = "N")]
-    pub(crate) max_handshakes: usize,
+    #[arg(long, default_value_t = fleet_remote_exec::DEFAULT_MAX_HANDSHAKES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub(crate) max_handshakes: u32,
 
     /// One JSON object per host on stdout instead of folded text
     #[arg(long)]
@@ -288,14 +288,6 @@ fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("`{s}` is too large"))
-}
-
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 #[cfg(test)]

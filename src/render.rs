@@ -129,18 +129,12 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// is gone, further output is dropped instead of failing, so the run still ends as it should
 /// (out-dir written, summary and warnings on stderr, the right exit status).
 pub(crate) fn stdout() -> PipeSafe<std::io::StdoutLock<'static>> {
-    PipeSafe {
-        inner: std::io::stdout().lock(),
-        closed: false,
-    }
+    PipeSafe::new(std::io::stdout().lock())
 }
 
 /// Standard error, with the same tolerance as [`stdout`] (`fleet exec ... 2>&1 | head`).
 pub(crate) fn stderr() -> PipeSafe<std::io::StderrLock<'static>> {
-    PipeSafe {
-        inner: std::io::stderr().lock(),
-        closed: false,
-    }
+    PipeSafe::new(std::io::stderr().lock())
 }
 
 /// See [`stdout`].
@@ -149,12 +143,20 @@ pub(crate) struct PipeSafe<W> {
     closed: bool,
 }
 
-impl<W: std::io::Write> PipeSafe<W> {
-    fn guard(&mut self, r: std::io::Result<usize>, len: usize) -> std::io::Result<usize> {
+impl<W> PipeSafe<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            closed: false,
+        }
+    }
+
+    /// Turns a broken pipe into success (and drops everything after it).
+    fn tolerate<T>(&mut self, r: std::io::Result<T>, done: T) -> std::io::Result<T> {
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 self.closed = true;
-                Ok(len)
+                Ok(done)
             }
             r => r,
         }
@@ -167,15 +169,15 @@ impl<W: std::io::Write> std::io::Write for PipeSafe<W> {
             return Ok(buf.len());
         }
         let r = self.inner.write(buf);
-        self.guard(r, buf.len())
+        self.tolerate(r, buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         if self.closed {
             return Ok(());
         }
-        let r = self.inner.flush().map(|()| 0);
-        self.guard(r, 0).map(|_| ())
+        let r = self.inner.flush();
+        self.tolerate(r, ())
     }
 }
 
@@ -238,19 +240,13 @@ mod tests {
                 Err(std::io::ErrorKind::Other.into())
             }
         }
-        let mut w = super::PipeSafe {
-            inner: Closed(0),
-            closed: false,
-        };
+        let mut w = super::PipeSafe::new(Closed(0));
         writeln!(w, "one").unwrap();
         writeln!(w, "two").unwrap();
         w.flush().unwrap();
         assert_eq!(w.inner.0, 1, "the closed pipe is written to once");
         // Other errors still surface.
-        let mut w = super::PipeSafe {
-            inner: Closed(0),
-            closed: false,
-        };
+        let mut w = super::PipeSafe::new(Closed(0));
         assert!(w.flush().is_err());
     }
 

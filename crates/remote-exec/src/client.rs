@@ -186,10 +186,15 @@ impl Client {
         };
         let config = Arc::new(self.config_for(&name, target));
         // Wait for a handshake slot first: the timeouts below start once it is ours.
-        let never = CancellationToken::new();
+        let stopped = async {
+            match stop_queued {
+                Some(t) => t.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let _slot = tokio::select! {
             biased;
-            () = stop_queued.unwrap_or(&never).cancelled() => return Err(ExecError::Cancelled),
+            () = stopped => return Err(ExecError::Cancelled),
             slot = self.inner.handshakes.acquire() => {
                 slot.expect("the handshake semaphore is never closed")
             }
