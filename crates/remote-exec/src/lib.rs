@@ -41,6 +41,7 @@ mod client;
 mod command;
 mod error;
 mod known_hosts;
+mod marker;
 mod output;
 mod session;
 mod target;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Inner, SshHandle};
 use crate::command::{RemoteCommand, quote};
 use crate::error::ExecError;
+use crate::marker::PgidMarker;
 use crate::output::{Capture, ExecOutput, ExitStatus};
 
 /// Bounds for one command.
@@ -33,13 +34,6 @@ impl Default for ExecOptions {
     }
 }
 
-/// The first line every command writes to stderr: its process-group id, so that a timed-out
-/// or aborted command can be killed. Without a PTY, closing an SSH channel does not stop the
-/// remote process (russh brief §5.6), and OpenSSH refuses `signal` requests for root sessions;
-/// sshd makes each exec session its own process group, so `kill -- -PGID` reaches the command
-/// and its children. The marker starts with an ASCII record separator so it cannot be
-/// confused with real output, and is removed before the caller sees stderr.
-const PID_MARKER: &[u8] = b"\x1efleet-pgid ";
 const KILL_GRACE_STEPS: u32 = 20;
 
 /// An authenticated SSH connection to one host. Clones share the connection.
@@ -210,14 +204,13 @@ impl Session {
             () = cancel.cancelled() => return Ok(self.unstarted(ExitStatus::Cancelled { killed: false }, started, opts)),
         };
         let (mut rx, tx) = channel.split();
-        let mut full = Vec::with_capacity(script.len() + 40);
-        full.extend_from_slice(b"printf '\\036fleet-pgid %s\\n' \"$$\" >&2; ");
-        full.extend_from_slice(script.as_bytes());
+        let mut state = Collect::new(opts.max_output);
+        let mut full = state.marker.shell_prefix();
+        full.push_str(script);
         tx.exec(true, full)
             .await
             .map_err(|e| self.disconnected(Some(e)))?;
 
-        let mut state = Collect::new(opts.max_output);
         let send = send_input(&tx, input);
         let recv = async {
             let mut send_done = false;
@@ -244,6 +237,7 @@ impl Session {
             }
         };
         let stopped = recv.await?;
+        state.finish();
         let status = match stopped {
             None => state.status.take().unwrap_or(ExitStatus::Unknown),
             Some(stop) => {
@@ -368,13 +362,13 @@ async fn send_input(tx: &ChannelWriteHalf<Msg>, input: Input<'_>) -> Result<(), 
     tx.eof().await
 }
 
-/// Output collection for one channel, stripping the pgid marker off stderr.
+/// Output collection for one channel, taking the pgid marker out of stderr.
 struct Collect {
     stdout: Capture,
     stderr: Capture,
     status: Option<ExitStatus>,
     pgid: Option<u32>,
-    marker: Option<Vec<u8>>,
+    marker: PgidMarker,
 }
 
 impl Collect {
@@ -384,14 +378,18 @@ impl Collect {
             stderr: Capture::new(limit),
             status: None,
             pgid: None,
-            marker: Some(Vec::new()),
+            marker: PgidMarker::new(),
         }
     }
 
     fn on_message(&mut self, msg: ChannelMsg) -> Result<(), String> {
         match msg {
             ChannelMsg::Data { data } => self.stdout.push(&data),
-            ChannelMsg::ExtendedData { data, ext: 1 } => self.on_stderr(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                if let Some(pgid) = self.marker.feed(&data, &mut self.stderr) {
+                    self.pgid = Some(pgid);
+                }
+            }
             ChannelMsg::ExitStatus { exit_status } => {
                 self.status = Some(ExitStatus::Code(exit_status))
             }
@@ -411,31 +409,9 @@ impl Collect {
         Ok(())
     }
 
-    fn on_stderr(&mut self, data: &[u8]) {
-        let Some(mut pending) = self.marker.take() else {
-            self.stderr.push(data);
-            return;
-        };
-        pending.extend_from_slice(data);
-        let Some(nl) = pending.iter().position(|&b| b == b'\n') else {
-            if pending.len() < 64
-                && PID_MARKER.starts_with(&pending[..pending.len().min(PID_MARKER.len())])
-            {
-                self.marker = Some(pending);
-            } else {
-                self.stderr.push(&pending);
-            }
-            return;
-        };
-        match pending[..nl].strip_prefix(PID_MARKER) {
-            Some(pid) => {
-                self.pgid = std::str::from_utf8(pid)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
-                self.stderr.push(&pending[nl + 1..]);
-            }
-            None => self.stderr.push(&pending),
-        }
+    /// Ends stderr: bytes held back as a possible marker belong to the output after all.
+    fn finish(&mut self) {
+        self.marker.finish(&mut self.stderr);
     }
 }
 
@@ -452,21 +428,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn marker_is_stripped_across_chunks() {
+    fn collect_takes_the_marker_out_of_stderr_only() {
         let mut c = Collect::new(1024);
-        c.on_stderr(b"\x1efleet-pg");
-        c.on_stderr(b"id 4242\nwarn");
-        c.on_stderr(b"ing\n");
+        let marker = c.marker.line(4242);
+        c.on_message(ChannelMsg::Data {
+            data: marker.clone().into_bytes().into(),
+        })
+        .unwrap();
+        for chunk in [
+            &b"noise\n"[..],
+            &marker.as_bytes()[..9],
+            &marker.as_bytes()[9..],
+            b"oops\n",
+        ] {
+            c.on_message(ChannelMsg::ExtendedData {
+                data: chunk.to_vec().into(),
+                ext: 1,
+            })
+            .unwrap();
+        }
+        c.finish();
         assert_eq!(c.pgid, Some(4242));
-        assert_eq!(c.stderr.to_string_lossy(), "warning\n");
-    }
-
-    #[test]
-    fn stderr_without_marker_is_kept() {
-        let mut c = Collect::new(1024);
-        c.on_stderr(b"sh: broken\n");
-        assert_eq!(c.pgid, None);
-        assert_eq!(c.stderr.to_string_lossy(), "sh: broken\n");
+        assert_eq!(c.stderr.to_string_lossy(), "noise\noops\n");
+        assert_eq!(
+            c.stdout.to_string_lossy(),
+            marker,
+            "stdout is never searched"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use fleet_lab::TestLab;
+use fleet_lab::{LabHost, TestLab};
 use fleet_remote_exec::{
     Client, ClientOptions, ExecError, ExecOptions, ExitStatus, RemoteCommand, Target,
 };
@@ -157,6 +157,80 @@ async fn timeout_kills_the_remote_process_group() {
         .await
         .expect("exec");
     assert_eq!(out.stdout.to_string_lossy(), "ok\n");
+}
+
+/// Makes the login shell of lab host `host` print `rc-stdout` and `rc-stderr` before every
+/// command, as a noisy `~/.bashrc` does (the lab's sshd sets `HOME` to `DIR/home/<name>`,
+/// and bash reads `~/.bashrc` for ssh commands).
+fn noisy_bashrc(lab: &TestLab, host: &LabHost) {
+    let rc = lab.dir().join("home").join(&host.name).join(".bashrc");
+    std::fs::write(&rc, "echo rc-stdout\necho rc-stderr >&2\n").expect("write .bashrc");
+}
+
+/// Reads the pid the remote command wrote to `$FLEET_ROOT/<file>` and checks it is gone; a
+/// survivor is killed before failing, so a failed run leaves no `sleep 300` behind.
+#[track_caller]
+fn assert_gone(host: &LabHost, file: &str) {
+    let pid: u32 = std::fs::read_to_string(host.root.join(file))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    if pid_alive(pid) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("remote {file} process {pid} survived the timeout");
+    }
+}
+
+/// Output from the host's rc file comes before the pgid marker on stderr: it stays the
+/// command's output (on both streams), and the marker does not show.
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_rc_output_is_kept_and_the_marker_stripped() {
+    let lab = TestLab::start(1);
+    let host = &lab.hosts()[0];
+    noisy_bashrc(&lab, host);
+    let s = connect(&lab, host).await;
+    let out = s
+        .exec(
+            &RemoteCommand::shell("echo ok; echo oops >&2"),
+            &opts(Duration::from_secs(20)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.status, ExitStatus::Code(0));
+    assert_eq!(out.stdout.to_string_lossy(), "rc-stdout\nok\n");
+    assert_eq!(out.stderr.to_string_lossy(), "rc-stderr\noops\n");
+}
+
+/// The pgid marker comes after the rc file's output on stderr; the timeout must still find
+/// it and kill the process group.
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_kills_despite_shell_rc_output() {
+    let lab = TestLab::start(1);
+    let host = &lab.hosts()[0];
+    noisy_bashrc(&lab, host);
+    let s = connect(&lab, host).await;
+    let started = Instant::now();
+    let out = s
+        .exec(
+            &RemoteCommand::shell(
+                "sleep 300 & echo $! > \"$FLEET_ROOT/rc-child\"; echo $$ > \"$FLEET_ROOT/rc-shell\"; wait",
+            ),
+            &opts(Duration::from_secs(2)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    for f in ["rc-child", "rc-shell"] {
+        assert_gone(host, f);
+    }
+    assert_eq!(out.status, ExitStatus::TimedOut { killed: true });
+    assert_eq!(out.stdout.to_string_lossy(), "rc-stdout\n");
+    assert_eq!(out.stderr.to_string_lossy(), "rc-stderr\n");
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[tokio::test(flavor = "multi_thread")]
