@@ -3,6 +3,7 @@
 mod exec;
 mod hosts;
 mod recover;
+mod rollback;
 mod runs;
 mod upgrade;
 
@@ -28,7 +29,7 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
         Command::Upgrade(args) => upgrade::run(&cli, args).await,
         Command::Runs(args) => runs::run(&cli, args),
         Command::Resume(args) => recover::resume(&cli, args).await,
-        Command::Rollback(args) => recover::rollback(&cli, args).await,
+        Command::Rollback(args) => rollback::run(&cli, args).await,
         Command::Recover(args) => recover::recover(&cli, args).await,
     };
     match result {

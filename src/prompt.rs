@@ -39,3 +39,12 @@ pub(crate) fn ask_password() -> anyhow::Result<String> {
     }
     Ok(rpassword::prompt_password("ssh password: ")?)
 }
+
+/// Asks `question [y/N]` on stderr and reads the answer from stdin; only `y`/`yes` is yes.
+pub(crate) fn confirm(err: &mut dyn std::io::Write, question: &str) -> std::io::Result<bool> {
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+}

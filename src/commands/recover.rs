@@ -1,15 +1,16 @@
-//! `fleet resume`, `fleet rollback` and `fleet recover`: acting on what the journal says.
+//! `fleet resume` and `fleet recover`: acting on what the journal says (`fleet rollback` is in
+//! `rollback.rs`).
 
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use fleet_inventory::{Amount, Batches, Inventory};
 use fleet_playbook::{
-    Cancel, HostJob, Journal, OnFailure, RestoreMode, RunRow, SiteReport, UpgradeOptions,
-    needs_restore, restore_run, run_upgrade,
+    Cancel, HostJob, Journal, OnFailure, RestoreMode, RestoreOptions, RunRow, SiteReport,
+    UpgradeOptions, needs_restore, restore_run, run_upgrade,
 };
 
-use crate::args::{Cli, RecoverArgs, ResumeArgs, RollbackArgs};
+use crate::args::{Cli, RecoverArgs, ResumeArgs};
 use crate::exit::ExitStatus;
 use crate::render::upgrade::{LineReporter, write_summary};
 
@@ -25,8 +26,38 @@ pub(crate) fn controller_alive(run: &RunRow) -> bool {
         && run.pid != i64::from(std::process::id())
 }
 
+/// How `fleet runs` names a run's state: a run recorded as running whose controller is gone
+/// is said to be interrupted, with what to do about it.
+pub(crate) fn state_text(run: &RunRow) -> String {
+    if run.state != "running" || controller_alive(run) {
+        return run.state.clone();
+    }
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if me.trim() == run.controller {
+        format!("interrupted (controller pid {} gone)", run.pid)
+    } else {
+        format!("running? (on {}, pid {})", run.controller, run.pid)
+    }
+}
+
+/// Cancellation for a command that acts on hosts, watching SIGINT, SIGTERM and SIGHUP: the
+/// first drains (nothing new starts), the second aborts running steps.
+pub(crate) fn watched(
+    what: &'static str,
+) -> (Cancel, crate::signal::Cancel, tokio::task::JoinHandle<()>) {
+    let cancel = Cancel::new();
+    let shared = crate::signal::Cancel::from_tokens(cancel.drain.clone(), cancel.abort.clone());
+    let watcher = shared.watch_signals(move || {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("interrupted: {what}; press Ctrl-C again to abort running steps");
+        }
+    });
+    (cancel, shared, watcher)
+}
+
 /// A run still driven by a live controller on this machine must not be touched.
-fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
+pub(crate) fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
     if controller_alive(run) {
         bail!(
             "run `{}` is still in progress (pid {} on {}); wait for it or interrupt it first",
@@ -38,7 +69,7 @@ fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn jobs_for(inventory: &Inventory, hosts: &[String]) -> anyhow::Result<Vec<HostJob>> {
+pub(crate) fn jobs_for(inventory: &Inventory, hosts: &[String]) -> anyhow::Result<Vec<HostJob>> {
     let selected: Vec<&fleet_inventory::Host> = inventory
         .hosts()
         .iter()
@@ -65,10 +96,12 @@ fn finish(
         target,
     )?;
     let all = journal.sites(run)?;
-    let state = if all
-        .iter()
-        .all(|s| matches!(s.status.as_str(), "upgraded" | "skipped" | "done"))
-    {
+    let state = if all.iter().all(|s| {
+        matches!(
+            s.status.as_str(),
+            "upgraded" | "skipped" | "done" | "superseded"
+        )
+    }) {
         "finished"
     } else if all.iter().any(|s| s.in_maintenance) {
         "interrupted"
@@ -91,7 +124,9 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     refuse_if_active(&run)?;
     let inventory = super::load_inventory(cli)?;
     let client = super::upgrade::client();
-    let cancel = Cancel::new();
+    let (cancel, shared, watcher) = watched(
+        "admitting no new host; sites not yet at the database upgrade are being brought back",
+    );
     let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
     journal.reopen_run(&run.id)?;
     // 1. Sites left mid-step: re-verified and moved to a safe end (forward when their DB is
@@ -113,21 +148,31 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
                 &reporter,
                 &cancel,
                 &run.id,
-                RestoreMode::Recover,
-                &[],
-                args.step_timeout,
+                &RestoreOptions {
+                    mode: RestoreMode::Recover,
+                    sites: Vec::new(),
+                    step_timeout: args.step_timeout,
+                    force: false,
+                    plan: false,
+                },
             )
-            .await?,
+            .await?
+            .sites,
         );
     }
     // 2. Every site not yet at the target runs the procedure from its start, in this run.
     let rows = journal.sites(&run.id)?;
     let todo: Vec<(String, String)> = rows
         .iter()
-        .filter(|r| !matches!(r.status.as_str(), "upgraded" | "skipped" | "done"))
+        .filter(|r| {
+            !matches!(
+                r.status.as_str(),
+                "upgraded" | "skipped" | "done" | "superseded"
+            )
+        })
         .map(|r| (r.host.clone(), r.site.clone()))
         .collect();
-    if !todo.is_empty() {
+    if !todo.is_empty() && !cancel.drain.is_cancelled() {
         let tarball = journal
             .artifact(&run.id, "", "run", "tarball")?
             .context("the run recorded no tarball")?;
@@ -165,60 +210,15 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
             .retain(|x: &SiteReport| !r.sites.iter().any(|y| y.host == x.host && y.site == x.site));
         reports.extend(r.sites);
     }
+    watcher.abort();
     if reports.is_empty() {
         writeln!(std::io::stderr(), "run `{}`: nothing left to do", run.id)?;
     }
-    finish(&journal, &run.id, &reports, &run.target)
-}
-
-pub(crate) async fn rollback(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
-    let journal = Journal::open(&super::state_dir(cli)?)?;
-    let run = super::find_run(&journal, &args.run)?;
-    refuse_if_active(&run)?;
-    let inventory = super::load_inventory(cli)?;
-    let rows = journal.sites(&run.id)?;
-    let hosts: Vec<String> = rows
-        .iter()
-        .filter(|r| needs_restore(r, RestoreMode::Rollback))
-        .map(|r| r.host.clone())
-        .collect();
-    if hosts.is_empty() {
-        writeln!(std::io::stderr(), "run `{}`: no site to roll back", run.id)?;
-        return Ok(ExitStatus::Success);
-    }
-    let jobs = jobs_for(&inventory, &hosts)?;
-    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
-    let reports = restore_run(
-        &super::upgrade::client(),
-        &jobs,
-        &journal,
-        &reporter,
-        &Cancel::new(),
-        &run.id,
-        RestoreMode::Rollback,
-        &args.sites,
-        args.step_timeout,
-    )
-    .await?;
-    let report = fleet_playbook::RunReport {
-        run: run.id.clone(),
-        sites: reports.clone(),
-        stopped: None,
-    };
-    write_summary(
-        &mut crate::render::stdout(),
-        &mut crate::render::stderr(),
-        &report,
-        &run.target,
-    )?;
-    if args.sites.is_empty() {
-        journal.finish_run(&run.id, "rolled-back")?;
-    }
-    let ok = reports.iter().all(|r| r.outcome.status() == "rolled-back");
-    Ok(if ok {
-        ExitStatus::Success
+    let status = finish(&journal, &run.id, &reports, &run.target)?;
+    Ok(if shared.interrupted() {
+        ExitStatus::Interrupted
     } else {
-        ExitStatus::HostsFailed
+        status
     })
 }
 
@@ -270,11 +270,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             writeln!(err, "run `fleet recover --yes` to do it")?;
             return Ok(ExitStatus::HostsFailed);
         }
-        write!(err, "proceed? [y/N] ")?;
-        err.flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !crate::prompt::confirm(&mut err, "proceed?")? {
             return Ok(ExitStatus::HostsFailed);
         }
     }
@@ -282,8 +278,12 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     let inventory = super::load_inventory(cli)?;
     let client = super::upgrade::client();
     let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let (cancel, shared, watcher) = watched("starting no new host; steps already running finish");
     let mut status = ExitStatus::Success;
     for (run, rows) in found {
+        if cancel.drain.is_cancelled() {
+            break;
+        }
         refuse_if_active(&run)?;
         let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
         let jobs = jobs_for(&inventory, &hosts)?;
@@ -292,13 +292,18 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             &jobs,
             &journal,
             &reporter,
-            &Cancel::new(),
+            &cancel,
             &run.id,
-            RestoreMode::Recover,
-            &[],
-            args.step_timeout,
+            &RestoreOptions {
+                mode: RestoreMode::Recover,
+                sites: Vec::new(),
+                step_timeout: args.step_timeout,
+                force: false,
+                plan: false,
+            },
         )
-        .await?;
+        .await?
+        .sites;
         if finish(&journal, &run.id, &reports, &run.target)? != ExitStatus::Success
             && reports
                 .iter()
@@ -307,5 +312,10 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             status = ExitStatus::HostsFailed;
         }
     }
-    Ok(status)
+    watcher.abort();
+    Ok(if shared.interrupted() {
+        ExitStatus::Interrupted
+    } else {
+        status
+    })
 }

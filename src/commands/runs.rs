@@ -24,9 +24,9 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                         .filter(|s| matches!(s.status.as_str(), "upgraded" | "skipped" | "done"))
                         .count();
                     [
-                        r.id,
+                        r.id.clone(),
                         format_time(r.started),
-                        r.state,
+                        super::recover::state_text(&r),
                         r.target,
                         format!("{done}/{}", sites.len()),
                         r.operator,
@@ -54,7 +54,10 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             writeln!(
                 out,
                 "run {} ({}), {} -> {}",
-                r.id, r.state, r.procedure, r.target
+                r.id,
+                super::recover::state_text(r),
+                r.procedure,
+                r.target
             )?;
             writeln!(
                 out,
@@ -68,6 +71,13 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     .unwrap_or_default()
             )?;
             writeln!(out, "command: {}\n", r.args)?;
+            if r.state == "running" && !super::recover::controller_alive(r) {
+                writeln!(
+                    out,
+                    "its controller is gone: `fleet resume {}` finishes the run, `fleet recover` brings its sites to a safe end\n",
+                    r.id
+                )?;
+            }
             let sites = journal.sites(&r.id).context("reading sites")?;
             let rows: Vec<[String; 8]> = sites
                 .iter()

@@ -179,6 +179,7 @@ impl Reporter for LineReporter {
                 &format!("STOPPED: {reason}; no further batch starts"),
                 "1;31",
             ),
+            Event::Notice { host, message } => self.line(&format!("{host}: {message}"), "33"),
         }
     }
 }
@@ -232,6 +233,9 @@ impl Reporter for JsonReporter {
                 json!({"event": "baked", "batch": index + 1, "problems": problems})
             }
             Event::Stopped { reason } => json!({"event": "stopped", "reason": reason}),
+            Event::Notice { host, message } => {
+                json!({"event": "notice", "host": host, "message": message})
+            }
         };
         let _ = writeln!(io::stdout().lock(), "{v}");
     }
@@ -399,8 +403,43 @@ pub(crate) fn write_summary(
         )?;
         writeln!(
             err,
-            "!!! backups and recorded prior state: fleet runs show {}",
-            report.run
+            "!!! bring them to a safe end: fleet recover (or fleet resume {} to finish the run); backups and recorded prior state: fleet runs show {}",
+            report.run, report.run
+        )?;
+    } else if report.sites.iter().any(|s| {
+        matches!(
+            s.outcome,
+            fleet_playbook::SiteOutcome::Failed { .. }
+                | fleet_playbook::SiteOutcome::Interrupted { .. }
+                | fleet_playbook::SiteOutcome::Unreachable { .. }
+        )
+    }) {
+        writeln!(
+            err,
+            "details: fleet runs show {}; retry the sites that did not finish: fleet resume {}",
+            report.run, report.run
+        )?;
+    }
+    let down_before: Vec<String> = report
+        .sites
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.outcome,
+                fleet_playbook::SiteOutcome::Upgraded {
+                    in_maintenance: true,
+                    ..
+                }
+            )
+        })
+        .map(|s| format!("{}/{}", s.host, s.site))
+        .collect();
+    if !down_before.is_empty() {
+        writeln!(
+            err,
+            "note: {} site(s) upgraded but still in maintenance, as they were before the run: {}",
+            down_before.len(),
+            down_before.join(", ")
         )?;
     }
     Ok(())

@@ -58,39 +58,44 @@ pub struct Facts {
 
 /// One script that discovers every site of a host (one round trip), read-only: it reads
 /// files and asks drush, never cv (cv writes compiled templates when it boots).
+///
+/// Every value goes out as `key=<hex of its bytes>` (`kv`), so nothing a host or a site's
+/// admin controls (a Drupal variable holding a newline, a path) can forge another key: the
+/// only newlines in the output are the ones the script itself writes.
 pub(crate) fn discover_script(sites: &[Site]) -> String {
     let mut s = String::from(PRELUDE);
     s.push_str(
-        r#"get() { sed -n -E "s/^[[:space:]]*(define\([\"']$1[\"'],[[:space:]]*|\\\$$1[[:space:]]*=[[:space:]]*)[\"']([^\"']*)[\"'].*/\2/p" "$F" | head -n1; }
+        r#"kv() { printf '%s=' "$1"; printf '%s' "$2" | od -An -v -tx1 | tr -d ' \n'; echo; }
+get() { sed -n -E "s/^[[:space:]]*(define\([\"']$1[\"'],[[:space:]]*|\\\$$1[[:space:]]*=[[:space:]]*)[\"']([^\"']*)[\"'].*/\2/p" "$F" | head -n1; }
 discover() {
   R=$1; U=$2; DRUSH=$3; CV=$4; B=$5; W=$6; MODS=$7
   h=${U#*://}; h=${h%%/*}; h=${h%%:*}
   if [ -d "$R/sites/$h" ]; then S="$R/sites/$h"; else S="$R/sites/default"; fi
-  echo "site_dir=$S"
+  kv site_dir "$S"
   F="$S/civicrm.settings.php"
-  if [ ! -f "$F" ]; then echo "error=no civicrm.settings.php in $S"; return; fi
-  root=$(get civicrm_root); root=${root%/}; echo "civicrm_root=$root"
-  d=$(get CIVICRM_DSN); d=${d##*/}; echo "civi_db=${d%%\?*}"
-  d=$(get CIVICRM_UF_DSN); d=${d##*/}; echo "cms_db=${d%%\?*}"
-  t=$(get CIVICRM_TEMPLATE_COMPILEDIR); t=${t%/}; echo "templates_c=$t"
-  echo "code_version=$(codever "$root")"
-  [ -n "$W" ] || W=$(stat -c %U "$t" 2>/dev/null); echo "web_user=$W"
-  command -v "$CV" >/dev/null 2>&1 && echo "has_cv=1"
-  command -v "$DRUSH" >/dev/null 2>&1 || { echo "error=drush not found: $DRUSH"; return; }
-  echo "has_drush=1"
+  if [ ! -f "$F" ]; then kv error "no civicrm.settings.php in $S"; return; fi
+  root=$(get civicrm_root); root=${root%/}; kv civicrm_root "$root"
+  d=$(get CIVICRM_DSN); d=${d##*/}; kv civi_db "${d%%\?*}"
+  d=$(get CIVICRM_UF_DSN); d=${d##*/}; kv cms_db "${d%%\?*}"
+  t=$(get CIVICRM_TEMPLATE_COMPILEDIR); t=${t%/}; kv templates_c "$t"
+  kv code_version "$(codever "$root")"
+  [ -n "$W" ] || W=$(stat -c %U "$t" 2>/dev/null); kv web_user "$W"
+  command -v "$CV" >/dev/null 2>&1 && kv has_cv 1
+  command -v "$DRUSH" >/dev/null 2>&1 || { kv error "drush not found: $DRUSH"; return; }
+  kv has_drush 1
   v=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" civicrm-sql-query "SELECT version FROM civicrm_domain WHERE id = 1" 2>/dev/null | tail -n1)
-  echo "db_version=$v"
-  if m=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" vget maintenance_mode --exact 2>&1); then echo "maintenance=$m"
-  elif printf '%s' "$m" | grep -q "No matching variable"; then echo "maintenance=unset"
-  else echo "error=cannot read maintenance_mode: $(printf '%s' "$m" | tr '\n' ' ')"; fi
+  kv db_version "$v"
+  if m=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" vget maintenance_mode --exact 2>&1); then kv maintenance "$m"
+  elif printf '%s' "$m" | grep -q "No matching variable"; then kv maintenance unset
+  else kv error "cannot read maintenance_mode: $(printf '%s' "$m" | tr '\n' ' ')"; fi
   if [ -n "$MODS" ]; then
     en=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" pm-list --status=enabled --type=module --pipe 2>/dev/null)
-    for mod in $MODS; do printf '%s\n' "$en" | grep -qx "$mod" && echo "module=$mod"; done
+    for mod in $MODS; do printf '%s\n' "$en" | grep -qx "$mod" && kv module "$mod"; done
   fi
   bd=$B; while [ ! -d "$bd" ]; do bd=$(dirname "$bd"); done
-  echo "free_kb=$(df -Pk "$bd" | awk 'NR==2 {print $4}')"
-  echo "code_kb=$(du -sk "$root" 2>/dev/null | cut -f1)"
-  [ -w "$(dirname "$root")" ] && echo "code_parent_writable=1"
+  kv free_kb "$(df -Pk "$bd" | awk 'NR==2 {print $4}')"
+  kv code_kb "$(du -sk "$root" 2>/dev/null | cut -f1)"
+  [ -w "$(dirname "$root")" ] && kv code_parent_writable 1
   return 0
 }
 "#,
@@ -111,8 +116,10 @@ discover() {
     s
 }
 
-/// Parses [`discover_script`]'s output into facts per site name.
-pub(crate) fn parse_discovery(out: &str) -> BTreeMap<String, Facts> {
+/// Parses [`discover_script`]'s output into facts per site name, then checks every fact
+/// against what it may be (see [`validate`]): a site whose facts do not hold gets an error
+/// and is refused before anything touches it.
+pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Facts> {
     let mut map = BTreeMap::new();
     let mut cur: Option<(String, Facts)> = None;
     for line in out.lines() {
@@ -123,10 +130,11 @@ pub(crate) fn parse_discovery(out: &str) -> BTreeMap<String, Facts> {
             cur = Some((name.trim().to_owned(), Facts::default()));
             continue;
         }
-        let (Some((_, f)), Some((k, v))) = (cur.as_mut(), line.split_once('=')) else {
+        // Anything else (a login shell's noise on stdout) is not ours and is ignored.
+        let (Some((_, f)), Some((k, hex))) = (cur.as_mut(), line.split_once('=')) else {
             continue;
         };
-        let v = v.trim().to_owned();
+        let Some(v) = unhex(hex) else { continue };
         match k {
             "site_dir" => f.site_dir = v,
             "civicrm_root" => f.civicrm_root = v,
@@ -134,14 +142,14 @@ pub(crate) fn parse_discovery(out: &str) -> BTreeMap<String, Facts> {
             "cms_db" => f.cms_db = v,
             "templates_c" => f.templates_c = v,
             "code_version" => f.code_version = v,
-            "db_version" => f.db_version = v,
-            "maintenance" => f.maintenance = v,
+            "db_version" => f.db_version = v.trim().to_owned(),
+            "maintenance" => f.maintenance = v.trim().to_owned(),
             "web_user" => f.web_user = v,
             "has_cv" => f.has_cv = true,
             "has_drush" => f.has_drush = true,
             "module" => f.enabled_modules.push(v),
-            "free_kb" => f.free_kb = v.parse().unwrap_or(0),
-            "code_kb" => f.code_kb = v.parse().unwrap_or(0),
+            "free_kb" => f.free_kb = v.trim().parse().unwrap_or(0),
+            "code_kb" => f.code_kb = v.trim().parse().unwrap_or(0),
             "code_parent_writable" => f.code_parent_writable = true,
             "error" => f.error = Some(v),
             _ => {}
@@ -150,7 +158,130 @@ pub(crate) fn parse_discovery(out: &str) -> BTreeMap<String, Facts> {
     if let Some((n, f)) = cur {
         map.insert(n, f);
     }
+    for site in sites {
+        if let Some(f) = map.get_mut(&site.name)
+            && f.error.is_none()
+            && let Err(why) = validate(site, f)
+        {
+            f.error = Some(why);
+        }
+    }
     map
+}
+
+/// Decodes `kv`'s hex; `None` for anything that is not whole hex bytes of UTF-8.
+fn unhex(hex: &str) -> Option<String> {
+    let hex = hex.trim_end_matches('\r');
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Checks the facts a host reported before any of them is used in a path, a file name, SQL
+/// or a command: paths absolute, free of `..` and control characters, and inside the site's
+/// Drupal root where they must be (the code, the site dir); names and versions of a safe
+/// alphabet; maintenance one of the three values Drupal has.
+pub(crate) fn validate(site: &Site, f: &Facts) -> Result<(), String> {
+    let root = site.root.trim_end_matches('/');
+    let inside = |what: &str, p: &str| -> Result<(), String> {
+        safe_path(what, p)?;
+        if p.strip_prefix(root).is_some_and(|r| r.starts_with('/')) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} `{}` is not inside the Drupal root `{root}`",
+                p.escape_debug()
+            ))
+        }
+    };
+    inside("site dir", &f.site_dir)?;
+    inside("`$civicrm_root`", &f.civicrm_root)?;
+    if !f.templates_c.is_empty() {
+        safe_path("`CIVICRM_TEMPLATE_COMPILEDIR`", &f.templates_c)?;
+        // Emptied on every rollback: it must be the site's compile dir, not any directory.
+        let in_root = f
+            .templates_c
+            .strip_prefix(root)
+            .is_some_and(|r| r.starts_with('/'));
+        if !in_root && !f.templates_c.ends_with("/templates_c") {
+            return Err(format!(
+                "`CIVICRM_TEMPLATE_COMPILEDIR` `{}` is neither inside the Drupal root nor a `templates_c` directory",
+                f.templates_c.escape_debug()
+            ));
+        }
+    }
+    for (what, v) in [
+        ("CiviCRM database", &f.civi_db),
+        ("Drupal database", &f.cms_db),
+    ] {
+        if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "{what} name `{}` has characters fleet does not accept",
+                v.escape_debug()
+            ));
+        }
+    }
+    for (what, v) in [
+        ("code version", &f.code_version),
+        ("database version", &f.db_version),
+    ] {
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+        {
+            return Err(format!("{what} `{}` is not a version", v.escape_debug()));
+        }
+    }
+    if !matches!(f.maintenance.as_str(), "0" | "1" | "unset") {
+        return Err(format!(
+            "`maintenance_mode` is `{}`, not 0, 1 or unset",
+            f.maintenance.escape_debug()
+        ));
+    }
+    let name_ok = |v: &str| {
+        v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if !name_ok(&f.web_user) || f.web_user.starts_with('-') {
+        return Err(format!(
+            "web user `{}` is not a user name",
+            f.web_user.escape_debug()
+        ));
+    }
+    if let Some(m) = f.enabled_modules.iter().find(|m| !name_ok(m)) {
+        return Err(format!(
+            "module `{}` is not a module name",
+            m.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn safe_path(what: &str, p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!(
+            "{what} `{}` is not an absolute path",
+            p.escape_debug()
+        ));
+    }
+    if p.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} `{}` holds a control character",
+            p.escape_debug()
+        ));
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "{what} `{}` has a `..` component",
+            p.escape_debug()
+        ));
+    }
+    Ok(())
 }
 
 /// Compares CiviCRM versions numerically part by part (`5.9.0 < 5.10.0`); `alpha`/`beta`
@@ -286,11 +417,14 @@ impl SiteCmds {
     }
 
     /// Restores database `db` from `file`, dropping it first so tables created by the newer
-    /// version do not survive the restore.
-    pub(crate) fn restore_civi(&self, file: &str, db: &str) -> String {
+    /// version do not survive the restore, but only once the dump is verified on the host:
+    /// it exists, names `db`, ends with the `Dump completed` trailer and has the SHA-256 the
+    /// journal recorded when it was taken. A dump that fails any check changes nothing.
+    pub(crate) fn restore_civi(&self, file: &str, db: &str, sha256: &str) -> String {
         let bt = format!("`{}`", db.replace('`', ""));
         format!(
-            "{{ printf '%s\\n' {drop} {create} {usedb}; cat {f}; }} | {d} -r {r} -l {u} civicrm-sql-cli",
+            "{verify} >/dev/null && {{ printf '%s\\n' {drop} {create} {usedb}; cat {f}; }} | {d} -r {r} -l {u} civicrm-sql-cli",
+            verify = verify_dump(file, db, sha256),
             drop = quote(&format!("DROP DATABASE IF EXISTS {bt};")),
             create = quote(&format!("CREATE DATABASE {bt};")),
             usedb = quote(&format!("USE {bt};")),
@@ -355,6 +489,20 @@ fn check_dump(file: &str, db: &str) -> String {
         f = quote(file),
         named = quote(&format!("(db=|Database: ){}( |$)", regex_escape(db))),
         dbq = quote(db).replace('\'', ""),
+    )
+}
+
+/// Read-only: the checks of [`check_dump`], then the SHA-256 against `sha256` (what the
+/// journal recorded). Exits non-zero, saying which check failed and that nothing was changed.
+pub(crate) fn verify_dump(file: &str, db: &str, sha256: &str) -> String {
+    format!(
+        "( f={f}; [ -e \"$f\" ] || {{ echo \"dump $f is missing\" >&2; exit 1; }}; \
+         got=$({check}) || exit 1; \
+         [ \"$got\" = {want} ] || {{ echo \"dump $f has sha256 $got, the journal recorded {wantq}: it was changed since\" >&2; exit 1; }}; echo ok )",
+        f = quote(file),
+        check = check_dump(file, db),
+        want = quote(sha256),
+        wantq = sha256.replace(|c: char| !c.is_ascii_hexdigit(), ""),
     )
 }
 
@@ -478,11 +626,22 @@ pub(crate) fn unlock(dir: &str, run: &str) -> String {
     )
 }
 
-/// Reads the version of a release tarball from its `civicrm/xml/version.xml`.
+/// Files a CiviCRM release for Drupal has: without them the tarball is another package (the
+/// WordPress or Backdrop build, a source archive) and would break the sites it is unpacked on.
+const TARBALL_MUST_HAVE: &[&str] = &[
+    "civicrm/xml/version.xml",
+    "civicrm/drupal/civicrm.module",
+    "civicrm/CRM/Core/ClassLoader.php",
+];
+
+/// Checks a release tarball on the controller, before any site is touched, and returns its
+/// version (`civicrm/xml/version.xml`): it must be a readable gzip tar whose every entry is
+/// under `civicrm/` (no absolute path, no `..`), holding the files of a CiviCRM release for
+/// Drupal.
 ///
 /// # Errors
 ///
-/// [`PlaybookError::Tarball`] when it cannot be read or holds no version.
+/// [`PlaybookError::Tarball`] saying what is wrong.
 pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> {
     let err = |reason: String| PlaybookError::Tarball {
         path: path.to_owned(),
@@ -490,6 +649,40 @@ pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> 
     };
     if !path.is_file() {
         return Err(err("not a file".into()));
+    }
+    let list = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(path)
+        .output()
+        .map_err(|e| err(format!("cannot run tar: {e}")))?;
+    if !list.status.success() {
+        return Err(err(format!(
+            "not a readable .tar.gz: {}",
+            last_stderr_line(&list.stderr)
+        )));
+    }
+    let names = String::from_utf8_lossy(&list.stdout);
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names.lines() {
+        let clean = name.trim_start_matches("./");
+        if clean.starts_with('/') || clean.split('/').any(|c| c == "..") {
+            return Err(err(format!(
+                "entry `{}` would land outside the code dir",
+                name.escape_debug()
+            )));
+        }
+        if clean != "civicrm" && !clean.starts_with("civicrm/") {
+            return Err(err(format!(
+                "entry `{}` is not under `civicrm/`: not a CiviCRM release",
+                name.escape_debug()
+            )));
+        }
+        seen.insert(clean.trim_end_matches('/').to_owned());
+    }
+    if let Some(missing) = TARBALL_MUST_HAVE.iter().find(|f| !seen.contains(**f)) {
+        return Err(err(format!(
+            "no `{missing}` in it: not a CiviCRM release for Drupal"
+        )));
     }
     let out = std::process::Command::new("tar")
         .arg("-xzOf")
@@ -499,17 +692,39 @@ pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> 
         .map_err(|e| err(format!("cannot run tar: {e}")))?;
     if !out.status.success() {
         return Err(err(format!(
-            "no `civicrm/xml/version.xml` in it: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "cannot read `civicrm/xml/version.xml`: {}",
+            last_stderr_line(&out.stderr)
         )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split("<version_no>")
+    let version = text
+        .split("<version_no>")
         .nth(1)
         .and_then(|r| r.split("</version_no>").next())
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| err("`civicrm/xml/version.xml` has no <version_no>".into()))
+        .ok_or_else(|| err("`civicrm/xml/version.xml` has no <version_no>".into()))?;
+    if !version.starts_with(|c: char| c.is_ascii_digit())
+        || !version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.')
+    {
+        return Err(err(format!(
+            "`civicrm/xml/version.xml` says `{}`, not a version",
+            version.escape_debug()
+        )));
+    }
+    Ok(version)
+}
+
+fn last_stderr_line(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -525,10 +740,55 @@ mod tests {
         assert_eq!(version_cmp("6.0.0", "5.99.9"), Ordering::Greater);
     }
 
+    fn site(name: &str) -> Site {
+        Site {
+            name: name.into(),
+            root: "/r".into(),
+            uri: format!("https://{name}.test"),
+            web_user: None,
+            backup_dir: "/b".into(),
+            drush: "drush".into(),
+            cv: "cv".into(),
+            db_upgrade: DbUpgradeTool::Auto,
+            disable_modules: Vec::new(),
+        }
+    }
+
+    /// What `kv` prints: `key=` and the value's bytes in hex.
+    fn kv(k: &str, v: &str) -> String {
+        let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{k}={hex}\n")
+    }
+
+    fn good(name: &str) -> String {
+        format!(
+            "### site {name}\n{}{}{}{}{}{}{}{}{}",
+            kv("site_dir", &format!("/r/sites/{name}")),
+            kv("civicrm_root", "/r/sites/all/modules/civicrm"),
+            kv("civi_db", "civi"),
+            kv(
+                "templates_c",
+                &format!("/r/sites/{name}/files/civicrm/templates_c")
+            ),
+            kv("code_version", "5.69.0"),
+            kv("db_version", "5.69.0"),
+            kv("web_user", "www-data"),
+            kv("has_cv", "1"),
+            kv("free_kb", "100"),
+        )
+    }
+
     #[test]
     fn discovery_output_parses() {
-        let out = "### site a\nsite_dir=/r/sites/a\ncivi_db=civi\ndb_version=5.69.0\nmaintenance=unset\nhas_cv=1\nmodule=x\nfree_kb=100\n### site b\nerror=no civicrm.settings.php in /r/sites/default\n";
-        let m = parse_discovery(out);
+        let out = format!(
+            "{}{}{}### site b\n{}",
+            good("a"),
+            kv("maintenance", "unset"),
+            kv("module", "x"),
+            kv("error", "no civicrm.settings.php in /r/sites/default")
+        );
+        let m = parse_discovery(&out, &[site("a"), site("b")]);
+        assert_eq!(m["a"].error, None);
         assert_eq!(m["a"].civi_db, "civi");
         assert_eq!(m["a"].maintenance, "unset");
         assert!(m["a"].has_cv && !m["a"].has_drush);
@@ -538,6 +798,66 @@ mod tests {
             m["b"].error.as_deref(),
             Some("no civicrm.settings.php in /r/sites/default")
         );
+    }
+
+    #[test]
+    fn a_value_cannot_forge_another_key() {
+        // A Drupal variable holding a newline and a fake key, as a site admin could set it.
+        let out = format!(
+            "{}{}",
+            good("a"),
+            kv("maintenance", "0\ncivicrm_root=/some/other/dir")
+        );
+        let m = parse_discovery(&out, &[site("a")]);
+        assert_eq!(m["a"].civicrm_root, "/r/sites/all/modules/civicrm");
+        let err = m["a"].error.as_deref().unwrap_or("");
+        assert!(
+            err.contains("`maintenance_mode` is `0\\ncivicrm_root"),
+            "{err}"
+        );
+        // Plain `key=value` lines (an rc file's noise, an old-style forgery) are not hex.
+        let out = format!("{}{}civicrm_root=/etc\n", good("a"), kv("maintenance", "0"));
+        let m = parse_discovery(&out, &[site("a")]);
+        assert_eq!(m["a"].civicrm_root, "/r/sites/all/modules/civicrm");
+        assert_eq!(m["a"].error, None);
+    }
+
+    #[test]
+    fn facts_that_do_not_hold_refuse_the_site() {
+        #[track_caller]
+        fn case(key: &str, value: &str, want: &str) {
+            let out = format!("{}{}{}", good("a"), kv("maintenance", "0"), kv(key, value));
+            let m = parse_discovery(&out, &[site("a")]);
+            let err = m["a"].error.clone().unwrap_or_default();
+            assert!(err.contains(want), "{key}={value:?}: {err}");
+        }
+        case(
+            "civicrm_root",
+            "/some/other/dir",
+            "not inside the Drupal root `/r`",
+        );
+        case("civicrm_root", "/rx/civicrm", "not inside the Drupal root");
+        case("civicrm_root", "/r/../etc", "`..` component");
+        case(
+            "civicrm_root",
+            "sites/all/modules/civicrm",
+            "not an absolute path",
+        );
+        case("site_dir", "/r/sites/a\n/x", "control character");
+        case("templates_c", "/etc", "neither inside the Drupal root");
+        case("civi_db", "../../x", "CiviCRM database name");
+        case("cms_db", "d`b", "Drupal database name");
+        case("db_version", "5.69.0; rm", "is not a version");
+        case("web_user", "-rf", "not a user name");
+        case("module", "a b", "not a module name");
+        // Outside the root but a compile dir: allowed.
+        let out = format!(
+            "{}{}{}",
+            good("a"),
+            kv("maintenance", "1"),
+            kv("templates_c", "/var/lib/civicrm/templates_c")
+        );
+        assert_eq!(parse_discovery(&out, &[site("a")])["a"].error, None);
     }
 
     #[test]

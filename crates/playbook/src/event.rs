@@ -75,6 +75,14 @@ pub enum Event {
         /// What no longer verified (`host/site: why`); empty when all is well.
         problems: Vec<String>,
     },
+    /// Something the operator must know that is not a step's result: waiting for a step of a
+    /// crashed run still running on a host, a process killed, a safety dump taken.
+    Notice {
+        /// Host.
+        host: String,
+        /// What happened, one line.
+        message: String,
+    },
     /// No further batch will start.
     Stopped {
         /// Why.

@@ -17,6 +17,9 @@ use crate::runner::{Ctx, HostJob, OnFailure, UpgradeOptions, finish_site};
 pub(crate) struct Work<'a> {
     pub(crate) site: &'a Site,
     pub(crate) facts: Facts,
+    /// The earlier run that left this site in maintenance and whose journal holds its true
+    /// prior state (`facts.maintenance` then is that state, not the live `1`).
+    pub(crate) prior_from: Option<String>,
 }
 
 pub(crate) async fn run_host(ctx: &Ctx<'_>, job: &HostJob, batch: usize) -> Vec<SiteReport> {
@@ -115,7 +118,7 @@ impl HostRun<'_, '_> {
             .exec("host", "preflight", &civicrm::discover_script(sites))
             .await
         {
-            Ok(out) => civicrm::parse_discovery(&out),
+            Ok(out) => civicrm::parse_discovery(&out, sites),
             Err(StepError::Aborted) => {
                 for s in sites {
                     results.insert(
@@ -137,10 +140,23 @@ impl HostRun<'_, '_> {
         };
         let mut work: Vec<Work<'_>> = Vec::new();
         for site in sites {
-            let f = facts.get(&site.name).cloned().unwrap_or_default();
+            let mut f = facts.get(&site.name).cloned().unwrap_or_default();
             froms.insert(site.name.clone(), f.code_version.clone());
+            // A site an earlier held or crashed run left in maintenance was not "in
+            // maintenance before": that run's journal knows what it was.
+            let prior_from = match (f.maintenance.as_str(), f.error.is_none()) {
+                ("1", true) => self.inherited_prior(&site.name).map(|(run, prior)| {
+                    f.maintenance = prior;
+                    run
+                }),
+                _ => None,
+            };
             match verdict(self.ctx.opts, site, &f) {
-                Classified::Upgrade => work.push(Work { site, facts: f }),
+                Classified::Upgrade => work.push(Work {
+                    site,
+                    facts: f,
+                    prior_from,
+                }),
                 Classified::Skip(reason) => {
                     results.insert(site.name.clone(), SiteOutcome::Skipped { reason });
                 }
@@ -236,6 +252,53 @@ impl HostRun<'_, '_> {
         }
     }
 
+    /// The run that left `site` in maintenance (the latest run that touched it, if it says the
+    /// site is still down because of it) and the prior state that run recorded.
+    fn inherited_prior(&self, site: &str) -> Option<(String, String)> {
+        let history = match self.ctx.journal.site_history(self.host, site) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("journal: {e}");
+                return None;
+            }
+        };
+        let (run, _, row) = history
+            .iter()
+            .rev()
+            .filter(|(run, _, _)| *run != self.ctx.run)
+            .find(|(_, _, r)| !matches!(r.status.as_str(), "pending" | "not-started"))?;
+        if !row.in_maintenance || row.status == "superseded" {
+            return None;
+        }
+        let prior = self
+            .ctx
+            .journal
+            .artifact(run, self.host, &format!("site:{site}"), "prior-maintenance")
+            .ok()
+            .flatten()?;
+        Some((run.clone(), prior))
+    }
+
+    /// Records an artifact the way back depends on; a journal that cannot record it stops the
+    /// step before its side effect.
+    pub(crate) fn record(
+        &self,
+        step: &str,
+        unit: &str,
+        kind: &str,
+        value: &str,
+    ) -> Result<(), (String, StepError)> {
+        self.ctx
+            .journal
+            .set_artifact(&self.ctx.run, self.host, unit, kind, value)
+            .map_err(|e| {
+                (
+                    step.to_owned(),
+                    StepError::Failed(format!("the journal could not record the {kind}: {e}")),
+                )
+            })
+    }
+
     pub(crate) async fn lock_group(&self, g: &[Work<'_>]) -> Result<(), String> {
         let owner = format!(
             "run={} controller={} pid={} time={}",
@@ -274,14 +337,11 @@ impl HostRun<'_, '_> {
             }
             match attempt {
                 Ok(out) if out.trim() == "locked" => {
-                    let _ = self.ctx.journal.set_artifact(
-                        &self.ctx.run,
-                        self.host,
-                        &unit,
-                        "lock",
-                        &dir,
-                    );
                     taken.push(w.clone());
+                    if let Err((_, e)) = self.record("lock", &unit, "lock", &dir) {
+                        self.unlock_group(&taken).await;
+                        return Err(step_error_text(&e));
+                    }
                 }
                 Ok(out) => {
                     self.unlock_group(&taken).await;
@@ -397,6 +457,7 @@ impl HostRun<'_, '_> {
                         _ => SiteOutcome::Upgraded {
                             from: w.facts.code_version.clone(),
                             to: target.clone(),
+                            in_maintenance: w.facts.maintenance == "1",
                         },
                     };
                     (w.site.name.clone(), outcome)
@@ -559,13 +620,39 @@ impl HostRun<'_, '_> {
         for w in g {
             let unit = format!("site:{}", w.site.name);
             self.mark(w, "record-maintenance", "running", None);
-            let _ = self.ctx.journal.set_artifact(
-                run,
-                self.host,
+            self.record(
+                "record-maintenance",
                 &unit,
                 "prior-maintenance",
                 &w.facts.maintenance,
-            );
+            )?;
+            if let Some(earlier) = &w.prior_from {
+                // This run now owns the site's way back to its prior state: the earlier run
+                // must no longer offer to recover it.
+                let detail = format!(
+                    "taken over by run {run} (prior maintenance state `{}` carried over)",
+                    w.facts.maintenance
+                );
+                self.ctx
+                    .journal
+                    .site(
+                        earlier,
+                        self.host,
+                        &w.site.name,
+                        &SiteUpdate {
+                            status: Some("superseded"),
+                            in_maintenance: Some(false),
+                            detail: Some(&detail),
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(|e| {
+                        (
+                            "record-maintenance".to_owned(),
+                            StepError::Failed(format!("journal: {e}")),
+                        )
+                    })?;
+            }
         }
         self.checkpoint(ch, "maintenance-on")?;
         for w in g {
@@ -593,19 +680,17 @@ impl HostRun<'_, '_> {
         g: &[Work<'_>],
         ch: &mut Changes,
     ) -> Result<(), (String, StepError)> {
-        let run = &self.ctx.run;
         let step = |name: &str| name.to_owned();
         for w in g.iter().filter(|w| !w.facts.enabled_modules.is_empty()) {
             let c = SiteCmds::new(w.site, &w.facts);
             let unit = format!("site:{}", w.site.name);
             let mods = w.facts.enabled_modules.clone();
-            let _ = self.ctx.journal.set_artifact(
-                run,
-                self.host,
+            self.record(
+                "disable-modules",
                 &unit,
                 "disabled-modules",
                 &mods.join(" "),
-            );
+            )?;
             ch.modules_disabled
                 .insert(w.site.name.clone(), mods.clone());
             self.mark(w, "disable-modules", "running", None);
@@ -636,7 +721,6 @@ impl HostRun<'_, '_> {
         g: &[Work<'_>],
         run_dir: &str,
     ) -> Result<(), (String, StepError)> {
-        let run = &self.ctx.run;
         let step = |name: &str| name.to_owned();
         let mut dumped: BTreeSet<String> = BTreeSet::new();
         for w in g {
@@ -659,13 +743,12 @@ impl HostRun<'_, '_> {
                     .exec(&unit, "backup-db", &script)
                     .await
                     .map_err(|e| (step("backup-db"), e))?;
-                let _ = self.ctx.journal.set_artifact(
-                    run,
-                    self.host,
+                self.record(
+                    "backup-db",
                     &unit,
                     "db-dump",
                     &format!("{file} sha256:{}", sha.trim()),
-                );
+                )?;
             }
         }
         Ok(())
@@ -685,13 +768,12 @@ impl HostRun<'_, '_> {
         let first = &g[0];
         let code_unit = format!("codebase:{}", first.facts.civicrm_root);
         let run_dir = self.run_dir(g);
-        let _ = self.ctx.journal.set_artifact(
-            run,
-            self.host,
+        self.record(
+            "move-code-out",
             &code_unit,
             "code-backup",
             &format!("{run_dir}/code/civicrm"),
-        );
+        )?;
         for w in g {
             self.mark(w, "move-code-out", "running", None);
         }
@@ -963,8 +1045,14 @@ impl HostRun<'_, '_> {
                 continue;
             };
             let c = SiteCmds::new(w.site, &w.facts);
-            let file = format!("{run_dir}/db/{db}.sql");
-            let script = format!("{} && {}", c.restore_civi(&file, &db), c.db_version());
+            let Some((file, sha)) = self.recorded_dump(&db) else {
+                // No verified source, no restore: the database stays as it is.
+                problems.push(format!(
+                    "no dump of database `{db}` is recorded in this run's journal; not restoring it"
+                ));
+                continue;
+            };
+            let script = format!("{} && {}", c.restore_civi(&file, &db, &sha), c.db_version());
             match self
                 .exec(&format!("database:{db}"), "restore-db", &script)
                 .await
@@ -1056,6 +1144,23 @@ impl HostRun<'_, '_> {
         } else {
             Err(problems.join("; "))
         }
+    }
+
+    /// The dump of `db` this run recorded: its path and SHA-256.
+    pub(crate) fn recorded_dump(&self, db: &str) -> Option<(String, String)> {
+        let v = self
+            .ctx
+            .journal
+            .artifact(
+                &self.ctx.run,
+                self.host,
+                &format!("database:{db}"),
+                "db-dump",
+            )
+            .ok()
+            .flatten()?;
+        let (file, sha) = v.rsplit_once(" sha256:")?;
+        Some((file.to_owned(), sha.to_owned()))
     }
 
     pub(crate) fn mark(
@@ -1165,7 +1270,17 @@ impl HostRun<'_, '_> {
             timeout: self.ctx.opts.step_timeout,
             max_output: 256 * 1024,
         };
-        let cmd = RemoteCommand::shell(format!("{PRELUDE}{script}"));
+        // Tags the step's processes on the host so that `fleet recover` can tell whether a
+        // step of a crashed run is still running there before it undoes anything.
+        let cmd = RemoteCommand::shell(format!(
+            "export FLEET_RUN_STEP={}; {PRELUDE}{script}",
+            fleet_remote_exec::quote(&format!(
+                "{}/{}/{}",
+                self.ctx.run,
+                self.host,
+                id.unwrap_or_default()
+            ))
+        ));
         let r = self.session.exec(&cmd, &opts, &self.ctx.cancel.abort).await;
         let (result, ret) = match r {
             Ok(o) => match &o.status {
@@ -1518,7 +1633,9 @@ pub(crate) async fn discover(
         .await;
     session.close().await;
     match out {
-        Ok(o) if o.status.success() => Ok(civicrm::parse_discovery(&o.stdout.to_string_lossy())),
+        Ok(o) if o.status.success() => {
+            Ok(civicrm::parse_discovery(&o.stdout.to_string_lossy(), sites))
+        }
         Ok(o) => Err(Discovery::Failed(last_line(&o.stderr.to_string_lossy()))),
         Err(e) => Err(Discovery::Unreachable(error_text(&e))),
     }

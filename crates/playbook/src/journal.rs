@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS sites (
     site TEXT NOT NULL,
     batch INTEGER,
     unit_group TEXT,
-    status TEXT NOT NULL,           -- pending | running | upgraded | skipped | failed | rolled-back | held | unreachable | interrupted
+    status TEXT NOT NULL,           -- pending | running | upgraded | skipped | failed | rolled-back | held | unreachable | interrupted | superseded
     step TEXT,
     from_version TEXT,
     to_version TEXT,
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     run TEXT NOT NULL REFERENCES runs(id),
     host TEXT NOT NULL,
     unit TEXT NOT NULL,
-    kind TEXT NOT NULL,             -- prior-maintenance | db-dump | code-backup | disabled-modules | lock
+    kind TEXT NOT NULL,             -- prior-maintenance | db-dump | safety-dump | code-backup | disabled-modules | lock
     value TEXT NOT NULL,
     PRIMARY KEY (run, host, unit, kind)
 );
@@ -414,6 +414,49 @@ impl Journal {
         })
     }
 
+    /// When `step` last finished `done` on `unit` (unix time), e.g. when a dump was taken.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be read.
+    pub fn step_done_at(
+        &self,
+        run: &str,
+        host: &str,
+        unit: &str,
+        step: &str,
+    ) -> Result<Option<i64>, PlaybookError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT MAX(finished) FROM steps WHERE run = ?1 AND host = ?2 AND unit = ?3 AND step = ?4 AND state = 'done'",
+                params![run, host, unit, step],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Every run's row for one site, oldest run first: `(run id, run started, row)`.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be read.
+    pub fn site_history(
+        &self,
+        host: &str,
+        site: &str,
+    ) -> Result<Vec<(String, i64, SiteRow)>, PlaybookError> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT s.run, r.started, s.host, s.site, s.batch, s.status, s.step, s.from_version, s.to_version, s.in_maintenance, s.detail, s.updated
+                 FROM sites s JOIN runs r ON r.id = s.run WHERE s.host = ?1 AND s.site = ?2 ORDER BY r.started, r.id",
+            )?;
+            let rows = s.query_map(params![host, site], |r| {
+                Ok((r.get(0)?, r.get(1)?, site_row(r, 2)?))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Every run, newest first.
     ///
     /// # Errors
@@ -453,20 +496,7 @@ impl Journal {
             let mut s = c.prepare(
                 "SELECT host, site, batch, status, step, from_version, to_version, in_maintenance, detail, updated FROM sites WHERE run = ?1 ORDER BY rowid",
             )?;
-            let rows = s.query_map(params![run], |r| {
-                Ok(SiteRow {
-                    host: r.get(0)?,
-                    site: r.get(1)?,
-                    batch: r.get(2)?,
-                    status: r.get(3)?,
-                    step: r.get(4)?,
-                    from_version: r.get(5)?,
-                    to_version: r.get(6)?,
-                    in_maintenance: r.get::<_, i64>(7)? != 0,
-                    detail: r.get(8)?,
-                    updated: r.get(9)?,
-                })
-            })?;
+            let rows = s.query_map(params![run], |r| site_row(r, 0))?;
             rows.collect()
         })
     }
@@ -514,6 +544,23 @@ impl Journal {
             rows.collect()
         })
     }
+}
+
+/// A [`SiteRow`] from the columns `host, site, batch, status, step, from_version,
+/// to_version, in_maintenance, detail, updated`, starting at column `at`.
+fn site_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SiteRow> {
+    Ok(SiteRow {
+        host: r.get(at)?,
+        site: r.get(at + 1)?,
+        batch: r.get(at + 2)?,
+        status: r.get(at + 3)?,
+        step: r.get(at + 4)?,
+        from_version: r.get(at + 5)?,
+        to_version: r.get(at + 6)?,
+        in_maintenance: r.get::<_, i64>(at + 7)? != 0,
+        detail: r.get(at + 8)?,
+        updated: r.get(at + 9)?,
+    })
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {

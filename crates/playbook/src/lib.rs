@@ -17,6 +17,7 @@ mod civicrm;
 mod error;
 mod event;
 mod host;
+mod inflight;
 mod journal;
 mod outcome;
 mod plan;
@@ -34,5 +35,8 @@ pub use journal::{
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};
 pub use playbook::{Playbook, ShellStep, Step, StepKind};
-pub use restore::{RestoreMode, needs_restore, restore_run};
+pub use restore::{
+    RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,
+    needs_restore, restore_run,
+};
 pub use runner::{Cancel, HostJob, OnFailure, STEPS, UpgradeOptions, run_upgrade};

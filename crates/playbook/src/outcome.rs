@@ -25,6 +25,23 @@ pub enum SiteOutcome {
         from: String,
         /// Version after.
         to: String,
+        /// Still in maintenance because it was before the run (its recorded prior state).
+        in_maintenance: bool,
+    },
+    /// Put back on its old code and database from the run's backups (`fleet rollback`, or
+    /// `fleet recover` of a site that had not reached its database upgrade), maintenance as
+    /// it was before the run.
+    RolledBack {
+        /// The version it is back on.
+        to: String,
+        /// Where the databases it replaced were saved first (so the rollback can be undone).
+        safety_dumps: Vec<String>,
+    },
+    /// Left as it was: a check before the restore did not hold (a dump missing or changed, a
+    /// later run on the site, the site no longer at the run's target).
+    Refused {
+        /// Why.
+        reason: String,
     },
     /// A user's playbook ran through on the site.
     Completed {
@@ -66,10 +83,12 @@ pub enum SiteOutcome {
 
 impl SiteOutcome {
     /// The status word (`upgraded`, `skipped`, `failed`, `rolled-back`, `held`,
-    /// `rollback-failed`, `unreachable`, `not-started`, `interrupted`).
+    /// `rollback-failed`, `refused`, `unreachable`, `not-started`, `interrupted`).
     pub fn status(&self) -> &'static str {
         match self {
             SiteOutcome::Upgraded { .. } => "upgraded",
+            SiteOutcome::RolledBack { .. } => "rolled-back",
+            SiteOutcome::Refused { .. } => "refused",
             SiteOutcome::Completed { .. } => "done",
             SiteOutcome::Skipped { .. } => "skipped",
             SiteOutcome::Failed {
@@ -117,7 +136,9 @@ impl SiteOutcome {
     /// Whether the site counts against the failure budget (unreachable only when asked).
     pub fn is_failure(&self, unreachable_counts: bool) -> bool {
         match self {
-            SiteOutcome::Failed { .. } | SiteOutcome::Interrupted { .. } => true,
+            SiteOutcome::Failed { .. }
+            | SiteOutcome::Interrupted { .. }
+            | SiteOutcome::Refused { .. } => true,
             SiteOutcome::Unreachable { .. } => unreachable_counts,
             _ => false,
         }
@@ -127,7 +148,38 @@ impl SiteOutcome {
 impl fmt::Display for SiteOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SiteOutcome::Upgraded { from, to } => write!(f, "upgraded {from} -> {to}"),
+            SiteOutcome::Upgraded {
+                from,
+                to,
+                in_maintenance,
+            } => {
+                write!(f, "upgraded {from} -> {to}")?;
+                if *in_maintenance {
+                    write!(f, " (in maintenance, as it was before the run)")?;
+                }
+                Ok(())
+            }
+            SiteOutcome::RolledBack { to, safety_dumps } => {
+                write!(
+                    f,
+                    "rolled back to {to}: code and database from this run's backups, maintenance as before"
+                )?;
+                if !safety_dumps.is_empty() {
+                    write!(
+                        f,
+                        "; the replaced database is kept in {}",
+                        safety_dumps
+                            .iter()
+                            .map(|d| format!("`{d}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )?;
+                }
+                Ok(())
+            }
+            SiteOutcome::Refused { reason } => {
+                write!(f, "not rolled back: {reason} (nothing was changed)")
+            }
             SiteOutcome::Completed { playbook } => write!(f, "playbook `{playbook}` done"),
             SiteOutcome::Skipped { reason } => write!(f, "skipped: {reason}"),
             SiteOutcome::Failed {

@@ -1,17 +1,31 @@
-//! `fleet recover` and `fleet rollback`: bringing a run's sites to a safe end.
+//! `fleet recover` and `fleet rollback`: bringing a run's sites to a safe end, or back to the
+//! run's backups, without ever destroying data.
+//!
+//! A restore is a side effect like any other, and the most dangerous one: it replaces a live
+//! database. So, per group of sites that share a codebase or a database:
+//! 1. no step of the run may still be running on the host (see `inflight.rs`);
+//! 2. `fleet rollback` refuses a site that a later run touched, or that is no longer at this
+//!    run's target version (its backups describe a site that no longer exists), unless
+//!    `--force`;
+//! 3. every source is verified on the host before anything changes: each dump exists, is
+//!    complete and has the SHA-256 the journal recorded; the code backup holds the old
+//!    version. A failed check changes nothing;
+//! 4. `fleet rollback` then dumps every database it is about to replace (a safety dump, kept
+//!    and recorded in the journal, so the rollback itself can be undone);
+//! 5. only then: maintenance on, code and databases back, maintenance as before the run.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use fleet_inventory::{Amount, Batches, Site};
-use fleet_remote_exec::Client;
+use fleet_remote_exec::{Client, quote};
 
-use crate::civicrm::{self, SiteCmds};
+use crate::civicrm::{self, Facts, SiteCmds};
 use crate::error::PlaybookError;
 use crate::event::Reporter;
 use crate::host::{Changes, HostRun, Work, error_text, failed, group_units, step_error_text};
-use crate::journal::Journal;
+use crate::journal::{Journal, SiteRow};
 use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::runner::{Cancel, Ctx, HostJob, OnFailure, UpgradeOptions, finish_site};
 
@@ -26,8 +40,61 @@ pub enum RestoreMode {
     Rollback,
 }
 
+/// How [`restore_run`] goes about it.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Recover or roll back.
+    pub mode: RestoreMode,
+    /// Only these sites (`site` or `host/site`) and the ones sharing their codebase or
+    /// database; empty means every site that needs it.
+    pub sites: Vec<String>,
+    /// Bound on each remote step.
+    pub step_timeout: Duration,
+    /// Roll back even sites a later run touched or that are no longer at the run's target.
+    pub force: bool,
+    /// Verify everything and say what would be restored; change nothing.
+    pub plan: bool,
+}
+
+/// What a rollback would do to one site (`fleet rollback --plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackPlan {
+    /// Host.
+    pub host: String,
+    /// Site.
+    pub site: String,
+    /// Code and database versions on the host now.
+    pub live: String,
+    /// The version it would be back on.
+    pub back_to: String,
+    /// The dumps it would load: `(path, unix time taken)`.
+    pub dumps: Vec<(String, Option<i64>)>,
+    /// Why it would be refused (nothing would change), if it would.
+    pub refused: Option<String>,
+}
+
+/// What [`restore_run`] did, or with `plan`, would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// One report per site acted on (empty with `plan`).
+    pub sites: Vec<SiteReport>,
+    /// With `plan`: one row per site.
+    pub plan: Vec<RollbackPlan>,
+}
+
+/// Statuses of a site row that mean the run changed the site.
+const TOUCHED: &[&str] = &[
+    "upgraded",
+    "done",
+    "rolled-back",
+    "held",
+    "rollback-failed",
+    "running",
+    "interrupted",
+];
+
 /// Whether a site row of a run needs [`restore_run`] in `mode`.
-pub fn needs_restore(row: &crate::journal::SiteRow, mode: RestoreMode) -> bool {
+pub fn needs_restore(row: &SiteRow, mode: RestoreMode) -> bool {
     let midway = matches!(
         row.status.as_str(),
         "running" | "interrupted" | "rollback-failed" | "held"
@@ -38,13 +105,57 @@ pub fn needs_restore(row: &crate::journal::SiteRow, mode: RestoreMode) -> bool {
     }
 }
 
+/// The runs started after `run` that changed `host/site`, oldest first.
+///
+/// # Errors
+///
+/// When the journal cannot be read.
+pub fn later_runs(
+    journal: &Journal,
+    run: &str,
+    host: &str,
+    site: &str,
+) -> Result<Vec<String>, PlaybookError> {
+    let history = journal.site_history(host, site)?;
+    let Some(pos) = history.iter().position(|(r, _, _)| r == run) else {
+        return Ok(Vec::new());
+    };
+    Ok(history[pos + 1..]
+        .iter()
+        .filter(|(_, _, row)| TOUCHED.contains(&row.status.as_str()))
+        .map(|(r, _, _)| r.clone())
+        .collect())
+}
+
+fn is(s: &str, r: &SiteRow) -> bool {
+    *s == r.site || *s == format!("{}/{}", r.host, r.site)
+}
+
+/// Checks that every `--site` (`site` or `host/site`) names a site of run `run` (`rows`).
+///
+/// # Errors
+///
+/// [`PlaybookError::Plan`] naming the first unknown one and the run's sites.
+pub fn check_sites(run: &str, rows: &[SiteRow], sites: &[String]) -> Result<(), PlaybookError> {
+    match sites.iter().find(|s| !rows.iter().any(|r| is(s, r))) {
+        None => Ok(()),
+        Some(nosuch) => Err(PlaybookError::Plan(format!(
+            "run `{run}` has no site `{nosuch}`; its sites: {}",
+            rows.iter()
+                .map(|r| format!("{}/{}", r.host, r.site))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Recovers or rolls back the sites of run `run` that need it (see [`needs_restore`]) on
 /// `jobs` (the inventory hosts they live on), recording every step in the same run.
 ///
 /// # Errors
 ///
-/// [`PlaybookError::UnknownRun`], or journal failures; host problems are in the reports.
-#[allow(clippy::too_many_arguments)]
+/// [`PlaybookError::UnknownRun`], [`PlaybookError::Plan`] for a `--site` the run does not
+/// have, or journal failures; host problems are in the reports.
 pub async fn restore_run(
     client: &Client,
     jobs: &[HostJob],
@@ -52,28 +163,22 @@ pub async fn restore_run(
     reporter: &dyn Reporter,
     cancel: &Cancel,
     run: &str,
-    mode: RestoreMode,
-    only_sites: &[String],
-    step_timeout: Duration,
-) -> Result<Vec<SiteReport>, PlaybookError> {
+    ro: &RestoreOptions,
+) -> Result<RestoreReport, PlaybookError> {
     let info = journal
         .run(run)?
         .ok_or_else(|| PlaybookError::UnknownRun(run.to_owned()))?;
-    let wanted = |r: &crate::journal::SiteRow| {
-        only_sites.is_empty()
-            || only_sites
-                .iter()
-                .any(|s| *s == r.site || *s == format!("{}/{}", r.host, r.site))
-    };
+    let every = journal.sites(run)?;
+    check_sites(run, &every, &ro.sites)?;
+    let wanted = |r: &SiteRow| ro.sites.is_empty() || ro.sites.iter().any(|s| is(s, r));
     // Every site of a host that has a wanted site is looked at: the ones sharing its codebase
     // or database must go back with it (restoring shared code under an upgraded database
     // would leave "futuristic data"); the others are left alone.
-    let all: Vec<_> = journal
-        .sites(run)?
+    let all: Vec<SiteRow> = every
         .into_iter()
-        .filter(|r| needs_restore(r, mode))
+        .filter(|r| needs_restore(r, ro.mode))
         .collect();
-    let rows: Vec<_> = all
+    let rows: Vec<SiteRow> = all
         .iter()
         .filter(|r| all.iter().any(|w| w.host == r.host && wanted(w)))
         .cloned()
@@ -83,6 +188,15 @@ pub async fn restore_run(
         .filter(|r| wanted(r))
         .map(|r| format!("{}/{}", r.host, r.site))
         .collect();
+    let mut later = BTreeMap::new();
+    if ro.mode == RestoreMode::Rollback {
+        for r in &rows {
+            let l = later_runs(journal, run, &r.host, &r.site)?;
+            if !l.is_empty() {
+                later.insert(format!("{}/{}", r.host, r.site), l);
+            }
+        }
+    }
     let opts = UpgradeOptions {
         tarball: PathBuf::new(),
         target: info.target.clone(),
@@ -92,7 +206,7 @@ pub async fn restore_run(
         max_per: BTreeMap::new(),
         forks: 20,
         on_failure: OnFailure::Rollback,
-        step_timeout,
+        step_timeout: ro.step_timeout,
         args: info.args.clone(),
         playbook: None,
         resume: None,
@@ -107,18 +221,28 @@ pub async fn restore_run(
         cancel,
         run: run.to_owned(),
     };
+    let scope = Scope {
+        mode: ro.mode,
+        force: ro.force,
+        plan: ro.plan,
+        requested: &requested,
+        later: &later,
+    };
     let futures = jobs
         .iter()
         .filter(|j| rows.iter().any(|r| r.host == j.host.name))
         .map(|job| {
-            let mine: Vec<_> = rows
+            let mine: Vec<SiteRow> = rows
                 .iter()
                 .filter(|r| r.host == job.host.name)
                 .cloned()
                 .collect();
-            let (ctx, requested) = (&ctx, &requested);
+            let (ctx, scope) = (&ctx, &scope);
             async move {
-                let outcomes = restore_host(ctx, job, &mine, mode, requested).await;
+                if ctx.cancel.drain.is_cancelled() {
+                    return (Vec::new(), Vec::new());
+                }
+                let (outcomes, plan) = restore_host(ctx, job, &mine, scope).await;
                 let mut reports = Vec::new();
                 for r in &mine {
                     let Some(outcome) = outcomes
@@ -129,7 +253,13 @@ pub async fn restore_run(
                         // Not requested and not tied to a requested site: left as it is.
                         continue;
                     };
-                    let _ = finish_site(ctx, &r.host, &r.site, 0, &outcome, None);
+                    // A refused site was left exactly as it was: its journal row stays too
+                    // (an upgraded site is still upgraded, and can be rolled back later).
+                    if !matches!(outcome, SiteOutcome::Refused { .. })
+                        && let Err(e) = finish_site(ctx, &r.host, &r.site, 0, &outcome, None)
+                    {
+                        tracing::error!("journal: {e}");
+                    }
                     reports.push(SiteReport {
                         host: r.host.clone(),
                         site: r.site.clone(),
@@ -137,41 +267,61 @@ pub async fn restore_run(
                         outcome,
                     });
                 }
-                reports
+                (reports, plan)
             }
         });
-    let reports: Vec<SiteReport> = futures::future::join_all(futures)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut report = RestoreReport::default();
+    for (sites, plan) in futures::future::join_all(futures).await {
+        report.sites.extend(sites);
+        report.plan.extend(plan);
+    }
     // Sites whose host is not in the inventory selection are reported as such.
-    let mut out = reports;
     for r in rows
         .iter()
         .filter(|r| !jobs.iter().any(|j| j.host.name == r.host))
+        .filter(|r| requested.contains(&format!("{}/{}", r.host, r.site)))
     {
-        {
-            out.push(SiteReport {
-                host: r.host.clone(),
-                site: r.site.clone(),
-                batch: r.batch.unwrap_or(0) as usize,
-                outcome: SiteOutcome::NotStarted {
-                    reason: "host not in the selected inventory".into(),
-                },
-            });
-        }
+        report.sites.push(SiteReport {
+            host: r.host.clone(),
+            site: r.site.clone(),
+            batch: r.batch.unwrap_or(0) as usize,
+            outcome: SiteOutcome::NotStarted {
+                reason: "host not in the selected inventory".into(),
+            },
+        });
     }
-    Ok(out)
+    Ok(report)
 }
 
-pub(crate) async fn restore_host(
+/// What one host's restore may do, shared by every host of the run.
+struct Scope<'a> {
+    mode: RestoreMode,
+    force: bool,
+    plan: bool,
+    requested: &'a [String],
+    /// `host/site` -> later runs that touched it.
+    later: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// One site of a group as the restore sees it: facts as they were before the run (the
+/// journal) with paths as they are now (the probe), and what is live on the host.
+struct Live<'a> {
+    work: Work<'a>,
+    code: String,
+    db: String,
+    maintenance: String,
+    /// The journal row as the restore found it (put back when a rollback is refused late).
+    row: Option<SiteRow>,
+}
+
+type HostResult = (Vec<(String, SiteOutcome)>, Vec<RollbackPlan>);
+
+async fn restore_host(
     ctx: &Ctx<'_>,
     job: &HostJob,
-    rows: &[crate::journal::SiteRow],
-    mode: RestoreMode,
-    requested: &[String],
-) -> Vec<(String, SiteOutcome)> {
+    rows: &[SiteRow],
+    scope: &Scope<'_>,
+) -> HostResult {
     let host = &job.host.name;
     let sites: Vec<&Site> = job
         .host
@@ -179,21 +329,21 @@ pub(crate) async fn restore_host(
         .iter()
         .filter(|s| rows.iter().any(|r| r.site == s.name))
         .collect();
+    let all_fail = |outcome: SiteOutcome| -> HostResult {
+        (
+            sites
+                .iter()
+                .map(|s| (s.name.clone(), outcome.clone()))
+                .collect(),
+            Vec::new(),
+        )
+    };
     let session = match ctx.client.connect(&job.target, &ctx.cancel.abort).await {
         Ok(s) => s,
         Err(e) => {
-            let reason = error_text(&e);
-            return sites
-                .iter()
-                .map(|s| {
-                    (
-                        s.name.clone(),
-                        SiteOutcome::Unreachable {
-                            reason: reason.clone(),
-                        },
-                    )
-                })
-                .collect();
+            return all_fail(SiteOutcome::Unreachable {
+                reason: error_text(&e),
+            });
         }
     };
     let h = HostRun {
@@ -202,31 +352,42 @@ pub(crate) async fn restore_host(
         host,
         job,
     };
+    let result = restore_on(&h, &sites, rows, scope).await;
+    session.close().await;
+    match result {
+        Ok(r) => r,
+        Err(why) => all_fail(match scope.mode {
+            RestoreMode::Rollback => SiteOutcome::Refused { reason: why },
+            RestoreMode::Recover => {
+                failed("recover-probe", &why, After::RollbackFailed(why.clone()))
+            }
+        }),
+    }
+}
+
+/// The restore on one connected host. `Err` when nothing could be looked at (nothing changed).
+async fn restore_on(
+    h: &HostRun<'_, '_>,
+    sites: &[&Site],
+    rows: &[SiteRow],
+    scope: &Scope<'_>,
+) -> Result<HostResult, String> {
+    let (ctx, host) = (h.ctx, h.host);
+    // 1. Nothing is undone under a step of the run that is still running.
+    crate::inflight::settle(ctx, h.session, host).await?;
     let owned: Vec<Site> = sites.iter().map(|s| (*s).clone()).collect();
-    let live = match h
+    let live = h
         .exec("host", "recover-probe", &civicrm::discover_script(&owned))
         .await
-    {
-        Ok(out) => civicrm::parse_discovery(&out),
-        Err(e) => {
-            let why = step_error_text(&e);
-            session.close().await;
-            return sites
-                .iter()
-                .map(|s| {
-                    (
-                        s.name.clone(),
-                        failed("recover-probe", &why, After::RollbackFailed(why.clone())),
-                    )
-                })
-                .collect();
-        }
-    };
-    // Facts as they were before the run (journal), paths as they are now (probe).
-    let mut work = Vec::new();
-    for s in &sites {
+        .map(|out| civicrm::parse_discovery(&out, &owned))
+        .map_err(|e| step_error_text(&e))?;
+    let mut all: Vec<Live<'_>> = Vec::new();
+    for s in sites {
         let row = rows.iter().find(|r| r.site == s.name);
         let mut f = live.get(&s.name).cloned().unwrap_or_default();
+        if let Some(e) = &f.error {
+            return Err(format!("site `{}`: {e}", s.name));
+        }
         let old = row.and_then(|r| r.from_version.clone()).unwrap_or_default();
         let prior = ctx
             .journal
@@ -240,128 +401,402 @@ pub(crate) async fn restore_host(
             .flatten();
         let live_maint = f.maintenance.clone();
         f.maintenance = prior.unwrap_or_else(|| live_maint.clone());
-        let live_code = std::mem::replace(&mut f.code_version, old.clone());
-        let live_db = std::mem::replace(&mut f.db_version, old);
-        work.push((Work { site: s, facts: f }, live_code, live_db, live_maint));
+        let code = std::mem::replace(&mut f.code_version, old.clone());
+        let db = std::mem::replace(&mut f.db_version, old);
+        all.push(Live {
+            work: Work {
+                site: s,
+                facts: f,
+                prior_from: None,
+            },
+            code,
+            db,
+            maintenance: live_maint,
+            row: row.cloned(),
+        });
     }
-    let ws: Vec<Work<'_>> = work.iter().map(|(w, ..)| w.clone()).collect();
+    let works: Vec<Work<'_>> = all.iter().map(|l| l.work.clone()).collect();
     let mut out = Vec::new();
-    for g in group_units(&ws) {
-        if !g.iter().any(|w| {
-            requested
-                .iter()
-                .any(|r| *r == format!("{host}/{}", w.site.name))
-        }) {
+    let mut plans = Vec::new();
+    for g in group_units(&works) {
+        if !g
+            .iter()
+            .any(|w| scope.requested.contains(&format!("{host}/{}", w.site.name)))
+        {
             continue;
         }
-        let target = &ctx.opts.target;
-        let live_of = |w: &Work<'_>| {
-            work.iter()
-                .find(|(x, ..)| x.site.name == w.site.name)
-                .map(|(_, c, d, m)| (c.clone(), d.clone(), m.clone()))
-                .unwrap_or_default()
+        let group: Vec<&Live<'_>> = g
+            .iter()
+            .filter_map(|w| all.iter().find(|l| l.work.site.name == w.site.name))
+            .collect();
+        let (outcomes, released) = match restore_group(h, &g, &group, rows, scope, &mut plans).await
+        {
+            GroupEnd::Done(o) => (o, true),
+            GroupEnd::Left(o) => (o, false),
+            GroupEnd::Planned => continue,
         };
-        let mut ch = Changes::default();
-        for w in &g {
-            let (_, _, m) = live_of(w);
-            if m != w.facts.maintenance {
-                ch.maintenance_on.insert(w.site.name.clone());
-            }
-            if let Ok(Some(mods)) = ctx.journal.artifact(
-                &ctx.run,
-                host,
-                &format!("site:{}", w.site.name),
-                "disabled-modules",
-            ) {
-                ch.modules_disabled.insert(
-                    w.site.name.clone(),
-                    mods.split_whitespace().map(str::to_owned).collect(),
-                );
-            }
-        }
-        let forward = mode == RestoreMode::Recover
-            && g.iter().all(|w| {
-                let (c, d, _) = live_of(w);
-                c == *target && d == *target
-            });
-        let result = if forward {
-            h.finish(&g, &mut ch)
-                .await
-                .map(|()| true)
-                .map_err(|(step, e)| (step, step_error_text(&e)))
-        } else {
-            let first = &g[0];
-            let backup = format!("{}/fleet-{}/code/civicrm", first.site.backup_dir, ctx.run);
-            ch.code_moved = h
-                .exec(
-                    "host",
-                    "recover-probe",
-                    &format!(
-                        "[ -d {} ] && echo yes || echo no",
-                        fleet_remote_exec::quote(&backup)
-                    ),
-                )
-                .await
-                .is_ok_and(|o| o.trim() == "yes");
-            for w in &g {
-                let (_, d, _) = live_of(w);
-                if !d.is_empty() && d != w.facts.db_version {
-                    ch.db_upgrade_started.insert(w.facts.civi_db.clone());
-                }
-            }
-            // Down first: never swap code or load a dump under a live site.
-            let mut down = Ok(());
-            for w in &g {
-                let (_, _, m) = live_of(w);
-                if m != "1" {
-                    let c = SiteCmds::new(w.site, &w.facts);
-                    ch.maintenance_on.insert(w.site.name.clone());
-                    h.mark(w, "maintenance-on", "running", Some(true));
-                    if let Err(e) = h
-                        .exec(
-                            &format!("site:{}", w.site.name),
-                            "maintenance-on",
-                            &c.set_maintenance("1"),
-                        )
-                        .await
-                    {
-                        down = Err(("maintenance-on".to_owned(), step_error_text(&e)));
-                        break;
-                    }
-                }
-            }
-            match down {
-                Err(e) => Err(e),
-                Ok(()) => h
-                    .put_back(&g, &mut ch)
-                    .await
-                    .map(|()| false)
-                    .map_err(|why| ("restore".to_owned(), why)),
-            }
-        };
-        for w in &g {
-            let outcome = match &result {
-                Ok(true) => SiteOutcome::Upgraded {
-                    from: w.facts.code_version.clone(),
-                    to: target.clone(),
-                },
-                Ok(false) => failed(
-                    if mode == RestoreMode::Rollback {
-                        "rollback"
-                    } else {
-                        "recover"
-                    },
-                    "restored from this run's backups",
-                    After::RolledBack,
-                ),
-                Err((step, why)) => failed(step, why, After::RollbackFailed(why.clone())),
-            };
-            out.push((w.site.name.clone(), outcome));
-        }
-        if result.is_ok() {
+        out.extend(g.iter().map(|w| w.site.name.clone()).zip(outcomes));
+        if released {
             h.unlock_group(&g).await;
         }
     }
-    session.close().await;
-    out
+    Ok((out, plans))
+}
+
+/// How a group ended, with one outcome per site of the group in order: `Done` (at a safe
+/// end: the lock can go), `Left` (refused or failed: the lock stays with the run), or
+/// `Planned` (`--plan`: nothing done).
+enum GroupEnd {
+    Done(Vec<SiteOutcome>),
+    Left(Vec<SiteOutcome>),
+    Planned,
+}
+
+async fn restore_group(
+    h: &HostRun<'_, '_>,
+    g: &[Work<'_>],
+    group: &[&Live<'_>],
+    rows: &[SiteRow],
+    scope: &Scope<'_>,
+    plans: &mut Vec<RollbackPlan>,
+) -> GroupEnd {
+    let all_sites = |o: SiteOutcome| vec![o; g.len()];
+    let (ctx, host) = (h.ctx, h.host);
+    let target = ctx.opts.target.clone();
+    let mut ch = Changes::default();
+    for l in group {
+        if l.maintenance != l.work.facts.maintenance {
+            ch.maintenance_on.insert(l.work.site.name.clone());
+        }
+        if let Ok(Some(mods)) = ctx.journal.artifact(
+            &ctx.run,
+            host,
+            &format!("site:{}", l.work.site.name),
+            "disabled-modules",
+        ) {
+            ch.modules_disabled.insert(
+                l.work.site.name.clone(),
+                mods.split_whitespace().map(str::to_owned).collect(),
+            );
+        }
+    }
+    // Forward: every database of the group already reached the target, so finishing the
+    // procedure (caches, modules, maintenance) is the safe end; nothing is restored.
+    if scope.mode == RestoreMode::Recover
+        && group.iter().all(|l| l.code == target && l.db == target)
+    {
+        return match h.finish(g, &mut ch).await {
+            Ok(()) => GroupEnd::Done(
+                g.iter()
+                    .map(|w| SiteOutcome::Upgraded {
+                        from: w.facts.code_version.clone(),
+                        to: target.clone(),
+                        in_maintenance: w.facts.maintenance == "1",
+                    })
+                    .collect(),
+            ),
+            Err((step, e)) => {
+                let why = step_error_text(&e);
+                GroupEnd::Left(all_sites(failed(
+                    &step,
+                    &why,
+                    After::RollbackFailed(why.clone()),
+                )))
+            }
+        };
+    }
+    let refuse = |why: String| -> GroupEnd {
+        match scope.mode {
+            RestoreMode::Rollback => {
+                GroupEnd::Left(all_sites(SiteOutcome::Refused { reason: why }))
+            }
+            // In recover the sites are down already; a source that does not verify leaves
+            // them down, loudly, rather than loading something unverified.
+            RestoreMode::Recover => GroupEnd::Left(all_sites(failed(
+                "recover",
+                &format!("{why}; nothing was restored"),
+                After::RollbackFailed(why.clone()),
+            ))),
+        }
+    };
+    // 2. The guards of a rollback.
+    let mut refused = None;
+    if scope.mode == RestoreMode::Rollback && !scope.force {
+        refused = rollback_guard(host, group, rows, scope, &target);
+    }
+    // 3. Every source, verified on the host before anything changes.
+    let first = &g[0];
+    let backup = format!("{}/fleet-{}/code/civicrm", first.site.backup_dir, ctx.run);
+    let old_code = first.facts.code_version.clone();
+    let code_needed = group.iter().any(|l| l.code != old_code);
+    let mut problems = Vec::new();
+    if code_needed {
+        match h
+            .exec(
+                "host",
+                "verify-code-backup",
+                &format!("codever {}", quote(&backup)),
+            )
+            .await
+        {
+            Ok(v) if v.trim() == old_code => ch.code_moved = true,
+            Ok(v) => problems.push(format!(
+                "the code backup `{backup}` holds `{}`, not the old version `{old_code}`",
+                v.trim()
+            )),
+            Err(e) => problems.push(format!(
+                "cannot read the code backup `{backup}`: {}",
+                step_error_text(&e)
+            )),
+        }
+    }
+    let mut dumps = Vec::new();
+    for l in group {
+        let f = &l.work.facts;
+        if l.db.is_empty() || l.db == f.db_version || ch.db_upgrade_started.contains(&f.civi_db) {
+            continue;
+        }
+        ch.db_upgrade_started.insert(f.civi_db.clone());
+        let Some((file, sha)) = h.recorded_dump(&f.civi_db) else {
+            problems.push(format!(
+                "no dump of database `{}` is recorded in the run's journal",
+                f.civi_db
+            ));
+            continue;
+        };
+        let taken = ctx
+            .journal
+            .step_done_at(
+                &ctx.run,
+                host,
+                &format!("database:{}", f.civi_db),
+                "backup-db",
+            )
+            .ok()
+            .flatten();
+        if let Err(e) = h
+            .exec(
+                &format!("database:{}", f.civi_db),
+                "verify-dump",
+                &civicrm::verify_dump(&file, &f.civi_db, &sha),
+            )
+            .await
+        {
+            problems.push(step_error_text(&e));
+        }
+        dumps.push((f.civi_db.clone(), file, taken));
+    }
+    if refused.is_none() && !problems.is_empty() {
+        refused = Some(problems.join("; "));
+    }
+    if scope.plan {
+        for l in group {
+            plans.push(RollbackPlan {
+                host: host.to_owned(),
+                site: l.work.site.name.clone(),
+                live: if l.code == l.db {
+                    l.code.clone()
+                } else {
+                    format!("code {} / database {}", l.code, l.db)
+                },
+                back_to: old_code.clone(),
+                dumps: dumps
+                    .iter()
+                    .filter(|(db, _, _)| *db == l.work.facts.civi_db)
+                    .map(|(_, file, t)| (file.clone(), *t))
+                    .collect(),
+                refused: refused.clone(),
+            });
+        }
+        return GroupEnd::Planned;
+    }
+    if let Some(why) = refused {
+        return refuse(why);
+    }
+    // 4. Down first: never swap code or load a dump under a live site.
+    for l in group {
+        if l.maintenance == "1" {
+            continue;
+        }
+        let w = &l.work;
+        let c = SiteCmds::new(w.site, &w.facts);
+        ch.maintenance_on.insert(w.site.name.clone());
+        h.mark(w, "maintenance-on", "running", Some(true));
+        if let Err(e) = h
+            .exec(
+                &format!("site:{}", w.site.name),
+                "maintenance-on",
+                &c.set_maintenance("1"),
+            )
+            .await
+        {
+            let why = step_error_text(&e);
+            return GroupEnd::Left(all_sites(failed(
+                "maintenance-on",
+                &why,
+                After::RollbackFailed(why.clone()),
+            )));
+        }
+    }
+    // 5. A rollback keeps what it replaces: the way back from the way back.
+    let mut safety = Vec::new();
+    if scope.mode == RestoreMode::Rollback {
+        match safety_dumps(h, group, &ch).await {
+            Ok(files) => safety = files,
+            Err(why) => {
+                // Nothing was restored: bring the sites back as they were and say so.
+                let back = live_maintenance_back(h, group).await;
+                return match back {
+                    Ok(()) => refuse(format!("{why}; nothing was restored")),
+                    Err(e) => GroupEnd::Left(all_sites(failed(
+                        "safety-dump",
+                        &why,
+                        After::RollbackFailed(e),
+                    ))),
+                };
+            }
+        }
+    }
+    // 6. The undo chain: code, databases (each verified again right before it is loaded),
+    //    templates, modules, maintenance as before the run.
+    match h.put_back(g, &mut ch).await {
+        Ok(()) => GroupEnd::Done(all_sites(SiteOutcome::RolledBack {
+            to: old_code,
+            safety_dumps: safety,
+        })),
+        Err(why) => GroupEnd::Left(all_sites(failed(
+            match scope.mode {
+                RestoreMode::Rollback => "rollback",
+                RestoreMode::Recover => "recover",
+            },
+            &why,
+            After::RollbackFailed(why.clone()),
+        ))),
+    }
+}
+
+/// Why `fleet rollback` must not touch this group without `--force`, if it must not.
+fn rollback_guard(
+    host: &str,
+    group: &[&Live<'_>],
+    rows: &[SiteRow],
+    scope: &Scope<'_>,
+    target: &str,
+) -> Option<String> {
+    for l in group {
+        let name = &l.work.site.name;
+        if let Some(runs) = scope.later.get(&format!("{host}/{name}")) {
+            return Some(format!(
+                "site `{name}` was changed by a later run ({}): rolling back to this run's backups would undo it and lose what was written since; roll back the later run first, or pass `--force`",
+                runs.join(", ")
+            ));
+        }
+        let finished = rows
+            .iter()
+            .any(|r| r.site == *name && r.status == "upgraded");
+        if finished && (l.code != target || l.db != target) {
+            return Some(format!(
+                "site `{name}` is no longer at this run's target `{target}` (code `{}`, database `{}`): something changed it since; pass `--force` to roll back anyway",
+                l.code, l.db
+            ));
+        }
+    }
+    None
+}
+
+/// Dumps every database the group's restore will replace into `<run dir>/rollback-<time>/`,
+/// checked like any dump, and records each in the journal before anything is replaced.
+async fn safety_dumps(
+    h: &HostRun<'_, '_>,
+    group: &[&Live<'_>],
+    ch: &Changes,
+) -> Result<Vec<String>, String> {
+    let ctx = h.ctx;
+    let stamp = crate::journal::timestamp_id(crate::host::unix_now());
+    let mut files = Vec::new();
+    for db in &ch.db_upgrade_started {
+        let Some(l) = group.iter().find(|l| l.work.facts.civi_db == *db) else {
+            continue;
+        };
+        let w = &l.work;
+        let file = format!(
+            "{}/fleet-{}/rollback-{stamp}/db/{db}.sql",
+            w.site.backup_dir, ctx.run
+        );
+        let unit = format!("database:{db}");
+        let c = SiteCmds::new(w.site, &w.facts);
+        let sha = h
+            .exec(&unit, "safety-dump", &c.dump_civi(&file, db))
+            .await
+            .map_err(|e| format!("safety dump of `{db}` failed: {}", step_error_text(&e)))?;
+        ctx.journal
+            .set_artifact(
+                &ctx.run,
+                h.host,
+                &unit,
+                "safety-dump",
+                &format!("{file} sha256:{}", sha.trim()),
+            )
+            .map_err(|e| format!("the journal could not record the safety dump of `{db}`: {e}"))?;
+        ctx.reporter.on_event(&crate::event::Event::Notice {
+            host: h.host.to_owned(),
+            message: format!("database `{db}` saved to `{file}` before the rollback replaces it"),
+        });
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// Puts maintenance back to what it was when the rollback started (nothing was restored).
+async fn live_maintenance_back(h: &HostRun<'_, '_>, group: &[&Live<'_>]) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for l in group.iter().filter(|l| l.maintenance != "1") {
+        let w = &l.work;
+        let mut facts: Facts = w.facts.clone();
+        facts.maintenance = l.maintenance.clone();
+        let c = SiteCmds::new(w.site, &facts);
+        match h
+            .exec(
+                &format!("site:{}", w.site.name),
+                "maintenance-restore",
+                &format!(
+                    "{} && {}",
+                    c.set_maintenance(&l.maintenance),
+                    c.read_maintenance()
+                ),
+            )
+            .await
+        {
+            Ok(v) if v.trim() == l.maintenance => {
+                // The journal row goes back to what it said before the rollback began.
+                if let Some(row) = &l.row
+                    && let Err(e) = h.ctx.journal.site(
+                        &h.ctx.run,
+                        h.host,
+                        &w.site.name,
+                        &crate::journal::SiteUpdate {
+                            status: Some(&row.status),
+                            step: row.step.as_deref(),
+                            in_maintenance: Some(row.in_maintenance),
+                            ..Default::default()
+                        },
+                    )
+                {
+                    problems.push(format!("journal: {e}"));
+                }
+            }
+            Ok(v) => problems.push(format!(
+                "maintenance_mode of `{}` is `{}`, expected `{}`",
+                w.site.name,
+                v.trim(),
+                l.maintenance
+            )),
+            Err(e) => problems.push(step_error_text(&e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }

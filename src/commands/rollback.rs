@@ -1,0 +1,260 @@
+//! `fleet rollback`: a run's sites back on their old code and database, from that run's
+//! backups, with every guard a restore of live data needs (see the playbook crate's
+//! `restore.rs` for what is verified on the hosts).
+
+use std::io::{IsTerminal, Write};
+
+use fleet_playbook::{
+    Journal, RestoreMode, RestoreOptions, RollbackPlan, RunReport, SiteRow, check_sites,
+    format_time, needs_restore, restore_run,
+};
+
+use super::recover::{jobs_for, refuse_if_active, watched};
+use crate::args::{Cli, RollbackArgs};
+use crate::exit::ExitStatus;
+use crate::render::table;
+use crate::render::upgrade::{LineReporter, write_summary};
+
+pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let run = super::find_run(&journal, &args.run)?;
+    refuse_if_active(&run)?;
+    let rows = journal.sites(&run.id)?;
+    check_sites(&run.id, &rows, &args.sites)?;
+    let inventory = super::load_inventory(cli)?;
+    let todo: Vec<&SiteRow> = rows
+        .iter()
+        .filter(|r| needs_restore(r, RestoreMode::Rollback))
+        .filter(|r| {
+            args.sites.is_empty()
+                || args
+                    .sites
+                    .iter()
+                    .any(|s| *s == r.site || *s == format!("{}/{}", r.host, r.site))
+        })
+        .collect();
+    let mut err = crate::render::stderr();
+    if todo.is_empty() {
+        writeln!(err, "run `{}`: no site to roll back", run.id)?;
+        return Ok(ExitStatus::Success);
+    }
+    let hosts: Vec<String> = todo.iter().map(|r| r.host.clone()).collect();
+    let jobs = jobs_for(&inventory, &hosts)?;
+    let ro = RestoreOptions {
+        mode: RestoreMode::Rollback,
+        sites: args.sites.clone(),
+        step_timeout: args.step_timeout,
+        force: args.force,
+        plan: args.plan,
+    };
+    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    if args.plan {
+        let (cancel, _, watcher) = watched("stopping");
+        let report = restore_run(
+            &super::upgrade::client(),
+            &jobs,
+            &journal,
+            &reporter,
+            &cancel,
+            &run.id,
+            &ro,
+        )
+        .await?;
+        watcher.abort();
+        drop(reporter);
+        write_plan(&mut crate::render::stdout(), &report.plan)?;
+        return Ok(ExitStatus::Success);
+    }
+    // What is about to be lost, said before anything happens.
+    writeln!(
+        err,
+        "run {} ({} -> {}): rolling back {} site(s) to their backups: {}",
+        run.id,
+        run.procedure,
+        run.target,
+        todo.len(),
+        todo.iter()
+            .map(|r| format!("{}/{}", r.host, r.site))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let oldest = dump_times(&journal, &run.id, &hosts)?;
+    for (host, db, taken) in &oldest {
+        writeln!(
+            err,
+            "  {host}: database `{db}` from its dump of {} UTC ({} ago)",
+            format_time(*taken),
+            age(now() - taken)
+        )?;
+    }
+    if let Some(t) = oldest.iter().map(|(_, _, t)| *t).min() {
+        writeln!(
+            err,
+            "data written to these databases in the last {} will be lost from the live sites (each database is saved to a safety dump first)",
+            age(now() - t)
+        )?;
+    }
+    if args.force {
+        writeln!(
+            err,
+            "--force: sites changed by a later run or no longer at {} are rolled back too",
+            run.target
+        )?;
+    }
+    if !args.yes {
+        if !crate::prompt::have_tty() {
+            anyhow::bail!(
+                "`fleet rollback` replaces live databases: pass `--yes` to do it without a terminal (or `--plan` to see what it would do)"
+            );
+        }
+        if !crate::prompt::confirm(&mut err, "roll back?")? {
+            writeln!(err, "nothing was changed")?;
+            return Ok(ExitStatus::HostsFailed);
+        }
+    }
+    drop(err);
+    let (cancel, shared, watcher) =
+        watched("starting no new host; groups already being restored finish");
+    let report = restore_run(
+        &super::upgrade::client(),
+        &jobs,
+        &journal,
+        &reporter,
+        &cancel,
+        &run.id,
+        &ro,
+    )
+    .await?;
+    watcher.abort();
+    drop(reporter);
+    let summary = RunReport {
+        run: run.id.clone(),
+        sites: report.sites.clone(),
+        stopped: None,
+    };
+    write_summary(
+        &mut crate::render::stdout(),
+        &mut crate::render::stderr(),
+        &summary,
+        &run.target,
+    )?;
+    let ok = !report.sites.is_empty()
+        && report
+            .sites
+            .iter()
+            .all(|r| r.outcome.status() == "rolled-back");
+    // The run as a whole is rolled back only when every one of its sites is.
+    let all_back = journal.sites(&run.id)?.iter().all(|s| {
+        matches!(
+            s.status.as_str(),
+            "rolled-back" | "skipped" | "failed" | "not-started" | "unreachable" | "superseded"
+        )
+    });
+    if all_back
+        && report
+            .sites
+            .iter()
+            .any(|r| r.outcome.status() == "rolled-back")
+    {
+        journal.finish_run(&run.id, "rolled-back")?;
+    }
+    Ok(if shared.interrupted() {
+        ExitStatus::Interrupted
+    } else if ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::HostsFailed
+    })
+}
+
+/// `(host, database, unix time)` of each dump of the run on `hosts`, oldest first.
+fn dump_times(
+    journal: &Journal,
+    run: &str,
+    hosts: &[String],
+) -> anyhow::Result<Vec<(String, String, i64)>> {
+    let mut out = Vec::new();
+    for a in journal.artifacts(run)? {
+        if a.kind != "db-dump" || !hosts.contains(&a.host) {
+            continue;
+        }
+        let Some(db) = a.unit.strip_prefix("database:") else {
+            continue;
+        };
+        if let Some(t) = journal.step_done_at(run, &a.host, &a.unit, "backup-db")? {
+            out.push((a.host.clone(), db.to_owned(), t));
+        }
+    }
+    out.sort_by_key(|(_, _, t)| *t);
+    Ok(out)
+}
+
+fn write_plan(out: &mut dyn Write, plan: &[RollbackPlan]) -> std::io::Result<()> {
+    let rows: Vec<[String; 6]> = plan
+        .iter()
+        .map(|p| {
+            [
+                p.host.clone(),
+                p.site.clone(),
+                p.live.clone(),
+                p.back_to.clone(),
+                p.dumps
+                    .iter()
+                    .map(|(file, t)| match t {
+                        Some(t) => format!(
+                            "{file} (taken {}, {} ago: newer data lost)",
+                            format_time(*t),
+                            age(now() - t)
+                        ),
+                        None => file.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                match &p.refused {
+                    None => "would roll back".to_owned(),
+                    Some(why) => format!("REFUSED: {why}"),
+                },
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(
+            &["HOST", "SITE", "NOW", "BACK TO", "DUMP", "VERDICT"],
+            &rows
+        )
+    )?;
+    writeln!(out, "(--plan: nothing was changed)")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `11520` -> `3 h 12 min`.
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_like_a_person_wrote_them() {
+        assert_eq!(age(42), "42 s");
+        assert_eq!(age(11_520), "3 h 12 min");
+        assert_eq!(age(600), "10 min");
+        assert_eq!(age(2 * 86_400 + 3 * 3600), "2 d 3 h");
+    }
+}
