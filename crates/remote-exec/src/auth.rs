@@ -38,8 +38,15 @@ impl Prompter for NoPrompt {
 enum Loaded {
     Key(Arc<LoadedKey>),
     Missing,
+    /// Group or others may access the file; the mode is kept for the message.
+    TooOpen(u32),
     Unusable(String),
 }
+
+/// The permission bits that make a private key file unusable: any for group or others.
+/// OpenSSH refuses such a key ("UNPROTECTED PRIVATE KEY FILE!"), so a key that `ssh` will
+/// not use is not used here either, and the user learns about it from fleet too.
+const UNPROTECTED_MODE_BITS: u32 = 0o077;
 
 /// A private key as loaded once per run, with what signing needs prepared up front.
 struct LoadedKey {
@@ -126,23 +133,51 @@ impl KeyCache {
 }
 
 async fn load_key(path: PathBuf, prompter: Arc<dyn Prompter>) -> Loaded {
-    let result =
-        tokio::task::spawn_blocking(move || match russh::keys::load_secret_key(&path, None) {
+    let result = tokio::task::spawn_blocking(move || {
+        let text = match read_key_file(&path) {
+            Ok(text) => text,
+            Err(not_read) => return not_read,
+        };
+        match russh::keys::decode_secret_key(&text, None) {
             Ok(k) => loaded(k),
             Err(russh::keys::Error::KeyIsEncrypted) => match prompter.passphrase(&path) {
                 None => Loaded::Unusable("encrypted, and no passphrase could be asked".into()),
-                Some(pass) => match russh::keys::load_secret_key(&path, Some(&pass)) {
+                Some(pass) => match russh::keys::decode_secret_key(&text, Some(&pass)) {
                     Ok(k) => loaded(k),
                     Err(_) => Loaded::Unusable("wrong passphrase".into()),
                 },
             },
-            Err(russh::keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Loaded::Missing
-            }
             Err(e) => Loaded::Unusable(format!("cannot load: {e}")),
-        })
-        .await;
+        }
+    })
+    .await;
     result.unwrap_or_else(|e| Loaded::Unusable(format!("key loader panicked: {e}")))
+}
+
+/// Reads a private key file, refusing it (before any passphrase is asked) when its mode lets
+/// group or others access it. The mode is that of the open file, so it is the mode of the
+/// key that is read.
+fn read_key_file(path: &Path) -> Result<String, Loaded> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let cannot = |e: std::io::Error| Loaded::Unusable(format!("cannot load: {e}"));
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Loaded::Missing),
+        Err(e) => return Err(cannot(e)),
+    };
+    let meta = file.metadata().map_err(cannot)?;
+    if meta.is_dir() {
+        return Err(Loaded::Unusable("cannot load: is a directory".into()));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & UNPROTECTED_MODE_BITS != 0 {
+        return Err(Loaded::TooOpen(mode));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(cannot)?;
+    Ok(text)
 }
 
 fn loaded(key: PrivateKey) -> Loaded {
@@ -223,6 +258,12 @@ pub(crate) async fn authenticate<H: Handler>(
                 continue;
             }
             Loaded::Missing => continue,
+            // Refused for a default key too, as OpenSSH does; said so in case nothing else
+            // works.
+            Loaded::TooOpen(mode) => {
+                tried.push(too_open(path, mode));
+                continue;
+            }
             Loaded::Unusable(why) => {
                 tried.push(format!("`{}` ({why})", path.display()));
                 continue;
@@ -277,6 +318,13 @@ pub(crate) async fn authenticate<H: Handler>(
         tried.push("password (rejected)".into());
     }
     Err(tried)
+}
+
+fn too_open(path: &Path, mode: u32) -> String {
+    format!(
+        "permissions {mode:04o} for `{}` are too open: a private key must not be accessible by group or others (chmod 600)",
+        path.display()
+    )
 }
 
 /// Answers every keyboard-interactive prompt with the password (PAM's "Password:" prompt),
@@ -346,6 +394,54 @@ mod tests {
         let (len, rest) = buf.split_at(4);
         let len = u32::from_be_bytes(len.try_into().unwrap()) as usize;
         rest.split_at(len)
+    }
+
+    /// What loading a key file of mode `mode` gives, in words.
+    async fn load_with_mode(mode: Option<u32>) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        if let Some(mode) = mode {
+            let key = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
+            let text = key
+                .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+                .unwrap();
+            std::fs::write(&path, text.as_bytes()).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        match load_key(path.clone(), Arc::new(NoPrompt)).await {
+            Loaded::Key(_) => "key".into(),
+            Loaded::Missing => "missing".into(),
+            Loaded::TooOpen(mode) => too_open(&path, mode).replace(&*path.to_string_lossy(), "K"),
+            Loaded::Unusable(why) => why,
+        }
+    }
+
+    #[tokio::test]
+    async fn key_files_open_to_group_or_others_are_refused() {
+        let too_open = |m: &str| {
+            format!(
+                "permissions {m} for `K` are too open: a private key must not be accessible by group or others (chmod 600)"
+            )
+        };
+        for (mode, expected) in [
+            (Some(0o600), "key".to_owned()),
+            (Some(0o400), "key".to_owned()),
+            (Some(0o700), "key".to_owned()),
+            (Some(0o644), too_open("0644")),
+            (Some(0o640), too_open("0640")),
+            (Some(0o604), too_open("0604")),
+            (Some(0o620), too_open("0620")),
+            (Some(0o666), too_open("0666")),
+            (None, "missing".to_owned()),
+        ] {
+            assert_eq!(
+                load_with_mode(mode).await,
+                expected,
+                "mode {:?}",
+                mode.map(|m| format!("{m:04o}"))
+            );
+        }
     }
 
     #[tokio::test]

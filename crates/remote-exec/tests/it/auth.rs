@@ -179,3 +179,43 @@ async fn encrypted_key_without_a_prompt_fails_clearly() {
         "{err}"
     );
 }
+
+/// As OpenSSH, a key file that group or others may access is not used: the host fails and
+/// says which file and why. The same key at 0600 logs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_file_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = TestLab::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("open_key");
+    std::fs::copy(lab.client_key(), &key).expect("copy the lab key");
+    let chmod = |mode| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let mut t = target(&lab, &lab.hosts()[0]);
+    t.identity_files = vec![key.clone()];
+    for mode in [0o644, 0o640] {
+        chmod(mode);
+        // A new client each time: a client loads each key file once.
+        match client().connect(&t, &CancellationToken::new()).await {
+            Err(e @ ExecError::Auth { .. }) => {
+                let text = e.to_string();
+                let why = format!(
+                    "permissions {mode:04o} for `{}` are too open: a private key must not be \
+                     accessible by group or others (chmod 600)",
+                    key.display()
+                );
+                assert!(text.contains(&why), "{text}");
+            }
+            other => panic!(
+                "mode {mode:04o}: expected auth failure, got {:?}",
+                other.err()
+            ),
+        }
+    }
+    chmod(0o600);
+    client()
+        .connect(&t, &CancellationToken::new())
+        .await
+        .expect("the same key at 0600 logs in");
+}
