@@ -6,17 +6,17 @@ use serde_json::Value;
 
 use crate::{fleet, run, stderr, stdout};
 
-const FROM: &str = "5.69.0";
-const TO: &str = "5.70.0";
+pub(crate) const FROM: &str = "5.69.0";
+pub(crate) const TO: &str = "5.70.0";
 
-struct Upgrade {
-    lab: TestLab,
-    state: tempfile::TempDir,
-    sites: Vec<LabSite>,
+pub(crate) struct Upgrade {
+    pub(crate) lab: TestLab,
+    pub(crate) state: tempfile::TempDir,
+    pub(crate) sites: Vec<LabSite>,
 }
 
 impl Upgrade {
-    fn new(hosts: usize, per_host: usize) -> Self {
+    pub(crate) fn new(hosts: usize, per_host: usize) -> Self {
         let lab = TestLab::with_sites(hosts, per_host, FROM);
         let sites = lab.sites(&SitesOptions::new(per_host, FROM));
         Self {
@@ -26,7 +26,7 @@ impl Upgrade {
         }
     }
 
-    fn fleet(&self, extra: &[&str]) -> std::process::Output {
+    pub(crate) fn fleet(&self, extra: &[&str]) -> std::process::Output {
         let mut c = fleet(&self.lab.inventory_path());
         c.arg("--state-dir")
             .arg(self.state.path())
@@ -37,12 +37,12 @@ impl Upgrade {
         run(&mut c)
     }
 
-    fn host_root(&self, host: &str) -> PathBuf {
+    pub(crate) fn host_root(&self, host: &str) -> PathBuf {
         self.lab.host(host).expect("host").root.clone()
     }
 
     /// Injects a failure at `point` on `host` (brief §8.5: a file in the fakes' state dir).
-    fn inject(&self, host: &str, point: &str, value: Option<&str>) {
+    pub(crate) fn inject(&self, host: &str, point: &str, value: Option<&str>) {
         let dir = self.host_root(host).join("fake-civi/fail");
         std::fs::create_dir_all(&dir).expect("fail dir");
         std::fs::write(dir.join(point), "").expect("inject");
@@ -51,7 +51,7 @@ impl Upgrade {
         }
     }
 
-    fn calls(&self, host: &str) -> Vec<Value> {
+    pub(crate) fn calls(&self, host: &str) -> Vec<Value> {
         let p = self.host_root(host).join("fake-civi/calls.log");
         std::fs::read_to_string(p)
             .unwrap_or_default()
@@ -60,12 +60,12 @@ impl Upgrade {
             .collect()
     }
 
-    fn sites_of(&self, host: &str) -> Vec<&LabSite> {
+    pub(crate) fn sites_of(&self, host: &str) -> Vec<&LabSite> {
         self.sites.iter().filter(|s| s.host == host).collect()
     }
 }
 
-fn argv(call: &Value) -> Vec<String> {
+pub(crate) fn argv(call: &Value) -> Vec<String> {
     call["argv"]
         .as_array()
         .expect("argv")
@@ -74,27 +74,27 @@ fn argv(call: &Value) -> Vec<String> {
         .collect()
 }
 
-fn is_upgrade_call(call: &Value) -> bool {
+pub(crate) fn is_upgrade_call(call: &Value) -> bool {
     let a = argv(call);
     a.iter()
         .any(|x| x == "upgrade:db" || x == "civicrm-upgrade-db")
 }
 
-fn ts(call: &Value) -> f64 {
+pub(crate) fn ts(call: &Value) -> f64 {
     call["ts"].as_str().expect("ts").parse().expect("ts number")
 }
 
 /// `maintenance_mode 1` being set.
-fn is_maintenance_on(call: &Value) -> bool {
+pub(crate) fn is_maintenance_on(call: &Value) -> bool {
     let a = argv(call);
     a.iter().any(|x| x == "vset") && a.last().is_some_and(|x| x == "1")
 }
 
-fn prior_maintenance(site: &LabSite) -> &'static str {
+pub(crate) fn prior_maintenance(site: &LabSite) -> &'static str {
     if site.name == "site1" { "0" } else { "unset" }
 }
 
-fn dump_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn dump_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -392,7 +392,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
@@ -400,7 +400,7 @@ fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> 
     }
 }
 
-fn spawn_upgrade(u: &Upgrade, extra: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_upgrade(u: &Upgrade, extra: &[&str]) -> std::process::Child {
     let mut c = fleet(&u.lab.inventory_path());
     c.arg("--state-dir")
         .arg(u.state.path())
@@ -413,13 +413,13 @@ fn spawn_upgrade(u: &Upgrade, extra: &[&str]) -> std::process::Child {
     c.spawn().expect("spawn fleet upgrade")
 }
 
-fn fleet_cmd(u: &Upgrade, args: &[&str]) -> std::process::Output {
+pub(crate) fn fleet_cmd(u: &Upgrade, args: &[&str]) -> std::process::Output {
     let mut c = fleet(&u.lab.inventory_path());
     c.arg("--state-dir").arg(u.state.path()).args(args);
     run(&mut c)
 }
 
-fn run_id(u: &Upgrade) -> String {
+pub(crate) fn run_id(u: &Upgrade) -> String {
     let o = fleet_cmd(u, &["runs"]);
     stdout(&o)
         .lines()
@@ -565,7 +565,7 @@ fn rollback_restores_an_upgraded_run() {
     let o = u.fleet(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = run_id(&u);
-    let o = fleet_cmd(&u, &["rollback", &run]);
+    let o = fleet_cmd(&u, &["rollback", &run, "--yes"]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -657,6 +657,12 @@ fn first_interrupt_brings_sites_back_up() {
 #[test]
 fn sigterm_brings_sites_back_up() {
     interrupt_once_brings_sites_back_up("-TERM");
+}
+
+/// SIGHUP (the operator's terminal or SSH session closed) behaves as the first Ctrl-C.
+#[test]
+fn sighup_brings_sites_back_up() {
+    interrupt_once_brings_sites_back_up("-HUP");
 }
 
 /// First Ctrl-C during a batch: nothing new is admitted and sites not yet at the database
@@ -1004,7 +1010,7 @@ fn rollback_of_one_site_takes_its_codebase_group_only() {
     let o = u.fleet(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = run_id(&u);
-    let o = fleet_cmd(&u, &["rollback", &run, "--site", "h01/site1"]);
+    let o = fleet_cmd(&u, &["rollback", &run, "--site", "h01/site1", "--yes"]);
     assert_eq!(
         o.status.code(),
         Some(0),

@@ -307,11 +307,25 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
         Single,
         Double,
     }
-    let mut q = Q::None;
+    /// A level of the command: the top, a `$(...)` (with its open parentheses) or a
+    /// backquoted command; each starts unquoted, whatever quotes are around it.
+    struct Frame {
+        q: Q,
+        parens: u32,
+        backquote: bool,
+    }
+    let top = Frame {
+        q: Q::None,
+        parens: 0,
+        backquote: false,
+    };
+    let mut stack = vec![top];
     let mut body = String::with_capacity(t.len());
     let mut used: Vec<&str> = Vec::new();
     let mut chars = t.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
+        let depth = stack.len();
+        let Some(f) = stack.last_mut() else { break };
         match c {
             '{' if t[i..].starts_with("{{") => {
                 body.push('{');
@@ -325,7 +339,7 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
                 let end = t[i..].find('}').map_or(t.len(), |e| i + e);
                 let name = &t[i + 1..end];
                 let var = env_name(name);
-                body.push_str(&match q {
+                body.push_str(&match f.q {
                     Q::None => format!("\"${{{var}}}\""),
                     Q::Double => format!("${{{var}}}"),
                     Q::Single => format!("'\"${{{var}}}\"'"),
@@ -337,18 +351,51 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
                     chars.next();
                 }
             }
-            '\\' if q != Q::Single => {
+            '\\' if f.q != Q::Single => {
                 body.push(c);
                 if let Some((_, n)) = chars.next() {
                     body.push(n);
                 }
             }
-            '\'' if q != Q::Double => {
-                q = if q == Q::Single { Q::None } else { Q::Single };
+            '\'' if f.q != Q::Double => {
+                f.q = if f.q == Q::Single { Q::None } else { Q::Single };
                 body.push(c);
             }
-            '"' if q != Q::Single => {
-                q = if q == Q::Double { Q::None } else { Q::Double };
+            '"' if f.q != Q::Single => {
+                f.q = if f.q == Q::Double { Q::None } else { Q::Double };
+                body.push(c);
+            }
+            '$' if f.q != Q::Single && t[i..].starts_with("$(") => {
+                body.push_str("$(");
+                chars.next();
+                stack.push(Frame {
+                    q: Q::None,
+                    parens: 0,
+                    backquote: false,
+                });
+            }
+            '`' if f.q != Q::Single => {
+                body.push(c);
+                if f.backquote && f.q == Q::None {
+                    stack.pop();
+                } else {
+                    stack.push(Frame {
+                        q: Q::None,
+                        parens: 0,
+                        backquote: true,
+                    });
+                }
+            }
+            '(' if f.q == Q::None => {
+                f.parens += 1;
+                body.push(c);
+            }
+            ')' if f.q == Q::None => {
+                if f.parens > 0 {
+                    f.parens -= 1;
+                } else if depth > 1 && !f.backquote {
+                    stack.pop();
+                }
                 body.push(c);
             }
             c => body.push(c),
@@ -461,6 +508,9 @@ mod tests {
             "printf '%s\\n' \"uri={uri}\"",
             "printf '%s\\n' 'uri={uri}'",
             "x={uri}; printf '%s\\n' \"$x\"",
+            "printf '%s\\n' \"$(printf '%s' {uri})\"",
+            "printf '%s\\n' \"`printf '%s' {uri}`\"",
+            "printf '%s\\n' \"$( (printf '%s' \"{uri}\") )\"",
         ] {
             let script = render(t, |_| evil.to_owned());
             let out = std::process::Command::new("sh")
