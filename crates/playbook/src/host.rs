@@ -310,6 +310,7 @@ impl HostRun<'_, '_> {
             crate::journal::format_time(unix_now())
         );
         let mut taken = Vec::new();
+        let mut taken_over = Vec::new();
         for w in g {
             let dir = lock_dir(w.site, &w.facts);
             let unit = format!("site:{}", w.site.name);
@@ -326,7 +327,16 @@ impl HostRun<'_, '_> {
                 && let Some(holder) = lock_holder(out)
                 && self.lock_is_stale(&holder)
             {
+                // A dead controller's step may still be running on the host: never work on
+                // a site under it.
+                if let Err(why) =
+                    crate::inflight::settle(self.ctx, self.session, self.host, &holder).await
+                {
+                    self.unlock_group(&taken).await;
+                    return Err(why);
+                }
                 tracing::warn!(host = self.host, site = %w.site.name, run = %holder, "taking over a stale lock");
+                taken_over.push((w.clone(), holder.clone()));
                 attempt = self
                     .exec(
                         &unit,
@@ -358,7 +368,40 @@ impl HostRun<'_, '_> {
                 Err(StepError::Aborted) => return Err("aborted".into()),
             }
         }
+        // The dead run no longer owns these sites. One it left in maintenance stays its
+        // until this run has recorded the prior state it carries over (`maintenance_on`).
+        for (w, holder) in taken_over.iter().filter(|(w, _)| w.prior_from.is_none()) {
+            self.supersede(holder, w).map_err(|(_, e)| step_error_text(&e))?;
+        }
         Ok(())
+    }
+
+    /// Marks `earlier`'s row of the site as taken over by this run, so that `fleet recover`
+    /// and `fleet resume` of that run leave it alone.
+    fn supersede(&self, earlier: &str, w: &Work<'_>) -> Result<(), (String, StepError)> {
+        let detail = format!(
+            "taken over by run {} (prior maintenance state `{}` carried over)",
+            self.ctx.run, w.facts.maintenance
+        );
+        self.ctx
+            .journal
+            .site(
+                earlier,
+                self.host,
+                &w.site.name,
+                &SiteUpdate {
+                    status: Some("superseded"),
+                    in_maintenance: Some(false),
+                    detail: Some(&detail),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
+                (
+                    "record-maintenance".to_owned(),
+                    StepError::Failed(format!("journal: {e}")),
+                )
+            })
     }
 
     /// Whether the run holding a lock is over: named by `--break-lock`, or in this journal
@@ -615,7 +658,6 @@ impl HostRun<'_, '_> {
         g: &[Work<'_>],
         ch: &mut Changes,
     ) -> Result<(), (String, StepError)> {
-        let run = &self.ctx.run;
         let step = |name: &str| name.to_owned();
         for w in g {
             let unit = format!("site:{}", w.site.name);
@@ -627,31 +669,11 @@ impl HostRun<'_, '_> {
                 &w.facts.maintenance,
             )?;
             if let Some(earlier) = &w.prior_from {
-                // This run now owns the site's way back to its prior state: the earlier run
-                // must no longer offer to recover it.
-                let detail = format!(
-                    "taken over by run {run} (prior maintenance state `{}` carried over)",
-                    w.facts.maintenance
-                );
-                self.ctx
-                    .journal
-                    .site(
-                        earlier,
-                        self.host,
-                        &w.site.name,
-                        &SiteUpdate {
-                            status: Some("superseded"),
-                            in_maintenance: Some(false),
-                            detail: Some(&detail),
-                            ..Default::default()
-                        },
-                    )
-                    .map_err(|e| {
-                        (
-                            "record-maintenance".to_owned(),
-                            StepError::Failed(format!("journal: {e}")),
-                        )
-                    })?;
+                // This run now owns the site's way back to its prior state: it says the site
+                // is down (it is), then the earlier run stops offering to recover it.
+                ch.maintenance_on.insert(w.site.name.clone());
+                self.mark(w, "record-maintenance", "running", Some(true));
+                self.supersede(earlier, w)?;
             }
         }
         self.checkpoint(ch, "maintenance-on")?;

@@ -42,13 +42,19 @@ echo "killed $left""#,
     )
 }
 
-/// Makes sure no step of the run is still running on the host before anything is undone:
-/// waits for them (saying so), and kills what is still there after `step_timeout`.
+/// Makes sure no step of run `run` is still running on the host before anything is undone
+/// or taken over: waits for them (saying so), and kills what is still there after the step
+/// timeout.
 ///
 /// # Errors
 ///
 /// When the check cannot run; the caller then must not touch the host.
-pub(crate) async fn settle(ctx: &Ctx<'_>, session: &Session, host: &str) -> Result<(), String> {
+pub(crate) async fn settle(
+    ctx: &Ctx<'_>,
+    session: &Session,
+    host: &str,
+    run: &str,
+) -> Result<(), String> {
     // The wait is bounded by the step timeout, less the time the kill itself takes.
     let wait = ctx
         .opts
@@ -60,8 +66,8 @@ pub(crate) async fn settle(ctx: &Ctx<'_>, session: &Session, host: &str) -> Resu
         max_output: 64 * 1024,
     };
     // Announce the wait before it starts: ask first without waiting.
-    let probe = RemoteCommand::shell(script(&ctx.run, host, None));
-    let first = run(session, &probe, &opts, ctx).await?;
+    let probe = RemoteCommand::shell(script(run, host, None));
+    let first = exec(session, &probe, &opts, ctx).await?;
     if first.trim() == "none" {
         return Ok(());
     }
@@ -74,14 +80,13 @@ pub(crate) async fn settle(ctx: &Ctx<'_>, session: &Session, host: &str) -> Resu
     ctx.reporter.on_event(&Event::Notice {
         host: host.to_owned(),
         message: format!(
-            "a step of run {} is still running on the host (pid {pids}); waiting up to {} for it to end before anything is undone",
-            ctx.run,
+            "a step of run {run} is still running on the host (pid {pids}); waiting up to {} for it to end before anything is undone",
             humanize(wait)
         ),
     });
-    let out = run(
+    let out = exec(
         session,
-        &RemoteCommand::shell(script(&ctx.run, host, Some(wait))),
+        &RemoteCommand::shell(script(run, host, Some(wait))),
         &opts,
         ctx,
     )
@@ -103,7 +108,7 @@ pub(crate) async fn settle(ctx: &Ctx<'_>, session: &Session, host: &str) -> Resu
     Ok(())
 }
 
-async fn run(
+async fn exec(
     session: &Session,
     cmd: &RemoteCommand,
     opts: &ExecOptions,

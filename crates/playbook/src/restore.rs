@@ -374,7 +374,7 @@ async fn restore_on(
 ) -> Result<HostResult, String> {
     let (ctx, host) = (h.ctx, h.host);
     // 1. Nothing is undone under a step of the run that is still running.
-    crate::inflight::settle(ctx, h.session, host).await?;
+    crate::inflight::settle(ctx, h.session, host, &ctx.run).await?;
     let owned: Vec<Site> = sites.iter().map(|s| (*s).clone()).collect();
     let live = h
         .exec("host", "recover-probe", &civicrm::discover_script(&owned))
