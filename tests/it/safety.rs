@@ -289,6 +289,36 @@ fn rerun_after_a_held_run_restores_the_true_prior_maintenance() {
     assert_eq!(o.status.code(), Some(0));
 }
 
+/// The controller is SIGKILLed while its sites are in maintenance; a plain re-run (not
+/// `fleet resume`) takes over the dead run's locks once its step on the host has ended,
+/// upgrades the sites and brings them back to what they were before the first run.
+#[test]
+fn rerun_after_a_killed_controller_brings_sites_back_up() {
+    let u = Upgrade::new(1, 2);
+    u.inject("h01", "slow", Some("1"));
+    let mut child = spawn_upgrade(&u, &[]);
+    let s = u.sites_of("h01")[0].clone();
+    wait_until("h01 in maintenance", Duration::from_secs(60), || {
+        s.maintenance() == "1"
+    });
+    child.kill().expect("SIGKILL fleet");
+    let _ = child.wait();
+    let crashed = run_id(&u);
+    std::fs::remove_file(u.host_root("h01").join("fake-civi/fail/slow")).expect("clear");
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for site in &u.sites {
+        assert_eq!(site.code_version(), TO);
+        assert_eq!(site.db_version(), TO);
+        assert_eq!(site.maintenance(), prior_maintenance(site), "{}", site.name);
+    }
+    let o = fleet_cmd(&u, &["runs", "show", &crashed]);
+    assert!(stdout(&o).contains("superseded"), "{}", both(&o));
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert!(stderr(&o).contains("nothing to recover"), "{}", both(&o));
+}
+
 /// A Drupal variable holding a newline and a fake discovery key (a site admin can set one)
 /// must not redirect fleet to another directory: the site is refused before anything runs.
 #[test]
