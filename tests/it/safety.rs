@@ -254,6 +254,13 @@ fn rollback_refuses_when_a_later_run_changed_the_site() {
         "{}",
         kept[0]
     );
+    // The later run no longer claims the site.
+    let o = fleet_cmd(&u, &["runs", "show", &b]);
+    assert!(
+        stdout(&o).contains(&format!("undone by `fleet rollback {a} --force`")),
+        "{}",
+        both(&o)
+    );
 }
 
 /// A run held a site in maintenance (`--on-failure hold`); a later plain run upgrades it and
@@ -265,6 +272,11 @@ fn rerun_after_a_held_run_restores_the_true_prior_maintenance() {
     u.inject("h01", "upgrade.midway", None);
     let o = u.fleet(&["--on-failure", "hold"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("bring them to a safe end: fleet recover"),
+        "{}",
+        both(&o)
+    );
     for s in &u.sites {
         assert_eq!(s.maintenance(), "1");
     }

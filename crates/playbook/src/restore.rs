@@ -275,6 +275,28 @@ pub async fn restore_run(
         report.sites.extend(sites);
         report.plan.extend(plan);
     }
+    // A forced rollback undid the later runs on these sites: their rows must stop saying
+    // the sites are at their targets.
+    for r in report
+        .sites
+        .iter()
+        .filter(|r| matches!(r.outcome, SiteOutcome::RolledBack { .. }))
+    {
+        for l in later.get(&format!("{}/{}", r.host, r.site)).into_iter().flatten() {
+            let detail = format!("undone by `fleet rollback {run} --force`");
+            journal.site(
+                l,
+                &r.host,
+                &r.site,
+                &crate::journal::SiteUpdate {
+                    status: Some("superseded"),
+                    in_maintenance: Some(false),
+                    detail: Some(&detail),
+                    ..Default::default()
+                },
+            )?;
+        }
+    }
     // Sites whose host is not in the inventory selection are reported as such.
     for r in rows
         .iter()
