@@ -459,6 +459,10 @@ fn host_killed_mid_run_is_reported_and_recovered() {
         "{}",
         stderr(&o)
     );
+    // While the host is still down, recover can do nothing, and must not forget the site.
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("unreachable"), "{}", stdout(&o));
     u.lab.lab_mut().start_host("h02").expect("restart h02");
     std::fs::remove_file(u.host_root("h02").join("fake-civi/fail/slow")).expect("clear injection");
     let o = fleet_cmd(&u, &["recover", "--yes"]);

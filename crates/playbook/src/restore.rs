@@ -253,9 +253,16 @@ pub async fn restore_run(
                         // Not requested and not tied to a requested site: left as it is.
                         continue;
                     };
-                    // A refused site was left exactly as it was: its journal row stays too
-                    // (an upgraded site is still upgraded, and can be rolled back later).
-                    if !matches!(outcome, SiteOutcome::Refused { .. })
+                    // A site refused, unreachable or not started was left exactly as it was:
+                    // its journal row stays too (an upgraded site is still upgraded and can be
+                    // rolled back later; a site down is still down and will be recovered).
+                    let untouched = matches!(
+                        outcome,
+                        SiteOutcome::Refused { .. }
+                            | SiteOutcome::Unreachable { .. }
+                            | SiteOutcome::NotStarted { .. }
+                    );
+                    if !untouched
                         && let Err(e) = finish_site(ctx, &r.host, &r.site, 0, &outcome, None)
                     {
                         tracing::error!("journal: {e}");
