@@ -482,3 +482,41 @@ fn a_foreign_tarball_is_refused_before_any_site_is_touched() {
     }
     assert!(u.calls("h01").is_empty(), "a host was contacted");
 }
+
+/// SIGHUP (the operator's SSH session to the controller dropped) in the middle of a
+/// rollback: the group being restored is finished, not abandoned in maintenance; exit 130;
+/// the journal says where each site ended.
+#[test]
+fn sighup_during_a_rollback_finishes_the_group_it_started() {
+    let u = Upgrade::new(1, 1);
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let run = run_id(&u);
+    u.inject("h01", "slow", Some("1"));
+    let mut c = crate::fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["rollback", &run, "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("spawn rollback");
+    let s = u.sites_of("h01")[0].clone();
+    wait_until(
+        "the rollback to take the site down",
+        Duration::from_secs(60),
+        || s.maintenance() == "1",
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let o = child.wait_with_output().expect("rollback");
+    assert_eq!(o.status.code(), Some(130), "{}", both(&o));
+    assert_eq!(s.code_version(), FROM);
+    assert_eq!(s.db_version(), FROM);
+    assert_eq!(s.maintenance(), prior_maintenance(&s));
+    let o = fleet_cmd(&u, &["runs", "show", &run]);
+    assert!(stdout(&o).contains("rolled-back"), "{}", both(&o));
+    assert!(!stdout(&o).contains("IN MAINTENANCE"), "{}", both(&o));
+}
