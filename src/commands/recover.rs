@@ -56,6 +56,17 @@ pub(crate) fn watched(
     (cancel, shared, watcher)
 }
 
+/// Every site of a run that needs it, to its nearest safe end.
+fn recovery(step_timeout: std::time::Duration) -> RestoreOptions {
+    RestoreOptions {
+        mode: RestoreMode::Recover,
+        sites: Vec::new(),
+        step_timeout,
+        force: false,
+        plan: false,
+    }
+}
+
 /// A run still driven by a live controller on this machine must not be touched.
 pub(crate) fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
     if controller_alive(run) {
@@ -148,13 +159,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
                 &reporter,
                 &cancel,
                 &run.id,
-                &RestoreOptions {
-                    mode: RestoreMode::Recover,
-                    sites: Vec::new(),
-                    step_timeout: args.step_timeout,
-                    force: false,
-                    plan: false,
-                },
+                &recovery(args.step_timeout),
             )
             .await?
             .sites,
@@ -294,13 +299,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             &reporter,
             &cancel,
             &run.id,
-            &RestoreOptions {
-                mode: RestoreMode::Recover,
-                sites: Vec::new(),
-                step_timeout: args.step_timeout,
-                force: false,
-                plan: false,
-            },
+            &recovery(args.step_timeout),
         )
         .await?
         .sites;

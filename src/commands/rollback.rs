@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use fleet_playbook::{
     Journal, RestoreMode, RestoreOptions, RollbackPlan, RunReport, SiteRow, check_sites,
-    format_time, needs_restore, restore_run,
+    format_age, format_time, needs_restore, restore_run, unix_now,
 };
 
 use super::recover::{jobs_for, refuse_if_active, watched};
@@ -48,18 +48,11 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         plan: args.plan,
     };
     let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let client = super::upgrade::client();
     if args.plan {
         let (cancel, _, watcher) = watched("stopping");
-        let report = restore_run(
-            &super::upgrade::client(),
-            &jobs,
-            &journal,
-            &reporter,
-            &cancel,
-            &run.id,
-            &ro,
-        )
-        .await?;
+        let report =
+            restore_run(&client, &jobs, &journal, &reporter, &cancel, &run.id, &ro).await?;
         watcher.abort();
         drop(reporter);
         write_plan(&mut crate::render::stdout(), &report.plan)?;
@@ -84,14 +77,14 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
             err,
             "  {host}: database `{db}` from its dump of {} UTC ({} ago)",
             format_time(*taken),
-            age(now() - taken)
+            format_age(unix_now() - taken)
         )?;
     }
     if let Some(t) = oldest.iter().map(|(_, _, t)| *t).min() {
         writeln!(
             err,
             "data written to these databases in the last {} will be lost from the live sites (each database is saved to a safety dump first)",
-            age(now() - t)
+            format_age(unix_now() - t)
         )?;
     }
     if args.force {
@@ -115,16 +108,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
     drop(err);
     let (cancel, shared, watcher) =
         watched("starting no new host; groups already being restored finish");
-    let report = restore_run(
-        &super::upgrade::client(),
-        &jobs,
-        &journal,
-        &reporter,
-        &cancel,
-        &run.id,
-        &ro,
-    )
-    .await?;
+    let report = restore_run(&client, &jobs, &journal, &reporter, &cancel, &run.id, &ro).await?;
     watcher.abort();
     drop(reporter);
     let summary = RunReport {
@@ -204,7 +188,7 @@ fn write_plan(out: &mut dyn Write, plan: &[RollbackPlan]) -> std::io::Result<()>
                         Some(t) => format!(
                             "{file} (taken {}, {} ago: newer data lost)",
                             format_time(*t),
-                            age(now() - t)
+                            format_age(unix_now() - t)
                         ),
                         None => file.clone(),
                     })
@@ -226,35 +210,4 @@ fn write_plan(out: &mut dyn Write, plan: &[RollbackPlan]) -> std::io::Result<()>
         )
     )?;
     writeln!(out, "(--plan: nothing was changed)")
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `11520` -> `3 h 12 min`.
-fn age(secs: i64) -> String {
-    let s = secs.max(0);
-    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
-        (0, 0, 0) => format!("{s} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, h, _) => format!("{d} d {h} h"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::age;
-
-    #[test]
-    fn ages_read_like_a_person_wrote_them() {
-        assert_eq!(age(42), "42 s");
-        assert_eq!(age(11_520), "3 h 12 min");
-        assert_eq!(age(600), "10 min");
-        assert_eq!(age(2 * 86_400 + 3 * 3600), "2 d 3 h");
-    }
 }

@@ -307,7 +307,7 @@ impl HostRun<'_, '_> {
                 .unwrap_or_default()
                 .trim(),
             std::process::id(),
-            crate::journal::format_time(unix_now())
+            crate::journal::format_time(crate::journal::unix_now())
         );
         let mut taken = Vec::new();
         let mut taken_over = Vec::new();
@@ -371,7 +371,8 @@ impl HostRun<'_, '_> {
         // The dead run no longer owns these sites. One it left in maintenance stays its
         // until this run has recorded the prior state it carries over (`maintenance_on`).
         for (w, holder) in taken_over.iter().filter(|(w, _)| w.prior_from.is_none()) {
-            self.supersede(holder, w).map_err(|(_, e)| step_error_text(&e))?;
+            self.supersede(holder, w)
+                .map_err(|(_, e)| step_error_text(&e))?;
         }
         Ok(())
     }
@@ -1528,13 +1529,6 @@ pub(crate) fn error_text(e: &ExecError) -> String {
         cur = c.source();
     }
     s
-}
-
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// `--bake`: after the wait, re-reads every upgraded site of `batch` (read-only) and returns

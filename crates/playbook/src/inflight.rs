@@ -128,31 +128,13 @@ async fn exec(
     }
 }
 
-/// `90s` -> `1 min 30 s`.
-pub(crate) fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, s) => format!("{s} s"),
-        (0, m, 0) => format!("{m} min"),
-        (0, m, s) => format!("{m} min {s} s"),
-        (h, m, _) => format!("{h} h {m} min"),
-    }
+fn humanize(d: Duration) -> String {
+    crate::journal::format_age(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_a_person_wrote_them() {
-        assert_eq!(humanize(Duration::from_secs(5)), "5 s");
-        assert_eq!(humanize(Duration::from_secs(90)), "1 min 30 s");
-        assert_eq!(humanize(Duration::from_secs(600)), "10 min");
-        assert_eq!(
-            humanize(Duration::from_secs(3 * 3600 + 12 * 60 + 5)),
-            "3 h 12 min"
-        );
-    }
 
     /// The check runs for real on this machine: a process tagged like a step is found and
     /// waited for; an untagged one is not.

@@ -183,7 +183,8 @@ pub struct Journal {
     path: PathBuf,
 }
 
-fn now() -> i64 {
+/// The current unix time, in seconds.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -228,7 +229,7 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn create_run(&self, info: &RunInfo) -> Result<String, PlaybookError> {
-        let t = now();
+        let t = unix_now();
         let id = format!(
             "{}-{:04x}",
             timestamp_id(t),
@@ -254,7 +255,7 @@ impl Journal {
         self.with(|c| {
             c.execute(
                 "UPDATE runs SET state = ?2, finished = ?3 WHERE id = ?1",
-                params![run, state, now()],
+                params![run, state, unix_now()],
             )
         })
         .map(|_| ())
@@ -297,7 +298,7 @@ impl Journal {
                     in_maintenance = COALESCE(?10, in_maintenance), detail = COALESCE(?11, detail), updated = ?12",
                 params![
                     run, host, site, u.batch, u.unit_group, u.status, u.step, u.from_version, u.to_version,
-                    u.in_maintenance.map(i64::from), u.detail, now()
+                    u.in_maintenance.map(i64::from), u.detail, unix_now()
                 ],
             )
         })
@@ -326,7 +327,7 @@ impl Journal {
             )?;
             c.execute(
                 "INSERT INTO steps (run, host, unit, step, state, attempt, started, detail) VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7)",
-                params![run, host, unit, step, attempt + 1, now(), detail],
+                params![run, host, unit, step, attempt + 1, unix_now(), detail],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -341,7 +342,7 @@ impl Journal {
         self.with(|c| {
             c.execute(
                 "UPDATE steps SET state = ?2, finished = ?3, detail = CASE WHEN ?4 = '' THEN detail ELSE ?4 END WHERE id = ?1",
-                params![id, state, now(), detail],
+                params![id, state, unix_now(), detail],
             )
         })
         .map(|_| ())
@@ -641,6 +642,18 @@ pub fn format_time(t: i64) -> String {
     )
 }
 
+/// A duration as a person would say it: `42 s`, `1 min 30 s`, `3 h 12 min`, `2 d 3 h`.
+pub fn format_age(secs: i64) -> String {
+    let s = secs.max(0);
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, 0, s) => format!("{s} s"),
+        (0, 0, m, 0) => format!("{m} min"),
+        (0, 0, m, s) => format!("{m} min {s} s"),
+        (0, h, m, _) => format!("{h} h {m} min"),
+        (d, h, _, _) => format!("{d} d {h} h"),
+    }
+}
+
 /// Howard Hinnant's days-to-civil conversion.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
@@ -657,6 +670,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_like_a_person_wrote_them() {
+        assert_eq!(format_age(42), "42 s");
+        assert_eq!(format_age(90), "1 min 30 s");
+        assert_eq!(format_age(600), "10 min");
+        assert_eq!(format_age(11_525), "3 h 12 min");
+        assert_eq!(format_age(2 * 86_400 + 3 * 3600), "2 d 3 h");
+    }
 
     #[test]
     fn dates() {

@@ -30,7 +30,8 @@ pub use civicrm::{Facts, version_cmp};
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
 pub use journal::{
-    ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, format_time,
+    ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, format_age, format_time,
+    unix_now,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};

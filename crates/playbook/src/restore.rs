@@ -289,7 +289,11 @@ pub async fn restore_run(
         .iter()
         .filter(|r| matches!(r.outcome, SiteOutcome::RolledBack { .. }))
     {
-        for l in later.get(&format!("{}/{}", r.host, r.site)).into_iter().flatten() {
+        for l in later
+            .get(&format!("{}/{}", r.host, r.site))
+            .into_iter()
+            .flatten()
+        {
             let detail = format!("undone by `fleet rollback {run} --force`");
             journal.site(
                 l,
@@ -741,7 +745,7 @@ async fn safety_dumps(
     ch: &Changes,
 ) -> Result<Vec<String>, String> {
     let ctx = h.ctx;
-    let stamp = crate::journal::timestamp_id(crate::host::unix_now());
+    let stamp = crate::journal::timestamp_id(crate::journal::unix_now());
     let mut files = Vec::new();
     for db in &ch.db_upgrade_started {
         let Some(l) = group.iter().find(|l| l.work.facts.civi_db == *db) else {
