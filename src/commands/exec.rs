@@ -19,6 +19,14 @@ use crate::targets::{TargetOverrides, target_for};
 pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
+    if args.out_dir.is_some()
+        && let Some(h) = hosts.iter().find(|h| !is_file_name(&h.name))
+    {
+        anyhow::bail!(
+            "host name `{}` cannot name a file in `--out-dir`",
+            h.name.escape_debug()
+        );
+    }
     let overrides = TargetOverrides {
         connect_timeout: args.connect_timeout,
     };
@@ -85,6 +93,16 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     } else {
         ExitStatus::HostsFailed
     })
+}
+
+/// Whether `name` is a single plain file name, so `DIR/<name>.stdout` stays inside `DIR`.
+/// The inventory already refuses such host names at load; this is the last line of defence
+/// before the out-dir writer joins the name onto a path.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && std::path::Path::new(name).components().count() == 1
 }
 
 fn write_results(json: bool, reports: &[HostReport]) -> std::io::Result<()> {
@@ -206,4 +224,21 @@ async fn run_host(
     };
     session.close().await;
     HostReport::new(target, outcome, Some(connected), t0.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_dir_names_stay_inside_the_dir() {
+        for ok in ["h01", "web01.example.com", "db_2-a"] {
+            assert!(is_file_name(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "../../X", "/tmp/X", "a/b", ".hidden", "a\\b", "a\0b",
+        ] {
+            assert!(!is_file_name(bad), "{bad:?}");
+        }
+    }
 }

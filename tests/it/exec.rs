@@ -1,7 +1,19 @@
+use std::path::Path;
+use std::process::Command;
+
 use fleet_lab::TestLab;
 use serde_json::Value;
 
 use crate::{fleet, redact, run, stderr, stdout};
+
+/// Pins `HOME` and the state dir to `dir`, so nothing the binary writes (the journal, an
+/// accepted host key under `~`) can land outside the test's own temp dir.
+pub(crate) fn pinned(mut cmd: Command, dir: &Path) -> Command {
+    cmd.env("HOME", dir)
+        .env("FLEET_STATE_DIR", dir.join("state"))
+        .env_remove("XDG_STATE_HOME");
+    cmd
+}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
@@ -161,4 +173,41 @@ fn exec_unknown_host_key_fails_that_host_only() {
     assert!(out.contains("==> h01: exit code 0"), "{out}");
     assert!(out.contains("==> h02: unreachable: host key for"), "{out}");
     assert!(out.contains("is not known (ssh-ed25519 SHA256:"), "{out}");
+}
+
+/// A host named `../../X` made `--out-dir d` write `X.stdout` outside `d`, with content the
+/// host chose. The inventory is refused at load, before anything connects or is written.
+#[test]
+fn exec_refuses_host_names_that_would_leave_the_out_dir() {
+    let lab = TestLab::start(1);
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = &lab.hosts()[0];
+    let inventory = home.path().join("inventory.toml");
+    let text = std::fs::read_to_string(lab.inventory_path()).expect("lab inventory");
+    std::fs::write(
+        &inventory,
+        format!(
+            "{text}\n[hosts.\"../../X\"]\naddress = \"{}\"\nport = {}\n",
+            h.address, h.port
+        ),
+    )
+    .expect("write inventory");
+    let out_dir = home.path().join("a").join("out");
+    let o = run(pinned(fleet(&inventory), home.path())
+        .args(["exec", "--out-dir"])
+        .arg(&out_dir)
+        .args(["--", r#"touch "$FLEET_ROOT/ran"; echo owned"#]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("inventory.toml:")
+            && err.contains("invalid host name `../../X`: it starts with `.`"),
+        "{err}"
+    );
+    assert!(!home.path().join("X.stdout").exists());
+    assert!(
+        !out_dir.exists(),
+        "nothing is written when the inventory is refused"
+    );
+    assert!(!h.root.join("ran").exists(), "the command ran");
 }

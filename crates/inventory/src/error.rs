@@ -64,3 +64,26 @@ pub enum SelectError {
     #[error("selection `{0}` matches no host")]
     Empty(String),
 }
+
+/// `s` with control characters escaped, so an error quoting a value stays on one line.
+pub(crate) fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A character as an error message names it: in backticks, escaped when it is invisible.
+pub(crate) fn shown(c: char) -> String {
+    match c {
+        ' ' => "a space".into(),
+        '`' => "a backtick".into(),
+        c if c.is_control() || c.is_whitespace() => format!("`{}`", c.escape_default()),
+        c => format!("`{c}`"),
+    }
+}
