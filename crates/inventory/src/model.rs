@@ -212,6 +212,12 @@ impl Ctx<'_> {
         }
     }
 
+    /// `file:line:column` of `span`, for an error that names a second place.
+    fn at(&self, span: Range<usize>) -> String {
+        let (line, column) = line_col(self.text, span.start);
+        format!("{}:{line}:{column}", self.path.display())
+    }
+
     fn path_list(&self, v: &Spanned<OneOrMany>) -> Result<Vec<PathBuf>, InventoryError> {
         v.get_ref()
             .to_vec()
@@ -694,6 +700,26 @@ impl Inventory {
                 children: g.children.iter().map(|c| c.get_ref().clone()).collect(),
                 vars: g.vars.clone(),
             });
+        }
+        // `-l NAME` looks up groups before hosts, so a host sharing a group's name could never
+        // be selected on its own and would silently turn into the whole group.
+        if let Some(&d) = by_name.get("all") {
+            return Err(cx.err(
+                defs[d].span.clone(),
+                "`all` is the built-in group (every host) and cannot name a host",
+            ));
+        }
+        for (key, _) in &group_tables {
+            if let Some(&d) = by_name.get(key.get_ref()) {
+                return Err(cx.err(
+                    key.span(),
+                    format!(
+                        "group `{0}` and host `{0}` ({1}) have the same name, so `-l {0}` cannot tell them apart: rename one",
+                        key.get_ref(),
+                        cx.at(defs[d].span.clone()),
+                    ),
+                ));
+            }
         }
         for (key, g) in &group_tables {
             for child in &g.children {
@@ -1223,6 +1249,50 @@ mod tests {
         assert_eq!(
             names,
             ["web01.example.com", "db_2-a", "n1.x", "n2.x", "9lives"]
+        );
+    }
+
+    /// `-l web` must not have to guess between a host and a group: both places are named.
+    #[test]
+    fn host_and_group_may_not_share_a_name() {
+        error_at(
+            "[hosts.web]\naddress = \"10.0.0.1\"\n\n[groups.web]\nhosts = [\"a\"]\n",
+            4,
+            9,
+            "group `web` and host `web` (/etc/fleet/inv.toml:1:8) have the same name, so `-l web` cannot tell them apart: rename one",
+        );
+        // The host may come from a range in `[hosts]`, or only from a group's list (its own
+        // or another group's).
+        error_at(
+            "[hosts.\"db[1:3]\"]\n[groups.db2]\n",
+            2,
+            9,
+            "group `db2` and host `db2` (/etc/fleet/inv.toml:1:8)",
+        );
+        error_at(
+            "[groups.web]\nhosts = [\"web\"]\n",
+            1,
+            9,
+            "group `web` and host `web` (/etc/fleet/inv.toml:2:10)",
+        );
+        error_at(
+            "[groups.a]\nhosts = [\"x\", \"b\"]\n[groups.b]\nhosts = [\"y\"]\n",
+            3,
+            9,
+            "group `b` and host `b` (/etc/fleet/inv.toml:2:15)",
+        );
+        // `all` is the built-in group, so it cannot name a host either.
+        error_at(
+            "[hosts.all]\naddress = \"10.0.0.1\"\n",
+            1,
+            8,
+            "cannot name a host",
+        );
+        error_at(
+            "[groups.g]\nhosts = [\"all\"]\n",
+            2,
+            10,
+            "cannot name a host",
         );
     }
 
