@@ -40,6 +40,7 @@ mod range;
 mod raw;
 mod rollout;
 mod select;
+mod uri;
 
 pub use compact::compact_names;
 pub use error::{InventoryError, SelectError};

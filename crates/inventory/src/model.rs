@@ -408,16 +408,26 @@ impl Ctx<'_> {
         Ok(s)
     }
 
+    /// An absolute path on the host. Control characters (a newline, NUL) would end or split
+    /// the shell commands the path is quoted into, and a `.` or `..` component would slip
+    /// a backup directory past the "outside the Drupal root" check, which compares text.
     fn remote_path(&self, key: &str, v: &Spanned<String>) -> Result<String, InventoryError> {
-        let p = v.get_ref().trim_end_matches('/');
-        if !p.starts_with('/') || p.contains('\n') {
-            return Err(self.err(
-                v.span(),
-                format!(
-                    "`{key}` `{}` must be an absolute path on the host",
-                    v.get_ref()
-                ),
-            ));
+        let raw = v.get_ref();
+        let p = raw.trim_end_matches('/');
+        let why = if !raw.starts_with('/') {
+            Some("must be an absolute path on the host".to_owned())
+        } else if let Some(c) = raw.chars().find(|c| c.is_control()) {
+            Some(format!(
+                "must be a path on the host without control characters ({} found)",
+                shown(c)
+            ))
+        } else if p.split('/').any(|c| c == "." || c == "..") {
+            Some("must be a path on the host without `.` or `..` components".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(self.err(v.span(), format!("`{key}` `{}` {why}", printable(raw))));
         }
         Ok(if p.is_empty() {
             "/".into()
@@ -463,14 +473,17 @@ impl Ctx<'_> {
             };
             let root = self.remote_path("root", root)?;
             let uri = match &r.uri {
-                Some(u)
-                    if !u.get_ref().trim().is_empty()
-                        && !u.get_ref().contains(char::is_whitespace) =>
-                {
-                    u.get_ref().trim().to_owned()
-                }
                 Some(u) => {
-                    return Err(self.err(u.span(), format!("invalid `uri` `{}`", u.get_ref())));
+                    crate::uri::check(u.get_ref()).map_err(|why| {
+                        self.err(
+                            u.span(),
+                            format!(
+                                "invalid `uri` `{}` of site `{name}` on host `{host}`: {why}; expected `http(s)://host[:port][/path]` with only `A-Za-z0-9-._~/` and `%XX` in the path",
+                                printable(u.get_ref())
+                            ),
+                        )
+                    })?;
+                    u.get_ref().clone()
                 }
                 None => {
                     return Err(self.err(
@@ -1294,6 +1307,147 @@ mod tests {
             10,
             "cannot name a host",
         );
+    }
+
+    /// Site values end up in shell commands on the hosts: the URI is strict, paths are
+    /// absolute and free of control characters and `..`.
+    #[test]
+    fn site_uri_and_paths_are_strict() {
+        let site =
+            |uri: &str| format!("[hosts.web01.sites.main]\nroot = \"/var/www/d7\"\nuri = {uri}\n");
+        let expected = "expected `http(s)://host[:port][/path]` with only `A-Za-z0-9-._~/` and `%XX` in the path";
+        error_at(
+            &site("\"https://x.org/$(touch${IFS}/tmp/p)\""),
+            3,
+            7,
+            &format!(
+                "invalid `uri` `https://x.org/$(touch${{IFS}}/tmp/p)` of site `main` on host `web01`: `$` is not allowed in the path; {expected}"
+            ),
+        );
+        error_at(
+            &site("\"https://x.org/`id`\""),
+            3,
+            7,
+            "a backtick is not allowed",
+        );
+        error_at(&site("\"https://x.org/a;id\""), 3, 7, "`;` is not allowed");
+        error_at(&site("\"https://x.org/'\""), 3, 7, "`'` is not allowed");
+        error_at(&site("'https://x.org/\"'"), 3, 7, "`\"` is not allowed");
+        error_at(
+            &site("\"https://x.org/a\\nb\""),
+            3,
+            7,
+            "`https://x.org/a\\nb`",
+        );
+        error_at(
+            &site("\"https://x.org/a\\nb\""),
+            3,
+            7,
+            "`\\n` is not allowed",
+        );
+        error_at(
+            &site("\"https://x.org/a b\""),
+            3,
+            7,
+            "a space is not allowed",
+        );
+        error_at(
+            &site("\" https://x.org\""),
+            3,
+            7,
+            "must start with `http://`",
+        );
+        error_at(&site("\"\""), 3, 7, "must start with `http://`");
+        error_at(
+            &site("\"www.example.org\""),
+            3,
+            7,
+            "must start with `http://`",
+        );
+        error_at(&site("\"https://x.org:99999\""), 3, 7, "port `99999`");
+        // A range host names each of its hosts.
+        error_at(
+            "[hosts.\"w[1:2]\".sites.s]\nroot = \"/r\"\nuri = \"https://a|b\"\n",
+            3,
+            7,
+            "of site `s` on host `w1`: `|` is not allowed in the host",
+        );
+
+        let paths = |root: &str, backup: &str| {
+            format!(
+                "[hosts.a.sites.s]\nroot = {root}\nuri = \"https://a.org\"\nbackup_dir = {backup}\n"
+            )
+        };
+        error_at(
+            &paths("\"/var/www\\u0000x\"", "\"/b\""),
+            2,
+            8,
+            "without control characters (`\\u{0}` found)",
+        );
+        error_at(
+            &paths("\"/var/www\\nrm\"", "\"/b\""),
+            2,
+            8,
+            "`root` `/var/www\\nrm` must be a path on the host without control characters (`\\n` found)",
+        );
+        error_at(
+            &paths("\"/r\"", "\"/b\\n\""),
+            4,
+            14,
+            "`backup_dir` `/b\\n` must be a path",
+        );
+        error_at(
+            &paths("\"/r\"", "\"/b\\u0000\""),
+            4,
+            14,
+            "control characters",
+        );
+        error_at(
+            &paths("\"/r\"", "\"b\""),
+            4,
+            14,
+            "`backup_dir` `b` must be an absolute path",
+        );
+        error_at(
+            &paths("\"r\"", "\"/b\""),
+            2,
+            8,
+            "`root` `r` must be an absolute path",
+        );
+        error_at(&paths("\"\"", "\"/b\""), 2, 8, "must be an absolute path");
+        // `..` would slip a backup directory into the root past the text comparison.
+        error_at(
+            &paths(
+                "\"/var/www/d7\"",
+                "\"/var/www/x/../d7/sites/all/modules/bak\"",
+            ),
+            4,
+            14,
+            "without `.` or `..` components",
+        );
+        error_at(
+            &paths("\"/var/www/./d7\"", "\"/b\""),
+            2,
+            8,
+            "without `.` or `..`",
+        );
+        error_at(
+            "[defaults]\nbackup_dir = \"/b\\nx\"\n",
+            2,
+            14,
+            "control characters",
+        );
+        error_at("[hosts.a]\nbackup_dir = \"/b/..\"\n", 2, 14, "`..`");
+
+        // What stays valid.
+        let inv = load(
+            "[hosts.a.sites.s]\nroot = \"/var/www/d7/\"\nuri = \"https://[2001:db8::1]:8443/civi/caf%C3%A9\"\nbackup_dir = \"/srv/fleet-backups/..x\"\n",
+        )
+        .unwrap();
+        let s = &inv.host("a").unwrap().sites[0];
+        assert_eq!(s.uri, "https://[2001:db8::1]:8443/civi/caf%C3%A9");
+        assert_eq!(s.root, "/var/www/d7");
+        assert_eq!(s.backup_dir, "/srv/fleet-backups/..x");
     }
 
     #[test]
