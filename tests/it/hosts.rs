@@ -80,3 +80,27 @@ fn help_snapshot() {
     assert_eq!(o.status.code(), Some(0));
     insta::assert_snapshot!(stdout(&o));
 }
+
+/// An inventory without hosts made `fleet exec -- true` succeed on "0 hosts". Every command
+/// that selects hosts now refuses it, naming the file, and connects to nothing.
+#[test]
+fn inventory_without_hosts_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("x.toml");
+    std::fs::write(&inv, "[defaults]\nuser = \"deploy\"\n\n[groups.web]\n").expect("write");
+    for args in [
+        &["exec", "--", "true"][..],
+        &["exec", "-l", "all", "--", "true"],
+        &["hosts"],
+        &["upgrade", "--tarball", "civicrm-5.70.0-drupal.tar.gz"],
+    ] {
+        let o = run(crate::exec::pinned(fleet(&inv), dir.path()).args(args));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{args:?}");
+        let err = stderr(&o).replace(&dir.path().display().to_string(), "[DIR]");
+        assert_eq!(
+            err, "error: inventory `[DIR]/x.toml` defines no hosts\n",
+            "{args:?}"
+        );
+    }
+}

@@ -57,6 +57,9 @@ pub enum SelectError {
         /// The I/O error text.
         reason: String,
     },
+    /// The inventory has no host at all, so any selection would be an empty run.
+    #[error("inventory `{}` defines no hosts", .0.display())]
+    NoHosts(PathBuf),
     /// A term matched no host or group.
     #[error("no host or group matches `{0}`")]
     NoMatch(String),

@@ -139,9 +139,13 @@ impl Inventory {
     ///
     /// # Errors
     ///
-    /// [`SelectError::NoMatch`] naming a term that matches nothing, [`SelectError::Empty`]
-    /// when the combination leaves no host.
+    /// [`SelectError::NoHosts`] when the inventory has no host at all (an empty or wrong
+    /// file must not look like a successful run on "0 hosts"), [`SelectError::NoMatch`] naming
+    /// a term that matches nothing, [`SelectError::Empty`] when the combination leaves no host.
     pub fn select(&self, selectors: &[Selector]) -> Result<Vec<&Host>, SelectError> {
+        if self.hosts().is_empty() {
+            return Err(SelectError::NoHosts(self.path().to_owned()));
+        }
         if selectors.is_empty() {
             return Ok(self.hosts().iter().collect());
         }
@@ -325,6 +329,20 @@ hosts = ["web01", "web02", "db1"]
             Selector::parse("!"),
             Err(SelectError::Syntax { .. })
         ));
+    }
+
+    /// Every selection from an inventory without hosts fails, naming the file, instead of
+    /// running on nothing.
+    #[test]
+    fn selecting_from_an_inventory_without_hosts_fails() {
+        for text in ["", "[defaults]\nuser = \"deploy\"\n", "[groups.web]\n"] {
+            let inv = Inventory::from_toml_str(text, Path::new("x.toml")).unwrap();
+            for selectors in [vec![], vec![Selector::parse("all").unwrap()]] {
+                let e = inv.select(&selectors).unwrap_err();
+                assert_eq!(e, SelectError::NoHosts("x.toml".into()), "{text:?}");
+                assert_eq!(e.to_string(), "inventory `x.toml` defines no hosts");
+            }
+        }
     }
 
     #[test]
