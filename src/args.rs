@@ -1,9 +1,10 @@
 //! Command-line arguments (raw, as clap parses them; resolved in `commands`).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Run commands and staged application upgrades across many servers over SSH.
 #[derive(Debug, Parser)]
@@ -254,14 +255,86 @@ pub(crate) struct ExecArgs {
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
     pub(crate) max_output: usize,
 
-    /// The command, run by each host's login shell
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command, run by each host's login shell (put fleet options before it)
+    // No `allow_hyphen_values`: with it, a mistyped option (`--timout 5s`) became the start
+    // of the command and was run on every host. See `ExecArgs::remote_command` for options
+    // after the command.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// Returns the command line for the hosts' shells, or why it is refused.
+    ///
+    /// The command starts after `--` or at the first word that is not an option, and clap
+    /// gives it every word after that. Without `--`, a word that is one of fleet's own exec
+    /// options (`-l`, `--limit`, `--limit=web`, `-t`, `--json`, ..., exactly, so `ls -la` is
+    /// still `ls -la`) is refused: `fleet exec 'echo RAN' -l h01` is someone limiting the run,
+    /// and sending `-l h01` to the hosts would run it on every host instead. After `--`,
+    /// everything goes to the hosts verbatim.
+    ///
+    /// `argv` is the process's command line: clap does not say whether `--` was given, but
+    /// the command is always its last words, so the word before them tells.
+    pub(crate) fn remote_command(&self, argv: &[OsString]) -> Result<String, String> {
+        if !after_dashes(argv, &self.command) {
+            let (shorts, longs) = exec_options();
+            let is_option = |w: &str| match w.strip_prefix("--") {
+                Some(long) => longs
+                    .iter()
+                    .any(|l| l == long.split('=').next().unwrap_or("")),
+                None => w.strip_prefix('-').is_some_and(|short| {
+                    let mut c = short.chars();
+                    c.next().is_some_and(|c| shorts.contains(&c))
+                        && matches!(c.next(), None | Some('='))
+                }),
+            };
+            if let Some(word) = self.command.iter().skip(1).find(|w| is_option(w)) {
+                return Err(format!(
+                    "`{word}` after the command: put fleet options before the command, or use `--` before the command to send it all to the hosts"
+                ));
+            }
+        }
+        Ok(self.command.join(" "))
+    }
+}
+
+/// Whether `command` (the last words of `argv`) came right after a `--`. An option's value
+/// cannot be a bare `--` (clap refuses it), so a `--` just before them is the separator.
+fn after_dashes(argv: &[OsString], command: &[String]) -> bool {
+    let n = command.len();
+    argv.len() > n
+        && argv[argv.len() - n..]
+            .iter()
+            .zip(command)
+            .all(|(a, c)| a == c.as_str())
+        && argv[argv.len() - n - 1] == "--"
+}
+
+/// The short and long names of every option `fleet exec` takes, global ones and `--help`
+/// included, read from the parser so a new option is covered without a list to maintain.
+fn exec_options() -> (Vec<char>, Vec<String>) {
+    let mut cli = Cli::command();
+    cli.build();
+    let (mut shorts, mut longs) = (Vec::new(), Vec::new());
+    if let Some(exec) = cli.find_subcommand("exec") {
+        for a in exec.get_arguments().filter(|a| !a.is_positional()) {
+            shorts.extend(a.get_short_and_visible_aliases().unwrap_or_default());
+            shorts.extend(a.get_all_short_aliases().unwrap_or_default());
+            longs.extend(
+                a.get_long_and_visible_aliases()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+            longs.extend(
+                a.get_all_aliases()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+        }
+    }
+    (shorts, longs)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -314,6 +387,108 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    /// Parses `argv` and returns the remote command line, or the error (clap's or ours).
+    fn exec_command(argv: &[&str]) -> Result<String, String> {
+        let cli = Cli::try_parse_from(argv).map_err(|e| format!("clap: {:?}", e.kind()))?;
+        let Command::Exec(e) = cli.command else {
+            panic!("not exec")
+        };
+        let raw: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        e.remote_command(&raw)
+    }
+
+    #[track_caller]
+    fn runs(argv: &[&str], expected: &str) {
+        assert_eq!(exec_command(argv).as_deref(), Ok(expected), "{argv:?}");
+    }
+
+    #[track_caller]
+    fn refused(argv: &[&str], needle: &str) {
+        let e = exec_command(argv).expect_err(&format!("{argv:?} must be refused"));
+        assert!(e.contains(needle), "{argv:?}: {e} lacks {needle}");
+    }
+
+    /// Fleet options after the command are refused rather than sent to every host; after
+    /// `--`, every word is the command's; unknown options before the command are errors.
+    #[test]
+    fn exec_command_words_table() {
+        // The command's own words, options included, after its first word.
+        runs(&["fleet", "exec", "ls", "-la"], "ls -la");
+        runs(&["fleet", "exec", "--", "ls", "-l"], "ls -l");
+        runs(
+            &["fleet", "exec", "echo", "--limitless", "-lx"],
+            "echo --limitless -lx",
+        );
+        runs(&["fleet", "exec", "df", "-k", "--", "/"], "df -k -- /");
+        runs(&["fleet", "exec", "echo", "a", "--"], "echo a --");
+        // Fleet options before the command, then `--` and anything at all.
+        runs(
+            &[
+                "fleet", "exec", "-l", "web", "-t", "5s", "--", "echo", "-l", "h01", "--json", "--",
+            ],
+            "echo -l h01 --json --",
+        );
+        runs(
+            &["fleet", "-i", "x.toml", "exec", "--json", "--", "--", "x"],
+            "-- x",
+        );
+        runs(&["fleet", "exec", "--limit=web", "uptime"], "uptime");
+        runs(&["fleet", "exec", "echo RAN; b"], "echo RAN; b");
+
+        // Fleet's own options after the command, in every spelling clap would accept.
+        let hint = "after the command: put fleet options before the command, or use `--` before the command";
+        refused(
+            &["fleet", "exec", "echo RAN", "-l", "h01"],
+            &format!("`-l` {hint}"),
+        );
+        refused(
+            &["fleet", "exec", "echo", "RAN", "--limit", "h01"],
+            "`--limit` after",
+        );
+        refused(
+            &["fleet", "exec", "echo", "--limit=h01"],
+            "`--limit=h01` after",
+        );
+        refused(&["fleet", "exec", "echo", "-l=h01"], "`-l=h01` after");
+        for opt in [
+            "-t",
+            "--timeout",
+            "-f",
+            "--forks",
+            "--json",
+            "--out-dir",
+            "--connect-timeout",
+            "--max-handshakes",
+            "--ask-pass",
+            "--max-output",
+            "-h",
+            "--help",
+            // Global options too.
+            "-i",
+            "--inventory",
+            "-v",
+            "--verbose",
+            "-q",
+            "--quiet",
+            "--state-dir",
+        ] {
+            refused(
+                &["fleet", "exec", "sleep", "1", opt, "x"],
+                &format!("`{opt}` after"),
+            );
+        }
+        // A `--` after the command's first word is the command's, not the separator.
+        refused(&["fleet", "exec", "ls", "--", "-l"], "`-l` after");
+
+        // Unknown options before the command are clap's usage errors, never a command.
+        refused(
+            &["fleet", "exec", "--timout", "5s", "--", "cmd"],
+            "UnknownArgument",
+        );
+        refused(&["fleet", "exec", "-x", "cmd"], "UnknownArgument");
+        refused(&["fleet", "exec", "--"], "MissingRequiredArgument");
     }
 
     #[test]

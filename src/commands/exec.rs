@@ -17,6 +17,9 @@ use crate::signal::Cancel;
 use crate::targets::{TargetOverrides, target_for};
 
 pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
+    // Before anything else: a refused command line must not reach a single host.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command_line = args.remote_command(&argv).map_err(anyhow::Error::msg)?;
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
     if args.out_dir.is_some()
@@ -54,7 +57,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         max_handshakes: args.max_handshakes as usize,
         ..ClientOptions::default()
     });
-    let command = RemoteCommand::shell(args.command.join(" "));
+    let command = RemoteCommand::shell(command_line);
     let cancel = Cancel::new();
     let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let watcher = {

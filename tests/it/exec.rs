@@ -175,6 +175,71 @@ fn exec_unknown_host_key_fails_that_host_only() {
     assert!(out.contains("is not known (ssh-ed25519 SHA256:"), "{out}");
 }
 
+/// A fleet option after the command (`-l h01`), or a mistyped one before it (`--timout`),
+/// was sent to every host as part of the command. Now both are usage errors and nothing runs
+/// anywhere; after `--`, option-looking words are the command's.
+#[test]
+fn exec_refuses_options_it_would_send_to_every_host() {
+    let lab = TestLab::start(2);
+    let home = tempfile::tempdir().expect("tempdir");
+    let touch = r#"touch "$FLEET_ROOT/ran""#;
+    let ran = |o: &std::process::Output| {
+        for h in lab.hosts() {
+            for f in ["ran", "ran2"] {
+                assert!(
+                    !h.root.join(f).exists(),
+                    "`{f}` ran on {}: {}",
+                    h.name,
+                    stderr(o)
+                );
+            }
+        }
+    };
+
+    let o =
+        run(pinned(fleet(&lab.inventory_path()), home.path()).args(["exec", touch, "-l", "h01"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        "error: `-l` after the command: put fleet options before the command, or use `--` before the command to send it all to the hosts\n"
+    );
+    ran(&o);
+
+    let o = run(pinned(fleet(&lab.inventory_path()), home.path()).args([
+        "exec",
+        "--timout",
+        "5s",
+        "--",
+        &format!(r#"{touch}; touch "$FLEET_ROOT/ran2""#),
+    ]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).contains("unexpected argument '--timout'"),
+        "{}",
+        stderr(&o)
+    );
+    ran(&o);
+
+    // After `--` (and after the command's first word, for words that are not fleet's), the
+    // words go to the hosts as they are.
+    let o = run(pinned(fleet(&lab.inventory_path()), home.path())
+        .args(["exec", "-l", "h01", "--", "echo", "-l", "h02", "--json"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "==> h01: exit code 0\n-l h02 --json\n");
+    let o = run(pinned(fleet(&lab.inventory_path()), home.path()).args([
+        "exec",
+        "-l",
+        "h02",
+        "echo",
+        "-la",
+        "--limitless",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "==> h02: exit code 0\n-la --limitless\n");
+}
+
 /// A host named `../../X` made `--out-dir d` write `X.stdout` outside `d`, with content the
 /// host chose. The inventory is refused at load, before anything connects or is written.
 #[test]
