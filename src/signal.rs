@@ -1,4 +1,4 @@
-//! Two-stage interrupt: the first Ctrl-C (or SIGTERM) drains, the second aborts.
+//! Two-stage interrupt: the first Ctrl-C (or SIGTERM, or SIGHUP) drains, the second aborts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,18 +37,26 @@ impl Cancel {
         self.interrupted.load(Ordering::SeqCst)
     }
 
-    /// Listens for SIGINT and SIGTERM. `on_drain` is called after the first signal, to tell
-    /// the user what is still running. Abort the returned task when the work is done.
+    /// Listens for SIGINT, SIGTERM and SIGHUP, which all mean the same: the first drains,
+    /// any second one aborts. `on_drain` is called after the first signal, to tell the user
+    /// what is still running. Abort the returned task when the work is done.
+    ///
+    /// SIGHUP is here because a closed terminal or a dropped SSH session to the controller
+    /// sends it, and its default action would end fleet at once: no cleanup, remote commands
+    /// left running, sites left in maintenance. It ends with the same exit code as Ctrl-C
+    /// (130, "interrupted"): scripts check one code for "fleet was stopped", and which signal
+    /// did it is no business of the exit status (the remote side was handled the same way).
     pub(crate) fn watch_signals(
         &self,
         on_drain: impl Fn() + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         use tokio::signal::unix::{SignalKind, signal};
-        // Both streams are created once, up front, so a second signal that arrives while the
+        // Every stream is created once, up front, so a second signal that arrives while the
         // first is being handled is not lost.
-        let (mut int, mut term) = (
+        let (mut int, mut term, mut hup) = (
             signal(SignalKind::interrupt()).ok(),
             signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::hangup()).ok(),
         );
         let me = self.clone();
         tokio::spawn(async move {
@@ -56,12 +64,16 @@ impl Cancel {
                 tokio::select! {
                     Some(()) = recv(&mut int) => {},
                     Some(()) = recv(&mut term) => {},
+                    Some(()) = recv(&mut hup) => {},
                     else => return,
                 }
                 me.interrupted.store(true, Ordering::SeqCst);
                 if stage == 0 {
                     me.drain.cancel();
-                    on_drain();
+                    // A panic here (say, `eprintln!` to a terminal that hung up) would end
+                    // this task, and with it the second stage: once these handlers exist, a
+                    // second signal does nothing unless this loop is alive to see it.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&on_drain));
                 } else {
                     me.abort.cancel();
                 }

@@ -64,13 +64,13 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         let (running, progress) = (running.clone(), progress.clone());
         cancel.watch_signals(move || {
             let n = running.load(std::sync::atomic::Ordering::SeqCst);
+            // Not `eprintln!`: after a SIGHUP the terminal may be gone, and a write error
+            // must not panic the signal task.
             progress.suspend(|| {
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!(
-                        "interrupted: starting no new hosts, waiting for {n} running; press Ctrl-C again to kill them"
-                    );
-                }
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "interrupted: starting no new hosts, waiting for {n} running; press Ctrl-C again to kill them"
+                );
             });
         })
     };
@@ -80,11 +80,13 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     watcher.abort();
     progress.finish_and_clear();
 
-    write_results(args.json, &reports)?;
+    // The out-dir first: it is the durable record, and it must not be lost because stdout
+    // failed (a terminal that hung up answers writes with an I/O error).
     if let Some(dir) = &args.out_dir {
         render::json::write_out_dir(dir, &reports)
             .with_context(|| format!("cannot write results to `{}`", dir.display()))?;
     }
+    write_results(args.json, &reports)?;
     if !cli.quiet {
         let mut stderr = render::stderr();
         render::human::write_summary(&mut stderr, &reports, started.elapsed())?;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use fleet_lab::TestLab;
 use serde_json::Value;
 
-use crate::{fleet, stdout};
+use crate::{fleet, stderr, stdout};
 
 fn wait_for(path: &Path, limit: Duration) {
     let start = Instant::now();
@@ -20,11 +20,28 @@ fn wait_for(path: &Path, limit: Duration) {
 }
 
 fn sigint(child: &Child) {
+    signal(child, "INT");
+}
+
+fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
+}
+
+/// Waits until `/proc/PID` is gone (the kill is TERM, then KILL, a moment apart).
+fn assert_gone(pid: &str, what: &str) {
+    let proc = format!("/proc/{}", pid.trim());
+    let start = Instant::now();
+    while Path::new(&proc).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what} (pid {pid}) survived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn statuses(out: &str) -> Vec<String> {
@@ -92,4 +109,52 @@ fn second_interrupt_aborts_and_kills() {
         !Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "remote shell survived"
     );
+}
+
+/// A closed terminal or SSH session sends SIGHUP, which ended fleet at once (exit 129) and
+/// left the remote commands running. Now it counts as Ctrl-C: the first drains, the second
+/// kills the remote commands, and fleet exits 130 like any interrupt.
+#[test]
+fn sighup_twice_aborts_and_kills_on_every_host() {
+    let lab = TestLab::start(2);
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = crate::exec::pinned(fleet(&lab.inventory_path()), home.path())
+        .args([
+            "exec",
+            "--json",
+            "--",
+            r#"sleep 300 & echo "$$ $!" > "$FLEET_ROOT/pids.tmp"; mv "$FLEET_ROOT/pids.tmp" "$FLEET_ROOT/pids"; wait"#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid_files: Vec<_> = lab.hosts().iter().map(|h| h.root.join("pids")).collect();
+    for f in &pid_files {
+        wait_for(f, Duration::from_secs(20));
+    }
+    signal(&child, "HUP");
+    // The first hangup drains: fleet keeps running, waiting for the commands.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the first SIGHUP ended fleet"
+    );
+    signal(&child, "HUP");
+    let started = Instant::now();
+    let o = child.wait_with_output().expect("wait");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(statuses(&stdout(&o)), ["cancelled", "cancelled"]);
+    assert!(
+        stderr(&o).contains("interrupted: starting no new hosts"),
+        "{}",
+        stderr(&o)
+    );
+    for (f, h) in pid_files.iter().zip(lab.hosts()) {
+        let pids = std::fs::read_to_string(f).expect("pids");
+        let (shell, sleep) = pids.trim().split_once(' ').expect("two pids");
+        assert_gone(shell, &format!("the remote shell on {}", h.name));
+        assert_gone(sleep, &format!("the remote sleep on {}", h.name));
+    }
 }
