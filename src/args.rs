@@ -80,6 +80,19 @@ pub(crate) struct RollbackArgs {
     #[arg(long = "site", value_name = "SITE")]
     pub(crate) sites: Vec<String>,
 
+    /// Verify the backups on the hosts and print what would be restored, with the age of
+    /// each dump; change nothing
+    #[arg(long)]
+    pub(crate) plan: bool,
+
+    /// Do it without asking (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+
+    /// Also roll back sites a later run changed, or that are no longer at this run's target
+    #[arg(long)]
+    pub(crate) force: bool,
+
     /// Bound on each remote step
     #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) step_timeout: Duration,
