@@ -380,6 +380,11 @@ impl HostRun<'_, '_> {
     /// Marks `earlier`'s row of the site as taken over by this run, so that `fleet recover`
     /// and `fleet resume` of that run leave it alone.
     fn supersede(&self, earlier: &str, w: &Work<'_>) -> Result<(), (String, StepError)> {
+        // A lock of a run this journal never knew (another controller's, `--break-lock`)
+        // has no row here to update.
+        if !matches!(self.ctx.journal.run(earlier), Ok(Some(_))) {
+            return Ok(());
+        }
         let detail = format!(
             "taken over by run {} (prior maintenance state `{}` carried over)",
             self.ctx.run, w.facts.maintenance
