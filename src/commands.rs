@@ -7,6 +7,8 @@ mod rollback;
 mod runs;
 mod upgrade;
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use fleet_inventory::{Inventory, Selector};
 
@@ -35,7 +37,8 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
     match result {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Not `eprintln!`: it panics when stderr is a terminal that hung up.
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitStatus::Usage
         }
     }

@@ -151,10 +151,15 @@ impl<W> PipeSafe<W> {
         }
     }
 
-    /// Turns a broken pipe into success (and drops everything after it).
+    /// Turns a broken pipe, or the I/O error of a terminal that hung up (SIGHUP: the
+    /// operator's SSH session closed), into success and drops everything after it: the run
+    /// still ends in the state its journal describes, with its exit status.
     fn tolerate<T>(&mut self, r: std::io::Result<T>, done: T) -> std::io::Result<T> {
+        const EIO: i32 = 5;
         match r {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(EIO) =>
+            {
                 self.closed = true;
                 Ok(done)
             }
@@ -248,6 +253,18 @@ mod tests {
         // Other errors still surface.
         let mut w = super::PipeSafe::new(Closed(0));
         assert!(w.flush().is_err());
+        // A terminal that hung up answers EIO.
+        struct HungUp;
+        impl Write for HungUp {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(5))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = super::PipeSafe::new(HungUp);
+        writeln!(w, "summary").unwrap();
     }
 
     use super::*;
