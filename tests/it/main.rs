@@ -9,10 +9,18 @@ mod upgrade; // fleet upgrade against lab sites with fake drush/cv: batches, bud
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// A `fleet` command with the lab's inventory, no progress bar and no developer agent.
+/// A `fleet` command with the lab's inventory, no progress bar and no developer agent, and
+/// its HOME and state dir beside the inventory (a temporary dir), never the developer's.
 pub(crate) fn fleet(inventory: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleet"));
+    let home = inventory
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("controller-home");
+    std::fs::create_dir_all(&home).expect("controller HOME for the test");
     c.arg("-i").arg(inventory);
+    c.env("HOME", &home)
+        .env("XDG_STATE_HOME", home.join(".local/state"));
     c.env_remove("SSH_AUTH_SOCK")
         .env_remove("FLEET_INVENTORY")
         .env_remove("FLEET_STATE_DIR")
