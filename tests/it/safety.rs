@@ -364,12 +364,39 @@ fn a_hostile_drupal_variable_cannot_forge_discovery_facts() {
     }
 }
 
-/// A path read from the host that holds `$(...)` and backticks reaches a playbook step as
-/// data, whatever quotes the author put around its placeholder.
+/// A path read from the host that holds `$(...)` and backquotes is refused before any step
+/// runs; values with spaces and quotes reach a playbook step as one word wherever the author
+/// put them, also in a script for another shell.
 #[test]
 fn playbook_placeholders_are_data_in_any_quoting_context() {
     let u = Upgrade::new(1, 1);
     let s = u.sites_of("h01")[0].clone();
+    let pb = u.state.path().join("pb.toml");
+    std::fs::write(
+        &pb,
+        r#"name = "show the paths"
+[[steps]]
+name = "show"
+kind = "shell"
+run = """
+printf '%s\\n' {backup_dir} > {backup_dir}/seen.txt
+sh -c 'printf "%s\\n" {backup_dir}' >> {backup_dir}/seen.txt
+sh -c "printf '%s\\n' {root}" >> {backup_dir}/seen.txt
+sh <<EOF >> {backup_dir}/seen.txt
+printf '%s\\n' {root}
+EOF
+"""
+"#,
+    )
+    .expect("playbook");
+    let pb = pb.display().to_string();
+    let o = fleet_cmd(&u, &["upgrade", "--playbook", &pb]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let seen = std::fs::read_to_string(s.backup_dir.join("seen.txt")).expect("seen");
+    let (b, r) = (s.backup_dir.display(), s.root.display());
+    assert_eq!(seen, format!("{b}\n{b}\n{r}\n{r}\n"));
+
+    // A codebase path with shell syntax in it (a site admin edited civicrm.settings.php).
     let pwned = u.state.path().join("PWNED");
     let settings = s.site_dir.join("civicrm.settings.php");
     let text = std::fs::read_to_string(&settings).expect("settings");
@@ -383,27 +410,19 @@ fn playbook_placeholders_are_data_in_any_quoting_context() {
         ),
     )
     .expect("settings");
-    let pb = u.state.path().join("pb.toml");
-    std::fs::write(
-        &pb,
-        r#"name = "show the codebase"
-[[steps]]
-name = "show"
-kind = "shell"
-run = "printf '%s\n' \"{civicrm_root}\" '{civicrm_root}' {civicrm_root} > {backup_dir}/seen.txt"
-"#,
-    )
-    .expect("playbook");
-    let o = fleet_cmd(&u, &["upgrade", "--playbook", &pb.display().to_string()]);
-    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let o = fleet_cmd(&u, &["upgrade", "--playbook", &pb]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("which a shell reads as syntax"),
+        "{}",
+        both(&o)
+    );
     for n in ["1", "2"] {
         assert!(
             !PathBuf::from(format!("{}{n}", pwned.display())).exists(),
             "a value from the host ran as shell text"
         );
     }
-    let seen = std::fs::read_to_string(s.backup_dir.join("seen.txt")).expect("seen");
-    assert_eq!(seen, format!("{evil}\n{evil}\n{evil}\n"));
 }
 
 /// The controller dies (SIGKILL) while `cv upgrade:db` runs; the remote upgrade goes on.

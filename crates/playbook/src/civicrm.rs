@@ -188,29 +188,34 @@ fn unhex(hex: &str) -> Option<String> {
 /// alphabet; maintenance one of the three values Drupal has.
 pub(crate) fn validate(site: &Site, f: &Facts) -> Result<(), String> {
     let root = site.root.trim_end_matches('/');
-    let inside = |what: &str, p: &str| -> Result<(), String> {
+    // The part of a path the host chose: after the Drupal root (which the inventory gave)
+    // when inside it, else all of it. It must not hold what a shell reads as syntax, so that
+    // even a script that hands it to another shell cannot run any of it.
+    let path = |what: &str, p: &str, must_be_inside: bool| -> Result<(), String> {
         safe_path(what, p)?;
-        if p.strip_prefix(root).is_some_and(|r| r.starts_with('/')) {
-            Ok(())
-        } else {
-            Err(format!(
+        let rest = p.strip_prefix(root).filter(|r| r.starts_with('/'));
+        if must_be_inside && rest.is_none() {
+            return Err(format!(
                 "{what} `{}` is not inside the Drupal root `{root}`",
                 p.escape_debug()
-            ))
+            ));
         }
-    };
-    inside("site dir", &f.site_dir)?;
-    inside("`$civicrm_root`", &f.civicrm_root)?;
-    if !f.templates_c.is_empty() {
-        safe_path("`CIVICRM_TEMPLATE_COMPILEDIR`", &f.templates_c)?;
-        // Emptied on every rollback: it must be the site's compile dir, not any directory.
-        let in_root = f
-            .templates_c
-            .strip_prefix(root)
-            .is_some_and(|r| r.starts_with('/'));
-        if !in_root && !f.templates_c.ends_with("/templates_c") {
+        if let Some(c) = rest.unwrap_or(p).chars().find(|c| SHELL_SYNTAX.contains(*c)) {
             return Err(format!(
-                "`CIVICRM_TEMPLATE_COMPILEDIR` `{}` is neither inside the Drupal root nor a `templates_c` directory",
+                "{what} `{}` holds `{c}`, which a shell reads as syntax",
+                p.escape_debug()
+            ));
+        }
+        Ok(())
+    };
+    path("site dir", &f.site_dir, true)?;
+    path("`$civicrm_root`", &f.civicrm_root, true)?;
+    if !f.templates_c.is_empty() {
+        path("`CIVICRM_TEMPLATE_COMPILEDIR`", &f.templates_c, false)?;
+        // Emptied on every rollback: it must be a compile dir, never any directory.
+        if !f.templates_c.ends_with("/templates_c") {
+            return Err(format!(
+                "`CIVICRM_TEMPLATE_COMPILEDIR` `{}` is not a `templates_c` directory",
                 f.templates_c.escape_debug()
             ));
         }
@@ -262,6 +267,9 @@ pub(crate) fn validate(site: &Site, f: &Facts) -> Result<(), String> {
     Ok(())
 }
 
+/// What a shell reads as syntax (quotes, expansions, operators, globs, comments).
+const SHELL_SYNTAX: &str = "$`;'\"\\|&<>()*?[]{}!#~";
+
 fn safe_path(what: &str, p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
         return Err(format!(
@@ -275,9 +283,14 @@ fn safe_path(what: &str, p: &str) -> Result<(), String> {
             p.escape_debug()
         ));
     }
-    if p.split('/').any(|c| c == "..") {
+    // Compared as text with the Drupal root: every component must be a real name, or
+    // `/r/.` and `/r/x/..` would pass for paths inside it.
+    if let Some(c) = p[1..]
+        .split('/')
+        .find(|c| c.is_empty() || *c == "." || *c == "..")
+    {
         return Err(format!(
-            "{what} `{}` has a `..` component",
+            "{what} `{}` has a `{c}` component",
             p.escape_debug()
         ));
     }
@@ -586,10 +599,14 @@ pub(crate) fn fix_permissions(files_dir: &str, web_user: &str) -> String {
     )
 }
 
-/// Empties a templates_c directory (part of every rollback).
+/// Empties a templates_c directory (part of every rollback), once it is sure, on the host,
+/// that the directory really is one: a symlink on the way must not lead the delete
+/// elsewhere.
 pub(crate) fn empty_dir(dir: &str) -> String {
     format!(
-        "[ ! -d {d} ] || find {d} -mindepth 1 -delete",
+        "d={d}; [ -d \"$d\" ] || exit 0; r=$(cd \"$d\" && pwd -P) || exit 1; \
+         case $r in */templates_c) ;; *) echo \"refusing to empty $d: it is $r, not a templates_c directory\" >&2; exit 1 ;; esac; \
+         find \"$r\" -mindepth 1 -delete",
         d = quote(dir)
     )
 }
@@ -838,13 +855,19 @@ mod tests {
         );
         case("civicrm_root", "/rx/civicrm", "not inside the Drupal root");
         case("civicrm_root", "/r/../etc", "`..` component");
+        case("civicrm_root", "/r/.", "`.` component");
+        case("civicrm_root", "/r//x", "`` component");
+        case("civicrm_root", "/r/sites/civi$(id)", "holds `$`");
+        case("civicrm_root", "/r/sites/civi`id`", "which a shell reads as syntax");
+        case("templates_c", "/r/sites/default", "not a `templates_c` directory");
+        case("templates_c", "/r/sites/x/./templates_c", "`.` component");
         case(
             "civicrm_root",
             "sites/all/modules/civicrm",
             "not an absolute path",
         );
         case("site_dir", "/r/sites/a\n/x", "control character");
-        case("templates_c", "/etc", "neither inside the Drupal root");
+        case("templates_c", "/etc", "not a `templates_c` directory");
         case("civi_db", "../../x", "CiviCRM database name");
         case("cms_db", "d`b", "Drupal database name");
         case("db_version", "5.69.0; rm", "is not a version");

@@ -252,8 +252,10 @@ impl HostRun<'_, '_> {
         }
     }
 
-    /// The run that left `site` in maintenance (the latest run that touched it, if it says the
-    /// site is still down because of it) and the prior state that run recorded.
+    /// The run that left `site` in maintenance, and the prior state it recorded: the latest
+    /// run whose row still says it holds the site down. Runs that did not change the site
+    /// (unreachable, refused at preflight, not started) are looked past; a later run that
+    /// changed it and did not leave it down means the `1` is not that run's doing.
     fn inherited_prior(&self, site: &str) -> Option<(String, String)> {
         let history = match self.ctx.journal.site_history(self.host, site) {
             Ok(h) => h,
@@ -262,21 +264,21 @@ impl HostRun<'_, '_> {
                 return None;
             }
         };
-        let (run, _, row) = history
-            .iter()
-            .rev()
-            .filter(|(run, _, _)| *run != self.ctx.run)
-            .find(|(_, _, r)| !matches!(r.status.as_str(), "pending" | "not-started"))?;
-        if !row.in_maintenance || row.status == "superseded" {
-            return None;
+        for (run, _, row) in history.iter().rev().filter(|(r, _, _)| *r != self.ctx.run) {
+            if row.in_maintenance && row.status != "superseded" {
+                let prior = self
+                    .ctx
+                    .journal
+                    .artifact(run, self.host, &format!("site:{site}"), "prior-maintenance")
+                    .ok()
+                    .flatten()?;
+                return Some((run.clone(), prior));
+            }
+            if crate::restore::TOUCHED.contains(&row.status.as_str()) {
+                return None;
+            }
         }
-        let prior = self
-            .ctx
-            .journal
-            .artifact(run, self.host, &format!("site:{site}"), "prior-maintenance")
-            .ok()
-            .flatten()?;
-        Some((run.clone(), prior))
+        None
     }
 
     /// Records an artifact the way back depends on; a journal that cannot record it stops the
@@ -571,7 +573,8 @@ impl HostRun<'_, '_> {
         tarball: &str,
         ch: &mut Changes,
     ) -> Result<(), (String, StepError)> {
-        use crate::playbook::{StepKind, render};
+        use crate::placeholder::render;
+        use crate::playbook::StepKind;
         let run_dir = self.run_dir(g);
         let code = self.code_cmds(g);
         for step in &pb.steps {

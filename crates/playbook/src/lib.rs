@@ -20,6 +20,7 @@ mod host;
 mod inflight;
 mod journal;
 mod outcome;
+mod placeholder;
 mod plan;
 mod playbook;
 mod restore;

@@ -29,11 +29,10 @@
 //!
 //! Placeholders in `run`, `verify` and `undo`: `{root}`, `{uri}`, `{site}`, `{host}`,
 //! `{web_user}`, `{backup_dir}`, `{run_dir}`, `{drush}`, `{cv}`, `{civicrm_root}`,
-//! `{civi_db}`, `{target}`. `{{` and `}}` are literal braces. A value is never spliced into
-//! the command's text: `{uri}` becomes a reference to `FLEET_ARG_URI` fitted to the quotes
-//! around it, and the value travels in that environment variable. It is one word in any
-//! quoting context, the shell never re-reads an expanded value for `$(...)` or backticks,
-//! and it cannot close a quote.
+//! `{civi_db}`, `{target}`. `{{` and `}}` are literal braces. No value is ever spliced raw:
+//! outside quotes a placeholder is the value as one word; inside quotes or a here-document
+//! it is the value shell-quoted, so a shell that reads that text again (`sh -c '...'`,
+//! `su -c "..."`) also gets one word (see `placeholder.rs`).
 
 use std::path::Path;
 
@@ -292,142 +291,6 @@ fn check_placeholders(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Replaces placeholders with references to environment variables and returns the
-/// command with the assignments that set them first (each value shell-quoted, at the start
-/// of the command, where quoting is all it takes):
-/// `FLEET_ARG_ROOT='/var/www'; export FLEET_ARG_ROOT; cd "${FLEET_ARG_ROOT}"`.
-///
-/// The reference fits the quoting around the placeholder, so the value is one word
-/// whatever the author wrote: `"${V}"` outside quotes, `${V}` inside `"..."`, and inside
-/// `'...'` the single quotes are closed around `"${V}"`.
-pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Q {
-        None,
-        Single,
-        Double,
-    }
-    /// A level of the command: the top, a `$(...)` (with its open parentheses) or a
-    /// backquoted command; each starts unquoted, whatever quotes are around it.
-    struct Frame {
-        q: Q,
-        parens: u32,
-        backquote: bool,
-    }
-    let top = Frame {
-        q: Q::None,
-        parens: 0,
-        backquote: false,
-    };
-    let mut stack = vec![top];
-    let mut body = String::with_capacity(t.len());
-    let mut used: Vec<&str> = Vec::new();
-    let mut chars = t.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let depth = stack.len();
-        let Some(f) = stack.last_mut() else { break };
-        match c {
-            '{' if t[i..].starts_with("{{") => {
-                body.push('{');
-                chars.next();
-            }
-            '}' if t[i..].starts_with("}}") => {
-                body.push('}');
-                chars.next();
-            }
-            '{' => {
-                let end = t[i..].find('}').map_or(t.len(), |e| i + e);
-                let name = &t[i + 1..end];
-                let var = env_name(name);
-                body.push_str(&match f.q {
-                    Q::None => format!("\"${{{var}}}\""),
-                    Q::Double => format!("${{{var}}}"),
-                    Q::Single => format!("'\"${{{var}}}\"'"),
-                });
-                if !used.contains(&name) {
-                    used.push(name);
-                }
-                while chars.peek().is_some_and(|(j, _)| *j <= end) {
-                    chars.next();
-                }
-            }
-            '\\' if f.q != Q::Single => {
-                body.push(c);
-                if let Some((_, n)) = chars.next() {
-                    body.push(n);
-                }
-            }
-            '\'' if f.q != Q::Double => {
-                f.q = if f.q == Q::Single { Q::None } else { Q::Single };
-                body.push(c);
-            }
-            '"' if f.q != Q::Single => {
-                f.q = if f.q == Q::Double { Q::None } else { Q::Double };
-                body.push(c);
-            }
-            '$' if f.q != Q::Single && t[i..].starts_with("$(") => {
-                body.push_str("$(");
-                chars.next();
-                stack.push(Frame {
-                    q: Q::None,
-                    parens: 0,
-                    backquote: false,
-                });
-            }
-            '`' if f.q != Q::Single => {
-                body.push(c);
-                if f.backquote && f.q == Q::None {
-                    stack.pop();
-                } else {
-                    stack.push(Frame {
-                        q: Q::None,
-                        parens: 0,
-                        backquote: true,
-                    });
-                }
-            }
-            '(' if f.q == Q::None => {
-                f.parens += 1;
-                body.push(c);
-            }
-            ')' if f.q == Q::None => {
-                if f.parens > 0 {
-                    f.parens -= 1;
-                } else if depth > 1 && !f.backquote {
-                    stack.pop();
-                }
-                body.push(c);
-            }
-            c => body.push(c),
-        }
-    }
-    let mut out = String::new();
-    for name in used {
-        let var = env_name(name);
-        out.push_str(&format!(
-            "{var}={}; export {var}; ",
-            fleet_remote_exec::quote(&value(name))
-        ));
-    }
-    out.push_str(&body);
-    out
-}
-
-/// `web_user` -> `FLEET_ARG_WEB_USER` (placeholder names are checked at load: lowercase and `_`).
-fn env_name(placeholder: &str) -> String {
-    let clean: String = placeholder
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("FLEET_ARG_{clean}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,53 +345,6 @@ mod tests {
             "[[steps]]\nkind = \"backup\"\n[[steps]]\nkind = \"backup\"\n",
             "two steps are named `backup`",
         );
-    }
-
-    #[test]
-    fn render_passes_values_as_environment_variables() {
-        let out = render("cd {root} && echo {{literal}} {site} {root}", |k| match k {
-            "root" => "/var/www/o'brien site".into(),
-            _ => "s1".into(),
-        });
-        assert_eq!(
-            out,
-            "FLEET_ARG_ROOT='/var/www/o'\\''brien site'; export FLEET_ARG_ROOT; FLEET_ARG_SITE=s1; export FLEET_ARG_SITE; \
-             cd \"${FLEET_ARG_ROOT}\" && echo {literal} \"${FLEET_ARG_SITE}\" \"${FLEET_ARG_ROOT}\""
-        );
-    }
-
-    /// A hostile value in every quoting context a playbook author might write: the shell
-    /// must print it back verbatim and run none of it.
-    #[test]
-    fn hostile_values_stay_data_in_any_quoting_context() {
-        let evil = "https://x.test/$(touch PWNED1)`touch PWNED2`;touch PWNED3'\"";
-        let dir = tempfile::tempdir().unwrap();
-        for t in [
-            "printf '%s\\n' {uri}",
-            "printf '%s\\n' \"uri={uri}\"",
-            "printf '%s\\n' 'uri={uri}'",
-            "x={uri}; printf '%s\\n' \"$x\"",
-            "printf '%s\\n' \"$(printf '%s' {uri})\"",
-            "printf '%s\\n' \"`printf '%s' {uri}`\"",
-            "printf '%s\\n' \"$( (printf '%s' \"{uri}\") )\"",
-        ] {
-            let script = render(t, |_| evil.to_owned());
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{t}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let printed = String::from_utf8_lossy(&out.stdout);
-            assert!(printed.contains(evil), "{t}: {printed}");
-            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-            assert!(left.is_empty(), "{t} ran part of the value: {left:?}");
-        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub struct RestoreReport {
 }
 
 /// Statuses of a site row that mean the run changed the site.
-const TOUCHED: &[&str] = &[
+pub(crate) const TOUCHED: &[&str] = &[
     "upgraded",
     "done",
     "rolled-back",
@@ -120,9 +120,14 @@ pub fn later_runs(
     let Some(pos) = history.iter().position(|(r, _, _)| r == run) else {
         return Ok(Vec::new());
     };
+    let target = history[pos].2.to_version.clone();
     Ok(history[pos + 1..]
         .iter()
         .filter(|(_, _, row)| TOUCHED.contains(&row.status.as_str()))
+        // A later run that was itself rolled back put the site back where it found it: at
+        // this run's target, it no longer stands in the way (`fleet rollback` of the later
+        // run first, as the refusal advises).
+        .filter(|(_, _, row)| !(row.status == "rolled-back" && row.from_version == target))
         .map(|(r, _, _)| r.clone())
         .collect())
 }
@@ -245,24 +250,18 @@ pub async fn restore_run(
                 let (outcomes, plan) = restore_host(ctx, job, &mine, scope).await;
                 let mut reports = Vec::new();
                 for r in &mine {
-                    let Some(outcome) = outcomes
+                    let Some((outcome, changed)) = outcomes
                         .iter()
-                        .find(|(s, _)| *s == r.site)
-                        .map(|(_, o)| o.clone())
+                        .find(|(s, ..)| *s == r.site)
+                        .map(|(_, o, c)| (o.clone(), *c))
                     else {
                         // Not requested and not tied to a requested site: left as it is.
                         continue;
                     };
-                    // A site refused, unreachable or not started was left exactly as it was:
-                    // its journal row stays too (an upgraded site is still upgraded and can be
-                    // rolled back later; a site down is still down and will be recovered).
-                    let untouched = matches!(
-                        outcome,
-                        SiteOutcome::Refused { .. }
-                            | SiteOutcome::Unreachable { .. }
-                            | SiteOutcome::NotStarted { .. }
-                    );
-                    if !untouched
+                    // A site the restore did not change keeps its journal row (an upgraded
+                    // site is still upgraded and can be rolled back later; a site down is
+                    // still down and will be recovered).
+                    if changed == Changed::Yes
                         && let Err(e) = finish_site(ctx, &r.host, &r.site, 0, &outcome, None)
                     {
                         tracing::error!("journal: {e}");
@@ -347,7 +346,14 @@ struct Live<'a> {
     row: Option<SiteRow>,
 }
 
-type HostResult = (Vec<(String, SiteOutcome)>, Vec<RollbackPlan>);
+/// Whether the restore changed a site (and so its journal row must say how it ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Yes,
+    No,
+}
+
+type HostResult = (Vec<(String, SiteOutcome, Changed)>, Vec<RollbackPlan>);
 
 async fn restore_host(
     ctx: &Ctx<'_>,
@@ -362,11 +368,12 @@ async fn restore_host(
         .iter()
         .filter(|s| rows.iter().any(|r| r.site == s.name))
         .collect();
+    // Nothing could be looked at, so nothing changed.
     let all_fail = |outcome: SiteOutcome| -> HostResult {
         (
             sites
                 .iter()
-                .map(|s| (s.name.clone(), outcome.clone()))
+                .map(|s| (s.name.clone(), outcome.clone(), Changed::No))
                 .collect(),
             Vec::new(),
         )
@@ -462,13 +469,18 @@ async fn restore_on(
             .iter()
             .filter_map(|w| all.iter().find(|l| l.work.site.name == w.site.name))
             .collect();
-        let (outcomes, released) = match restore_group(h, &g, &group, rows, scope, &mut plans).await
-        {
-            GroupEnd::Done(o) => (o, true),
-            GroupEnd::Left(o) => (o, false),
-            GroupEnd::Planned => continue,
-        };
-        out.extend(g.iter().map(|w| w.site.name.clone()).zip(outcomes));
+        let (outcomes, changed, released) =
+            match restore_group(h, &g, &group, rows, scope, &mut plans).await {
+                GroupEnd::Done(o) => (o, Changed::Yes, true),
+                GroupEnd::Left(o) => (o, Changed::Yes, false),
+                GroupEnd::Unchanged(o) => (o, Changed::No, false),
+                GroupEnd::Planned => continue,
+            };
+        out.extend(
+            g.iter()
+                .zip(outcomes)
+                .map(|(w, o)| (w.site.name.clone(), o, changed)),
+        );
         if released {
             h.unlock_group(&g).await;
         }
@@ -477,11 +489,12 @@ async fn restore_on(
 }
 
 /// How a group ended, with one outcome per site of the group in order: `Done` (at a safe
-/// end: the lock can go), `Left` (refused or failed: the lock stays with the run), or
-/// `Planned` (`--plan`: nothing done).
+/// end: the lock can go), `Left` (failed part-way: the lock stays with the run),
+/// `Unchanged` (refused before anything changed), or `Planned` (`--plan`: nothing done).
 enum GroupEnd {
     Done(Vec<SiteOutcome>),
     Left(Vec<SiteOutcome>),
+    Unchanged(Vec<SiteOutcome>),
     Planned,
 }
 
@@ -541,7 +554,7 @@ async fn restore_group(
     let refuse = |why: String| -> GroupEnd {
         match scope.mode {
             RestoreMode::Rollback => {
-                GroupEnd::Left(all_sites(SiteOutcome::Refused { reason: why }))
+                GroupEnd::Unchanged(all_sites(SiteOutcome::Refused { reason: why }))
             }
             // In recover the sites are down already; a source that does not verify leaves
             // them down, loudly, rather than loading something unverified.
@@ -586,7 +599,12 @@ async fn restore_group(
     let mut dumps = Vec::new();
     for l in group {
         let f = &l.work.facts;
-        if l.db.is_empty() || l.db == f.db_version || ch.db_upgrade_started.contains(&f.civi_db) {
+        // A database whose version cannot be read (emptied, dropped, a failed load) is not
+        // "as before": it is restored from its verified dump like any other, or refused.
+        if f.civi_db.is_empty()
+            || l.db == f.db_version
+            || ch.db_upgrade_started.contains(&f.civi_db)
+        {
             continue;
         }
         ch.db_upgrade_started.insert(f.civi_db.clone());
@@ -663,12 +681,16 @@ async fn restore_group(
             )
             .await
         {
-            let why = step_error_text(&e);
-            return GroupEnd::Left(all_sites(failed(
-                "maintenance-on",
-                &why,
-                After::RollbackFailed(why.clone()),
-            )));
+            // Nothing was restored: the sites already taken down come back up.
+            let why = format!("cannot take `{}` down: {}", w.site.name, step_error_text(&e));
+            return match live_maintenance_back(h, group).await {
+                Ok(()) => refuse(format!("{why}; nothing was restored")),
+                Err(back) => GroupEnd::Left(all_sites(failed(
+                    "maintenance-on",
+                    &why,
+                    After::RollbackFailed(back),
+                ))),
+            };
         }
     }
     // 5. A rollback keeps what it replaces: the way back from the way back.
@@ -676,6 +698,12 @@ async fn restore_group(
     if scope.mode == RestoreMode::Rollback {
         match safety_dumps(h, group, &ch).await {
             Ok(files) => safety = files,
+            // A database that cannot be dumped (dropped by a failed load) has nothing left
+            // to keep; `--force` goes on without it, and says so.
+            Err(why) if scope.force => ctx.reporter.on_event(&crate::event::Event::Notice {
+                host: host.to_owned(),
+                message: format!("{why}; --force: restoring without a safety dump"),
+            }),
             Err(why) => {
                 // Nothing was restored: bring the sites back as they were and say so.
                 let back = live_maintenance_back(h, group).await;

@@ -1,0 +1,402 @@
+//! Placeholders (`{root}`, `{uri}`, ...) in a playbook's shell steps, turned into shell text
+//! that no value can break out of.
+//!
+//! A value is never spliced raw. Where it lands decides how it is written:
+//! - outside quotes: `"${FLEET_ARG_ROOT}"`, a reference to an environment variable set (and
+//!   exported) at the start of the command; the value is one word and the shell never reads
+//!   an expanded value again, so nothing in it runs;
+//! - inside `"..."`, `'...'` or a here-document: the value shell-quoted (`'/var/www'`), as
+//!   text. Quoted text is usually a script for another shell (`sh -c '...'`,
+//!   `su -c "..."`, `sh <<EOF`), and that shell then reads the value as one word and runs
+//!   none of it, even if sudo cleared the environment; a plain `echo "{uri}"` prints the
+//!   value with its quotes.
+//!
+//! To know where a placeholder lands, [`render`] follows the shell's lexing: quotes,
+//! backslashes, `$(...)` and backquotes (each starts unquoted again), comments, and
+//! here-documents (quoted or not, `<<-` included).
+
+use fleet_remote_exec::quote;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Q {
+    None,
+    Single,
+    Double,
+}
+
+/// A level of the command: the top, a `$(...)` (with its open parentheses) or a backquoted
+/// command.
+struct Frame {
+    q: Q,
+    parens: u32,
+    backquote: bool,
+}
+
+impl Frame {
+    fn new(backquote: bool) -> Self {
+        Self {
+            q: Q::None,
+            parens: 0,
+            backquote,
+        }
+    }
+}
+
+/// A here-document announced on the current line, its body starting at the next line.
+struct Heredoc {
+    delimiter: String,
+    /// `<<'EOF'`: nothing in the body is expanded.
+    quoted: bool,
+    /// `<<-EOF`: leading tabs are stripped from body lines (and from the delimiter line).
+    strip_tabs: bool,
+}
+
+/// Renders template `t`: the assignments of every placeholder used, then the command with
+/// each placeholder written for where it lands (see the module docs).
+/// `{{` and `}}` are literal braces. `value` gives a placeholder's value by name.
+pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
+    let mut used: Vec<&str> = Vec::new();
+    let mut body = String::with_capacity(t.len());
+    let mut stack = vec![Frame::new(false)];
+    let mut pending: Vec<Heredoc> = Vec::new();
+    let mut i = 0;
+    let b = t.as_bytes();
+    // Renders the placeholder starting at `i` (a `{` that is not `{{`) for context `ctx`;
+    // returns where the template goes on.
+    let mut placeholder = |i: usize, ctx: Ctx, body: &mut String| -> usize {
+        let end = t[i..].find('}').map_or(t.len(), |e| i + e);
+        let name = &t[i + 1..end];
+        if !used.contains(&name) {
+            used.push(name);
+        }
+        let v = value(name);
+        body.push_str(&match ctx {
+            Ctx::Word => format!("\"${{{}}}\"", env_name(name)),
+            Ctx::Double => escape(&quote(&v), "\\\"$`"),
+            Ctx::Single => format!("'{}'", quote(&quote(&v))),
+            Ctx::Heredoc => escape(&quote(&v), "\\$`"),
+            Ctx::Literal => quote(&v),
+        });
+        end + 1
+    };
+    while i < t.len() {
+        let c = t[i..].chars().next().unwrap_or('\0');
+        // Braces of the template language come first, in every context.
+        if t[i..].starts_with("{{") {
+            body.push('{');
+            i += 2;
+            continue;
+        }
+        if t[i..].starts_with("}}") {
+            body.push('}');
+            i += 2;
+            continue;
+        }
+        let depth = stack.len();
+        let Some(f) = stack.last_mut() else { break };
+        if c == '{' {
+            let ctx = match f.q {
+                Q::None => Ctx::Word,
+                Q::Double => Ctx::Double,
+                Q::Single => Ctx::Single,
+            };
+            i = placeholder(i, ctx, &mut body);
+            continue;
+        }
+        match c {
+            '\\' if f.q != Q::Single => {
+                let n = t[i + 1..].chars().next().map_or(0, char::len_utf8);
+                body.push_str(&t[i..i + 1 + n]);
+                i += 1 + n;
+                continue;
+            }
+            '\'' if f.q != Q::Double => f.q = if f.q == Q::Single { Q::None } else { Q::Single },
+            '"' if f.q != Q::Single => f.q = if f.q == Q::Double { Q::None } else { Q::Double },
+            '$' if f.q != Q::Single && t[i..].starts_with("$(") => {
+                body.push_str("$(");
+                i += 2;
+                stack.push(Frame::new(false));
+                continue;
+            }
+            '`' if f.q != Q::Single => {
+                if f.backquote && f.q == Q::None {
+                    stack.pop();
+                } else {
+                    stack.push(Frame::new(true));
+                }
+            }
+            '(' if f.q == Q::None => f.parens += 1,
+            ')' if f.q == Q::None => {
+                if f.parens > 0 {
+                    f.parens -= 1;
+                } else if depth > 1 && !f.backquote {
+                    stack.pop();
+                }
+            }
+            '#' if f.q == Q::None && word_start(b, i) => {
+                // A comment runs to the end of the line; its quotes mean nothing.
+                let end = t[i..].find('\n').map_or(t.len(), |e| i + e);
+                while i < end {
+                    if t[i..].starts_with('{') && !t[i..].starts_with("{{") {
+                        i = placeholder(i, Ctx::Word, &mut body);
+                    } else {
+                        let n = t[i..].chars().next().map_or(1, char::len_utf8);
+                        body.push_str(&t[i..i + n]);
+                        i += n;
+                    }
+                }
+                continue;
+            }
+            '<' if f.q == Q::None && t[i..].starts_with("<<") && !t[i..].starts_with("<<<") => {
+                let (doc, len) = heredoc_operator(&t[i..]);
+                body.push_str(&t[i..i + len]);
+                i += len;
+                pending.extend(doc);
+                continue;
+            }
+            '\n' if f.q == Q::None && !pending.is_empty() => {
+                body.push('\n');
+                i += 1;
+                for doc in std::mem::take(&mut pending) {
+                    i = heredoc_body(t, i, &doc, &mut body, &mut placeholder);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        body.push(c);
+        i += c.len_utf8();
+    }
+    let mut out = String::new();
+    for name in used {
+        let var = env_name(name);
+        out.push_str(&format!("{var}={}; export {var}; ", quote(&value(name))));
+    }
+    out.push_str(&body);
+    out
+}
+
+/// Where a placeholder lands.
+#[derive(Clone, Copy)]
+enum Ctx {
+    /// Outside quotes.
+    Word,
+    /// Inside `"..."`.
+    Double,
+    /// Inside `'...'`.
+    Single,
+    /// In the body of a here-document that expands.
+    Heredoc,
+    /// In the body of a quoted here-document (`<<'EOF'`): taken as it is.
+    Literal,
+}
+
+/// Whether the `#` at `i` starts a word (so a comment).
+fn word_start(b: &[u8], i: usize) -> bool {
+    i == 0
+        || matches!(
+            b[i - 1],
+            b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'(' | b')'
+        )
+}
+
+/// Parses `<<[-] WORD` at the start of `s`: the here-document it announces and how many
+/// bytes the operator and its word take.
+fn heredoc_operator(s: &str) -> (Option<Heredoc>, usize) {
+    let mut i = 2;
+    let strip_tabs = s[i..].starts_with('-');
+    if strip_tabs {
+        i += 1;
+    }
+    while s[i..].starts_with([' ', '\t']) {
+        i += 1;
+    }
+    let start = i;
+    let mut delimiter = String::new();
+    let mut quoted = false;
+    let mut q: Option<char> = None;
+    for c in s[start..].chars() {
+        match (q, c) {
+            (None, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')') => break,
+            (None, '\'' | '"') => {
+                quoted = true;
+                q = Some(c);
+            }
+            (None, '\\') => quoted = true,
+            (Some(open), c) if c == open => q = None,
+            (_, c) => delimiter.push(c),
+        }
+        i += c.len_utf8();
+    }
+    if delimiter.is_empty() {
+        return (None, i);
+    }
+    (
+        Some(Heredoc {
+            delimiter,
+            quoted,
+            strip_tabs,
+        }),
+        i,
+    )
+}
+
+/// Copies the body of `doc` starting at `i` (the start of a line), rendering its
+/// placeholders, through its delimiter line; returns where the template goes on.
+fn heredoc_body(
+    t: &str,
+    mut i: usize,
+    doc: &Heredoc,
+    body: &mut String,
+    placeholder: &mut impl FnMut(usize, Ctx, &mut String) -> usize,
+) -> usize {
+    while i < t.len() {
+        let end = t[i..].find('\n').map_or(t.len(), |e| i + e);
+        let line = &t[i..end];
+        let bare = if doc.strip_tabs {
+            line.trim_start_matches('\t')
+        } else {
+            line
+        };
+        if bare == doc.delimiter {
+            body.push_str(line);
+            return end;
+        }
+        let ctx = if doc.quoted { Ctx::Literal } else { Ctx::Heredoc };
+        while i < end {
+            if t[i..].starts_with("{{") {
+                body.push('{');
+                i += 2;
+            } else if t[i..].starts_with("}}") {
+                body.push('}');
+                i += 2;
+            } else if t[i..].starts_with('{') {
+                i = placeholder(i, ctx, body).min(end);
+            } else if !doc.quoted && t[i..].starts_with('\\') && i + 1 < end {
+                let n = t[i + 1..].chars().next().map_or(0, char::len_utf8);
+                body.push_str(&t[i..i + 1 + n]);
+                i += 1 + n;
+            } else {
+                let n = t[i..].chars().next().map_or(1, char::len_utf8);
+                body.push_str(&t[i..i + n]);
+                i += n;
+            }
+        }
+        if end < t.len() {
+            body.push('\n');
+        }
+        i = end + 1;
+    }
+    t.len()
+}
+
+/// `s` with a backslash before each of `special`.
+fn escape(s: &str, special: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if special.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `web_user` -> `FLEET_ARG_WEB_USER` (placeholder names are checked at load: lowercase and
+/// `_`).
+fn env_name(placeholder: &str) -> String {
+    let clean: String = placeholder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("FLEET_ARG_{clean}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unquoted_placeholders_become_variable_references() {
+        let out = render("cd {root} && echo {{literal}} {site} {root}", |k| match k {
+            "root" => "/var/www/o'brien site".into(),
+            _ => "s1".into(),
+        });
+        assert_eq!(
+            out,
+            "FLEET_ARG_ROOT='/var/www/o'\\''brien site'; export FLEET_ARG_ROOT; FLEET_ARG_SITE=s1; export FLEET_ARG_SITE; \
+             cd \"${FLEET_ARG_ROOT}\" && echo {literal} \"${FLEET_ARG_SITE}\" \"${FLEET_ARG_ROOT}\""
+        );
+    }
+
+    const EVIL: &str = "/x y/*/$(touch PWNED1)`touch PWNED2`;touch PWNED3 'q' \"d\" \\ # {a}";
+
+    /// Runs `script` with sh in a fresh directory: what it printed, and that it created
+    /// nothing (no part of the value ran).
+    #[track_caller]
+    fn run(t: &str) -> String {
+        let script = render(t, |_| EVIL.to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{t}\n{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{t}: part of the value ran: {left:?}\n{script}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A hostile value where a playbook author might put it: the shell that finally sees it
+    /// gets it as one word, exactly, and runs none of it.
+    #[test]
+    fn the_value_is_one_word_wherever_it_lands() {
+        let exact = format!("[{EVIL}]\n");
+        let quoted = format!("[{}]\n", quote(EVIL));
+        for (t, want) in [
+            // The value itself.
+            ("printf '[%s]\\n' {uri}", &exact),
+            ("x={uri}; printf '[%s]\\n' \"$x\"", &exact),
+            ("printf '[%s]\\n' \"$(printf '%s' {uri})\"", &exact),
+            ("printf '[%s]\\n' \"`printf '%s' {uri}`\"", &exact),
+            ("printf '[%s]\\n' \"$( (printf '%s' {uri}) )\"", &exact),
+            ("# don't\nprintf '[%s]\\n' {uri}", &exact),
+            // A script for another shell: that shell reads the value as one word.
+            ("sh -c 'printf \"[%s]\\n\" {uri}'", &exact),
+            ("sh -c \"printf '[%s]\\n' {uri}\"", &exact),
+            ("sh <<EOF\nprintf '[%s]\\n' {uri}\nEOF", &exact),
+            ("sh <<'EOF'\nprintf '[%s]\\n' {uri}\nEOF", &exact),
+            ("sh <<-EOF\n\tprintf '[%s]\\n' {uri}\n\tEOF", &exact),
+            ("cat <<EOF | sh\nprintf \"[%s]\\n\" {uri} # it's\nEOF\necho done >/dev/null", &exact),
+            // Quoted text that is printed, not run: the value with its quotes.
+            ("printf '[%s]\\n' \"{uri}\"", &quoted),
+            ("printf '[%s]\\n' '{uri}'", &quoted),
+        ] {
+            assert_eq!(run(t), *want, "{t}");
+        }
+    }
+
+    #[test]
+    fn heredoc_operators_parse() {
+        let (d, n) = heredoc_operator("<<-'E O' rest");
+        let d = d.unwrap();
+        assert_eq!((d.delimiter.as_str(), d.quoted, d.strip_tabs, n), ("E O", true, true, 8));
+        let (d, _) = heredoc_operator("<< EOF\n");
+        let d = d.unwrap();
+        assert_eq!((d.delimiter.as_str(), d.quoted, d.strip_tabs), ("EOF", false, false));
+    }
+}
