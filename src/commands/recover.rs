@@ -80,6 +80,21 @@ pub(crate) fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Takes `run` over for this process before acting on its sites, so that a second `fleet`
+/// (another terminal, a retry) finds it in progress and refuses instead of undoing what
+/// this one is doing.
+pub(crate) fn claim(journal: &Journal, run: &RunRow) -> anyhow::Result<()> {
+    refuse_if_active(run)?;
+    if !journal.claim_run(run)? {
+        bail!(
+            "run `{}` was just taken over by another fleet process; see `fleet runs show {}`",
+            run.id,
+            run.id
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn jobs_for(inventory: &Inventory, hosts: &[String]) -> anyhow::Result<Vec<HostJob>> {
     let selected: Vec<&fleet_inventory::Host> = inventory
         .hosts()
@@ -132,14 +147,13 @@ fn finish(
 pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitStatus> {
     let journal = Journal::open(&super::state_dir(cli)?)?;
     let run = super::find_run(&journal, &args.run)?;
-    refuse_if_active(&run)?;
     let inventory = super::load_inventory(cli)?;
+    claim(&journal, &run)?;
     let client = super::upgrade::client();
     let (cancel, shared, watcher) = watched(
         "admitting no new host; sites not yet at the database upgrade are being brought back",
     );
     let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
-    journal.reopen_run(&run.id)?;
     // 1. Sites left mid-step: re-verified and moved to a safe end (forward when their DB is
     //    already upgraded, so no DB upgrade ever runs twice; else back to the backups).
     let rows = journal.sites(&run.id)?;
@@ -289,7 +303,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
         if cancel.drain.is_cancelled() {
             break;
         }
-        refuse_if_active(&run)?;
+        claim(&journal, &run)?;
         let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
         let jobs = jobs_for(&inventory, &hosts)?;
         let reports = restore_run(

@@ -9,7 +9,7 @@ use fleet_playbook::{
     format_age, format_time, needs_restore, restore_run, unix_now,
 };
 
-use super::recover::{jobs_for, refuse_if_active, watched};
+use super::recover::{claim, jobs_for, refuse_if_active, watched};
 use crate::args::{Cli, RollbackArgs};
 use crate::exit::ExitStatus;
 use crate::render::table;
@@ -106,6 +106,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         }
     }
     drop(err);
+    claim(&journal, &run)?;
     let (cancel, shared, watcher) =
         watched("starting no new host; groups already being restored finish");
     let report = restore_run(&client, &jobs, &journal, &reporter, &cancel, &run.id, &ro).await?;
@@ -127,8 +128,10 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
             .sites
             .iter()
             .all(|r| r.outcome.status() == "rolled-back");
-    // The run as a whole is rolled back only when every one of its sites is.
-    let all_back = journal.sites(&run.id)?.iter().all(|s| {
+    // The run as a whole is rolled back only when every one of its sites is; a rollback
+    // that changed nothing gives the run back as it found it.
+    let rows = journal.sites(&run.id)?;
+    let all_back = rows.iter().all(|s| {
         matches!(
             s.status.as_str(),
             "rolled-back" | "skipped" | "failed" | "not-started" | "unreachable" | "superseded"
@@ -141,6 +144,10 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
             .any(|r| r.outcome.status() == "rolled-back")
     {
         journal.finish_run(&run.id, "rolled-back")?;
+    } else if rows.iter().any(|s| s.in_maintenance) {
+        journal.finish_run(&run.id, "interrupted")?;
+    } else {
+        journal.unclaim_run(&run)?;
     }
     Ok(if shared.interrupted() {
         ExitStatus::Interrupted

@@ -317,6 +317,14 @@ fn rerun_after_a_killed_controller_brings_sites_back_up() {
     let _ = child.wait();
     let crashed = run_id(&u);
     std::fs::remove_file(u.host_root("h01").join("fake-civi/fail/slow")).expect("clear");
+    // A try while the host is down changes nothing and must not hide the crashed run.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut u = u;
+    u.lab.lab_mut().kill_host("h01").expect("kill h01");
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    u.lab.lab_mut().start_host("h01").expect("start h01");
     std::thread::sleep(Duration::from_millis(1100));
     let o = u.fleet(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
@@ -525,6 +533,10 @@ fn sighup_during_a_rollback_finishes_the_group_it_started() {
         Duration::from_secs(60),
         || s.maintenance() == "1",
     );
+    // A second rollback of the same run meanwhile is refused, not run alongside.
+    let o = fleet_cmd(&u, &["rollback", &run, "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(stderr(&o).contains("still in progress"), "{}", both(&o));
     let ok = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
@@ -538,4 +550,62 @@ fn sighup_during_a_rollback_finishes_the_group_it_started() {
     let o = fleet_cmd(&u, &["runs", "show", &run]);
     assert!(stdout(&o).contains("rolled-back"), "{}", both(&o));
     assert!(!stdout(&o).contains("IN MAINTENANCE"), "{}", both(&o));
+}
+
+/// The load of a dump dies after the drop (connection lost): the rollback says the site is
+/// down, and `fleet recover` then loads the verified dump; it never calls an empty database
+/// "rolled back".
+#[test]
+fn a_restore_that_died_after_the_drop_is_finished_by_recover() {
+    let u = Upgrade::new(1, 1);
+    let o = u.fleet(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let run = run_id(&u);
+    let s = u.sites_of("h01")[0].clone();
+    std::fs::write(s.db_dir(&s.civi_db).join(DATA), "dave\n").expect("data");
+    u.inject("h01", "restore.fail", None);
+    // Only the first load fails (a count in the injection file).
+    std::fs::write(u.host_root("h01").join("fake-civi/fail/restore.fail"), "1").expect("once");
+    let o = fleet_cmd(&u, &["rollback", &run, "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(stderr(&o).contains("STILL IN MAINTENANCE"), "{}", both(&o));
+    assert_eq!(s.db_version(), "", "the failed load left an empty database");
+    assert_eq!(s.maintenance(), "1");
+    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(s.db_version(), FROM);
+    assert_eq!(s.code_version(), FROM);
+    assert_eq!(s.maintenance(), prior_maintenance(&s));
+    // What the failed rollback replaced is in its safety dump.
+    let kept: Vec<String> = dump_files(&s.backup_dir)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/rollback-"))
+        .map(|p| std::fs::read_to_string(p).expect("dump"))
+        .collect();
+    assert!(
+        kept.iter().any(|k| k.contains("data.contacts=dave")),
+        "{kept:?}"
+    );
+}
+
+/// Run A, run B, then `fleet rollback B` and `fleet rollback A`, in the order the refusal
+/// advises: both go through without `--force`.
+#[test]
+fn rolling_back_the_later_run_first_unblocks_the_earlier_one() {
+    let u = Upgrade::new(1, 1);
+    assert_eq!(u.fleet(&[]).status.code(), Some(0));
+    let a = run_id(&u);
+    std::thread::sleep(Duration::from_millis(1100));
+    let next = release(u.state.path(), "5.71.0", true);
+    let o = fleet_cmd(&u, &["upgrade", "--tarball", &next.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let b = run_id(&u);
+    let s = u.sites_of("h01")[0].clone();
+    let o = fleet_cmd(&u, &["rollback", &b, "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(s.db_version(), TO);
+    let o = fleet_cmd(&u, &["rollback", &a, "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(s.db_version(), FROM);
+    assert_eq!(s.code_version(), FROM);
 }

@@ -883,6 +883,34 @@ mod tests {
         assert_eq!(parse_discovery(&out, &[site("a")])["a"].error, None);
     }
 
+    /// Run for real: a templates_c that is a symlink elsewhere is not emptied; a real one is.
+    #[test]
+    fn empty_dir_empties_only_a_real_templates_c() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("precious"), "x").unwrap();
+        let link = dir.path().join("files/templates_c");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let sh = |d: &std::path::Path| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(empty_dir(&d.display().to_string()))
+                .output()
+                .unwrap()
+        };
+        let o = sh(&link);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not a templates_c directory"));
+        assert!(victim.join("precious").exists());
+        let real = dir.path().join("site/templates_c");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::fs::write(real.join("sub/compiled.php"), "x").unwrap();
+        assert!(sh(&real).status.success());
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+    }
+
     #[test]
     fn scripts_quote_paths_with_spaces_and_quotes() {
         let code = CodeCmds::new(

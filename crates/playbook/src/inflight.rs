@@ -26,7 +26,7 @@ use crate::runner::Ctx;
 fn script(run: &str, host: &str, wait: Option<Duration>) -> String {
     format!(
         r#"tag={tag}; me=$$
-inflight() {{ for e in /proc/[0-9]*/environ; do p=${{e#/proc/}}; p=${{p%/environ}}; [ "$p" = "$me" ] && continue; tr '\000' '\n' <"$e" 2>/dev/null | grep -q "^FLEET_RUN_STEP=$tag/" && printf '%s ' "$p"; done; }}
+inflight() {{ for e in /proc/[0-9]*/environ; do p=${{e#/proc/}}; p=${{p%/environ}}; [ "$p" = "$me" ] && continue; tr '\000' '\n' <"$e" 2>/dev/null | grep -q "$tag" && printf '%s ' "$p"; done; }}
 p=$(inflight); if [ -z "$p" ]; then echo none; exit 0; fi
 echo "found $p"
 {list_only}
@@ -35,8 +35,21 @@ left=$(inflight); if [ -z "$left" ]; then echo "gone $p"; exit 0; fi
 for x in $left; do g=$(sed 's/.*) //' /proc/$x/stat 2>/dev/null | cut -d' ' -f3); [ -n "$g" ] && kill -TERM -- "-$g" 2>/dev/null; done
 sleep 2
 for x in $(inflight); do g=$(sed 's/.*) //' /proc/$x/stat 2>/dev/null | cut -d' ' -f3); [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null; done
+sleep 1
+still=$(inflight); if [ -n "$still" ]; then echo "survived $still"; exit 0; fi
 echo "killed $left""#,
-        tag = quote(&format!("{run}/{host}")),
+        // A regex anchored on the whole prefix, with the run id and host name escaped: a
+        // `.` in a host name must not match another host sharing /proc (the lab's hosts do).
+        tag = quote(&format!(
+            "^FLEET_RUN_STEP={}/",
+            format!("{run}/{host}")
+                .chars()
+                .flat_map(|c| match c {
+                    '.' | '[' | ']' | '*' | '^' | '$' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect::<String>()
+        )),
         list_only = if wait.is_none() { "exit 0" } else { "" },
         secs = wait.unwrap_or_default().as_secs().max(1),
     )
@@ -92,6 +105,12 @@ pub(crate) async fn settle(
     )
     .await?;
     let last = out.lines().last().unwrap_or("").trim().to_owned();
+    if let Some(p) = last.strip_prefix("survived ") {
+        return Err(format!(
+            "a step of run {run} is still running on the host (pid {}) even after it was killed; nothing was touched",
+            p.trim()
+        ));
+    }
     let message = if let Some(p) = last.strip_prefix("killed ") {
         format!(
             "the step (pid {}) was still running after {}: its process group was killed",
@@ -164,6 +183,21 @@ mod tests {
             other.try_wait().unwrap().is_none(),
             "another run's step was touched"
         );
+        // A `.` in a host name is not a wildcard: host `h01.7` is not host `h01x7`.
+        let mut lookalike = std::process::Command::new("sleep")
+            .arg("30")
+            .env("FLEET_RUN_STEP", "R3/h01x7/9")
+            .spawn()
+            .unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script("R3", "h01.7", None))
+            .env_remove("FLEET_RUN_STEP")
+            .output()
+            .unwrap();
+        let _ = lookalike.kill();
+        let _ = lookalike.wait();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none");
         let _ = other.kill();
         let _ = other.wait();
     }

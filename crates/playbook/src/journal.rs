@@ -276,6 +276,39 @@ impl Journal {
         .map(|_| ())
     }
 
+    /// Takes run `seen` over for this process (`resume`, `rollback`, `recover`), only if the
+    /// journal still holds it exactly as `seen` (same state and controller pid): two
+    /// processes that both found the run idle cannot both act on it. Returns whether this
+    /// process now holds it.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be written.
+    pub fn claim_run(&self, seen: &RunRow) -> Result<bool, PlaybookError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET state = 'running', pid = ?4, controller = ?5 WHERE id = ?1 AND state = ?2 AND pid = ?3",
+                params![seen.id, seen.state, seen.pid, std::process::id(), hostname()],
+            )
+        })
+        .map(|n| n == 1)
+    }
+
+    /// Puts a claimed run's row back as it was (`seen`): the command changed nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be written.
+    pub fn unclaim_run(&self, seen: &RunRow) -> Result<(), PlaybookError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET state = ?2, finished = ?3, pid = ?4, controller = ?5 WHERE id = ?1",
+                params![seen.id, seen.state, seen.finished, seen.pid, seen.controller],
+            )
+        })
+        .map(|_| ())
+    }
+
     /// Creates or updates a site row.
     ///
     /// # Errors

@@ -664,6 +664,10 @@ async fn restore_group(
     if let Some(why) = refused {
         return refuse(why);
     }
+    // The sites' locks, as an upgrade takes them: no other run may work on them meanwhile.
+    if let Err(why) = h.lock_group(g).await {
+        return refuse(why);
+    }
     // 4. Down first: never swap code or load a dump under a live site.
     for l in group {
         if l.maintenance == "1" {
