@@ -200,7 +200,11 @@ pub(crate) fn validate(site: &Site, f: &Facts) -> Result<(), String> {
                 p.escape_debug()
             ));
         }
-        if let Some(c) = rest.unwrap_or(p).chars().find(|c| SHELL_SYNTAX.contains(*c)) {
+        if let Some(c) = rest
+            .unwrap_or(p)
+            .chars()
+            .find(|c| SHELL_SYNTAX.contains(*c))
+        {
             return Err(format!(
                 "{what} `{}` holds `{c}`, which a shell reads as syntax",
                 p.escape_debug()
@@ -858,8 +862,16 @@ mod tests {
         case("civicrm_root", "/r/.", "`.` component");
         case("civicrm_root", "/r//x", "`` component");
         case("civicrm_root", "/r/sites/civi$(id)", "holds `$`");
-        case("civicrm_root", "/r/sites/civi`id`", "which a shell reads as syntax");
-        case("templates_c", "/r/sites/default", "not a `templates_c` directory");
+        case(
+            "civicrm_root",
+            "/r/sites/civi`id`",
+            "which a shell reads as syntax",
+        );
+        case(
+            "templates_c",
+            "/r/sites/default",
+            "not a `templates_c` directory",
+        );
         case("templates_c", "/r/sites/x/./templates_c", "`.` component");
         case(
             "civicrm_root",

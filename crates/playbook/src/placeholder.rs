@@ -262,7 +262,11 @@ fn heredoc_body(
             body.push_str(line);
             return end;
         }
-        let ctx = if doc.quoted { Ctx::Literal } else { Ctx::Heredoc };
+        let ctx = if doc.quoted {
+            Ctx::Literal
+        } else {
+            Ctx::Heredoc
+        };
         while i < end {
             if t[i..].starts_with("{{") {
                 body.push('{');
@@ -357,7 +361,10 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert!(left.is_empty(), "{t}: part of the value ran: {left:?}\n{script}");
+        assert!(
+            left.is_empty(),
+            "{t}: part of the value ran: {left:?}\n{script}"
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -381,7 +388,10 @@ mod tests {
             ("sh <<EOF\nprintf '[%s]\\n' {uri}\nEOF", &exact),
             ("sh <<'EOF'\nprintf '[%s]\\n' {uri}\nEOF", &exact),
             ("sh <<-EOF\n\tprintf '[%s]\\n' {uri}\n\tEOF", &exact),
-            ("cat <<EOF | sh\nprintf \"[%s]\\n\" {uri} # it's\nEOF\necho done >/dev/null", &exact),
+            (
+                "cat <<EOF | sh\nprintf \"[%s]\\n\" {uri} # it's\nEOF\necho done >/dev/null",
+                &exact,
+            ),
             // Quoted text that is printed, not run: the value with its quotes.
             ("printf '[%s]\\n' \"{uri}\"", &quoted),
             ("printf '[%s]\\n' '{uri}'", &quoted),
@@ -394,9 +404,15 @@ mod tests {
     fn heredoc_operators_parse() {
         let (d, n) = heredoc_operator("<<-'E O' rest");
         let d = d.unwrap();
-        assert_eq!((d.delimiter.as_str(), d.quoted, d.strip_tabs, n), ("E O", true, true, 8));
+        assert_eq!(
+            (d.delimiter.as_str(), d.quoted, d.strip_tabs, n),
+            ("E O", true, true, 8)
+        );
         let (d, _) = heredoc_operator("<< EOF\n");
         let d = d.unwrap();
-        assert_eq!((d.delimiter.as_str(), d.quoted, d.strip_tabs), ("EOF", false, false));
+        assert_eq!(
+            (d.delimiter.as_str(), d.quoted, d.strip_tabs),
+            ("EOF", false, false)
+        );
     }
 }

@@ -686,7 +686,11 @@ async fn restore_group(
             .await
         {
             // Nothing was restored: the sites already taken down come back up.
-            let why = format!("cannot take `{}` down: {}", w.site.name, step_error_text(&e));
+            let why = format!(
+                "cannot take `{}` down: {}",
+                w.site.name,
+                step_error_text(&e)
+            );
             return match live_maintenance_back(h, group).await {
                 Ok(()) => refuse(format!("{why}; nothing was restored")),
                 Err(back) => GroupEnd::Left(all_sites(failed(
