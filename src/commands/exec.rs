@@ -145,6 +145,10 @@ async fn fan_out(
         .iter()
         .map(|j| (j.target.name.clone(), j.target.endpoint()))
         .collect();
+    // Hosts are admitted in inventory order: each task joins the semaphore's queue (which
+    // is fair) only once the task before it has, because spawned tasks are first polled in
+    // no set order. So `-f 1` goes through the hosts one by one, as listed.
+    let mut turn: Option<tokio::sync::oneshot::Receiver<()>> = None;
     for (index, job) in jobs.into_iter().enumerate() {
         let (client, command, cancel, forks, progress, running) = (
             client.clone(),
@@ -158,11 +162,28 @@ async fn fan_out(
             timeout: job.timeout,
             max_output: args.max_output,
         };
+        let (next, mine) = tokio::sync::oneshot::channel::<()>();
+        let my_turn = turn.replace(mine);
         set.spawn(async move {
-            let permit = tokio::select! {
-                biased;
-                () = cancel.drain.cancelled() => None,
-                p = forks.acquire_owned() => p.ok(),
+            if let Some(t) = my_turn {
+                tokio::select! {
+                    biased;
+                    () = cancel.drain.cancelled() => {}
+                    _ = t => {}
+                }
+            }
+            let mut acquire = Box::pin(forks.acquire_owned());
+            // The first poll takes this task's place in the queue; then the next may queue.
+            let first = futures::poll!(&mut acquire);
+            // The next task is gone only if it finished already (drained): nothing to tell.
+            let _ = next.send(());
+            let permit = match first {
+                std::task::Poll::Ready(p) => p.ok(),
+                std::task::Poll::Pending => tokio::select! {
+                    biased;
+                    () = cancel.drain.cancelled() => None,
+                    p = acquire => p.ok(),
+                },
             };
             let report = match permit {
                 // Drain may have fired while we waited for the permit.

@@ -276,3 +276,30 @@ fn exec_refuses_host_names_that_would_leave_the_out_dir() {
     );
     assert!(!h.root.join("ran").exists(), "the command ran");
 }
+
+/// `-f 1` goes through the hosts one at a time in inventory order (a cautious operator's
+/// manual rollout), whatever order the runtime polls its tasks in.
+#[test]
+fn exec_admits_hosts_in_inventory_order() {
+    let lab = TestLab::start(6);
+    let o = run(fleet(&lab.inventory_path()).args([
+        "exec",
+        "-f",
+        "1",
+        "--",
+        r#"date +%s%N > "$FLEET_ROOT/at""#,
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let at: Vec<u128> = lab
+        .hosts()
+        .iter()
+        .map(|h| {
+            std::fs::read_to_string(h.root.join("at"))
+                .expect("at")
+                .trim()
+                .parse()
+                .expect("ns")
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+}
