@@ -41,7 +41,7 @@ impl Upgrade {
         self.lab.host(host).expect("host").root.clone()
     }
 
-    /// Injects a failure at `point` on `host` (brief §8.5: a file in the fakes' state dir).
+    /// Injects a failure at `point` on `host`: a file in the fakes' state dir (see fake-civi).
     pub(crate) fn inject(&self, host: &str, point: &str, value: Option<&str>) {
         let dir = self.host_root(host).join("fake-civi/fail");
         std::fs::create_dir_all(&dir).expect("fail dir");

@@ -1,8 +1,7 @@
 //! OpenSSH known_hosts files: parsed once per run, matched the way OpenSSH matches them.
 //!
 //! russh ships a checker, but it ignores `@revoked`, wildcards, negation and TAB-separated
-//! lines, and reports a changed key when a stale line precedes a good one (see the project's
-//! russh brief §4). This module does the matching itself: `|1|salt|hash` hashed names,
+//! lines, and reports a changed key when a stale line precedes a good one. This module does the matching itself: `|1|salt|hash` hashed names,
 //! `[host]:port` names for non-22 ports, `*`/`?` patterns, `!negation`, `@revoked`.
 
 use std::collections::HashMap;

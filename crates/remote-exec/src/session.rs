@@ -245,7 +245,8 @@ impl Session {
                     Some(pgid) => self.kill_group(pgid, sudo).await,
                     None => false,
                 };
-                // Abandon the channel: close, then drop without waiting (russh brief §5.6).
+                // Abandon the channel: close, then drop without waiting. Waiting for the close to
+                // be confirmed can hang when the peer never answers it.
                 let _ = tx.close().await;
                 drop(rx);
                 match stop {
@@ -275,7 +276,7 @@ impl Session {
     }
 
     /// Opens a session channel, retrying while sshd is still freeing the slots of channels
-    /// that just closed (it answers `ConnectFailed` for a moment; russh brief §5.5).
+    /// that just closed (it answers `ConnectFailed` for a moment after a burst of closes).
     async fn open_channel(&self) -> Result<Channel<Msg>, ExecError> {
         let mut delay = Duration::from_millis(20);
         for _ in 0..6 {
