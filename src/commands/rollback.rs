@@ -5,7 +5,8 @@
 use std::io::{IsTerminal, Write};
 
 use fleet_playbook::{
-    Journal, RestoreMode, RestoreOptions, RollbackPlan, RunReport, SiteRow, check_sites,
+    Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, SiteOutcome, SiteRow,
+    check_sites,
     format_age, format_time, needs_restore, restore_run, unix_now,
 };
 
@@ -55,7 +56,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
             restore_run(&client, &jobs, &journal, &reporter, &cancel, &run.id, &ro).await?;
         watcher.abort();
         drop(reporter);
-        write_plan(&mut crate::render::stdout(), &report.plan)?;
+        write_plan(&mut crate::render::stdout(), &report)?;
         return Ok(ExitStatus::Success);
     }
     // What is about to be lost, said before anything happens.
@@ -180,8 +181,9 @@ fn dump_times(
     Ok(out)
 }
 
-fn write_plan(out: &mut dyn Write, plan: &[RollbackPlan]) -> std::io::Result<()> {
-    let rows: Vec<[String; 6]> = plan
+fn write_plan(out: &mut dyn Write, report: &RestoreReport) -> std::io::Result<()> {
+    let mut rows: Vec<[String; 6]> = report
+        .plan
         .iter()
         .map(|p| {
             [
@@ -208,6 +210,20 @@ fn write_plan(out: &mut dyn Write, plan: &[RollbackPlan]) -> std::io::Result<()>
             ]
         })
         .collect();
+    // Hosts that could not be looked at: why, per site.
+    rows.extend(report.sites.iter().map(|r| {
+        [
+            r.host.clone(),
+            r.site.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            match &r.outcome {
+                SiteOutcome::Refused { reason } => format!("REFUSED: {reason}"),
+                o => o.to_string(),
+            },
+        ]
+    }));
     write!(
         out,
         "{}",

@@ -372,9 +372,10 @@ fn a_hostile_drupal_variable_cannot_forge_discovery_facts() {
     }
 }
 
-/// A path read from the host that holds `$(...)` and backquotes is refused before any step
-/// runs; values with spaces and quotes reach a playbook step as one word wherever the author
-/// put them, also in a script for another shell.
+/// Values with spaces reach a playbook step as one word wherever the author put them, also
+/// in a script for another shell; a value with quotes in it is refused inside quotes before
+/// the step runs; a path read from the host that holds `$(...)` and backquotes is refused
+/// before any step runs.
 #[test]
 fn playbook_placeholders_are_data_in_any_quoting_context() {
     let u = Upgrade::new(1, 1);
@@ -388,11 +389,11 @@ name = "show"
 kind = "shell"
 run = """
 printf '%s\\n' {backup_dir} > {backup_dir}/seen.txt
-sh -c 'printf "%s\\n" {backup_dir}' >> {backup_dir}/seen.txt
-sh -c "printf '%s\\n' {root}" >> {backup_dir}/seen.txt
+sh -c "printf '%s\\n' '{root}'" >> {backup_dir}/seen.txt
 sh <<EOF >> {backup_dir}/seen.txt
-printf '%s\\n' {root}
+printf '%s\\n' "{root}"
 EOF
+test -d "{root}/sites" && printf '%s\\n' "{root}" >> {backup_dir}/seen.txt
 """
 "#,
     )
@@ -402,7 +403,27 @@ EOF
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let seen = std::fs::read_to_string(s.backup_dir.join("seen.txt")).expect("seen");
     let (b, r) = (s.backup_dir.display(), s.root.display());
-    assert_eq!(seen, format!("{b}\n{b}\n{r}\n{r}\n"));
+    assert_eq!(seen, format!("{b}\n{r}\n{r}\n{r}\n"));
+
+    // The lab's backup dir has a quote in its name (`o'brien`): inside quotes, where
+    // another shell may read it again, it is refused and the step never runs.
+    let quoted = u.state.path().join("quoted.toml");
+    std::fs::write(
+        &quoted,
+        "[[steps]]\nname = \"q\"\nkind = \"shell\"\nrun = \"sh -c 'touch {backup_dir}/ran'\"\n",
+    )
+    .expect("playbook");
+    let o = fleet_cmd(
+        &u,
+        &["upgrade", "--playbook", &quoted.display().to_string()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("`{backup_dir}` stands inside quotes"),
+        "{}",
+        both(&o)
+    );
+    assert!(!s.backup_dir.join("ran").exists());
 
     // A codebase path with shell syntax in it (a site admin edited civicrm.settings.php).
     let pwned = u.state.path().join("PWNED");
@@ -608,4 +629,34 @@ fn rolling_back_the_later_run_first_unblocks_the_earlier_one() {
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(s.db_version(), FROM);
     assert_eq!(s.code_version(), FROM);
+}
+
+/// A rollback refused late (its safety dump failed) gives back the site locks it took and
+/// leaves the run as it was: the sites can be rolled back once the cause is fixed.
+#[test]
+fn a_rollback_refused_late_leaves_no_lock_and_can_be_retried() {
+    let u = Upgrade::new(1, 1);
+    assert_eq!(u.fleet(&[]).status.code(), Some(0));
+    let run = run_id(&u);
+    let s = u.sites_of("h01")[0].clone();
+    u.inject("h01", "drush.civicrm-sql-dump", None);
+    let o = fleet_cmd(&u, &["rollback", &run, "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(stdout(&o).contains("safety dump"), "{}", both(&o));
+    assert_eq!(s.db_version(), TO);
+    assert_eq!(s.maintenance(), prior_maintenance(&s));
+    let locks: Vec<_> = std::fs::read_dir(s.backup_dir.join(".fleet-locks"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(locks.is_empty(), "locks left: {locks:?}");
+    let o = fleet_cmd(&u, &["runs"]);
+    assert!(stdout(&o).contains("finished"), "{}", both(&o));
+    std::fs::remove_file(
+        u.host_root("h01")
+            .join("fake-civi/fail/drush.civicrm-sql-dump"),
+    )
+    .expect("clear");
+    let o = fleet_cmd(&u, &["rollback", &run, "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(s.db_version(), FROM);
 }

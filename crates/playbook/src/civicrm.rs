@@ -272,7 +272,7 @@ pub(crate) fn validate(site: &Site, f: &Facts) -> Result<(), String> {
 }
 
 /// What a shell reads as syntax (quotes, expansions, operators, globs, comments).
-const SHELL_SYNTAX: &str = "$`;'\"\\|&<>()*?[]{}!#~";
+pub(crate) const SHELL_SYNTAX: &str = "$`;'\"\\|&<>()*?[]{}!#~";
 
 fn safe_path(what: &str, p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
@@ -616,7 +616,8 @@ pub(crate) fn empty_dir(dir: &str) -> String {
 }
 
 /// Takes the per-site lock on the host: an atomic `mkdir` holding the owner's run id,
-/// controller and pid. Re-entrant for the same run (resume, recover). Prints `locked` or
+/// controller and pid. Re-entrant for the same run (resume, recover). Prints `locked` (taken
+/// now, or over from `take_over`), `relocked` (the run held it already) or
 /// `held-by <owner line>`.
 pub(crate) fn lock(dir: &str, owner: &str, run: &str, take_over: Option<&str>) -> String {
     let mut mine = format!(
@@ -631,7 +632,7 @@ pub(crate) fn lock(dir: &str, owner: &str, run: &str, take_over: Option<&str>) -
     }
     format!(
         "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
-         elif {mine}; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
+         elif {mine}; then printf '%s\\n' {o} > \"$l/owner\" && echo relocked; \
          else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
         l = quote(dir),
         o = quote(owner),

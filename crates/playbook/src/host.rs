@@ -209,7 +209,7 @@ impl HostRun<'_, '_> {
         let mut locked: Vec<Vec<Work<'_>>> = Vec::new();
         for g in runnable {
             match self.lock_group(&g).await {
-                Ok(()) => locked.push(g),
+                Ok(_) => locked.push(g),
                 Err(why) => {
                     for w in &g {
                         results.insert(w.site.name.clone(), failed("lock", &why, After::Untouched));
@@ -301,7 +301,10 @@ impl HostRun<'_, '_> {
             })
     }
 
-    pub(crate) async fn lock_group(&self, g: &[Work<'_>]) -> Result<(), String> {
+    /// Takes the locks of every site of `g`, or none: returns the sites whose lock this call
+    /// took (a lock the run held already is not among them, and is never released on the
+    /// way out of a failure: it protects what the run left).
+    pub(crate) async fn lock_group<'w>(&self, g: &[Work<'w>]) -> Result<Vec<Work<'w>>, String> {
         let owner = format!(
             "run={} controller={} pid={} time={}",
             self.ctx.run,
@@ -348,8 +351,10 @@ impl HostRun<'_, '_> {
                     .await;
             }
             match attempt {
-                Ok(out) if out.trim() == "locked" => {
-                    taken.push(w.clone());
+                Ok(out) if matches!(out.trim(), "locked" | "relocked") => {
+                    if out.trim() == "locked" {
+                        taken.push(w.clone());
+                    }
                     if let Err((_, e)) = self.record("lock", &unit, "lock", &dir) {
                         self.unlock_group(&taken).await;
                         return Err(step_error_text(&e));
@@ -376,7 +381,7 @@ impl HostRun<'_, '_> {
             self.supersede(holder, w)
                 .map_err(|(_, e)| step_error_text(&e))?;
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Marks `earlier`'s row of the site as taken over by this run, so that `fleet recover`
@@ -607,9 +612,11 @@ impl HostRun<'_, '_> {
                                 _ => self.ctx.opts.target.clone(),
                             }
                         };
-                        let wrap = |t: &str| {
-                            let body = render(t, value);
-                            if sh.as_web_user {
+                        // A value that cannot be placed safely fails the step before it runs.
+                        let wrap = |t: &str| -> Result<String, (String, StepError)> {
+                            let body = render(t, value)
+                                .map_err(|e| (step.name.clone(), StepError::Failed(e)))?;
+                            Ok(if sh.as_web_user {
                                 format!(
                                     "as_web {} /bin/sh -c {}",
                                     fleet_remote_exec::quote(&w.facts.web_user),
@@ -617,28 +624,33 @@ impl HostRun<'_, '_> {
                                 )
                             } else {
                                 body
-                            }
+                            })
                         };
                         let unit = if sh.per_host {
                             "host".to_owned()
                         } else {
                             format!("site:{}", w.site.name)
                         };
+                        // All three rendered first: a step whose undo cannot be written must
+                        // not run.
+                        let run_cmd = wrap(&sh.run)?;
+                        let verify_cmd = sh.verify.as_deref().map(wrap).transpose()?;
+                        let undo_cmd = sh.undo.as_deref().map(wrap).transpose()?;
                         if sh.touches_db && !w.facts.civi_db.is_empty() {
                             ch.db_upgrade_started.insert(w.facts.civi_db.clone());
                         }
                         self.mark(w, &step.name, "running", None);
-                        self.exec(&unit, &step.name, &wrap(&sh.run))
+                        self.exec(&unit, &step.name, &run_cmd)
                             .await
                             .map_err(|e| (step.name.clone(), e))?;
-                        if let Some(v) = &sh.verify {
-                            self.exec(&unit, &format!("{}-verify", step.name), &wrap(v))
+                        if let Some(v) = &verify_cmd {
+                            self.exec(&unit, &format!("{}-verify", step.name), v)
                                 .await
                                 .map_err(|e| (step.name.clone(), e))?;
                         }
-                        if let Some(u) = &sh.undo {
+                        if let Some(u) = undo_cmd {
                             ch.shell_undo
-                                .push((unit, format!("{}-undo", step.name), wrap(u)));
+                                .push((unit, format!("{}-undo", step.name), u));
                         }
                     }
                 }

@@ -127,6 +127,34 @@ pub(crate) async fn settle(
     Ok(())
 }
 
+/// The pids of run `run`'s steps still running on the host, if any (read-only: `--plan`).
+///
+/// # Errors
+///
+/// When the check cannot run.
+pub(crate) async fn running(
+    ctx: &Ctx<'_>,
+    session: &Session,
+    host: &str,
+    run: &str,
+) -> Result<Option<String>, String> {
+    let opts = ExecOptions {
+        timeout: ctx.opts.step_timeout,
+        max_output: 64 * 1024,
+    };
+    let out = exec(
+        session,
+        &RemoteCommand::shell(script(run, host, None)),
+        &opts,
+        ctx,
+    )
+    .await?;
+    Ok(out
+        .lines()
+        .find_map(|l| l.strip_prefix("found "))
+        .map(|p| p.trim().to_owned()))
+}
+
 async fn exec(
     session: &Session,
     cmd: &RemoteCommand,

@@ -287,7 +287,7 @@ impl Journal {
     pub fn claim_run(&self, seen: &RunRow) -> Result<bool, PlaybookError> {
         self.with(|c| {
             c.execute(
-                "UPDATE runs SET state = 'running', pid = ?4, controller = ?5 WHERE id = ?1 AND state = ?2 AND pid = ?3",
+                "UPDATE runs SET state = 'running', finished = NULL, pid = ?4, controller = ?5 WHERE id = ?1 AND state = ?2 AND pid = ?3",
                 params![seen.id, seen.state, seen.pid, std::process::id(), hostname()],
             )
         })

@@ -1,19 +1,21 @@
 //! Placeholders (`{root}`, `{uri}`, ...) in a playbook's shell steps, turned into shell text
 //! that no value can break out of.
 //!
-//! A value is never spliced raw. Where it lands decides how it is written:
-//! - outside quotes: `"${FLEET_ARG_ROOT}"`, a reference to an environment variable set (and
-//!   exported) at the start of the command; the value is one word and the shell never reads
-//!   an expanded value again, so nothing in it runs;
-//! - inside `"..."`, `'...'` or a here-document: the value shell-quoted (`'/var/www'`), as
-//!   text. Quoted text is usually a script for another shell (`sh -c '...'`,
-//!   `su -c "..."`, `sh <<EOF`), and that shell then reads the value as one word and runs
-//!   none of it, even if sudo cleared the environment; a plain `echo "{uri}"` prints the
-//!   value with its quotes.
+//! A value is never spliced raw. Every placeholder becomes a reference to an environment
+//! variable set (and exported) at the start of the command, written for where it lands:
+//! - outside quotes: `"${FLEET_ARG_ROOT}"`: one word, exactly the value; the shell never
+//!   reads an expanded value again, so nothing in it runs, whatever it holds;
+//! - inside `"..."`, `'...'` (closed around `"${...}"`) or a here-document: `${FLEET_ARG_ROOT}`,
+//!   exactly the value where it stands. Quoted text is often a script for another shell
+//!   (`sh -c '...'`, `su -c "..."`, `sh <<EOF`) that reads the value again, so there the
+//!   value must hold nothing a shell reads as syntax (quotes, `$`, backquotes, `;`, `&`, `|`,
+//!   redirections, globs, `#`, newlines): a step whose value does is refused before it runs,
+//!   naming the placeholder. Spaces are fine; quote the placeholder for the inner shell
+//!   (`sh -c "cd '{root}'"`) when the value may hold them.
 //!
 //! To know where a placeholder lands, [`render`] follows the shell's lexing: quotes,
-//! backslashes, `$(...)` and backquotes (each starts unquoted again), comments, and
-//! here-documents (quoted or not, `<<-` included).
+//! backslashes, `$(...)` and backquotes (each starts unquoted again), arithmetic `$((...))`,
+//! comments, here-strings and here-documents (quoted or not, `<<-` included).
 
 use fleet_remote_exec::quote;
 
@@ -24,20 +26,31 @@ enum Q {
     Double,
 }
 
-/// A level of the command: the top, a `$(...)` (with its open parentheses) or a backquoted
-/// command.
+/// What opened a level of the command.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Top,
+    /// `$(...)`.
+    Subst,
+    /// A backquoted command.
+    Backquote,
+    /// `$((...))` or `((...))`: no here-documents or comments in there (`1<<3` shifts).
+    Arith,
+}
+
+/// A level of the command; each starts unquoted, whatever quotes are around it.
 struct Frame {
     q: Q,
     parens: u32,
-    backquote: bool,
+    kind: Kind,
 }
 
 impl Frame {
-    fn new(backquote: bool) -> Self {
+    fn new(kind: Kind) -> Self {
         Self {
             q: Q::None,
             parens: 0,
-            backquote,
+            kind,
         }
     }
 }
@@ -54,11 +67,16 @@ struct Heredoc {
 /// Renders template `t`: the assignments of every placeholder used, then the command with
 /// each placeholder written for where it lands (see the module docs).
 /// `{{` and `}}` are literal braces. `value` gives a placeholder's value by name.
-pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
+///
+/// # Errors
+///
+/// A placeholder inside quotes or a here-document whose value holds shell syntax.
+pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> Result<String, String> {
     let mut used: Vec<&str> = Vec::new();
     let mut body = String::with_capacity(t.len());
-    let mut stack = vec![Frame::new(false)];
+    let mut stack = vec![Frame::new(Kind::Top)];
     let mut pending: Vec<Heredoc> = Vec::new();
+    let mut refused: Option<String> = None;
     let mut i = 0;
     let b = t.as_bytes();
     // Renders the placeholder starting at `i` (a `{` that is not `{{`) for context `ctx`;
@@ -69,13 +87,26 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
         if !used.contains(&name) {
             used.push(name);
         }
-        let v = value(name);
+        let var = env_name(name);
+        if !matches!(ctx, Ctx::Word) {
+            let v = value(name);
+            if let Some(c) = v
+                .chars()
+                .find(|c| c.is_control() || crate::civicrm::SHELL_SYNTAX.contains(*c))
+            {
+                refused.get_or_insert(format!(
+                    "`{{{name}}}` stands inside quotes or a here-document, where a shell may read its value again, and the value `{}` holds `{}`: use `{{{name}}}` outside quotes",
+                    v.escape_debug(),
+                    c.escape_debug()
+                ));
+            }
+        }
         body.push_str(&match ctx {
-            Ctx::Word => format!("\"${{{}}}\"", env_name(name)),
-            Ctx::Double => escape(&quote(&v), "\\\"$`"),
-            Ctx::Single => format!("'{}'", quote(&quote(&v))),
-            Ctx::Heredoc => escape(&quote(&v), "\\$`"),
-            Ctx::Literal => quote(&v),
+            Ctx::Word => format!("\"${{{var}}}\""),
+            Ctx::Double | Ctx::Heredoc => format!("${{{var}}}"),
+            Ctx::Single => format!("'\"${{{var}}}\"'"),
+            // Nothing in a quoted here-document expands: the (inert) value as text.
+            Ctx::Literal => value(name),
         });
         end + 1
     };
@@ -103,6 +134,7 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
             i = placeholder(i, ctx, &mut body);
             continue;
         }
+        let arith = f.kind == Kind::Arith;
         match c {
             '\\' if f.q != Q::Single => {
                 let n = t[i + 1..].chars().next().map_or(0, char::len_utf8);
@@ -112,33 +144,57 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
             }
             '\'' if f.q != Q::Double => f.q = if f.q == Q::Single { Q::None } else { Q::Single },
             '"' if f.q != Q::Single => f.q = if f.q == Q::Double { Q::None } else { Q::Double },
+            '$' if f.q != Q::Single && t[i..].starts_with("$((") => {
+                body.push_str("$((");
+                i += 3;
+                stack.push(Frame::new(Kind::Arith));
+                continue;
+            }
             '$' if f.q != Q::Single && t[i..].starts_with("$(") => {
                 body.push_str("$(");
                 i += 2;
-                stack.push(Frame::new(false));
+                stack.push(Frame::new(Kind::Subst));
+                continue;
+            }
+            '(' if f.q == Q::None && !arith && t[i..].starts_with("((") && word_start(b, i) => {
+                body.push_str("((");
+                i += 2;
+                stack.push(Frame::new(Kind::Arith));
+                continue;
+            }
+            ')' if arith && f.q == Q::None && f.parens == 0 && t[i..].starts_with("))") => {
+                body.push_str("))");
+                i += 2;
+                stack.pop();
                 continue;
             }
             '`' if f.q != Q::Single => {
-                if f.backquote && f.q == Q::None {
+                if f.kind == Kind::Backquote && f.q == Q::None {
                     stack.pop();
                 } else {
-                    stack.push(Frame::new(true));
+                    stack.push(Frame::new(Kind::Backquote));
                 }
             }
             '(' if f.q == Q::None => f.parens += 1,
             ')' if f.q == Q::None => {
                 if f.parens > 0 {
                     f.parens -= 1;
-                } else if depth > 1 && !f.backquote {
+                } else if depth > 1 && f.kind == Kind::Subst {
                     stack.pop();
                 }
             }
-            '#' if f.q == Q::None && word_start(b, i) => {
+            '#' if f.q == Q::None && !arith && word_start(b, i) => {
                 // A comment runs to the end of the line; its quotes mean nothing.
                 let end = t[i..].find('\n').map_or(t.len(), |e| i + e);
                 while i < end {
-                    if t[i..].starts_with('{') && !t[i..].starts_with("{{") {
-                        i = placeholder(i, Ctx::Word, &mut body);
+                    if t[i..].starts_with("{{") {
+                        body.push('{');
+                        i += 2;
+                    } else if t[i..].starts_with("}}") {
+                        body.push('}');
+                        i += 2;
+                    } else if t[i..].starts_with('{') {
+                        i = placeholder(i, Ctx::Word, &mut body).min(end);
                     } else {
                         let n = t[i..].chars().next().map_or(1, char::len_utf8);
                         body.push_str(&t[i..i + n]);
@@ -147,7 +203,13 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
                 }
                 continue;
             }
-            '<' if f.q == Q::None && t[i..].starts_with("<<") && !t[i..].starts_with("<<<") => {
+            '<' if f.q == Q::None && !arith && t[i..].starts_with("<<<") => {
+                // A here-string: its word is an ordinary word.
+                body.push_str("<<<");
+                i += 3;
+                continue;
+            }
+            '<' if f.q == Q::None && !arith && t[i..].starts_with("<<") => {
                 let (doc, len) = heredoc_operator(&t[i..]);
                 body.push_str(&t[i..i + len]);
                 i += len;
@@ -167,13 +229,16 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> String {
         body.push(c);
         i += c.len_utf8();
     }
+    if let Some(why) = refused {
+        return Err(why);
+    }
     let mut out = String::new();
     for name in used {
         let var = env_name(name);
         out.push_str(&format!("{var}={}; export {var}; ", quote(&value(name))));
     }
     out.push_str(&body);
-    out
+    Ok(out)
 }
 
 /// Where a placeholder lands.
@@ -294,18 +359,6 @@ fn heredoc_body(
     t.len()
 }
 
-/// `s` with a backslash before each of `special`.
-fn escape(s: &str, special: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if special.contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `web_user` -> `FLEET_ARG_WEB_USER` (placeholder names are checked at load: lowercase and
 /// `_`).
 fn env_name(placeholder: &str) -> String {
@@ -331,7 +384,8 @@ mod tests {
         let out = render("cd {root} && echo {{literal}} {site} {root}", |k| match k {
             "root" => "/var/www/o'brien site".into(),
             _ => "s1".into(),
-        });
+        })
+        .unwrap();
         assert_eq!(
             out,
             "FLEET_ARG_ROOT='/var/www/o'\\''brien site'; export FLEET_ARG_ROOT; FLEET_ARG_SITE=s1; export FLEET_ARG_SITE; \
@@ -340,14 +394,17 @@ mod tests {
     }
 
     const EVIL: &str = "/x y/*/$(touch PWNED1)`touch PWNED2`;touch PWNED3 'q' \"d\" \\ # {a}";
+    const SPACED: &str = "/srv/drupal 7/x";
 
-    /// Runs `script` with sh in a fresh directory: what it printed, and that it created
-    /// nothing (no part of the value ran).
+    /// Runs the rendering of `t` (every placeholder `value`) in a fresh directory:
+    /// what it printed, and that it created nothing (no part of the value ran).
     #[track_caller]
-    fn run(t: &str) -> String {
-        let script = render(t, |_| EVIL.to_owned());
+    fn run(t: &str, value: &str) -> String {
+        let script = render(t, |_| value.to_owned()).unwrap_or_else(|e| panic!("{t}: {e}"));
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("sh")
+        // Here-strings are bash's, not POSIX sh's.
+        let shell = if t.contains("<<<") { "bash" } else { "sh" };
+        let out = std::process::Command::new(shell)
             .arg("-c")
             .arg(&script)
             .current_dir(dir.path())
@@ -368,35 +425,66 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A hostile value where a playbook author might put it: the shell that finally sees it
-    /// gets it as one word, exactly, and runs none of it.
+    /// Any value, however hostile, outside quotes: one word, exactly, none of it run.
     #[test]
-    fn the_value_is_one_word_wherever_it_lands() {
+    fn any_value_is_one_word_outside_quotes() {
         let exact = format!("[{EVIL}]\n");
-        let quoted = format!("[{}]\n", quote(EVIL));
-        for (t, want) in [
-            // The value itself.
-            ("printf '[%s]\\n' {uri}", &exact),
-            ("x={uri}; printf '[%s]\\n' \"$x\"", &exact),
-            ("printf '[%s]\\n' \"$(printf '%s' {uri})\"", &exact),
-            ("printf '[%s]\\n' \"`printf '%s' {uri}`\"", &exact),
-            ("printf '[%s]\\n' \"$( (printf '%s' {uri}) )\"", &exact),
-            ("# don't\nprintf '[%s]\\n' {uri}", &exact),
-            // A script for another shell: that shell reads the value as one word.
-            ("sh -c 'printf \"[%s]\\n\" {uri}'", &exact),
-            ("sh -c \"printf '[%s]\\n' {uri}\"", &exact),
-            ("sh <<EOF\nprintf '[%s]\\n' {uri}\nEOF", &exact),
-            ("sh <<'EOF'\nprintf '[%s]\\n' {uri}\nEOF", &exact),
-            ("sh <<-EOF\n\tprintf '[%s]\\n' {uri}\n\tEOF", &exact),
-            (
-                "cat <<EOF | sh\nprintf \"[%s]\\n\" {uri} # it's\nEOF\necho done >/dev/null",
-                &exact,
-            ),
-            // Quoted text that is printed, not run: the value with its quotes.
-            ("printf '[%s]\\n' \"{uri}\"", &quoted),
-            ("printf '[%s]\\n' '{uri}'", &quoted),
+        for t in [
+            "printf '[%s]\\n' {uri}",
+            "x={uri}; printf '[%s]\\n' \"$x\"",
+            "printf '[%s]\\n' \"$(printf '%s' {uri})\"",
+            "printf '[%s]\\n' \"`printf '%s' {uri}`\"",
+            "printf '[%s]\\n' \"$( (printf '%s' {uri}) )\"",
+            "# don't {{x}}\nprintf '[%s]\\n' {uri}",
+            "echo $((1<<3)) >/dev/null\nprintf '[%s]\\n' {uri}",
+            "[ $(( (1 << 2) + 1 )) -eq 5 ] && printf '[%s]\\n' {uri}",
+            "grep -q . <<<{uri} && printf '[%s]\\n' {uri}\nprintf ''",
         ] {
-            assert_eq!(run(t), *want, "{t}");
+            assert_eq!(run(t, EVIL), exact, "{t}");
+        }
+    }
+
+    /// Inside quotes or a here-document the value may be read again by another shell: a
+    /// value with shell syntax is refused there, before anything runs.
+    #[test]
+    fn a_value_with_shell_syntax_is_refused_inside_quotes() {
+        for t in [
+            "printf '[%s]\\n' \"{uri}\"",
+            "printf '[%s]\\n' '{uri}'",
+            "sh -c 'printf \"[%s]\\n\" {uri}'",
+            "sh -c \"cd '{uri}'\"",
+            "sh <<EOF\nprintf '[%s]\\n' {uri}\nEOF",
+            "sh <<'EOF'\nprintf '[%s]\\n' {uri}\nEOF",
+            "cat <<EOF\ndirs: $(ls -d {uri})\nEOF",
+        ] {
+            let err = render(t, |_| EVIL.to_owned()).expect_err(t);
+            assert!(err.contains("`{uri}` stands inside quotes"), "{t}: {err}");
+        }
+    }
+
+    /// A value with spaces, wherever an author would quote it: exactly the value, for the
+    /// shell that reads it (also a second shell, when the author quoted it for that one).
+    #[test]
+    fn a_spaced_value_is_exact_in_every_quoting_context() {
+        let exact = format!("[{SPACED}]\n");
+        for t in [
+            "printf '[%s]\\n' {root}",
+            "printf '[%s]\\n' \"{root}\"",
+            "printf '[%s]\\n' '{root}'",
+            "test -d \"{root}/sites\" || printf '[%s]\\n' \"{root}\"",
+            "sh -c 'printf \"[%s]\\n\" \"{root}\"'",
+            "sh -c \"printf '[%s]\\n' '{root}'\"",
+            "sh <<EOF\nprintf '[%s]\\n' '{root}'\nEOF",
+            "sh <<'EOF'\nprintf '[%s]\\n' '{root}'\nEOF",
+            "sh <<-EOF\n\tprintf '[%s]\\n' \"{root}\"\n\tEOF",
+            "cat <<A; cat <<B\n{root}\nA\nB\n",
+        ] {
+            let want = if t.starts_with("cat <<A") {
+                format!("{SPACED}\n")
+            } else {
+                exact.clone()
+            };
+            assert_eq!(run(t, SPACED), want, "{t}");
         }
     }
 

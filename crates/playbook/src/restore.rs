@@ -413,8 +413,18 @@ async fn restore_on(
     scope: &Scope<'_>,
 ) -> Result<HostResult, String> {
     let (ctx, host) = (h.ctx, h.host);
-    // 1. Nothing is undone under a step of the run that is still running.
-    crate::inflight::settle(ctx, h.session, host, &ctx.run).await?;
+    // 1. Nothing is undone under a step of the run that is still running (and a plan,
+    //    which changes nothing, does not wait for it or kill it either).
+    if scope.plan {
+        if let Some(pids) = crate::inflight::running(ctx, h.session, host, &ctx.run).await? {
+            return Err(format!(
+                "a step of run {} is still running on the host (pid {pids}); what it leaves is not known yet",
+                ctx.run
+            ));
+        }
+    } else {
+        crate::inflight::settle(ctx, h.session, host, &ctx.run).await?;
+    }
     let owned: Vec<Site> = sites.iter().map(|s| (*s).clone()).collect();
     let live = h
         .exec("host", "recover-probe", &civicrm::discover_script(&owned))
@@ -665,9 +675,11 @@ async fn restore_group(
         return refuse(why);
     }
     // The sites' locks, as an upgrade takes them: no other run may work on them meanwhile.
-    if let Err(why) = h.lock_group(g).await {
-        return refuse(why);
-    }
+    // Refused before anything changed, the restore gives back only the locks it took.
+    let fresh = match h.lock_group(g).await {
+        Ok(fresh) => fresh,
+        Err(why) => return refuse(why),
+    };
     // 4. Down first: never swap code or load a dump under a live site.
     for l in group {
         if l.maintenance == "1" {
@@ -692,7 +704,10 @@ async fn restore_group(
                 step_error_text(&e)
             );
             return match live_maintenance_back(h, group).await {
-                Ok(()) => refuse(format!("{why}; nothing was restored")),
+                Ok(()) => {
+                    h.unlock_group(&fresh).await;
+                    refuse(format!("{why}; nothing was restored"))
+                }
                 Err(back) => GroupEnd::Left(all_sites(failed(
                     "maintenance-on",
                     &why,
@@ -716,7 +731,10 @@ async fn restore_group(
                 // Nothing was restored: bring the sites back as they were and say so.
                 let back = live_maintenance_back(h, group).await;
                 return match back {
-                    Ok(()) => refuse(format!("{why}; nothing was restored")),
+                    Ok(()) => {
+                        h.unlock_group(&fresh).await;
+                        refuse(format!("{why}; nothing was restored"))
+                    }
                     Err(e) => GroupEnd::Left(all_sites(failed(
                         "safety-dump",
                         &why,
