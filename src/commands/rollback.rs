@@ -6,8 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use fleet_playbook::{
     Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, SiteOutcome, SiteRow,
-    check_sites,
-    format_age, format_time, needs_restore, restore_run, unix_now,
+    check_sites, format_age, format_time, needs_restore, restore_run, unix_now,
 };
 
 use super::recover::{claim, jobs_for, refuse_if_active, watched};

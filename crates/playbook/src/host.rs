@@ -649,8 +649,7 @@ impl HostRun<'_, '_> {
                                 .map_err(|e| (step.name.clone(), e))?;
                         }
                         if let Some(u) = undo_cmd {
-                            ch.shell_undo
-                                .push((unit, format!("{}-undo", step.name), u));
+                            ch.shell_undo.push((unit, format!("{}-undo", step.name), u));
                         }
                     }
                 }
