@@ -42,6 +42,8 @@ enum Kind {
 struct Frame {
     q: Q,
     parens: u32,
+    /// Open `case ... esac`: a `)` there ends a pattern, not a `$(...)`.
+    cases: u32,
     kind: Kind,
 }
 
@@ -50,9 +52,20 @@ impl Frame {
         Self {
             q: Q::None,
             parens: 0,
+            cases: 0,
             kind,
         }
     }
+}
+
+/// Whether the shell keyword `word` stands at `i` (a word of its own).
+fn keyword(t: &str, i: usize, word: &str) -> bool {
+    word_start(t.as_bytes(), i)
+        && t[i..].starts_with(word)
+        && t[i + word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == ';' || c == ')')
 }
 
 /// A here-document announced on the current line, its body starting at the next line.
@@ -135,6 +148,13 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> Result<String, 
             continue;
         }
         let arith = f.kind == Kind::Arith;
+        if f.q == Q::None && !arith {
+            if keyword(t, i, "case") {
+                f.cases += 1;
+            } else if keyword(t, i, "esac") {
+                f.cases = f.cases.saturating_sub(1);
+            }
+        }
         match c {
             '\\' if f.q != Q::Single => {
                 let n = t[i + 1..].chars().next().map_or(0, char::len_utf8);
@@ -179,6 +199,8 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> Result<String, 
             ')' if f.q == Q::None => {
                 if f.parens > 0 {
                     f.parens -= 1;
+                } else if f.cases > 0 {
+                    // The end of a `case` pattern.
                 } else if depth > 1 && f.kind == Kind::Subst {
                     stack.pop();
                 }
@@ -439,6 +461,7 @@ mod tests {
             "echo $((1<<3)) >/dev/null\nprintf '[%s]\\n' {uri}",
             "[ $(( (1 << 2) + 1 )) -eq 5 ] && printf '[%s]\\n' {uri}",
             "grep -q . <<<{uri} && printf '[%s]\\n' {uri}\nprintf ''",
+            "v=\"$(case x in x) printf '%s' {uri};; esac)\"; printf '[%s]\\n' \"$v\"",
         ] {
             assert_eq!(run(t, EVIL), exact, "{t}");
         }
@@ -478,6 +501,7 @@ mod tests {
             "sh <<'EOF'\nprintf '[%s]\\n' '{root}'\nEOF",
             "sh <<-EOF\n\tprintf '[%s]\\n' \"{root}\"\n\tEOF",
             "cat <<A; cat <<B\n{root}\nA\nB\n",
+            "v=\"$(case x in x) printf '%s' \"{root}\";; esac)\"; printf '[%s]\\n' \"$v\"",
         ] {
             let want = if t.starts_with("cat <<A") {
                 format!("{SPACED}\n")
