@@ -208,21 +208,7 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> Result<String, 
             '#' if f.q == Q::None && !arith && word_start(b, i) => {
                 // A comment runs to the end of the line; its quotes mean nothing.
                 let end = t[i..].find('\n').map_or(t.len(), |e| i + e);
-                while i < end {
-                    if t[i..].starts_with("{{") {
-                        body.push('{');
-                        i += 2;
-                    } else if t[i..].starts_with("}}") {
-                        body.push('}');
-                        i += 2;
-                    } else if t[i..].starts_with('{') {
-                        i = placeholder(i, Ctx::Word, &mut body).min(end);
-                    } else {
-                        let n = t[i..].chars().next().map_or(1, char::len_utf8);
-                        body.push_str(&t[i..i + n]);
-                        i += n;
-                    }
-                }
+                i = copy_line(t, i, end, Ctx::Word, &mut body, &mut placeholder);
                 continue;
             }
             '<' if f.q == Q::None && !arith && t[i..].starts_with("<<<") => {
@@ -354,31 +340,46 @@ fn heredoc_body(
         } else {
             Ctx::Heredoc
         };
-        while i < end {
-            if t[i..].starts_with("{{") {
-                body.push('{');
-                i += 2;
-            } else if t[i..].starts_with("}}") {
-                body.push('}');
-                i += 2;
-            } else if t[i..].starts_with('{') {
-                i = placeholder(i, ctx, body).min(end);
-            } else if !doc.quoted && t[i..].starts_with('\\') && i + 1 < end {
-                let n = t[i + 1..].chars().next().map_or(0, char::len_utf8);
-                body.push_str(&t[i..i + 1 + n]);
-                i += 1 + n;
-            } else {
-                let n = t[i..].chars().next().map_or(1, char::len_utf8);
-                body.push_str(&t[i..i + n]);
-                i += n;
-            }
-        }
+        copy_line(t, i, end, ctx, body, placeholder);
         if end < t.len() {
             body.push('\n');
         }
         i = end + 1;
     }
     t.len()
+}
+
+/// Copies `t[i..end]` (a line of a comment or a here-document body, where quotes mean
+/// nothing) into `body`, rendering its placeholders for `ctx`; returns `end`.
+fn copy_line(
+    t: &str,
+    mut i: usize,
+    end: usize,
+    ctx: Ctx,
+    body: &mut String,
+    placeholder: &mut impl FnMut(usize, Ctx, &mut String) -> usize,
+) -> usize {
+    while i < end {
+        if t[i..].starts_with("{{") {
+            body.push('{');
+            i += 2;
+        } else if t[i..].starts_with("}}") {
+            body.push('}');
+            i += 2;
+        } else if t[i..].starts_with('{') {
+            i = placeholder(i, ctx, body).min(end);
+        } else if t[i..].starts_with('\\') && i + 1 < end {
+            // An escaped character stays with its backslash (`\$` is not an expansion).
+            let n = t[i + 1..].chars().next().map_or(0, char::len_utf8);
+            body.push_str(&t[i..i + 1 + n]);
+            i += 1 + n;
+        } else {
+            let n = t[i..].chars().next().map_or(1, char::len_utf8);
+            body.push_str(&t[i..i + n]);
+            i += n;
+        }
+    }
+    end
 }
 
 /// `web_user` -> `FLEET_ARG_WEB_USER` (placeholder names are checked at load: lowercase and
