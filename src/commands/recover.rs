@@ -195,10 +195,20 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
         let tarball = journal
             .artifact(&run.id, "", "run", "tarball")?
             .context("the run recorded no tarball")?;
+        // The procedure the run started with, from its journal (never the built-in one for
+        // a playbook run, and never the file as it may have been edited since).
+        let origin = std::path::PathBuf::from(format!("playbook of run {}", run.id));
         let playbook = journal
             .artifact(&run.id, "", "run", "playbook")?
-            .map(|p| fleet_playbook::Playbook::load(std::path::Path::new(&p)))
+            .map(|text| fleet_playbook::Playbook::parse(&text, &origin))
             .transpose()?;
+        if playbook.is_none() && run.procedure.starts_with("playbook:") {
+            bail!(
+                "run `{}` ran {} but its journal has no copy of it (recorded before fleet kept one); run that playbook again with `fleet upgrade --playbook FILE`",
+                run.id,
+                run.procedure
+            );
+        }
         let mut jobs = jobs_for(
             &inventory,
             &todo.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),

@@ -1030,3 +1030,53 @@ fn rollback_of_one_site_takes_its_codebase_group_only() {
     }
     assert!(!stdout(&o).contains("h02"), "{}", stdout(&o));
 }
+
+/// A `--playbook` run killed mid-way is resumed with the same playbook, from the journal's
+/// copy (the file was deleted meanwhile), never with the built-in CiviCRM procedure.
+#[test]
+fn resume_of_a_playbook_run_runs_that_playbook() {
+    let u = Upgrade::new(2, 1);
+    let pb = write_playbook(
+        u.state.path(),
+        "name = \"slow marker\"\n[[steps]]\nname = \"mark\"\nkind = \"shell\"\nrun = \"sleep 2; echo {site} > {backup_dir}/done-{site}\"\n",
+    );
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["upgrade", "--playbook"])
+        .arg(&pb)
+        .args(["--batches", "1,100%"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().expect("spawn");
+    let first = u.sites_of("h01")[0].backup_dir.join("done-site1");
+    wait_until(
+        "the canary's step",
+        std::time::Duration::from_secs(60),
+        || first.exists(),
+    );
+    child.kill().expect("SIGKILL fleet");
+    let _ = child.wait();
+    std::fs::remove_file(&pb).expect("rm playbook");
+    let run = run_id(&u);
+    let o = fleet_cmd(&u, &["resume", &run, "--step-timeout", "60s"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for s in &u.sites {
+        assert!(
+            s.backup_dir.join(format!("done-{}", s.name)).exists(),
+            "{}/{} not done",
+            s.host,
+            s.name
+        );
+        assert_eq!(s.code_version(), FROM, "the built-in procedure ran");
+    }
+    for h in ["h01", "h02"] {
+        assert!(!u.calls(h).iter().any(is_upgrade_call));
+    }
+}

@@ -45,8 +45,11 @@ use crate::error::PlaybookError;
 pub struct Playbook {
     /// Its name (for the journal and messages).
     pub name: String,
-    /// The file it was read from (recorded in the journal, for `fleet resume`).
+    /// The file it was read from.
     pub source: std::path::PathBuf,
+    /// Its text, recorded in the run's journal: `fleet resume` goes on with exactly the
+    /// procedure the run started with, even if the file changed or is gone since.
+    pub text: String,
     /// Steps in order.
     pub steps: Vec<Step>,
 }
@@ -240,6 +243,7 @@ impl Playbook {
         }
         Ok(Playbook {
             source: origin.to_owned(),
+            text: text.to_owned(),
             name: raw.name.unwrap_or_else(|| {
                 origin
                     .file_stem()

@@ -227,6 +227,9 @@ pub async fn run_upgrade(
         "tarball",
         &opts.tarball.display().to_string(),
     )?;
+    if let Some(pb) = &opts.playbook {
+        journal.set_artifact(&run, "", "run", "playbook", &pb.text)?;
+    }
     let sizes = opts.batches.sizes(jobs.len());
     let batch_budget: Vec<usize> = sizes.iter().map(|&n| opts.max_fail.of(n)).collect();
     let run_budget = opts.max_fail.of(jobs.len());
