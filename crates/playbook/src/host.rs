@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use fleet_inventory::Site;
 use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand, Session};
 
-use crate::civicrm::{self, CodeCmds, Facts, PRELUDE, SiteCmds, version_cmp};
+use crate::civicrm::{self, CodeCmds, PRELUDE, SiteCmds, version_cmp};
+use crate::discovery::{self, Facts};
 use crate::event::Event;
 use crate::journal::SiteUpdate;
 use crate::outcome::{After, SiteOutcome, SiteReport};
@@ -115,10 +116,10 @@ impl HostRun<'_, '_> {
         let sites = &self.job.host.sites;
         // Discovery (read-only, one round trip).
         let facts = match self
-            .exec("host", "preflight", &civicrm::discover_script(sites))
+            .exec("host", "preflight", &discovery::discover_script(sites))
             .await
         {
-            Ok(out) => civicrm::parse_discovery(&out, sites),
+            Ok(out) => discovery::parse_discovery(&out, sites),
             Err(StepError::Aborted) => {
                 for s in sites {
                     results.insert(
@@ -1661,16 +1662,17 @@ pub(crate) async fn discover(
     };
     let out = session
         .exec(
-            &RemoteCommand::shell(civicrm::discover_script(sites)),
+            &RemoteCommand::shell(discovery::discover_script(sites)),
             &opts,
             &cancel.abort,
         )
         .await;
     session.close().await;
     match out {
-        Ok(o) if o.status.success() => {
-            Ok(civicrm::parse_discovery(&o.stdout.to_string_lossy(), sites))
-        }
+        Ok(o) if o.status.success() => Ok(discovery::parse_discovery(
+            &o.stdout.to_string_lossy(),
+            sites,
+        )),
         Ok(o) => Err(Discovery::Failed(last_line(&o.stderr.to_string_lossy()))),
         Err(e) => Err(Discovery::Unreachable(error_text(&e))),
     }

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod civicrm;
+mod discovery;
 mod error;
 mod event;
 mod host;
@@ -27,7 +28,8 @@ mod restore;
 mod runner;
 
 pub use civicrm::tarball_version;
-pub use civicrm::{Facts, version_cmp};
+pub use civicrm::version_cmp;
+pub use discovery::Facts;
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
 pub use journal::{

@@ -105,7 +105,7 @@ pub(crate) fn render(t: &str, value: impl Fn(&str) -> String) -> Result<String, 
             let v = value(name);
             if let Some(c) = v
                 .chars()
-                .find(|c| c.is_control() || crate::civicrm::SHELL_SYNTAX.contains(*c))
+                .find(|c| c.is_control() || crate::discovery::SHELL_SYNTAX.contains(*c))
             {
                 refused.get_or_insert(format!(
                     "`{{{name}}}` stands inside quotes or a here-document, where a shell may read its value again, and the value `{}` holds `{}`: use `{{{name}}}` outside quotes",

@@ -6,7 +6,7 @@ use fleet_inventory::Site;
 use fleet_remote_exec::Client;
 use tokio::sync::Semaphore;
 
-use crate::civicrm::Facts;
+use crate::discovery::Facts;
 use crate::error::PlaybookError;
 use crate::host::{Classified, Discovery, discover, verdict};
 use crate::runner::{Cancel, HostJob, UpgradeOptions};

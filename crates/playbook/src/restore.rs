@@ -21,7 +21,8 @@ use std::time::Duration;
 use fleet_inventory::{Amount, Batches, Site};
 use fleet_remote_exec::{Client, quote};
 
-use crate::civicrm::{self, Facts, SiteCmds};
+use crate::civicrm::{self, SiteCmds};
+use crate::discovery::{self, Facts};
 use crate::error::PlaybookError;
 use crate::event::Reporter;
 use crate::host::{Changes, HostRun, Work, error_text, failed, group_units, step_error_text};
@@ -427,9 +428,9 @@ async fn restore_on(
     }
     let owned: Vec<Site> = sites.iter().map(|s| (*s).clone()).collect();
     let live = h
-        .exec("host", "recover-probe", &civicrm::discover_script(&owned))
+        .exec("host", "recover-probe", &discovery::discover_script(&owned))
         .await
-        .map(|out| civicrm::parse_discovery(&out, &owned))
+        .map(|out| discovery::parse_discovery(&out, &owned))
         .map_err(|e| step_error_text(&e))?;
     let mut all: Vec<Live<'_>> = Vec::new();
     for s in sites {
