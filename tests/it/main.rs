@@ -34,6 +34,11 @@ pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run fleet")
 }
 
+/// Both streams, for an assertion's message.
+pub(crate) fn both(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
+}
+
 pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

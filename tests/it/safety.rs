@@ -10,14 +10,10 @@ use crate::upgrade::{
     FROM, TO, Upgrade, dump_files, fleet_cmd, is_upgrade_call, prior_maintenance, run_id,
     spawn_upgrade, ts, wait_until,
 };
-use crate::{stderr, stdout};
+use crate::{both, stderr, stdout};
 
 /// Rows the sites hold, in the fakes' databases: what a restore must never lose unasked.
 const DATA: &str = "data.contacts";
-
-fn both(o: &std::process::Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o))
-}
 
 /// The run's dump of database `db` on the host of `backup_dir`.
 fn dump_of(backup_dir: &Path, run: &str, db: &str) -> PathBuf {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use fleet_lab::{LabSite, SitesOptions, TestLab};
 use serde_json::Value;
 
-use crate::{fleet, run, stderr, stdout};
+use crate::{both, fleet, run, stderr, stdout};
 
 pub(crate) const FROM: &str = "5.69.0";
 pub(crate) const TO: &str = "5.70.0";
@@ -113,13 +113,7 @@ pub(crate) fn dump_files(dir: &Path) -> Vec<PathBuf> {
 fn ten_hosts_two_sites_upgrade_end_to_end() {
     let u = Upgrade::new(10, 2);
     let o = u.fleet(&["--batches", "1,30%,100%"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for s in &u.sites {
         assert_eq!(s.code_version(), TO, "{}/{}", s.host, s.name);
         assert_eq!(s.db_version(), TO, "{}/{}", s.host, s.name);
@@ -466,13 +460,7 @@ fn host_killed_mid_run_is_reported_and_recovered() {
     u.lab.lab_mut().start_host("h02").expect("restart h02");
     std::fs::remove_file(u.host_root("h02").join("fake-civi/fail/slow")).expect("clear injection");
     let o = fleet_cmd(&u, &["recover", "--yes"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(site.maintenance(), "0");
     assert_eq!(site.code_version(), site.db_version());
     let o = fleet_cmd(&u, &["recover", "--yes"]);
@@ -503,13 +491,7 @@ fn controller_killed_then_resumed() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let run = run_id(&u);
     let o = fleet_cmd(&u, &["resume", &run]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for site in &u.sites {
         assert_eq!(site.db_version(), TO, "{}/{}", site.host, site.name);
         assert_eq!(site.code_version(), TO);
@@ -570,13 +552,7 @@ fn rollback_restores_an_upgraded_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = run_id(&u);
     let o = fleet_cmd(&u, &["rollback", &run, "--yes"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for s in &u.sites {
         assert_eq!(s.code_version(), FROM, "{}/{}", s.host, s.name);
         assert_eq!(s.db_version(), FROM, "{}/{}", s.host, s.name);
@@ -641,13 +617,7 @@ fn stale_lock_of_a_finished_run_is_taken_over() {
     )
     .expect("owner");
     let o = u.fleet(&[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(s.db_version(), TO);
     assert!(!lock.exists(), "the lock is released at the end");
 }
@@ -689,13 +659,7 @@ fn interrupt_once_brings_sites_back_up(signal: &str) {
         .expect("kill");
     assert!(status.success());
     let o = child.wait_with_output().expect("fleet");
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(130), "{}", both(&o));
     for site in &u.sites {
         assert_eq!(
             site.maintenance(),
@@ -723,13 +687,7 @@ fn drush_variant_upgrades_too() {
     )
     .expect("write");
     let o = u.fleet(&[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let calls = u.calls("h01");
     assert!(
         calls
@@ -770,13 +728,7 @@ fn max_per_keeps_hosts_sharing_a_var_apart() {
         u.inject(h, "slow", Some("0.2"));
     }
     let o = u.fleet(&["--batches", "4", "--max-per", "db_server=1"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let span = |h: &str| {
         let ts: Vec<f64> = u.calls(h).iter().map(ts).collect();
         (
@@ -821,13 +773,7 @@ fn second_interrupt_aborts_and_names_sites_still_down() {
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     let o = child.wait_with_output().expect("fleet");
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(130), "{}", both(&o));
     assert!(
         stderr(&o).contains("STILL IN MAINTENANCE"),
         "{}",
@@ -836,13 +782,7 @@ fn second_interrupt_aborts_and_names_sites_still_down() {
     assert!(stdout(&o).contains("interrupted"), "{}", stdout(&o));
     std::fs::remove_file(u.host_root("h01").join("fake-civi/fail/slow")).expect("clear");
     let o = fleet_cmd(&u, &["recover", "--yes"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for site in &u.sites {
         assert_eq!(site.maintenance(), prior_maintenance(site));
         assert_eq!(site.code_version(), site.db_version());
@@ -877,13 +817,7 @@ verify = "test -s {root}/sites/marker-{site}"
     );
     let pb = pb.display().to_string();
     let o = fleet_cmd(&u, &["upgrade", "--playbook", &pb]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(
         stdout(&o).contains("playbook `touch marker` done"),
         "{}",
@@ -965,13 +899,7 @@ fn bake_re_verifies_before_the_next_batch() {
     )
     .expect("tamper");
     let o = child.wait_with_output().expect("fleet");
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(
         stderr(&o).contains("re-verify after the bake FAILED"),
         "{}",
@@ -1015,13 +943,7 @@ fn rollback_of_one_site_takes_its_codebase_group_only() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = run_id(&u);
     let o = fleet_cmd(&u, &["rollback", &run, "--site", "h01/site1", "--yes"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for s in &u.sites {
         let want = if s.host == "h01" { FROM } else { TO };
         assert_eq!(s.code_version(), want, "{}/{}", s.host, s.name);
@@ -1060,13 +982,7 @@ fn resume_of_a_playbook_run_runs_that_playbook() {
     std::fs::remove_file(&pb).expect("rm playbook");
     let run = run_id(&u);
     let o = fleet_cmd(&u, &["resume", &run, "--step-timeout", "60s"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for s in &u.sites {
         assert!(
             s.backup_dir.join(format!("done-{}", s.name)).exists(),
