@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use fleet_inventory::Site;
-use fleet_remote_exec::quote;
+use fleet_remote_exec::{ExecOptions, RemoteCommand, quote};
 
-use crate::civicrm::PRELUDE;
+use crate::engine::{error_text, last_line};
+
+use crate::procedure::civicrm::commands::PRELUDE;
 
 /// The facts discovered about one site on its host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,6 +291,46 @@ fn safe_path(what: &str, p: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Why a read-only discovery gave no facts.
+pub(crate) enum Discovery {
+    /// Could not connect or the connection dropped.
+    Unreachable(String),
+    /// The discovery script failed on the host.
+    Failed(String),
+}
+
+/// Connects, runs the read-only discovery script for `sites`, and closes: what `--plan` and
+/// `--bake` need (no journal, no locks).
+pub(crate) async fn discover(
+    client: &fleet_remote_exec::Client,
+    target: &fleet_remote_exec::Target,
+    sites: &[Site],
+    timeout: std::time::Duration,
+    cancel: &crate::context::Cancel,
+) -> Result<BTreeMap<String, Facts>, Discovery> {
+    let session = client
+        .connect(target, &cancel.abort)
+        .await
+        .map_err(|e| Discovery::Unreachable(error_text(&e)))?;
+    let opts = ExecOptions {
+        timeout,
+        max_output: 1 << 20,
+    };
+    let out = session
+        .exec(
+            &RemoteCommand::shell(discover_script(sites)),
+            &opts,
+            &cancel.abort,
+        )
+        .await;
+    session.close().await;
+    match out {
+        Ok(o) if o.status.success() => Ok(parse_discovery(&o.stdout.to_string_lossy(), sites)),
+        Ok(o) => Err(Discovery::Failed(last_line(&o.stderr.to_string_lossy()))),
+        Err(e) => Err(Discovery::Unreachable(error_text(&e))),
+    }
 }
 
 #[cfg(test)]

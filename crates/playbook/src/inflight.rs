@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use fleet_remote_exec::{ExecOptions, RemoteCommand, Session, quote};
 
+use crate::context::Ctx;
 use crate::event::Event;
-use crate::runner::Ctx;
 
 /// Lists the pids of `run`'s steps on `host` (`none`, or `found <pids>`); with `wait`, then
 /// waits that long for them to end and kills the process groups of those still there
@@ -70,12 +70,12 @@ pub(crate) async fn settle(
 ) -> Result<(), String> {
     // The wait is bounded by the step timeout, less the time the kill itself takes.
     let wait = ctx
-        .opts
+        .settings
         .step_timeout
         .saturating_sub(Duration::from_secs(10))
         .max(Duration::from_secs(1));
     let opts = ExecOptions {
-        timeout: ctx.opts.step_timeout,
+        timeout: ctx.settings.step_timeout,
         max_output: 64 * 1024,
     };
     // Announce the wait before it starts: ask first without waiting.
@@ -139,7 +139,7 @@ pub(crate) async fn running(
     run: &str,
 ) -> Result<Option<String>, String> {
     let opts = ExecOptions {
-        timeout: ctx.opts.step_timeout,
+        timeout: ctx.settings.step_timeout,
         max_output: 64 * 1024,
     };
     let out = exec(
@@ -166,11 +166,11 @@ async fn exec(
         Ok(o) => Err(format!(
             "cannot check for steps still running: {}: {}",
             o.status,
-            crate::host::last_line(&o.stderr.to_string_lossy())
+            crate::engine::last_line(&o.stderr.to_string_lossy())
         )),
         Err(e) => Err(format!(
             "cannot check for steps still running: {}",
-            crate::host::error_text(&e)
+            crate::engine::error_text(&e)
         )),
     }
 }

@@ -13,22 +13,27 @@
 //! The crate never prints and never touches a terminal.
 #![warn(missing_docs)]
 
-mod civicrm;
+mod bake;
+mod classify;
+mod context;
 mod discovery;
+mod engine;
 mod error;
 mod event;
 mod host;
 mod inflight;
 mod journal;
+mod lock;
 mod outcome;
 mod placeholder;
 mod plan;
 mod playbook;
+mod procedure;
 mod restore;
 mod runner;
+mod work;
 
-pub use civicrm::tarball_version;
-pub use civicrm::version_cmp;
+pub use context::{Cancel, HostJob, OnFailure};
 pub use discovery::Facts;
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
@@ -39,8 +44,10 @@ pub use journal::{
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};
 pub use playbook::{Playbook, ShellStep, Step, StepKind};
+pub use procedure::civicrm::STEPS;
+pub use procedure::civicrm::commands::{tarball_version, version_cmp};
 pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,
     needs_restore, restore_run,
 };
-pub use runner::{Cancel, HostJob, OnFailure, STEPS, UpgradeOptions, run_upgrade};
+pub use runner::{UpgradeOptions, run_upgrade};

@@ -6,10 +6,13 @@ use fleet_inventory::Site;
 use fleet_remote_exec::Client;
 use tokio::sync::Semaphore;
 
+use crate::classify::{Classified, verdict};
+use crate::context::{Cancel, HostJob};
 use crate::discovery::Facts;
+use crate::discovery::{Discovery, discover};
 use crate::error::PlaybookError;
-use crate::host::{Classified, Discovery, discover, verdict};
-use crate::runner::{Cancel, HostJob, UpgradeOptions};
+use crate::procedure::Procedure;
+use crate::runner::UpgradeOptions;
 
 /// What `--plan` found for one site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +106,7 @@ pub async fn plan_upgrade(
                 .iter()
                 .map(|s| {
                     let f = facts.get(&s.name).cloned().unwrap_or_default();
-                    match verdict(opts, s, &f) {
+                    match verdict(&Procedure::of(opts.playbook.as_ref()), &opts.target, s, &f) {
                         Classified::Upgrade => row(s, &f, "upgrade", String::new()),
                         Classified::Skip(r) => row(s, &f, "skip", r),
                         Classified::Refuse(r) => row(s, &f, "refuse", r),

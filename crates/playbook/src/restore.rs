@@ -15,20 +15,22 @@
 //! 5. only then: maintenance on, code and databases back, maintenance as before the run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use fleet_inventory::{Amount, Batches, Site};
+use fleet_inventory::Site;
 use fleet_remote_exec::{Client, quote};
 
-use crate::civicrm::{self, SiteCmds};
+use crate::classify::group_units;
+use crate::context::{Cancel, Ctx, HostJob, OnFailure, Settings};
 use crate::discovery::{self, Facts};
+use crate::engine::{Changes, HostRun, error_text, failed, finish_site, step_error_text};
 use crate::error::PlaybookError;
 use crate::event::Reporter;
-use crate::host::{Changes, HostRun, Work, error_text, failed, group_units, step_error_text};
 use crate::journal::{Journal, SiteRow};
 use crate::outcome::{After, SiteOutcome, SiteReport};
-use crate::runner::{Cancel, Ctx, HostJob, OnFailure, UpgradeOptions, finish_site};
+use crate::procedure::Procedure;
+use crate::procedure::civicrm::commands::{self as civicrm, SiteCmds};
+use crate::work::Work;
 
 mod rollback;
 
@@ -181,25 +183,19 @@ pub async fn restore_run(
             }
         }
     }
-    let opts = UpgradeOptions {
-        tarball: PathBuf::new(),
+    // A restore runs the built-in undo chain and maintenance back to the prior state; it
+    // uploads nothing and takes no lock over.
+    let settings = Settings {
         target: info.target.clone(),
-        batches: Batches(vec![Amount::Percent(100)]),
-        max_fail: Amount::Percent(100),
-        unreachable_counts: true,
-        max_per: BTreeMap::new(),
-        forks: 20,
-        on_failure: OnFailure::Rollback,
         step_timeout: ro.step_timeout,
-        args: info.args.clone(),
-        playbook: None,
-        resume: None,
+        on_failure: OnFailure::Rollback,
+        procedure: Procedure::Civicrm,
+        tarball: None,
         break_lock: None,
-        bake: None,
     };
     let ctx = Ctx {
         client,
-        opts: &opts,
+        settings: &settings,
         journal,
         reporter,
         cancel,
@@ -497,7 +493,7 @@ async fn restore_group(
 ) -> GroupEnd {
     let all_sites = |o: SiteOutcome| vec![o; g.len()];
     let (ctx, host) = (h.ctx, h.host);
-    let target = ctx.opts.target.clone();
+    let target = ctx.settings.target.clone();
     let mut ch = Changes::default();
     for l in group {
         if l.maintenance != l.work.facts.maintenance {

@@ -6,25 +6,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_inventory::{Amount, Batches, Host};
-use fleet_remote_exec::{Client, Target};
+use fleet_inventory::{Amount, Batches};
+use fleet_remote_exec::Client;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
+use crate::context::{Cancel, Ctx, HostJob, OnFailure, Settings};
+use crate::engine::finish_site;
 use crate::error::PlaybookError;
 use crate::event::{Event, Gate, Reporter};
 use crate::host::run_host;
 use crate::journal::{Journal, RunInfo, SiteUpdate};
 use crate::outcome::{RunReport, SiteOutcome, SiteReport};
-
-/// What to do with a site whose upgrade failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
-    /// Restore code and database from the run's backups, then maintenance back as it was.
-    Rollback,
-    /// Restore, but keep the site in maintenance (for a person to look at it).
-    Hold,
-}
+use crate::procedure::Procedure;
 
 /// How the run rolls out and what it installs.
 #[derive(Debug, Clone)]
@@ -57,125 +50,6 @@ pub struct UpgradeOptions {
     pub break_lock: Option<String>,
     /// After each batch but the last, wait this long, then re-verify its sites (`--bake`).
     pub bake: Option<Duration>,
-}
-
-/// One host to upgrade: its inventory entry and how to reach it.
-#[derive(Debug, Clone)]
-pub struct HostJob {
-    /// The inventory host (its sites).
-    pub host: Host,
-    /// Where to connect.
-    pub target: Target,
-}
-
-/// Cancellation: `drain` admits nothing new and brings sites that are still safe back;
-/// `abort` kills running commands.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel {
-    /// First interrupt.
-    pub drain: CancellationToken,
-    /// Second interrupt (also cancels `drain` when created with [`Cancel::new`]).
-    pub abort: CancellationToken,
-}
-
-impl Cancel {
-    /// A pair where aborting also drains.
-    pub fn new() -> Self {
-        let abort = CancellationToken::new();
-        Self {
-            drain: abort.child_token(),
-            abort,
-        }
-    }
-}
-
-/// The procedure's step names, in order (`fleet upgrade --show-steps`, `--plan`).
-pub const STEPS: &[(&str, &str, &str)] = &[
-    (
-        "preflight",
-        "site",
-        "read code and DB versions, `.upgrade` marker, free disk, write permission; skip sites at the target, refuse downgrades",
-    ),
-    (
-        "lock",
-        "site",
-        "take the per-site lock on the host (run id, controller, pid)",
-    ),
-    (
-        "upload",
-        "host",
-        "upload the release tarball once per host, size-checked, atomic rename",
-    ),
-    (
-        "record-maintenance",
-        "site",
-        "record the prior maintenance state in the journal",
-    ),
-    (
-        "maintenance-on",
-        "site",
-        "drush vset --exact maintenance_mode 1; drush cc all; verify vget = 1",
-    ),
-    (
-        "disable-modules",
-        "site",
-        "drush pm-disable the listed integration modules that are enabled; record them",
-    ),
-    (
-        "backup-db",
-        "database",
-        "drush civicrm-sql-dump (with routines) per CiviCRM database, Drupal DBs with sql-dump --routines; verify header and `Dump completed` trailer; record path and sha256",
-    ),
-    (
-        "move-code-out",
-        "codebase",
-        "mv the CiviCRM code dir into the run's backup dir (moved, not copied); verify",
-    ),
-    (
-        "unpack",
-        "codebase",
-        "tar -xzf into a temp dir next to it, rename into place; verify xml/version.xml = target",
-    ),
-    (
-        "fix-permissions",
-        "site",
-        "chown the site's files dir to the web user, dirs 0755, files 0644",
-    ),
-    (
-        "upgrade-db",
-        "database",
-        "cv upgrade:db -n (or drush civicrm-upgrade-db -y) as the web user, once per database; re-read: code = DB = target, no `.upgrade` marker",
-    ),
-    (
-        "flush",
-        "site",
-        "cv flush (or drush cc civicrm) as the web user; drush cc all",
-    ),
-    (
-        "enable-modules",
-        "site",
-        "drush pm-enable the modules disabled before",
-    ),
-    (
-        "maintenance-restore",
-        "site",
-        "set maintenance_mode back to its recorded prior value; verify",
-    ),
-    (
-        "verify",
-        "site",
-        "cv status: CiviCRM at the target, no pending upgrade",
-    ),
-    ("unlock", "site", "release the per-site lock"),
-];
-
-pub(crate) struct Ctx<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) opts: &'a UpgradeOptions,
-    pub(crate) journal: &'a Journal,
-    pub(crate) reporter: &'a dyn Reporter,
-    pub(crate) cancel: &'a Cancel,
-    pub(crate) run: String,
 }
 
 /// Runs the upgrade across `jobs` (in inventory order), batch by batch.
@@ -212,10 +86,7 @@ pub async fn run_upgrade(
             id.clone()
         }
         None => journal.create_run(&RunInfo {
-            procedure: opts.playbook.as_ref().map_or_else(
-                || "civicrm-d7".to_owned(),
-                |p| format!("playbook:{}", p.name),
-            ),
+            procedure: Procedure::of(opts.playbook.as_ref()).name(),
             target: opts.target.clone(),
             args: opts.args.clone(),
         })?,
@@ -261,9 +132,17 @@ pub async fn run_upgrade(
         batch_budget: batch_budget.clone(),
         run_budget,
     });
+    let settings = Settings {
+        target: opts.target.clone(),
+        step_timeout: opts.step_timeout,
+        on_failure: opts.on_failure,
+        procedure: Procedure::of(opts.playbook.as_ref()),
+        tarball: Some(opts.tarball.clone()),
+        break_lock: opts.break_lock.clone(),
+    };
     let ctx = Ctx {
         client,
-        opts,
+        settings: &settings,
         journal,
         reporter,
         cancel,
@@ -308,7 +187,7 @@ pub async fn run_upgrade(
             index,
             hosts: names,
         });
-        let batch_reports = run_batch(&ctx, batch, index).await;
+        let batch_reports = run_batch(&ctx, opts, batch, index).await;
         let mut failed: Vec<&str> = batch
             .iter()
             .filter(|j| {
@@ -328,7 +207,7 @@ pub async fn run_upgrade(
                 () = tokio::time::sleep(d) => {}
                 () = cancel.drain.cancelled() => {}
             }
-            let problems = crate::host::bake_check(&ctx, batch, &batch_reports).await;
+            let problems = crate::bake::bake_check(&ctx, batch, &batch_reports).await;
             for (host, _) in &problems {
                 if !failed.contains(&host.as_str()) {
                     failed.push(
@@ -388,13 +267,18 @@ pub async fn run_upgrade(
 
 /// Runs one batch: hosts in parallel up to `forks`, and at most `max_per[key]` hosts sharing a
 /// value of var `key`.
-pub(crate) async fn run_batch(ctx: &Ctx<'_>, batch: &[HostJob], index: usize) -> Vec<SiteReport> {
-    let forks = Arc::new(Semaphore::new(ctx.opts.forks.max(1)));
+pub(crate) async fn run_batch(
+    ctx: &Ctx<'_>,
+    opts: &UpgradeOptions,
+    batch: &[HostJob],
+    index: usize,
+) -> Vec<SiteReport> {
+    let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let mut caps: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
     let mut futures = Vec::with_capacity(batch.len());
     for job in batch {
         let mut sems = vec![forks.clone()];
-        for (key, &n) in &ctx.opts.max_per {
+        for (key, &n) in &opts.max_per {
             if let Some(v) = job.host.var(key) {
                 sems.push(
                     caps.entry((key.clone(), v))
@@ -449,33 +333,4 @@ pub(crate) fn not_started(
             }
         })
         .collect()
-}
-
-pub(crate) fn finish_site(
-    ctx: &Ctx<'_>,
-    host: &str,
-    site: &str,
-    _batch: usize,
-    outcome: &SiteOutcome,
-    from: Option<&str>,
-) -> Result<(), PlaybookError> {
-    let detail = outcome.to_string();
-    ctx.journal.site(
-        &ctx.run,
-        host,
-        site,
-        &SiteUpdate {
-            status: Some(outcome.status()),
-            detail: Some(&detail),
-            from_version: from,
-            in_maintenance: Some(outcome.left_in_maintenance()),
-            ..Default::default()
-        },
-    )?;
-    ctx.reporter.on_event(&Event::SiteFinished {
-        host: host.into(),
-        site: site.into(),
-        outcome: outcome.clone(),
-    });
-    Ok(())
 }

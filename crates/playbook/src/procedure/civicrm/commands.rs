@@ -1,4 +1,4 @@
-//! The CiviCRM-on-Drupal-7 procedure: what each step runs on the host, and the probes that
+//! The CiviCRM-on-Drupal-7 procedure's shell commands: what each step runs on the host, and the probes that
 //! re-read state afterwards (an exit code alone is never trusted: `cv upgrade:db` exits 0
 //! without upgrading when the DB is already newer, `drush cc civicrm` exits 0 on errors).
 //!
@@ -330,39 +330,6 @@ pub(crate) fn empty_dir(dir: &str) -> String {
          case $r in */templates_c) ;; *) echo \"refusing to empty $d: it is $r, not a templates_c directory\" >&2; exit 1 ;; esac; \
          find \"$r\" -mindepth 1 -delete",
         d = quote(dir)
-    )
-}
-
-/// Takes the per-site lock on the host: an atomic `mkdir` holding the owner's run id,
-/// controller and pid. Re-entrant for the same run (resume, recover). Prints `locked` (taken
-/// now, or over from `take_over`), `relocked` (the run held it already) or
-/// `held-by <owner line>`.
-pub(crate) fn lock(dir: &str, owner: &str, run: &str, take_over: Option<&str>) -> String {
-    let mut mine = format!(
-        "grep -q {} \"$l/owner\" 2>/dev/null",
-        quote(&format!("run={run} "))
-    );
-    if let Some(stale) = take_over {
-        mine.push_str(&format!(
-            " || grep -q {} \"$l/owner\" 2>/dev/null",
-            quote(&format!("run={stale} "))
-        ));
-    }
-    format!(
-        "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
-         elif {mine}; then printf '%s\\n' {o} > \"$l/owner\" && echo relocked; \
-         else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
-        l = quote(dir),
-        o = quote(owner),
-    )
-}
-
-/// Releases a lock only if this run holds it.
-pub(crate) fn unlock(dir: &str, run: &str) -> String {
-    format!(
-        "l={l}; if grep -q {r} \"$l/owner\" 2>/dev/null; then rm -rf \"$l\"; fi; true",
-        l = quote(dir),
-        r = quote(&format!("run={run} ")),
     )
 }
 

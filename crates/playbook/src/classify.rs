@@ -1,0 +1,297 @@
+//! What a run does with each site, from its discovered facts alone (pure: no I/O), and which
+//! sites must go through the procedure together because they share a codebase or a database.
+
+use fleet_inventory::Site;
+
+use crate::discovery::Facts;
+use crate::procedure::Procedure;
+use crate::procedure::civicrm::commands::version_cmp;
+use crate::work::Work;
+
+pub(crate) enum Classified {
+    Upgrade,
+    Skip(String),
+    Refuse(String),
+}
+
+/// What a run does with a site: the built-in procedure and playbooks that install the
+/// tarball compare versions; other playbooks run on every site discovery could read.
+pub(crate) fn verdict(procedure: &Procedure, target: &str, site: &Site, f: &Facts) -> Classified {
+    match procedure {
+        _ if !procedure.needs_tarball() => match &f.error {
+            Some(e) => Classified::Refuse(e.clone()),
+            None => Classified::Upgrade,
+        },
+        _ => classify(site, f, target),
+    }
+}
+
+pub(crate) fn classify(site: &Site, f: &Facts, target: &str) -> Classified {
+    use std::cmp::Ordering;
+    if let Some(e) = &f.error {
+        return Classified::Refuse(e.clone());
+    }
+    if f.code_version.is_empty() {
+        return Classified::Refuse(format!(
+            "no CiviCRM code version at `{}/xml/version.xml`",
+            f.civicrm_root
+        ));
+    }
+    if f.db_version.is_empty() {
+        return Classified::Refuse("cannot read the CiviCRM database version".into());
+    }
+    if f.db_version.ends_with(".upgrade") {
+        return Classified::Refuse(format!(
+            "the database is partially upgraded (`{}`): restore it first",
+            f.db_version
+        ));
+    }
+    if f.db_version != f.code_version {
+        return Classified::Refuse(format!(
+            "code `{}` and database `{}` differ: finish or undo that first",
+            f.code_version, f.db_version
+        ));
+    }
+    if f.web_user.is_empty() {
+        return Classified::Refuse("cannot tell the web-server user (set `web_user`)".into());
+    }
+    match version_cmp(target, &f.code_version) {
+        Ordering::Equal => return Classified::Skip(format!("already at {target}")),
+        Ordering::Less => {
+            return Classified::Refuse(format!(
+                "refusing to downgrade {} to {target}",
+                f.code_version
+            ));
+        }
+        Ordering::Greater => {}
+    }
+    if !f.code_parent_writable {
+        return Classified::Refuse(format!(
+            "cannot write next to the code dir `{}`",
+            f.civicrm_root
+        ));
+    }
+    let need = f.code_kb + 50 * 1024;
+    if f.free_kb < need {
+        return Classified::Refuse(format!(
+            "only {} MiB free for backups in `{}`, need {} MiB",
+            f.free_kb / 1024,
+            site.backup_dir,
+            need / 1024
+        ));
+    }
+    Classified::Upgrade
+}
+
+/// Groups sites that share a codebase (`$civicrm_root`) or a CiviCRM database.
+pub(crate) fn group_units<'a>(work: &[Work<'a>]) -> Vec<Vec<Work<'a>>> {
+    let n = work.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(p: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while p[r] != r {
+            r = p[r];
+        }
+        p[i] = r;
+        r
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            let (a, b) = (&work[i].facts, &work[j].facts);
+            if a.civicrm_root == b.civicrm_root || (!a.civi_db.is_empty() && a.civi_db == b.civi_db)
+            {
+                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                parent[rj] = ri;
+            }
+        }
+    }
+    let mut groups: Vec<(usize, Vec<Work<'a>>)> = Vec::new();
+    for (i, w) in work.iter().enumerate() {
+        let r = find(&mut parent, i);
+        match groups.iter_mut().find(|(root, _)| *root == r) {
+            Some((_, g)) => g.push(w.clone()),
+            None => groups.push((r, vec![w.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_inventory::DbUpgradeTool;
+
+    use super::*;
+
+    fn site(name: &str) -> Site {
+        Site {
+            name: name.into(),
+            root: "/var/www/d7".into(),
+            uri: format!("https://{name}.example"),
+            web_user: None,
+            backup_dir: "/var/backups".into(),
+            drush: "drush".into(),
+            cv: "cv".into(),
+            db_upgrade: DbUpgradeTool::Cv,
+            disable_modules: Vec::new(),
+        }
+    }
+
+    /// What discovery reports for a healthy site at 5.69.0 with room to work.
+    fn healthy() -> Facts {
+        Facts {
+            site_dir: "/var/www/d7/sites/a".into(),
+            civicrm_root: "/var/www/d7/sites/all/modules/civicrm".into(),
+            civi_db: "civi_a".into(),
+            cms_db: "drupal_a".into(),
+            templates_c: "/var/www/d7/sites/a/files/civicrm/templates_c".into(),
+            code_version: "5.69.0".into(),
+            db_version: "5.69.0".into(),
+            maintenance: "0".into(),
+            web_user: "www-data".into(),
+            has_cv: true,
+            has_drush: true,
+            enabled_modules: Vec::new(),
+            free_kb: 10 << 20,
+            code_kb: 100 << 10,
+            code_parent_writable: true,
+            error: None,
+        }
+    }
+
+    fn why(c: Classified) -> String {
+        match c {
+            Classified::Upgrade => "upgrade".into(),
+            Classified::Skip(w) => format!("skip: {w}"),
+            Classified::Refuse(w) => format!("refuse: {w}"),
+        }
+    }
+
+    #[test]
+    fn a_healthy_older_site_is_upgraded_and_one_at_the_target_skipped() {
+        assert_eq!(why(classify(&site("a"), &healthy(), "5.70.0")), "upgrade");
+        assert_eq!(
+            why(classify(&site("a"), &healthy(), "5.69.0")),
+            "skip: already at 5.69.0"
+        );
+    }
+
+    #[test]
+    fn every_unsafe_state_is_refused_with_its_reason() {
+        type Change = Box<dyn Fn(&mut Facts)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "refuse: unreadable",
+                Box::new(|f| f.error = Some("unreadable".into())),
+            ),
+            (
+                "no CiviCRM code version",
+                Box::new(|f| f.code_version.clear()),
+            ),
+            (
+                "cannot read the CiviCRM database version",
+                Box::new(|f| f.db_version.clear()),
+            ),
+            (
+                "partially upgraded (`5.69.0.upgrade`)",
+                Box::new(|f| f.db_version = "5.69.0.upgrade".into()),
+            ),
+            (
+                "code `5.69.0` and database `5.68.0` differ",
+                Box::new(|f| f.db_version = "5.68.0".into()),
+            ),
+            ("web-server user", Box::new(|f| f.web_user.clear())),
+            (
+                "cannot write next to the code dir",
+                Box::new(|f| f.code_parent_writable = false),
+            ),
+            ("MiB free for backups", Box::new(|f| f.free_kb = 1024)),
+        ];
+        for (want, change) in cases {
+            let mut f = healthy();
+            change(&mut f);
+            let got = why(classify(&site("a"), &f, "5.70.0"));
+            assert!(
+                got.starts_with("refuse: ") && got.contains(want),
+                "{want}: got {got}"
+            );
+        }
+        assert_eq!(
+            why(classify(&site("a"), &healthy(), "5.10.0")),
+            "refuse: refusing to downgrade 5.69.0 to 5.10.0"
+        );
+    }
+
+    #[test]
+    fn a_playbook_without_the_tarball_runs_on_any_readable_site() {
+        let pb = crate::Playbook::parse(
+            "name = \"cc\"\n[[steps]]\nname = \"cc\"\nkind = \"shell\"\nrun = \"true\"\n",
+            std::path::Path::new("cc.toml"),
+        )
+        .expect("playbook");
+        let p = Procedure::Playbook(pb);
+        let mut f = healthy();
+        f.db_version.clear();
+        assert_eq!(why(verdict(&p, "5.69.0", &site("a"), &f)), "upgrade");
+        f.error = Some("no settings".into());
+        assert_eq!(
+            why(verdict(&p, "5.69.0", &site("a"), &f)),
+            "refuse: no settings"
+        );
+        assert_eq!(
+            why(verdict(
+                &Procedure::Civicrm,
+                "5.69.0",
+                &site("a"),
+                &healthy()
+            )),
+            "skip: already at 5.69.0"
+        );
+    }
+
+    #[test]
+    fn sites_sharing_a_codebase_or_a_database_form_one_unit_transitively() {
+        let sites: Vec<Site> = ["a", "b", "c", "d"].iter().map(|n| site(n)).collect();
+        let mut facts: Vec<Facts> = (0..4).map(|_| healthy()).collect();
+        // a and b share a codebase; b and c a CiviCRM database; d stands alone.
+        for (i, f) in facts.iter_mut().enumerate() {
+            f.civicrm_root = format!("/code/{i}");
+            f.civi_db = format!("civi_{i}");
+        }
+        facts[1].civicrm_root = "/code/0".into();
+        facts[2].civi_db = "civi_1".into();
+        let work: Vec<Work<'_>> = sites
+            .iter()
+            .zip(facts)
+            .map(|(site, facts)| Work {
+                site,
+                facts,
+                prior_from: None,
+            })
+            .collect();
+        let groups: Vec<Vec<&str>> = group_units(&work)
+            .iter()
+            .map(|g| g.iter().map(|w| w.site.name.as_str()).collect())
+            .collect();
+        assert_eq!(groups, vec![vec!["a", "b", "c"], vec!["d"]]);
+    }
+
+    #[test]
+    fn sites_without_a_civicrm_database_are_not_joined_by_it() {
+        let sites: Vec<Site> = ["a", "b"].iter().map(|n| site(n)).collect();
+        let work: Vec<Work<'_>> = sites
+            .iter()
+            .enumerate()
+            .map(|(i, site)| {
+                let mut facts = healthy();
+                facts.civicrm_root = format!("/code/{i}");
+                facts.civi_db.clear();
+                Work {
+                    site,
+                    facts,
+                    prior_from: None,
+                }
+            })
+            .collect();
+        assert_eq!(group_units(&work).len(), 2);
+    }
+}

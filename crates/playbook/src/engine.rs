@@ -1,0 +1,326 @@
+//! The journaled step engine: every remote step is recorded before it runs and after it
+//! ends, carries its journal id to the host (so a crashed run's steps can be found there),
+//! and is judged by its exit status or by the caller's own probe. It knows no procedure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand, Session};
+
+use crate::context::{Ctx, HostJob};
+use crate::error::PlaybookError;
+use crate::event::Event;
+use crate::journal::SiteUpdate;
+use crate::outcome::{After, SiteOutcome};
+use crate::procedure::civicrm::commands::PRELUDE;
+use crate::work::Work;
+
+/// Why a step did not succeed.
+pub(crate) enum StepError {
+    /// The command failed or its verification did not hold.
+    Failed(String),
+    /// Aborted (second interrupt): remote state unknown.
+    Aborted,
+}
+
+pub(crate) struct HostRun<'a, 'c> {
+    pub(crate) ctx: &'a Ctx<'c>,
+    pub(crate) session: &'a Session,
+    pub(crate) host: &'a str,
+    pub(crate) job: &'a HostJob,
+}
+
+/// What a group has changed so far, i.e. what the undo chain must put back.
+#[derive(Default)]
+pub(crate) struct Changes {
+    pub(crate) maintenance_on: BTreeSet<String>,
+    pub(crate) modules_disabled: BTreeMap<String, Vec<String>>,
+    pub(crate) code_moved: bool,
+    pub(crate) db_upgrade_started: BTreeSet<String>,
+    /// `undo` commands of completed playbook shell steps: (unit, step, script).
+    pub(crate) shell_undo: Vec<(String, String, String)>,
+}
+
+impl HostRun<'_, '_> {
+    /// Records an artifact the way back depends on; a journal that cannot record it stops the
+    /// step before its side effect.
+    pub(crate) fn record(
+        &self,
+        step: &str,
+        unit: &str,
+        kind: &str,
+        value: &str,
+    ) -> Result<(), (String, StepError)> {
+        self.ctx
+            .journal
+            .set_artifact(&self.ctx.run, self.host, unit, kind, value)
+            .map_err(|e| {
+                (
+                    step.to_owned(),
+                    StepError::Failed(format!("the journal could not record the {kind}: {e}")),
+                )
+            })
+    }
+
+    /// Between steps: a first interrupt turns a group that has not reached the DB upgrade back.
+    pub(crate) fn checkpoint(&self, ch: &Changes, next: &str) -> Result<(), (String, StepError)> {
+        if self.ctx.cancel.abort.is_cancelled() {
+            return Err((next.to_owned(), StepError::Aborted));
+        }
+        if self.ctx.cancel.drain.is_cancelled() && ch.db_upgrade_started.is_empty() {
+            return Err((
+                next.to_owned(),
+                StepError::Failed("interrupted by the operator before the database upgrade".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mark(
+        &self,
+        w: &Work<'_>,
+        step: &str,
+        status: &str,
+        in_maintenance: Option<bool>,
+    ) {
+        if let Err(e) = self.ctx.journal.site(
+            &self.ctx.run,
+            self.host,
+            &w.site.name,
+            &SiteUpdate {
+                status: Some(status),
+                step: Some(step),
+                from_version: Some(&w.facts.code_version),
+                in_maintenance,
+                ..Default::default()
+            },
+        ) {
+            tracing::error!("journal: {e}");
+        }
+    }
+
+    pub(crate) fn journal_start(&self, unit: &str, step: &str, detail: &str) -> Option<i64> {
+        self.ctx.reporter.on_event(&Event::StepStarted {
+            host: self.host.into(),
+            unit: unit.into(),
+            step: step.into(),
+        });
+        match self
+            .ctx
+            .journal
+            .step_start(&self.ctx.run, self.host, unit, step, detail)
+        {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!("journal: {e}");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn journal_end(
+        &self,
+        id: Option<i64>,
+        unit: &str,
+        step: &str,
+        result: &Result<(), String>,
+    ) {
+        let (state, detail) = match result {
+            Ok(()) => ("done", String::new()),
+            Err(why) => ("failed", why.clone()),
+        };
+        if let Some(id) = id {
+            let _ = self.ctx.journal.step_end(id, state, &detail);
+        }
+        self.ctx.reporter.on_event(&Event::StepFinished {
+            host: self.host.into(),
+            unit: unit.into(),
+            step: step.into(),
+            ok: result.is_ok(),
+            detail,
+        });
+    }
+
+    /// Runs one journaled step; success means exit 0. Returns stdout.
+    pub(crate) async fn exec(
+        &self,
+        unit: &str,
+        step: &str,
+        script: &str,
+    ) -> Result<String, StepError> {
+        self.exec_inner(unit, step, script, "", false).await
+    }
+
+    /// Runs one journaled step whose exit status the caller judges (it probes state itself).
+    pub(crate) async fn exec_allow_fail(
+        &self,
+        unit: &str,
+        step: &str,
+        script: &str,
+        detail: &str,
+    ) -> Result<String, StepError> {
+        self.exec_inner(unit, step, script, detail, true).await
+    }
+
+    pub(crate) async fn exec_inner(
+        &self,
+        unit: &str,
+        step: &str,
+        script: &str,
+        detail: &str,
+        allow_fail: bool,
+    ) -> Result<String, StepError> {
+        let id = self.journal_start(unit, step, detail);
+        if id.is_none() {
+            // Guarantee 1: nothing happens that the journal does not know about first.
+            let r = Err("the journal could not record this step; not running it".to_owned());
+            self.journal_end(None, unit, step, &r);
+            return Err(StepError::Failed(
+                "the journal could not record this step".into(),
+            ));
+        }
+        let opts = ExecOptions {
+            timeout: self.ctx.settings.step_timeout,
+            max_output: 256 * 1024,
+        };
+        // Tags the step's processes on the host so that `fleet recover` can tell whether a
+        // step of a crashed run is still running there before it undoes anything.
+        let cmd = RemoteCommand::shell(format!(
+            "export FLEET_RUN_STEP={}; {PRELUDE}{script}",
+            fleet_remote_exec::quote(&format!(
+                "{}/{}/{}",
+                self.ctx.run,
+                self.host,
+                id.unwrap_or_default()
+            ))
+        ));
+        let r = self.session.exec(&cmd, &opts, &self.ctx.cancel.abort).await;
+        let (result, ret) = match r {
+            Ok(o) => match &o.status {
+                ExitStatus::Cancelled { .. } => (
+                    Err("aborted by the operator".to_owned()),
+                    Err(StepError::Aborted),
+                ),
+                ExitStatus::TimedOut { killed } => {
+                    let why = format!(
+                        "timed out after {:?} ({})",
+                        self.ctx.settings.step_timeout,
+                        if *killed {
+                            "remote process killed"
+                        } else {
+                            "remote process may still run"
+                        }
+                    );
+                    (Err(why.clone()), Err(StepError::Failed(why)))
+                }
+                s if s.success() || allow_fail => (Ok(()), Ok(o.stdout.to_string_lossy())),
+                s => {
+                    let why = format!(
+                        "{s}: {}",
+                        last_line(&o.stderr.to_string_lossy())
+                            .if_empty(&last_line(&o.stdout.to_string_lossy()))
+                    );
+                    (Err(why.clone()), Err(StepError::Failed(why)))
+                }
+            },
+            Err(e) => {
+                let why = error_text(&e);
+                (Err(why.clone()), Err(StepError::Failed(why)))
+            }
+        };
+        self.journal_end(id, unit, step, &result);
+        ret
+    }
+}
+
+pub(crate) trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.is_empty() {
+            other.to_owned()
+        } else {
+            self
+        }
+    }
+}
+
+pub(crate) fn expect(out: &str, want: &str, what: &str) -> Result<(), StepError> {
+    let got = out.lines().last().unwrap_or("").trim();
+    if got == want {
+        Ok(())
+    } else {
+        Err(StepError::Failed(format!(
+            "{what} is `{got}` after the step, expected `{want}`"
+        )))
+    }
+}
+
+pub(crate) fn failed(step: &str, reason: &str, after: After) -> SiteOutcome {
+    SiteOutcome::Failed {
+        step: step.into(),
+        reason: reason.into(),
+        after,
+    }
+}
+
+pub(crate) fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+pub(crate) fn step_error_text(e: &StepError) -> String {
+    match e {
+        StepError::Failed(w) => w.clone(),
+        StepError::Aborted => "aborted".into(),
+    }
+}
+
+pub(crate) fn error_text(e: &ExecError) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Records a site's end in the journal and tells the reporter.
+pub(crate) fn finish_site(
+    ctx: &Ctx<'_>,
+    host: &str,
+    site: &str,
+    _batch: usize,
+    outcome: &SiteOutcome,
+    from: Option<&str>,
+) -> Result<(), PlaybookError> {
+    let detail = outcome.to_string();
+    ctx.journal.site(
+        &ctx.run,
+        host,
+        site,
+        &SiteUpdate {
+            status: Some(outcome.status()),
+            detail: Some(&detail),
+            from_version: from,
+            in_maintenance: Some(outcome.left_in_maintenance()),
+            ..Default::default()
+        },
+    )?;
+    ctx.reporter.on_event(&Event::SiteFinished {
+        host: host.into(),
+        site: site.into(),
+        outcome: outcome.clone(),
+    });
+    Ok(())
+}

@@ -1,0 +1,491 @@
+//! The built-in procedure: CiviCRM on Drupal 7, upgraded in place. Maintenance on, modules
+//! off, databases dumped, code moved out and the release unpacked, the database upgraded once
+//! per database, then caches, modules and maintenance back and a final check. Every step
+//! re-reads the state it changed; exit codes alone are never trusted.
+
+use std::collections::BTreeSet;
+
+use crate::engine::{Changes, HostRun, StepError, expect, last_line};
+use crate::work::Work;
+
+pub(crate) mod commands;
+mod undo;
+
+use commands::{CodeCmds, SiteCmds};
+
+/// The procedure's step names, in order (`fleet upgrade --show-steps`, `--plan`).
+pub const STEPS: &[(&str, &str, &str)] = &[
+    (
+        "preflight",
+        "site",
+        "read code and DB versions, `.upgrade` marker, free disk, write permission; skip sites at the target, refuse downgrades",
+    ),
+    (
+        "lock",
+        "site",
+        "take the per-site lock on the host (run id, controller, pid)",
+    ),
+    (
+        "upload",
+        "host",
+        "upload the release tarball once per host, size-checked, atomic rename",
+    ),
+    (
+        "record-maintenance",
+        "site",
+        "record the prior maintenance state in the journal",
+    ),
+    (
+        "maintenance-on",
+        "site",
+        "drush vset --exact maintenance_mode 1; drush cc all; verify vget = 1",
+    ),
+    (
+        "disable-modules",
+        "site",
+        "drush pm-disable the listed integration modules that are enabled; record them",
+    ),
+    (
+        "backup-db",
+        "database",
+        "drush civicrm-sql-dump (with routines) per CiviCRM database, Drupal DBs with sql-dump --routines; verify header and `Dump completed` trailer; record path and sha256",
+    ),
+    (
+        "move-code-out",
+        "codebase",
+        "mv the CiviCRM code dir into the run's backup dir (moved, not copied); verify",
+    ),
+    (
+        "unpack",
+        "codebase",
+        "tar -xzf into a temp dir next to it, rename into place; verify xml/version.xml = target",
+    ),
+    (
+        "fix-permissions",
+        "site",
+        "chown the site's files dir to the web user, dirs 0755, files 0644",
+    ),
+    (
+        "upgrade-db",
+        "database",
+        "cv upgrade:db -n (or drush civicrm-upgrade-db -y) as the web user, once per database; re-read: code = DB = target, no `.upgrade` marker",
+    ),
+    (
+        "flush",
+        "site",
+        "cv flush (or drush cc civicrm) as the web user; drush cc all",
+    ),
+    (
+        "enable-modules",
+        "site",
+        "drush pm-enable the modules disabled before",
+    ),
+    (
+        "maintenance-restore",
+        "site",
+        "set maintenance_mode back to its recorded prior value; verify",
+    ),
+    (
+        "verify",
+        "site",
+        "cv status: CiviCRM at the target, no pending upgrade",
+    ),
+    ("unlock", "site", "release the per-site lock"),
+];
+
+impl HostRun<'_, '_> {
+    pub(crate) async fn forward(
+        &self,
+        g: &[Work<'_>],
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let run_dir = self.run_dir(g);
+        let code = self.code_cmds(g);
+        self.maintenance_on(g, ch).await?;
+        self.disable_modules(g, ch).await?;
+        self.checkpoint(ch, "backup-db")?;
+        self.backup(g, &run_dir).await?;
+        self.checkpoint(ch, "move-code-out")?;
+        self.code_swap(g, &code, tarball, ch).await?;
+        // The point of no easy return: from here a drain goes forward, not back.
+        self.checkpoint(ch, "upgrade-db")?;
+        self.upgrade_dbs(g, &code, ch).await?;
+        self.finish(g, ch).await
+    }
+
+    pub(crate) fn run_dir(&self, g: &[Work<'_>]) -> String {
+        format!("{}/fleet-{}", g[0].site.backup_dir, self.ctx.run)
+    }
+
+    pub(crate) fn code_cmds(&self, g: &[Work<'_>]) -> CodeCmds {
+        CodeCmds::new(
+            &g[0].facts.civicrm_root,
+            &format!("{}/code/civicrm", self.run_dir(g)),
+        )
+    }
+
+    /// Records each site's prior maintenance state, then turns maintenance on.
+    pub(crate) async fn maintenance_on(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        for w in g {
+            let unit = format!("site:{}", w.site.name);
+            self.mark(w, "record-maintenance", "running", None);
+            self.record(
+                "record-maintenance",
+                &unit,
+                "prior-maintenance",
+                &w.facts.maintenance,
+            )?;
+            if let Some(earlier) = &w.prior_from {
+                // This run now owns the site's way back to its prior state: it says the site
+                // is down (it is), then the earlier run stops offering to recover it.
+                ch.maintenance_on.insert(w.site.name.clone());
+                self.mark(w, "record-maintenance", "running", Some(true));
+                self.supersede(earlier, w)?;
+            }
+        }
+        self.checkpoint(ch, "maintenance-on")?;
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let unit = format!("site:{}", w.site.name);
+            // Recorded as on before the command: if we die mid-way, recovery turns it off.
+            ch.maintenance_on.insert(w.site.name.clone());
+            self.mark(w, "maintenance-on", "running", Some(true));
+            let out = self
+                .exec(
+                    &unit,
+                    "maintenance-on",
+                    &format!("{} && {}", c.set_maintenance("1"), c.read_maintenance()),
+                )
+                .await
+                .map_err(|e| (step("maintenance-on"), e))?;
+            expect(&out, "1", "maintenance_mode").map_err(|e| (step("maintenance-on"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Disables the listed integration modules that are enabled, recording them.
+    pub(crate) async fn disable_modules(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        for w in g.iter().filter(|w| !w.facts.enabled_modules.is_empty()) {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let unit = format!("site:{}", w.site.name);
+            let mods = w.facts.enabled_modules.clone();
+            self.record(
+                "disable-modules",
+                &unit,
+                "disabled-modules",
+                &mods.join(" "),
+            )?;
+            ch.modules_disabled
+                .insert(w.site.name.clone(), mods.clone());
+            self.mark(w, "disable-modules", "running", None);
+            let out = self
+                .exec(
+                    &unit,
+                    "disable-modules",
+                    &format!("{} && {}", c.disable_modules(&mods), c.enabled_modules()),
+                )
+                .await
+                .map_err(|e| (step("disable-modules"), e))?;
+            if let Some(m) = mods
+                .iter()
+                .find(|m| out.lines().any(|l| l.trim() == m.as_str()))
+            {
+                return Err((
+                    step("disable-modules"),
+                    StepError::Failed(format!("module `{m}` is still enabled")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Dumps every database of the group (CiviCRM and Drupal) and checks the dumps.
+    pub(crate) async fn backup(
+        &self,
+        g: &[Work<'_>],
+        run_dir: &str,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        let mut dumped: BTreeSet<String> = BTreeSet::new();
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            for (db, is_civi) in [(&w.facts.civi_db, true), (&w.facts.cms_db, false)] {
+                if db.is_empty() || !dumped.insert(db.clone()) {
+                    continue;
+                }
+                let file = format!("{run_dir}/db/{db}.sql");
+                let unit = format!("database:{db}");
+                for s in g {
+                    self.mark(s, "backup-db", "running", None);
+                }
+                let script = if is_civi {
+                    c.dump_civi(&file, db)
+                } else {
+                    c.dump_cms(&file, db)
+                };
+                let sha = self
+                    .exec(&unit, "backup-db", &script)
+                    .await
+                    .map_err(|e| (step("backup-db"), e))?;
+                self.record(
+                    "backup-db",
+                    &unit,
+                    "db-dump",
+                    &format!("{file} sha256:{}", sha.trim()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the old code out, unpacks the new code, fixes the files dirs' ownership.
+    pub(crate) async fn code_swap(
+        &self,
+        g: &[Work<'_>],
+        code: &CodeCmds,
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let run = &self.ctx.run;
+        let step = |name: &str| name.to_owned();
+        let target = &self.ctx.settings.target;
+        let first = &g[0];
+        let code_unit = format!("codebase:{}", first.facts.civicrm_root);
+        let run_dir = self.run_dir(g);
+        self.record(
+            "move-code-out",
+            &code_unit,
+            "code-backup",
+            &format!("{run_dir}/code/civicrm"),
+        )?;
+        for w in g {
+            self.mark(w, "move-code-out", "running", None);
+        }
+        ch.code_moved = true;
+        let old = self
+            .exec(&code_unit, "move-code-out", &code.move_out())
+            .await
+            .map_err(|e| (step("move-code-out"), e))?;
+        expect(&old, &first.facts.code_version, "moved code version")
+            .map_err(|e| (step("move-code-out"), e))?;
+        for w in g {
+            self.mark(w, "unpack", "running", None);
+        }
+        let new = self
+            .exec(&code_unit, "unpack", &code.unpack(tarball, run))
+            .await
+            .map_err(|e| (step("unpack"), e))?;
+        expect(&new, target, "unpacked code version (xml/version.xml)")
+            .map_err(|e| (step("unpack"), e))?;
+        for w in g {
+            let unit = format!("site:{}", w.site.name);
+            self.mark(w, "fix-permissions", "running", None);
+            let files = format!("{}/files", w.facts.site_dir);
+            let owner = self
+                .exec(
+                    &unit,
+                    "fix-permissions",
+                    &commands::fix_permissions(&files, &w.facts.web_user),
+                )
+                .await
+                .map_err(|e| (step("fix-permissions"), e))?;
+            expect(&owner, &w.facts.web_user, "owner of the files dir")
+                .map_err(|e| (step("fix-permissions"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the DB upgrade once per database and re-reads the versions.
+    pub(crate) async fn upgrade_dbs(
+        &self,
+        g: &[Work<'_>],
+        code: &CodeCmds,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        let target = &self.ctx.settings.target;
+        let mut upgraded: BTreeSet<String> = BTreeSet::new();
+        for w in g {
+            let db = &w.facts.civi_db;
+            if !upgraded.insert(db.clone()) {
+                continue;
+            }
+            let unit = format!("database:{db}");
+            let c = SiteCmds::new(w.site, &w.facts);
+            let (cmd, tool) = c.upgrade_db();
+            ch.db_upgrade_started.insert(db.clone());
+            for s in g.iter().filter(|s| &s.facts.civi_db == db) {
+                self.mark(s, "upgrade-db", "running", None);
+            }
+            // Exit codes lie here (cv exits 0 in "ext" mode): the probe decides.
+            let script = format!(
+                "{cmd}; rc=$?; echo \"rc=$rc\"; echo \"db=$({})\"; echo \"code=$({})\"",
+                c.db_version(),
+                code.version()
+            );
+            let out = self
+                .exec_allow_fail(&unit, "upgrade-db", &script, tool)
+                .await
+                .map_err(|e| (step("upgrade-db"), e))?;
+            let get = |k: &str| {
+                out.lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            };
+            let (rc, dbv, codev) = (get("rc"), get("db"), get("code"));
+            if dbv.ends_with(".upgrade") {
+                return Err((
+                    step("upgrade-db"),
+                    StepError::Failed(format!(
+                        "{tool} left the database partially upgraded (`{dbv}`)"
+                    )),
+                ));
+            }
+            if dbv != *target || codev != *target {
+                return Err((
+                    step("upgrade-db"),
+                    StepError::Failed(format!(
+                        "after {tool} (exit {rc}) the database is at `{dbv}` and the code at `{codev}`, not `{target}`"
+                    )),
+                ));
+            }
+            if rc != "0" {
+                // Core reached the target but a later phase (extensions) failed.
+                return Err((
+                    step("upgrade-db"),
+                    StepError::Failed(format!(
+                        "{tool} exited {rc} after reaching `{target}` (extension upgrades failed?)"
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tail of the procedure once the databases are at the target: caches, modules,
+    /// maintenance back to its prior value, verification.
+    pub(crate) async fn finish(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        self.flush(g).await?;
+        self.enable_modules(g, ch).await?;
+        self.maintenance_restore(g, ch).await?;
+        self.verify(g).await
+    }
+
+    pub(crate) async fn flush(&self, g: &[Work<'_>]) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            self.mark(w, "flush", "running", None);
+            self.exec(&format!("site:{}", w.site.name), "flush", &c.flush())
+                .await
+                .map_err(|e| (step("flush"), e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn enable_modules(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        let with_disabled: Vec<&Work<'_>> = g
+            .iter()
+            .filter(|w| ch.modules_disabled.contains_key(&w.site.name))
+            .collect();
+        for w in with_disabled {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let mods = ch.modules_disabled[&w.site.name].clone();
+            self.mark(w, "enable-modules", "running", None);
+            let out = self
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "enable-modules",
+                    &format!("{} && {}", c.enable_modules(&mods), c.enabled_modules()),
+                )
+                .await
+                .map_err(|e| (step("enable-modules"), e))?;
+            if let Some(m) = mods
+                .iter()
+                .find(|m| !out.lines().any(|l| l.trim() == m.as_str()))
+            {
+                return Err((
+                    step("enable-modules"),
+                    StepError::Failed(format!("module `{m}` did not come back")),
+                ));
+            }
+            ch.modules_disabled.remove(&w.site.name);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn maintenance_restore(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            let prior = &w.facts.maintenance;
+            self.mark(w, "maintenance-restore", "running", None);
+            let out = self
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "maintenance-restore",
+                    &format!("{} && {}", c.set_maintenance(prior), c.read_maintenance()),
+                )
+                .await
+                .map_err(|e| (step("maintenance-restore"), e))?;
+            expect(&out, prior, "maintenance_mode")
+                .map_err(|e| (step("maintenance-restore"), e))?;
+            ch.maintenance_on.remove(&w.site.name);
+            self.mark(w, "maintenance-restore", "running", Some(false));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn verify(&self, g: &[Work<'_>]) -> Result<(), (String, StepError)> {
+        let step = |name: &str| name.to_owned();
+        let target = &self.ctx.settings.target;
+        for w in g {
+            let c = SiteCmds::new(w.site, &w.facts);
+            self.mark(w, "verify", "running", None);
+            let out = self
+                .exec(&format!("site:{}", w.site.name), "verify", &c.status())
+                .await
+                .map_err(|e| (step("verify"), e))?;
+            if !out.contains(target.as_str())
+                || out.contains("pending upgrade")
+                || out.contains("futuristic")
+            {
+                return Err((
+                    step("verify"),
+                    StepError::Failed(format!(
+                        "status does not show `{target}` cleanly: {}",
+                        last_line(&out)
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

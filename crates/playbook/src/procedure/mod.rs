@@ -1,0 +1,71 @@
+//! Procedures: what runs on each group of sites. The engine (`engine.rs`) journals, probes
+//! and cancels steps; a procedure says which steps, in which order, and how each is undone.
+//! The built-in CiviCRM upgrade and a user's TOML playbook are the two there are.
+
+use crate::engine::{Changes, HostRun, StepError};
+use crate::outcome::SiteOutcome;
+use crate::playbook::Playbook;
+use crate::work::Work;
+
+pub(crate) mod civicrm;
+mod custom;
+
+/// What a run does on each group of sites.
+#[derive(Debug, Clone)]
+pub(crate) enum Procedure {
+    /// CiviCRM on Drupal 7, upgraded in place to the tarball's version.
+    Civicrm,
+    /// A user's playbook.
+    Playbook(Playbook),
+}
+
+impl Procedure {
+    /// The procedure a run's options name.
+    pub(crate) fn of(playbook: Option<&Playbook>) -> Procedure {
+        playbook.map_or(Procedure::Civicrm, |p| Procedure::Playbook(p.clone()))
+    }
+
+    /// Its name in the journal (`runs.procedure`).
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Procedure::Civicrm => "civicrm-d7".to_owned(),
+            Procedure::Playbook(p) => format!("playbook:{}", p.name),
+        }
+    }
+
+    /// Whether it installs the release tarball (and so compares versions and uploads it).
+    pub(crate) fn needs_tarball(&self) -> bool {
+        match self {
+            Procedure::Civicrm => true,
+            Procedure::Playbook(p) => p.needs_tarball(),
+        }
+    }
+
+    /// Runs it forward on group `g`; what it changed is in `ch` for the undo chain.
+    pub(crate) async fn forward(
+        &self,
+        h: &HostRun<'_, '_>,
+        g: &[Work<'_>],
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        match self {
+            Procedure::Civicrm => h.forward(g, tarball, ch).await,
+            Procedure::Playbook(pb) => h.forward_playbook(g, pb, tarball, ch).await,
+        }
+    }
+
+    /// A site's outcome once the procedure went through on it.
+    pub(crate) fn success(&self, w: &Work<'_>, target: &str) -> SiteOutcome {
+        match self {
+            Procedure::Playbook(pb) if !pb.needs_tarball() => SiteOutcome::Completed {
+                playbook: pb.name.clone(),
+            },
+            _ => SiteOutcome::Upgraded {
+                from: w.facts.code_version.clone(),
+                to: target.to_owned(),
+                in_maintenance: w.facts.maintenance == "1",
+            },
+        }
+    }
+}
