@@ -89,7 +89,7 @@ fn warn_unfinished(cli: &Cli) {
         return;
     };
     for run in journal.runs().unwrap_or_default() {
-        if run.state == "finished" || recover::controller_alive(&run) {
+        if run.state == fleet_playbook::RunState::Finished || recover::controller_alive(&run) {
             continue;
         }
         let n = journal

@@ -6,8 +6,9 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, bail};
 use fleet_inventory::{Amount, Batches, Inventory};
 use fleet_playbook::{
-    Cancel, HostJob, Journal, OnFailure, RestoreMode, RestoreOptions, RunRow, SiteReport,
-    UpgradeOptions, needs_restore, restore_run, run_upgrade,
+    ArtifactKind, Cancel, HostJob, Journal, OnFailure, RestoreMode, RestoreOptions, RunRow,
+    RunState, SiteReport, SiteStatus, SiteTally, UpgradeOptions, needs_restore, restore_run,
+    run_upgrade,
 };
 
 use crate::args::{Cli, RecoverArgs, ResumeArgs};
@@ -16,7 +17,7 @@ use crate::render::upgrade::{LineReporter, write_summary};
 
 /// Whether `run` is still driven by a live controller on this machine.
 pub(crate) fn controller_alive(run: &RunRow) -> bool {
-    if run.state != "running" {
+    if run.state != RunState::Running {
         return false;
     }
     let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -29,8 +30,8 @@ pub(crate) fn controller_alive(run: &RunRow) -> bool {
 /// How `fleet runs` names a run's state: a run recorded as running whose controller is gone
 /// is said to be interrupted, with what to do about it.
 pub(crate) fn state_text(run: &RunRow) -> String {
-    if run.state != "running" || controller_alive(run) {
-        return run.state.clone();
+    if run.state != RunState::Running || controller_alive(run) {
+        return run.state.to_string();
     }
     let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     if me.trim() == run.controller {
@@ -109,6 +110,7 @@ fn finish(
     run: &str,
     reports: &[SiteReport],
     target: &str,
+    interrupted: bool,
 ) -> anyhow::Result<ExitStatus> {
     let report = fleet_playbook::RunReport {
         run: run.to_owned(),
@@ -121,20 +123,8 @@ fn finish(
         &report,
         target,
     )?;
-    let all = journal.sites(run)?;
-    let state = if all.iter().all(|s| {
-        matches!(
-            s.status.as_str(),
-            "upgraded" | "skipped" | "done" | "superseded"
-        )
-    }) {
-        "finished"
-    } else if all.iter().any(|s| s.in_maintenance) {
-        "interrupted"
-    } else {
-        "failed"
-    };
-    journal.finish_run(run, state)?;
+    let tally = SiteTally::of(&journal.sites(run)?);
+    journal.finish_run(run, RunState::decide(tally, interrupted))?;
     Ok(
         if report.success() && reports.iter().all(|r| !r.outcome.left_in_maintenance()) {
             ExitStatus::Success
@@ -183,23 +173,18 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     let rows = journal.sites(&run.id)?;
     let todo: Vec<(String, String)> = rows
         .iter()
-        .filter(|r| {
-            !matches!(
-                r.status.as_str(),
-                "upgraded" | "skipped" | "done" | "superseded"
-            )
-        })
+        .filter(|r| !r.status.is_settled())
         .map(|r| (r.host.clone(), r.site.clone()))
         .collect();
     if !todo.is_empty() && !cancel.drain.is_cancelled() {
         let tarball = journal
-            .artifact(&run.id, "", "run", "tarball")?
+            .artifact(&run.id, "", "run", ArtifactKind::Tarball)?
             .context("the run recorded no tarball")?;
         // The procedure the run started with, from its journal (never the built-in one for
         // a playbook run, and never the file as it may have been edited since).
         let origin = std::path::PathBuf::from(format!("playbook of run {}", run.id));
         let playbook = journal
-            .artifact(&run.id, "", "run", "playbook")?
+            .artifact(&run.id, "", "run", ArtifactKind::Playbook)?
             .map(|text| fleet_playbook::Playbook::parse(&text, &origin))
             .transpose()?;
         if playbook.is_none() && run.procedure.starts_with("playbook:") {
@@ -221,6 +206,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
         let opts = UpgradeOptions {
             tarball: tarball.into(),
             target: run.target.clone(),
+            l10n: None,
             batches: Batches(vec![Amount::Percent(100)]),
             max_fail: args.max_fail.unwrap_or(Amount::Count(0)),
             unreachable_counts: true,
@@ -243,7 +229,13 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     if reports.is_empty() {
         writeln!(std::io::stderr(), "run `{}`: nothing left to do", run.id)?;
     }
-    let status = finish(&journal, &run.id, &reports, &run.target)?;
+    let status = finish(
+        &journal,
+        &run.id,
+        &reports,
+        &run.target,
+        shared.interrupted(),
+    )?;
     Ok(if shared.interrupted() {
         ExitStatus::Interrupted
     } else {
@@ -327,10 +319,16 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
         )
         .await?
         .sites;
-        if finish(&journal, &run.id, &reports, &run.target)? != ExitStatus::Success
-            && reports
-                .iter()
-                .any(|r| r.outcome.left_in_maintenance() || r.outcome.status() == "unreachable")
+        if finish(
+            &journal,
+            &run.id,
+            &reports,
+            &run.target,
+            shared.interrupted(),
+        )? != ExitStatus::Success
+            && reports.iter().any(|r| {
+                r.outcome.left_in_maintenance() || r.outcome.status() == SiteStatus::Unreachable
+            })
         {
             status = ExitStatus::HostsFailed;
         }

@@ -5,8 +5,9 @@
 use std::io::{IsTerminal, Write};
 
 use fleet_playbook::{
-    Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, SiteOutcome, SiteRow,
-    check_sites, format_age, format_time, needs_restore, restore_run, unix_now,
+    ArtifactKind, Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, RunState,
+    SiteOutcome, SiteRow, SiteStatus, check_sites, format_age, format_time, needs_restore,
+    restore_run, unix_now,
 };
 
 use super::recover::{claim, jobs_for, refuse_if_active, watched};
@@ -127,25 +128,30 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         && report
             .sites
             .iter()
-            .all(|r| r.outcome.status() == "rolled-back");
+            .all(|r| r.outcome.status() == SiteStatus::RolledBack);
     // The run as a whole is rolled back only when every one of its sites is; a rollback
     // that changed nothing gives the run back as it found it.
     let rows = journal.sites(&run.id)?;
     let all_back = rows.iter().all(|s| {
         matches!(
-            s.status.as_str(),
-            "rolled-back" | "skipped" | "failed" | "not-started" | "unreachable" | "superseded"
+            s.status,
+            SiteStatus::RolledBack
+                | SiteStatus::Skipped
+                | SiteStatus::Failed
+                | SiteStatus::NotStarted
+                | SiteStatus::Unreachable
+                | SiteStatus::Superseded
         )
     });
     if all_back
         && report
             .sites
             .iter()
-            .any(|r| r.outcome.status() == "rolled-back")
+            .any(|r| r.outcome.status() == SiteStatus::RolledBack)
     {
-        journal.finish_run(&run.id, "rolled-back")?;
+        journal.finish_run(&run.id, RunState::RolledBack)?;
     } else if rows.iter().any(|s| s.in_maintenance) {
-        journal.finish_run(&run.id, "interrupted")?;
+        journal.finish_run(&run.id, RunState::Interrupted)?;
     } else {
         journal.unclaim_run(&run)?;
     }
@@ -166,7 +172,7 @@ fn dump_times(
 ) -> anyhow::Result<Vec<(String, String, i64)>> {
     let mut out = Vec::new();
     for a in journal.artifacts(run)? {
-        if a.kind != "db-dump" || !hosts.contains(&a.host) {
+        if a.kind != ArtifactKind::DbDump || !hosts.contains(&a.host) {
             continue;
         }
         let Some(db) = a.unit.strip_prefix("database:") else {

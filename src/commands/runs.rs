@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use fleet_playbook::{Journal, format_time};
+use fleet_playbook::{ArtifactKind, Journal, RunState, SiteStatus, format_time};
 
 use crate::args::{Cli, RunsArgs, RunsCommand};
 use crate::exit::ExitStatus;
@@ -21,7 +21,12 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     let sites = journal.sites(&r.id).unwrap_or_default();
                     let done = sites
                         .iter()
-                        .filter(|s| matches!(s.status.as_str(), "upgraded" | "skipped" | "done"))
+                        .filter(|s| {
+                            matches!(
+                                s.status,
+                                SiteStatus::Upgraded | SiteStatus::Skipped | SiteStatus::Done
+                            )
+                        })
                         .count();
                     [
                         r.id.clone(),
@@ -71,7 +76,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     .unwrap_or_default()
             )?;
             writeln!(out, "command: {}\n", r.args)?;
-            if r.state == "running" && !super::recover::controller_alive(r) {
+            if r.state == RunState::Running && !super::recover::controller_alive(r) {
                 writeln!(
                     out,
                     "its controller is gone: `fleet resume {}` finishes the run, `fleet recover` brings its sites to a safe end\n",
@@ -86,7 +91,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                         s.host.clone(),
                         s.site.clone(),
                         s.batch.map(|b| (b + 1).to_string()).unwrap_or_default(),
-                        s.status.clone()
+                        s.status.to_string()
                             + if s.in_maintenance {
                                 " (IN MAINTENANCE)"
                             } else {
@@ -120,14 +125,14 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             let artifacts: Vec<_> = journal
                 .artifacts(&r.id)?
                 .into_iter()
-                .filter(|a| a.kind != "lock" || r.state == "running")
-                .filter(|a| a.host.is_empty() || a.kind != "tarball")
+                .filter(|a| a.kind != ArtifactKind::Lock || r.state == RunState::Running)
+                .filter(|a| a.host.is_empty() || a.kind != ArtifactKind::Tarball)
                 .collect();
             if !artifacts.is_empty() {
                 writeln!(out, "\nbackups and recorded state:")?;
                 let rows: Vec<[String; 4]> = artifacts
                     .into_iter()
-                    .map(|a| [a.host, a.unit, a.kind, a.value])
+                    .map(|a| [a.host, a.unit, a.kind.to_string(), a.value])
                     .collect();
                 write!(out, "{}", table(&["HOST", "UNIT", "KIND", "VALUE"], &rows))?;
             }

@@ -49,6 +49,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     let rollout = inventory.rollout();
     let opts = UpgradeOptions {
         tarball,
+        l10n: None,
         target,
         batches: args
             .batches
@@ -118,7 +119,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
             writeln!(
                 out,
                 "{}",
-                serde_json::json!({"event": "site", "host": s.host, "site": s.site, "batch": s.batch, "status": s.outcome.status(), "detail": s.outcome.to_string()})
+                serde_json::json!({"event": "site", "host": s.host, "site": s.site, "batch": s.batch, "status": s.outcome.status().as_str(), "detail": s.outcome.to_string()})
             )?;
         }
     } else {

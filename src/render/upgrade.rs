@@ -220,7 +220,7 @@ impl Reporter for JsonReporter {
                 site,
                 outcome,
             } => {
-                json!({"event": "site_finished", "host": host, "site": site, "status": outcome.status(), "detail": outcome.to_string(), "in_maintenance": outcome.left_in_maintenance()})
+                json!({"event": "site_finished", "host": host, "site": site, "status": outcome.status().as_str(), "detail": outcome.to_string(), "in_maintenance": outcome.left_in_maintenance()})
             }
             Event::BatchFinished {
                 index,
@@ -355,7 +355,7 @@ pub(crate) fn write_summary(
                 s.host.clone(),
                 s.site.clone(),
                 (s.batch + 1).to_string(),
-                s.outcome.status().to_owned(),
+                s.outcome.status().to_string(),
                 s.outcome.to_string(),
             ]
         })
@@ -365,7 +365,7 @@ pub(crate) fn write_summary(
         "{}",
         table(&["HOST", "SITE", "BATCH", "STATUS", "DETAIL"], &rows)
     )?;
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut counts: Vec<(fleet_playbook::SiteStatus, usize)> = Vec::new();
     for s in &report.sites {
         match counts.iter_mut().find(|(k, _)| *k == s.outcome.status()) {
             Some((_, n)) => *n += 1,

@@ -66,6 +66,8 @@ pub(crate) struct Settings {
     /// The local release tarball the procedure uploads; `None` for jobs that upload nothing
     /// (recovery, rollback).
     pub(crate) tarball: Option<PathBuf>,
+    /// The localization tarball unpacked over the new code (`--l10n`), if any.
+    pub(crate) l10n: Option<PathBuf>,
     /// Take over site locks held by this run id (`--break-lock`).
     pub(crate) break_lock: Option<String>,
 }

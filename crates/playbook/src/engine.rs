@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::journal::SiteUpdate;
 use crate::outcome::{After, SiteOutcome};
 use crate::procedure::civicrm::commands::PRELUDE;
+use crate::vocab::{ArtifactKind, SiteStatus, StepState};
 use crate::work::Work;
 
 /// Why a step did not succeed.
@@ -47,7 +48,7 @@ impl HostRun<'_, '_> {
         &self,
         step: &str,
         unit: &str,
-        kind: &str,
+        kind: ArtifactKind,
         value: &str,
     ) -> Result<(), (String, StepError)> {
         self.ctx
@@ -75,27 +76,35 @@ impl HostRun<'_, '_> {
         Ok(())
     }
 
+    /// Records that the procedure reached `step` on the site (and, when given, whether the
+    /// site is now in maintenance). A journal that cannot record it fails the step before
+    /// its side effect: recovery must never find a site down that the journal says is up.
     pub(crate) fn mark(
         &self,
         w: &Work<'_>,
         step: &str,
-        status: &str,
         in_maintenance: Option<bool>,
-    ) {
-        if let Err(e) = self.ctx.journal.site(
-            &self.ctx.run,
-            self.host,
-            &w.site.name,
-            &SiteUpdate {
-                status: Some(status),
-                step: Some(step),
-                from_version: Some(&w.facts.code_version),
-                in_maintenance,
-                ..Default::default()
-            },
-        ) {
-            tracing::error!("journal: {e}");
-        }
+    ) -> Result<(), (String, StepError)> {
+        self.ctx
+            .journal
+            .site(
+                &self.ctx.run,
+                self.host,
+                &w.site.name,
+                &SiteUpdate {
+                    status: Some(SiteStatus::Running),
+                    step: Some(step),
+                    from_version: Some(&w.facts.code_version),
+                    in_maintenance,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
+                (
+                    step.to_owned(),
+                    StepError::Failed(format!("the journal could not record the step: {e}")),
+                )
+            })
     }
 
     pub(crate) fn journal_start(&self, unit: &str, step: &str, detail: &str) -> Option<i64> {
@@ -125,11 +134,15 @@ impl HostRun<'_, '_> {
         result: &Result<(), String>,
     ) {
         let (state, detail) = match result {
-            Ok(()) => ("done", String::new()),
-            Err(why) => ("failed", why.clone()),
+            Ok(()) => (StepState::Done, String::new()),
+            Err(why) => (StepState::Failed, why.clone()),
         };
-        if let Some(id) = id {
-            let _ = self.ctx.journal.step_end(id, state, &detail);
+        // The step has happened either way; a journal that cannot say how it ended leaves
+        // it `started`, which recovery treats as "may have run" and re-reads on the host.
+        if let Some(id) = id
+            && let Err(e) = self.ctx.journal.step_end(id, state, &detail)
+        {
+            tracing::error!("journal: {e}");
         }
         self.ctx.reporter.on_event(&Event::StepFinished {
             host: self.host.into(),

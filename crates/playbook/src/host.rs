@@ -11,6 +11,7 @@ use crate::context::{Ctx, HostJob, OnFailure};
 use crate::discovery;
 use crate::engine::{Changes, HostRun, StepError, error_text, failed, finish_site, last_line};
 use crate::outcome::{After, SiteOutcome, SiteReport};
+use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
 
 pub(crate) async fn run_host(ctx: &Ctx<'_>, job: &HostJob, batch: usize) -> Vec<SiteReport> {
@@ -230,16 +231,21 @@ impl HostRun<'_, '_> {
             }
         };
         for (run, _, row) in history.iter().rev().filter(|(r, _, _)| *r != self.ctx.run) {
-            if row.in_maintenance && row.status != "superseded" {
+            if row.in_maintenance && row.status != SiteStatus::Superseded {
                 let prior = self
                     .ctx
                     .journal
-                    .artifact(run, self.host, &format!("site:{site}"), "prior-maintenance")
+                    .artifact(
+                        run,
+                        self.host,
+                        &format!("site:{site}"),
+                        ArtifactKind::PriorMaintenance,
+                    )
                     .ok()
                     .flatten()?;
                 return Some((run.clone(), prior));
             }
-            if crate::restore::TOUCHED.contains(&row.status.as_str()) {
+            if row.status.touched() {
                 return None;
             }
         }

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::PlaybookError;
+use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepState};
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS runs (
@@ -84,8 +85,8 @@ pub struct RunRow {
     pub started: i64,
     /// Unix time finished, if it did.
     pub finished: Option<i64>,
-    /// `running`, `finished`, `failed`, `interrupted`.
-    pub state: String,
+    /// Its state.
+    pub state: RunState,
     /// Who ran it.
     pub operator: String,
     /// Controller host and pid.
@@ -109,8 +110,8 @@ pub struct SiteRow {
     pub site: String,
     /// Batch number (0 = canary).
     pub batch: Option<i64>,
-    /// Status word.
-    pub status: String,
+    /// Where the site stands.
+    pub status: SiteStatus,
     /// Last step reached.
     pub step: Option<String>,
     /// Version before.
@@ -133,7 +134,7 @@ pub struct ArtifactRow {
     /// Unit (`site:x`, `database:y`, `codebase:/path`).
     pub unit: String,
     /// Kind.
-    pub kind: String,
+    pub kind: ArtifactKind,
     /// Value (a path, a recorded state).
     pub value: String,
 }
@@ -148,7 +149,7 @@ pub struct StepRow {
     /// Step name.
     pub step: String,
     /// State.
-    pub state: String,
+    pub state: StepState,
     /// Attempt number.
     pub attempt: i64,
     /// Detail.
@@ -162,8 +163,8 @@ pub struct SiteUpdate<'a> {
     pub batch: Option<i64>,
     /// Group of units the site belongs to.
     pub unit_group: Option<&'a str>,
-    /// Status word.
-    pub status: Option<&'a str>,
+    /// Where the site stands.
+    pub status: Option<SiteStatus>,
     /// Step reached.
     pub step: Option<&'a str>,
     /// Version before.
@@ -251,7 +252,7 @@ impl Journal {
     /// # Errors
     ///
     /// When the journal cannot be written.
-    pub fn finish_run(&self, run: &str, state: &str) -> Result<(), PlaybookError> {
+    pub fn finish_run(&self, run: &str, state: RunState) -> Result<(), PlaybookError> {
         self.with(|c| {
             c.execute(
                 "UPDATE runs SET state = ?2, finished = ?3 WHERE id = ?1",
@@ -371,7 +372,7 @@ impl Journal {
     /// # Errors
     ///
     /// When the journal cannot be written.
-    pub fn step_end(&self, id: i64, state: &str, detail: &str) -> Result<(), PlaybookError> {
+    pub fn step_end(&self, id: i64, state: StepState, detail: &str) -> Result<(), PlaybookError> {
         self.with(|c| {
             c.execute(
                 "UPDATE steps SET state = ?2, finished = ?3, detail = CASE WHEN ?4 = '' THEN detail ELSE ?4 END WHERE id = ?1",
@@ -392,7 +393,7 @@ impl Journal {
         host: &str,
         unit: &str,
         step: &str,
-    ) -> Result<Option<String>, PlaybookError> {
+    ) -> Result<Option<StepState>, PlaybookError> {
         self.with(|c| {
             c.query_row(
                 "SELECT state FROM steps WHERE run = ?1 AND host = ?2 AND unit = ?3 AND step = ?4 ORDER BY id DESC LIMIT 1",
@@ -413,7 +414,7 @@ impl Journal {
         run: &str,
         host: &str,
         unit: &str,
-        kind: &str,
+        kind: ArtifactKind,
         value: &str,
     ) -> Result<(), PlaybookError> {
         self.with(|c| {
@@ -436,7 +437,7 @@ impl Journal {
         run: &str,
         host: &str,
         unit: &str,
-        kind: &str,
+        kind: ArtifactKind,
     ) -> Result<Option<String>, PlaybookError> {
         self.with(|c| {
             c.query_row(
@@ -737,7 +738,7 @@ mod tests {
                 "h01",
                 "s1",
                 &SiteUpdate {
-                    status: Some("running"),
+                    status: Some(SiteStatus::Running),
                     from_version: Some("5.69.0"),
                     ..Default::default()
                 },
@@ -746,9 +747,9 @@ mod tests {
             let id = j
                 .step_start(&run, "h01", "site:s1", "maintenance-on", "")
                 .unwrap();
-            j.set_artifact(&run, "h01", "site:s1", "prior-maintenance", "0")
+            j.set_artifact(&run, "h01", "site:s1", ArtifactKind::PriorMaintenance, "0")
                 .unwrap();
-            j.step_end(id, "done", "").unwrap();
+            j.step_end(id, StepState::Done, "").unwrap();
             j.step_start(&run, "h01", "database:civi", "upgrade-db", "cv")
                 .unwrap();
             j.site(
@@ -768,20 +769,19 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let runs = j.runs().unwrap();
         assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].state, "running");
+        assert_eq!(runs[0].state, RunState::Running);
         let sites = j.sites(&run).unwrap();
-        assert_eq!(sites[0].status, "running");
+        assert_eq!(sites[0].status, SiteStatus::Running);
         assert_eq!(sites[0].step.as_deref(), Some("upgrade-db"));
         assert!(sites[0].in_maintenance);
         assert_eq!(sites[0].from_version.as_deref(), Some("5.69.0"));
         assert_eq!(
             j.step_state(&run, "h01", "database:civi", "upgrade-db")
-                .unwrap()
-                .as_deref(),
-            Some("started")
+                .unwrap(),
+            Some(StepState::Started)
         );
         assert_eq!(
-            j.artifact(&run, "h01", "site:s1", "prior-maintenance")
+            j.artifact(&run, "h01", "site:s1", ArtifactKind::PriorMaintenance)
                 .unwrap()
                 .as_deref(),
             Some("0")
@@ -789,7 +789,7 @@ mod tests {
         let again = j
             .step_start(&run, "h01", "site:s1", "maintenance-on", "")
             .unwrap();
-        j.step_end(again, "done", "").unwrap();
+        j.step_end(again, StepState::Done, "").unwrap();
         assert_eq!(
             j.steps(&run)
                 .unwrap()
@@ -799,7 +799,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [1, 2]
         );
-        j.finish_run(&run, "finished").unwrap();
+        j.finish_run(&run, RunState::Finished).unwrap();
         assert!(j.run(&run).unwrap().unwrap().finished.is_some());
     }
 }

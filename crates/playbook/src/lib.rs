@@ -31,6 +31,7 @@ mod playbook;
 mod procedure;
 mod restore;
 mod runner;
+mod vocab;
 mod work;
 
 pub use context::{Cancel, HostJob, OnFailure};
@@ -51,3 +52,4 @@ pub use restore::{
     needs_restore, restore_run,
 };
 pub use runner::{UpgradeOptions, run_upgrade};
+pub use vocab::{ArtifactKind, RunState, SiteStatus, SiteTally, StepState};

@@ -8,6 +8,7 @@ use fleet_remote_exec::quote;
 use crate::discovery::Facts;
 use crate::engine::{HostRun, StepError, step_error_text};
 use crate::journal::SiteUpdate;
+use crate::vocab::{ArtifactKind, RunState, SiteStatus};
 use crate::work::Work;
 
 impl HostRun<'_, '_> {
@@ -61,7 +62,7 @@ impl HostRun<'_, '_> {
                     if out.trim() == "locked" {
                         taken.push(w.clone());
                     }
-                    if let Err((_, e)) = self.record("lock", &unit, "lock", &dir) {
+                    if let Err((_, e)) = self.record("lock", &unit, ArtifactKind::Lock, &dir) {
                         self.unlock_group(&taken).await;
                         return Err(step_error_text(&e));
                     }
@@ -109,7 +110,7 @@ impl HostRun<'_, '_> {
                 self.host,
                 &w.site.name,
                 &SiteUpdate {
-                    status: Some("superseded"),
+                    status: Some(SiteStatus::Superseded),
                     in_maintenance: Some(false),
                     detail: Some(&detail),
                     ..Default::default()
@@ -130,7 +131,7 @@ impl HostRun<'_, '_> {
             return true;
         }
         match self.ctx.journal.run(holder) {
-            Ok(Some(r)) if r.state != "running" => true,
+            Ok(Some(r)) if r.state != RunState::Running => true,
             Ok(Some(r)) => {
                 let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
                 me.trim() == r.controller

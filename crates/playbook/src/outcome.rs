@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::vocab::SiteStatus;
+
 /// What state a site was left in after a failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum After {
@@ -84,31 +86,31 @@ pub enum SiteOutcome {
 impl SiteOutcome {
     /// The status word (`upgraded`, `skipped`, `failed`, `rolled-back`, `held`,
     /// `rollback-failed`, `refused`, `unreachable`, `not-started`, `interrupted`).
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> SiteStatus {
         match self {
-            SiteOutcome::Upgraded { .. } => "upgraded",
-            SiteOutcome::RolledBack { .. } => "rolled-back",
-            SiteOutcome::Refused { .. } => "refused",
-            SiteOutcome::Completed { .. } => "done",
-            SiteOutcome::Skipped { .. } => "skipped",
+            SiteOutcome::Upgraded { .. } => SiteStatus::Upgraded,
+            SiteOutcome::RolledBack { .. } => SiteStatus::RolledBack,
+            SiteOutcome::Refused { .. } => SiteStatus::Refused,
+            SiteOutcome::Completed { .. } => SiteStatus::Done,
+            SiteOutcome::Skipped { .. } => SiteStatus::Skipped,
             SiteOutcome::Failed {
                 after: After::Untouched,
                 ..
-            } => "failed",
+            } => SiteStatus::Failed,
             SiteOutcome::Failed {
                 after: After::RolledBack,
                 ..
-            } => "rolled-back",
+            } => SiteStatus::RolledBack,
             SiteOutcome::Failed {
                 after: After::Held, ..
-            } => "held",
+            } => SiteStatus::Held,
             SiteOutcome::Failed {
                 after: After::RollbackFailed(_),
                 ..
-            } => "rollback-failed",
-            SiteOutcome::Unreachable { .. } => "unreachable",
-            SiteOutcome::NotStarted { .. } => "not-started",
-            SiteOutcome::Interrupted { .. } => "interrupted",
+            } => SiteStatus::RollbackFailed,
+            SiteOutcome::Unreachable { .. } => SiteStatus::Unreachable,
+            SiteOutcome::NotStarted { .. } => SiteStatus::NotStarted,
+            SiteOutcome::Interrupted { .. } => SiteStatus::Interrupted,
         }
     }
 

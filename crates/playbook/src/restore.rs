@@ -30,6 +30,7 @@ use crate::journal::{Journal, SiteRow};
 use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::procedure::Procedure;
 use crate::procedure::civicrm::commands::{self as civicrm, SiteCmds};
+use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
 
 mod rollback;
@@ -90,26 +91,12 @@ pub struct RestoreReport {
     pub plan: Vec<RollbackPlan>,
 }
 
-/// Statuses of a site row that mean the run changed the site.
-pub(crate) const TOUCHED: &[&str] = &[
-    "upgraded",
-    "done",
-    "rolled-back",
-    "held",
-    "rollback-failed",
-    "running",
-    "interrupted",
-];
-
 /// Whether a site row of a run needs [`restore_run`] in `mode`.
 pub fn needs_restore(row: &SiteRow, mode: RestoreMode) -> bool {
-    let midway = matches!(
-        row.status.as_str(),
-        "running" | "interrupted" | "rollback-failed" | "held"
-    );
+    let midway = row.status.is_midway();
     match mode {
         RestoreMode::Recover => row.in_maintenance || midway,
-        RestoreMode::Rollback => midway || row.in_maintenance || row.status == "upgraded",
+        RestoreMode::Rollback => midway || row.in_maintenance || row.status == SiteStatus::Upgraded,
     }
 }
 
@@ -191,6 +178,7 @@ pub async fn restore_run(
         on_failure: OnFailure::Rollback,
         procedure: Procedure::Civicrm,
         tarball: None,
+        l10n: None,
         break_lock: None,
     };
     let ctx = Ctx {
@@ -274,7 +262,7 @@ pub async fn restore_run(
                 &r.host,
                 &r.site,
                 &crate::journal::SiteUpdate {
-                    status: Some("superseded"),
+                    status: Some(SiteStatus::Superseded),
                     in_maintenance: Some(false),
                     detail: Some(&detail),
                     ..Default::default()
@@ -420,7 +408,7 @@ async fn restore_on(
                 &ctx.run,
                 host,
                 &format!("site:{}", s.name),
-                "prior-maintenance",
+                ArtifactKind::PriorMaintenance,
             )
             .ok()
             .flatten();
@@ -503,7 +491,7 @@ async fn restore_group(
             &ctx.run,
             host,
             &format!("site:{}", l.work.site.name),
-            "disabled-modules",
+            ArtifactKind::DisabledModules,
         ) {
             ch.modules_disabled.insert(
                 l.work.site.name.clone(),
@@ -663,15 +651,18 @@ async fn restore_group(
         let w = &l.work;
         let c = SiteCmds::new(w.site, &w.facts);
         ch.maintenance_on.insert(w.site.name.clone());
-        h.mark(w, "maintenance-on", "running", Some(true));
-        if let Err(e) = h
-            .exec(
-                &format!("site:{}", w.site.name),
-                "maintenance-on",
-                &c.set_maintenance("1"),
-            )
-            .await
-        {
+        let down = match h.mark(w, "maintenance-on", Some(true)) {
+            Ok(()) => h
+                .exec(
+                    &format!("site:{}", w.site.name),
+                    "maintenance-on",
+                    &c.set_maintenance("1"),
+                )
+                .await
+                .map(|_| ()),
+            Err((_, e)) => Err(e),
+        };
+        if let Err(e) = down {
             // Nothing was restored: the sites already taken down come back up.
             let why = format!(
                 "cannot take `{}` down: {}",

@@ -18,6 +18,7 @@ use crate::host::run_host;
 use crate::journal::{Journal, RunInfo, SiteUpdate};
 use crate::outcome::{RunReport, SiteOutcome, SiteReport};
 use crate::procedure::Procedure;
+use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally};
 
 /// How the run rolls out and what it installs.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct UpgradeOptions {
     pub tarball: PathBuf,
     /// Its version (read from the tarball's `civicrm/xml/version.xml`).
     pub target: String,
+    /// The localization tarball of the same version (`civicrm-X.Y.Z-l10n.tar.gz`), unpacked
+    /// over the new code in the same code-swap step (`--l10n`).
+    pub l10n: Option<PathBuf>,
     /// Batch sizes.
     pub batches: Batches,
     /// Failed hosts tolerated per batch and for the whole run.
@@ -95,11 +99,11 @@ pub async fn run_upgrade(
         &run,
         "",
         "run",
-        "tarball",
+        ArtifactKind::Tarball,
         &opts.tarball.display().to_string(),
     )?;
     if let Some(pb) = &opts.playbook {
-        journal.set_artifact(&run, "", "run", "playbook", &pb.text)?;
+        journal.set_artifact(&run, "", "run", ArtifactKind::Playbook, &pb.text)?;
     }
     let sizes = opts.batches.sizes(jobs.len());
     let batch_budget: Vec<usize> = sizes.iter().map(|&n| opts.max_fail.of(n)).collect();
@@ -117,7 +121,7 @@ pub async fn run_upgrade(
                 &site.name,
                 &SiteUpdate {
                     batch: Some(b as i64),
-                    status: Some("pending"),
+                    status: Some(SiteStatus::Pending),
                     to_version: Some(&opts.target),
                     ..Default::default()
                 },
@@ -138,6 +142,7 @@ pub async fn run_upgrade(
         on_failure: opts.on_failure,
         procedure: Procedure::of(opts.playbook.as_ref()),
         tarball: Some(opts.tarball.clone()),
+        l10n: opts.l10n.clone(),
         break_lock: opts.break_lock.clone(),
     };
     let ctx = Ctx {
@@ -250,14 +255,8 @@ pub async fn run_upgrade(
             });
         }
     }
-    let state = if cancel.drain.is_cancelled() {
-        "interrupted"
-    } else if reports.iter().all(|r| r.outcome.at_target()) {
-        "finished"
-    } else {
-        "failed"
-    };
-    journal.finish_run(&run, state)?;
+    let tally = SiteTally::of(&journal.sites(&run)?);
+    journal.finish_run(&run, RunState::decide(tally, cancel.drain.is_cancelled()))?;
     Ok(RunReport {
         run,
         sites: reports,

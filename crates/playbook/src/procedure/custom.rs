@@ -74,7 +74,7 @@ impl HostRun<'_, '_> {
                         if sh.touches_db && !w.facts.civi_db.is_empty() {
                             ch.db_upgrade_started.insert(w.facts.civi_db.clone());
                         }
-                        self.mark(w, &step.name, "running", None);
+                        self.mark(w, &step.name, None)?;
                         self.exec(&unit, &step.name, &run_cmd)
                             .await
                             .map_err(|e| (step.name.clone(), e))?;

@@ -2,8 +2,9 @@
 //! data (a later run, a site no longer at the run's target), the safety dumps of what it
 //! replaces, and putting sites back up when it stops short of restoring anything.
 
-use super::{Changes, Facts, HostRun, Live, PlaybookError, Scope, SiteCmds, SiteRow, TOUCHED};
+use super::{Changes, Facts, HostRun, Live, PlaybookError, Scope, SiteCmds, SiteRow};
 use super::{Journal, step_error_text};
+use crate::vocab::{ArtifactKind, SiteStatus};
 
 /// The runs started after `run` that changed `host/site`, oldest first.
 ///
@@ -23,11 +24,11 @@ pub fn later_runs(
     let target = history[pos].2.to_version.clone();
     Ok(history[pos + 1..]
         .iter()
-        .filter(|(_, _, row)| TOUCHED.contains(&row.status.as_str()))
+        .filter(|(_, _, row)| row.status.touched())
         // A later run that was itself rolled back put the site back where it found it: at
         // this run's target, it no longer stands in the way (`fleet rollback` of the later
         // run first, as the refusal advises).
-        .filter(|(_, _, row)| !(row.status == "rolled-back" && row.from_version == target))
+        .filter(|(_, _, row)| !(row.status == SiteStatus::RolledBack && row.from_version == target))
         .map(|(r, _, _)| r.clone())
         .collect())
 }
@@ -50,7 +51,7 @@ pub(super) fn rollback_guard(
         }
         let finished = rows
             .iter()
-            .any(|r| r.site == *name && r.status == "upgraded");
+            .any(|r| r.site == *name && r.status == SiteStatus::Upgraded);
         if finished && (l.code != target || l.db != target) {
             return Some(format!(
                 "site `{name}` is no longer at this run's target `{target}` (code `{}`, database `{}`): something changed it since; pass `--force` to roll back anyway",
@@ -91,7 +92,7 @@ pub(super) async fn safety_dumps(
                 &ctx.run,
                 h.host,
                 &unit,
-                "safety-dump",
+                ArtifactKind::SafetyDump,
                 &format!("{file} sha256:{}", sha.trim()),
             )
             .map_err(|e| format!("the journal could not record the safety dump of `{db}`: {e}"))?;
@@ -135,7 +136,7 @@ pub(super) async fn live_maintenance_back(
                         h.host,
                         &w.site.name,
                         &crate::journal::SiteUpdate {
-                            status: Some(&row.status),
+                            status: Some(row.status),
                             step: row.step.as_deref(),
                             in_maintenance: Some(row.in_maintenance),
                             ..Default::default()

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::engine::{Changes, HostRun, StepError, expect, last_line};
+use crate::vocab::ArtifactKind;
 use crate::work::Work;
 
 pub(crate) mod commands;
@@ -134,18 +135,18 @@ impl HostRun<'_, '_> {
         let step = |name: &str| name.to_owned();
         for w in g {
             let unit = format!("site:{}", w.site.name);
-            self.mark(w, "record-maintenance", "running", None);
+            self.mark(w, "record-maintenance", None)?;
             self.record(
                 "record-maintenance",
                 &unit,
-                "prior-maintenance",
+                ArtifactKind::PriorMaintenance,
                 &w.facts.maintenance,
             )?;
             if let Some(earlier) = &w.prior_from {
                 // This run now owns the site's way back to its prior state: it says the site
                 // is down (it is), then the earlier run stops offering to recover it.
                 ch.maintenance_on.insert(w.site.name.clone());
-                self.mark(w, "record-maintenance", "running", Some(true));
+                self.mark(w, "record-maintenance", Some(true))?;
                 self.supersede(earlier, w)?;
             }
         }
@@ -155,7 +156,7 @@ impl HostRun<'_, '_> {
             let unit = format!("site:{}", w.site.name);
             // Recorded as on before the command: if we die mid-way, recovery turns it off.
             ch.maintenance_on.insert(w.site.name.clone());
-            self.mark(w, "maintenance-on", "running", Some(true));
+            self.mark(w, "maintenance-on", Some(true))?;
             let out = self
                 .exec(
                     &unit,
@@ -183,12 +184,12 @@ impl HostRun<'_, '_> {
             self.record(
                 "disable-modules",
                 &unit,
-                "disabled-modules",
+                ArtifactKind::DisabledModules,
                 &mods.join(" "),
             )?;
             ch.modules_disabled
                 .insert(w.site.name.clone(), mods.clone());
-            self.mark(w, "disable-modules", "running", None);
+            self.mark(w, "disable-modules", None)?;
             let out = self
                 .exec(
                     &unit,
@@ -227,7 +228,7 @@ impl HostRun<'_, '_> {
                 let file = format!("{run_dir}/db/{db}.sql");
                 let unit = format!("database:{db}");
                 for s in g {
-                    self.mark(s, "backup-db", "running", None);
+                    self.mark(s, "backup-db", None)?;
                 }
                 let script = if is_civi {
                     c.dump_civi(&file, db)
@@ -241,7 +242,7 @@ impl HostRun<'_, '_> {
                 self.record(
                     "backup-db",
                     &unit,
-                    "db-dump",
+                    ArtifactKind::DbDump,
                     &format!("{file} sha256:{}", sha.trim()),
                 )?;
             }
@@ -266,11 +267,11 @@ impl HostRun<'_, '_> {
         self.record(
             "move-code-out",
             &code_unit,
-            "code-backup",
+            ArtifactKind::CodeBackup,
             &format!("{run_dir}/code/civicrm"),
         )?;
         for w in g {
-            self.mark(w, "move-code-out", "running", None);
+            self.mark(w, "move-code-out", None)?;
         }
         ch.code_moved = true;
         let old = self
@@ -280,7 +281,7 @@ impl HostRun<'_, '_> {
         expect(&old, &first.facts.code_version, "moved code version")
             .map_err(|e| (step("move-code-out"), e))?;
         for w in g {
-            self.mark(w, "unpack", "running", None);
+            self.mark(w, "unpack", None)?;
         }
         let new = self
             .exec(&code_unit, "unpack", &code.unpack(tarball, run))
@@ -290,7 +291,7 @@ impl HostRun<'_, '_> {
             .map_err(|e| (step("unpack"), e))?;
         for w in g {
             let unit = format!("site:{}", w.site.name);
-            self.mark(w, "fix-permissions", "running", None);
+            self.mark(w, "fix-permissions", None)?;
             let files = format!("{}/files", w.facts.site_dir);
             let owner = self
                 .exec(
@@ -326,7 +327,7 @@ impl HostRun<'_, '_> {
             let (cmd, tool) = c.upgrade_db();
             ch.db_upgrade_started.insert(db.clone());
             for s in g.iter().filter(|s| &s.facts.civi_db == db) {
-                self.mark(s, "upgrade-db", "running", None);
+                self.mark(s, "upgrade-db", None)?;
             }
             // Exit codes lie here (cv exits 0 in "ext" mode): the probe decides.
             let script = format!(
@@ -393,7 +394,7 @@ impl HostRun<'_, '_> {
         let step = |name: &str| name.to_owned();
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
-            self.mark(w, "flush", "running", None);
+            self.mark(w, "flush", None)?;
             self.exec(&format!("site:{}", w.site.name), "flush", &c.flush())
                 .await
                 .map_err(|e| (step("flush"), e))?;
@@ -414,7 +415,7 @@ impl HostRun<'_, '_> {
         for w in with_disabled {
             let c = SiteCmds::new(w.site, &w.facts);
             let mods = ch.modules_disabled[&w.site.name].clone();
-            self.mark(w, "enable-modules", "running", None);
+            self.mark(w, "enable-modules", None)?;
             let out = self
                 .exec(
                     &format!("site:{}", w.site.name),
@@ -446,7 +447,7 @@ impl HostRun<'_, '_> {
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
             let prior = &w.facts.maintenance;
-            self.mark(w, "maintenance-restore", "running", None);
+            self.mark(w, "maintenance-restore", None)?;
             let out = self
                 .exec(
                     &format!("site:{}", w.site.name),
@@ -458,7 +459,7 @@ impl HostRun<'_, '_> {
             expect(&out, prior, "maintenance_mode")
                 .map_err(|e| (step("maintenance-restore"), e))?;
             ch.maintenance_on.remove(&w.site.name);
-            self.mark(w, "maintenance-restore", "running", Some(false));
+            self.mark(w, "maintenance-restore", Some(false))?;
         }
         Ok(())
     }
@@ -468,7 +469,7 @@ impl HostRun<'_, '_> {
         let target = &self.ctx.settings.target;
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
-            self.mark(w, "verify", "running", None);
+            self.mark(w, "verify", None)?;
             let out = self
                 .exec(&format!("site:{}", w.site.name), "verify", &c.status())
                 .await

@@ -5,6 +5,7 @@
 use super::commands::{self, CodeCmds, SiteCmds};
 use crate::context::OnFailure;
 use crate::engine::{Changes, HostRun, step_error_text};
+use crate::vocab::ArtifactKind;
 use crate::work::Work;
 
 impl HostRun<'_, '_> {
@@ -125,7 +126,9 @@ impl HostRun<'_, '_> {
             {
                 Ok(v) if v.trim() == prior => {
                     ch.maintenance_on.remove(&w.site.name);
-                    self.mark(w, "maintenance-restore", "running", Some(false));
+                    if let Err((_, e)) = self.mark(w, "maintenance-restore", Some(false)) {
+                        problems.push(step_error_text(&e));
+                    }
                 }
                 Ok(v) => problems.push(format!(
                     "maintenance_mode of `{}` is `{}`, expected `{prior}`",
@@ -155,7 +158,7 @@ impl HostRun<'_, '_> {
                 &self.ctx.run,
                 self.host,
                 &format!("database:{db}"),
-                "db-dump",
+                ArtifactKind::DbDump,
             )
             .ok()
             .flatten()?;

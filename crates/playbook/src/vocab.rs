@@ -1,0 +1,273 @@
+//! The journal's vocabulary: site statuses, run states, step states and artifact kinds as
+//! enums, turned into their words only at the SQL boundary (and for people). A word the
+//! journal holds that this build does not know is an error naming it, never a guess.
+
+use std::fmt;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+macro_rules! words {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &[$name] = &[$($name::$variant,)+];
+
+            /// The word the journal stores.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+
+            /// The value a stored word names.
+            pub fn parse(word: &str) -> Option<$name> {
+                match word {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let word = value.as_str()?;
+                $name::parse(word).ok_or_else(|| {
+                    FromSqlError::Other(format!(concat!("unknown ", $what, " `{}` (written by a newer fleet?)"), word).into())
+                })
+            }
+        }
+    };
+}
+
+words! {
+    /// Where a site of a run stands.
+    SiteStatus, "site status" {
+        /// Recorded, not yet reached.
+        Pending = "pending",
+        /// The procedure is working on it (the step column says where).
+        Running = "running",
+        /// At the target version.
+        Upgraded = "upgraded",
+        /// A playbook that installs nothing went through on it.
+        Done = "done",
+        /// Already at the target.
+        Skipped = "skipped",
+        /// Failed without changing anything (or refused at preflight).
+        Failed = "failed",
+        /// Back on its old code and databases from the run's backups.
+        RolledBack = "rolled-back",
+        /// Restored, but kept in maintenance for a person to look at.
+        Held = "held",
+        /// The way back did not complete: the site may be half restored.
+        RollbackFailed = "rollback-failed",
+        /// `fleet rollback` refused it (a later run changed it, or it moved on).
+        Refused = "refused",
+        /// Could not be reached.
+        Unreachable = "unreachable",
+        /// Its batch was never admitted.
+        NotStarted = "not-started",
+        /// Stopped mid-way by the operator; remote state re-read on recovery.
+        Interrupted = "interrupted",
+        /// A later run took the site over (its lock and its way back).
+        Superseded = "superseded",
+    }
+}
+
+impl SiteStatus {
+    /// The run is done with the site: it is at the target, or a later run owns it.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            SiteStatus::Upgraded | SiteStatus::Done | SiteStatus::Skipped | SiteStatus::Superseded
+        )
+    }
+
+    /// The run changed the site (its backups describe what the site was before).
+    pub fn touched(self) -> bool {
+        matches!(
+            self,
+            SiteStatus::Upgraded
+                | SiteStatus::Done
+                | SiteStatus::RolledBack
+                | SiteStatus::Held
+                | SiteStatus::RollbackFailed
+                | SiteStatus::Running
+                | SiteStatus::Interrupted
+        )
+    }
+
+    /// The run left the site between two safe ends: recovery must re-read and finish it.
+    pub fn is_midway(self) -> bool {
+        matches!(
+            self,
+            SiteStatus::Running
+                | SiteStatus::Interrupted
+                | SiteStatus::RollbackFailed
+                | SiteStatus::Held
+        )
+    }
+}
+
+words! {
+    /// A run as a whole.
+    RunState, "run state" {
+        /// A controller drives it (or did, until it died: see the pid).
+        Running = "running",
+        /// Every site is settled.
+        Finished = "finished",
+        /// Some site did not reach the target; none is left down by the run.
+        Failed = "failed",
+        /// Stopped with sites still to recover (in maintenance or mid-step).
+        Interrupted = "interrupted",
+        /// `fleet rollback` put every changed site back.
+        RolledBack = "rolled-back",
+    }
+}
+
+/// What the sites of a run say about the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiteTally {
+    /// Sites recorded.
+    pub sites: usize,
+    /// Settled ones ([`SiteStatus::is_settled`]).
+    pub settled: usize,
+    /// Ones the journal believes are in maintenance because of this run, held ones aside
+    /// (`--on-failure hold` keeps a site down on purpose, for a person to look at).
+    pub in_maintenance: usize,
+    /// Ones left mid-step ([`SiteStatus::is_midway`]), held ones aside.
+    pub midway: usize,
+}
+
+impl SiteTally {
+    /// Counts `rows`.
+    pub fn of(rows: &[crate::journal::SiteRow]) -> SiteTally {
+        let mut t = SiteTally {
+            sites: rows.len(),
+            ..SiteTally::default()
+        };
+        for r in rows {
+            t.settled += usize::from(r.status.is_settled());
+            let held = r.status == SiteStatus::Held;
+            t.in_maintenance += usize::from(r.in_maintenance && !held);
+            t.midway += usize::from(r.status.is_midway() && !held);
+        }
+        t
+    }
+}
+
+impl RunState {
+    /// The one rule for the state a run ends a command in (upgrade, resume, recover): every
+    /// site settled is `finished`; a site left down or mid-step (or an interrupt that left
+    /// work undone) is `interrupted`, so `fleet recover` finds it; otherwise `failed`.
+    pub fn decide(t: SiteTally, interrupted: bool) -> RunState {
+        if t.settled == t.sites {
+            RunState::Finished
+        } else if t.in_maintenance > 0 || t.midway > 0 || interrupted {
+            RunState::Interrupted
+        } else {
+            RunState::Failed
+        }
+    }
+}
+
+words! {
+    /// One attempt of a step.
+    StepState, "step state" {
+        /// Recorded before the command was sent: it may have run, partly or fully.
+        Started = "started",
+        /// Ended and judged successful.
+        Done = "done",
+        /// Ended and judged failed (or never sent: the detail says why).
+        Failed = "failed",
+        /// Undone by the undo chain.
+        Undone = "undone",
+        /// Its undo failed.
+        UndoFailed = "undo-failed",
+    }
+}
+
+words! {
+    /// What a run recorded so that the way back and a resume can find it.
+    ArtifactKind, "artifact kind" {
+        /// A site's `maintenance_mode` before the run (`0`, `1`, `unset`).
+        PriorMaintenance = "prior-maintenance",
+        /// A database dump: `PATH sha256:HEX`.
+        DbDump = "db-dump",
+        /// A dump `fleet rollback` took before replacing a database: `PATH sha256:HEX`.
+        SafetyDump = "safety-dump",
+        /// Where the old code was moved.
+        CodeBackup = "code-backup",
+        /// The integration modules the run disabled, space-separated.
+        DisabledModules = "disabled-modules",
+        /// The on-host lock directory the run holds.
+        Lock = "lock",
+        /// The local release tarball (run-wide).
+        Tarball = "tarball",
+        /// The text of the playbook the run started with (run-wide).
+        Playbook = "playbook",
+        /// The options the run started with, as TOML (run-wide).
+        Options = "options",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_reads_back_as_itself() {
+        for s in SiteStatus::ALL {
+            assert_eq!(SiteStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in RunState::ALL {
+            assert_eq!(RunState::parse(s.as_str()), Some(*s));
+        }
+        for s in StepState::ALL {
+            assert_eq!(StepState::parse(s.as_str()), Some(*s));
+        }
+        for s in ArtifactKind::ALL {
+            assert_eq!(ArtifactKind::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(SiteStatus::parse("upgraded "), None);
+    }
+
+    #[test]
+    fn a_run_is_finished_only_when_every_site_is_settled() {
+        let t = |sites, settled, in_maintenance, midway| SiteTally {
+            sites,
+            settled,
+            in_maintenance,
+            midway,
+        };
+        assert_eq!(RunState::decide(t(3, 3, 0, 0), false), RunState::Finished);
+        assert_eq!(RunState::decide(t(3, 3, 0, 0), true), RunState::Finished);
+        assert_eq!(RunState::decide(t(3, 2, 0, 0), false), RunState::Failed);
+        assert_eq!(RunState::decide(t(3, 2, 0, 0), true), RunState::Interrupted);
+        assert_eq!(
+            RunState::decide(t(3, 2, 1, 0), false),
+            RunState::Interrupted
+        );
+        assert_eq!(
+            RunState::decide(t(3, 2, 0, 1), false),
+            RunState::Interrupted
+        );
+    }
+}
