@@ -39,7 +39,7 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
         Err(err) => {
             // Not `eprintln!`: it panics when stderr is a terminal that hung up.
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
-            ExitStatus::Usage
+            ExitStatus::of_error(&err)
         }
     }
 }

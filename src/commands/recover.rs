@@ -116,6 +116,7 @@ fn finish(
         run: run.to_owned(),
         sites: reports.to_vec(),
         stopped: None,
+        journal_failures: journal.write_failures(),
     };
     write_summary(
         &mut crate::render::stdout(),
@@ -125,13 +126,13 @@ fn finish(
     )?;
     let tally = SiteTally::of(&journal.sites(run)?);
     journal.finish_run(run, RunState::decide(tally, interrupted))?;
-    Ok(
-        if report.success() && reports.iter().all(|r| !r.outcome.left_in_maintenance()) {
-            ExitStatus::Success
-        } else {
-            ExitStatus::HostsFailed
-        },
-    )
+    Ok(if !report.journal_failures.is_empty() {
+        ExitStatus::Internal
+    } else if report.success() && reports.iter().all(|r| !r.outcome.left_in_maintenance()) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::HostsFailed
+    })
 }
 
 pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitStatus> {

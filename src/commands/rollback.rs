@@ -6,8 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use fleet_playbook::{
     ArtifactKind, Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, RunState,
-    SiteOutcome, SiteRow, SiteStatus, check_sites, format_age, format_time, needs_restore,
-    restore_run, unix_now,
+    SiteOutcome, SiteRow, SiteStatus, age_of, check_sites, format_time, needs_restore, restore_run,
 };
 
 use super::recover::{claim, jobs_for, refuse_if_active, watched};
@@ -78,14 +77,14 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
             err,
             "  {host}: database `{db}` from its dump of {} UTC ({} ago)",
             format_time(*taken),
-            format_age(unix_now() - taken)
+            age_of(*taken)
         )?;
     }
     if let Some(t) = oldest.iter().map(|(_, _, t)| *t).min() {
         writeln!(
             err,
             "data written to these databases in the last {} will be lost from the live sites (each database is saved to a safety dump first)",
-            format_age(unix_now() - t)
+            age_of(t)
         )?;
     }
     if args.force {
@@ -117,6 +116,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         run: run.id.clone(),
         sites: report.sites.clone(),
         stopped: None,
+        journal_failures: journal.write_failures(),
     };
     write_summary(
         &mut crate::render::stdout(),
@@ -155,7 +155,9 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
     } else {
         journal.unclaim_run(&run)?;
     }
-    Ok(if shared.interrupted() {
+    Ok(if !summary.journal_failures.is_empty() {
+        ExitStatus::Internal
+    } else if shared.interrupted() {
         ExitStatus::Interrupted
     } else if ok {
         ExitStatus::Success
@@ -202,7 +204,7 @@ fn write_plan(out: &mut dyn Write, report: &RestoreReport) -> std::io::Result<()
                         Some(t) => format!(
                             "{file} (taken {}, {} ago: newer data lost)",
                             format_time(*t),
-                            format_age(unix_now() - t)
+                            age_of(*t)
                         ),
                         None => file.clone(),
                     })

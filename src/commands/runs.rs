@@ -30,7 +30,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                         .count();
                     [
                         r.id.clone(),
-                        format_time(r.started),
+                        format_time(r.started_ms),
                         super::recover::state_text(&r),
                         r.target,
                         format!("{done}/{}", sites.len()),
@@ -67,11 +67,11 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             writeln!(
                 out,
                 "started {} by {} on {} (pid {}){}",
-                format_time(r.started),
+                format_time(r.started_ms),
                 r.operator,
                 r.controller,
                 r.pid,
-                r.finished
+                r.finished_ms
                     .map(|f| format!(", ended {}", format_time(f)))
                     .unwrap_or_default()
             )?;
@@ -99,7 +99,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                             },
                         s.step.clone().unwrap_or_default(),
                         s.from_version.clone().unwrap_or_default(),
-                        format_time(s.updated),
+                        format_time(s.updated_ms),
                         s.detail.clone().unwrap_or_default(),
                     ]
                 })

@@ -130,7 +130,16 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
             &opts.target,
         )?;
     }
-    Ok(if shared.interrupted() {
+    if args.json && !report.journal_failures.is_empty() {
+        writeln!(
+            crate::render::stdout(),
+            "{}",
+            serde_json::json!({"event": "journal_failed", "failures": report.journal_failures})
+        )?;
+    }
+    Ok(if !report.journal_failures.is_empty() {
+        ExitStatus::Internal
+    } else if shared.interrupted() {
         ExitStatus::Interrupted
     } else if report.success() {
         ExitStatus::Success

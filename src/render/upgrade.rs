@@ -48,11 +48,7 @@ impl LineReporter {
     }
 
     fn line(&self, text: &str, code: &str) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let t = fleet_playbook::format_time(now);
+        let t = fleet_playbook::format_time(fleet_playbook::now_ms());
         let time = t.split(' ').nth(1).unwrap_or("");
         let body = if self.color && !code.is_empty() {
             format!("\x1b[{code}m{text}\x1b[0m")
@@ -440,6 +436,17 @@ pub(crate) fn write_summary(
             "note: {} site(s) upgraded but still in maintenance, as they were before the run: {}",
             down_before.len(),
             down_before.join(", ")
+        )?;
+    }
+    if let Some(first) = report.journal_failures.first() {
+        writeln!(
+            err,
+            "\n!!! THE JOURNAL FAILED: {} write(s) could not be recorded; each stopped the step it guarded before it ran (first: {first})",
+            report.journal_failures.len()
+        )?;
+        writeln!(
+            err,
+            "!!! the table above is what happened on the hosts; once the state dir is writable again, run `fleet recover` (the journal may not know of the last steps)"
         )?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort
+mod journal; // the journal failing mid-run: steps refused before their side effect, recover after
 mod safety; // data safety: verified restores, rollback guards, hostile host values, crashed runs
 mod upgrade; // fleet upgrade against lab sites with fake drush/cv: batches, budgets, rollback, plan
 

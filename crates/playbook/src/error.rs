@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 /// Why a run could not start or continue.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaybookError {
-    /// The journal could not be opened, read or written.
-    #[error("run journal `{}`", path.display())]
+    /// The journal could not be opened, read or written. The cause is part of the message
+    /// (not a separate source): a journal failure is often only logged, and must say why.
+    #[error("run journal `{}`: {cause}", path.display())]
     Journal {
         /// The journal path.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The release tarball is unusable.
     #[error("release tarball `{}`: {reason}", path.display())]
@@ -35,7 +35,7 @@ impl PlaybookError {
     pub(crate) fn journal(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         PlaybookError::Journal {
             path: path.to_owned(),
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 }

@@ -39,8 +39,8 @@ pub use discovery::Facts;
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
 pub use journal::{
-    ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, format_age, format_time,
-    unix_now,
+    ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, age_of, format_age,
+    format_time, now_ms, unix_now,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};

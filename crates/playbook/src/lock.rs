@@ -23,7 +23,7 @@ impl HostRun<'_, '_> {
                 .unwrap_or_default()
                 .trim(),
             std::process::id(),
-            crate::journal::format_time(crate::journal::unix_now())
+            crate::journal::format_time(crate::journal::now_ms())
         );
         let mut taken = Vec::new();
         let mut taken_over = Vec::new();

@@ -242,6 +242,9 @@ pub struct RunReport {
     pub sites: Vec<SiteReport>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// Journal writes that failed during the run ([`crate::Journal::write_failures`]): each
+    /// stopped the step it guarded, and the journal may not know everything the summary does.
+    pub journal_failures: Vec<String>,
 }
 
 impl RunReport {

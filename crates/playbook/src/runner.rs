@@ -177,7 +177,12 @@ pub async fn run_upgrade(
                     let outcome = SiteOutcome::NotStarted {
                         reason: why.clone(),
                     };
-                    finish_site(&ctx, &j.host.name, &s.name, index, &outcome, None)?;
+                    // Nothing happened on this site: a journal that cannot say so is in
+                    // the report's journal failures, and the run goes on to report the rest.
+                    if let Err(e) = finish_site(&ctx, &j.host.name, &s.name, index, &outcome, None)
+                    {
+                        tracing::error!("journal: {e}");
+                    }
                     reports.push(SiteReport {
                         host: j.host.name.clone(),
                         site: s.name.clone(),
@@ -255,12 +260,22 @@ pub async fn run_upgrade(
             });
         }
     }
-    let tally = SiteTally::of(&journal.sites(&run)?);
-    journal.finish_run(&run, RunState::decide(tally, cancel.drain.is_cancelled()))?;
+    // What the hosts did is in `reports` whatever the journal can still record: a journal
+    // that fails here is reported with them, never instead of them.
+    match journal.sites(&run) {
+        Ok(rows) => {
+            let state = RunState::decide(SiteTally::of(&rows), cancel.drain.is_cancelled());
+            if let Err(e) = journal.finish_run(&run, state) {
+                tracing::error!("journal: {e}");
+            }
+        }
+        Err(e) => tracing::error!("journal: {e}"),
+    }
     Ok(RunReport {
         run,
         sites: reports,
         stopped,
+        journal_failures: journal.write_failures(),
     })
 }
 

@@ -7,63 +7,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::PlaybookError;
-use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepState};
 
-const SCHEMA: &str = r"
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    started INTEGER NOT NULL,
-    finished INTEGER,
-    state TEXT NOT NULL,            -- running | finished | failed | interrupted
-    operator TEXT NOT NULL,
-    controller TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    procedure TEXT NOT NULL,
-    target TEXT NOT NULL,
-    args TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sites (
-    run TEXT NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    site TEXT NOT NULL,
-    batch INTEGER,
-    unit_group TEXT,
-    status TEXT NOT NULL,           -- pending | running | upgraded | skipped | failed | rolled-back | held | unreachable | interrupted | superseded
-    step TEXT,
-    from_version TEXT,
-    to_version TEXT,
-    in_maintenance INTEGER NOT NULL DEFAULT 0,
-    detail TEXT,
-    updated INTEGER NOT NULL,
-    PRIMARY KEY (run, host, site)
-);
-CREATE TABLE IF NOT EXISTS steps (
-    id INTEGER PRIMARY KEY,
-    run TEXT NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    unit TEXT NOT NULL,             -- site:<name> | codebase:<path> | database:<name> | host
-    step TEXT NOT NULL,
-    state TEXT NOT NULL,            -- started | done | failed | undone | undo-failed
-    attempt INTEGER NOT NULL,
-    started INTEGER NOT NULL,
-    finished INTEGER,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS steps_by_unit ON steps(run, host, unit, step);
-CREATE TABLE IF NOT EXISTS artifacts (
-    run TEXT NOT NULL REFERENCES runs(id),
-    host TEXT NOT NULL,
-    unit TEXT NOT NULL,
-    kind TEXT NOT NULL,             -- prior-maintenance | db-dump | safety-dump | code-backup | disabled-modules | lock
-    value TEXT NOT NULL,
-    PRIMARY KEY (run, host, unit, kind)
-);
-";
+mod schema;
+mod time;
+
+use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepState};
+pub(crate) use time::timestamp_id;
+pub use time::{age_of, format_age, format_time, now_ms, unix_now};
 
 /// What a run was started with.
 #[derive(Debug, Clone)]
@@ -81,10 +35,10 @@ pub struct RunInfo {
 pub struct RunRow {
     /// Run id.
     pub id: String,
-    /// Unix time started.
-    pub started: i64,
-    /// Unix time finished, if it did.
-    pub finished: Option<i64>,
+    /// When it started (unix ms).
+    pub started_ms: i64,
+    /// When it ended, if it did (unix ms).
+    pub finished_ms: Option<i64>,
     /// Its state.
     pub state: RunState,
     /// Who ran it.
@@ -122,8 +76,8 @@ pub struct SiteRow {
     pub in_maintenance: bool,
     /// Reason or note.
     pub detail: Option<String>,
-    /// Unix time of the last change.
-    pub updated: i64,
+    /// When it last changed (unix ms).
+    pub updated_ms: i64,
 }
 
 /// One artifact (backup path, recorded prior state) of a run.
@@ -182,14 +136,9 @@ pub struct SiteUpdate<'a> {
 pub struct Journal {
     conn: Mutex<Connection>,
     path: PathBuf,
-}
-
-/// The current unix time, in seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    /// Every write that failed since the journal was opened: the caller refused the side
+    /// effect it guarded, and the operator must hear of it even when the caller carried on.
+    failures: Mutex<Vec<String>>,
 }
 
 impl Journal {
@@ -201,19 +150,56 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, PlaybookError> {
         std::fs::create_dir_all(dir).map_err(|e| PlaybookError::journal(dir, e))?;
         let path = dir.join("journal.sqlite");
-        let conn = Connection::open(&path).map_err(|e| PlaybookError::journal(&path, e))?;
+        let mut conn = Connection::open(&path).map_err(|e| PlaybookError::journal(&path, e))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;")
-            .and_then(|()| conn.execute_batch(SCHEMA))
             .map_err(|e| PlaybookError::journal(&path, e))?;
+        schema::migrate(&mut conn).map_err(|e| match e {
+            schema::SchemaError::Sql(e) => PlaybookError::journal(&path, e),
+            schema::SchemaError::Newer(v) => PlaybookError::journal(
+                &path,
+                std::io::Error::other(format!(
+                    "written by a newer fleet (schema {v}; this fleet reads up to {}): upgrade fleet",
+                    schema::CURRENT
+                )),
+            ),
+        })?;
         Ok(Journal {
             conn: Mutex::new(conn),
             path,
+            failures: Mutex::new(Vec::new()),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The writes that failed since the journal was opened, oldest first.
+    pub fn write_failures(&self) -> Vec<String> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// [`Journal::with`] for a write: a failure is also kept for [`Journal::write_failures`].
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, PlaybookError> {
+        self.with(f).inspect_err(|e| {
+            let mut text = e.to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(c) = cur {
+                text.push_str(&format!(": {c}"));
+                cur = c.source();
+            }
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(text);
+        })
     }
 
     fn with<T>(
@@ -230,15 +216,16 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn create_run(&self, info: &RunInfo) -> Result<String, PlaybookError> {
-        let t = unix_now();
+        let t = now_ms();
+        let secs = t / 1000;
         let id = format!(
             "{}-{:04x}",
-            timestamp_id(t),
-            (std::process::id() ^ (t as u32).rotate_left(7)) & 0xffff
+            timestamp_id(secs),
+            (std::process::id() ^ (secs as u32).rotate_left(7)) & 0xffff
         );
         let operator = operator();
         let controller = hostname();
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO runs (id, started, state, operator, controller, pid, procedure, target, args) VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![id, t, operator, controller, std::process::id(), info.procedure, info.target, info.args],
@@ -253,10 +240,10 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn finish_run(&self, run: &str, state: RunState) -> Result<(), PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "UPDATE runs SET state = ?2, finished = ?3 WHERE id = ?1",
-                params![run, state, unix_now()],
+                params![run, state, now_ms()],
             )
         })
         .map(|_| ())
@@ -268,7 +255,7 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn reopen_run(&self, run: &str) -> Result<(), PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "UPDATE runs SET state = 'running', finished = NULL, pid = ?2, controller = ?3 WHERE id = ?1",
                 params![run, std::process::id(), hostname()],
@@ -286,7 +273,7 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn claim_run(&self, seen: &RunRow) -> Result<bool, PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "UPDATE runs SET state = 'running', finished = NULL, pid = ?4, controller = ?5 WHERE id = ?1 AND state = ?2 AND pid = ?3",
                 params![seen.id, seen.state, seen.pid, std::process::id(), hostname()],
@@ -301,10 +288,10 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn unclaim_run(&self, seen: &RunRow) -> Result<(), PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "UPDATE runs SET state = ?2, finished = ?3, pid = ?4, controller = ?5 WHERE id = ?1",
-                params![seen.id, seen.state, seen.finished, seen.pid, seen.controller],
+                params![seen.id, seen.state, seen.finished_ms, seen.pid, seen.controller],
             )
         })
         .map(|_| ())
@@ -322,7 +309,7 @@ impl Journal {
         site: &str,
         u: &SiteUpdate<'_>,
     ) -> Result<(), PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO sites (run, host, site, batch, unit_group, status, step, from_version, to_version, in_maintenance, detail, updated)
                  VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 'pending'), ?7, ?8, ?9, COALESCE(?10, 0), ?11, ?12)
@@ -332,7 +319,7 @@ impl Journal {
                     in_maintenance = COALESCE(?10, in_maintenance), detail = COALESCE(?11, detail), updated = ?12",
                 params![
                     run, host, site, u.batch, u.unit_group, u.status, u.step, u.from_version, u.to_version,
-                    u.in_maintenance.map(i64::from), u.detail, unix_now()
+                    u.in_maintenance.map(i64::from), u.detail, now_ms()
                 ],
             )
         })
@@ -353,7 +340,7 @@ impl Journal {
         step: &str,
         detail: &str,
     ) -> Result<i64, PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             let attempt: i64 = c.query_row(
                 "SELECT COUNT(*) FROM steps WHERE run = ?1 AND host = ?2 AND unit = ?3 AND step = ?4",
                 params![run, host, unit, step],
@@ -361,7 +348,7 @@ impl Journal {
             )?;
             c.execute(
                 "INSERT INTO steps (run, host, unit, step, state, attempt, started, detail) VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7)",
-                params![run, host, unit, step, attempt + 1, unix_now(), detail],
+                params![run, host, unit, step, attempt + 1, now_ms(), detail],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -373,10 +360,10 @@ impl Journal {
     ///
     /// When the journal cannot be written.
     pub fn step_end(&self, id: i64, state: StepState, detail: &str) -> Result<(), PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "UPDATE steps SET state = ?2, finished = ?3, detail = CASE WHEN ?4 = '' THEN detail ELSE ?4 END WHERE id = ?1",
-                params![id, state, unix_now(), detail],
+                params![id, state, now_ms(), detail],
             )
         })
         .map(|_| ())
@@ -417,7 +404,7 @@ impl Journal {
         kind: ArtifactKind,
         value: &str,
     ) -> Result<(), PlaybookError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO artifacts (run, host, unit, kind, value) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (run, host, unit, kind) DO UPDATE SET value = ?5",
@@ -449,7 +436,7 @@ impl Journal {
         })
     }
 
-    /// When `step` last finished `done` on `unit` (unix time), e.g. when a dump was taken.
+    /// When `step` last finished `done` on `unit` (unix ms), e.g. when a dump was taken.
     ///
     /// # Errors
     ///
@@ -470,7 +457,7 @@ impl Journal {
         })
     }
 
-    /// Every run's row for one site, oldest run first: `(run id, run started, row)`.
+    /// Every run's row for one site, oldest run first: `(run id, run started (unix ms), row)`.
     ///
     /// # Errors
     ///
@@ -594,15 +581,15 @@ fn site_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SiteRow> {
         to_version: r.get(at + 6)?,
         in_maintenance: r.get::<_, i64>(at + 7)? != 0,
         detail: r.get(at + 8)?,
-        updated: r.get(at + 9)?,
+        updated_ms: r.get(at + 9)?,
     })
 }
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: r.get(0)?,
-        started: r.get(1)?,
-        finished: r.get(2)?,
+        started_ms: r.get(1)?,
+        finished_ms: r.get(2)?,
         state: r.get(3)?,
         operator: r.get(4)?,
         controller: r.get(5)?,
@@ -652,74 +639,9 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// `YYYYMMDD-HHMMSS` (UTC) for unix time `t`.
-pub(crate) fn timestamp_id(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (UTC) for unix time `t`.
-pub fn format_time(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// A duration as a person would say it: `42 s`, `1 min 30 s`, `3 h 12 min`, `2 d 3 h`.
-pub fn format_age(secs: i64) -> String {
-    let s = secs.max(0);
-    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, 0, s) => format!("{s} s"),
-        (0, 0, m, 0) => format!("{m} min"),
-        (0, 0, m, s) => format!("{m} min {s} s"),
-        (0, h, m, _) => format!("{h} h {m} min"),
-        (d, h, _, _) => format!("{d} d {h} h"),
-    }
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_read_like_a_person_wrote_them() {
-        assert_eq!(format_age(42), "42 s");
-        assert_eq!(format_age(90), "1 min 30 s");
-        assert_eq!(format_age(600), "10 min");
-        assert_eq!(format_age(11_525), "3 h 12 min");
-        assert_eq!(format_age(2 * 86_400 + 3 * 3600), "2 d 3 h");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00");
-        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06:40");
-        assert_eq!(timestamp_id(951_782_400), "20000229-000000");
-    }
 
     #[test]
     fn journal_round_trip_survives_reopen() {
@@ -800,6 +722,93 @@ mod tests {
             [1, 2]
         );
         j.finish_run(&run, RunState::Finished).unwrap();
-        assert!(j.run(&run).unwrap().unwrap().finished.is_some());
+        assert!(j.run(&run).unwrap().unwrap().finished_ms.is_some());
+    }
+
+    fn chain(e: &PlaybookError) -> String {
+        let mut s = e.to_string();
+        let mut cur = std::error::Error::source(e);
+        while let Some(c) = cur {
+            s.push_str(&format!(": {c}"));
+            cur = c.source();
+        }
+        s
+    }
+
+    /// A journal written by the release before schema versions (times in seconds, no
+    /// `schema_version`) opens, reads, and its times become milliseconds.
+    #[test]
+    fn a_version_1_journal_is_migrated_and_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+            c.execute_batch(schema::V1).unwrap();
+            c.execute_batch(
+                "INSERT INTO runs VALUES ('20261101-120000-abcd', 1795000000, 1795000060, 'finished', 'ops', 'ctl', 42, 'civicrm-d7', '5.70.0', 'fleet upgrade');
+                 INSERT INTO sites VALUES ('20261101-120000-abcd', 'h01', 's1', 0, NULL, 'upgraded', 'verify', '5.69.0', '5.70.0', 0, 'ok', 1795000059);
+                 INSERT INTO steps VALUES (1, '20261101-120000-abcd', 'h01', 'database:civi', 'backup-db', 'done', 1, 1795000010, 1795000020, '');
+                 INSERT INTO artifacts VALUES ('20261101-120000-abcd', 'h01', 'database:civi', 'db-dump', '/b/civi.sql sha256:00');",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let run = j.run("20261101-120000-abcd").unwrap().unwrap();
+        assert_eq!(run.state, RunState::Finished);
+        assert_eq!(run.started_ms, 1_795_000_000_000);
+        assert_eq!(run.finished_ms, Some(1_795_000_060_000));
+        let sites = j.sites(&run.id).unwrap();
+        assert_eq!(sites[0].status, SiteStatus::Upgraded);
+        assert_eq!(sites[0].updated_ms, 1_795_000_059_000);
+        assert_eq!(
+            j.step_done_at(&run.id, "h01", "database:civi", "backup-db")
+                .unwrap(),
+            Some(1_795_000_020_000)
+        );
+        assert_eq!(j.artifacts(&run.id).unwrap()[0].kind, ArtifactKind::DbDump);
+        drop(j);
+        // Opening again migrates nothing twice.
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(
+            j.run(&run.id).unwrap().unwrap().started_ms,
+            1_795_000_000_000
+        );
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_fleet_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        {
+            let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+            c.execute("UPDATE schema_version SET version = 99", [])
+                .unwrap();
+        }
+        let Err(e) = Journal::open(dir.path()) else {
+            panic!("a newer journal was opened");
+        };
+        let e = chain(&e);
+        assert!(e.contains("newer fleet (schema 99"), "{e}");
+        let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        let v: i64 = c
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99);
+    }
+
+    #[test]
+    fn a_word_this_build_does_not_know_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let run = j
+            .create_run(&RunInfo {
+                procedure: "civicrm-d7".into(),
+                target: "5.70.0".into(),
+                args: String::new(),
+            })
+            .unwrap();
+        j.with(|c| c.execute("UPDATE runs SET state = 'paused' WHERE id = ?1", [&run]))
+            .unwrap();
+        let e = chain(&j.run(&run).expect_err("unknown state"));
+        assert!(e.contains("unknown run state `paused`"), "{e}");
     }
 }
