@@ -74,10 +74,12 @@ pub(crate) fn argv(call: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A database upgrade that changes the database (a `--dry-run` changes nothing).
 pub(crate) fn is_upgrade_call(call: &Value) -> bool {
     let a = argv(call);
     a.iter()
         .any(|x| x == "upgrade:db" || x == "civicrm-upgrade-db")
+        && !a.iter().any(|x| x == "--dry-run")
 }
 
 pub(crate) fn ts(call: &Value) -> f64 {
