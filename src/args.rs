@@ -61,9 +61,9 @@ pub(crate) struct ResumeArgs {
     /// Run id (a unique prefix is enough)
     pub(crate) run: String,
 
-    /// Bound on each remote step
-    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
-    pub(crate) step_timeout: Duration,
+    /// Bound on each remote step (default: the one the run started with)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Option<Duration>,
 
     /// Failed hosts tolerated per batch and for the whole run: `N` or `N%` (default 0)
     #[arg(long, value_name = "N|N%")]
@@ -104,9 +104,9 @@ pub(crate) struct RecoverArgs {
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,
 
-    /// Bound on each remote step
-    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
-    pub(crate) step_timeout: Duration,
+    /// Bound on each remote step (default: the one each run started with)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -3,12 +3,11 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, bail};
-use fleet_inventory::{Amount, Batches, Inventory};
+use anyhow::bail;
+use fleet_inventory::Inventory;
 use fleet_playbook::{
-    ArtifactKind, Cancel, HostJob, Journal, OnFailure, RestoreMode, RestoreOptions, RunRow,
-    RunState, SiteReport, SiteStatus, SiteTally, UpgradeOptions, needs_restore, restore_run,
-    run_upgrade,
+    Cancel, HostJob, Journal, RestoreMode, ResumeOptions, RunReport, RunRow, RunState, SiteStatus,
+    needs_restore, recover_run, resume_run,
 };
 
 use crate::args::{Cli, RecoverArgs, ResumeArgs};
@@ -57,17 +56,6 @@ pub(crate) fn watched(
     (cancel, shared, watcher)
 }
 
-/// Every site of a run that needs it, to its nearest safe end.
-fn recovery(step_timeout: std::time::Duration) -> RestoreOptions {
-    RestoreOptions {
-        mode: RestoreMode::Recover,
-        sites: Vec::new(),
-        step_timeout,
-        force: false,
-        plan: false,
-    }
-}
-
 /// A run still driven by a live controller on this machine must not be touched.
 pub(crate) fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
     if controller_alive(run) {
@@ -105,30 +93,32 @@ pub(crate) fn jobs_for(inventory: &Inventory, hosts: &[String]) -> anyhow::Resul
     Ok(super::upgrade::jobs(inventory, &selected))
 }
 
-fn finish(
-    journal: &Journal,
-    run: &str,
-    reports: &[SiteReport],
-    target: &str,
-    interrupted: bool,
-) -> anyhow::Result<ExitStatus> {
-    let report = fleet_playbook::RunReport {
-        run: run.to_owned(),
-        sites: reports.to_vec(),
-        stopped: None,
-        journal_failures: journal.write_failures(),
-    };
+/// A job for every host of the inventory: the library takes a run's hosts from them.
+fn all_jobs(inventory: &Inventory) -> Vec<HostJob> {
+    let hosts: Vec<&fleet_inventory::Host> = inventory.hosts().iter().collect();
+    super::upgrade::jobs(inventory, &hosts)
+}
+
+/// Prints a command's summary and picks its exit code: internal when the journal failed,
+/// interrupted on a signal, success only when every site it acted on is at a safe end and
+/// none is left in maintenance.
+fn conclude(report: &RunReport, target: &str, interrupted: bool) -> anyhow::Result<ExitStatus> {
     write_summary(
         &mut crate::render::stdout(),
         &mut crate::render::stderr(),
-        &report,
+        report,
         target,
     )?;
-    let tally = SiteTally::of(&journal.sites(run)?);
-    journal.finish_run(run, RunState::decide(tally, interrupted))?;
     Ok(if !report.journal_failures.is_empty() {
         ExitStatus::Internal
-    } else if report.success() && reports.iter().all(|r| !r.outcome.left_in_maintenance()) {
+    } else if interrupted {
+        ExitStatus::Interrupted
+    } else if report.success()
+        && report
+            .sites
+            .iter()
+            .all(|r| !r.outcome.left_in_maintenance())
+    {
         ExitStatus::Success
     } else {
         ExitStatus::HostsFailed
@@ -145,103 +135,39 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
         "admitting no new host; sites not yet at the database upgrade are being brought back",
     );
     let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
-    // 1. Sites left mid-step: re-verified and moved to a safe end (forward when their DB is
-    //    already upgraded, so no DB upgrade ever runs twice; else back to the backups).
-    let rows = journal.sites(&run.id)?;
-    let midway: Vec<String> = rows
-        .iter()
-        .filter(|r| needs_restore(r, RestoreMode::Recover))
-        .map(|r| r.host.clone())
-        .collect();
-    let mut reports = Vec::new();
-    if !midway.is_empty() {
-        let jobs = jobs_for(&inventory, &midway)?;
-        reports.extend(
-            restore_run(
-                &client,
-                &jobs,
-                &journal,
-                &reporter,
-                &cancel,
-                &run.id,
-                &recovery(args.step_timeout),
-            )
-            .await?
-            .sites,
-        );
-    }
-    // 2. Every site not yet at the target runs the procedure from its start, in this run.
-    let rows = journal.sites(&run.id)?;
-    let todo: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| !r.status.is_settled())
-        .map(|r| (r.host.clone(), r.site.clone()))
-        .collect();
-    if !todo.is_empty() && !cancel.drain.is_cancelled() {
-        let tarball = journal
-            .artifact(&run.id, "", "run", ArtifactKind::Tarball)?
-            .context("the run recorded no tarball")?;
-        // The procedure the run started with, from its journal (never the built-in one for
-        // a playbook run, and never the file as it may have been edited since).
-        let origin = std::path::PathBuf::from(format!("playbook of run {}", run.id));
-        let playbook = journal
-            .artifact(&run.id, "", "run", ArtifactKind::Playbook)?
-            .map(|text| fleet_playbook::Playbook::parse(&text, &origin))
-            .transpose()?;
-        if playbook.is_none() && run.procedure.starts_with("playbook:") {
-            bail!(
-                "run `{}` ran {} but its journal has no copy of it (recorded before fleet kept one); run that playbook again with `fleet upgrade --playbook FILE`",
-                run.id,
-                run.procedure
-            );
-        }
-        let mut jobs = jobs_for(
-            &inventory,
-            &todo.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),
-        )?;
-        for j in &mut jobs {
-            j.host
-                .sites
-                .retain(|s| todo.iter().any(|(h, n)| *h == j.host.name && *n == s.name));
-        }
-        let opts = UpgradeOptions {
-            tarball: tarball.into(),
-            target: run.target.clone(),
-            l10n: None,
-            batches: Batches(vec![Amount::Percent(100)]),
-            max_fail: args.max_fail.unwrap_or(Amount::Count(0)),
-            unreachable_counts: true,
-            max_per: inventory.rollout().max_per.clone(),
-            forks: 20,
-            on_failure: OnFailure::Rollback,
-            step_timeout: args.step_timeout,
-            args: run.args.clone(),
-            playbook,
-            resume: Some(run.id.clone()),
-            break_lock: None,
-            bake: None,
-        };
-        let r = run_upgrade(&client, jobs, &opts, &journal, &reporter, None, &cancel).await?;
-        reports
-            .retain(|x: &SiteReport| !r.sites.iter().any(|y| y.host == x.host && y.site == x.site));
-        reports.extend(r.sites);
-    }
+    let ro = ResumeOptions {
+        step_timeout: args.step_timeout,
+        max_fail: args.max_fail,
+    };
+    let result = resume_run(
+        &client,
+        &all_jobs(&inventory),
+        &journal,
+        &reporter,
+        &cancel,
+        &run,
+        &ro,
+    )
+    .await;
     watcher.abort();
-    if reports.is_empty() {
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing was done (the run's record is unusable): give the run back as it was.
+            if journal
+                .sites(&run.id)?
+                .iter()
+                .all(|s| !s.status.is_midway())
+            {
+                journal.unclaim_run(&run)?;
+            }
+            return Err(e.into());
+        }
+    };
+    if report.sites.is_empty() {
         writeln!(std::io::stderr(), "run `{}`: nothing left to do", run.id)?;
     }
-    let status = finish(
-        &journal,
-        &run.id,
-        &reports,
-        &run.target,
-        shared.interrupted(),
-    )?;
-    Ok(if shared.interrupted() {
-        ExitStatus::Interrupted
-    } else {
-        status
-    })
+    conclude(&report, &run.target, shared.interrupted())
 }
 
 pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitStatus> {
@@ -301,33 +227,29 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     let client = super::upgrade::client();
     let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
     let (cancel, shared, watcher) = watched("starting no new host; steps already running finish");
+    let jobs = all_jobs(&inventory);
     let mut status = ExitStatus::Success;
-    for (run, rows) in found {
+    for (run, _) in found {
         if cancel.drain.is_cancelled() {
             break;
         }
         claim(&journal, &run)?;
-        let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
-        let jobs = jobs_for(&inventory, &hosts)?;
-        let reports = restore_run(
+        let report = recover_run(
             &client,
             &jobs,
             &journal,
             &reporter,
             &cancel,
-            &run.id,
-            &recovery(args.step_timeout),
+            &run,
+            args.step_timeout,
         )
-        .await?
-        .sites;
-        if finish(
-            &journal,
-            &run.id,
-            &reports,
-            &run.target,
-            shared.interrupted(),
-        )? != ExitStatus::Success
-            && reports.iter().any(|r| {
+        .await?;
+        let s = conclude(&report, &run.target, false)?;
+        if s == ExitStatus::Internal {
+            status = s;
+        } else if s != ExitStatus::Success
+            && status == ExitStatus::Success
+            && report.sites.iter().any(|r| {
                 r.outcome.left_in_maintenance() || r.outcome.status() == SiteStatus::Unreachable
             })
         {

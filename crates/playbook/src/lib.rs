@@ -30,6 +30,7 @@ mod plan;
 mod playbook;
 mod procedure;
 mod restore;
+mod resume;
 mod runner;
 mod vocab;
 mod work;
@@ -51,5 +52,6 @@ pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,
     needs_restore, restore_run,
 };
+pub use resume::{ResumeOptions, recover_run, resume_run};
 pub use runner::{UpgradeOptions, run_upgrade};
 pub use vocab::{ArtifactKind, RunState, SiteStatus, SiteTally, StepState};

@@ -102,8 +102,9 @@ pub async fn run_upgrade(
         ArtifactKind::Tarball,
         &opts.tarball.display().to_string(),
     )?;
-    if let Some(pb) = &opts.playbook {
-        journal.set_artifact(&run, "", "run", ArtifactKind::Playbook, &pb.text)?;
+    // A resumed run keeps what it started with; a new one records it for its resume.
+    if opts.resume.is_none() {
+        crate::resume::Recorded::record(journal, &run, opts)?;
     }
     let sizes = opts.batches.sizes(jobs.len());
     let batch_budget: Vec<usize> = sizes.iter().map(|&n| opts.max_fail.of(n)).collect();
