@@ -118,6 +118,11 @@ pub(crate) struct UpgradeArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) tarball: Option<PathBuf>,
 
+    /// Localization tarball of the same version (`civicrm-X.Y.Z-l10n.tar.gz`), uploaded with
+    /// the release and unpacked over the new code before it goes into place
+    #[arg(long, value_name = "FILE", requires = "tarball")]
+    pub(crate) l10n: Option<PathBuf>,
+
     /// Run this TOML playbook (shell steps and built-in steps) instead of the built-in
     /// CiviCRM procedure
     #[arg(long, value_name = "FILE")]

@@ -75,7 +75,20 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     .map(|f| format!(", ended {}", format_time(f)))
                     .unwrap_or_default()
             )?;
-            writeln!(out, "command: {}\n", r.args)?;
+            writeln!(out, "command: {}", r.args)?;
+            // What `fleet resume` replays: the options and the playbook the run started with.
+            if let Some(o) = journal.artifact(&r.id, "", "run", ArtifactKind::Options)? {
+                let o: Vec<&str> = o.lines().filter(|l| !l.trim().is_empty()).collect();
+                writeln!(out, "options: {}", o.join("; "))?;
+            }
+            if let Some(p) = journal.artifact(&r.id, "", "run", ArtifactKind::Playbook)? {
+                writeln!(
+                    out,
+                    "playbook: the journal keeps its text as the run started ({} lines)",
+                    p.lines().count()
+                )?;
+            }
+            writeln!(out)?;
             if r.state == RunState::Running && !super::recover::controller_alive(r) {
                 writeln!(
                     out,
@@ -127,6 +140,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 .into_iter()
                 .filter(|a| a.kind != ArtifactKind::Lock || r.state == RunState::Running)
                 .filter(|a| a.host.is_empty() || a.kind != ArtifactKind::Tarball)
+                .filter(|a| !matches!(a.kind, ArtifactKind::Options | ArtifactKind::Playbook))
                 .collect();
             if !artifacts.is_empty() {
                 writeln!(out, "\nbackups and recorded state:")?;

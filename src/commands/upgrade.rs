@@ -46,10 +46,17 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     } else {
         tarball_version(&tarball)?
     };
+    if args.l10n.is_some() && !needs_tarball {
+        anyhow::bail!(
+            "`--l10n` goes with the release tarball, which this playbook does not install"
+        );
+    }
     let rollout = inventory.rollout();
     let opts = UpgradeOptions {
         tarball,
-        l10n: None,
+        // Checked against the release before anything is touched: by `--plan` before any
+        // host is contacted, and in a run on the controller before anything is uploaded.
+        l10n: args.l10n.clone(),
         target,
         batches: args
             .batches

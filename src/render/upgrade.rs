@@ -270,6 +270,10 @@ pub(crate) fn write_plan(
         Some(pb) => format!("playbook `{}` (`{}`)", pb.name, pb.source.display()),
         None => format!("CiviCRM {} from `{}`", opts.target, opts.tarball.display()),
     };
+    let what = match &opts.l10n {
+        Some(l) => format!("{what} with the localization files of `{}`", l.display()),
+        None => what,
+    };
     writeln!(
         w,
         "plan: {what}, {} batch(es) of {}, failures tolerated per batch: {}\n",
@@ -311,6 +315,9 @@ pub(crate) fn write_plan(
             &cells
         )
     )?;
+    if opts.playbook.is_none() {
+        write_dry_runs(w, &opts.target, rows)?;
+    }
     let n = rows.iter().filter(|r| r.action == "upgrade").count();
     writeln!(w, "\n{n} site(s) to upgrade; each runs these steps:")?;
     match &opts.playbook {
@@ -447,6 +454,69 @@ pub(crate) fn write_summary(
         writeln!(
             err,
             "!!! the table above is what happened on the hosts; once the state dir is writable again, run `fleet recover` (the journal may not know of the last steps)"
+        )?;
+    }
+    Ok(())
+}
+
+/// The plan's dry runs, one entry per host and CiviCRM database (with the sites on it).
+fn write_dry_runs(w: &mut dyn Write, target: &str, rows: &[PlanRow]) -> io::Result<()> {
+    let mut dbs: Vec<(&PlanRow, Vec<&str>)> = Vec::new();
+    for r in rows {
+        // No dry run, and none expected: the site could not be read.
+        if r.dry_run.is_none() && !matches!(r.action.as_str(), "upgrade" | "skip") {
+            continue;
+        }
+        match dbs
+            .iter_mut()
+            .find(|(d, _)| d.host == r.host && d.civi_db == r.civi_db)
+        {
+            Some((_, sites)) => sites.push(&r.site),
+            None => dbs.push((r, vec![&r.site])),
+        }
+    }
+    if dbs.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "\ndry runs of the database upgrade (`cv upgrade:db --dry-run`, against the code now on disk):"
+    )?;
+    let mut at_rest = false;
+    for (r, sites) in dbs {
+        let head = format!("  {} {} ({})", r.host, r.civi_db, sites.join(", "));
+        match &r.dry_run {
+            None => writeln!(w, "{head}: none (drush civicrm-upgrade-db has no dry run)")?,
+            Some(Err(why)) => writeln!(
+                w,
+                "{head}: FAILED: {why} (a run stops these sites before maintenance)"
+            )?,
+            Some(Ok(tasks)) if tasks.is_empty() => {
+                at_rest = true;
+                writeln!(
+                    w,
+                    "{head}: ok, nothing pending (code {}, database {})",
+                    r.code_version, r.db_version
+                )?;
+            }
+            Some(Ok(tasks)) => {
+                writeln!(
+                    w,
+                    "{head}: {} task(s) pending from database {} to code {}:",
+                    tasks.len(),
+                    r.db_version,
+                    r.code_version
+                )?;
+                for t in tasks {
+                    writeln!(w, "      {t}")?;
+                }
+            }
+        }
+    }
+    if at_rest {
+        writeln!(
+            w,
+            "  (\"nothing pending\": cv boots and reaches the database; the tasks to {target} exist only once its code is on disk, so a run dry-runs them again after the unpack, before the database is touched: upgrade-db-dry-run)"
         )?;
     }
     Ok(())

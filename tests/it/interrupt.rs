@@ -23,7 +23,7 @@ fn sigint(child: &Child) {
     signal(child, "INT");
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()

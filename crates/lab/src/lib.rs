@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 pub use agent::TestAgent;
 pub use error::LabError;
 pub use keys::generate_client_key;
-pub use sites::{LabSite, SitesOptions, next_minor};
+pub use sites::{L10N_LOCALES, LabSite, SitesOptions, l10n_mo_text, next_minor};
 pub use test_lab::TestLab;
 
 use error::io;

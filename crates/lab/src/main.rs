@@ -90,8 +90,9 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                 }
                 let _ = writeln!(
                     out,
-                    "sites: {sites_per_host} per host at CiviCRM {civicrm}; release tarball {}",
-                    lab.release_tarball(&opts.release).display()
+                    "sites: {sites_per_host} per host at CiviCRM {civicrm}; release tarball {} (localization {})",
+                    lab.release_tarball(&opts.release).display(),
+                    lab.l10n_tarball(&opts.release).display()
                 );
             }
             let h = lab.hosts();

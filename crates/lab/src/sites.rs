@@ -1,5 +1,5 @@
 //! Drupal 7 sites with CiviCRM on lab hosts, the fake `drush`/`cv` that manage them, and a
-//! release tarball to upgrade them to.
+//! release tarball to upgrade them to (with its localization tarball).
 //!
 //! Per host `hNN` (in its own directory, `FLEET_ROOT`):
 //!
@@ -36,7 +36,8 @@ pub struct SitesOptions {
     pub per_host: usize,
     /// CiviCRM version installed (code and databases).
     pub version: String,
-    /// Version of the release tarball written to `DIR/civicrm-<release>-drupal.tar.gz`.
+    /// Version of the release tarball written to `DIR/civicrm-<release>-drupal.tar.gz` (and
+    /// of its localization tarball, `DIR/civicrm-<release>-l10n.tar.gz`).
     pub release: String,
 }
 
@@ -131,7 +132,8 @@ fn read_trim(p: &Path) -> String {
 
 impl Lab {
     /// Lays out sites on every host, installs the fake tools in `DIR/bin`, writes the release
-    /// tarball and adds the sites (and a `[rollout]`) to the inventory.
+    /// tarball and its localization tarball and adds the sites (and a `[rollout]`) to the
+    /// inventory.
     ///
     /// # Errors
     ///
@@ -215,30 +217,78 @@ impl Lab {
         self.dir().join(format!("civicrm-{version}-drupal.tar.gz"))
     }
 
+    /// `DIR/civicrm-<version>-l10n.tar.gz`.
+    pub fn l10n_tarball(&self, version: &str) -> PathBuf {
+        self.dir().join(format!("civicrm-{version}-l10n.tar.gz"))
+    }
+
     fn write_release(&self, version: &str) -> Result<(), LabError> {
         let stage = self.dir().join("release-stage");
         let _ = std::fs::remove_dir_all(&stage);
         write_code(&stage.join("civicrm"), version)?;
-        let tarball = self.release_tarball(version);
-        let out = Command::new("tar")
-            .arg("-czf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&stage)
-            .arg("civicrm")
-            .output()
-            .map_err(io("run tar for", &tarball))?;
-        if !out.status.success() {
-            return Err(LabError::Io {
-                action: "create",
-                path: tarball,
-                source: std::io::Error::other(
-                    String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                ),
-            });
-        }
-        std::fs::remove_dir_all(&stage).map_err(io("remove", &stage))
+        tar(&self.release_tarball(version), &stage, &["civicrm"])?;
+        std::fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
+        self.write_l10n(version).map(|_| ())
     }
+
+    /// Writes `DIR/civicrm-<version>-l10n.tar.gz`, laid out as CiviCRM's own: only
+    /// `civicrm/l10n/<locale>/LC_MESSAGES/civicrm.mo` and `civicrm/sql/civicrm_data.<locale>.mysql`
+    /// (which sets the domain version, the one place the release's version is written), for
+    /// `fr_FR` and `de_DE`. Each `.mo` holds [`l10n_mo_text`]`(locale, version)`, so a test can
+    /// tell which release's translations a code dir has. Returns its path.
+    ///
+    /// # Errors
+    ///
+    /// When files cannot be written or `tar` fails.
+    pub fn write_l10n(&self, version: &str) -> Result<PathBuf, LabError> {
+        let stage = self.dir().join(format!("l10n-stage-{version}"));
+        let _ = std::fs::remove_dir_all(&stage);
+        for locale in L10N_LOCALES {
+            write(
+                &stage.join(format!("civicrm/l10n/{locale}/LC_MESSAGES/civicrm.mo")),
+                &l10n_mo_text(locale, version),
+            )?;
+            write(
+                &stage.join(format!("civicrm/sql/civicrm_data.{locale}.mysql")),
+                &format!(
+                    "-- CiviCRM {locale} base data\nINSERT INTO civicrm_domain (name, version, contact_id) VALUES (@domainName, '2.2', @contactID);\nUPDATE civicrm_domain SET version = '{version}';\n"
+                ),
+            )?;
+        }
+        let tarball = self.l10n_tarball(version);
+        tar(&tarball, &stage, &["civicrm/l10n", "civicrm/sql"])?;
+        std::fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
+        Ok(tarball)
+    }
+}
+
+/// The locales of the lab's localization tarballs.
+pub const L10N_LOCALES: &[&str] = &["fr_FR", "de_DE"];
+
+/// What the lab's `civicrm/l10n/<locale>/LC_MESSAGES/civicrm.mo` of release `version` holds
+/// (a stand-in for a compiled catalogue, naming its release).
+pub fn l10n_mo_text(locale: &str, version: &str) -> String {
+    format!("fake gettext catalogue: CiviCRM {version} translated to {locale}\n")
+}
+
+/// `tar -czf TARBALL -C DIR PATHS...`.
+fn tar(tarball: &Path, dir: &Path, paths: &[&str]) -> Result<(), LabError> {
+    let out = Command::new("tar")
+        .arg("-czf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(dir)
+        .args(paths)
+        .output()
+        .map_err(io("run tar for", tarball))?;
+    if !out.status.success() {
+        return Err(LabError::Io {
+            action: "create",
+            path: tarball.to_owned(),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        });
+    }
+    Ok(())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {

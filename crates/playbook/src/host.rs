@@ -198,7 +198,7 @@ impl HostRun<'_, '_> {
         let needs_tarball = self.ctx.settings.procedure.needs_tarball();
         if needs_tarball
             && !locked.is_empty()
-            && let Err(why) = self.upload(&tarball).await
+            && let Err(why) = self.upload_release(&tarball).await
         {
             for g in &locked {
                 for w in g {
@@ -252,11 +252,29 @@ impl HostRun<'_, '_> {
         None
     }
 
-    /// Uploads the run's tarball to `dest`, as a journaled step.
-    pub(crate) async fn upload(&self, dest: &str) -> Result<(), String> {
+    /// Uploads the run's release tarball to `dest` and, with `--l10n`, its localization
+    /// tarball next to it. The localization tarball is checked first (on the controller: of
+    /// the release's version, and nothing but translations), so a wrong one uploads nothing.
+    pub(crate) async fn upload_release(&self, dest: &str) -> Result<(), String> {
         let Some(tarball) = &self.ctx.settings.tarball else {
             return Err("internal: this job has no tarball to upload".into());
         };
+        let target = &self.ctx.settings.target;
+        if let Some(l10n) = &self.ctx.settings.l10n {
+            crate::procedure::civicrm::commands::check_l10n_once(l10n, target)?;
+        }
+        self.upload(tarball, dest).await?;
+        match &self.ctx.settings.l10n {
+            Some(l10n) => {
+                let to = crate::procedure::civicrm::l10n_upload_path(dest, target);
+                self.upload(l10n, &to).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Uploads the local file `local` to `dest`, as a journaled step.
+    pub(crate) async fn upload(&self, local: &std::path::Path, dest: &str) -> Result<(), String> {
         let id = self.journal_start("host", "upload", dest);
         if id.is_none() {
             let why = "the journal could not record the upload; not uploading".to_owned();
@@ -279,7 +297,7 @@ impl HostRun<'_, '_> {
         {
             Ok(o) if o.status.success() => {
                 self.session
-                    .upload(tarball, dest, 0o600, &opts, &self.ctx.cancel.abort)
+                    .upload(local, dest, 0o600, &opts, &self.ctx.cancel.abort)
                     .await
             }
             Ok(o) => Ok(o),

@@ -14,6 +14,21 @@ mod undo;
 
 use commands::{CodeCmds, SiteCmds};
 
+/// Where the localization tarball goes on a host: next to the release tarball `tarball`.
+pub(crate) fn l10n_upload_path(tarball: &str, target: &str) -> String {
+    let dir = tarball.rsplit_once('/').map_or(".", |(d, _)| d);
+    format!("{dir}/civicrm-{target}-l10n.tar.gz")
+}
+
+/// Which code a dry run of the database upgrade runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DryRunAt {
+    /// The code still in place before the swap (the old version, equal to the DB's).
+    OldCode,
+    /// The new code, unpacked; the database not yet touched.
+    NewCode,
+}
+
 /// The procedure's step names, in order (`fleet upgrade --show-steps`, `--plan`).
 pub const STEPS: &[(&str, &str, &str)] = &[
     (
@@ -29,7 +44,12 @@ pub const STEPS: &[(&str, &str, &str)] = &[
     (
         "upload",
         "host",
-        "upload the release tarball once per host, size-checked, atomic rename",
+        "upload the release tarball once per host, size-checked, atomic rename; with --l10n, the localization tarball next to it (refused unless of the release's version)",
+    ),
+    (
+        "preflight-dry-run",
+        "database",
+        "cv upgrade:db --dry-run as the web user against the code still in place (cv only; drush has no dry run): cv boots, sees the versions discovery read, changes nothing; a failure stops the sites before maintenance",
     ),
     (
         "record-maintenance",
@@ -59,12 +79,17 @@ pub const STEPS: &[(&str, &str, &str)] = &[
     (
         "unpack",
         "codebase",
-        "tar -xzf into a temp dir next to it, rename into place; verify xml/version.xml = target",
+        "tar -xzf into a temp dir next to it, with --l10n the localization tarball over it, rename into place; verify xml/version.xml = target (and the civicrm.mo files)",
     ),
     (
         "fix-permissions",
         "site",
         "chown the site's files dir to the web user, dirs 0755, files 0644",
+    ),
+    (
+        "upgrade-db-dry-run",
+        "database",
+        "cv upgrade:db --dry-run against the new code, once per database (cv only): lists the tasks from the DB version to the target; must plan a core upgrade and leave the DB unchanged, else the old code goes back (the DB was never touched)",
     ),
     (
         "upgrade-db",
@@ -103,12 +128,15 @@ impl HostRun<'_, '_> {
     ) -> Result<(), (String, StepError)> {
         let run_dir = self.run_dir(g);
         let code = self.code_cmds(g);
+        self.dry_run_dbs(g, DryRunAt::OldCode, ch).await?;
         self.maintenance_on(g, ch).await?;
         self.disable_modules(g, ch).await?;
         self.checkpoint(ch, "backup-db")?;
         self.backup(g, &run_dir).await?;
         self.checkpoint(ch, "move-code-out")?;
         self.code_swap(g, &code, tarball, ch).await?;
+        self.checkpoint(ch, "upgrade-db-dry-run")?;
+        self.dry_run_dbs(g, DryRunAt::NewCode, ch).await?;
         // The point of no easy return: from here a drain goes forward, not back.
         self.checkpoint(ch, "upgrade-db")?;
         self.upgrade_dbs(g, &code, ch).await?;
@@ -250,7 +278,81 @@ impl HostRun<'_, '_> {
         Ok(())
     }
 
-    /// Moves the old code out, unpacks the new code, fixes the files dirs' ownership.
+    /// `cv upgrade:db --dry-run` once per CiviCRM database of the group that is upgraded
+    /// with cv (drush has no dry run), as the web user, like the real upgrade.
+    ///
+    /// Where it runs, and why twice: a dry run compares the code's version with the
+    /// database's and lists the tasks between them. Before the swap the code on disk is the
+    /// old version, equal to the database's (classification refuses anything else), so cv
+    /// lists no core task: what that dry run proves is that cv boots this site, reaches its
+    /// database and sees the versions discovery read through drush (cv silently falls back
+    /// to `sites/default` when the URL does not resolve), all before any site goes down
+    /// ([`DryRunAt::OldCode`], step `preflight-dry-run`; a failure leaves the group
+    /// untouched). The tasks of the upgrade itself exist only once the new code is on disk:
+    /// so the dry run runs again right after the unpack and before the real `upgrade:db`
+    /// ([`DryRunAt::NewCode`], step `upgrade-db-dry-run`), where it must plan a core upgrade
+    /// from the DB version to the target. A failure there (a pre-upgrade blocker of the new
+    /// version, say) goes through the normal undo chain with the database never touched:
+    /// only the old code is put back. Both re-read the DB version afterwards and fail if the
+    /// dry run changed it (then the undo chain restores the DB from its dump, where one was
+    /// taken). Real cv's dry run is not strictly read-only: it rebuilds its upgrade queue
+    /// (`civicrm_queue_item`) and may write caches, neither of them site data.
+    async fn dry_run_dbs(
+        &self,
+        g: &[Work<'_>],
+        at: DryRunAt,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        let step = match at {
+            DryRunAt::OldCode => "preflight-dry-run",
+            DryRunAt::NewCode => "upgrade-db-dry-run",
+        };
+        let target = &self.ctx.settings.target;
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for w in g {
+            let db = &w.facts.civi_db;
+            if !seen.insert(db.clone()) {
+                continue;
+            }
+            let Some(script) = SiteCmds::new(w.site, &w.facts).dry_run_db() else {
+                continue;
+            };
+            let code = match at {
+                // Before maintenance no site is marked (as for the lock and the upload): a
+                // crash there leaves nothing to recover.
+                DryRunAt::OldCode => &w.facts.code_version,
+                DryRunAt::NewCode => {
+                    for s in g.iter().filter(|s| &s.facts.civi_db == db) {
+                        self.mark(s, step, None)?;
+                    }
+                    target
+                }
+            };
+            let out = self
+                .exec_allow_fail(
+                    &format!("database:{db}"),
+                    step,
+                    &script,
+                    "cv upgrade:db --dry-run",
+                )
+                .await
+                .map_err(|e| (step.to_owned(), e))?;
+            let dry = commands::parse_dry_run(&out);
+            if !dry.db_after.is_empty() && dry.db_after != w.facts.db_version {
+                // Whatever changed it, the way back is its dump (the undo chain refuses,
+                // loudly, when there is none yet).
+                ch.db_upgrade_started.insert(db.clone());
+            }
+            let tasks = dry
+                .judge(&w.facts.db_version, code, at == DryRunAt::NewCode)
+                .map_err(|why| (step.to_owned(), StepError::Failed(why)))?;
+            tracing::info!(host = self.host, db = %db, step, "dry run: {} task(s): {}", tasks.len(), tasks.join("; "));
+        }
+        Ok(())
+    }
+
+    /// Moves the old code out, unpacks the new code (and the localization files), fixes the
+    /// files dirs' ownership.
     pub(crate) async fn code_swap(
         &self,
         g: &[Work<'_>],
@@ -283,10 +385,40 @@ impl HostRun<'_, '_> {
         for w in g {
             self.mark(w, "unpack", None)?;
         }
+        // The translations go into the temp dir with the code, before it is renamed into
+        // place: they are part of the new code dir, so a rollback (which moves that dir away)
+        // takes them with it, and the old code never gets files of another version.
+        let l10n = self
+            .ctx
+            .settings
+            .l10n
+            .as_ref()
+            .map(|_| l10n_upload_path(tarball, target));
         let new = self
-            .exec(&code_unit, "unpack", &code.unpack(tarball, run))
+            .exec(
+                &code_unit,
+                "unpack",
+                &code.unpack(tarball, l10n.as_deref(), run),
+            )
             .await
             .map_err(|e| (step("unpack"), e))?;
+        if l10n.is_some() {
+            let mo = new
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("l10n="))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if mo == 0 {
+                return Err((
+                    step("unpack"),
+                    StepError::Failed(
+                        "no civicrm.mo in the new code dir after unpacking the localization tarball"
+                            .into(),
+                    ),
+                ));
+            }
+        }
         expect(&new, target, "unpacked code version (xml/version.xml)")
             .map_err(|e| (step("unpack"), e))?;
         for w in g {
