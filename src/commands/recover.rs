@@ -2,12 +2,13 @@
 //! `rollback.rs`).
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use anyhow::bail;
 use fleet_inventory::Inventory;
 use fleet_playbook::{
-    Cancel, HostJob, Journal, RestoreMode, ResumeOptions, RunReport, RunRow, RunState, SiteStatus,
-    needs_restore, recover_run, resume_run,
+    Cancel, HostJob, Journal, Reporter, RestoreMode, ResumeOptions, RunReport, RunRow, RunState,
+    SiteStatus, needs_restore, recover_run, resume_run,
 };
 
 use crate::args::{Cli, RecoverArgs, ResumeArgs};
@@ -126,7 +127,7 @@ fn conclude(report: &RunReport, target: &str, interrupted: bool) -> anyhow::Resu
 }
 
 pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitStatus> {
-    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
     claim(&journal, &run)?;
@@ -134,7 +135,10 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     let (cancel, shared, watcher) = watched(
         "admitting no new host; sites not yet at the database upgrade are being brought back",
     );
-    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(
+        cli.verbose > 0,
+        std::io::stderr().is_terminal(),
+    ));
     let ro = ResumeOptions {
         step_timeout: args.step_timeout,
         max_fail: args.max_fail,
@@ -171,7 +175,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
 }
 
 pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitStatus> {
-    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let mut found: Vec<(RunRow, Vec<fleet_playbook::SiteRow>)> = Vec::new();
     for run in journal.runs()?.into_iter().rev() {
         let rows: Vec<_> = journal
@@ -225,7 +229,10 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     drop(err);
     let inventory = super::load_inventory(cli)?;
     let client = super::upgrade::client();
-    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(
+        cli.verbose > 0,
+        std::io::stderr().is_terminal(),
+    ));
     let (cancel, shared, watcher) = watched("starting no new host; steps already running finish");
     let jobs = all_jobs(&inventory);
     let mut status = ExitStatus::Success;

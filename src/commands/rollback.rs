@@ -3,10 +3,12 @@
 //! `restore.rs` for what is verified on the hosts).
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use fleet_playbook::{
-    ArtifactKind, Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, RunState,
-    SiteOutcome, SiteRow, SiteStatus, age_of, check_sites, format_time, needs_restore, restore_run,
+    ArtifactKind, Journal, Reporter, RestoreMode, RestoreOptions, RestoreReport, RunReport,
+    RunState, SiteOutcome, SiteRow, SiteStatus, age_of, check_sites, format_time, needs_restore,
+    restore_run,
 };
 
 use super::recover::{claim, jobs_for, refuse_if_active, watched};
@@ -16,7 +18,7 @@ use crate::render::table;
 use crate::render::upgrade::{LineReporter, write_summary};
 
 pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
-    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     refuse_if_active(&run)?;
     let rows = journal.sites(&run.id)?;
@@ -47,7 +49,10 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         force: args.force,
         plan: args.plan,
     };
-    let reporter = LineReporter::new(cli.verbose > 0, std::io::stderr().is_terminal());
+    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(
+        cli.verbose > 0,
+        std::io::stderr().is_terminal(),
+    ));
     let client = super::upgrade::client();
     if args.plan {
         let (cancel, _, watcher) = watched("stopping");

@@ -103,18 +103,20 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         return Ok(ExitStatus::Success);
     }
 
-    let journal = Journal::open(&super::state_dir(cli)?)?;
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let line = LineReporter::new(cli.verbose > 0, color);
-    let json = JsonReporter;
-    let reporter: &dyn fleet_playbook::Reporter = if args.json { &json } else { &line };
+    let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
+        Arc::new(JsonReporter)
+    } else {
+        Arc::new(LineReporter::new(cli.verbose > 0, color))
+    };
     let gate = TtyGate;
     let report = run_upgrade(
         &client,
         jobs,
         &opts,
         &journal,
-        reporter,
+        &reporter,
         args.pause.then_some(&gate as &dyn fleet_playbook::Gate),
         &cancel,
     )

@@ -11,7 +11,7 @@ use crate::vocab::ArtifactKind;
 /// `(host, problem)` for each site no longer at the target or not back to its prior
 /// maintenance state.
 pub(crate) async fn bake_check(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     batch: &[HostJob],
     reports: &[SiteReport],
 ) -> Vec<(String, String)> {
@@ -34,11 +34,11 @@ pub(crate) async fn bake_check(
         }
         let host = job.host.name.clone();
         let facts = match discover(
-            ctx.client,
+            &ctx.client,
             &job.target,
             &sites,
             ctx.settings.step_timeout,
-            ctx.cancel,
+            &ctx.cancel,
         )
         .await
         {

@@ -3,6 +3,7 @@
 //! rollout's).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_inventory::Host;
@@ -72,11 +73,15 @@ pub(crate) struct Settings {
     pub(crate) break_lock: Option<String>,
 }
 
-pub(crate) struct Ctx<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) settings: &'a Settings,
-    pub(crate) journal: &'a Journal,
-    pub(crate) reporter: &'a dyn Reporter,
-    pub(crate) cancel: &'a Cancel,
+/// A run's shared parts, owned (cheap to clone) so that each host runs as its own task: one
+/// host's wait (an fsync, a slow step) never holds up another, and one host's panic ends only
+/// that host.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) reporter: Arc<dyn Reporter>,
+    pub(crate) cancel: Cancel,
     pub(crate) run: String,
 }

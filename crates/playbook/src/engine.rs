@@ -23,8 +23,8 @@ pub(crate) enum StepError {
     Aborted,
 }
 
-pub(crate) struct HostRun<'a, 'c> {
-    pub(crate) ctx: &'a Ctx<'c>,
+pub(crate) struct HostRun<'a> {
+    pub(crate) ctx: &'a Ctx,
     pub(crate) session: &'a Session,
     pub(crate) host: &'a str,
     pub(crate) job: &'a HostJob,
@@ -41,7 +41,7 @@ pub(crate) struct Changes {
     pub(crate) shell_undo: Vec<(String, String, String)>,
 }
 
-impl HostRun<'_, '_> {
+impl HostRun<'_> {
     /// Records an artifact the way back depends on; a journal that cannot record it stops the
     /// step before its side effect.
     pub(crate) fn record(
@@ -310,7 +310,7 @@ pub(crate) fn error_text(e: &ExecError) -> String {
 
 /// Records a site's end in the journal and tells the reporter.
 pub(crate) fn finish_site(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     host: &str,
     site: &str,
     _batch: usize,

@@ -14,7 +14,7 @@ use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
 
-pub(crate) async fn run_host(ctx: &Ctx<'_>, job: &HostJob, batch: usize) -> Vec<SiteReport> {
+pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<SiteReport> {
     let host = &job.host.name;
     let mut results: BTreeMap<String, SiteOutcome> = BTreeMap::new();
     let mut froms: BTreeMap<String, String> = BTreeMap::new();
@@ -72,7 +72,7 @@ pub(crate) async fn run_host(ctx: &Ctx<'_>, job: &HostJob, batch: usize) -> Vec<
         .collect()
 }
 
-impl HostRun<'_, '_> {
+impl HostRun<'_> {
     pub(crate) async fn run(
         &self,
         results: &mut BTreeMap<String, SiteOutcome>,

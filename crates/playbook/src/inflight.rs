@@ -63,7 +63,7 @@ echo "killed $left""#,
 ///
 /// When the check cannot run; the caller then must not touch the host.
 pub(crate) async fn settle(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     session: &Session,
     host: &str,
     run: &str,
@@ -133,7 +133,7 @@ pub(crate) async fn settle(
 ///
 /// When the check cannot run.
 pub(crate) async fn running(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     session: &Session,
     host: &str,
     run: &str,
@@ -159,7 +159,7 @@ async fn exec(
     session: &Session,
     cmd: &RemoteCommand,
     opts: &ExecOptions,
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
 ) -> Result<String, String> {
     match session.exec(cmd, opts, &ctx.cancel.abort).await {
         Ok(o) if o.status.success() => Ok(o.stdout.to_string_lossy()),

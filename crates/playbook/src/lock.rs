@@ -11,7 +11,7 @@ use crate::journal::SiteUpdate;
 use crate::vocab::{ArtifactKind, RunState, SiteStatus};
 use crate::work::Work;
 
-impl HostRun<'_, '_> {
+impl HostRun<'_> {
     /// Takes the locks of every site of `g`, or none: returns the sites whose lock this call
     /// took (a lock the run held already is not among them, and is never released on the
     /// way out of a failure: it protects what the run left).

@@ -15,6 +15,7 @@
 //! 5. only then: maintenance on, code and databases back, maintenance as before the run.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_inventory::Site;
@@ -132,8 +133,8 @@ pub fn check_sites(run: &str, rows: &[SiteRow], sites: &[String]) -> Result<(), 
 pub async fn restore_run(
     client: &Client,
     jobs: &[HostJob],
-    journal: &Journal,
-    reporter: &dyn Reporter,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
     cancel: &Cancel,
     run: &str,
     ro: &RestoreOptions,
@@ -182,11 +183,11 @@ pub async fn restore_run(
         break_lock: None,
     };
     let ctx = Ctx {
-        client,
-        settings: &settings,
-        journal,
-        reporter,
-        cancel,
+        client: client.clone(),
+        settings: Arc::new(settings),
+        journal: journal.clone(),
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
         run: run.to_owned(),
     };
     let scope = Scope {
@@ -318,12 +319,7 @@ enum Changed {
 
 type HostResult = (Vec<(String, SiteOutcome, Changed)>, Vec<RollbackPlan>);
 
-async fn restore_host(
-    ctx: &Ctx<'_>,
-    job: &HostJob,
-    rows: &[SiteRow],
-    scope: &Scope<'_>,
-) -> HostResult {
+async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope<'_>) -> HostResult {
     let host = &job.host.name;
     let sites: Vec<&Site> = job
         .host
@@ -370,7 +366,7 @@ async fn restore_host(
 
 /// The restore on one connected host. `Err` when nothing could be looked at (nothing changed).
 async fn restore_on(
-    h: &HostRun<'_, '_>,
+    h: &HostRun<'_>,
     sites: &[&Site],
     rows: &[SiteRow],
     scope: &Scope<'_>,
@@ -472,7 +468,7 @@ enum GroupEnd {
 }
 
 async fn restore_group(
-    h: &HostRun<'_, '_>,
+    h: &HostRun<'_>,
     g: &[Work<'_>],
     group: &[&Live<'_>],
     rows: &[SiteRow],

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_inventory::{Amount, Batches};
@@ -167,8 +168,8 @@ fn conclude(
 pub async fn resume_run(
     client: &Client,
     jobs: &[HostJob],
-    journal: &Journal,
-    reporter: &dyn Reporter,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
     cancel: &Cancel,
     run: &RunRow,
     ro: &ResumeOptions,
@@ -265,8 +266,8 @@ pub async fn resume_run(
 pub async fn recover_run(
     client: &Client,
     jobs: &[HostJob],
-    journal: &Journal,
-    reporter: &dyn Reporter,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
     cancel: &Cancel,
     run: &RunRow,
     step_timeout: Option<Duration>,

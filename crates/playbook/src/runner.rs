@@ -9,6 +9,7 @@ use std::time::Duration;
 use fleet_inventory::{Amount, Batches};
 use fleet_remote_exec::Client;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::context::{Cancel, Ctx, HostJob, OnFailure, Settings};
 use crate::engine::finish_site;
@@ -16,7 +17,7 @@ use crate::error::PlaybookError;
 use crate::event::{Event, Gate, Reporter};
 use crate::host::run_host;
 use crate::journal::{Journal, RunInfo, SiteUpdate};
-use crate::outcome::{RunReport, SiteOutcome, SiteReport};
+use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
 use crate::procedure::Procedure;
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally};
 
@@ -70,8 +71,8 @@ pub async fn run_upgrade(
     client: &Client,
     jobs: Vec<HostJob>,
     opts: &UpgradeOptions,
-    journal: &Journal,
-    reporter: &dyn Reporter,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
     gate: Option<&dyn Gate>,
     cancel: &Cancel,
 ) -> Result<RunReport, PlaybookError> {
@@ -147,11 +148,11 @@ pub async fn run_upgrade(
         break_lock: opts.break_lock.clone(),
     };
     let ctx = Ctx {
-        client,
-        settings: &settings,
-        journal,
-        reporter,
-        cancel,
+        client: client.clone(),
+        settings: Arc::new(settings),
+        journal: journal.clone(),
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
         run: run.clone(),
     };
     let mut reports: Vec<SiteReport> = Vec::new();
@@ -283,15 +284,16 @@ pub async fn run_upgrade(
 /// Runs one batch: hosts in parallel up to `forks`, and at most `max_per[key]` hosts sharing a
 /// value of var `key`.
 pub(crate) async fn run_batch(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     opts: &UpgradeOptions,
     batch: &[HostJob],
     index: usize,
 ) -> Vec<SiteReport> {
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let mut caps: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
-    let mut futures = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut tasks = JoinSet::new();
+    let mut task_job: HashMap<tokio::task::Id, usize> = HashMap::new();
+    for (i, job) in batch.iter().enumerate() {
         let mut sems = vec![forks.clone()];
         for (key, &n) in &opts.max_per {
             if let Some(v) = job.host.var(key) {
@@ -302,38 +304,120 @@ pub(crate) async fn run_batch(
                 );
             }
         }
-        futures.push(async move {
+        let (ctx, job) = (ctx.clone(), job.clone());
+        // Each host is its own task: its waits (the journal's fsync, a slow step) never
+        // hold up another host, and a panic ends only this host (see below).
+        let handle = tasks.spawn(async move {
             let mut permits = Vec::with_capacity(sems.len());
             for s in &sems {
                 tokio::select! {
                     biased;
                     () = ctx.cancel.drain.cancelled() => {
-                        return not_started(ctx, job, index, "interrupted before this host was admitted");
+                        return not_started(&ctx, &job, index, "interrupted before this host was admitted");
                     }
                     p = s.clone().acquire_owned() => match p {
                         Ok(p) => permits.push(p),
-                        Err(_) => return not_started(ctx, job, index, "internal: semaphore closed"),
+                        Err(_) => return not_started(&ctx, &job, index, "internal: semaphore closed"),
                     },
                 }
             }
-            run_host(ctx, job, index).await
+            run_host(&ctx, &job, index).await
         });
+        task_job.insert(handle.id(), i);
     }
-    // Hosts of a batch run concurrently on this task's runtime; the SSH work itself is spread
-    // over the runtime's workers by russh's own connection tasks.
-    futures::future::join_all(futures)
-        .await
-        .into_iter()
-        .flatten()
+    let mut out: Vec<(usize, Vec<SiteReport>)> = Vec::with_capacity(batch.len());
+    while let Some(done) = tasks.join_next_with_id().await {
+        match done {
+            Ok((id, reports)) => out.push((task_job[&id], reports)),
+            Err(e) => {
+                let i = task_job[&e.id()];
+                let why = if e.is_panic() {
+                    panic_text(e.into_panic())
+                } else {
+                    "the host's task was cancelled".to_owned()
+                };
+                out.push((i, host_lost(ctx, &batch[i], index, &why).await));
+            }
+        }
+    }
+    // Reports in inventory order, whatever order the hosts finished in.
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().flat_map(|(_, r)| r).collect()
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    let text = p
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("internal error in fleet: {text}")
+}
+
+/// A host whose task died (a bug in fleet): its sites the journal says are down or mid-step
+/// go through recovery, as after a crash; the others are reported failed, untouched.
+async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<SiteReport> {
+    ctx.reporter.on_event(&Event::Notice {
+        host: job.host.name.clone(),
+        message: format!("{why}; recovering its sites from the journal"),
+    });
+    let recovered = crate::restore::restore_run(
+        &ctx.client,
+        std::slice::from_ref(job),
+        &ctx.journal,
+        &ctx.reporter,
+        &ctx.cancel,
+        &ctx.run,
+        &crate::restore::RestoreOptions {
+            mode: crate::restore::RestoreMode::Recover,
+            sites: Vec::new(),
+            step_timeout: ctx.settings.step_timeout,
+            force: false,
+            plan: false,
+        },
+    )
+    .await
+    .map(|r| r.sites)
+    .unwrap_or_else(|e| {
+        tracing::error!("recovering {}: {e}", job.host.name);
+        Vec::new()
+    });
+    job.host
+        .sites
+        .iter()
+        .map(|s| {
+            let outcome = match recovered.iter().find(|r| r.site == s.name) {
+                // Recovery finished it forward: its database had reached the target.
+                Some(r) if r.outcome.at_target() => r.outcome.clone(),
+                Some(r) => SiteOutcome::Failed {
+                    step: "internal".into(),
+                    reason: format!("{why}; then recovery: {}", r.outcome),
+                    after: if r.outcome.left_in_maintenance() {
+                        After::RollbackFailed(r.outcome.to_string())
+                    } else {
+                        After::RolledBack
+                    },
+                },
+                None => SiteOutcome::Failed {
+                    step: "internal".into(),
+                    reason: why.to_owned(),
+                    after: After::Untouched,
+                },
+            };
+            if let Err(e) = finish_site(ctx, &job.host.name, &s.name, batch, &outcome, None) {
+                tracing::error!("journal: {e}");
+            }
+            SiteReport {
+                host: job.host.name.clone(),
+                site: s.name.clone(),
+                batch,
+                outcome,
+            }
+        })
         .collect()
 }
 
-pub(crate) fn not_started(
-    ctx: &Ctx<'_>,
-    job: &HostJob,
-    batch: usize,
-    why: &str,
-) -> Vec<SiteReport> {
+pub(crate) fn not_started(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<SiteReport> {
     job.host
         .sites
         .iter()

@@ -206,8 +206,20 @@ impl Journal {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, PlaybookError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn).map_err(|e| PlaybookError::journal(&self.path, e))
+        let call = || {
+            let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn).map_err(|e| PlaybookError::journal(&self.path, e))
+        };
+        // SQLite waits for the disk (an fsync per commit) and for other processes' locks:
+        // on a worker of the multi-threaded runtime, that wait is handed off so that the
+        // other hosts' tasks go on meanwhile. Elsewhere (a test's runtime, no runtime) the
+        // call simply runs.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(call)
+            }
+            _ => call(),
+        }
     }
 
     /// Records a new run and returns its id (`YYYYMMDD-HHMMSS-xxxx`).

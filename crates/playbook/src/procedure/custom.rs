@@ -6,7 +6,7 @@ use crate::placeholder::render;
 use crate::playbook::{Playbook, StepKind};
 use crate::work::Work;
 
-impl HostRun<'_, '_> {
+impl HostRun<'_> {
     /// A user's playbook: its steps in order, then maintenance back to the prior state.
     pub(crate) async fn forward_playbook(
         &self,

@@ -44,7 +44,7 @@ impl Procedure {
     /// Runs it forward on group `g`; what it changed is in `ch` for the undo chain.
     pub(crate) async fn forward(
         &self,
-        h: &HostRun<'_, '_>,
+        h: &HostRun<'_>,
         g: &[Work<'_>],
         tarball: &str,
         ch: &mut Changes,

@@ -65,7 +65,7 @@ pub(super) fn rollback_guard(
 /// Dumps every database the group's restore will replace into `<run dir>/rollback-<time>/`,
 /// checked like any dump, and records each in the journal before anything is replaced.
 pub(super) async fn safety_dumps(
-    h: &HostRun<'_, '_>,
+    h: &HostRun<'_>,
     group: &[&Live<'_>],
     ch: &Changes,
 ) -> Result<Vec<String>, String> {
@@ -107,7 +107,7 @@ pub(super) async fn safety_dumps(
 
 /// Puts maintenance back to what it was when the rollback started (nothing was restored).
 pub(super) async fn live_maintenance_back(
-    h: &HostRun<'_, '_>,
+    h: &HostRun<'_>,
     group: &[&Live<'_>],
 ) -> Result<(), String> {
     let mut problems = Vec::new();

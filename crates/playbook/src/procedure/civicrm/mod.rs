@@ -119,7 +119,7 @@ pub const STEPS: &[(&str, &str, &str)] = &[
     ("unlock", "site", "release the per-site lock"),
 ];
 
-impl HostRun<'_, '_> {
+impl HostRun<'_> {
     pub(crate) async fn forward(
         &self,
         g: &[Work<'_>],

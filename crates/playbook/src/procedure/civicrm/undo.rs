@@ -8,7 +8,7 @@ use crate::engine::{Changes, HostRun, step_error_text};
 use crate::vocab::ArtifactKind;
 use crate::work::Work;
 
-impl HostRun<'_, '_> {
+impl HostRun<'_> {
     /// The undo chain: old code back, databases restored from this run's dumps, caches
     /// emptied, modules re-enabled, maintenance back to its prior value (unless holding).
     pub(crate) async fn put_back(&self, g: &[Work<'_>], ch: &mut Changes) -> Result<(), String> {
