@@ -34,7 +34,7 @@ pub(crate) async fn bake_check(
         }
         let host = job.host.name.clone();
         let facts = match discover(
-            &ctx.client,
+            &*ctx.connect,
             &job.target,
             &sites,
             ctx.settings.step_timeout,

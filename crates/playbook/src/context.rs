@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_inventory::Host;
-use fleet_remote_exec::{Client, Target};
+use fleet_remote_exec::Target;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Reporter;
 use crate::journal::Journal;
 use crate::procedure::Procedure;
+use crate::remote::Connect;
 
 /// What to do with a site whose upgrade failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub(crate) struct Settings {
 /// that host.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub(crate) client: Client,
+    pub(crate) connect: Arc<dyn Connect>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) journal: Arc<Journal>,
     pub(crate) reporter: Arc<dyn Reporter>,

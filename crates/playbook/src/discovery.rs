@@ -304,7 +304,7 @@ pub(crate) enum Discovery {
 /// Connects, runs the read-only discovery script for `sites`, and closes: what `--plan` and
 /// `--bake` need (no journal, no locks).
 pub(crate) async fn discover(
-    client: &fleet_remote_exec::Client,
+    client: &dyn crate::remote::Connect,
     target: &fleet_remote_exec::Target,
     sites: &[Site],
     timeout: std::time::Duration,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand, Session};
+use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand};
 
 use crate::context::{Ctx, HostJob};
 use crate::error::PlaybookError;
@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::journal::SiteUpdate;
 use crate::outcome::{After, SiteOutcome};
 use crate::procedure::civicrm::commands::PRELUDE;
+use crate::remote::Remote;
 use crate::vocab::{ArtifactKind, SiteStatus, StepState};
 use crate::work::Work;
 
@@ -25,7 +26,7 @@ pub(crate) enum StepError {
 
 pub(crate) struct HostRun<'a> {
     pub(crate) ctx: &'a Ctx,
-    pub(crate) session: &'a Session,
+    pub(crate) session: &'a dyn Remote,
     pub(crate) host: &'a str,
     pub(crate) job: &'a HostJob,
 }

@@ -18,7 +18,7 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
     let host = &job.host.name;
     let mut results: BTreeMap<String, SiteOutcome> = BTreeMap::new();
     let mut froms: BTreeMap<String, String> = BTreeMap::new();
-    let session = match ctx.client.connect(&job.target, &ctx.cancel.abort).await {
+    let session = match ctx.connect.connect(&job.target, &ctx.cancel.abort).await {
         Ok(s) => Some(s),
         Err(e) => {
             let reason = error_text(&e);
@@ -36,7 +36,7 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
     if let Some(session) = session {
         let h = HostRun {
             ctx,
-            session: &session,
+            session: &*session,
             host,
             job,
         };

@@ -15,7 +15,9 @@
 
 use std::time::Duration;
 
-use fleet_remote_exec::{ExecOptions, RemoteCommand, Session, quote};
+use fleet_remote_exec::{ExecOptions, RemoteCommand, quote};
+
+use crate::remote::Remote;
 
 use crate::context::Ctx;
 use crate::event::Event;
@@ -64,7 +66,7 @@ echo "killed $left""#,
 /// When the check cannot run; the caller then must not touch the host.
 pub(crate) async fn settle(
     ctx: &Ctx,
-    session: &Session,
+    session: &dyn Remote,
     host: &str,
     run: &str,
 ) -> Result<(), String> {
@@ -134,7 +136,7 @@ pub(crate) async fn settle(
 /// When the check cannot run.
 pub(crate) async fn running(
     ctx: &Ctx,
-    session: &Session,
+    session: &dyn Remote,
     host: &str,
     run: &str,
 ) -> Result<Option<String>, String> {
@@ -156,7 +158,7 @@ pub(crate) async fn running(
 }
 
 async fn exec(
-    session: &Session,
+    session: &dyn Remote,
     cmd: &RemoteCommand,
     opts: &ExecOptions,
     ctx: &Ctx,

@@ -29,6 +29,7 @@ mod placeholder;
 mod plan;
 mod playbook;
 mod procedure;
+mod remote;
 mod restore;
 mod resume;
 mod runner;

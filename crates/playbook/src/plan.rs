@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fleet_inventory::Site;
-use fleet_remote_exec::{Client, ExecOptions, RemoteCommand, Session};
+use fleet_remote_exec::{Client, ExecOptions, RemoteCommand};
+
+use crate::remote::{Connect, Remote};
 use tokio::sync::Semaphore;
 
 use crate::classify::{Classified, verdict};
@@ -107,11 +109,11 @@ pub async fn plan_upgrade(
                     .map(|s| row(s, &Facts::default(), action, why.clone()))
                     .collect()
             };
-            let session = match client.connect(&job.target, &cancel.abort).await {
+            let session = match Connect::connect(client, &job.target, &cancel.abort).await {
                 Ok(s) => s,
                 Err(e) => return failed_all("unreachable", error_text(&e)),
             };
-            let probed = probe(&session, &job.host.sites, opts, cancel).await;
+            let probed = probe(&*session, &job.host.sites, opts, cancel).await;
             session.close().await;
             let (facts, dry_runs) = match probed {
                 Ok(p) => p,
@@ -171,7 +173,7 @@ type Probed = (
 /// that a readable site upgrades with cv, against the code on disk. Returns the facts per
 /// site and the dry run's verdict per site (see [`PlanRow::dry_run`]).
 async fn probe(
-    session: &Session,
+    session: &dyn Remote,
     sites: &[Site],
     opts: &UpgradeOptions,
     cancel: &Cancel,

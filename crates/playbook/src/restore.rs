@@ -31,6 +31,7 @@ use crate::journal::{Journal, SiteRow};
 use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::procedure::Procedure;
 use crate::procedure::civicrm::commands::{self as civicrm, SiteCmds};
+use crate::remote::Connect;
 use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
 
@@ -139,6 +140,20 @@ pub async fn restore_run(
     run: &str,
     ro: &RestoreOptions,
 ) -> Result<RestoreReport, PlaybookError> {
+    let connect: Arc<dyn Connect> = Arc::new(client.clone());
+    restore_run_on(&connect, jobs, journal, reporter, cancel, run, ro).await
+}
+
+/// [`restore_run`] over any [`Connect`] (the unit tests' local hosts).
+pub(crate) async fn restore_run_on(
+    connect: &Arc<dyn Connect>,
+    jobs: &[HostJob],
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+    run: &str,
+    ro: &RestoreOptions,
+) -> Result<RestoreReport, PlaybookError> {
     let info = journal
         .run(run)?
         .ok_or_else(|| PlaybookError::UnknownRun(run.to_owned()))?;
@@ -183,7 +198,7 @@ pub async fn restore_run(
         break_lock: None,
     };
     let ctx = Ctx {
-        client: client.clone(),
+        connect: connect.clone(),
         settings: Arc::new(settings),
         journal: journal.clone(),
         reporter: reporter.clone(),
@@ -337,7 +352,7 @@ async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope<
             Vec::new(),
         )
     };
-    let session = match ctx.client.connect(&job.target, &ctx.cancel.abort).await {
+    let session = match ctx.connect.connect(&job.target, &ctx.cancel.abort).await {
         Ok(s) => s,
         Err(e) => {
             return all_fail(SiteOutcome::Unreachable {
@@ -347,7 +362,7 @@ async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope<
     };
     let h = HostRun {
         ctx,
-        session: &session,
+        session: &*session,
         host,
         job,
     };

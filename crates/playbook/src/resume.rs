@@ -18,8 +18,9 @@ use crate::event::{Event, Reporter};
 use crate::journal::{Journal, RunRow};
 use crate::outcome::{RunReport, SiteReport};
 use crate::playbook::Playbook;
-use crate::restore::{RestoreMode, RestoreOptions, needs_restore, restore_run};
-use crate::runner::{UpgradeOptions, run_upgrade};
+use crate::remote::Connect;
+use crate::restore::{RestoreMode, RestoreOptions, needs_restore, restore_run_on};
+use crate::runner::{UpgradeOptions, run_upgrade_on};
 use crate::vocab::{ArtifactKind, RunState, SiteTally};
 
 /// What a run started with that resuming it must repeat, kept in the journal as TOML.
@@ -174,6 +175,20 @@ pub async fn resume_run(
     run: &RunRow,
     ro: &ResumeOptions,
 ) -> Result<RunReport, PlaybookError> {
+    let connect: Arc<dyn Connect> = Arc::new(client.clone());
+    resume_run_on(&connect, jobs, journal, reporter, cancel, run, ro).await
+}
+
+/// [`resume_run`] over any [`Connect`] (the unit tests' local hosts).
+pub(crate) async fn resume_run_on(
+    connect: &Arc<dyn Connect>,
+    jobs: &[HostJob],
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+    run: &RunRow,
+    ro: &ResumeOptions,
+) -> Result<RunReport, PlaybookError> {
     let recorded = Recorded::load(journal, &run.id)?;
     if recorded.is_none() {
         reporter.on_event(&Event::Notice {
@@ -198,8 +213,8 @@ pub async fn resume_run(
         .collect();
     if !midway.is_empty() {
         reports.extend(
-            restore_run(
-                client,
+            restore_run_on(
+                connect,
                 &jobs_of(jobs, &midway),
                 journal,
                 reporter,
@@ -246,7 +261,7 @@ pub async fn resume_run(
             break_lock: None,
             bake: None,
         };
-        let r = run_upgrade(client, todo_jobs, &opts, journal, reporter, None, cancel).await?;
+        let r = run_upgrade_on(connect, todo_jobs, &opts, journal, reporter, None, cancel).await?;
         reports.retain(|x| !r.sites.iter().any(|y| y.host == x.host && y.site == x.site));
         reports.extend(r.sites);
     }
@@ -272,6 +287,20 @@ pub async fn recover_run(
     run: &RunRow,
     step_timeout: Option<Duration>,
 ) -> Result<RunReport, PlaybookError> {
+    let connect: Arc<dyn Connect> = Arc::new(client.clone());
+    recover_run_on(&connect, jobs, journal, reporter, cancel, run, step_timeout).await
+}
+
+/// [`recover_run`] over any [`Connect`] (the unit tests' local hosts).
+pub(crate) async fn recover_run_on(
+    connect: &Arc<dyn Connect>,
+    jobs: &[HostJob],
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+    run: &RunRow,
+    step_timeout: Option<Duration>,
+) -> Result<RunReport, PlaybookError> {
     let recorded = Recorded::load(journal, &run.id)?.unwrap_or_else(legacy);
     let step_timeout = step_timeout.unwrap_or(Duration::from_millis(recorded.step_timeout_ms));
     let rows: Vec<_> = journal
@@ -281,8 +310,8 @@ pub async fn recover_run(
         .collect();
     missing_hosts(run, &rows, jobs)?;
     let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
-    let sites = restore_run(
-        client,
+    let sites = restore_run_on(
+        connect,
         &jobs_of(jobs, &hosts),
         journal,
         reporter,

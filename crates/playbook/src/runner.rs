@@ -19,6 +19,7 @@ use crate::host::run_host;
 use crate::journal::{Journal, RunInfo, SiteUpdate};
 use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
 use crate::procedure::Procedure;
+use crate::remote::Connect;
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally};
 
 /// How the run rolls out and what it installs.
@@ -69,6 +70,20 @@ pub struct UpgradeOptions {
 /// Not cancel safe: cancel through `cancel` and await the report.
 pub async fn run_upgrade(
     client: &Client,
+    jobs: Vec<HostJob>,
+    opts: &UpgradeOptions,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    gate: Option<&dyn Gate>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
+    let connect: Arc<dyn Connect> = Arc::new(client.clone());
+    run_upgrade_on(&connect, jobs, opts, journal, reporter, gate, cancel).await
+}
+
+/// [`run_upgrade`] over any [`Connect`] (the unit tests' local hosts).
+pub(crate) async fn run_upgrade_on(
+    connect: &Arc<dyn Connect>,
     jobs: Vec<HostJob>,
     opts: &UpgradeOptions,
     journal: &Arc<Journal>,
@@ -148,7 +163,7 @@ pub async fn run_upgrade(
         break_lock: opts.break_lock.clone(),
     };
     let ctx = Ctx {
-        client: client.clone(),
+        connect: connect.clone(),
         settings: Arc::new(settings),
         journal: journal.clone(),
         reporter: reporter.clone(),
@@ -361,8 +376,8 @@ async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<Sit
         host: job.host.name.clone(),
         message: format!("{why}; recovering its sites from the journal"),
     });
-    let recovered = crate::restore::restore_run(
-        &ctx.client,
+    let recovered = crate::restore::restore_run_on(
+        &ctx.connect,
         std::slice::from_ref(job),
         &ctx.journal,
         &ctx.reporter,
