@@ -33,6 +33,10 @@ mod remote;
 mod restore;
 mod resume;
 mod runner;
+#[cfg(test)]
+mod sweep;
+#[cfg(test)]
+mod testkit;
 mod vocab;
 mod work;
 

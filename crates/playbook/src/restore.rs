@@ -14,7 +14,7 @@
 //!    and recorded in the journal, so the rollback itself can be undone);
 //! 5. only then: maintenance on, code and databases back, maintenance as before the run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -532,6 +532,56 @@ async fn restore_group(
                     &why,
                     After::RollbackFailed(why.clone()),
                 )))
+            }
+        };
+    }
+    // Forward, part-way: the new code is in place and each database is either at the target
+    // or untouched, at least one at the target (the run stopped between two databases'
+    // upgrades, past the point where a drain goes forward). Going back would undo upgrades
+    // that succeeded only to run them again; going on upgrades only the rest. The ones at
+    // the target count as changed by this run, so a failure restores them too.
+    if scope.mode == RestoreMode::Recover
+        && group.iter().all(|l| l.code == target)
+        && group.iter().any(|l| l.db == target)
+        && group
+            .iter()
+            .all(|l| l.db == target || l.db == l.work.facts.db_version)
+    {
+        let done: BTreeSet<String> = group
+            .iter()
+            .filter(|l| l.db == target)
+            .map(|l| l.work.facts.civi_db.clone())
+            .collect();
+        ch.code_moved = true;
+        ch.db_upgrade_started.extend(done.iter().cloned());
+        let code = h.code_cmds(g);
+        let forward = match h.upgrade_dbs_except(g, &code, &mut ch, &done).await {
+            Ok(()) => h.finish(g, &mut ch).await,
+            Err(e) => Err(e),
+        };
+        return match forward {
+            Ok(()) => GroupEnd::Done(
+                g.iter()
+                    .map(|w| SiteOutcome::Upgraded {
+                        from: w.facts.code_version.clone(),
+                        to: target.clone(),
+                        in_maintenance: w.facts.maintenance == "1",
+                    })
+                    .collect(),
+            ),
+            Err((step, e)) => {
+                let why = step_error_text(&e);
+                let after = match h.put_back(g, &mut ch).await {
+                    Ok(()) => After::RolledBack,
+                    Err(back) => After::RollbackFailed(back),
+                };
+                let done = matches!(after, After::RolledBack);
+                let outcomes = all_sites(failed(&step, &why, after));
+                if done {
+                    GroupEnd::Done(outcomes)
+                } else {
+                    GroupEnd::Left(outcomes)
+                }
             }
         };
     }

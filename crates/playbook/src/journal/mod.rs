@@ -96,6 +96,8 @@ pub struct ArtifactRow {
 /// A step row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
+    /// Its id (what a step's processes carry on the host in `FLEET_RUN_STEP`).
+    pub id: i64,
     /// Host.
     pub host: String,
     /// Unit.
@@ -564,15 +566,16 @@ impl Journal {
     /// When the journal cannot be read.
     pub fn steps(&self, run: &str) -> Result<Vec<StepRow>, PlaybookError> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT host, unit, step, state, attempt, detail FROM steps WHERE run = ?1 ORDER BY id")?;
+            let mut s = c.prepare("SELECT id, host, unit, step, state, attempt, detail FROM steps WHERE run = ?1 ORDER BY id")?;
             let rows = s.query_map(params![run], |r| {
                 Ok(StepRow {
-                    host: r.get(0)?,
-                    unit: r.get(1)?,
-                    step: r.get(2)?,
-                    state: r.get(3)?,
-                    attempt: r.get(4)?,
-                    detail: r.get(5)?,
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    unit: r.get(2)?,
+                    step: r.get(3)?,
+                    state: r.get(4)?,
+                    attempt: r.get(5)?,
+                    detail: r.get(6)?,
                 })
             })?;
             rows.collect()

@@ -446,9 +446,21 @@ impl HostRun<'_> {
         code: &CodeCmds,
         ch: &mut Changes,
     ) -> Result<(), (String, StepError)> {
+        self.upgrade_dbs_except(g, code, ch, &BTreeSet::new()).await
+    }
+
+    /// [`Self::upgrade_dbs`] for every database of the group but the ones in `done` (already
+    /// at the target: a resumed group never upgrades a database twice).
+    pub(crate) async fn upgrade_dbs_except(
+        &self,
+        g: &[Work<'_>],
+        code: &CodeCmds,
+        ch: &mut Changes,
+        done: &BTreeSet<String>,
+    ) -> Result<(), (String, StepError)> {
         let step = |name: &str| name.to_owned();
         let target = &self.ctx.settings.target;
-        let mut upgraded: BTreeSet<String> = BTreeSet::new();
+        let mut upgraded: BTreeSet<String> = done.clone();
         for w in g {
             let db = &w.facts.civi_db;
             if !upgraded.insert(db.clone()) {
