@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
-    Cancel, HostJob, Journal, OnFailure, STEPS, UpgradeOptions, plan_upgrade, run_upgrade,
-    tarball_version,
+    Cancel, HostJob, Journal, OnFailure, UpgradeOptions, plan_upgrade, procedure_steps,
+    run_upgrade, tarball_version,
 };
 use fleet_remote_exec::{Client, ClientOptions};
 
@@ -18,9 +18,21 @@ use crate::targets::{TargetOverrides, target_for};
 
 pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitStatus> {
     if args.show_steps {
+        let playbook = args
+            .playbook
+            .as_deref()
+            .map(fleet_playbook::Playbook::load)
+            .transpose()?;
         let mut out = crate::render::stdout();
-        for (i, (name, scope, what)) in STEPS.iter().enumerate() {
-            writeln!(out, "{:>2}. {name:<20} per {scope:<9} {what}", i + 1)?;
+        for (i, s) in procedure_steps(playbook.as_ref()).iter().enumerate() {
+            writeln!(
+                out,
+                "{:>2}. {:<20} per {:<9} {}",
+                i + 1,
+                s.name,
+                s.scope,
+                s.what
+            )?;
         }
         return Ok(ExitStatus::Success);
     }

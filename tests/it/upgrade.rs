@@ -998,3 +998,25 @@ fn resume_of_a_playbook_run_runs_that_playbook() {
         assert!(!u.calls(h).iter().any(is_upgrade_call));
     }
 }
+
+/// `--show-steps` with a playbook lists that playbook's steps, between the lock and the
+/// unlock, not the built-in procedure's.
+#[test]
+fn show_steps_of_a_playbook_are_its_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/playbook.example.toml");
+    let o = run(fleet(&dir.path().join("x.toml"))
+        .args(["upgrade", "--show-steps", "--playbook"])
+        .arg(&example));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let out = stdout(&o);
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(names.first(), Some(&"preflight"), "{out}");
+    assert_eq!(names.last(), Some(&"unlock"), "{out}");
+    assert!(names.contains(&"updb") && names.contains(&"disk-report"), "{out}");
+    assert!(!names.contains(&"upgrade-db"), "{out}");
+    assert!(out.contains("disk-report          per host"), "{out}");
+}

@@ -53,6 +53,7 @@ pub use plan::{PlanRow, plan_upgrade};
 pub use playbook::{Playbook, ShellStep, Step, StepKind};
 pub use procedure::civicrm::STEPS;
 pub use procedure::civicrm::commands::{tarball_version, version_cmp};
+pub use procedure::{StepInfo, procedure_steps};
 pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,
     needs_restore, restore_run,

@@ -19,6 +19,72 @@ pub(crate) enum Procedure {
     Playbook(Playbook),
 }
 
+/// One step as `fleet upgrade --show-steps` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    /// Its name in the journal.
+    pub name: String,
+    /// What it runs on: `host`, `site`, `codebase`, `database`.
+    pub scope: String,
+    /// What it does.
+    pub what: String,
+}
+
+/// The steps a run with `playbook` (or the built-in procedure) goes through, in order.
+pub fn procedure_steps(playbook: Option<&Playbook>) -> Vec<StepInfo> {
+    let info = |(name, scope, what): &(&str, &str, &str)| StepInfo {
+        name: (*name).to_owned(),
+        scope: (*scope).to_owned(),
+        what: (*what).to_owned(),
+    };
+    let Some(pb) = playbook else {
+        return civicrm::STEPS.iter().map(info).collect();
+    };
+    let builtin = |name: &str| civicrm::STEPS.iter().find(|s| s.0 == name).map(info);
+    let mut out: Vec<StepInfo> = ["preflight", "lock"]
+        .into_iter()
+        .filter_map(builtin)
+        .collect();
+    if pb.needs_tarball() {
+        out.extend(builtin("upload"));
+    }
+    for step in &pb.steps {
+        use crate::playbook::StepKind;
+        let (scope, what) = match &step.kind {
+            StepKind::Maintenance => (
+                "site",
+                "record the prior maintenance state, maintenance on; back as it was after the last step".to_owned(),
+            ),
+            StepKind::Backup => (
+                "database",
+                "dump every database of the group, verified complete; record path and sha256".to_owned(),
+            ),
+            StepKind::CodeSwap => (
+                "codebase",
+                "move the CiviCRM code out, unpack the release tarball in its place; verify".to_owned(),
+            ),
+            StepKind::Verify => ("site", "cv status: CiviCRM at the target, no pending upgrade".to_owned()),
+            StepKind::Shell(sh) => (
+                if sh.per_host { "host" } else { "site" },
+                format!(
+                    "{}{}{}{}",
+                    sh.run.lines().next().unwrap_or(""),
+                    if sh.as_web_user { " (as the web user)" } else { "" },
+                    if sh.verify.is_some() { "; verified" } else { "" },
+                    if sh.undo.is_some() { "; undone on failure" } else { "" },
+                ),
+            ),
+        };
+        out.push(StepInfo {
+            name: step.name.clone(),
+            scope: scope.to_owned(),
+            what,
+        });
+    }
+    out.extend(builtin("unlock"));
+    out
+}
+
 impl Procedure {
     /// The procedure a run's options name.
     pub(crate) fn of(playbook: Option<&Playbook>) -> Procedure {
