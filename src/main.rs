@@ -6,6 +6,7 @@ mod exit;
 mod logging;
 mod prompt;
 mod render;
+mod settings;
 mod signal;
 mod targets;
 

@@ -1,6 +1,6 @@
 //! `fleet exec`: one command on every selected host, in parallel, folded output.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::signal::Cancel;
 use crate::targets::{TargetOverrides, target_for};
 
 pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus> {
+    let settings = crate::settings::Settings::of(cli);
     // Before anything else: a refused command line must not reach a single host.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let command_line = args.remote_command(&argv).map_err(anyhow::Error::msg)?;
@@ -50,7 +51,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
 
-    let progress = render::progress_bar(jobs.len() as u64, cli.quiet);
+    let progress = render::progress_bar(jobs.len() as u64, settings.quiet);
     let client = Client::new(ClientOptions {
         prompter: Arc::new(TtyPrompter::new(progress.clone())),
         password,
@@ -86,8 +87,12 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         render::json::write_out_dir(dir, &reports)
             .with_context(|| format!("cannot write results to `{}`", dir.display()))?;
     }
-    write_results(args.json, &reports)?;
-    if !cli.quiet {
+    write_results(
+        args.json,
+        crate::settings::Settings::of(cli).color_stdout,
+        &reports,
+    )?;
+    if !settings.quiet {
         let mut stderr = render::stderr();
         render::human::write_summary(&mut stderr, &reports, started.elapsed())?;
     }
@@ -110,14 +115,13 @@ fn is_file_name(name: &str) -> bool {
         && std::path::Path::new(name).components().count() == 1
 }
 
-fn write_results(json: bool, reports: &[HostReport]) -> std::io::Result<()> {
+fn write_results(json: bool, color: bool, reports: &[HostReport]) -> std::io::Result<()> {
     let mut stdout = render::stdout();
     if json {
         for r in reports {
             writeln!(stdout, "{}", render::json::host_line(r))?;
         }
     } else {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         render::human::write_folded(&mut stdout, reports, color)?;
     }
     stdout.flush()

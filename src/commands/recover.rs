@@ -1,19 +1,20 @@
 //! `fleet resume` and `fleet recover`: acting on what the journal says (`fleet rollback` is in
 //! `rollback.rs`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::bail;
 use fleet_inventory::Inventory;
 use fleet_playbook::{
-    Cancel, HostJob, Journal, Reporter, RestoreMode, ResumeOptions, RunReport, RunRow, RunState,
-    SiteStatus, needs_restore, recover_run, resume_run,
+    HostJob, Journal, RestoreMode, ResumeOptions, RunReport, RunRow, RunState, SiteStatus,
+    needs_restore, recover_run, resume_run,
 };
 
 use crate::args::{Cli, RecoverArgs, ResumeArgs};
 use crate::exit::ExitStatus;
-use crate::render::upgrade::{LineReporter, write_summary};
+use crate::render::upgrade::write_summary;
+use crate::settings::{Settings, watched};
 
 /// Whether `run` is still driven by a live controller on this machine.
 pub(crate) fn controller_alive(run: &RunRow) -> bool {
@@ -39,22 +40,6 @@ pub(crate) fn state_text(run: &RunRow) -> String {
     } else {
         format!("running? (on {}, pid {})", run.controller, run.pid)
     }
-}
-
-/// Cancellation for a command that acts on hosts, watching SIGINT, SIGTERM and SIGHUP: the
-/// first drains (nothing new starts), the second aborts running steps.
-pub(crate) fn watched(
-    what: &'static str,
-) -> (Cancel, crate::signal::Cancel, tokio::task::JoinHandle<()>) {
-    let cancel = Cancel::new();
-    let shared = crate::signal::Cancel::from_tokens(cancel.drain.clone(), cancel.abort.clone());
-    let watcher = shared.watch_signals(move || {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("interrupted: {what}; press Ctrl-C again to abort running steps");
-        }
-    });
-    (cancel, shared, watcher)
 }
 
 /// A run still driven by a live controller on this machine must not be touched.
@@ -135,10 +120,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     let (cancel, shared, watcher) = watched(
         "admitting no new host; sites not yet at the database upgrade are being brought back",
     );
-    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(
-        cli.verbose > 0,
-        std::io::stderr().is_terminal(),
-    ));
+    let reporter = Settings::of(cli).line_reporter();
     let ro = ResumeOptions {
         step_timeout: args.step_timeout,
         max_fail: args.max_fail,
@@ -229,10 +211,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     drop(err);
     let inventory = super::load_inventory(cli)?;
     let client = super::upgrade::client();
-    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(
-        cli.verbose > 0,
-        std::io::stderr().is_terminal(),
-    ));
+    let reporter = Settings::of(cli).line_reporter();
     let (cancel, shared, watcher) = watched("starting no new host; steps already running finish");
     let jobs = all_jobs(&inventory);
     let mut status = ExitStatus::Success;

@@ -2,20 +2,20 @@
 //! backups, with every guard a restore of live data needs (see the playbook crate's
 //! `restore.rs` for what is verified on the hosts).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use fleet_playbook::{
-    ArtifactKind, Journal, Reporter, RestoreMode, RestoreOptions, RestoreReport, RunReport,
-    RunState, SiteOutcome, SiteRow, SiteStatus, age_of, check_sites, format_time, needs_restore,
-    restore_run,
+    ArtifactKind, Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, RunState,
+    SiteOutcome, SiteRow, SiteStatus, age_of, check_sites, format_time, needs_restore, restore_run,
 };
 
-use super::recover::{claim, jobs_for, refuse_if_active, watched};
+use super::recover::{claim, jobs_for, refuse_if_active};
 use crate::args::{Cli, RollbackArgs};
 use crate::exit::ExitStatus;
 use crate::render::table;
-use crate::render::upgrade::{LineReporter, write_summary};
+use crate::render::upgrade::write_summary;
+use crate::settings::{Settings, watched};
 
 pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
@@ -49,10 +49,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         force: args.force,
         plan: args.plan,
     };
-    let reporter: Arc<dyn Reporter> = Arc::new(LineReporter::new(
-        cli.verbose > 0,
-        std::io::stderr().is_terminal(),
-    ));
+    let reporter = Settings::of(cli).line_reporter();
     let client = super::upgrade::client();
     if args.plan {
         let (cancel, _, watcher) = watched("stopping");

@@ -1,19 +1,20 @@
 //! `fleet upgrade`: the CiviCRM procedure in rolling batches, journaled.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
-    Cancel, HostJob, Journal, OnFailure, UpgradeOptions, plan_upgrade, procedure_steps,
-    run_upgrade, tarball_version,
+    HostJob, Journal, OnFailure, UpgradeOptions, plan_upgrade, procedure_steps, run_upgrade,
+    tarball_version,
 };
 use fleet_remote_exec::{Client, ClientOptions};
 
 use crate::args::{Cli, OnFailureArg, UpgradeArgs};
 use crate::exit::ExitStatus;
 use crate::prompt::TtyPrompter;
-use crate::render::upgrade::{JsonReporter, LineReporter, TtyGate, write_plan, write_summary};
+use crate::render::upgrade::{JsonReporter, TtyGate, write_plan, write_summary};
+use crate::settings::{Settings, watched};
 use crate::targets::{TargetOverrides, target_for};
 
 pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitStatus> {
@@ -99,14 +100,9 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     };
     let jobs = jobs(&inventory, &hosts);
     let client = client();
-    let cancel = Cancel::new();
-    let shared = crate::signal::Cancel::from_tokens(cancel.drain.clone(), cancel.abort.clone());
-    let watcher = shared.watch_signals(|| {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("interrupted: admitting no new host; sites not yet at the database upgrade are being brought back; press Ctrl-C again to abort running steps");
-        }
-    });
+    let (cancel, shared, watcher) = watched(
+        "admitting no new host; sites not yet at the database upgrade are being brought back",
+    );
 
     if args.plan {
         let (sizes, rows) = plan_upgrade(&client, jobs, &opts, &cancel).await?;
@@ -116,11 +112,10 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     }
 
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
         Arc::new(JsonReporter)
     } else {
-        Arc::new(LineReporter::new(cli.verbose > 0, color))
+        Settings::of(cli).line_reporter()
     };
     let gate = TtyGate;
     let report = run_upgrade(
