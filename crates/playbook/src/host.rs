@@ -261,7 +261,7 @@ impl HostRun<'_> {
         };
         let target = &self.ctx.settings.target;
         if let Some(l10n) = &self.ctx.settings.l10n {
-            crate::procedure::civicrm::commands::check_l10n_once(l10n, target)?;
+            crate::procedure::civicrm::tarball::check_l10n_once(l10n, target)?;
         }
         self.upload(tarball, dest).await?;
         match &self.ctx.settings.l10n {

@@ -52,7 +52,8 @@ pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};
 pub use playbook::{Playbook, ShellStep, Step, StepKind};
 pub use procedure::civicrm::STEPS;
-pub use procedure::civicrm::commands::{tarball_version, version_cmp};
+pub use procedure::civicrm::commands::version_cmp;
+pub use procedure::civicrm::tarball::tarball_version;
 pub use procedure::{StepInfo, procedure_steps};
 pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,

@@ -16,9 +16,9 @@ use crate::discovery::{self, Facts};
 use crate::engine::{error_text, last_line};
 use crate::error::PlaybookError;
 use crate::procedure::Procedure;
-use crate::procedure::civicrm::commands::{
-    PRELUDE, SiteCmds, check_l10n, parse_dry_run, version_cmp,
-};
+use crate::procedure::civicrm::commands::{PRELUDE, SiteCmds, version_cmp};
+use crate::procedure::civicrm::dryrun::parse_dry_run;
+use crate::procedure::civicrm::tarball::check_l10n;
 use crate::runner::UpgradeOptions;
 
 /// What `--plan` found for one site.

@@ -10,6 +10,8 @@ use crate::vocab::ArtifactKind;
 use crate::work::Work;
 
 pub(crate) mod commands;
+pub(crate) mod dryrun;
+pub(crate) mod tarball;
 mod undo;
 
 use commands::{CodeCmds, SiteCmds};
@@ -337,7 +339,7 @@ impl HostRun<'_> {
                 )
                 .await
                 .map_err(|e| (step.to_owned(), e))?;
-            let dry = commands::parse_dry_run(&out);
+            let dry = dryrun::parse_dry_run(&out);
             if !dry.db_after.is_empty() && dry.db_after != w.facts.db_version {
                 // Whatever changed it, the way back is its dump (the undo chain refuses,
                 // loudly, when there is none yet).

@@ -1,0 +1,172 @@
+//! The journal against a real SQLite file: round trips, migrations, unknown words.
+
+use super::*;
+
+#[test]
+fn journal_round_trip_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = {
+        let j = Journal::open(dir.path()).unwrap();
+        let run = j
+            .create_run(&RunInfo {
+                procedure: "civicrm-d7".into(),
+                target: "5.70.0".into(),
+                args: "fleet upgrade".into(),
+            })
+            .unwrap();
+        j.site(
+            &run,
+            "h01",
+            "s1",
+            &SiteUpdate {
+                status: Some(SiteStatus::Running),
+                from_version: Some("5.69.0"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let id = j
+            .step_start(&run, "h01", "site:s1", "maintenance-on", "")
+            .unwrap();
+        j.set_artifact(&run, "h01", "site:s1", ArtifactKind::PriorMaintenance, "0")
+            .unwrap();
+        j.step_end(id, StepState::Done, "").unwrap();
+        j.step_start(&run, "h01", "database:civi", "upgrade-db", "cv")
+            .unwrap();
+        j.site(
+            &run,
+            "h01",
+            "s1",
+            &SiteUpdate {
+                step: Some("upgrade-db"),
+                in_maintenance: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        run
+    };
+    // A new process reads the same state back.
+    let j = Journal::open(dir.path()).unwrap();
+    let runs = j.runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, RunState::Running);
+    let sites = j.sites(&run).unwrap();
+    assert_eq!(sites[0].status, SiteStatus::Running);
+    assert_eq!(sites[0].step.as_deref(), Some("upgrade-db"));
+    assert!(sites[0].in_maintenance);
+    assert_eq!(sites[0].from_version.as_deref(), Some("5.69.0"));
+    assert_eq!(
+        j.step_state(&run, "h01", "database:civi", "upgrade-db")
+            .unwrap(),
+        Some(StepState::Started)
+    );
+    assert_eq!(
+        j.artifact(&run, "h01", "site:s1", ArtifactKind::PriorMaintenance)
+            .unwrap()
+            .as_deref(),
+        Some("0")
+    );
+    let again = j
+        .step_start(&run, "h01", "site:s1", "maintenance-on", "")
+        .unwrap();
+    j.step_end(again, StepState::Done, "").unwrap();
+    assert_eq!(
+        j.steps(&run)
+            .unwrap()
+            .iter()
+            .filter(|s| s.step == "maintenance-on")
+            .map(|s| s.attempt)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    j.finish_run(&run, RunState::Finished).unwrap();
+    assert!(j.run(&run).unwrap().unwrap().finished_ms.is_some());
+}
+
+fn chain(e: &PlaybookError) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+/// A journal written by the release before schema versions (times in seconds, no
+/// `schema_version`) opens, reads, and its times become milliseconds.
+#[test]
+fn a_version_1_journal_is_migrated_and_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        c.execute_batch(schema::V1).unwrap();
+        c.execute_batch(
+            "INSERT INTO runs VALUES ('20261101-120000-abcd', 1795000000, 1795000060, 'finished', 'ops', 'ctl', 42, 'civicrm-d7', '5.70.0', 'fleet upgrade');
+             INSERT INTO sites VALUES ('20261101-120000-abcd', 'h01', 's1', 0, NULL, 'upgraded', 'verify', '5.69.0', '5.70.0', 0, 'ok', 1795000059);
+             INSERT INTO steps VALUES (1, '20261101-120000-abcd', 'h01', 'database:civi', 'backup-db', 'done', 1, 1795000010, 1795000020, '');
+             INSERT INTO artifacts VALUES ('20261101-120000-abcd', 'h01', 'database:civi', 'db-dump', '/b/civi.sql sha256:00');",
+        )
+        .unwrap();
+    }
+    let j = Journal::open(dir.path()).unwrap();
+    let run = j.run("20261101-120000-abcd").unwrap().unwrap();
+    assert_eq!(run.state, RunState::Finished);
+    assert_eq!(run.started_ms, 1_795_000_000_000);
+    assert_eq!(run.finished_ms, Some(1_795_000_060_000));
+    let sites = j.sites(&run.id).unwrap();
+    assert_eq!(sites[0].status, SiteStatus::Upgraded);
+    assert_eq!(sites[0].updated_ms, 1_795_000_059_000);
+    assert_eq!(
+        j.step_done_at(&run.id, "h01", "database:civi", "backup-db")
+            .unwrap(),
+        Some(1_795_000_020_000)
+    );
+    assert_eq!(j.artifacts(&run.id).unwrap()[0].kind, ArtifactKind::DbDump);
+    drop(j);
+    // Opening again migrates nothing twice.
+    let j = Journal::open(dir.path()).unwrap();
+    assert_eq!(
+        j.run(&run.id).unwrap().unwrap().started_ms,
+        1_795_000_000_000
+    );
+}
+
+#[test]
+fn a_journal_from_a_newer_fleet_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Journal::open(dir.path()).unwrap());
+    {
+        let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        c.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+    }
+    let Err(e) = Journal::open(dir.path()) else {
+        panic!("a newer journal was opened");
+    };
+    let e = chain(&e);
+    assert!(e.contains("newer fleet (schema 99"), "{e}");
+    let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+    let v: i64 = c
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99);
+}
+
+#[test]
+fn a_word_this_build_does_not_know_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let run = j
+        .create_run(&RunInfo {
+            procedure: "civicrm-d7".into(),
+            target: "5.70.0".into(),
+            args: String::new(),
+        })
+        .unwrap();
+    j.with(|c| c.execute("UPDATE runs SET state = 'paused' WHERE id = ?1", [&run]))
+        .unwrap();
+    let e = chain(&j.run(&run).expect_err("unknown state"));
+    assert!(e.contains("unknown run state `paused`"), "{e}");
+}
