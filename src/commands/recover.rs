@@ -220,7 +220,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             break;
         }
         claim(&journal, &run)?;
-        let report = recover_run(
+        let report = match recover_run(
             &client,
             &jobs,
             &journal,
@@ -229,7 +229,16 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             &run,
             args.step_timeout,
         )
-        .await?;
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Give the run back as it was found: a later `fleet recover` must not find
+                // it held by this process, gone.
+                journal.unclaim_run(&run)?;
+                return Err(e.into());
+            }
+        };
         let s = conclude(&report, &run.target, false)?;
         if s == ExitStatus::Internal {
             status = s;

@@ -46,6 +46,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         mode: RestoreMode::Rollback,
         sites: args.sites.clone(),
         step_timeout: args.step_timeout,
+        on_failure: fleet_playbook::OnFailure::Rollback,
         force: args.force,
         plan: args.plan,
     };

@@ -161,28 +161,43 @@ impl HostRun<'_> {
         step: &str,
         script: &str,
     ) -> Result<String, StepError> {
-        self.exec_inner(unit, step, script, "", false).await
+        self.exec_inner(unit, step, script, "", false)
+            .await
+            .map(|(_, out)| out)
     }
 
-    /// Runs one journaled step whose exit status the caller judges (it probes state itself).
-    pub(crate) async fn exec_allow_fail(
+    /// Runs one journaled step whose exit status proves nothing: `judge` reads its output
+    /// (the probe the script ends with) and decides, and the journal records that verdict
+    /// as the step's end, never a bare exit status.
+    pub(crate) async fn exec_probed<T>(
         &self,
         unit: &str,
         step: &str,
         script: &str,
         detail: &str,
-    ) -> Result<String, StepError> {
-        self.exec_inner(unit, step, script, detail, true).await
+        judge: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, StepError> {
+        let (id, out) = self.exec_inner(unit, step, script, detail, true).await?;
+        let verdict = judge(&out);
+        self.journal_end(
+            id,
+            unit,
+            step,
+            &verdict.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        verdict.map_err(StepError::Failed)
     }
 
-    pub(crate) async fn exec_inner(
+    /// Runs a step; with `probed`, any exit status is handed back with the step left open
+    /// for [`Self::exec_probed`] to end with its verdict.
+    async fn exec_inner(
         &self,
         unit: &str,
         step: &str,
         script: &str,
         detail: &str,
-        allow_fail: bool,
-    ) -> Result<String, StepError> {
+        probed: bool,
+    ) -> Result<(Option<i64>, String), StepError> {
         let id = self.journal_start(unit, step, detail);
         if id.is_none() {
             // Guarantee 1: nothing happens that the journal does not know about first.
@@ -226,7 +241,8 @@ impl HostRun<'_> {
                     );
                     (Err(why.clone()), Err(StepError::Failed(why)))
                 }
-                s if s.success() || allow_fail => (Ok(()), Ok(o.stdout.to_string_lossy())),
+                _ if probed => return Ok((id, o.stdout.to_string_lossy())),
+                s if s.success() => (Ok(()), Ok((id, o.stdout.to_string_lossy()))),
                 s => {
                     let why = format!(
                         "{s}: {}",
@@ -319,6 +335,24 @@ pub(crate) fn finish_site(
     from: Option<&str>,
 ) -> Result<(), PlaybookError> {
     let detail = outcome.to_string();
+    // An outcome that never reached the host (unreachable, not admitted) says nothing of the
+    // site: a row that says it is down or mid-step (from an earlier attempt of this run)
+    // still holds, and must stay for `fleet recover` to find.
+    if matches!(
+        outcome,
+        SiteOutcome::Unreachable { .. } | SiteOutcome::NotStarted { .. }
+    ) && ctx
+        .journal
+        .site_row(&ctx.run, host, site)?
+        .is_some_and(|r| r.in_maintenance || r.status.is_midway())
+    {
+        ctx.reporter.on_event(&Event::SiteFinished {
+            host: host.into(),
+            site: site.into(),
+            outcome: outcome.clone(),
+        });
+        return Ok(());
+    }
     ctx.journal.site(
         &ctx.run,
         host,

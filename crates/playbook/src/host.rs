@@ -109,12 +109,25 @@ impl HostRun<'_> {
             let mut f = facts.get(&site.name).cloned().unwrap_or_default();
             froms.insert(site.name.clone(), f.code_version.clone());
             // A site an earlier held or crashed run left in maintenance was not "in
-            // maintenance before": that run's journal knows what it was.
+            // maintenance before": that run's journal knows what it was. So does this run's,
+            // when it gets to a site again (`fleet resume`): the first record stands.
             let prior_from = match (f.maintenance.as_str(), f.error.is_none()) {
-                ("1", true) => self.inherited_prior(&site.name).map(|(run, prior)| {
-                    f.maintenance = prior;
-                    run
-                }),
+                ("1", true) => match self.inherited_prior(&site.name) {
+                    Ok(Some((run, prior))) => {
+                        f.maintenance = prior;
+                        (run != self.ctx.run).then_some(run)
+                    }
+                    Ok(None) => None,
+                    Err(why) => {
+                        // Not knowing the true prior state, the run would keep the site down
+                        // and call that "as before": refuse it instead.
+                        results.insert(
+                            site.name.clone(),
+                            failed("preflight", &why, After::Untouched),
+                        );
+                        continue;
+                    }
+                },
                 _ => None,
             };
             match verdict(
@@ -222,34 +235,33 @@ impl HostRun<'_> {
     /// run whose row still says it holds the site down. Runs that did not change the site
     /// (unreachable, refused at preflight, not started) are looked past; a later run that
     /// changed it and did not leave it down means the `1` is not that run's doing.
-    fn inherited_prior(&self, site: &str) -> Option<(String, String)> {
-        let history = match self.ctx.journal.site_history(self.host, site) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!("journal: {e}");
-                return None;
-            }
+    fn inherited_prior(&self, site: &str) -> Result<Option<(String, String)>, String> {
+        let unit = format!("site:{site}");
+        let read = |run: &str| {
+            self.ctx
+                .journal
+                .artifact(run, self.host, &unit, ArtifactKind::PriorMaintenance)
+                .map_err(|e| {
+                    format!("cannot read the prior maintenance state from the journal: {e}")
+                })
         };
+        if let Some(prior) = read(&self.ctx.run)? {
+            return Ok(Some((self.ctx.run.clone(), prior)));
+        }
+        let history = self
+            .ctx
+            .journal
+            .site_history(self.host, site)
+            .map_err(|e| format!("cannot read the site's history from the journal: {e}"))?;
         for (run, _, row) in history.iter().rev().filter(|(r, _, _)| *r != self.ctx.run) {
             if row.in_maintenance && row.status != SiteStatus::Superseded {
-                let prior = self
-                    .ctx
-                    .journal
-                    .artifact(
-                        run,
-                        self.host,
-                        &format!("site:{site}"),
-                        ArtifactKind::PriorMaintenance,
-                    )
-                    .ok()
-                    .flatten()?;
-                return Some((run.clone(), prior));
+                return Ok(read(run)?.map(|prior| (run.clone(), prior)));
             }
             if row.status.touched() {
-                return None;
+                return Ok(None);
             }
         }
-        None
+        Ok(None)
     }
 
     /// Uploads the run's release tarball to `dest` and, with `--l10n`, its localization

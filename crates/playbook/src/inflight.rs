@@ -8,7 +8,7 @@
 //! only once the wait is over.
 //!
 //! Every journaled step exports `FLEET_RUN_STEP=<run>/<host>/<step id>` (see
-//! `HostRun::exec_inner`), inherited by everything the step starts; the check below reads
+//! `HostRun::exec`), inherited by everything the step starts; the check below reads
 //! `/proc/*/environ` for it. The check itself does not carry the variable, so it never finds
 //! itself. A process that dropped its environment (`sudo` resets it) is still found through
 //! its parent shell, which keeps the variable and waits for it.

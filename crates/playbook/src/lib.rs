@@ -29,6 +29,8 @@ mod placeholder;
 mod plan;
 mod playbook;
 mod procedure;
+#[cfg(test)]
+mod regress;
 mod remote;
 mod restore;
 mod resume;

@@ -62,6 +62,11 @@ pub struct RestoreOptions {
     pub sites: Vec<String>,
     /// Bound on each remote step.
     pub step_timeout: Duration,
+    /// Whether sites restored by a recovery come out of maintenance ([`OnFailure::Rollback`],
+    /// what `fleet recover` asks) or stay down ([`OnFailure::Hold`]: a host lost in the middle
+    /// of a run with that policy). A rollback always brings them back up; a restore that
+    /// failed never does.
+    pub on_failure: OnFailure,
     /// Roll back even sites a later run touched or that are no longer at the run's target.
     pub force: bool,
     /// Verify everything and say what would be restored; change nothing.
@@ -192,7 +197,10 @@ pub(crate) async fn restore_run_on(
     let settings = Settings {
         target: info.target.clone(),
         step_timeout: ro.step_timeout,
-        on_failure: OnFailure::Rollback,
+        on_failure: match ro.mode {
+            RestoreMode::Recover => ro.on_failure,
+            RestoreMode::Rollback => OnFailure::Rollback,
+        },
         procedure: Procedure::Civicrm,
         tarball: None,
         l10n: None,
@@ -422,8 +430,13 @@ async fn restore_on(
                 &format!("site:{}", s.name),
                 ArtifactKind::PriorMaintenance,
             )
-            .ok()
-            .flatten();
+            // Without the prior state, a site would be kept down and called "as before".
+            .map_err(|e| {
+                format!(
+                    "cannot read the prior maintenance state of `{}`: {e}",
+                    s.name
+                )
+            })?;
         let live_maint = f.maintenance.clone();
         f.maintenance = prior.unwrap_or_else(|| live_maint.clone());
         let code = std::mem::replace(&mut f.code_version, old.clone());

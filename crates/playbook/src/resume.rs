@@ -226,10 +226,13 @@ pub(crate) async fn resume_run_on(
             .sites,
         );
     }
+    // A site recovery could not bring to a safe end (its host unreachable, a restore that
+    // failed part-way) stays as the journal says, down or mid-step, for `fleet recover`: the
+    // procedure starting over on it would take its "in maintenance" for its prior state.
     let rows = journal.sites(&run.id)?;
     let todo: Vec<(String, String)> = rows
         .iter()
-        .filter(|r| !r.status.is_settled())
+        .filter(|r| !r.status.is_settled() && !needs_restore(r, RestoreMode::Recover))
         .map(|r| (r.host.clone(), r.site.clone()))
         .collect();
     if !todo.is_empty() && !cancel.drain.is_cancelled() {
@@ -378,11 +381,16 @@ fn recorded_playbook(
     Playbook::parse(&text, &origin).map(Some)
 }
 
+/// Recovery as the operator asks for it (`fleet recover`, the first pass of `fleet resume`):
+/// sites brought to a safe end come out of maintenance, whatever the run's failure policy (a
+/// site held by `--on-failure hold` is recovered to be brought back); one whose restore fails
+/// stays down either way.
 fn recovery(step_timeout: Duration) -> RestoreOptions {
     RestoreOptions {
         mode: RestoreMode::Recover,
         sites: Vec::new(),
         step_timeout,
+        on_failure: OnFailure::Rollback,
         force: false,
         plan: false,
     }

@@ -91,6 +91,17 @@ pub(crate) async fn run_upgrade_on(
     gate: Option<&dyn Gate>,
     cancel: &Cancel,
 ) -> Result<RunReport, PlaybookError> {
+    // The localization tarball is checked once, here, before any host is contacted (the
+    // hosts' uploads then find the verdict kept): a wrong one stops the run before it starts.
+    if let Some(l10n) = &opts.l10n {
+        let (path, target) = (l10n.clone(), opts.target.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::procedure::civicrm::tarball::check_l10n_once(&path, &target)
+        })
+        .await
+        .map_err(|e| PlaybookError::Plan(format!("internal: the l10n check died: {e}")))?
+        .map_err(PlaybookError::Plan)?;
+    }
     let jobs: Vec<HostJob> = jobs
         .into_iter()
         .filter(|j| !j.host.sites.is_empty())
@@ -370,23 +381,30 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// A host whose task died (a bug in fleet): its sites the journal says are down or mid-step
-/// go through recovery, as after a crash; the others are reported failed, untouched.
+/// go through recovery, as after a crash (even after a first Ctrl-C: a drain admits nothing
+/// new, it does not leave sites down); the others are reported failed, untouched. A site
+/// recovery could not act on keeps its journal row, so `fleet recover` still finds it.
 async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<SiteReport> {
     ctx.reporter.on_event(&Event::Notice {
         host: job.host.name.clone(),
         message: format!("{why}; recovering its sites from the journal"),
     });
+    let cancel = Cancel {
+        drain: ctx.cancel.abort.child_token(),
+        abort: ctx.cancel.abort.clone(),
+    };
     let recovered = crate::restore::restore_run_on(
         &ctx.connect,
         std::slice::from_ref(job),
         &ctx.journal,
         &ctx.reporter,
-        &ctx.cancel,
+        &cancel,
         &ctx.run,
         &crate::restore::RestoreOptions {
             mode: crate::restore::RestoreMode::Recover,
             sites: Vec::new(),
             step_timeout: ctx.settings.step_timeout,
+            on_failure: ctx.settings.on_failure,
             force: false,
             plan: false,
         },
@@ -397,29 +415,65 @@ async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<Sit
         tracing::error!("recovering {}: {e}", job.host.name);
         Vec::new()
     });
+    let rows = ctx.journal.sites(&ctx.run).unwrap_or_default();
     job.host
         .sites
         .iter()
         .map(|s| {
-            let outcome = match recovered.iter().find(|r| r.site == s.name) {
+            let report = recovered
+                .iter()
+                .find(|r| r.host == job.host.name && r.site == s.name);
+            let down = rows.iter().any(|r| {
+                r.host == job.host.name
+                    && r.site == s.name
+                    && crate::restore::needs_restore(r, crate::restore::RestoreMode::Recover)
+            });
+            let (outcome, record) = match report.map(|r| &r.outcome) {
                 // Recovery finished it forward: its database had reached the target.
-                Some(r) if r.outcome.at_target() => r.outcome.clone(),
-                Some(r) => SiteOutcome::Failed {
-                    step: "internal".into(),
-                    reason: format!("{why}; then recovery: {}", r.outcome),
-                    after: if r.outcome.left_in_maintenance() {
-                        After::RollbackFailed(r.outcome.to_string())
-                    } else {
-                        After::RolledBack
+                Some(o) if o.at_target() => (o.clone(), false),
+                // Recovery acted and recorded how it ended.
+                Some(o @ (SiteOutcome::Failed { .. } | SiteOutcome::RolledBack { .. })) => (
+                    SiteOutcome::Failed {
+                        step: "internal".into(),
+                        reason: format!("{why}; then recovery: {o}"),
+                        after: if o.left_in_maintenance() {
+                            After::RollbackFailed(o.to_string())
+                        } else {
+                            After::RolledBack
+                        },
                     },
-                },
-                None => SiteOutcome::Failed {
-                    step: "internal".into(),
-                    reason: why.to_owned(),
-                    after: After::Untouched,
-                },
+                    true,
+                ),
+                // Recovery could not act (unreachable, refused, not run): the row stays as it
+                // was, down or mid-step, for `fleet recover`.
+                Some(o) => (
+                    SiteOutcome::Failed {
+                        step: "internal".into(),
+                        reason: format!("{why}; recovery could not act: {o}"),
+                        after: After::RollbackFailed(o.to_string()),
+                    },
+                    false,
+                ),
+                None if down => (
+                    SiteOutcome::Failed {
+                        step: "internal".into(),
+                        reason: format!("{why}; recovery did not run"),
+                        after: After::RollbackFailed("recovery did not run".into()),
+                    },
+                    false,
+                ),
+                None => (
+                    SiteOutcome::Failed {
+                        step: "internal".into(),
+                        reason: why.to_owned(),
+                        after: After::Untouched,
+                    },
+                    true,
+                ),
             };
-            if let Err(e) = finish_site(ctx, &job.host.name, &s.name, batch, &outcome, None) {
+            if record
+                && let Err(e) = finish_site(ctx, &job.host.name, &s.name, batch, &outcome, None)
+            {
                 tracing::error!("journal: {e}");
             }
             SiteReport {

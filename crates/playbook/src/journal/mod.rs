@@ -12,6 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::PlaybookError;
 
+// Times are unix milliseconds since schema 2. A release before it, still run against a
+// migrated journal, writes seconds: every read takes a value below 10^11 (year 5138 in
+// seconds, 1973 in milliseconds) for seconds, so ordering and ages stay right either way.
 mod schema;
 mod time;
 
@@ -464,7 +467,7 @@ impl Journal {
     ) -> Result<Option<i64>, PlaybookError> {
         self.with(|c| {
             c.query_row(
-                "SELECT MAX(finished) FROM steps WHERE run = ?1 AND host = ?2 AND unit = ?3 AND step = ?4 AND state = 'done'",
+                "SELECT MAX((CASE WHEN finished < 100000000000 THEN finished * 1000 ELSE finished END)) FROM steps WHERE run = ?1 AND host = ?2 AND unit = ?3 AND step = ?4 AND state = 'done'",
                 params![run, host, unit, step],
                 |r| r.get(0),
             )
@@ -483,8 +486,8 @@ impl Journal {
     ) -> Result<Vec<(String, i64, SiteRow)>, PlaybookError> {
         self.with(|c| {
             let mut s = c.prepare(
-                "SELECT s.run, r.started, s.host, s.site, s.batch, s.status, s.step, s.from_version, s.to_version, s.in_maintenance, s.detail, s.updated
-                 FROM sites s JOIN runs r ON r.id = s.run WHERE s.host = ?1 AND s.site = ?2 ORDER BY r.started, r.id",
+                "SELECT s.run, (CASE WHEN r.started < 100000000000 THEN r.started * 1000 ELSE r.started END), s.host, s.site, s.batch, s.status, s.step, s.from_version, s.to_version, s.in_maintenance, s.detail, (CASE WHEN s.updated < 100000000000 THEN s.updated * 1000 ELSE s.updated END)
+                 FROM sites s JOIN runs r ON r.id = s.run WHERE s.host = ?1 AND s.site = ?2 ORDER BY (CASE WHEN r.started < 100000000000 THEN r.started * 1000 ELSE r.started END), r.id",
             )?;
             let rows = s.query_map(params![host, site], |r| {
                 Ok((r.get(0)?, r.get(1)?, site_row(r, 2)?))
@@ -500,7 +503,7 @@ impl Journal {
     /// When the journal cannot be read.
     pub fn runs(&self) -> Result<Vec<RunRow>, PlaybookError> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT id, started, finished, state, operator, controller, pid, procedure, target, args FROM runs ORDER BY started DESC, id DESC")?;
+            let mut s = c.prepare("SELECT id, (CASE WHEN started < 100000000000 THEN started * 1000 ELSE started END), (CASE WHEN finished < 100000000000 THEN finished * 1000 ELSE finished END), state, operator, controller, pid, procedure, target, args FROM runs ORDER BY (CASE WHEN started < 100000000000 THEN started * 1000 ELSE started END) DESC, id DESC")?;
             let rows = s.query_map([], run_row)?;
             rows.collect()
         })
@@ -514,9 +517,30 @@ impl Journal {
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, PlaybookError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, started, finished, state, operator, controller, pid, procedure, target, args FROM runs WHERE id = ?1",
+                "SELECT id, (CASE WHEN started < 100000000000 THEN started * 1000 ELSE started END), (CASE WHEN finished < 100000000000 THEN finished * 1000 ELSE finished END), state, operator, controller, pid, procedure, target, args FROM runs WHERE id = ?1",
                 params![id],
                 run_row,
+            )
+            .optional()
+        })
+    }
+
+    /// One site's row of a run, if the run has it.
+    ///
+    /// # Errors
+    ///
+    /// When the journal cannot be read.
+    pub fn site_row(
+        &self,
+        run: &str,
+        host: &str,
+        site: &str,
+    ) -> Result<Option<SiteRow>, PlaybookError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT host, site, batch, status, step, from_version, to_version, in_maintenance, detail, (CASE WHEN updated < 100000000000 THEN updated * 1000 ELSE updated END) FROM sites WHERE run = ?1 AND host = ?2 AND site = ?3",
+                params![run, host, site],
+                |r| site_row(r, 0),
             )
             .optional()
         })
@@ -530,7 +554,7 @@ impl Journal {
     pub fn sites(&self, run: &str) -> Result<Vec<SiteRow>, PlaybookError> {
         self.with(|c| {
             let mut s = c.prepare(
-                "SELECT host, site, batch, status, step, from_version, to_version, in_maintenance, detail, updated FROM sites WHERE run = ?1 ORDER BY rowid",
+                "SELECT host, site, batch, status, step, from_version, to_version, in_maintenance, detail, (CASE WHEN updated < 100000000000 THEN updated * 1000 ELSE updated END) FROM sites WHERE run = ?1 ORDER BY rowid",
             )?;
             let rows = s.query_map(params![run], |r| site_row(r, 0))?;
             rows.collect()

@@ -86,7 +86,9 @@ impl From<rusqlite::Error> for SchemaError {
 /// Creates the tables of a new journal or migrates an older one, in one transaction: a
 /// migration that fails leaves the journal as it was.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
-    let tx = conn.transaction()?;
+    // Immediate: two processes opening an old journal at once migrate it once, in turn,
+    // instead of the second failing on a stale snapshot.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let has_runs: bool = tx
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'",

@@ -79,16 +79,32 @@ pub(super) async fn restore_group(
         };
     }
     // Forward, part-way: the new code is in place and each database is either at the target
-    // or untouched, at least one at the target (the run stopped between two databases'
-    // upgrades, past the point where a drain goes forward). Going back would undo upgrades
-    // that succeeded only to run them again; going on upgrades only the rest. The ones at
-    // the target count as changed by this run, so a failure restores them too.
+    // or untouched, its upgrade never judged (the run stopped between two databases'
+    // upgrades, past the point where a drain goes forward), at least one at the target.
+    // Going back would undo upgrades that succeeded only to run them again; going on
+    // upgrades only the rest. An upgrade that was tried in this run is never tried again
+    // here: its database goes back. The ones at the target count as changed by this run,
+    // so a failure restores them too.
+    // Never tried, or recorded as started with no verdict (a controller that died before
+    // or while sending it): the database reads the old version with no `.upgrade` marker,
+    // so the upgrade never began changing it (and no step of the run still runs there).
+    let never_tried = |l: &&Live<'_>| {
+        matches!(
+            ctx.journal.step_state(
+                &ctx.run,
+                host,
+                &format!("database:{}", l.work.facts.civi_db),
+                "upgrade-db",
+            ),
+            Ok(None | Some(crate::vocab::StepState::Started))
+        )
+    };
     if scope.mode == RestoreMode::Recover
         && group.iter().all(|l| l.code == target)
         && group.iter().any(|l| l.db == target)
         && group
             .iter()
-            .all(|l| l.db == target || l.db == l.work.facts.db_version)
+            .all(|l| l.db == target || (l.db == l.work.facts.db_version && never_tried(l)))
     {
         let done: BTreeSet<String> = group
             .iter()

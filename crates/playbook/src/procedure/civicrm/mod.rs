@@ -330,24 +330,31 @@ impl HostRun<'_> {
                     target
                 }
             };
-            let out = self
-                .exec_allow_fail(
+            let tasks = self
+                .exec_probed(
                     &format!("database:{db}"),
                     step,
                     &script,
                     "cv upgrade:db --dry-run",
+                    |out| {
+                        let dry = dryrun::parse_dry_run(out);
+                        if !dry.db_after.is_empty() && dry.db_after != w.facts.db_version {
+                            // Whatever changed it, the way back is its dump; before one was
+                            // taken there is no way back to offer, and nothing else was
+                            // changed yet: stop here.
+                            if self.recorded_dump(db).is_none() {
+                                return Err(format!(
+                                    "database `{db}` reads `{}` after the dry run, `{}` before, and no dump of it was taken yet; not going on",
+                                    dry.db_after, w.facts.db_version
+                                ));
+                            }
+                            ch.db_upgrade_started.insert(db.clone());
+                        }
+                        dry.judge(&w.facts.db_version, code, at == DryRunAt::NewCode)
+                    },
                 )
                 .await
                 .map_err(|e| (step.to_owned(), e))?;
-            let dry = dryrun::parse_dry_run(&out);
-            if !dry.db_after.is_empty() && dry.db_after != w.facts.db_version {
-                // Whatever changed it, the way back is its dump (the undo chain refuses,
-                // loudly, when there is none yet).
-                ch.db_upgrade_started.insert(db.clone());
-            }
-            let tasks = dry
-                .judge(&w.facts.db_version, code, at == DryRunAt::NewCode)
-                .map_err(|why| (step.to_owned(), StepError::Failed(why)))?;
             tracing::info!(host = self.host, db = %db, step, "dry run: {} task(s): {}", tasks.len(), tasks.join("; "));
         }
         Ok(())
@@ -481,44 +488,36 @@ impl HostRun<'_> {
                 c.db_version(),
                 code.version()
             );
-            let out = self
-                .exec_allow_fail(&unit, "upgrade-db", &script, tool)
-                .await
-                .map_err(|e| (step("upgrade-db"), e))?;
-            let get = |k: &str| {
-                out.lines()
-                    .rev()
-                    .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned()
-            };
-            let (rc, dbv, codev) = (get("rc"), get("db"), get("code"));
-            if dbv.ends_with(".upgrade") {
-                return Err((
-                    step("upgrade-db"),
-                    StepError::Failed(format!(
+            self.exec_probed(&unit, "upgrade-db", &script, tool, |out| {
+                let get = |k: &str| {
+                    out.lines()
+                        .rev()
+                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned()
+                };
+                let (rc, dbv, codev) = (get("rc"), get("db"), get("code"));
+                if dbv.ends_with(".upgrade") {
+                    return Err(format!(
                         "{tool} left the database partially upgraded (`{dbv}`)"
-                    )),
-                ));
-            }
-            if dbv != *target || codev != *target {
-                return Err((
-                    step("upgrade-db"),
-                    StepError::Failed(format!(
+                    ));
+                }
+                if dbv != *target || codev != *target {
+                    return Err(format!(
                         "after {tool} (exit {rc}) the database is at `{dbv}` and the code at `{codev}`, not `{target}`"
-                    )),
-                ));
-            }
-            if rc != "0" {
-                // Core reached the target but a later phase (extensions) failed.
-                return Err((
-                    step("upgrade-db"),
-                    StepError::Failed(format!(
+                    ));
+                }
+                if rc != "0" {
+                    // Core reached the target but a later phase (extensions) failed.
+                    return Err(format!(
                         "{tool} exited {rc} after reaching `{target}` (extension upgrades failed?)"
-                    )),
-                ));
-            }
+                    ));
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| (step("upgrade-db"), e))?;
         }
         Ok(())
     }
