@@ -1016,7 +1016,10 @@ fn show_steps_of_a_playbook_are_its_own() {
         .collect();
     assert_eq!(names.first(), Some(&"preflight"), "{out}");
     assert_eq!(names.last(), Some(&"unlock"), "{out}");
-    assert!(names.contains(&"updb") && names.contains(&"disk-report"), "{out}");
+    assert!(
+        names.contains(&"updb") && names.contains(&"disk-report"),
+        "{out}"
+    );
     assert!(!names.contains(&"upgrade-db"), "{out}");
     assert!(out.contains("disk-report          per host"), "{out}");
 }

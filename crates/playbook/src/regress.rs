@@ -9,17 +9,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_inventory::{Amount, Batches};
 use fleet_remote_exec::{ExecError, ExecOptions, ExecOutput, RemoteCommand, Target};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Cancel, OnFailure};
+use crate::context::Cancel;
 use crate::event::Reporter;
 use crate::journal::Journal;
 use crate::remote::{BoxFut, Connect, Remote};
 use crate::restore::{RestoreMode, needs_restore};
 use crate::runner::{UpgradeOptions, run_upgrade_on};
-use crate::testkit::{Fault, LocalConnect, LocalLab, Quiet, TO};
+use crate::testkit::{Fault, LocalConnect, LocalLab, Quiet};
 
 #[derive(Clone, Debug)]
 pub(crate) enum Act {
@@ -175,23 +174,7 @@ impl Remote for RuledHost {
 }
 
 fn options(lab: &LocalLab) -> UpgradeOptions {
-    UpgradeOptions {
-        tarball: lab.tarball(),
-        l10n: None,
-        target: TO.into(),
-        batches: Batches(vec![Amount::Percent(100)]),
-        max_fail: Amount::Percent(100),
-        unreachable_counts: true,
-        max_per: BTreeMap::new(),
-        forks: 4,
-        on_failure: OnFailure::Rollback,
-        step_timeout: Duration::from_secs(60),
-        args: "regress".into(),
-        playbook: None,
-        resume: None,
-        break_lock: None,
-        bake: None,
-    }
+    lab.options()
 }
 
 fn ruled(

@@ -6,11 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use fleet_inventory::{Amount, Batches};
-
-use crate::context::{Cancel, OnFailure};
+use crate::context::Cancel;
 use crate::event::Reporter;
 use crate::journal::Journal;
 use crate::remote::Connect;
@@ -19,23 +16,7 @@ use crate::testkit::{FROM, Fault, LocalLab, Quiet, TO, data_of};
 use crate::vocab::{RunState, SiteStatus};
 
 fn options(lab: &LocalLab) -> UpgradeOptions {
-    UpgradeOptions {
-        tarball: lab.tarball(),
-        l10n: None,
-        target: TO.into(),
-        batches: Batches(vec![Amount::Percent(100)]),
-        max_fail: Amount::Percent(100),
-        unreachable_counts: true,
-        max_per: BTreeMap::new(),
-        forks: 4,
-        on_failure: OnFailure::Rollback,
-        step_timeout: Duration::from_secs(60),
-        args: "sweep".into(),
-        playbook: None,
-        resume: None,
-        break_lock: None,
-        bake: None,
-    }
+    lab.options()
 }
 
 struct Case {

@@ -15,9 +15,12 @@ use fleet_remote_exec::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::context::HostJob;
+use fleet_inventory::{Amount, Batches};
+
+use crate::context::{HostJob, OnFailure};
 use crate::event::{Event, Reporter};
 use crate::remote::{BoxFut, Connect, Remote};
+use crate::runner::UpgradeOptions;
 
 pub(crate) const FROM: &str = "5.69.0";
 pub(crate) const TO: &str = "5.70.0";
@@ -71,6 +74,28 @@ impl LocalLab {
 
     pub(crate) fn tarball(&self) -> PathBuf {
         self.lab.release_tarball(TO)
+    }
+
+    /// An upgrade of every job to [`TO`] in one batch, every failure tolerated (each host's
+    /// end is what a test looks at), rolling back on failure.
+    pub(crate) fn options(&self) -> UpgradeOptions {
+        UpgradeOptions {
+            tarball: self.tarball(),
+            l10n: None,
+            target: TO.into(),
+            batches: Batches(vec![Amount::Percent(100)]),
+            max_fail: Amount::Percent(100),
+            unreachable_counts: true,
+            max_per: std::collections::BTreeMap::new(),
+            forks: 4,
+            on_failure: OnFailure::Rollback,
+            step_timeout: std::time::Duration::from_secs(60),
+            args: "unit test".into(),
+            playbook: None,
+            resume: None,
+            break_lock: None,
+            bake: None,
+        }
     }
 
     /// Connections to this lab's hosts, with `fault` on the commands to host `faulty`.

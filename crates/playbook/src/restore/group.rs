@@ -59,15 +59,7 @@ pub(super) async fn restore_group(
         && group.iter().all(|l| l.code == target && l.db == target)
     {
         return match h.finish(g, &mut ch).await {
-            Ok(()) => GroupEnd::Done(
-                g.iter()
-                    .map(|w| SiteOutcome::Upgraded {
-                        from: w.facts.code_version.clone(),
-                        to: target.clone(),
-                        in_maintenance: w.facts.maintenance == "1",
-                    })
-                    .collect(),
-            ),
+            Ok(()) => GroupEnd::Done(upgraded(g, &target)),
             Err((step, e)) => {
                 let why = step_error_text(&e);
                 GroupEnd::Left(all_sites(failed(
@@ -119,15 +111,7 @@ pub(super) async fn restore_group(
             Err(e) => Err(e),
         };
         return match forward {
-            Ok(()) => GroupEnd::Done(
-                g.iter()
-                    .map(|w| SiteOutcome::Upgraded {
-                        from: w.facts.code_version.clone(),
-                        to: target.clone(),
-                        in_maintenance: w.facts.maintenance == "1",
-                    })
-                    .collect(),
-            ),
+            Ok(()) => GroupEnd::Done(upgraded(g, &target)),
             Err((step, e)) => {
                 let why = step_error_text(&e);
                 let after = match h.put_back(g, &mut ch).await {
@@ -346,4 +330,15 @@ pub(super) async fn restore_group(
             After::RollbackFailed(why.clone()),
         ))),
     }
+}
+
+/// Each site of a group finished forward: at the target, maintenance as before the run.
+fn upgraded(g: &[Work<'_>], target: &str) -> Vec<SiteOutcome> {
+    g.iter()
+        .map(|w| SiteOutcome::Upgraded {
+            from: w.facts.code_version.clone(),
+            to: target.to_owned(),
+            in_maintenance: w.facts.maintenance == "1",
+        })
+        .collect()
 }
