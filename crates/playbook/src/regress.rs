@@ -622,3 +622,67 @@ async fn recover_never_retries_a_database_upgrade_that_failed_in_the_run() {
         "a database's upgrade ran more than once in the run: {ups:?}"
     );
 }
+
+/// A panic while `fleet recover` works on a host ends that host's recovery only: its sites
+/// keep their rows (down, mid-step) and a second recover brings them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_during_recovery_leaves_the_rows_for_the_next_recover() {
+    let (lab, journal, _s) = setup();
+    let quiet_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |i| {
+        if !i
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.starts_with("injected"))
+        {
+            quiet_hook(i)
+        }
+    }));
+    let prior: Vec<String> = lab.sites.iter().map(|s| s.maintenance()).collect();
+    let run = crash_at(&lab, &journal, "unpack").await;
+    let panicking: Arc<dyn Connect> = ruled(
+        &lab,
+        &journal,
+        vec![(HOST.into(), "recover-probe".into(), 1, Act::Panic)],
+        &[],
+    );
+    let r = crate::resume::recover_run_on(
+        &panicking,
+        &jobs(&lab),
+        &journal,
+        &quiet(),
+        &Cancel::new(),
+        &run,
+        None,
+    )
+    .await
+    .expect("recover reports the panic as the host's failure");
+    assert!(
+        r.sites.iter().all(|s| s.outcome.left_in_maintenance()),
+        "{:?}",
+        r.sites
+    );
+    let rows = journal.sites(&run.id).unwrap();
+    assert!(
+        rows.iter()
+            .all(|row| needs_restore(row, RestoreMode::Recover)),
+        "the rows must still say the sites need recovery"
+    );
+    let run = journal.run(&run.id).unwrap().unwrap();
+    let healthy: Arc<dyn Connect> = ruled(&lab, &journal, vec![], &[]);
+    crate::resume::recover_run_on(
+        &healthy,
+        &jobs(&lab),
+        &journal,
+        &quiet(),
+        &Cancel::new(),
+        &run,
+        None,
+    )
+    .await
+    .unwrap();
+    for (s, p) in lab.sites.iter().zip(&prior) {
+        assert_eq!(s.maintenance(), *p, "{}", s.name);
+        assert_eq!(s.code_version(), s.db_version(), "{}", s.name);
+    }
+}

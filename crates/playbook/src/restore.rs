@@ -235,7 +235,35 @@ pub(crate) async fn restore_run_on(
                 if ctx.cancel.drain.is_cancelled() {
                     return (Vec::new(), Vec::new());
                 }
-                let (outcomes, plan) = restore_host(ctx, job, &mine, scope).await;
+                // A panic (a bug in fleet) ends this host's restore only: its sites keep
+                // their rows, as the journal had them, for another `fleet recover`.
+                let restored = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                    restore_host(ctx, job, &mine, scope),
+                ))
+                .await;
+                let (outcomes, plan) = match restored {
+                    Ok(r) => r,
+                    Err(p) => {
+                        let why = p
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        let outcome = failed(
+                            "internal",
+                            &format!(
+                                "internal error in fleet: {why}; nothing more was done on this host"
+                            ),
+                            After::RollbackFailed("the restore stopped part-way".into()),
+                        );
+                        (
+                            mine.iter()
+                                .map(|r| (r.site.clone(), outcome.clone(), Changed::No))
+                                .collect(),
+                            Vec::new(),
+                        )
+                    }
+                };
                 let mut reports = Vec::new();
                 for r in &mine {
                     let Some((outcome, changed)) = outcomes
