@@ -444,16 +444,7 @@ async fn a_lost_host_takes_only_its_own_sites_recovery_reports() {
         ),
     ];
     let c: Arc<dyn Connect> = ruled(&lab, &journal, rules, &[]);
-    let quiet_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |i| {
-        if !i
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.starts_with("injected"))
-        {
-            quiet_hook(i)
-        }
-    }));
+    crate::testkit::quiet_injected_panics();
     let rep = run_upgrade_on(
         &c,
         lab.jobs(),
@@ -493,16 +484,7 @@ async fn a_lost_host_takes_only_its_own_sites_recovery_reports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_after_the_first_ctrl_c_still_recovers_the_sites_down() {
     let (lab, journal, _s) = setup();
-    let quiet_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |i| {
-        if !i
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.starts_with("injected"))
-        {
-            quiet_hook(i)
-        }
-    }));
+    crate::testkit::quiet_injected_panics();
     let c: Arc<dyn Connect> = ruled(
         &lab,
         &journal,
@@ -628,16 +610,7 @@ async fn recover_never_retries_a_database_upgrade_that_failed_in_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_during_recovery_leaves_the_rows_for_the_next_recover() {
     let (lab, journal, _s) = setup();
-    let quiet_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |i| {
-        if !i
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.starts_with("injected"))
-        {
-            quiet_hook(i)
-        }
-    }));
+    crate::testkit::quiet_injected_panics();
     let prior: Vec<String> = lab.sites.iter().map(|s| s.maintenance()).collect();
     let run = crash_at(&lab, &journal, "unpack").await;
     let panicking: Arc<dyn Connect> = ruled(

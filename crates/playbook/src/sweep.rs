@@ -60,21 +60,6 @@ fn case() -> Case {
     }
 }
 
-/// The panics the faults inject are expected: not printed (with a backtrace each, they would
-/// cost more than the runs). Every other panic, a failed assertion first, still is.
-fn quiet_injected_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let injected = info
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.starts_with("injected panic"));
-        if !injected {
-            default(info);
-        }
-    }));
-}
-
 fn quiet() -> Arc<dyn Reporter> {
     Arc::new(Quiet)
 }
@@ -164,7 +149,7 @@ impl Case {
 /// two points: a run can stop between them), so that every step, and every undo it needs,
 /// is reached.
 async fn fault_points() -> Vec<(usize, String)> {
-    quiet_injected_panics();
+    crate::testkit::quiet_injected_panics();
     let c = case();
     let connect = c.lab.connect(HOST, Fault::None);
     let run = c.upgrade(connect.clone()).await;

@@ -319,6 +319,21 @@ impl Remote for LocalHost {
     }
 }
 
+/// The panics the faults inject are expected: not printed (with a backtrace each, they would
+/// cost more than the runs). Every other panic, a failed assertion first, still is.
+pub(crate) fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let injected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.starts_with("injected"));
+        if !injected {
+            default(info);
+        }
+    }));
+}
+
 /// A reporter that keeps nothing.
 pub(crate) struct Quiet;
 
