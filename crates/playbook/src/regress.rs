@@ -213,6 +213,44 @@ fn jobs(lab: &LocalLab) -> Vec<crate::context::HostJob> {
     j
 }
 
+/// `fleet recover` of `run` on the swept host, through `connect`.
+async fn recover(
+    lab: &LocalLab,
+    journal: &Arc<Journal>,
+    connect: &Arc<dyn Connect>,
+    run: &crate::journal::RunRow,
+) -> Result<crate::outcome::RunReport, crate::error::PlaybookError> {
+    crate::resume::recover_run_on(
+        connect,
+        &jobs(lab),
+        journal,
+        &quiet(),
+        &Cancel::new(),
+        run,
+        None,
+    )
+    .await
+}
+
+/// `fleet resume` of `run` on the swept host, through `connect`.
+async fn resume(
+    lab: &LocalLab,
+    journal: &Arc<Journal>,
+    connect: &Arc<dyn Connect>,
+    run: &crate::journal::RunRow,
+) -> Result<crate::outcome::RunReport, crate::error::PlaybookError> {
+    crate::resume::resume_run_on(
+        connect,
+        &jobs(lab),
+        journal,
+        &quiet(),
+        &Cancel::new(),
+        run,
+        &Default::default(),
+    )
+    .await
+}
+
 /// Crashes the controller at `step` (SIGKILL-like), returns the run row.
 async fn crash_at(lab: &LocalLab, journal: &Arc<Journal>, step: &str) -> crate::journal::RunRow {
     let c = ruled(
@@ -267,16 +305,7 @@ async fn resume_with_the_host_still_unreachable_keeps_the_sites_down_in_the_jour
     let run = crash_at(&lab, &journal, "unpack").await;
     dump(&lab, &journal, &run.id, "after crash");
     let c: Arc<dyn Connect> = ruled(&lab, &journal, vec![], &[HOST]);
-    let _ = crate::resume::resume_run_on(
-        &c,
-        &jobs(&lab),
-        &journal,
-        &quiet(),
-        &Cancel::new(),
-        &run,
-        &Default::default(),
-    )
-    .await;
+    let _ = resume(&lab, &journal, &c, &run).await;
     dump(
         &lab,
         &journal,
@@ -316,17 +345,7 @@ async fn resume_after_a_recovery_that_failed_part_way_never_takes_maintenance_fo
         vec![(HOST.into(), "maintenance-restore".into(), 1, Act::Fail)],
         &[],
     );
-    let rep = crate::resume::resume_run_on(
-        &c,
-        &jobs(&lab),
-        &journal,
-        &quiet(),
-        &Cancel::new(),
-        &run,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let rep = resume(&lab, &journal, &c, &run).await.unwrap();
     for r in &rep.sites {
         eprintln!("report {}/{}: {}", r.host, r.site, r.outcome);
     }
@@ -354,17 +373,7 @@ async fn resume_after_a_recovery_that_failed_part_way_never_takes_maintenance_fo
     // ... so that `fleet recover` brings it back as it was.
     let run = journal.run(&run.id).unwrap().unwrap();
     let healthy: Arc<dyn Connect> = ruled(&lab, &journal, vec![], &[]);
-    crate::resume::recover_run_on(
-        &healthy,
-        &jobs(&lab),
-        &journal,
-        &quiet(),
-        &Cancel::new(),
-        &run,
-        None,
-    )
-    .await
-    .unwrap();
+    recover(&lab, &journal, &healthy, &run).await.unwrap();
     for (s, p) in lab.sites.iter().zip(&prior) {
         assert_eq!(
             s.maintenance(),
@@ -572,17 +581,7 @@ async fn recover_never_retries_a_database_upgrade_that_failed_in_the_run() {
     dump(&lab, &journal, &rep.run, "after run");
     let run = journal.run(&rep.run).unwrap().unwrap();
     let healthy: Arc<dyn Connect> = ruled(&lab, &journal, vec![], &[]);
-    let r = crate::resume::recover_run_on(
-        &healthy,
-        &jobs(&lab),
-        &journal,
-        &quiet(),
-        &Cancel::new(),
-        &run,
-        None,
-    )
-    .await
-    .unwrap();
+    let r = recover(&lab, &journal, &healthy, &run).await.unwrap();
     for r in &r.sites {
         eprintln!("recover report {}/{}: {}", r.host, r.site, r.outcome);
     }
@@ -619,17 +618,9 @@ async fn a_panic_during_recovery_leaves_the_rows_for_the_next_recover() {
         vec![(HOST.into(), "recover-probe".into(), 1, Act::Panic)],
         &[],
     );
-    let r = crate::resume::recover_run_on(
-        &panicking,
-        &jobs(&lab),
-        &journal,
-        &quiet(),
-        &Cancel::new(),
-        &run,
-        None,
-    )
-    .await
-    .expect("recover reports the panic as the host's failure");
+    let r = recover(&lab, &journal, &panicking, &run)
+        .await
+        .expect("recover reports the panic as the host's failure");
     assert!(
         r.sites.iter().all(|s| s.outcome.left_in_maintenance()),
         "{:?}",
@@ -643,17 +634,7 @@ async fn a_panic_during_recovery_leaves_the_rows_for_the_next_recover() {
     );
     let run = journal.run(&run.id).unwrap().unwrap();
     let healthy: Arc<dyn Connect> = ruled(&lab, &journal, vec![], &[]);
-    crate::resume::recover_run_on(
-        &healthy,
-        &jobs(&lab),
-        &journal,
-        &quiet(),
-        &Cancel::new(),
-        &run,
-        None,
-    )
-    .await
-    .unwrap();
+    recover(&lab, &journal, &healthy, &run).await.unwrap();
     for (s, p) in lab.sites.iter().zip(&prior) {
         assert_eq!(s.maintenance(), *p, "{}", s.name);
         assert_eq!(s.code_version(), s.db_version(), "{}", s.name);
