@@ -4,7 +4,7 @@
 use fleet_inventory::Site;
 
 use crate::discovery::Facts;
-use crate::procedure::Procedure;
+use crate::procedure::AnyProcedure;
 use crate::procedure::civicrm::commands::version_cmp;
 use crate::work::Work;
 
@@ -16,7 +16,12 @@ pub(crate) enum Classified {
 
 /// What a run does with a site: the built-in procedure and playbooks that install the
 /// tarball compare versions; other playbooks run on every site discovery could read.
-pub(crate) fn verdict(procedure: &Procedure, target: &str, site: &Site, f: &Facts) -> Classified {
+pub(crate) fn verdict(
+    procedure: &AnyProcedure,
+    target: &str,
+    site: &Site,
+    f: &Facts,
+) -> Classified {
     match procedure {
         _ if !procedure.needs_tarball() => match &f.error {
             Some(e) => Classified::Refuse(e.clone()),
@@ -228,7 +233,7 @@ mod tests {
             std::path::Path::new("cc.toml"),
         )
         .expect("playbook");
-        let p = Procedure::Playbook(pb);
+        let p = AnyProcedure::Playbook(pb);
         let mut f = healthy();
         f.db_version.clear();
         assert_eq!(why(verdict(&p, "5.69.0", &site("a"), &f)), "upgrade");
@@ -239,7 +244,7 @@ mod tests {
         );
         assert_eq!(
             why(verdict(
-                &Procedure::Civicrm,
+                &AnyProcedure::Civicrm,
                 "5.69.0",
                 &site("a"),
                 &healthy()

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Reporter;
 use crate::journal::Journal;
-use crate::procedure::Procedure;
+use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
 
 /// What to do with a site whose upgrade failed.
@@ -64,7 +64,7 @@ pub(crate) struct Settings {
     /// Failure policy.
     pub(crate) on_failure: OnFailure,
     /// What runs on each group of sites.
-    pub(crate) procedure: Procedure,
+    pub(crate) procedure: AnyProcedure,
     /// The local release tarball the procedure uploads; `None` for jobs that upload nothing
     /// (recovery, rollback).
     pub(crate) tarball: Option<PathBuf>,

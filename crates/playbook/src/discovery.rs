@@ -9,7 +9,7 @@ use fleet_remote_exec::{ExecOptions, RemoteCommand, quote};
 
 use crate::engine::{error_text, last_line};
 
-use crate::procedure::civicrm::commands::PRELUDE;
+use crate::procedure::civicrm::commands::standalone;
 
 /// The facts discovered about one site on its host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct Facts {
 /// admin controls (a Drupal variable holding a newline, a path) can forge another key: the
 /// only newlines in the output are the ones the script itself writes.
 pub(crate) fn discover_script(sites: &[Site]) -> String {
-    let mut s = String::from(PRELUDE);
+    let mut s = String::new();
     s.push_str(
         r#"kv() { printf '%s=' "$1"; printf '%s' "$2" | od -An -v -tx1 | tr -d ' \n'; echo; }
 get() { sed -n -E "s/^[[:space:]]*(define\([\"']$1[\"'],[[:space:]]*|\\\$$1[[:space:]]*=[[:space:]]*)[\"']([^\"']*)[\"'].*/\2/p" "$F" | head -n1; }
@@ -320,7 +320,7 @@ pub(crate) async fn discover(
     };
     let out = session
         .exec(
-            &RemoteCommand::shell(discover_script(sites)),
+            &RemoteCommand::shell(standalone(&discover_script(sites))),
             &opts,
             &cancel.abort,
         )

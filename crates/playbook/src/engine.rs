@@ -1,17 +1,17 @@
 //! The journaled step engine: every remote step is recorded before it runs and after it
 //! ends, carries its journal id to the host (so a crashed run's steps can be found there),
-//! and is judged by its exit status or by the caller's own probe. It knows no procedure.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! and is judged by its exit status or by the caller's own probe. A group of sites goes
+//! through a [`Procedure`] forward, and back through its undo chain when a step fails. It
+//! knows no procedure: what a step does, and what it changed, is the procedure's.
 
 use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand};
 
-use crate::context::{Ctx, HostJob};
+use crate::context::{Ctx, HostJob, OnFailure};
 use crate::error::PlaybookError;
 use crate::event::Event;
 use crate::journal::SiteUpdate;
 use crate::outcome::{After, SiteOutcome};
-use crate::procedure::civicrm::commands::PRELUDE;
+use crate::procedure::{Changed, Procedure};
 use crate::remote::Remote;
 use crate::vocab::{ArtifactKind, SiteStatus, StepState};
 use crate::work::Work;
@@ -29,18 +29,14 @@ pub(crate) struct HostRun<'a> {
     pub(crate) session: &'a dyn Remote,
     pub(crate) host: &'a str,
     pub(crate) job: &'a HostJob,
+    /// Shell functions the procedure's scripts use, put before every script.
+    pub(crate) prelude: &'static str,
 }
 
-/// What a group has changed so far, i.e. what the undo chain must put back.
-#[derive(Default)]
-pub(crate) struct Changes {
-    pub(crate) maintenance_on: BTreeSet<String>,
-    pub(crate) modules_disabled: BTreeMap<String, Vec<String>>,
-    pub(crate) code_moved: bool,
-    pub(crate) db_upgrade_started: BTreeSet<String>,
-    /// `undo` commands of completed playbook shell steps: (unit, step, script).
-    pub(crate) shell_undo: Vec<(String, String, String)>,
-}
+/// Shell helpers every script may use: `as_web USER CMD...` runs CMD as the web-server user
+/// (directly, with runuser as root, else with `sudo -n`).
+pub(crate) const AS_WEB: &str = r#"as_web() { w=$1; shift; if [ -z "$w" ] || [ "$(id -un)" = "$w" ]; then "$@"; elif [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then runuser -u "$w" -- "$@"; else sudo -n -u "$w" -H -- "$@"; fi; }
+"#;
 
 impl HostRun<'_> {
     /// Records an artifact the way back depends on; a journal that cannot record it stops the
@@ -64,11 +60,15 @@ impl HostRun<'_> {
     }
 
     /// Between steps: a first interrupt turns a group that has not reached the DB upgrade back.
-    pub(crate) fn checkpoint(&self, ch: &Changes, next: &str) -> Result<(), (String, StepError)> {
+    pub(crate) fn checkpoint(
+        &self,
+        ch: &impl Changed,
+        next: &str,
+    ) -> Result<(), (String, StepError)> {
         if self.ctx.cancel.abort.is_cancelled() {
             return Err((next.to_owned(), StepError::Aborted));
         }
-        if self.ctx.cancel.drain.is_cancelled() && ch.db_upgrade_started.is_empty() {
+        if self.ctx.cancel.drain.is_cancelled() && !ch.past_no_return() {
             return Err((
                 next.to_owned(),
                 StepError::Failed("interrupted by the operator before the database upgrade".into()),
@@ -214,13 +214,14 @@ impl HostRun<'_> {
         // Tags the step's processes on the host so that `fleet recover` can tell whether a
         // step of a crashed run is still running there before it undoes anything.
         let cmd = RemoteCommand::shell(format!(
-            "export FLEET_RUN_STEP={}; {PRELUDE}{script}",
+            "export FLEET_RUN_STEP={}; {AS_WEB}{}{script}",
             fleet_remote_exec::quote(&format!(
                 "{}/{}/{}",
                 self.ctx.run,
                 self.host,
                 id.unwrap_or_default()
-            ))
+            )),
+            self.prelude,
         ));
         let r = self.session.exec(&cmd, &opts, &self.ctx.cancel.abort).await;
         let (result, ret) = match r {
@@ -259,6 +260,42 @@ impl HostRun<'_> {
         };
         self.journal_end(id, unit, step, &result);
         ret
+    }
+}
+
+impl HostRun<'_> {
+    /// Procedure `p` over one group of sites; on failure, its undo chain. One outcome per
+    /// site of the group.
+    pub(crate) async fn run_group<P: Procedure>(
+        &self,
+        p: &P,
+        g: &[Work<'_>],
+        tarball: &str,
+    ) -> Vec<(String, SiteOutcome)> {
+        let mut ch = P::Changes::default();
+        let result = p.forward(self, g, tarball, &mut ch).await;
+        let target = &self.ctx.settings.target;
+        let each = |o: &dyn Fn(&Work<'_>) -> SiteOutcome| -> Vec<(String, SiteOutcome)> {
+            g.iter().map(|w| (w.site.name.clone(), o(w))).collect()
+        };
+        match result {
+            Ok(()) => each(&|w| p.success(w, target)),
+            // Aborted: the remote state is unknown; `fleet recover` re-reads it.
+            Err((step, StepError::Aborted)) => each(&|w| SiteOutcome::Interrupted {
+                step: step.clone(),
+                in_maintenance: ch.holds_down(&w.site.name),
+            }),
+            Err((step, StepError::Failed(reason))) => {
+                let touched = ch.any();
+                let after = match p.undo(self, g, &mut ch).await {
+                    Err(why) => After::RollbackFailed(why),
+                    Ok(()) if !touched => After::Untouched,
+                    Ok(()) if self.ctx.settings.on_failure == OnFailure::Hold => After::Held,
+                    Ok(()) => After::RolledBack,
+                };
+                each(&|_| failed(&step, &reason, after.clone()))
+            }
+        }
     }
 }
 

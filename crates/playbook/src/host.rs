@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use fleet_remote_exec::{ExecOptions, RemoteCommand};
 
 use crate::classify::{Classified, group_units, verdict};
-use crate::context::{Ctx, HostJob, OnFailure};
+use crate::context::{Ctx, HostJob};
 use crate::discovery;
-use crate::engine::{Changes, HostRun, StepError, error_text, failed, finish_site, last_line};
+use crate::engine::{HostRun, StepError, error_text, failed, finish_site, last_line};
 use crate::outcome::{After, SiteOutcome, SiteReport};
+use crate::procedure::civicrm::commands::PRELUDE;
+use crate::procedure::{AnyProcedure, Civicrm};
 use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
 
@@ -39,6 +41,7 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
             session: &*session,
             host,
             job,
+            prelude: PRELUDE,
         };
         h.run(&mut results, &mut froms).await;
         session.close().await;
@@ -225,7 +228,10 @@ impl HostRun<'_> {
             return;
         }
         for g in &locked {
-            let outcomes = self.run_group(g, &tarball).await;
+            let outcomes = match &self.ctx.settings.procedure {
+                AnyProcedure::Civicrm => self.run_group(&Civicrm, g, &tarball).await,
+                AnyProcedure::Playbook(pb) => self.run_group(pb, g, &tarball).await,
+            };
             results.extend(outcomes);
             self.unlock_group(g).await;
         }
@@ -326,51 +332,5 @@ impl HostRun<'_> {
         };
         self.journal_end(id, "host", "upload", &result);
         result
-    }
-
-    /// The procedure for one group of sites; on failure, the undo chain.
-    pub(crate) async fn run_group(
-        &self,
-        g: &[Work<'_>],
-        tarball: &str,
-    ) -> Vec<(String, SiteOutcome)> {
-        let mut ch = Changes::default();
-        let procedure = &self.ctx.settings.procedure;
-        let result = procedure.forward(self, g, tarball, &mut ch).await;
-        let target = &self.ctx.settings.target;
-        match result {
-            Ok(()) => g
-                .iter()
-                .map(|w| (w.site.name.clone(), procedure.success(w, target)))
-                .collect(),
-            Err((step, StepError::Aborted)) => g
-                .iter()
-                .map(|w| {
-                    (
-                        w.site.name.clone(),
-                        SiteOutcome::Interrupted {
-                            step: step.clone(),
-                            in_maintenance: ch.maintenance_on.contains(&w.site.name),
-                        },
-                    )
-                })
-                .collect(),
-            Err((step, StepError::Failed(reason))) => {
-                let after = if ch.maintenance_on.is_empty() && !ch.code_moved {
-                    self.put_back(g, &mut ch)
-                        .await
-                        .map_or_else(After::RollbackFailed, |()| After::Untouched)
-                } else {
-                    match self.put_back(g, &mut ch).await {
-                        Ok(()) if self.ctx.settings.on_failure == OnFailure::Hold => After::Held,
-                        Ok(()) => After::RolledBack,
-                        Err(why) => After::RollbackFailed(why),
-                    }
-                };
-                g.iter()
-                    .map(|w| (w.site.name.clone(), failed(&step, &reason, after.clone())))
-                    .collect()
-            }
-        }
     }
 }

@@ -15,8 +15,8 @@ use crate::context::{Cancel, HostJob};
 use crate::discovery::{self, Facts};
 use crate::engine::{error_text, last_line};
 use crate::error::PlaybookError;
-use crate::procedure::Procedure;
-use crate::procedure::civicrm::commands::{PRELUDE, SiteCmds, version_cmp};
+use crate::procedure::AnyProcedure;
+use crate::procedure::civicrm::commands::{SiteCmds, standalone, version_cmp};
 use crate::procedure::civicrm::dryrun::parse_dry_run;
 use crate::procedure::civicrm::tarball::check_l10n;
 use crate::runner::UpgradeOptions;
@@ -128,7 +128,7 @@ pub async fn plan_upgrade(
                 .map(|s| {
                     let f = facts.get(&s.name).cloned().unwrap_or_default();
                     let mut r = match verdict(
-                        &Procedure::of(opts.playbook.as_ref()),
+                        &AnyProcedure::of(opts.playbook.as_ref()),
                         &opts.target,
                         s,
                         &f,
@@ -213,7 +213,7 @@ async fn probe(
         if !by_db.contains_key(&f.civi_db) {
             let verdict = match session
                 .exec(
-                    &RemoteCommand::shell(format!("{PRELUDE}{script}")),
+                    &RemoteCommand::shell(standalone(&script)),
                     &exec_opts,
                     &cancel.abort,
                 )

@@ -24,13 +24,14 @@ use fleet_remote_exec::Client;
 use crate::classify::group_units;
 use crate::context::{Cancel, Ctx, HostJob, OnFailure, Settings};
 use crate::discovery::{self, Facts};
-use crate::engine::{Changes, HostRun, error_text, failed, finish_site, step_error_text};
+use crate::engine::{HostRun, error_text, failed, finish_site, step_error_text};
 use crate::error::PlaybookError;
 use crate::event::Reporter;
 use crate::journal::{Journal, SiteRow};
 use crate::outcome::{After, SiteOutcome, SiteReport};
-use crate::procedure::Procedure;
-use crate::procedure::civicrm::commands::SiteCmds;
+use crate::procedure::AnyProcedure;
+use crate::procedure::civicrm::Changes;
+use crate::procedure::civicrm::commands::{PRELUDE, SiteCmds};
 use crate::remote::Connect;
 use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
@@ -201,7 +202,7 @@ pub(crate) async fn restore_run_on(
             RestoreMode::Recover => ro.on_failure,
             RestoreMode::Rollback => OnFailure::Rollback,
         },
-        procedure: Procedure::Civicrm,
+        procedure: AnyProcedure::Civicrm,
         tarball: None,
         l10n: None,
         break_lock: None,
@@ -402,6 +403,7 @@ async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope<
         session: &*session,
         host,
         job,
+        prelude: PRELUDE,
     };
     let result = restore_on(&h, &sites, rows, scope).await;
     session.close().await;

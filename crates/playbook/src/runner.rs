@@ -18,7 +18,7 @@ use crate::event::{Event, Gate, Reporter};
 use crate::host::run_host;
 use crate::journal::{Journal, RunInfo, SiteUpdate};
 use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
-use crate::procedure::Procedure;
+use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally};
 
@@ -117,7 +117,7 @@ pub(crate) async fn run_upgrade_on(
             id.clone()
         }
         None => journal.create_run(&RunInfo {
-            procedure: Procedure::of(opts.playbook.as_ref()).name(),
+            procedure: AnyProcedure::of(opts.playbook.as_ref()).name(),
             target: opts.target.clone(),
             args: opts.args.clone(),
         })?,
@@ -168,7 +168,7 @@ pub(crate) async fn run_upgrade_on(
         target: opts.target.clone(),
         step_timeout: opts.step_timeout,
         on_failure: opts.on_failure,
-        procedure: Procedure::of(opts.playbook.as_ref()),
+        procedure: AnyProcedure::of(opts.playbook.as_ref()),
         tarball: Some(opts.tarball.clone()),
         l10n: opts.l10n.clone(),
         break_lock: opts.break_lock.clone(),

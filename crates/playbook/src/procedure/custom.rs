@@ -1,10 +1,77 @@
 //! A user's playbook (`fleet upgrade --playbook FILE`): its steps in order, the built-in ones
 //! reused, shell steps rendered with placeholders that can never become shell text.
 
-use crate::engine::{Changes, HostRun, StepError};
+use super::civicrm::Changes;
+use super::{Changed, Procedure};
+use crate::engine::{HostRun, StepError, step_error_text};
+use crate::outcome::SiteOutcome;
 use crate::placeholder::render;
 use crate::playbook::{Playbook, StepKind};
 use crate::work::Work;
+
+/// What a playbook's group changed: what its built-in steps changed, and the `undo`
+/// commands of its completed shell steps, newest last.
+#[derive(Default)]
+pub(crate) struct PlaybookChanges {
+    builtin: Changes,
+    /// (unit, step, script) of each completed shell step that has an `undo`.
+    shell_undo: Vec<(String, String, String)>,
+}
+
+impl Changed for PlaybookChanges {
+    fn any(&self) -> bool {
+        self.builtin.any()
+    }
+
+    fn holds_down(&self, site: &str) -> bool {
+        self.builtin.holds_down(site)
+    }
+
+    fn past_no_return(&self) -> bool {
+        self.builtin.past_no_return()
+    }
+}
+
+impl Procedure for Playbook {
+    type Changes = PlaybookChanges;
+
+    async fn forward(
+        &self,
+        h: &HostRun<'_>,
+        g: &[Work<'_>],
+        tarball: &str,
+        ch: &mut PlaybookChanges,
+    ) -> Result<(), (String, StepError)> {
+        h.forward_playbook(g, self, tarball, ch).await
+    }
+
+    /// The shell steps' own `undo` commands, newest first, then the built-in steps' undo
+    /// chain; a failed shell undo keeps the sites down.
+    async fn undo(
+        &self,
+        h: &HostRun<'_>,
+        g: &[Work<'_>],
+        ch: &mut PlaybookChanges,
+    ) -> Result<(), String> {
+        let mut problems = Vec::new();
+        while let Some((unit, step, script)) = ch.shell_undo.pop() {
+            if let Err(e) = h.exec(&unit, &step, &script).await {
+                problems.push(format!("{step}: {}", step_error_text(&e)));
+            }
+        }
+        h.put_back_after(g, &mut ch.builtin, problems).await
+    }
+
+    fn success(&self, w: &Work<'_>, target: &str) -> SiteOutcome {
+        if self.needs_tarball() {
+            super::Civicrm.success(w, target)
+        } else {
+            SiteOutcome::Completed {
+                playbook: self.name.clone(),
+            }
+        }
+    }
+}
 
 impl HostRun<'_> {
     /// A user's playbook: its steps in order, then maintenance back to the prior state.
@@ -13,8 +80,9 @@ impl HostRun<'_> {
         g: &[Work<'_>],
         pb: &Playbook,
         tarball: &str,
-        ch: &mut Changes,
+        pch: &mut PlaybookChanges,
     ) -> Result<(), (String, StepError)> {
+        let ch = &mut pch.builtin;
         let run_dir = self.run_dir(g);
         let code = self.code_cmds(g);
         for step in &pb.steps {
@@ -84,7 +152,8 @@ impl HostRun<'_> {
                                 .map_err(|e| (step.name.clone(), e))?;
                         }
                         if let Some(u) = undo_cmd {
-                            ch.shell_undo.push((unit, format!("{}-undo", step.name), u));
+                            pch.shell_undo
+                                .push((unit, format!("{}-undo", step.name), u));
                         }
                     }
                 }

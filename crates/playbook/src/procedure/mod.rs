@@ -1,8 +1,12 @@
 //! Procedures: what runs on each group of sites. The engine (`engine.rs`) journals, probes
-//! and cancels steps; a procedure says which steps, in which order, and how each is undone.
-//! The built-in CiviCRM upgrade and a user's TOML playbook are the two there are.
+//! and cancels steps, and runs a group forward or, on failure, back; a procedure says which
+//! steps, in which order, what each changed ([`Procedure::Changes`]) and how that is put back
+//! ([`Procedure::undo`]). The built-in CiviCRM upgrade and a user's TOML playbook are the two
+//! there are; [`AnyProcedure`] is the one a run chose.
 
-use crate::engine::{Changes, HostRun, StepError};
+use std::future::Future;
+
+use crate::engine::{HostRun, StepError};
 use crate::outcome::SiteOutcome;
 use crate::playbook::Playbook;
 use crate::work::Work;
@@ -10,9 +14,53 @@ use crate::work::Work;
 pub(crate) mod civicrm;
 mod custom;
 
-/// What a run does on each group of sites.
+pub(crate) use civicrm::Civicrm;
+
+/// What a group has changed so far, as the engine needs to know it. The procedure keeps the
+/// details (which modules, which dumps) for its own undo chain.
+pub(crate) trait Changed: Default + Send {
+    /// Whether a site went down or code moved: a failure then ends in a rollback (or a
+    /// hold), else the group is reported untouched.
+    fn any(&self) -> bool;
+    /// Whether this run holds `site` down (in maintenance).
+    fn holds_down(&self, site: &str) -> bool;
+    /// Past the point of no easy return (a database upgrade began): from there a first
+    /// interrupt lets the group go forward instead of turning it back.
+    fn past_no_return(&self) -> bool;
+}
+
+/// A procedure: its steps forward over one group of sites, and the undo chain that puts
+/// back what they changed. Its steps go through [`HostRun`]'s journaled `exec`, and each
+/// re-reads the state it changed (the probe) before the next one runs.
+pub(crate) trait Procedure: Sync {
+    /// What a group changed, filled in as the steps go (before each side effect).
+    type Changes: Changed;
+
+    /// Runs the steps in order on group `g`; the failing step's name on error.
+    fn forward(
+        &self,
+        h: &HostRun<'_>,
+        g: &[Work<'_>],
+        tarball: &str,
+        ch: &mut Self::Changes,
+    ) -> impl Future<Output = Result<(), (String, StepError)>> + Send;
+
+    /// Puts back what `ch` says was changed, newest first, each source verified before it
+    /// is used; sites come back up only once everything else is back.
+    fn undo(
+        &self,
+        h: &HostRun<'_>,
+        g: &[Work<'_>],
+        ch: &mut Self::Changes,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// A site's outcome once the steps went through on it.
+    fn success(&self, w: &Work<'_>, target: &str) -> SiteOutcome;
+}
+
+/// The procedure a run chose.
 #[derive(Debug, Clone)]
-pub(crate) enum Procedure {
+pub(crate) enum AnyProcedure {
     /// CiviCRM on Drupal 7, upgraded in place to the tarball's version.
     Civicrm,
     /// A user's playbook.
@@ -85,53 +133,25 @@ pub fn procedure_steps(playbook: Option<&Playbook>) -> Vec<StepInfo> {
     out
 }
 
-impl Procedure {
+impl AnyProcedure {
     /// The procedure a run's options name.
-    pub(crate) fn of(playbook: Option<&Playbook>) -> Procedure {
-        playbook.map_or(Procedure::Civicrm, |p| Procedure::Playbook(p.clone()))
+    pub(crate) fn of(playbook: Option<&Playbook>) -> AnyProcedure {
+        playbook.map_or(AnyProcedure::Civicrm, |p| AnyProcedure::Playbook(p.clone()))
     }
 
     /// Its name in the journal (`runs.procedure`).
     pub(crate) fn name(&self) -> String {
         match self {
-            Procedure::Civicrm => "civicrm-d7".to_owned(),
-            Procedure::Playbook(p) => format!("playbook:{}", p.name),
+            AnyProcedure::Civicrm => "civicrm-d7".to_owned(),
+            AnyProcedure::Playbook(p) => format!("playbook:{}", p.name),
         }
     }
 
     /// Whether it installs the release tarball (and so compares versions and uploads it).
     pub(crate) fn needs_tarball(&self) -> bool {
         match self {
-            Procedure::Civicrm => true,
-            Procedure::Playbook(p) => p.needs_tarball(),
-        }
-    }
-
-    /// Runs it forward on group `g`; what it changed is in `ch` for the undo chain.
-    pub(crate) async fn forward(
-        &self,
-        h: &HostRun<'_>,
-        g: &[Work<'_>],
-        tarball: &str,
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
-        match self {
-            Procedure::Civicrm => h.forward(g, tarball, ch).await,
-            Procedure::Playbook(pb) => h.forward_playbook(g, pb, tarball, ch).await,
-        }
-    }
-
-    /// A site's outcome once the procedure went through on it.
-    pub(crate) fn success(&self, w: &Work<'_>, target: &str) -> SiteOutcome {
-        match self {
-            Procedure::Playbook(pb) if !pb.needs_tarball() => SiteOutcome::Completed {
-                playbook: pb.name.clone(),
-            },
-            _ => SiteOutcome::Upgraded {
-                from: w.facts.code_version.clone(),
-                to: target.to_owned(),
-                in_maintenance: w.facts.maintenance == "1",
-            },
+            AnyProcedure::Civicrm => true,
+            AnyProcedure::Playbook(p) => p.needs_tarball(),
         }
     }
 }

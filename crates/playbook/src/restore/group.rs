@@ -8,9 +8,10 @@ use super::rollback::{live_maintenance_back, rollback_guard, safety_dumps};
 use fleet_remote_exec::quote;
 
 use super::{Live, RestoreMode, RollbackPlan, Scope};
-use crate::engine::{Changes, HostRun, failed, step_error_text};
+use crate::engine::{HostRun, failed, step_error_text};
 use crate::journal::SiteRow;
 use crate::outcome::{After, SiteOutcome};
+use crate::procedure::civicrm::Changes;
 use crate::procedure::civicrm::commands::{self as civicrm, SiteCmds};
 use crate::vocab::ArtifactKind;
 use crate::work::Work;

@@ -11,12 +11,17 @@ use fleet_remote_exec::quote;
 
 use crate::discovery::Facts;
 
-/// Shell helpers prepended to every script: `as_web USER CMD...` runs CMD as the web-server
-/// user (directly, with runuser as root, else with `sudo -n`), `vget` reads a Drupal variable
-/// mapping "never set" to `unset`, `codever` reads `xml/version.xml`.
-pub(crate) const PRELUDE: &str = r#"as_web() { w=$1; shift; if [ -z "$w" ] || [ "$(id -un)" = "$w" ]; then "$@"; elif [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then runuser -u "$w" -- "$@"; else sudo -n -u "$w" -H -- "$@"; fi; }
-codever() { sed -n -E 's/.*<version_no>([^<]*)<\/version_no>.*/\1/p' "$1/xml/version.xml" 2>/dev/null | head -n1; }
+/// Shell helpers the procedure's scripts use (put before each by the engine, after its own
+/// `as_web`): `codever DIR` reads the CiviCRM version of the code in DIR from
+/// `xml/version.xml`.
+pub(crate) const PRELUDE: &str = r#"codever() { sed -n -E 's/.*<version_no>([^<]*)<\/version_no>.*/\1/p' "$1/xml/version.xml" 2>/dev/null | head -n1; }
 "#;
+
+/// `script` with every shell helper it may use, for a script run outside the engine's
+/// journaled steps (discovery and the dry runs of `--plan`).
+pub(crate) fn standalone(script: &str) -> String {
+    format!("{}{PRELUDE}{script}", crate::engine::AS_WEB)
+}
 
 /// Compares CiviCRM versions numerically part by part (`5.9.0 < 5.10.0`); `alpha`/`beta`
 /// parts sort before numbers.
@@ -439,7 +444,7 @@ mod tests {
         let sh = |script: String| {
             std::process::Command::new("sh")
                 .arg("-c")
-                .arg(format!("{PRELUDE}{script}"))
+                .arg(standalone(&script))
                 .output()
                 .unwrap()
         };

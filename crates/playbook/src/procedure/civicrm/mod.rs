@@ -3,9 +3,11 @@
 //! per database, then caches, modules and maintenance back and a final check. Every step
 //! re-reads the state it changed; exit codes alone are never trusted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::{Changes, HostRun, StepError, expect, last_line};
+use super::{Changed, Procedure};
+use crate::engine::{HostRun, StepError, expect, last_line};
+use crate::outcome::SiteOutcome;
 use crate::vocab::ArtifactKind;
 use crate::work::Work;
 
@@ -120,6 +122,63 @@ pub const STEPS: &[(&str, &str, &str)] = &[
     ),
     ("unlock", "site", "release the per-site lock"),
 ];
+
+/// The built-in procedure.
+pub(crate) struct Civicrm;
+
+/// What a group has changed so far, i.e. what the undo chain must put back. Each entry is
+/// added before the side effect it describes, so a failure mid-step is undone as well.
+#[derive(Default)]
+pub(crate) struct Changes {
+    /// Sites this run took down.
+    pub(crate) maintenance_on: BTreeSet<String>,
+    /// Integration modules disabled, per site.
+    pub(crate) modules_disabled: BTreeMap<String, Vec<String>>,
+    /// The CiviCRM code dir was moved into the run's backup dir.
+    pub(crate) code_moved: bool,
+    /// CiviCRM databases an upgrade (or a dry run that changed them) began on.
+    pub(crate) db_upgrade_started: BTreeSet<String>,
+}
+
+impl Changed for Changes {
+    fn any(&self) -> bool {
+        !self.maintenance_on.is_empty() || self.code_moved
+    }
+
+    fn holds_down(&self, site: &str) -> bool {
+        self.maintenance_on.contains(site)
+    }
+
+    fn past_no_return(&self) -> bool {
+        !self.db_upgrade_started.is_empty()
+    }
+}
+
+impl Procedure for Civicrm {
+    type Changes = Changes;
+
+    async fn forward(
+        &self,
+        h: &HostRun<'_>,
+        g: &[Work<'_>],
+        tarball: &str,
+        ch: &mut Changes,
+    ) -> Result<(), (String, StepError)> {
+        h.forward(g, tarball, ch).await
+    }
+
+    async fn undo(&self, h: &HostRun<'_>, g: &[Work<'_>], ch: &mut Changes) -> Result<(), String> {
+        h.put_back(g, ch).await
+    }
+
+    fn success(&self, w: &Work<'_>, target: &str) -> SiteOutcome {
+        SiteOutcome::Upgraded {
+            from: w.facts.code_version.clone(),
+            to: target.to_owned(),
+            in_maintenance: w.facts.maintenance == "1",
+        }
+    }
+}
 
 impl HostRun<'_> {
     pub(crate) async fn forward(

@@ -2,9 +2,10 @@
 //! each source verified before it is used; maintenance comes off only once code and
 //! databases are back.
 
+use super::Changes;
 use super::commands::{self, CodeCmds, SiteCmds};
 use crate::context::OnFailure;
-use crate::engine::{Changes, HostRun, step_error_text};
+use crate::engine::{HostRun, step_error_text};
 use crate::vocab::ArtifactKind;
 use crate::work::Work;
 
@@ -12,17 +13,22 @@ impl HostRun<'_> {
     /// The undo chain: old code back, databases restored from this run's dumps, caches
     /// emptied, modules re-enabled, maintenance back to its prior value (unless holding).
     pub(crate) async fn put_back(&self, g: &[Work<'_>], ch: &mut Changes) -> Result<(), String> {
+        self.put_back_after(g, ch, Vec::new()).await
+    }
+
+    /// [`Self::put_back`] after earlier undo steps that left `problems`: everything is still
+    /// put back, but no site comes back up over a problem.
+    pub(crate) async fn put_back_after(
+        &self,
+        g: &[Work<'_>],
+        ch: &mut Changes,
+        mut problems: Vec<String>,
+    ) -> Result<(), String> {
         let run = &self.ctx.run;
         let first = &g[0];
         let run_dir = format!("{}/fleet-{run}", first.site.backup_dir);
         let codebase = &first.facts.civicrm_root;
         let code = CodeCmds::new(codebase, &format!("{run_dir}/code/civicrm"));
-        let mut problems = Vec::new();
-        while let Some((unit, step, script)) = ch.shell_undo.pop() {
-            if let Err(e) = self.exec(&unit, &step, &script).await {
-                problems.push(format!("{step}: {}", step_error_text(&e)));
-            }
-        }
         if ch.code_moved {
             match self
                 .exec(
