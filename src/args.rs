@@ -93,6 +93,10 @@ pub(crate) struct RollbackArgs {
     #[arg(long)]
     pub(crate) force: bool,
 
+    /// Hosts rolled back at once
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
     /// Bound on each remote step
     #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) step_timeout: Duration,

@@ -191,7 +191,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
                 } else {
                     ""
                 },
-                r.step.as_deref().unwrap_or("-")
+                r.step.as_ref().map_or("-", |s| s.as_str())
             )?;
         }
     }

@@ -6,8 +6,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use fleet_playbook::{
-    ArtifactKind, Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport, RunState,
-    SiteOutcome, SiteRow, SiteStatus, age_of, check_sites, format_time, needs_restore, restore_run,
+    ArtifactKind, BuiltinStep, Journal, RestoreMode, RestoreOptions, RestoreReport, RunReport,
+    RunState, SiteOutcome, SiteRow, SiteStatus, Unit, age_of, check_sites, format_time,
+    needs_restore, restore_run,
 };
 
 use super::recover::{claim, jobs_for, refuse_if_active};
@@ -49,6 +50,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         on_failure: fleet_playbook::OnFailure::Rollback,
         force: args.force,
         plan: args.plan,
+        forks: args.forks as usize,
     };
     let reporter = Settings::of(cli).line_reporter();
     let client = super::upgrade::client();
@@ -180,10 +182,12 @@ fn dump_times(
         if a.kind != ArtifactKind::DbDump || !hosts.contains(&a.host) {
             continue;
         }
-        let Some(db) = a.unit.strip_prefix("database:") else {
+        let Unit::Database(db) = &a.unit else {
             continue;
         };
-        if let Some(t) = journal.step_done_at(run, &a.host, &a.unit, "backup-db")? {
+        if let Some(t) =
+            journal.step_done_at(run, &a.host, &a.unit, &BuiltinStep::BackupDb.into())?
+        {
             out.push((a.host.clone(), db.to_owned(), t));
         }
     }

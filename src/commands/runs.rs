@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use fleet_playbook::{ArtifactKind, Journal, RunState, SiteStatus, format_time};
+use fleet_playbook::{ArtifactKind, Journal, RunState, SiteStatus, Unit, format_time};
 
 use crate::args::{Cli, RunsArgs, RunsCommand};
 use crate::exit::ExitStatus;
@@ -77,11 +77,11 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
             )?;
             writeln!(out, "command: {}", r.args)?;
             // What `fleet resume` replays: the options and the playbook the run started with.
-            if let Some(o) = journal.artifact(&r.id, "", "run", ArtifactKind::Options)? {
+            if let Some(o) = journal.artifact(&r.id, "", &Unit::Run, ArtifactKind::Options)? {
                 let o: Vec<&str> = o.lines().filter(|l| !l.trim().is_empty()).collect();
                 writeln!(out, "options: {}", o.join("; "))?;
             }
-            if let Some(p) = journal.artifact(&r.id, "", "run", ArtifactKind::Playbook)? {
+            if let Some(p) = journal.artifact(&r.id, "", &Unit::Run, ArtifactKind::Playbook)? {
                 writeln!(
                     out,
                     "playbook: the journal keeps its text as the run started ({} lines)",
@@ -110,7 +110,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                             } else {
                                 ""
                             },
-                        s.step.clone().unwrap_or_default(),
+                        s.step.as_ref().map(ToString::to_string).unwrap_or_default(),
                         s.from_version.clone().unwrap_or_default(),
                         format_time(s.updated_ms),
                         s.detail.clone().unwrap_or_default(),
@@ -146,7 +146,7 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 writeln!(out, "\nbackups and recorded state:")?;
                 let rows: Vec<[String; 4]> = artifacts
                     .into_iter()
-                    .map(|a| [a.host, a.unit, a.kind.to_string(), a.value])
+                    .map(|a| [a.host, a.unit.to_string(), a.kind.to_string(), a.value])
                     .collect();
                 write!(out, "{}", table(&["HOST", "UNIT", "KIND", "VALUE"], &rows))?;
             }

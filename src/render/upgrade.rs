@@ -335,8 +335,8 @@ pub(crate) fn write_plan(
             }
         }
         None => {
-            for (i, (name, scope, _)) in STEPS.iter().enumerate() {
-                writeln!(w, "  {:>2}. {name} (per {scope})", i + 1)?;
+            for (i, d) in STEPS.iter().enumerate() {
+                writeln!(w, "  {:>2}. {} (per {})", i + 1, d.step, d.scope)?;
             }
         }
     }

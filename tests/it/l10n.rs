@@ -279,8 +279,8 @@ fn plan_shows_the_dry_runs_pending_tasks() {
 }
 
 /// A dry run that fails before maintenance stops its sites (all those sharing the
-/// codebase and database) there: maintenance never set, code and databases untouched, no
-/// real upgrade; another host goes on, and its dry runs come before maintenance and again
+/// codebase and database) there: nothing uploaded, maintenance never set, code and
+/// databases untouched, no real upgrade; another host goes on, and its dry runs come before maintenance and again
 /// after the unpack, before its one real upgrade per database.
 #[test]
 fn a_failing_dry_run_stops_the_sites_before_maintenance() {
@@ -299,6 +299,11 @@ fn a_failing_dry_run_stops_the_sites_before_maintenance() {
                 .exists(),
             "the code was moved"
         );
+        // The dry run comes before the upload: a stopped host costs no transfer.
+        let tarball = s
+            .backup_dir
+            .join(format!("fleet-{}/civicrm-{TO}-drupal.tar.gz", run_id(&u)));
+        assert!(!tarball.exists(), "{} was uploaded", tarball.display());
     }
     let line = |site: &str| {
         out.lines()

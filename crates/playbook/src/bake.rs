@@ -6,6 +6,7 @@ use crate::context::{Ctx, HostJob};
 use crate::discovery::{Discovery, discover};
 use crate::outcome::{SiteOutcome, SiteReport};
 use crate::vocab::ArtifactKind;
+use crate::vocab::Unit;
 
 /// `--bake`: after the wait, re-reads every upgraded site of `batch` (read-only) and returns
 /// `(host, problem)` for each site no longer at the target or not back to its prior
@@ -56,7 +57,7 @@ pub(crate) async fn bake_check(
                 .artifact(
                     &ctx.run,
                     &host,
-                    &format!("site:{}", s.name),
+                    &Unit::site(&s.name),
                     ArtifactKind::PriorMaintenance,
                 )
                 .ok()

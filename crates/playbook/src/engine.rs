@@ -4,6 +4,8 @@
 //! through a [`Procedure`] forward, and back through its undo chain when a step fails. It
 //! knows no procedure: what a step does, and what it changed, is the procedure's.
 
+use std::fmt;
+
 use fleet_remote_exec::{ExecError, ExecOptions, ExitStatus, RemoteCommand};
 
 use crate::context::{Ctx, HostJob, OnFailure};
@@ -13,8 +15,11 @@ use crate::journal::SiteUpdate;
 use crate::outcome::{After, SiteOutcome};
 use crate::procedure::{Changed, Procedure};
 use crate::remote::Remote;
-use crate::vocab::{ArtifactKind, SiteStatus, StepState};
+use crate::vocab::{ArtifactKind, SiteStatus, StepName, StepState, Unit};
 use crate::work::Work;
+
+/// A step's result; on failure, which step and why.
+pub(crate) type StepResult<T = ()> = Result<T, (StepName, StepError)>;
 
 /// Why a step did not succeed.
 pub(crate) enum StepError {
@@ -43,34 +48,30 @@ impl HostRun<'_> {
     /// step before its side effect.
     pub(crate) fn record(
         &self,
-        step: &str,
-        unit: &str,
+        step: impl Into<StepName>,
+        unit: &Unit,
         kind: ArtifactKind,
         value: &str,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         self.ctx
             .journal
             .set_artifact(&self.ctx.run, self.host, unit, kind, value)
             .map_err(|e| {
                 (
-                    step.to_owned(),
+                    step.into(),
                     StepError::Failed(format!("the journal could not record the {kind}: {e}")),
                 )
             })
     }
 
     /// Between steps: a first interrupt turns a group that has not reached the DB upgrade back.
-    pub(crate) fn checkpoint(
-        &self,
-        ch: &impl Changed,
-        next: &str,
-    ) -> Result<(), (String, StepError)> {
+    pub(crate) fn checkpoint(&self, ch: &impl Changed, next: impl Into<StepName>) -> StepResult {
         if self.ctx.cancel.abort.is_cancelled() {
-            return Err((next.to_owned(), StepError::Aborted));
+            return Err((next.into(), StepError::Aborted));
         }
         if self.ctx.cancel.drain.is_cancelled() && !ch.past_no_return() {
             return Err((
-                next.to_owned(),
+                next.into(),
                 StepError::Failed("interrupted by the operator before the database upgrade".into()),
             ));
         }
@@ -83,9 +84,10 @@ impl HostRun<'_> {
     pub(crate) fn mark(
         &self,
         w: &Work<'_>,
-        step: &str,
+        step: impl Into<StepName>,
         in_maintenance: Option<bool>,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
+        let step = step.into();
         self.ctx
             .journal
             .site(
@@ -94,7 +96,7 @@ impl HostRun<'_> {
                 &w.site.name,
                 &SiteUpdate {
                     status: Some(SiteStatus::Running),
-                    step: Some(step),
+                    step: Some(&step),
                     from_version: Some(&w.facts.code_version),
                     in_maintenance,
                     ..Default::default()
@@ -102,17 +104,17 @@ impl HostRun<'_> {
             )
             .map_err(|e| {
                 (
-                    step.to_owned(),
+                    step.clone(),
                     StepError::Failed(format!("the journal could not record the step: {e}")),
                 )
             })
     }
 
-    pub(crate) fn journal_start(&self, unit: &str, step: &str, detail: &str) -> Option<i64> {
+    pub(crate) fn journal_start(&self, unit: &Unit, step: &StepName, detail: &str) -> Option<i64> {
         self.ctx.reporter.on_event(&Event::StepStarted {
             host: self.host.into(),
-            unit: unit.into(),
-            step: step.into(),
+            unit: unit.to_string(),
+            step: step.to_string(),
         });
         match self
             .ctx
@@ -130,8 +132,8 @@ impl HostRun<'_> {
     pub(crate) fn journal_end(
         &self,
         id: Option<i64>,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: &StepName,
         result: &Result<(), String>,
     ) {
         let (state, detail) = match result {
@@ -147,8 +149,8 @@ impl HostRun<'_> {
         }
         self.ctx.reporter.on_event(&Event::StepFinished {
             host: self.host.into(),
-            unit: unit.into(),
-            step: step.into(),
+            unit: unit.to_string(),
+            step: step.to_string(),
             ok: result.is_ok(),
             detail,
         });
@@ -157,11 +159,11 @@ impl HostRun<'_> {
     /// Runs one journaled step; success means exit 0. Returns stdout.
     pub(crate) async fn exec(
         &self,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: impl Into<StepName>,
         script: &str,
     ) -> Result<String, StepError> {
-        self.exec_inner(unit, step, script, "", false)
+        self.exec_inner(unit, &step.into(), script, "", false)
             .await
             .map(|(_, out)| out)
     }
@@ -171,18 +173,19 @@ impl HostRun<'_> {
     /// as the step's end, never a bare exit status.
     pub(crate) async fn exec_probed<T>(
         &self,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: impl Into<StepName>,
         script: &str,
         detail: &str,
         judge: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<T, StepError> {
-        let (id, out) = self.exec_inner(unit, step, script, detail, true).await?;
+        let step = step.into();
+        let (id, out) = self.exec_inner(unit, &step, script, detail, true).await?;
         let verdict = judge(&out);
         self.journal_end(
             id,
             unit,
-            step,
+            &step,
             &verdict.as_ref().map(|_| ()).map_err(Clone::clone),
         );
         verdict.map_err(StepError::Failed)
@@ -192,8 +195,8 @@ impl HostRun<'_> {
     /// for [`Self::exec_probed`] to end with its verdict.
     async fn exec_inner(
         &self,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: &StepName,
         script: &str,
         detail: &str,
         probed: bool,
@@ -264,6 +267,24 @@ impl HostRun<'_> {
 }
 
 impl HostRun<'_> {
+    /// Procedure `p`'s read-only checks of one locked group: `None` when they pass, else
+    /// one outcome per site (untouched).
+    pub(crate) async fn preflight_group<P: Procedure>(
+        &self,
+        p: &P,
+        g: &[Work<'_>],
+    ) -> Option<Vec<(String, SiteOutcome)>> {
+        let each = |o: SiteOutcome| g.iter().map(|w| (w.site.name.clone(), o.clone())).collect();
+        match p.preflight(self, g).await {
+            Ok(()) => None,
+            Err((step, StepError::Aborted)) => Some(each(SiteOutcome::Interrupted {
+                step: step.to_string(),
+                in_maintenance: false,
+            })),
+            Err((step, StepError::Failed(why))) => Some(each(failed(step, &why, After::Untouched))),
+        }
+    }
+
     /// Procedure `p` over one group of sites; on failure, its undo chain. One outcome per
     /// site of the group.
     pub(crate) async fn run_group<P: Procedure>(
@@ -282,7 +303,7 @@ impl HostRun<'_> {
             Ok(()) => each(&|w| p.success(w, target)),
             // Aborted: the remote state is unknown; `fleet recover` re-reads it.
             Err((step, StepError::Aborted)) => each(&|w| SiteOutcome::Interrupted {
-                step: step.clone(),
+                step: step.to_string(),
                 in_maintenance: ch.holds_down(&w.site.name),
             }),
             Err((step, StepError::Failed(reason))) => {
@@ -324,9 +345,9 @@ pub(crate) fn expect(out: &str, want: &str, what: &str) -> Result<(), StepError>
     }
 }
 
-pub(crate) fn failed(step: &str, reason: &str, after: After) -> SiteOutcome {
+pub(crate) fn failed(step: impl fmt::Display, reason: &str, after: After) -> SiteOutcome {
     SiteOutcome::Failed {
-        step: step.into(),
+        step: step.to_string(),
         reason: reason.into(),
         after,
     }

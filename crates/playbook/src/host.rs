@@ -14,6 +14,7 @@ use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::procedure::civicrm::commands::PRELUDE;
 use crate::procedure::{AnyProcedure, Civicrm};
 use crate::vocab::{ArtifactKind, SiteStatus};
+use crate::vocab::{BuiltinStep, Unit};
 use crate::work::Work;
 
 pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<SiteReport> {
@@ -84,7 +85,11 @@ impl HostRun<'_> {
         let sites = &self.job.host.sites;
         // Discovery (read-only, one round trip).
         let facts = match self
-            .exec("host", "preflight", &discovery::discover_script(sites))
+            .exec(
+                &Unit::Host,
+                BuiltinStep::Preflight,
+                &discovery::discover_script(sites),
+            )
             .await
         {
             Ok(out) => discovery::parse_discovery(&out, sites),
@@ -93,7 +98,7 @@ impl HostRun<'_> {
                     results.insert(
                         s.name.clone(),
                         SiteOutcome::Interrupted {
-                            step: "preflight".into(),
+                            step: BuiltinStep::Preflight.to_string(),
                             in_maintenance: false,
                         },
                     );
@@ -102,7 +107,10 @@ impl HostRun<'_> {
             }
             Err(StepError::Failed(why)) => {
                 for s in sites {
-                    results.insert(s.name.clone(), failed("preflight", &why, After::Untouched));
+                    results.insert(
+                        s.name.clone(),
+                        failed(BuiltinStep::Preflight, &why, After::Untouched),
+                    );
                 }
                 return;
             }
@@ -126,7 +134,7 @@ impl HostRun<'_> {
                         // and call that "as before": refuse it instead.
                         results.insert(
                             site.name.clone(),
-                            failed("preflight", &why, After::Untouched),
+                            failed(BuiltinStep::Preflight, &why, After::Untouched),
                         );
                         continue;
                     }
@@ -150,7 +158,7 @@ impl HostRun<'_> {
                 Classified::Refuse(reason) => {
                     results.insert(
                         site.name.clone(),
-                        failed("preflight", &reason, After::Untouched),
+                        failed(BuiltinStep::Preflight, &reason, After::Untouched),
                     );
                 }
             }
@@ -178,7 +186,7 @@ impl HostRun<'_> {
                     results.insert(
                         w.site.name.clone(),
                         failed(
-                            "preflight",
+                            BuiltinStep::Preflight,
                             &format!(
                                 "shares its codebase with site(s) {} that cannot be upgraded",
                                 blocked.join(", ")
@@ -192,18 +200,37 @@ impl HostRun<'_> {
         if runnable.is_empty() {
             return;
         }
-        // Locks, then the tarball upload: both before any site goes down.
+        // Locks, the procedure's checks and the tarball upload, all before any site goes down.
         let mut locked: Vec<Vec<Work<'_>>> = Vec::new();
         for g in runnable {
             match self.lock_group(&g).await {
                 Ok(_) => locked.push(g),
                 Err(why) => {
                     for w in &g {
-                        results.insert(w.site.name.clone(), failed("lock", &why, After::Untouched));
+                        results.insert(
+                            w.site.name.clone(),
+                            failed(BuiltinStep::Lock, &why, After::Untouched),
+                        );
                     }
                 }
             }
         }
+        // The procedure's read-only checks, then the upload: a group they stop costs nothing.
+        let mut ready = Vec::new();
+        for g in locked {
+            let stopped = match &self.ctx.settings.procedure {
+                AnyProcedure::Civicrm => self.preflight_group(&Civicrm, &g).await,
+                AnyProcedure::Playbook(pb) => self.preflight_group(pb, &g).await,
+            };
+            match stopped {
+                None => ready.push(g),
+                Some(outcomes) => {
+                    results.extend(outcomes);
+                    self.unlock_group(&g).await;
+                }
+            }
+        }
+        let locked = ready;
         let tarball = match locked.first() {
             None => return,
             Some(g) => format!(
@@ -220,7 +247,7 @@ impl HostRun<'_> {
                 for w in g {
                     results.insert(
                         w.site.name.clone(),
-                        failed("upload", &why, After::Untouched),
+                        failed(BuiltinStep::Upload, &why, After::Untouched),
                     );
                 }
                 self.unlock_group(g).await;
@@ -242,7 +269,7 @@ impl HostRun<'_> {
     /// (unreachable, refused at preflight, not started) are looked past; a later run that
     /// changed it and did not leave it down means the `1` is not that run's doing.
     fn inherited_prior(&self, site: &str) -> Result<Option<(String, String)>, String> {
-        let unit = format!("site:{site}");
+        let unit = Unit::site(site);
         let read = |run: &str| {
             self.ctx
                 .journal
@@ -293,10 +320,15 @@ impl HostRun<'_> {
 
     /// Uploads the local file `local` to `dest`, as a journaled step.
     pub(crate) async fn upload(&self, local: &std::path::Path, dest: &str) -> Result<(), String> {
-        let id = self.journal_start("host", "upload", dest);
+        let id = self.journal_start(&Unit::Host, &BuiltinStep::Upload.into(), dest);
         if id.is_none() {
             let why = "the journal could not record the upload; not uploading".to_owned();
-            self.journal_end(None, "host", "upload", &Err(why.clone()));
+            self.journal_end(
+                None,
+                &Unit::Host,
+                &BuiltinStep::Upload.into(),
+                &Err(why.clone()),
+            );
             return Err(why);
         }
         let opts = ExecOptions {
@@ -330,7 +362,7 @@ impl HostRun<'_> {
             )),
             Err(e) => Err(error_text(&e)),
         };
-        self.journal_end(id, "host", "upload", &result);
+        self.journal_end(id, &Unit::Host, &BuiltinStep::Upload.into(), &result);
         result
     }
 }

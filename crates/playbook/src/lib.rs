@@ -56,11 +56,13 @@ pub use playbook::{Playbook, ShellStep, Step, StepKind};
 pub use procedure::civicrm::STEPS;
 pub use procedure::civicrm::commands::version_cmp;
 pub use procedure::civicrm::tarball::tarball_version;
-pub use procedure::{StepInfo, procedure_steps};
+pub use procedure::{StepDef, StepInfo, procedure_steps};
 pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,
     needs_restore, restore_run,
 };
 pub use resume::{ResumeOptions, recover_run, resume_run};
 pub use runner::{UpgradeOptions, run_upgrade};
-pub use vocab::{ArtifactKind, RunState, SiteStatus, SiteTally, StepState};
+pub use vocab::{
+    ArtifactKind, BuiltinStep, RunState, Scope, SiteStatus, SiteTally, StepName, StepState, Unit,
+};

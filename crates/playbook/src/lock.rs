@@ -6,9 +6,10 @@ use fleet_inventory::Site;
 use fleet_remote_exec::quote;
 
 use crate::discovery::Facts;
-use crate::engine::{HostRun, StepError, step_error_text};
+use crate::engine::{HostRun, StepError, StepResult, step_error_text};
 use crate::journal::SiteUpdate;
 use crate::vocab::{ArtifactKind, RunState, SiteStatus};
+use crate::vocab::{BuiltinStep, Unit};
 use crate::work::Work;
 
 impl HostRun<'_> {
@@ -29,9 +30,13 @@ impl HostRun<'_> {
         let mut taken_over = Vec::new();
         for w in g {
             let dir = lock_dir(w.site, &w.facts);
-            let unit = format!("site:{}", w.site.name);
+            let unit = Unit::site(&w.site.name);
             let mut attempt = self
-                .exec(&unit, "lock", &lock(&dir, &owner, &self.ctx.run, None))
+                .exec(
+                    &unit,
+                    BuiltinStep::Lock,
+                    &lock(&dir, &owner, &self.ctx.run, None),
+                )
                 .await;
             // A lock left by a run that is over (our journal says so) or named by
             // `--break-lock` is stale: take it over.
@@ -52,7 +57,7 @@ impl HostRun<'_> {
                 attempt = self
                     .exec(
                         &unit,
-                        "lock",
+                        BuiltinStep::Lock,
                         &lock(&dir, &owner, &self.ctx.run, Some(&holder)),
                     )
                     .await;
@@ -62,7 +67,9 @@ impl HostRun<'_> {
                     if out.trim() == "locked" {
                         taken.push(w.clone());
                     }
-                    if let Err((_, e)) = self.record("lock", &unit, ArtifactKind::Lock, &dir) {
+                    if let Err((_, e)) =
+                        self.record(BuiltinStep::Lock, &unit, ArtifactKind::Lock, &dir)
+                    {
                         self.unlock_group(&taken).await;
                         return Err(step_error_text(&e));
                     }
@@ -93,7 +100,7 @@ impl HostRun<'_> {
 
     /// Marks `earlier`'s row of the site as taken over by this run, so that `fleet recover`
     /// and `fleet resume` of that run leave it alone.
-    pub(crate) fn supersede(&self, earlier: &str, w: &Work<'_>) -> Result<(), (String, StepError)> {
+    pub(crate) fn supersede(&self, earlier: &str, w: &Work<'_>) -> StepResult {
         // A lock of a run this journal never knew (another controller's, `--break-lock`)
         // has no row here to update.
         if !matches!(self.ctx.journal.run(earlier), Ok(Some(_))) {
@@ -118,7 +125,7 @@ impl HostRun<'_> {
             )
             .map_err(|e| {
                 (
-                    "record-maintenance".to_owned(),
+                    BuiltinStep::RecordMaintenance.into(),
                     StepError::Failed(format!("journal: {e}")),
                 )
             })
@@ -146,8 +153,8 @@ impl HostRun<'_> {
             let dir = lock_dir(w.site, &w.facts);
             let _ = self
                 .exec(
-                    &format!("site:{}", w.site.name),
-                    "unlock",
+                    &Unit::site(&w.site.name),
+                    BuiltinStep::Unlock,
                     &unlock(&dir, &self.ctx.run),
                 )
                 .await;

@@ -184,7 +184,7 @@ async fn probe(
     };
     let out = session
         .exec(
-            &RemoteCommand::shell(discovery::discover_script(sites)),
+            &RemoteCommand::shell(standalone(&discovery::discover_script(sites))),
             &exec_opts,
             &cancel.abort,
         )

@@ -233,6 +233,24 @@ impl Playbook {
                 ));
             }
             let name = r.name.unwrap_or_else(|| r.kind.clone());
+            // A shell step's name (and its probe's and undo's) is what the journal records
+            // for it; recovery reads fleet's own step names there, so none may be one.
+            if matches!(kind, StepKind::Shell(_))
+                && let Some(own) = [
+                    name.clone(),
+                    format!("{name}-verify"),
+                    format!("{name}-undo"),
+                ]
+                .iter()
+                .find_map(|n| crate::vocab::BuiltinStep::parse(n))
+            {
+                return Err(at(
+                    span,
+                    format!(
+                        "a shell step cannot be named `{name}`: `{own}` is one of fleet's own steps; give it another `name`"
+                    ),
+                ));
+            }
             if !names.insert(name.clone()) {
                 return Err(at(
                     span,
@@ -339,6 +357,14 @@ mod tests {
         fails(
             "[[steps]]\nkind = \"backup\"\nrun = \"x\"\n",
             "belong to `shell` steps",
+        );
+        fails(
+            "[[steps]]\nname = \"upgrade-db\"\nkind = \"shell\"\nrun = \"x\"\n",
+            "`upgrade-db` is one of fleet's own steps",
+        );
+        fails(
+            "[[steps]]\nkind = \"maintenance\"\n[[steps]]\nname = \"flush\"\nkind = \"shell\"\nrun = \"x\"\n",
+            "`flush` is one of fleet's own steps",
         );
         fails(
             "[[steps]]\nkind = \"backup\"\nfoo = 1\n",

@@ -95,7 +95,7 @@ impl RuledHost {
             .unwrap_or_default()
             .into_iter()
             .find(|s| s.id == id)
-            .map_or("?".into(), |s| s.step)
+            .map_or("?".into(), |s| s.step.to_string())
     }
     async fn act(&self, step: &str) -> Option<ExecOutput> {
         let n = {
@@ -514,7 +514,7 @@ async fn a_panic_after_the_first_ctrl_c_still_recovers_the_sites_down() {
                     j2.steps(&r.id)
                         .unwrap_or_default()
                         .iter()
-                        .any(|s| s.step == "backup-db")
+                        .any(|s| s.step == crate::vocab::BuiltinStep::BackupDb)
                 })
                 .unwrap_or(false);
             if started {
@@ -590,7 +590,7 @@ async fn recover_never_retries_a_database_upgrade_that_failed_in_the_run() {
         .steps(&rep.run)
         .unwrap()
         .into_iter()
-        .filter(|s| s.step == "upgrade-db")
+        .filter(|s| s.step == crate::vocab::BuiltinStep::UpgradeDb)
         .map(|s| (s.unit, s.attempt, s.state))
         .collect();
     eprintln!("upgrade-db steps: {ups:?}");

@@ -39,6 +39,7 @@ use crate::work::Work;
 mod group;
 mod rollback;
 
+use crate::vocab::{BuiltinStep, Unit};
 use group::{GroupEnd, restore_group};
 pub use rollback::later_runs;
 
@@ -72,6 +73,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Verify everything and say what would be restored; change nothing.
     pub plan: bool,
+    /// Hosts restored at once.
+    pub forks: usize,
 }
 
 /// What a rollback would do to one site (`fleet rollback --plan`).
@@ -215,89 +218,111 @@ pub(crate) async fn restore_run_on(
         cancel: cancel.clone(),
         run: run.to_owned(),
     };
-    let scope = Scope {
+    let scope = Arc::new(Scope {
         mode: ro.mode,
         force: ro.force,
         plan: ro.plan,
-        requested: &requested,
-        later: &later,
-    };
-    let futures = jobs
+        requested,
+        later,
+    });
+    // Each host is its own task, at most `forks` at once: its waits (the journal's fsync, a
+    // slow restore) never hold up another host.
+    let forks = Arc::new(tokio::sync::Semaphore::new(ro.forks.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for job in jobs
         .iter()
         .filter(|j| rows.iter().any(|r| r.host == j.host.name))
-        .map(|job| {
-            let mine: Vec<SiteRow> = rows
-                .iter()
-                .filter(|r| r.host == job.host.name)
-                .cloned()
-                .collect();
-            let (ctx, scope) = (&ctx, &scope);
-            async move {
-                if ctx.cancel.drain.is_cancelled() {
-                    return (Vec::new(), Vec::new());
-                }
-                // A panic (a bug in fleet) ends this host's restore only: its sites keep
-                // their rows, as the journal had them, for another `fleet recover`.
-                let restored = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-                    restore_host(ctx, job, &mine, scope),
-                ))
-                .await;
-                let (outcomes, plan) = match restored {
-                    Ok(r) => r,
-                    Err(p) => {
-                        let why = p
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a panic".into());
-                        let outcome = failed(
-                            "internal",
-                            &format!(
-                                "internal error in fleet: {why}; nothing more was done on this host"
-                            ),
-                            After::RollbackFailed("the restore stopped part-way".into()),
-                        );
-                        (
-                            mine.iter()
-                                .map(|r| (r.site.clone(), outcome.clone(), Changed::No))
-                                .collect(),
-                            Vec::new(),
-                        )
-                    }
-                };
-                let mut reports = Vec::new();
-                for r in &mine {
-                    let Some((outcome, changed)) = outcomes
-                        .iter()
-                        .find(|(s, ..)| *s == r.site)
-                        .map(|(_, o, c)| (o.clone(), *c))
-                    else {
-                        // Not requested and not tied to a requested site: left as it is.
-                        continue;
-                    };
-                    // A site the restore did not change keeps its journal row (an upgraded
-                    // site is still upgraded and can be rolled back later; a site down is
-                    // still down and will be recovered).
-                    if changed == Changed::Yes
-                        && let Err(e) = finish_site(ctx, &r.host, &r.site, 0, &outcome, None)
-                    {
-                        tracing::error!("journal: {e}");
-                    }
-                    reports.push(SiteReport {
-                        host: r.host.clone(),
-                        site: r.site.clone(),
-                        batch: r.batch.unwrap_or(0) as usize,
-                        outcome,
-                    });
-                }
-                (reports, plan)
+    {
+        let mine: Vec<SiteRow> = rows
+            .iter()
+            .filter(|r| r.host == job.host.name)
+            .cloned()
+            .collect();
+        let (ctx, scope, job, forks) = (ctx.clone(), scope.clone(), job.clone(), forks.clone());
+        tasks.spawn(async move {
+            let ctx = &ctx;
+            let _permit = tokio::select! {
+                biased;
+                () = ctx.cancel.drain.cancelled() => return (Vec::new(), Vec::new()),
+                p = forks.acquire_owned() => p,
+            };
+            if ctx.cancel.drain.is_cancelled() {
+                return (Vec::new(), Vec::new());
             }
+            // A panic (a bug in fleet) ends this host's restore only: its sites keep
+            // their rows, as the journal had them, for another `fleet recover`.
+            let restored = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                restore_host(ctx, &job, &mine, &scope),
+            ))
+            .await;
+            let (outcomes, plan) = match restored {
+                Ok(r) => r,
+                Err(p) => {
+                    let why = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    let outcome = failed(
+                        "internal",
+                        &format!(
+                            "internal error in fleet: {why}; nothing more was done on this host"
+                        ),
+                        After::RollbackFailed("the restore stopped part-way".into()),
+                    );
+                    (
+                        mine.iter()
+                            .map(|r| (r.site.clone(), outcome.clone(), Changed::No))
+                            .collect(),
+                        Vec::new(),
+                    )
+                }
+            };
+            let mut reports = Vec::new();
+            for r in &mine {
+                let Some((outcome, changed)) = outcomes
+                    .iter()
+                    .find(|(s, ..)| *s == r.site)
+                    .map(|(_, o, c)| (o.clone(), *c))
+                else {
+                    // Not requested and not tied to a requested site: left as it is.
+                    continue;
+                };
+                // A site the restore did not change keeps its journal row (an upgraded
+                // site is still upgraded and can be rolled back later; a site down is
+                // still down and will be recovered).
+                if changed == Changed::Yes
+                    && let Err(e) = finish_site(ctx, &r.host, &r.site, 0, &outcome, None)
+                {
+                    tracing::error!("journal: {e}");
+                }
+                reports.push(SiteReport {
+                    host: r.host.clone(),
+                    site: r.site.clone(),
+                    batch: r.batch.unwrap_or(0) as usize,
+                    outcome,
+                });
+            }
+            (reports, plan)
         });
-    let mut report = RestoreReport::default();
-    for (sites, plan) in futures::future::join_all(futures).await {
-        report.sites.extend(sites);
-        report.plan.extend(plan);
     }
+    let mut report = RestoreReport::default();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((sites, plan)) => {
+                report.sites.extend(sites);
+                report.plan.extend(plan);
+            }
+            // Panics are caught inside the task; a task can only be lost if the runtime
+            // is shutting down, and then its sites keep their rows for `fleet recover`.
+            Err(e) => tracing::error!("restore task: {e}"),
+        }
+    }
+    // Hosts finish in any order; the report lists them as the inventory does.
+    let order = |host: &str| jobs.iter().position(|j| j.host.name == host);
+    report.sites.sort_by_key(|r| order(&r.host));
+    report.plan.sort_by_key(|p| order(&p.host));
+    let later = &scope.later;
     // A forced rollback undid the later runs on these sites: their rows must stop saying
     // the sites are at their targets.
     for r in report
@@ -328,7 +353,7 @@ pub(crate) async fn restore_run_on(
     for r in rows
         .iter()
         .filter(|r| !jobs.iter().any(|j| j.host.name == r.host))
-        .filter(|r| requested.contains(&format!("{}/{}", r.host, r.site)))
+        .filter(|r| scope.requested.contains(&format!("{}/{}", r.host, r.site)))
     {
         report.sites.push(SiteReport {
             host: r.host.clone(),
@@ -343,13 +368,13 @@ pub(crate) async fn restore_run_on(
 }
 
 /// What one host's restore may do, shared by every host of the run.
-struct Scope<'a> {
+struct Scope {
     mode: RestoreMode,
     force: bool,
     plan: bool,
-    requested: &'a [String],
+    requested: Vec<String>,
     /// `host/site` -> later runs that touched it.
-    later: &'a BTreeMap<String, Vec<String>>,
+    later: BTreeMap<String, Vec<String>>,
 }
 
 /// One site of a group as the restore sees it: facts as they were before the run (the
@@ -372,7 +397,7 @@ enum Changed {
 
 type HostResult = (Vec<(String, SiteOutcome, Changed)>, Vec<RollbackPlan>);
 
-async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope<'_>) -> HostResult {
+async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope) -> HostResult {
     let host = &job.host.name;
     let sites: Vec<&Site> = job
         .host
@@ -411,9 +436,11 @@ async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope<
         Ok(r) => r,
         Err(why) => all_fail(match scope.mode {
             RestoreMode::Rollback => SiteOutcome::Refused { reason: why },
-            RestoreMode::Recover => {
-                failed("recover-probe", &why, After::RollbackFailed(why.clone()))
-            }
+            RestoreMode::Recover => failed(
+                BuiltinStep::RecoverProbe,
+                &why,
+                After::RollbackFailed(why.clone()),
+            ),
         }),
     }
 }
@@ -423,7 +450,7 @@ async fn restore_on(
     h: &HostRun<'_>,
     sites: &[&Site],
     rows: &[SiteRow],
-    scope: &Scope<'_>,
+    scope: &Scope,
 ) -> Result<HostResult, String> {
     let (ctx, host) = (h.ctx, h.host);
     // 1. Nothing is undone under a step of the run that is still running (and a plan,
@@ -440,7 +467,11 @@ async fn restore_on(
     }
     let owned: Vec<Site> = sites.iter().map(|s| (*s).clone()).collect();
     let live = h
-        .exec("host", "recover-probe", &discovery::discover_script(&owned))
+        .exec(
+            &Unit::Host,
+            BuiltinStep::RecoverProbe,
+            &discovery::discover_script(&owned),
+        )
         .await
         .map(|out| discovery::parse_discovery(&out, &owned))
         .map_err(|e| step_error_text(&e))?;
@@ -457,7 +488,7 @@ async fn restore_on(
             .artifact(
                 &ctx.run,
                 host,
-                &format!("site:{}", s.name),
+                &Unit::site(&s.name),
                 ArtifactKind::PriorMaintenance,
             )
             // Without the prior state, a site would be kept down and called "as before".

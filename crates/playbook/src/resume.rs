@@ -21,7 +21,7 @@ use crate::playbook::Playbook;
 use crate::remote::Connect;
 use crate::restore::{RestoreMode, RestoreOptions, needs_restore, restore_run_on};
 use crate::runner::{UpgradeOptions, run_upgrade_on};
-use crate::vocab::{ArtifactKind, RunState, SiteTally};
+use crate::vocab::{ArtifactKind, RunState, SiteTally, Unit};
 
 /// What a run started with that resuming it must repeat, kept in the journal as TOML.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,16 +71,16 @@ impl Recorded {
         let text = toml::to_string(&Recorded::of(opts)).map_err(|e| {
             PlaybookError::Plan(format!("internal: cannot record the options: {e}"))
         })?;
-        journal.set_artifact(run, "", "run", ArtifactKind::Options, &text)?;
+        journal.set_artifact(run, "", &Unit::Run, ArtifactKind::Options, &text)?;
         if let Some(pb) = &opts.playbook {
-            journal.set_artifact(run, "", "run", ArtifactKind::Playbook, &pb.text)?;
+            journal.set_artifact(run, "", &Unit::Run, ArtifactKind::Playbook, &pb.text)?;
         }
         Ok(())
     }
 
     /// What run `run` recorded; `None` for a run recorded before fleet kept its options.
     pub(crate) fn load(journal: &Journal, run: &str) -> Result<Option<Recorded>, PlaybookError> {
-        let Some(text) = journal.artifact(run, "", "run", ArtifactKind::Options)? else {
+        let Some(text) = journal.artifact(run, "", &Unit::Run, ArtifactKind::Options)? else {
             return Ok(None);
         };
         toml::from_str(&text).map(Some).map_err(|e| {
@@ -220,7 +220,7 @@ pub(crate) async fn resume_run_on(
                 reporter,
                 cancel,
                 &run.id,
-                &recovery(step_timeout),
+                &recovery(step_timeout, recorded.forks),
             )
             .await?
             .sites,
@@ -237,7 +237,7 @@ pub(crate) async fn resume_run_on(
         .collect();
     if !todo.is_empty() && !cancel.drain.is_cancelled() {
         let tarball = journal
-            .artifact(&run.id, "", "run", ArtifactKind::Tarball)?
+            .artifact(&run.id, "", &Unit::Run, ArtifactKind::Tarball)?
             .ok_or_else(|| PlaybookError::Plan(format!("run `{}` recorded no tarball", run.id)))?;
         let playbook = recorded_playbook(journal, run, &recorded)?;
         let hosts: Vec<String> = todo.iter().map(|(h, _)| h.clone()).collect();
@@ -320,7 +320,7 @@ pub(crate) async fn recover_run_on(
         reporter,
         cancel,
         &run.id,
-        &recovery(step_timeout),
+        &recovery(step_timeout, recorded.forks),
     )
     .await?
     .sites;
@@ -361,7 +361,7 @@ fn recorded_playbook(
     recorded: &Recorded,
 ) -> Result<Option<Playbook>, PlaybookError> {
     let origin = PathBuf::from(format!("playbook of run {}", run.id));
-    let Some(text) = journal.artifact(&run.id, "", "run", ArtifactKind::Playbook)? else {
+    let Some(text) = journal.artifact(&run.id, "", &Unit::Run, ArtifactKind::Playbook)? else {
         if run.procedure.starts_with("playbook:") {
             return Err(PlaybookError::Plan(format!(
                 "run `{}` ran {} but its journal has no copy of it (recorded before fleet kept one); run that playbook again with `fleet upgrade --playbook FILE`",
@@ -385,8 +385,9 @@ fn recorded_playbook(
 /// sites brought to a safe end come out of maintenance, whatever the run's failure policy (a
 /// site held by `--on-failure hold` is recovered to be brought back); one whose restore fails
 /// stays down either way.
-fn recovery(step_timeout: Duration) -> RestoreOptions {
+fn recovery(step_timeout: Duration, forks: usize) -> RestoreOptions {
     RestoreOptions {
+        forks,
         mode: RestoreMode::Recover,
         sites: Vec::new(),
         step_timeout,
@@ -418,13 +419,19 @@ mod tests {
         r.max_per.insert("dc".into(), 2);
         r.playbook_sha256 = Some(sha256("x"));
         let text = toml::to_string(&r).unwrap();
-        j.set_artifact(&run, "", "run", ArtifactKind::Options, &text)
+        j.set_artifact(&run, "", &Unit::Run, ArtifactKind::Options, &text)
             .unwrap();
         let back = Recorded::load(&j, &run).unwrap().unwrap();
         assert_eq!(back, r);
         assert_eq!(back.on_failure(), OnFailure::Hold);
-        j.set_artifact(&run, "", "run", ArtifactKind::Options, "forks = \"many\"")
-            .unwrap();
+        j.set_artifact(
+            &run,
+            "",
+            &Unit::Run,
+            ArtifactKind::Options,
+            "forks = \"many\"",
+        )
+        .unwrap();
         let e = Recorded::load(&j, &run).unwrap_err().to_string();
         assert!(e.contains("unreadable"), "{e}");
     }
@@ -448,7 +455,7 @@ mod tests {
             recorded_playbook(&j, &run, &r),
             Err(PlaybookError::Plan(e)) if e.contains("no copy")
         ));
-        j.set_artifact(&run_id, "", "run", ArtifactKind::Playbook, text)
+        j.set_artifact(&run_id, "", &Unit::Run, ArtifactKind::Playbook, text)
             .unwrap();
         assert_eq!(
             recorded_playbook(&j, &run, &r).unwrap().map(|p| p.name),
@@ -457,7 +464,7 @@ mod tests {
         j.set_artifact(
             &run_id,
             "",
-            "run",
+            &Unit::Run,
             ArtifactKind::Playbook,
             &text.replace("true", "rm -rf /"),
         )

@@ -20,7 +20,7 @@ use crate::journal::{Journal, RunInfo, SiteUpdate};
 use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
 use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
-use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally};
+use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally, Unit};
 
 /// How the run rolls out and what it installs.
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ pub(crate) async fn run_upgrade_on(
     journal.set_artifact(
         &run,
         "",
-        "run",
+        &Unit::Run,
         ArtifactKind::Tarball,
         &opts.tarball.display().to_string(),
     )?;
@@ -407,6 +407,7 @@ async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<Sit
             on_failure: ctx.settings.on_failure,
             force: false,
             plan: false,
+            forks: 1,
         },
     )
     .await

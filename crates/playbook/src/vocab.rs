@@ -1,6 +1,7 @@
-//! The journal's vocabulary: site statuses, run states, step states and artifact kinds as
-//! enums, turned into their words only at the SQL boundary (and for people). A word the
-//! journal holds that this build does not know is an error naming it, never a guess.
+//! The journal's vocabulary: site statuses, run states, step states, artifact kinds, units
+//! and step names as enums, turned into their words only at the SQL boundary (and for
+//! people). A word the journal holds that this build does not know is an error naming it,
+//! never a guess.
 
 use std::fmt;
 
@@ -36,7 +37,7 @@ macro_rules! words {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -228,6 +229,232 @@ words! {
     }
 }
 
+words! {
+    /// What a step acts on.
+    Scope, "scope" {
+        /// The host as a whole (discovery, the tarball upload).
+        Host = "host",
+        /// One site.
+        Site = "site",
+        /// A code directory shared by the sites installed from it.
+        Codebase = "codebase",
+        /// A database (shared by the sites that use it).
+        Database = "database",
+        /// The run itself (its recorded options).
+        Run = "run",
+    }
+}
+
+/// What one step or artifact of the journal is about: a [`Scope`] and, below the host, the
+/// thing's name (`site:NAME`, `codebase:PATH`, `database:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    /// The run's own records (options, playbook, tarball).
+    Run,
+    /// A host as a whole.
+    Host,
+    /// A site, by its inventory name.
+    Site(String),
+    /// A codebase, by its path on the host.
+    Codebase(String),
+    /// A database, by its name.
+    Database(String),
+}
+
+impl Unit {
+    /// Site `name`.
+    pub fn site(name: &str) -> Unit {
+        Unit::Site(name.to_owned())
+    }
+
+    /// Codebase `path`.
+    pub fn codebase(path: &str) -> Unit {
+        Unit::Codebase(path.to_owned())
+    }
+
+    /// Database `name`.
+    pub fn database(name: &str) -> Unit {
+        Unit::Database(name.to_owned())
+    }
+
+    /// What kind of thing it is.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Unit::Run => Scope::Run,
+            Unit::Host => Scope::Host,
+            Unit::Site(_) => Scope::Site,
+            Unit::Codebase(_) => Scope::Codebase,
+            Unit::Database(_) => Scope::Database,
+        }
+    }
+
+    /// The name below the scope (empty for the run and the host).
+    pub fn name(&self) -> &str {
+        match self {
+            Unit::Run | Unit::Host => "",
+            Unit::Site(n) | Unit::Codebase(n) | Unit::Database(n) => n,
+        }
+    }
+
+    /// The unit a stored word names.
+    pub fn parse(word: &str) -> Option<Unit> {
+        match word.split_once(':') {
+            None => match Scope::parse(word)? {
+                Scope::Run => Some(Unit::Run),
+                Scope::Host => Some(Unit::Host),
+                _ => None,
+            },
+            Some((scope, name)) if !name.is_empty() => match Scope::parse(scope)? {
+                Scope::Site => Some(Unit::Site(name.to_owned())),
+                Scope::Codebase => Some(Unit::Codebase(name.to_owned())),
+                Scope::Database => Some(Unit::Database(name.to_owned())),
+                Scope::Run | Scope::Host => None,
+            },
+            Some(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unit::Run | Unit::Host => f.pad(self.scope().as_str()),
+            _ => f.pad(&format!("{}:{}", self.scope(), self.name())),
+        }
+    }
+}
+
+impl ToSql for Unit {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for Unit {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let word = value.as_str()?;
+        Unit::parse(word).ok_or_else(|| {
+            FromSqlError::Other(format!("unknown unit `{word}` (written by a newer fleet?)").into())
+        })
+    }
+}
+
+words! {
+    /// The built-in steps: the host job's, the CiviCRM procedure's, and the way back's.
+    BuiltinStep, "step" {
+        /// Read-only discovery of every site of the host.
+        Preflight = "preflight",
+        /// The per-site lock taken on the host.
+        Lock = "lock",
+        /// The release tarball (and the localization tarball) copied to the host.
+        Upload = "upload",
+        /// `cv upgrade:db --dry-run` against the code still in place.
+        PreflightDryRun = "preflight-dry-run",
+        /// The prior maintenance state recorded.
+        RecordMaintenance = "record-maintenance",
+        /// Maintenance on.
+        MaintenanceOn = "maintenance-on",
+        /// Integration modules disabled.
+        DisableModules = "disable-modules",
+        /// A database dumped, verified complete.
+        BackupDb = "backup-db",
+        /// The old code moved into the run's backup dir.
+        MoveCodeOut = "move-code-out",
+        /// The release unpacked in its place.
+        Unpack = "unpack",
+        /// The files dir given back to the web user.
+        FixPermissions = "fix-permissions",
+        /// `cv upgrade:db --dry-run` against the new code.
+        UpgradeDbDryRun = "upgrade-db-dry-run",
+        /// The database upgrade.
+        UpgradeDb = "upgrade-db",
+        /// Caches emptied.
+        Flush = "flush",
+        /// The disabled modules enabled again.
+        EnableModules = "enable-modules",
+        /// Maintenance back to its prior value.
+        MaintenanceRestore = "maintenance-restore",
+        /// The final check.
+        Verify = "verify",
+        /// The per-site lock released.
+        Unlock = "unlock",
+        /// The old code put back (undo).
+        RestoreCode = "restore-code",
+        /// A database loaded from its dump (undo).
+        RestoreDb = "restore-db",
+        /// Compiled templates emptied (undo).
+        ClearTemplates = "clear-templates",
+        /// The code backup's version checked before a restore.
+        VerifyCodeBackup = "verify-code-backup",
+        /// A dump checked before it is loaded.
+        VerifyDump = "verify-dump",
+        /// What a rollback replaces, dumped first.
+        SafetyDump = "safety-dump",
+        /// `fleet recover` re-reading a site.
+        RecoverProbe = "recover-probe",
+        /// `fleet recover` as a whole, for a site it could not finish.
+        Recover = "recover",
+        /// `fleet rollback` as a whole, for a site it could not finish.
+        Rollback = "rollback",
+    }
+}
+
+/// A step's name in the journal: a built-in [`BuiltinStep`], or a user playbook's own step (whose
+/// names can never be a built-in's: the playbook loader refuses them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StepName {
+    /// A built-in step.
+    Builtin(BuiltinStep),
+    /// A playbook's shell step, its `-verify` probe or its `-undo`.
+    Playbook(String),
+}
+
+impl StepName {
+    /// The name a stored word is.
+    pub fn parse(word: &str) -> StepName {
+        BuiltinStep::parse(word)
+            .map_or_else(|| StepName::Playbook(word.to_owned()), StepName::Builtin)
+    }
+
+    /// The word the journal stores.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StepName::Builtin(s) => s.as_str(),
+            StepName::Playbook(n) => n,
+        }
+    }
+}
+
+impl From<BuiltinStep> for StepName {
+    fn from(s: BuiltinStep) -> StepName {
+        StepName::Builtin(s)
+    }
+}
+
+impl PartialEq<BuiltinStep> for StepName {
+    fn eq(&self, other: &BuiltinStep) -> bool {
+        *self == StepName::Builtin(*other)
+    }
+}
+
+impl fmt::Display for StepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl ToSql for StepName {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for StepName {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        Ok(StepName::parse(value.as_str()?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +473,39 @@ mod tests {
         for s in ArtifactKind::ALL {
             assert_eq!(ArtifactKind::parse(s.as_str()), Some(*s));
         }
+        for s in BuiltinStep::ALL {
+            assert_eq!(StepName::parse(s.as_str()), StepName::Builtin(*s));
+        }
         assert_eq!(SiteStatus::parse("upgraded "), None);
+    }
+
+    #[test]
+    fn units_read_back_as_themselves_and_bad_ones_are_refused() {
+        for u in [
+            Unit::Run,
+            Unit::Host,
+            Unit::site("a"),
+            Unit::codebase("/srv/x:y/civicrm"),
+            Unit::database("civi_1"),
+        ] {
+            assert_eq!(Unit::parse(&u.to_string()), Some(u));
+        }
+        assert_eq!(Unit::site("a").to_string(), "site:a");
+        // Names line up in tables like any string.
+        assert_eq!(format!("{:<8}|", Unit::site("a")), "site:a  |");
+        assert_eq!(
+            format!("{:<6}|", StepName::from(BuiltinStep::Lock)),
+            "lock  |"
+        );
+        assert_eq!(format!("{:>6}", Scope::Host), "  host");
+        assert_eq!(Unit::parse("codebase:/a:b"), Some(Unit::codebase("/a:b")));
+        for bad in ["", "site", "site:", "host:x", "run:x", "table:x", "Site:a"] {
+            assert_eq!(Unit::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            StepName::parse("drush-updb"),
+            StepName::Playbook("drush-updb".into())
+        );
     }
 
     #[test]

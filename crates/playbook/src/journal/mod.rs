@@ -18,7 +18,7 @@ use crate::error::PlaybookError;
 mod schema;
 mod time;
 
-use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepState};
+use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepName, StepState, Unit};
 pub(crate) use time::timestamp_id;
 pub use time::{age_of, format_age, format_time, now_ms, unix_now};
 
@@ -70,7 +70,7 @@ pub struct SiteRow {
     /// Where the site stands.
     pub status: SiteStatus,
     /// Last step reached.
-    pub step: Option<String>,
+    pub step: Option<StepName>,
     /// Version before.
     pub from_version: Option<String>,
     /// Version after (or targeted).
@@ -89,7 +89,7 @@ pub struct ArtifactRow {
     /// Host name.
     pub host: String,
     /// Unit (`site:x`, `database:y`, `codebase:/path`).
-    pub unit: String,
+    pub unit: Unit,
     /// Kind.
     pub kind: ArtifactKind,
     /// Value (a path, a recorded state).
@@ -104,9 +104,9 @@ pub struct StepRow {
     /// Host.
     pub host: String,
     /// Unit.
-    pub unit: String,
+    pub unit: Unit,
     /// Step name.
-    pub step: String,
+    pub step: StepName,
     /// State.
     pub state: StepState,
     /// Attempt number.
@@ -125,7 +125,7 @@ pub struct SiteUpdate<'a> {
     /// Where the site stands.
     pub status: Option<SiteStatus>,
     /// Step reached.
-    pub step: Option<&'a str>,
+    pub step: Option<&'a StepName>,
     /// Version before.
     pub from_version: Option<&'a str>,
     /// Target version.
@@ -353,8 +353,8 @@ impl Journal {
         &self,
         run: &str,
         host: &str,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: &StepName,
         detail: &str,
     ) -> Result<i64, PlaybookError> {
         self.write(|c| {
@@ -395,8 +395,8 @@ impl Journal {
         &self,
         run: &str,
         host: &str,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: &StepName,
     ) -> Result<Option<StepState>, PlaybookError> {
         self.with(|c| {
             c.query_row(
@@ -417,7 +417,7 @@ impl Journal {
         &self,
         run: &str,
         host: &str,
-        unit: &str,
+        unit: &Unit,
         kind: ArtifactKind,
         value: &str,
     ) -> Result<(), PlaybookError> {
@@ -440,7 +440,7 @@ impl Journal {
         &self,
         run: &str,
         host: &str,
-        unit: &str,
+        unit: &Unit,
         kind: ArtifactKind,
     ) -> Result<Option<String>, PlaybookError> {
         self.with(|c| {
@@ -462,8 +462,8 @@ impl Journal {
         &self,
         run: &str,
         host: &str,
-        unit: &str,
-        step: &str,
+        unit: &Unit,
+        step: &StepName,
     ) -> Result<Option<i64>, PlaybookError> {
         self.with(|c| {
             c.query_row(

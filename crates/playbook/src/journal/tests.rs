@@ -1,6 +1,7 @@
 //! The journal against a real SQLite file: round trips, migrations, unknown words.
 
 use super::*;
+use crate::vocab::BuiltinStep;
 
 #[test]
 fn journal_round_trip_survives_reopen() {
@@ -26,19 +27,37 @@ fn journal_round_trip_survives_reopen() {
         )
         .unwrap();
         let id = j
-            .step_start(&run, "h01", "site:s1", "maintenance-on", "")
+            .step_start(
+                &run,
+                "h01",
+                &Unit::site("s1"),
+                &StepName::parse("maintenance-on"),
+                "",
+            )
             .unwrap();
-        j.set_artifact(&run, "h01", "site:s1", ArtifactKind::PriorMaintenance, "0")
-            .unwrap();
+        j.set_artifact(
+            &run,
+            "h01",
+            &Unit::site("s1"),
+            ArtifactKind::PriorMaintenance,
+            "0",
+        )
+        .unwrap();
         j.step_end(id, StepState::Done, "").unwrap();
-        j.step_start(&run, "h01", "database:civi", "upgrade-db", "cv")
-            .unwrap();
+        j.step_start(
+            &run,
+            "h01",
+            &Unit::database("civi"),
+            &StepName::parse("upgrade-db"),
+            "cv",
+        )
+        .unwrap();
         j.site(
             &run,
             "h01",
             "s1",
             &SiteUpdate {
-                step: Some("upgrade-db"),
+                step: Some(&BuiltinStep::UpgradeDb.into()),
                 in_maintenance: Some(true),
                 ..Default::default()
             },
@@ -53,29 +72,45 @@ fn journal_round_trip_survives_reopen() {
     assert_eq!(runs[0].state, RunState::Running);
     let sites = j.sites(&run).unwrap();
     assert_eq!(sites[0].status, SiteStatus::Running);
-    assert_eq!(sites[0].step.as_deref(), Some("upgrade-db"));
+    assert_eq!(sites[0].step, Some(BuiltinStep::UpgradeDb.into()));
     assert!(sites[0].in_maintenance);
     assert_eq!(sites[0].from_version.as_deref(), Some("5.69.0"));
     assert_eq!(
-        j.step_state(&run, "h01", "database:civi", "upgrade-db")
-            .unwrap(),
+        j.step_state(
+            &run,
+            "h01",
+            &Unit::database("civi"),
+            &StepName::parse("upgrade-db")
+        )
+        .unwrap(),
         Some(StepState::Started)
     );
     assert_eq!(
-        j.artifact(&run, "h01", "site:s1", ArtifactKind::PriorMaintenance)
-            .unwrap()
-            .as_deref(),
+        j.artifact(
+            &run,
+            "h01",
+            &Unit::site("s1"),
+            ArtifactKind::PriorMaintenance
+        )
+        .unwrap()
+        .as_deref(),
         Some("0")
     );
     let again = j
-        .step_start(&run, "h01", "site:s1", "maintenance-on", "")
+        .step_start(
+            &run,
+            "h01",
+            &Unit::site("s1"),
+            &StepName::parse("maintenance-on"),
+            "",
+        )
         .unwrap();
     j.step_end(again, StepState::Done, "").unwrap();
     assert_eq!(
         j.steps(&run)
             .unwrap()
             .iter()
-            .filter(|s| s.step == "maintenance-on")
+            .filter(|s| s.step == BuiltinStep::MaintenanceOn)
             .map(|s| s.attempt)
             .collect::<Vec<_>>(),
         [1, 2]
@@ -119,8 +154,13 @@ fn a_version_1_journal_is_migrated_and_still_reads() {
     assert_eq!(sites[0].status, SiteStatus::Upgraded);
     assert_eq!(sites[0].updated_ms, 1_795_000_059_000);
     assert_eq!(
-        j.step_done_at(&run.id, "h01", "database:civi", "backup-db")
-            .unwrap(),
+        j.step_done_at(
+            &run.id,
+            "h01",
+            &Unit::database("civi"),
+            &StepName::parse("backup-db")
+        )
+        .unwrap(),
         Some(1_795_000_020_000)
     );
     assert_eq!(j.artifacts(&run.id).unwrap()[0].kind, ArtifactKind::DbDump);

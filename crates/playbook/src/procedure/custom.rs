@@ -3,10 +3,11 @@
 
 use super::civicrm::Changes;
 use super::{Changed, Procedure};
-use crate::engine::{HostRun, StepError, step_error_text};
+use crate::engine::{HostRun, StepError, StepResult, step_error_text};
 use crate::outcome::SiteOutcome;
 use crate::placeholder::render;
 use crate::playbook::{Playbook, StepKind};
+use crate::vocab::{StepName, Unit};
 use crate::work::Work;
 
 /// What a playbook's group changed: what its built-in steps changed, and the `undo`
@@ -15,7 +16,7 @@ use crate::work::Work;
 pub(crate) struct PlaybookChanges {
     builtin: Changes,
     /// (unit, step, script) of each completed shell step that has an `undo`.
-    shell_undo: Vec<(String, String, String)>,
+    shell_undo: Vec<(Unit, StepName, String)>,
 }
 
 impl Changed for PlaybookChanges {
@@ -41,7 +42,7 @@ impl Procedure for Playbook {
         g: &[Work<'_>],
         tarball: &str,
         ch: &mut PlaybookChanges,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         h.forward_playbook(g, self, tarball, ch).await
     }
 
@@ -55,7 +56,7 @@ impl Procedure for Playbook {
     ) -> Result<(), String> {
         let mut problems = Vec::new();
         while let Some((unit, step, script)) = ch.shell_undo.pop() {
-            if let Err(e) = h.exec(&unit, &step, &script).await {
+            if let Err(e) = h.exec(&unit, step.clone(), &script).await {
                 problems.push(format!("{step}: {}", step_error_text(&e)));
             }
         }
@@ -81,12 +82,13 @@ impl HostRun<'_> {
         pb: &Playbook,
         tarball: &str,
         pch: &mut PlaybookChanges,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         let ch = &mut pch.builtin;
         let run_dir = self.run_dir(g);
         let code = self.code_cmds(g);
         for step in &pb.steps {
-            self.checkpoint(ch, &step.name)?;
+            let name = StepName::Playbook(step.name.clone());
+            self.checkpoint(ch, name.clone())?;
             match &step.kind {
                 StepKind::Maintenance => self.maintenance_on(g, ch).await?,
                 StepKind::Backup => self.backup(g, &run_dir).await?,
@@ -116,9 +118,9 @@ impl HostRun<'_> {
                             }
                         };
                         // A value that cannot be placed safely fails the step before it runs.
-                        let wrap = |t: &str| -> Result<String, (String, StepError)> {
+                        let wrap = |t: &str| -> StepResult<String> {
                             let body = render(t, value)
-                                .map_err(|e| (step.name.clone(), StepError::Failed(e)))?;
+                                .map_err(|e| (name.clone(), StepError::Failed(e)))?;
                             Ok(if sh.as_web_user {
                                 format!(
                                     "as_web {} /bin/sh -c {}",
@@ -130,9 +132,9 @@ impl HostRun<'_> {
                             })
                         };
                         let unit = if sh.per_host {
-                            "host".to_owned()
+                            Unit::Host
                         } else {
-                            format!("site:{}", w.site.name)
+                            Unit::site(&w.site.name)
                         };
                         // All three rendered first: a step whose undo cannot be written must
                         // not run.
@@ -142,18 +144,19 @@ impl HostRun<'_> {
                         if sh.touches_db && !w.facts.civi_db.is_empty() {
                             ch.db_upgrade_started.insert(w.facts.civi_db.clone());
                         }
-                        self.mark(w, &step.name, None)?;
-                        self.exec(&unit, &step.name, &run_cmd)
+                        self.mark(w, name.clone(), None)?;
+                        self.exec(&unit, name.clone(), &run_cmd)
                             .await
-                            .map_err(|e| (step.name.clone(), e))?;
+                            .map_err(|e| (name.clone(), e))?;
                         if let Some(v) = &verify_cmd {
-                            self.exec(&unit, &format!("{}-verify", step.name), v)
+                            let probe = StepName::Playbook(format!("{}-verify", step.name));
+                            self.exec(&unit, probe, v)
                                 .await
-                                .map_err(|e| (step.name.clone(), e))?;
+                                .map_err(|e| (name.clone(), e))?;
                         }
                         if let Some(u) = undo_cmd {
-                            pch.shell_undo
-                                .push((unit, format!("{}-undo", step.name), u));
+                            let undo = StepName::Playbook(format!("{}-undo", step.name));
+                            pch.shell_undo.push((unit, undo, u));
                         }
                     }
                 }

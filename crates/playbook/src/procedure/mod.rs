@@ -6,9 +6,10 @@
 
 use std::future::Future;
 
-use crate::engine::{HostRun, StepError};
+use crate::engine::{HostRun, StepResult};
 use crate::outcome::SiteOutcome;
 use crate::playbook::Playbook;
+use crate::vocab::{BuiltinStep, Scope, StepName};
 use crate::work::Work;
 
 pub(crate) mod civicrm;
@@ -36,6 +37,16 @@ pub(crate) trait Procedure: Sync {
     /// What a group changed, filled in as the steps go (before each side effect).
     type Changes: Changed;
 
+    /// Read-only checks of group `g` once its sites are locked, before anything is uploaded
+    /// or taken down: a failure leaves the group untouched.
+    fn preflight(
+        &self,
+        _h: &HostRun<'_>,
+        _g: &[Work<'_>],
+    ) -> impl Future<Output = StepResult> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Runs the steps in order on group `g`; the failing step's name on error.
     fn forward(
         &self,
@@ -43,7 +54,7 @@ pub(crate) trait Procedure: Sync {
         g: &[Work<'_>],
         tarball: &str,
         ch: &mut Self::Changes,
-    ) -> impl Future<Output = Result<(), (String, StepError)>> + Send;
+    ) -> impl Future<Output = StepResult> + Send;
 
     /// Puts back what `ch` says was changed, newest first, each source verified before it
     /// is used; sites come back up only once everything else is back.
@@ -67,53 +78,64 @@ pub(crate) enum AnyProcedure {
     Playbook(Playbook),
 }
 
+/// One built-in step, as data: its name, what it acts on, and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepDef {
+    /// Its name in the journal.
+    pub step: BuiltinStep,
+    /// What it runs on, once per each.
+    pub scope: Scope,
+    /// What it does, and how it is checked.
+    pub what: &'static str,
+}
+
 /// One step as `fleet upgrade --show-steps` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepInfo {
     /// Its name in the journal.
-    pub name: String,
-    /// What it runs on: `host`, `site`, `codebase`, `database`.
-    pub scope: String,
+    pub name: StepName,
+    /// What it runs on, once per each.
+    pub scope: Scope,
     /// What it does.
     pub what: String,
 }
 
 /// The steps a run with `playbook` (or the built-in procedure) goes through, in order.
 pub fn procedure_steps(playbook: Option<&Playbook>) -> Vec<StepInfo> {
-    let info = |(name, scope, what): &(&str, &str, &str)| StepInfo {
-        name: (*name).to_owned(),
-        scope: (*scope).to_owned(),
-        what: (*what).to_owned(),
+    let info = |d: &StepDef| StepInfo {
+        name: d.step.into(),
+        scope: d.scope,
+        what: d.what.to_owned(),
     };
     let Some(pb) = playbook else {
         return civicrm::STEPS.iter().map(info).collect();
     };
-    let builtin = |name: &str| civicrm::STEPS.iter().find(|s| s.0 == name).map(info);
-    let mut out: Vec<StepInfo> = ["preflight", "lock"]
+    let builtin = |step: BuiltinStep| civicrm::STEPS.iter().find(|s| s.step == step).map(info);
+    let mut out: Vec<StepInfo> = [BuiltinStep::Preflight, BuiltinStep::Lock]
         .into_iter()
         .filter_map(builtin)
         .collect();
     if pb.needs_tarball() {
-        out.extend(builtin("upload"));
+        out.extend(builtin(BuiltinStep::Upload));
     }
     for step in &pb.steps {
         use crate::playbook::StepKind;
         let (scope, what) = match &step.kind {
             StepKind::Maintenance => (
-                "site",
+                Scope::Site,
                 "record the prior maintenance state, maintenance on; back as it was after the last step".to_owned(),
             ),
             StepKind::Backup => (
-                "database",
+                Scope::Database,
                 "dump every database of the group, verified complete; record path and sha256".to_owned(),
             ),
             StepKind::CodeSwap => (
-                "codebase",
+                Scope::Codebase,
                 "move the CiviCRM code out, unpack the release tarball in its place; verify".to_owned(),
             ),
-            StepKind::Verify => ("site", "cv status: CiviCRM at the target, no pending upgrade".to_owned()),
+            StepKind::Verify => (Scope::Site, "cv status: CiviCRM at the target, no pending upgrade".to_owned()),
             StepKind::Shell(sh) => (
-                if sh.per_host { "host" } else { "site" },
+                if sh.per_host { Scope::Host } else { Scope::Site },
                 format!(
                     "{}{}{}{}",
                     sh.run.lines().next().unwrap_or(""),
@@ -124,12 +146,12 @@ pub fn procedure_steps(playbook: Option<&Playbook>) -> Vec<StepInfo> {
             ),
         };
         out.push(StepInfo {
-            name: step.name.clone(),
-            scope: scope.to_owned(),
+            name: StepName::Playbook(step.name.clone()),
+            scope,
             what,
         });
     }
-    out.extend(builtin("unlock"));
+    out.extend(builtin(BuiltinStep::Unlock));
     out
 }
 

@@ -14,6 +14,7 @@ use crate::outcome::{After, SiteOutcome};
 use crate::procedure::civicrm::Changes;
 use crate::procedure::civicrm::commands::{self as civicrm, SiteCmds};
 use crate::vocab::ArtifactKind;
+use crate::vocab::{BuiltinStep, Unit};
 use crate::work::Work;
 
 /// How a group ended, with one outcome per site of the group in order: `Done` (at a safe
@@ -31,7 +32,7 @@ pub(super) async fn restore_group(
     g: &[Work<'_>],
     group: &[&Live<'_>],
     rows: &[SiteRow],
-    scope: &Scope<'_>,
+    scope: &Scope,
     plans: &mut Vec<RollbackPlan>,
 ) -> GroupEnd {
     let all_sites = |o: SiteOutcome| vec![o; g.len()];
@@ -45,7 +46,7 @@ pub(super) async fn restore_group(
         if let Ok(Some(mods)) = ctx.journal.artifact(
             &ctx.run,
             host,
-            &format!("site:{}", l.work.site.name),
+            &Unit::site(&l.work.site.name),
             ArtifactKind::DisabledModules,
         ) {
             ch.modules_disabled.insert(
@@ -86,8 +87,8 @@ pub(super) async fn restore_group(
             ctx.journal.step_state(
                 &ctx.run,
                 host,
-                &format!("database:{}", l.work.facts.civi_db),
-                "upgrade-db",
+                &Unit::database(&l.work.facts.civi_db),
+                &BuiltinStep::UpgradeDb.into(),
             ),
             Ok(None | Some(crate::vocab::StepState::Started))
         )
@@ -137,7 +138,7 @@ pub(super) async fn restore_group(
             // In recover the sites are down already; a source that does not verify leaves
             // them down, loudly, rather than loading something unverified.
             RestoreMode::Recover => GroupEnd::Left(all_sites(failed(
-                "recover",
+                BuiltinStep::Recover,
                 &format!("{why}; nothing was restored"),
                 After::RollbackFailed(why.clone()),
             ))),
@@ -157,8 +158,8 @@ pub(super) async fn restore_group(
     if code_needed {
         match h
             .exec(
-                "host",
-                "verify-code-backup",
+                &Unit::Host,
+                BuiltinStep::VerifyCodeBackup,
                 &format!("codever {}", quote(&backup)),
             )
             .await
@@ -198,15 +199,15 @@ pub(super) async fn restore_group(
             .step_done_at(
                 &ctx.run,
                 host,
-                &format!("database:{}", f.civi_db),
-                "backup-db",
+                &Unit::database(&f.civi_db),
+                &BuiltinStep::BackupDb.into(),
             )
             .ok()
             .flatten();
         if let Err(e) = h
             .exec(
-                &format!("database:{}", f.civi_db),
-                "verify-dump",
+                &Unit::database(&f.civi_db),
+                BuiltinStep::VerifyDump,
                 &civicrm::verify_dump(&file, &f.civi_db, &sha),
             )
             .await
@@ -256,11 +257,11 @@ pub(super) async fn restore_group(
         let w = &l.work;
         let c = SiteCmds::new(w.site, &w.facts);
         ch.maintenance_on.insert(w.site.name.clone());
-        let down = match h.mark(w, "maintenance-on", Some(true)) {
+        let down = match h.mark(w, BuiltinStep::MaintenanceOn, Some(true)) {
             Ok(()) => h
                 .exec(
-                    &format!("site:{}", w.site.name),
-                    "maintenance-on",
+                    &Unit::site(&w.site.name),
+                    BuiltinStep::MaintenanceOn,
                     &c.set_maintenance("1"),
                 )
                 .await
@@ -280,7 +281,7 @@ pub(super) async fn restore_group(
                     refuse(format!("{why}; nothing was restored"))
                 }
                 Err(back) => GroupEnd::Left(all_sites(failed(
-                    "maintenance-on",
+                    BuiltinStep::MaintenanceOn,
                     &why,
                     After::RollbackFailed(back),
                 ))),
@@ -307,7 +308,7 @@ pub(super) async fn restore_group(
                         refuse(format!("{why}; nothing was restored"))
                     }
                     Err(e) => GroupEnd::Left(all_sites(failed(
-                        "safety-dump",
+                        BuiltinStep::SafetyDump,
                         &why,
                         After::RollbackFailed(e),
                     ))),
@@ -324,8 +325,8 @@ pub(super) async fn restore_group(
         })),
         Err(why) => GroupEnd::Left(all_sites(failed(
             match scope.mode {
-                RestoreMode::Rollback => "rollback",
-                RestoreMode::Recover => "recover",
+                RestoreMode::Rollback => BuiltinStep::Rollback,
+                RestoreMode::Recover => BuiltinStep::Recover,
             },
             &why,
             After::RollbackFailed(why.clone()),

@@ -5,6 +5,7 @@
 use super::{Changes, Facts, HostRun, Live, PlaybookError, Scope, SiteCmds, SiteRow};
 use super::{Journal, step_error_text};
 use crate::vocab::{ArtifactKind, SiteStatus};
+use crate::vocab::{BuiltinStep, Unit};
 
 /// The runs started after `run` that changed `host/site`, oldest first.
 ///
@@ -38,7 +39,7 @@ pub(super) fn rollback_guard(
     host: &str,
     group: &[&Live<'_>],
     rows: &[SiteRow],
-    scope: &Scope<'_>,
+    scope: &Scope,
     target: &str,
 ) -> Option<String> {
     for l in group {
@@ -81,10 +82,10 @@ pub(super) async fn safety_dumps(
             "{}/fleet-{}/rollback-{stamp}/db/{db}.sql",
             w.site.backup_dir, ctx.run
         );
-        let unit = format!("database:{db}");
+        let unit = Unit::database(db);
         let c = SiteCmds::new(w.site, &w.facts);
         let sha = h
-            .exec(&unit, "safety-dump", &c.dump_civi(&file, db))
+            .exec(&unit, BuiltinStep::SafetyDump, &c.dump_civi(&file, db))
             .await
             .map_err(|e| format!("safety dump of `{db}` failed: {}", step_error_text(&e)))?;
         ctx.journal
@@ -118,8 +119,8 @@ pub(super) async fn live_maintenance_back(
         let c = SiteCmds::new(w.site, &facts);
         match h
             .exec(
-                &format!("site:{}", w.site.name),
-                "maintenance-restore",
+                &Unit::site(&w.site.name),
+                BuiltinStep::MaintenanceRestore,
                 &format!(
                     "{} && {}",
                     c.set_maintenance(&l.maintenance),
@@ -137,7 +138,7 @@ pub(super) async fn live_maintenance_back(
                         &w.site.name,
                         &crate::journal::SiteUpdate {
                             status: Some(row.status),
-                            step: row.step.as_deref(),
+                            step: row.step.as_ref(),
                             in_maintenance: Some(row.in_maintenance),
                             ..Default::default()
                         },

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Changed, Procedure};
-use crate::engine::{HostRun, StepError, expect, last_line};
+use super::{Changed, Procedure, StepDef};
+use crate::engine::{HostRun, StepError, StepResult, expect, last_line};
 use crate::outcome::SiteOutcome;
-use crate::vocab::ArtifactKind;
+use crate::vocab::{ArtifactKind, BuiltinStep, Scope, Unit};
 use crate::work::Work;
 
 pub(crate) mod commands;
@@ -34,93 +34,97 @@ enum DryRunAt {
 }
 
 /// The procedure's step names, in order (`fleet upgrade --show-steps`, `--plan`).
-pub const STEPS: &[(&str, &str, &str)] = &[
-    (
-        "preflight",
-        "site",
-        "read code and DB versions, `.upgrade` marker, free disk, write permission; skip sites at the target, refuse downgrades",
-    ),
-    (
-        "lock",
-        "site",
-        "take the per-site lock on the host (run id, controller, pid)",
-    ),
-    (
-        "upload",
-        "host",
-        "upload the release tarball once per host, size-checked, atomic rename; with --l10n, the localization tarball next to it (refused unless of the release's version)",
-    ),
-    (
-        "preflight-dry-run",
-        "database",
-        "cv upgrade:db --dry-run as the web user against the code still in place (cv only; drush has no dry run): cv boots, sees the versions discovery read, changes nothing; a failure stops the sites before maintenance",
-    ),
-    (
-        "record-maintenance",
-        "site",
-        "record the prior maintenance state in the journal",
-    ),
-    (
-        "maintenance-on",
-        "site",
-        "drush vset --exact maintenance_mode 1; drush cc all; verify vget = 1",
-    ),
-    (
-        "disable-modules",
-        "site",
-        "drush pm-disable the listed integration modules that are enabled; record them",
-    ),
-    (
-        "backup-db",
-        "database",
-        "drush civicrm-sql-dump (with routines) per CiviCRM database, Drupal DBs with sql-dump --routines; verify header and `Dump completed` trailer; record path and sha256",
-    ),
-    (
-        "move-code-out",
-        "codebase",
-        "mv the CiviCRM code dir into the run's backup dir (moved, not copied); verify",
-    ),
-    (
-        "unpack",
-        "codebase",
-        "tar -xzf into a temp dir next to it, with --l10n the localization tarball over it, rename into place; verify xml/version.xml = target (and the civicrm.mo files)",
-    ),
-    (
-        "fix-permissions",
-        "site",
-        "chown the site's files dir to the web user, dirs 0755, files 0644",
-    ),
-    (
-        "upgrade-db-dry-run",
-        "database",
-        "cv upgrade:db --dry-run against the new code, once per database (cv only): lists the tasks from the DB version to the target; must plan a core upgrade and leave the DB unchanged, else the old code goes back (the DB was never touched)",
-    ),
-    (
-        "upgrade-db",
-        "database",
-        "cv upgrade:db -n (or drush civicrm-upgrade-db -y) as the web user, once per database; re-read: code = DB = target, no `.upgrade` marker",
-    ),
-    (
-        "flush",
-        "site",
-        "cv flush (or drush cc civicrm) as the web user; drush cc all",
-    ),
-    (
-        "enable-modules",
-        "site",
-        "drush pm-enable the modules disabled before",
-    ),
-    (
-        "maintenance-restore",
-        "site",
-        "set maintenance_mode back to its recorded prior value; verify",
-    ),
-    (
-        "verify",
-        "site",
-        "cv status: CiviCRM at the target, no pending upgrade",
-    ),
-    ("unlock", "site", "release the per-site lock"),
+pub const STEPS: &[StepDef] = &[
+    StepDef {
+        step: BuiltinStep::Preflight,
+        scope: Scope::Site,
+        what: "read code and DB versions, `.upgrade` marker, free disk, write permission; skip sites at the target, refuse downgrades",
+    },
+    StepDef {
+        step: BuiltinStep::Lock,
+        scope: Scope::Site,
+        what: "take the per-site lock on the host (run id, controller, pid)",
+    },
+    StepDef {
+        step: BuiltinStep::PreflightDryRun,
+        scope: Scope::Database,
+        what: "cv upgrade:db --dry-run as the web user against the code still in place, once the sites are locked (cv only; drush has no dry run): cv boots, sees the versions discovery read, changes nothing; a failure stops the sites before the upload and maintenance",
+    },
+    StepDef {
+        step: BuiltinStep::Upload,
+        scope: Scope::Host,
+        what: "upload the release tarball once per host, size-checked, atomic rename; with --l10n, the localization tarball next to it (refused unless of the release's version)",
+    },
+    StepDef {
+        step: BuiltinStep::RecordMaintenance,
+        scope: Scope::Site,
+        what: "record the prior maintenance state in the journal",
+    },
+    StepDef {
+        step: BuiltinStep::MaintenanceOn,
+        scope: Scope::Site,
+        what: "drush vset --exact maintenance_mode 1; drush cc all; verify vget = 1",
+    },
+    StepDef {
+        step: BuiltinStep::DisableModules,
+        scope: Scope::Site,
+        what: "drush pm-disable the listed integration modules that are enabled; record them",
+    },
+    StepDef {
+        step: BuiltinStep::BackupDb,
+        scope: Scope::Database,
+        what: "drush civicrm-sql-dump (with routines) per CiviCRM database, Drupal DBs with sql-dump --routines; verify header and `Dump completed` trailer; record path and sha256",
+    },
+    StepDef {
+        step: BuiltinStep::MoveCodeOut,
+        scope: Scope::Codebase,
+        what: "mv the CiviCRM code dir into the run's backup dir (moved, not copied); verify",
+    },
+    StepDef {
+        step: BuiltinStep::Unpack,
+        scope: Scope::Codebase,
+        what: "tar -xzf into a temp dir next to it, with --l10n the localization tarball over it, rename into place; verify xml/version.xml = target (and the civicrm.mo files)",
+    },
+    StepDef {
+        step: BuiltinStep::FixPermissions,
+        scope: Scope::Site,
+        what: "chown the site's files dir to the web user, dirs 0755, files 0644",
+    },
+    StepDef {
+        step: BuiltinStep::UpgradeDbDryRun,
+        scope: Scope::Database,
+        what: "cv upgrade:db --dry-run against the new code, once per database (cv only): lists the tasks from the DB version to the target; must plan a core upgrade and leave the DB unchanged, else the old code goes back (the DB was never touched)",
+    },
+    StepDef {
+        step: BuiltinStep::UpgradeDb,
+        scope: Scope::Database,
+        what: "cv upgrade:db -n (or drush civicrm-upgrade-db -y) as the web user, once per database; re-read: code = DB = target, no `.upgrade` marker",
+    },
+    StepDef {
+        step: BuiltinStep::Flush,
+        scope: Scope::Site,
+        what: "cv flush (or drush cc civicrm) as the web user; drush cc all",
+    },
+    StepDef {
+        step: BuiltinStep::EnableModules,
+        scope: Scope::Site,
+        what: "drush pm-enable the modules disabled before",
+    },
+    StepDef {
+        step: BuiltinStep::MaintenanceRestore,
+        scope: Scope::Site,
+        what: "set maintenance_mode back to its recorded prior value; verify",
+    },
+    StepDef {
+        step: BuiltinStep::Verify,
+        scope: Scope::Site,
+        what: "cv status: CiviCRM at the target, no pending upgrade",
+    },
+    StepDef {
+        step: BuiltinStep::Unlock,
+        scope: Scope::Site,
+        what: "release the per-site lock",
+    },
 ];
 
 /// The built-in procedure.
@@ -157,13 +161,19 @@ impl Changed for Changes {
 impl Procedure for Civicrm {
     type Changes = Changes;
 
+    /// The dry run of the database upgrade against the code still in place.
+    async fn preflight(&self, h: &HostRun<'_>, g: &[Work<'_>]) -> StepResult {
+        h.dry_run_dbs(g, DryRunAt::OldCode, &mut Changes::default())
+            .await
+    }
+
     async fn forward(
         &self,
         h: &HostRun<'_>,
         g: &[Work<'_>],
         tarball: &str,
         ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         h.forward(g, tarball, ch).await
     }
 
@@ -186,20 +196,19 @@ impl HostRun<'_> {
         g: &[Work<'_>],
         tarball: &str,
         ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         let run_dir = self.run_dir(g);
         let code = self.code_cmds(g);
-        self.dry_run_dbs(g, DryRunAt::OldCode, ch).await?;
         self.maintenance_on(g, ch).await?;
         self.disable_modules(g, ch).await?;
-        self.checkpoint(ch, "backup-db")?;
+        self.checkpoint(ch, BuiltinStep::BackupDb)?;
         self.backup(g, &run_dir).await?;
-        self.checkpoint(ch, "move-code-out")?;
+        self.checkpoint(ch, BuiltinStep::MoveCodeOut)?;
         self.code_swap(g, &code, tarball, ch).await?;
-        self.checkpoint(ch, "upgrade-db-dry-run")?;
+        self.checkpoint(ch, BuiltinStep::UpgradeDbDryRun)?;
         self.dry_run_dbs(g, DryRunAt::NewCode, ch).await?;
         // The point of no easy return: from here a drain goes forward, not back.
-        self.checkpoint(ch, "upgrade-db")?;
+        self.checkpoint(ch, BuiltinStep::UpgradeDb)?;
         self.upgrade_dbs(g, &code, ch).await?;
         self.finish(g, ch).await
     }
@@ -216,17 +225,12 @@ impl HostRun<'_> {
     }
 
     /// Records each site's prior maintenance state, then turns maintenance on.
-    pub(crate) async fn maintenance_on(
-        &self,
-        g: &[Work<'_>],
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn maintenance_on(&self, g: &[Work<'_>], ch: &mut Changes) -> StepResult {
         for w in g {
-            let unit = format!("site:{}", w.site.name);
-            self.mark(w, "record-maintenance", None)?;
+            let unit = Unit::site(&w.site.name);
+            self.mark(w, BuiltinStep::RecordMaintenance, None)?;
             self.record(
-                "record-maintenance",
+                BuiltinStep::RecordMaintenance,
                 &unit,
                 ArtifactKind::PriorMaintenance,
                 &w.facts.maintenance,
@@ -235,64 +239,60 @@ impl HostRun<'_> {
                 // This run now owns the site's way back to its prior state: it says the site
                 // is down (it is), then the earlier run stops offering to recover it.
                 ch.maintenance_on.insert(w.site.name.clone());
-                self.mark(w, "record-maintenance", Some(true))?;
+                self.mark(w, BuiltinStep::RecordMaintenance, Some(true))?;
                 self.supersede(earlier, w)?;
             }
         }
-        self.checkpoint(ch, "maintenance-on")?;
+        self.checkpoint(ch, BuiltinStep::MaintenanceOn)?;
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
-            let unit = format!("site:{}", w.site.name);
+            let unit = Unit::site(&w.site.name);
             // Recorded as on before the command: if we die mid-way, recovery turns it off.
             ch.maintenance_on.insert(w.site.name.clone());
-            self.mark(w, "maintenance-on", Some(true))?;
+            self.mark(w, BuiltinStep::MaintenanceOn, Some(true))?;
             let out = self
                 .exec(
                     &unit,
-                    "maintenance-on",
+                    BuiltinStep::MaintenanceOn,
                     &format!("{} && {}", c.set_maintenance("1"), c.read_maintenance()),
                 )
                 .await
-                .map_err(|e| (step("maintenance-on"), e))?;
-            expect(&out, "1", "maintenance_mode").map_err(|e| (step("maintenance-on"), e))?;
+                .map_err(|e| (BuiltinStep::MaintenanceOn.into(), e))?;
+            expect(&out, "1", "maintenance_mode")
+                .map_err(|e| (BuiltinStep::MaintenanceOn.into(), e))?;
         }
         Ok(())
     }
 
     /// Disables the listed integration modules that are enabled, recording them.
-    pub(crate) async fn disable_modules(
-        &self,
-        g: &[Work<'_>],
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn disable_modules(&self, g: &[Work<'_>], ch: &mut Changes) -> StepResult {
         for w in g.iter().filter(|w| !w.facts.enabled_modules.is_empty()) {
             let c = SiteCmds::new(w.site, &w.facts);
-            let unit = format!("site:{}", w.site.name);
+            let unit = Unit::site(&w.site.name);
             let mods = w.facts.enabled_modules.clone();
             self.record(
-                "disable-modules",
+                BuiltinStep::DisableModules,
                 &unit,
                 ArtifactKind::DisabledModules,
                 &mods.join(" "),
             )?;
             ch.modules_disabled
                 .insert(w.site.name.clone(), mods.clone());
-            self.mark(w, "disable-modules", None)?;
+            self.mark(w, BuiltinStep::DisableModules, None)?;
             let out = self
                 .exec(
                     &unit,
-                    "disable-modules",
+                    BuiltinStep::DisableModules,
                     &format!("{} && {}", c.disable_modules(&mods), c.enabled_modules()),
                 )
                 .await
-                .map_err(|e| (step("disable-modules"), e))?;
+                .map_err(|e| (BuiltinStep::DisableModules.into(), e))?;
             if let Some(m) = mods
                 .iter()
                 .find(|m| out.lines().any(|l| l.trim() == m.as_str()))
             {
                 return Err((
-                    step("disable-modules"),
+                    BuiltinStep::DisableModules.into(),
                     StepError::Failed(format!("module `{m}` is still enabled")),
                 ));
             }
@@ -301,12 +301,7 @@ impl HostRun<'_> {
     }
 
     /// Dumps every database of the group (CiviCRM and Drupal) and checks the dumps.
-    pub(crate) async fn backup(
-        &self,
-        g: &[Work<'_>],
-        run_dir: &str,
-    ) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn backup(&self, g: &[Work<'_>], run_dir: &str) -> StepResult {
         let mut dumped: BTreeSet<String> = BTreeSet::new();
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
@@ -315,9 +310,9 @@ impl HostRun<'_> {
                     continue;
                 }
                 let file = format!("{run_dir}/db/{db}.sql");
-                let unit = format!("database:{db}");
+                let unit = Unit::database(db);
                 for s in g {
-                    self.mark(s, "backup-db", None)?;
+                    self.mark(s, BuiltinStep::BackupDb, None)?;
                 }
                 let script = if is_civi {
                     c.dump_civi(&file, db)
@@ -325,11 +320,11 @@ impl HostRun<'_> {
                     c.dump_cms(&file, db)
                 };
                 let sha = self
-                    .exec(&unit, "backup-db", &script)
+                    .exec(&unit, BuiltinStep::BackupDb, &script)
                     .await
-                    .map_err(|e| (step("backup-db"), e))?;
+                    .map_err(|e| (BuiltinStep::BackupDb.into(), e))?;
                 self.record(
-                    "backup-db",
+                    BuiltinStep::BackupDb,
                     &unit,
                     ArtifactKind::DbDump,
                     &format!("{file} sha256:{}", sha.trim()),
@@ -358,15 +353,10 @@ impl HostRun<'_> {
     /// dry run changed it (then the undo chain restores the DB from its dump, where one was
     /// taken). Real cv's dry run is not strictly read-only: it rebuilds its upgrade queue
     /// (`civicrm_queue_item`) and may write caches, neither of them site data.
-    async fn dry_run_dbs(
-        &self,
-        g: &[Work<'_>],
-        at: DryRunAt,
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
+    async fn dry_run_dbs(&self, g: &[Work<'_>], at: DryRunAt, ch: &mut Changes) -> StepResult {
         let step = match at {
-            DryRunAt::OldCode => "preflight-dry-run",
-            DryRunAt::NewCode => "upgrade-db-dry-run",
+            DryRunAt::OldCode => BuiltinStep::PreflightDryRun,
+            DryRunAt::NewCode => BuiltinStep::UpgradeDbDryRun,
         };
         let target = &self.ctx.settings.target;
         let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -391,7 +381,7 @@ impl HostRun<'_> {
             };
             let tasks = self
                 .exec_probed(
-                    &format!("database:{db}"),
+                    &Unit::database(db),
                     step,
                     &script,
                     "cv upgrade:db --dry-run",
@@ -413,8 +403,8 @@ impl HostRun<'_> {
                     },
                 )
                 .await
-                .map_err(|e| (step.to_owned(), e))?;
-            tracing::info!(host = self.host, db = %db, step, "dry run: {} task(s): {}", tasks.len(), tasks.join("; "));
+                .map_err(|e| (step.into(), e))?;
+            tracing::info!(host = self.host, db = %db, step = %step, "dry run: {} task(s): {}", tasks.len(), tasks.join("; "));
         }
         Ok(())
     }
@@ -427,31 +417,30 @@ impl HostRun<'_> {
         code: &CodeCmds,
         tarball: &str,
         ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         let run = &self.ctx.run;
-        let step = |name: &str| name.to_owned();
         let target = &self.ctx.settings.target;
         let first = &g[0];
-        let code_unit = format!("codebase:{}", first.facts.civicrm_root);
+        let code_unit = Unit::codebase(&first.facts.civicrm_root);
         let run_dir = self.run_dir(g);
         self.record(
-            "move-code-out",
+            BuiltinStep::MoveCodeOut,
             &code_unit,
             ArtifactKind::CodeBackup,
             &format!("{run_dir}/code/civicrm"),
         )?;
         for w in g {
-            self.mark(w, "move-code-out", None)?;
+            self.mark(w, BuiltinStep::MoveCodeOut, None)?;
         }
         ch.code_moved = true;
         let old = self
-            .exec(&code_unit, "move-code-out", &code.move_out())
+            .exec(&code_unit, BuiltinStep::MoveCodeOut, &code.move_out())
             .await
-            .map_err(|e| (step("move-code-out"), e))?;
+            .map_err(|e| (BuiltinStep::MoveCodeOut.into(), e))?;
         expect(&old, &first.facts.code_version, "moved code version")
-            .map_err(|e| (step("move-code-out"), e))?;
+            .map_err(|e| (BuiltinStep::MoveCodeOut.into(), e))?;
         for w in g {
-            self.mark(w, "unpack", None)?;
+            self.mark(w, BuiltinStep::Unpack, None)?;
         }
         // The translations go into the temp dir with the code, before it is renamed into
         // place: they are part of the new code dir, so a rollback (which moves that dir away)
@@ -465,11 +454,11 @@ impl HostRun<'_> {
         let new = self
             .exec(
                 &code_unit,
-                "unpack",
+                BuiltinStep::Unpack,
                 &code.unpack(tarball, l10n.as_deref(), run),
             )
             .await
-            .map_err(|e| (step("unpack"), e))?;
+            .map_err(|e| (BuiltinStep::Unpack.into(), e))?;
         if l10n.is_some() {
             let mo = new
                 .lines()
@@ -479,7 +468,7 @@ impl HostRun<'_> {
                 .unwrap_or(0);
             if mo == 0 {
                 return Err((
-                    step("unpack"),
+                    BuiltinStep::Unpack.into(),
                     StepError::Failed(
                         "no civicrm.mo in the new code dir after unpacking the localization tarball"
                             .into(),
@@ -488,21 +477,21 @@ impl HostRun<'_> {
             }
         }
         expect(&new, target, "unpacked code version (xml/version.xml)")
-            .map_err(|e| (step("unpack"), e))?;
+            .map_err(|e| (BuiltinStep::Unpack.into(), e))?;
         for w in g {
-            let unit = format!("site:{}", w.site.name);
-            self.mark(w, "fix-permissions", None)?;
+            let unit = Unit::site(&w.site.name);
+            self.mark(w, BuiltinStep::FixPermissions, None)?;
             let files = format!("{}/files", w.facts.site_dir);
             let owner = self
                 .exec(
                     &unit,
-                    "fix-permissions",
+                    BuiltinStep::FixPermissions,
                     &commands::fix_permissions(&files, &w.facts.web_user),
                 )
                 .await
-                .map_err(|e| (step("fix-permissions"), e))?;
+                .map_err(|e| (BuiltinStep::FixPermissions.into(), e))?;
             expect(&owner, &w.facts.web_user, "owner of the files dir")
-                .map_err(|e| (step("fix-permissions"), e))?;
+                .map_err(|e| (BuiltinStep::FixPermissions.into(), e))?;
         }
         Ok(())
     }
@@ -513,7 +502,7 @@ impl HostRun<'_> {
         g: &[Work<'_>],
         code: &CodeCmds,
         ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
+    ) -> StepResult {
         self.upgrade_dbs_except(g, code, ch, &BTreeSet::new()).await
     }
 
@@ -525,8 +514,7 @@ impl HostRun<'_> {
         code: &CodeCmds,
         ch: &mut Changes,
         done: &BTreeSet<String>,
-    ) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    ) -> StepResult {
         let target = &self.ctx.settings.target;
         let mut upgraded: BTreeSet<String> = done.clone();
         for w in g {
@@ -534,12 +522,12 @@ impl HostRun<'_> {
             if !upgraded.insert(db.clone()) {
                 continue;
             }
-            let unit = format!("database:{db}");
+            let unit = Unit::database(db);
             let c = SiteCmds::new(w.site, &w.facts);
             let (cmd, tool) = c.upgrade_db();
             ch.db_upgrade_started.insert(db.clone());
             for s in g.iter().filter(|s| &s.facts.civi_db == db) {
-                self.mark(s, "upgrade-db", None)?;
+                self.mark(s, BuiltinStep::UpgradeDb, None)?;
             }
             // Exit codes lie here (cv exits 0 in "ext" mode): the probe decides.
             let script = format!(
@@ -547,7 +535,7 @@ impl HostRun<'_> {
                 c.db_version(),
                 code.version()
             );
-            self.exec_probed(&unit, "upgrade-db", &script, tool, |out| {
+            self.exec_probed(&unit, BuiltinStep::UpgradeDb, &script, tool, |out| {
                 let get = |k: &str| {
                     out.lines()
                         .rev()
@@ -576,42 +564,32 @@ impl HostRun<'_> {
                 Ok(())
             })
             .await
-            .map_err(|e| (step("upgrade-db"), e))?;
+            .map_err(|e| (BuiltinStep::UpgradeDb.into(), e))?;
         }
         Ok(())
     }
 
     /// The tail of the procedure once the databases are at the target: caches, modules,
     /// maintenance back to its prior value, verification.
-    pub(crate) async fn finish(
-        &self,
-        g: &[Work<'_>],
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
+    pub(crate) async fn finish(&self, g: &[Work<'_>], ch: &mut Changes) -> StepResult {
         self.flush(g).await?;
         self.enable_modules(g, ch).await?;
         self.maintenance_restore(g, ch).await?;
         self.verify(g).await
     }
 
-    pub(crate) async fn flush(&self, g: &[Work<'_>]) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn flush(&self, g: &[Work<'_>]) -> StepResult {
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
-            self.mark(w, "flush", None)?;
-            self.exec(&format!("site:{}", w.site.name), "flush", &c.flush())
+            self.mark(w, BuiltinStep::Flush, None)?;
+            self.exec(&Unit::site(&w.site.name), BuiltinStep::Flush, &c.flush())
                 .await
-                .map_err(|e| (step("flush"), e))?;
+                .map_err(|e| (BuiltinStep::Flush.into(), e))?;
         }
         Ok(())
     }
 
-    pub(crate) async fn enable_modules(
-        &self,
-        g: &[Work<'_>],
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn enable_modules(&self, g: &[Work<'_>], ch: &mut Changes) -> StepResult {
         let with_disabled: Vec<&Work<'_>> = g
             .iter()
             .filter(|w| ch.modules_disabled.contains_key(&w.site.name))
@@ -619,21 +597,21 @@ impl HostRun<'_> {
         for w in with_disabled {
             let c = SiteCmds::new(w.site, &w.facts);
             let mods = ch.modules_disabled[&w.site.name].clone();
-            self.mark(w, "enable-modules", None)?;
+            self.mark(w, BuiltinStep::EnableModules, None)?;
             let out = self
                 .exec(
-                    &format!("site:{}", w.site.name),
-                    "enable-modules",
+                    &Unit::site(&w.site.name),
+                    BuiltinStep::EnableModules,
                     &format!("{} && {}", c.enable_modules(&mods), c.enabled_modules()),
                 )
                 .await
-                .map_err(|e| (step("enable-modules"), e))?;
+                .map_err(|e| (BuiltinStep::EnableModules.into(), e))?;
             if let Some(m) = mods
                 .iter()
                 .find(|m| !out.lines().any(|l| l.trim() == m.as_str()))
             {
                 return Err((
-                    step("enable-modules"),
+                    BuiltinStep::EnableModules.into(),
                     StepError::Failed(format!("module `{m}` did not come back")),
                 ));
             }
@@ -642,48 +620,42 @@ impl HostRun<'_> {
         Ok(())
     }
 
-    pub(crate) async fn maintenance_restore(
-        &self,
-        g: &[Work<'_>],
-        ch: &mut Changes,
-    ) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn maintenance_restore(&self, g: &[Work<'_>], ch: &mut Changes) -> StepResult {
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
             let prior = &w.facts.maintenance;
-            self.mark(w, "maintenance-restore", None)?;
+            self.mark(w, BuiltinStep::MaintenanceRestore, None)?;
             let out = self
                 .exec(
-                    &format!("site:{}", w.site.name),
-                    "maintenance-restore",
+                    &Unit::site(&w.site.name),
+                    BuiltinStep::MaintenanceRestore,
                     &format!("{} && {}", c.set_maintenance(prior), c.read_maintenance()),
                 )
                 .await
-                .map_err(|e| (step("maintenance-restore"), e))?;
+                .map_err(|e| (BuiltinStep::MaintenanceRestore.into(), e))?;
             expect(&out, prior, "maintenance_mode")
-                .map_err(|e| (step("maintenance-restore"), e))?;
+                .map_err(|e| (BuiltinStep::MaintenanceRestore.into(), e))?;
             ch.maintenance_on.remove(&w.site.name);
-            self.mark(w, "maintenance-restore", Some(false))?;
+            self.mark(w, BuiltinStep::MaintenanceRestore, Some(false))?;
         }
         Ok(())
     }
 
-    pub(crate) async fn verify(&self, g: &[Work<'_>]) -> Result<(), (String, StepError)> {
-        let step = |name: &str| name.to_owned();
+    pub(crate) async fn verify(&self, g: &[Work<'_>]) -> StepResult {
         let target = &self.ctx.settings.target;
         for w in g {
             let c = SiteCmds::new(w.site, &w.facts);
-            self.mark(w, "verify", None)?;
+            self.mark(w, BuiltinStep::Verify, None)?;
             let out = self
-                .exec(&format!("site:{}", w.site.name), "verify", &c.status())
+                .exec(&Unit::site(&w.site.name), BuiltinStep::Verify, &c.status())
                 .await
-                .map_err(|e| (step("verify"), e))?;
+                .map_err(|e| (BuiltinStep::Verify.into(), e))?;
             if !out.contains(target.as_str())
                 || out.contains("pending upgrade")
                 || out.contains("futuristic")
             {
                 return Err((
-                    step("verify"),
+                    BuiltinStep::Verify.into(),
                     StepError::Failed(format!(
                         "status does not show `{target}` cleanly: {}",
                         last_line(&out)

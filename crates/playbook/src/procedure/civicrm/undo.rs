@@ -7,6 +7,7 @@ use super::commands::{self, CodeCmds, SiteCmds};
 use crate::context::OnFailure;
 use crate::engine::{HostRun, step_error_text};
 use crate::vocab::ArtifactKind;
+use crate::vocab::{BuiltinStep, Unit};
 use crate::work::Work;
 
 impl HostRun<'_> {
@@ -32,8 +33,8 @@ impl HostRun<'_> {
         if ch.code_moved {
             match self
                 .exec(
-                    &format!("codebase:{codebase}"),
-                    "restore-code",
+                    &Unit::codebase(codebase),
+                    BuiltinStep::RestoreCode,
                     &code.restore(run),
                 )
                 .await
@@ -61,7 +62,7 @@ impl HostRun<'_> {
             };
             let script = format!("{} && {}", c.restore_civi(&file, &db, &sha), c.db_version());
             match self
-                .exec(&format!("database:{db}"), "restore-db", &script)
+                .exec(&Unit::database(&db), BuiltinStep::RestoreDb, &script)
                 .await
             {
                 Ok(v) if v.trim() == w.facts.db_version => {
@@ -79,8 +80,8 @@ impl HostRun<'_> {
             if !w.facts.templates_c.is_empty() {
                 let _ = self
                     .exec(
-                        &format!("site:{}", w.site.name),
-                        "clear-templates",
+                        &Unit::site(&w.site.name),
+                        BuiltinStep::ClearTemplates,
                         &commands::empty_dir(&w.facts.templates_c),
                     )
                     .await;
@@ -93,8 +94,8 @@ impl HostRun<'_> {
             let c = SiteCmds::new(w.site, &w.facts);
             match self
                 .exec(
-                    &format!("site:{site}"),
-                    "enable-modules",
+                    &Unit::site(&site),
+                    BuiltinStep::EnableModules,
                     &c.enable_modules(&mods),
                 )
                 .await
@@ -124,15 +125,16 @@ impl HostRun<'_> {
             let prior = &w.facts.maintenance;
             match self
                 .exec(
-                    &format!("site:{}", w.site.name),
-                    "maintenance-restore",
+                    &Unit::site(&w.site.name),
+                    BuiltinStep::MaintenanceRestore,
                     &format!("{} && {}", c.set_maintenance(prior), c.read_maintenance()),
                 )
                 .await
             {
                 Ok(v) if v.trim() == prior => {
                     ch.maintenance_on.remove(&w.site.name);
-                    if let Err((_, e)) = self.mark(w, "maintenance-restore", Some(false)) {
+                    if let Err((_, e)) = self.mark(w, BuiltinStep::MaintenanceRestore, Some(false))
+                    {
                         problems.push(step_error_text(&e));
                     }
                 }
@@ -163,7 +165,7 @@ impl HostRun<'_> {
             .artifact(
                 &self.ctx.run,
                 self.host,
-                &format!("database:{db}"),
+                &Unit::database(db),
                 ArtifactKind::DbDump,
             )
             .ok()
