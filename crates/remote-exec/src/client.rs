@@ -8,9 +8,10 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, DEFAULT_CEILING};
 use crate::auth::{AuthContext, KeyCache, NoPrompt, Prompter, authenticate};
 use crate::error::{ExecError, HostKeyError};
 use crate::known_hosts::{KnownHosts, Verdict, fingerprint, lookup_name};
@@ -20,8 +21,8 @@ use crate::target::{HostKeyPolicy, Target};
 /// Read buffer of each direct TCP connection.
 const READ_BUFFER: usize = 8 * 1024;
 
-/// Default of [`ClientOptions::max_handshakes`].
-pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+/// Default of [`ClientOptions::max_handshakes`]: the ceiling of the adaptive window.
+pub const DEFAULT_MAX_HANDSHAKES: usize = DEFAULT_CEILING;
 
 /// Settings shared by every connection of a [`Client`].
 pub struct ClientOptions {
@@ -36,9 +37,11 @@ pub struct ClientOptions {
     /// Most commands run at once over one connection (sshd's `MaxSessions` defaults to 10).
     pub max_channels: usize,
     /// Most handshakes (TCP connect, key exchange, authentication) in flight at once, across
-    /// every target. Connections past it wait their turn before their connect timeout starts,
-    /// so thousands of hosts started together neither overflow listen backlogs nor share the
-    /// CPU so thinly that every handshake is slow; commands already connected are not limited.
+    /// every target: the ceiling of a window that adapts to where the run is (it opens while
+    /// the CPU has headroom and handshakes stay fast, as on a real network, and closes when
+    /// they queue for the CPU, as on loopback; see `admission.rs`). Connections past it wait
+    /// their turn before their connect timeout starts; commands already connected are not
+    /// limited.
     pub max_handshakes: usize,
 }
 
@@ -73,7 +76,7 @@ pub(crate) struct Inner {
     auth: AuthContext,
     keepalive: Duration,
     pub(crate) max_channels: usize,
-    handshakes: Semaphore,
+    handshakes: Admission,
     jumps: Mutex<HashMap<String, JumpSlot>>,
 }
 
@@ -91,10 +94,16 @@ impl Client {
                 },
                 keepalive: options.keepalive,
                 max_channels: options.max_channels.max(1),
-                handshakes: Semaphore::new(options.max_handshakes.max(1)),
+                handshakes: Admission::new(options.max_handshakes.max(1)),
                 jumps: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The most handshakes that were in flight at once so far (never above
+    /// [`ClientOptions::max_handshakes`]).
+    pub fn peak_handshakes(&self) -> usize {
+        self.inner.handshakes.peak()
     }
 
     /// Opens an authenticated connection to `target`, through its jump hosts if any.
@@ -192,12 +201,10 @@ impl Client {
                 None => std::future::pending().await,
             }
         };
-        let _slot = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = stopped => return Err(ExecError::Cancelled),
-            slot = self.inner.handshakes.acquire() => {
-                slot.expect("the handshake semaphore is never closed")
-            }
+            slot = self.inner.handshakes.acquire() => slot,
         };
         let handshake = async {
             let stream: Box<dyn Stream> = match &via {
@@ -248,13 +255,16 @@ impl Client {
                 endpoint,
                 tried,
             }),
-            Ok(Ok(())) => Ok(Session::new(
-                handle,
-                target.name.clone(),
-                endpoint,
-                self.inner.clone(),
-                via,
-            )),
+            Ok(Ok(())) => {
+                slot.done();
+                Ok(Session::new(
+                    handle,
+                    target.name.clone(),
+                    endpoint,
+                    self.inner.clone(),
+                    via,
+                ))
+            }
         }
     }
 

@@ -36,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admission;
 mod auth;
 mod client;
 mod command;

@@ -419,3 +419,32 @@ async fn jump_host_reaches_the_target() {
         "{err:?}"
     );
 }
+
+/// However fast the hosts answer and however idle the CPU, admission never exceeds an
+/// explicit ceiling; every host still connects.
+#[tokio::test(flavor = "multi_thread")]
+async fn admission_never_exceeds_an_explicit_ceiling() {
+    let lab = TestLab::start(12);
+    for ceiling in [1, 3] {
+        let c = Client::new(ClientOptions {
+            agent_socket: None,
+            max_handshakes: ceiling,
+            ..ClientOptions::default()
+        });
+        let cancel = CancellationToken::new();
+        let all = lab.hosts().iter().map(|h| {
+            let (c, cancel, t) = (&c, &cancel, target(&lab, h));
+            async move { c.connect(&t, cancel).await }
+        });
+        let sessions = futures::future::join_all(all).await;
+        assert!(sessions.iter().all(Result::is_ok), "every host connects");
+        assert!(
+            (1..=ceiling).contains(&c.peak_handshakes()),
+            "peak {} with ceiling {ceiling}",
+            c.peak_handshakes()
+        );
+        for s in sessions.into_iter().flatten() {
+            s.close().await;
+        }
+    }
+}
