@@ -204,6 +204,7 @@ pub(crate) async fn restore_run_on(
         procedure: Procedure::Civicrm,
         tarball: None,
         l10n: None,
+        translations: Default::default(),
         break_lock: None,
     };
     let ctx = Ctx {
