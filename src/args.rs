@@ -127,6 +127,12 @@ pub(crate) struct UpgradeArgs {
     #[arg(long, value_name = "FILE", requires = "tarball")]
     pub(crate) l10n: Option<PathBuf>,
 
+    /// Upgrade sites whose installed translations (`l10n/<locale>/`) the run does not bring
+    /// (without `--l10n`, all of them) instead of refusing them; the old ones stay in the
+    /// code backup
+    #[arg(long)]
+    pub(crate) drop_translations: bool,
+
     /// Run this TOML playbook (shell steps and built-in steps) instead of the built-in
     /// CiviCRM procedure
     #[arg(long, value_name = "FILE")]

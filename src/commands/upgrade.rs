@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
-    HostJob, Journal, OnFailure, UpgradeOptions, plan_upgrade, procedure_steps, run_upgrade,
-    tarball_version,
+    HostJob, Journal, OnFailure, OnLostTranslations, UpgradeOptions, plan_upgrade, procedure_steps,
+    run_upgrade, tarball_version,
 };
 use fleet_remote_exec::{Client, ClientOptions};
 
@@ -59,10 +59,15 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
     } else {
         tarball_version(&tarball)?
     };
-    if args.l10n.is_some() && !needs_tarball {
-        anyhow::bail!(
-            "`--l10n` goes with the release tarball, which this playbook does not install"
-        );
+    for (given, flag) in [
+        (args.l10n.is_some(), "--l10n"),
+        (args.drop_translations, "--drop-translations"),
+    ] {
+        if given && !needs_tarball {
+            anyhow::bail!(
+                "`{flag}` goes with the release tarball, which this playbook does not install"
+            );
+        }
     }
     let rollout = inventory.rollout();
     let opts = UpgradeOptions {
@@ -70,6 +75,11 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         // Checked against the release before anything is touched: by `--plan` before any
         // host is contacted, and in a run on the controller before anything is uploaded.
         l10n: args.l10n.clone(),
+        lost_translations: if args.drop_translations {
+            OnLostTranslations::Drop
+        } else {
+            OnLostTranslations::Refuse
+        },
         target,
         batches: args
             .batches

@@ -274,6 +274,12 @@ pub(crate) fn write_plan(
         Some(l) => format!("{what} with the localization files of `{}`", l.display()),
         None => what,
     };
+    let what = match opts.lost_translations {
+        fleet_playbook::OnLostTranslations::Drop => {
+            format!("{what}, dropping site translations it does not bring (--drop-translations)")
+        }
+        fleet_playbook::OnLostTranslations::Refuse => what,
+    };
     writeln!(
         w,
         "plan: {what}, {} batch(es) of {}, failures tolerated per batch: {}\n",

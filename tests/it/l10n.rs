@@ -1,5 +1,6 @@
 //! `fleet upgrade --l10n` (localization files unpacked with the new code, gone with it on a
-//! rollback, refused when of another version) and the dry runs of the database upgrade
+//! rollback, refused when of another version; a site with translations refused without
+//! it) and the dry runs of the database upgrade
 //! (`--plan`, before maintenance, after the unpack).
 
 use std::collections::BTreeMap;
@@ -137,6 +138,109 @@ fn l10n_files_arrive_with_the_new_code_and_leave_with_it_on_rollback() {
         .map(|(p, _)| p)
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A site whose code has translations (left by an earlier upgrade with `--l10n`) is refused
+/// by a run that brings none, before anything touches it: `--plan` and the run say so in one
+/// line naming the locales and the fix, its code, database, maintenance mode and catalogues
+/// stay as they were, and the other host upgrades. `--plan --drop-translations` counts it
+/// as one to upgrade. With `--l10n` it upgrades and has the new release's catalogues, the
+/// old ones kept with the old code in the backup.
+#[test]
+fn a_site_with_translations_is_refused_without_l10n_and_keeps_them_with_it() {
+    let u = Upgrade::new(2, 2);
+    u.sites_of("h01")[0]
+        .install_translations(FROM, L10N_LOCALES)
+        .expect("install translations");
+    let old: BTreeMap<String, String> = L10N_LOCALES
+        .iter()
+        .map(|l| ((*l).to_owned(), l10n_mo_text(l, FROM)))
+        .collect();
+    let reason = format!(
+        "site has translations (de_DE, fr_FR) and no --l10n was given: they would be lost with the old code; pass --l10n civicrm-{TO}-l10n.tar.gz, or --drop-translations to upgrade without them"
+    );
+    let before = files(&u.host_root("h01"));
+
+    let o = u.fleet(&["--plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let text = stdout(&o);
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!("refuse: {reason}")))
+        .collect();
+    assert_eq!(refused.len(), 2, "{text}");
+    assert!(refused.iter().all(|l| l.contains(" h01 ")), "{text}");
+    assert!(text.contains("2 site(s) to upgrade"), "{text}");
+    let o = u.fleet(&["--plan", "--drop-translations"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("4 site(s) to upgrade")
+            && stdout(&o)
+                .contains("dropping site translations it does not bring (--drop-translations)"),
+        "{}",
+        both(&o)
+    );
+
+    let o = u.fleet(&["--batches", "2", "--max-fail", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let out = stdout(&o);
+    for s in u.sites_of("h01") {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("h01   {} ", s.name)))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!(
+                "failed at `preflight`: {reason} (nothing was changed)"
+            )),
+            "{out}"
+        );
+        assert_eq!(s.code_version(), FROM);
+        assert_eq!(s.db_version(), FROM);
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+        assert_eq!(s.translations(), old, "{}", s.name);
+    }
+    let calls = u.calls("h01");
+    assert!(!calls.iter().any(is_maintenance_on));
+    assert!(!calls.iter().any(is_real_upgrade));
+    let diff: Vec<PathBuf> = changed(&before, &files(&u.host_root("h01")))
+        .into_iter()
+        .filter(|p| !p.ends_with(".fleet-locks"))
+        .collect();
+    assert!(diff.is_empty(), "the refused sites' host changed: {diff:?}");
+    for s in u.sites_of("h02") {
+        assert_eq!(s.code_version(), TO, "{}", both(&o));
+        assert_eq!(s.db_version(), TO);
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+        assert!(s.translations().is_empty());
+    }
+
+    let l10n = u.lab.l10n_tarball(TO).display().to_string();
+    let o = u.fleet(&["--l10n", &l10n]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let run = run_id(&u);
+    let new: BTreeMap<String, String> = L10N_LOCALES
+        .iter()
+        .map(|l| ((*l).to_owned(), l10n_mo_text(l, TO)))
+        .collect();
+    for s in u.sites_of("h01") {
+        assert_eq!(s.code_version(), TO, "{}", both(&o));
+        assert_eq!(s.db_version(), TO);
+        assert_eq!(s.maintenance(), prior_maintenance(s));
+        assert_eq!(s.translations(), new, "{}", s.name);
+    }
+    let backup = u.sites_of("h01")[0]
+        .backup_dir
+        .join(format!("fleet-{run}/code/civicrm/l10n"));
+    for (locale, text) in &old {
+        let mo = backup.join(format!("{locale}/LC_MESSAGES/civicrm.mo"));
+        assert_eq!(
+            std::fs::read_to_string(&mo).unwrap_or_default(),
+            *text,
+            "{}",
+            mo.display()
+        );
+    }
 }
 
 /// A localization tarball of another version, or one that is not a localization tarball,

@@ -104,13 +104,52 @@ impl LabSite {
     /// The code version in the site's codebase (`xml/version.xml`).
     pub fn code_version(&self) -> String {
         let text =
-            std::fs::read_to_string(self.root.join("sites/all/modules/civicrm/xml/version.xml"))
-                .unwrap_or_default();
+            std::fs::read_to_string(self.code_dir().join("xml/version.xml")).unwrap_or_default();
         text.split("<version_no>")
             .nth(1)
             .and_then(|r| r.split("</version_no>").next())
             .unwrap_or("")
             .to_owned()
+    }
+
+    /// The site's CiviCRM codebase (shared by the host's sites).
+    pub fn code_dir(&self) -> PathBuf {
+        self.root.join("sites/all/modules/civicrm")
+    }
+
+    /// Installs translations of release `version` for `locales` in the site's codebase
+    /// (`l10n/<locale>/LC_MESSAGES/civicrm.mo` holding [`l10n_mo_text`]), as an earlier
+    /// upgrade with `--l10n` leaves them; every site sharing the codebase has them.
+    ///
+    /// # Errors
+    ///
+    /// When the files cannot be written.
+    pub fn install_translations(&self, version: &str, locales: &[&str]) -> Result<(), LabError> {
+        for locale in locales {
+            write(
+                &self
+                    .code_dir()
+                    .join(format!("l10n/{locale}/LC_MESSAGES/civicrm.mo")),
+                &l10n_mo_text(locale, version),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The translations in the site's codebase: each locale with a
+    /// `l10n/<locale>/LC_MESSAGES/civicrm.mo`, and what that file holds.
+    pub fn translations(&self) -> std::collections::BTreeMap<String, String> {
+        let l10n = self.code_dir().join("l10n");
+        std::fs::read_dir(&l10n)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let locale = e.file_name().to_string_lossy().into_owned();
+                let mo = std::fs::read_to_string(e.path().join("LC_MESSAGES/civicrm.mo")).ok()?;
+                Some((locale, mo))
+            })
+            .collect()
     }
 
     /// Drupal's `maintenance_mode` (`0`, `1`, or `unset`).

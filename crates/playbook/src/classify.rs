@@ -6,6 +6,7 @@ use fleet_inventory::Site;
 use crate::discovery::Facts;
 use crate::procedure::AnyProcedure;
 use crate::procedure::civicrm::commands::version_cmp;
+use crate::translations::{OnLostTranslations, Translations};
 use crate::work::Work;
 
 pub(crate) enum Classified {
@@ -15,10 +16,12 @@ pub(crate) enum Classified {
 }
 
 /// What a run does with a site: the built-in procedure and playbooks that install the
-/// tarball compare versions; other playbooks run on every site discovery could read.
+/// tarball compare versions and look at the translations the code swap would leave behind;
+/// other playbooks run on every site discovery could read.
 pub(crate) fn verdict(
     procedure: &AnyProcedure,
     target: &str,
+    translations: &Translations,
     site: &Site,
     f: &Facts,
 ) -> Classified {
@@ -27,11 +30,16 @@ pub(crate) fn verdict(
             Some(e) => Classified::Refuse(e.clone()),
             None => Classified::Upgrade,
         },
-        _ => classify(site, f, target),
+        _ => classify(site, f, target, translations),
     }
 }
 
-pub(crate) fn classify(site: &Site, f: &Facts, target: &str) -> Classified {
+pub(crate) fn classify(
+    site: &Site,
+    f: &Facts,
+    target: &str,
+    translations: &Translations,
+) -> Classified {
     use std::cmp::Ordering;
     if let Some(e) = &f.error {
         return Classified::Refuse(e.clone());
@@ -70,6 +78,9 @@ pub(crate) fn classify(site: &Site, f: &Facts, target: &str) -> Classified {
         }
         Ordering::Greater => {}
     }
+    if let Some(why) = lost_translations(f, target, translations) {
+        return Classified::Refuse(why);
+    }
     if !f.code_parent_writable {
         return Classified::Refuse(format!(
             "cannot write next to the code dir `{}`",
@@ -86,6 +97,25 @@ pub(crate) fn classify(site: &Site, f: &Facts, target: &str) -> Classified {
         ));
     }
     Classified::Upgrade
+}
+
+/// Why a site would lose translations it has installed, unless the operator said to drop
+/// them: the new code dir has only what `--l10n` unpacks into it, and the old one, with
+/// the site's catalogues, goes to the run's backup.
+fn lost_translations(f: &Facts, target: &str, translations: &Translations) -> Option<String> {
+    let lost = translations.lost(&f.locales);
+    if lost.is_empty() || translations.on_lost == OnLostTranslations::Drop {
+        return None;
+    }
+    let lost = lost.join(", ");
+    Some(match &translations.l10n {
+        None => format!(
+            "site has translations ({lost}) and no --l10n was given: they would be lost with the old code; pass --l10n civicrm-{target}-l10n.tar.gz, or --drop-translations to upgrade without them"
+        ),
+        Some((file, _)) => format!(
+            "site has translations ({lost}) that `{file}` does not have: they would be lost with the old code; pass a localization tarball that has them, or --drop-translations to upgrade without them"
+        ),
+    })
 }
 
 /// Groups sites that share a codebase (`$civicrm_root`) or a CiviCRM database.
@@ -150,6 +180,7 @@ mod tests {
             cms_db: "drupal_a".into(),
             templates_c: "/var/www/d7/sites/a/files/civicrm/templates_c".into(),
             code_version: "5.69.0".into(),
+            locales: Vec::new(),
             db_version: "5.69.0".into(),
             maintenance: "0".into(),
             web_user: "www-data".into(),
@@ -163,6 +194,11 @@ mod tests {
         }
     }
 
+    /// A run without `--l10n` that refuses to lose translations (the default).
+    fn keep() -> Translations {
+        Translations::default()
+    }
+
     fn why(c: Classified) -> String {
         match c {
             Classified::Upgrade => "upgrade".into(),
@@ -173,9 +209,12 @@ mod tests {
 
     #[test]
     fn a_healthy_older_site_is_upgraded_and_one_at_the_target_skipped() {
-        assert_eq!(why(classify(&site("a"), &healthy(), "5.70.0")), "upgrade");
         assert_eq!(
-            why(classify(&site("a"), &healthy(), "5.69.0")),
+            why(classify(&site("a"), &healthy(), "5.70.0", &keep())),
+            "upgrade"
+        );
+        assert_eq!(
+            why(classify(&site("a"), &healthy(), "5.69.0", &keep())),
             "skip: already at 5.69.0"
         );
     }
@@ -214,15 +253,98 @@ mod tests {
         for (want, change) in cases {
             let mut f = healthy();
             change(&mut f);
-            let got = why(classify(&site("a"), &f, "5.70.0"));
+            let got = why(classify(&site("a"), &f, "5.70.0", &keep()));
             assert!(
                 got.starts_with("refuse: ") && got.contains(want),
                 "{want}: got {got}"
             );
         }
         assert_eq!(
-            why(classify(&site("a"), &healthy(), "5.10.0")),
+            why(classify(&site("a"), &healthy(), "5.10.0", &keep())),
             "refuse: refusing to downgrade 5.69.0 to 5.10.0"
+        );
+    }
+
+    #[test]
+    fn a_site_whose_translations_the_run_would_not_bring_is_refused() {
+        use std::collections::BTreeSet;
+        let with = |locales: &[&str]| {
+            let mut f = healthy();
+            f.locales = locales.iter().map(|l| (*l).to_owned()).collect();
+            f
+        };
+        let l10n = |locales: &[&str], on_lost| Translations {
+            l10n: Some((
+                "civicrm-5.70.0-l10n.tar.gz".into(),
+                locales
+                    .iter()
+                    .map(|l| (*l).to_owned())
+                    .collect::<BTreeSet<_>>(),
+            )),
+            on_lost,
+        };
+        let drop = Translations {
+            l10n: None,
+            on_lost: OnLostTranslations::Drop,
+        };
+        #[track_caller]
+        fn case(f: &Facts, t: &Translations, want: &str) {
+            assert_eq!(why(classify(&site("a"), f, "5.70.0", t)), want);
+        }
+        let no_l10n = "refuse: site has translations (de_DE, fr_FR) and no --l10n was given: they would be lost with the old code; pass --l10n civicrm-5.70.0-l10n.tar.gz, or --drop-translations to upgrade without them";
+        case(&with(&["fr_FR", "de_DE"]), &keep(), no_l10n);
+        // `en_US` is the language of the strings, not a translation to lose.
+        case(&with(&["en_US", "de_DE", "fr_FR"]), &keep(), no_l10n);
+        case(&with(&["en_US"]), &keep(), "upgrade");
+        case(&with(&[]), &keep(), "upgrade");
+        case(&with(&["fr_FR", "de_DE"]), &drop, "upgrade");
+        // With --l10n: refused only for the locales its tarball does not have.
+        case(
+            &with(&["fr_FR", "de_DE"]),
+            &l10n(&["fr_FR", "de_DE", "nl_NL"], OnLostTranslations::Refuse),
+            "upgrade",
+        );
+        case(
+            &with(&["fr_FR", "de_DE", "sr_Latn_RS"]),
+            &l10n(&["fr_FR"], OnLostTranslations::Refuse),
+            "refuse: site has translations (de_DE, sr_Latn_RS) that `civicrm-5.70.0-l10n.tar.gz` does not have: they would be lost with the old code; pass a localization tarball that has them, or --drop-translations to upgrade without them",
+        );
+        case(
+            &with(&["de_DE"]),
+            &l10n(&["fr_FR"], OnLostTranslations::Drop),
+            "upgrade",
+        );
+        // Nothing is lost by a site the run does not upgrade: it keeps its code.
+        let f = with(&["de_DE"]);
+        assert_eq!(
+            why(classify(&site("a"), &f, "5.69.0", &keep())),
+            "skip: already at 5.69.0"
+        );
+        // A playbook that swaps no code leaves the translations where they are.
+        let pb = crate::Playbook::parse(
+            "name = \"cc\"\n[[steps]]\nname = \"cc\"\nkind = \"shell\"\nrun = \"true\"\n",
+            std::path::Path::new("cc.toml"),
+        )
+        .expect("playbook");
+        assert_eq!(
+            why(verdict(
+                &AnyProcedure::Playbook(pb),
+                "5.70.0",
+                &keep(),
+                &site("a"),
+                &f
+            )),
+            "upgrade"
+        );
+        assert!(
+            why(verdict(
+                &AnyProcedure::Civicrm,
+                "5.70.0",
+                &keep(),
+                &site("a"),
+                &f
+            ))
+            .starts_with("refuse: site has translations (de_DE)")
         );
     }
 
@@ -236,16 +358,20 @@ mod tests {
         let p = AnyProcedure::Playbook(pb);
         let mut f = healthy();
         f.db_version.clear();
-        assert_eq!(why(verdict(&p, "5.69.0", &site("a"), &f)), "upgrade");
+        assert_eq!(
+            why(verdict(&p, "5.69.0", &keep(), &site("a"), &f)),
+            "upgrade"
+        );
         f.error = Some("no settings".into());
         assert_eq!(
-            why(verdict(&p, "5.69.0", &site("a"), &f)),
+            why(verdict(&p, "5.69.0", &keep(), &site("a"), &f)),
             "refuse: no settings"
         );
         assert_eq!(
             why(verdict(
                 &AnyProcedure::Civicrm,
                 "5.69.0",
+                &keep(),
                 &site("a"),
                 &healthy()
             )),

@@ -14,6 +14,7 @@ use crate::event::Reporter;
 use crate::journal::Journal;
 use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
+use crate::translations::Translations;
 
 /// What to do with a site whose upgrade failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,9 @@ pub(crate) struct Settings {
     pub(crate) tarball: Option<PathBuf>,
     /// The localization tarball unpacked over the new code (`--l10n`), if any.
     pub(crate) l10n: Option<PathBuf>,
+    /// The locales that tarball brings, and what to do with a site whose installed
+    /// translations it does not (`--drop-translations`).
+    pub(crate) translations: Translations,
     /// Take over site locks held by this run id (`--break-lock`).
     pub(crate) break_lock: Option<String>,
 }

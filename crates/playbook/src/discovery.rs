@@ -10,6 +10,7 @@ use fleet_remote_exec::{ExecOptions, RemoteCommand, quote};
 use crate::engine::{error_text, last_line};
 
 use crate::procedure::civicrm::commands::standalone;
+use crate::translations::is_locale;
 
 /// The facts discovered about one site on its host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +27,10 @@ pub struct Facts {
     pub templates_c: String,
     /// Code version (`xml/version.xml`).
     pub code_version: String,
+    /// Locales the code dir has translations for: the directories under
+    /// `<civicrm_root>/l10n/` holding `LC_MESSAGES/civicrm.mo`, each a locale name (a
+    /// directory named otherwise is left out: CiviCRM would not load it).
+    pub locales: Vec<String>,
     /// Database version (`civicrm_domain.version`).
     pub db_version: String,
     /// Drupal `maintenance_mode`: `0`, `1`, or `unset`.
@@ -71,6 +76,9 @@ discover() {
   d=$(get CIVICRM_UF_DSN); d=${d##*/}; kv cms_db "${d%%\?*}"
   t=$(get CIVICRM_TEMPLATE_COMPILEDIR); t=${t%/}; kv templates_c "$t"
   kv code_version "$(codever "$root")"
+  if [ -n "$root" ]; then for mo in "$root"/l10n/*/LC_MESSAGES/civicrm.mo; do
+    [ -f "$mo" ] || continue; l=${mo%/LC_MESSAGES/civicrm.mo}; kv locale "${l##*/}"
+  done; fi
   [ -n "$W" ] || W=$(stat -c %U "$t" 2>/dev/null); kv web_user "$W"
   command -v "$CV" >/dev/null 2>&1 && kv has_cv 1
   command -v "$DRUSH" >/dev/null 2>&1 || { kv error "drush not found: $DRUSH"; return; }
@@ -123,7 +131,7 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Fac
             continue;
         }
         // Anything else (a login shell's noise on stdout) is not ours and is ignored.
-        let (Some((_, f)), Some((k, hex))) = (cur.as_mut(), line.split_once('=')) else {
+        let (Some((site, f)), Some((k, hex))) = (cur.as_mut(), line.split_once('=')) else {
             continue;
         };
         let Some(v) = unhex(hex) else { continue };
@@ -134,6 +142,13 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Fac
             "cms_db" => f.cms_db = v,
             "templates_c" => f.templates_c = v,
             "code_version" => f.code_version = v,
+            // A directory named outside the locale alphabet is no catalogue CiviCRM loads:
+            // left out, so nothing a host made up reaches a message.
+            "locale" if is_locale(&v) => f.locales.push(v),
+            "locale" => tracing::warn!(
+                "site `{site}`: ignoring translation directory `{}`: not a locale name",
+                v.escape_debug()
+            ),
             "db_version" => f.db_version = v.trim().to_owned(),
             "maintenance" => f.maintenance = v.trim().to_owned(),
             "web_user" => f.web_user = v,
@@ -396,6 +411,22 @@ mod tests {
             m["b"].error.as_deref(),
             Some("no civicrm.settings.php in /r/sites/default")
         );
+    }
+
+    #[test]
+    fn locales_are_kept_only_when_they_are_locale_names() {
+        let out = format!(
+            "{}{}{}{}{}{}",
+            good("a"),
+            kv("maintenance", "0"),
+            kv("locale", "de_DE"),
+            kv("locale", "x$(id)"),
+            kv("locale", "../../etc\nlocale=fr_FR"),
+            kv("locale", "ca_ES@valencia"),
+        );
+        let m = parse_discovery(&out, &[site("a")]);
+        assert_eq!(m["a"].error, None);
+        assert_eq!(m["a"].locales, ["de_DE", "ca_ES@valencia"]);
     }
 
     #[test]

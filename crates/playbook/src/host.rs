@@ -144,6 +144,7 @@ impl HostRun<'_> {
             match verdict(
                 &self.ctx.settings.procedure,
                 &self.ctx.settings.target,
+                &self.ctx.settings.translations,
                 site,
                 &f,
             ) {

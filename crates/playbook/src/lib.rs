@@ -39,6 +39,7 @@ mod runner;
 mod sweep;
 #[cfg(test)]
 mod testkit;
+mod translations;
 mod vocab;
 mod work;
 
@@ -63,6 +64,7 @@ pub use restore::{
 };
 pub use resume::{ResumeOptions, recover_run, resume_run};
 pub use runner::{UpgradeOptions, run_upgrade};
+pub use translations::OnLostTranslations;
 pub use vocab::{
     ArtifactKind, BuiltinStep, RunState, Scope, SiteStatus, SiteTally, StepName, StepState, Unit,
 };

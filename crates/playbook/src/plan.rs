@@ -20,6 +20,7 @@ use crate::procedure::civicrm::commands::{SiteCmds, standalone, version_cmp};
 use crate::procedure::civicrm::dryrun::parse_dry_run;
 use crate::procedure::civicrm::tarball::check_l10n;
 use crate::runner::UpgradeOptions;
+use crate::translations::Translations;
 
 /// What `--plan` found for one site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub struct PlanRow {
 /// # Errors
 ///
 /// [`PlaybookError::Plan`] when no selected host has sites, or the `--l10n` tarball is not
-/// a localization tarball of the release's version.
+/// a localization tarball of the release's version (or cannot be listed).
 pub async fn plan_upgrade(
     client: &Client,
     jobs: Vec<HostJob>,
@@ -80,6 +81,9 @@ pub async fn plan_upgrade(
     if let Some(l10n) = &opts.l10n {
         check_l10n(l10n, &opts.target)?;
     }
+    let translations = Translations::of(opts.l10n.as_deref(), opts.lost_translations)
+        .map_err(PlaybookError::Plan)?;
+    let translations = &translations;
     let sizes = opts.batches.sizes(jobs.len());
     let mut batch_of = Vec::with_capacity(jobs.len());
     for (b, &n) in sizes.iter().enumerate() {
@@ -130,6 +134,7 @@ pub async fn plan_upgrade(
                     let mut r = match verdict(
                         &AnyProcedure::of(opts.playbook.as_ref()),
                         &opts.target,
+                        translations,
                         s,
                         &f,
                     ) {

@@ -208,6 +208,7 @@ pub(crate) async fn restore_run_on(
         procedure: AnyProcedure::Civicrm,
         tarball: None,
         l10n: None,
+        translations: Default::default(),
         break_lock: None,
     };
     let ctx = Ctx {

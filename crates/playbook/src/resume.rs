@@ -1,6 +1,6 @@
 //! `fleet resume` and `fleet recover` as library calls: both act on a run the journal knows,
 //! with the options that run recorded when it started (procedure, playbook text, forks,
-//! failure policy, step timeout, caps), never with today's defaults or today's copy of a file.
+//! failure policy, step timeout, caps, translations), never with today's defaults or today's copy of a file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use crate::playbook::Playbook;
 use crate::remote::Connect;
 use crate::restore::{RestoreMode, RestoreOptions, needs_restore, restore_run_on};
 use crate::runner::{UpgradeOptions, run_upgrade_on};
+use crate::translations::OnLostTranslations;
 use crate::vocab::{ArtifactKind, RunState, SiteTally, Unit};
 
 /// What a run started with that resuming it must repeat, kept in the journal as TOML.
@@ -40,6 +41,10 @@ pub(crate) struct Recorded {
     /// The localization tarball, if any.
     #[serde(default)]
     pub(crate) l10n: Option<PathBuf>,
+    /// `--drop-translations`: upgrade sites whose installed translations the run does not
+    /// bring (absent, so false, in runs recorded before fleet looked at translations).
+    #[serde(default)]
+    pub(crate) drop_translations: bool,
     /// SHA-256 of the playbook text the run started with (the text is its own artifact).
     #[serde(default)]
     pub(crate) playbook_sha256: Option<String>,
@@ -58,6 +63,7 @@ impl Recorded {
             unreachable_counts: opts.unreachable_counts,
             max_per: opts.max_per.clone(),
             l10n: opts.l10n.clone(),
+            drop_translations: opts.lost_translations == OnLostTranslations::Drop,
             playbook_sha256: opts.playbook.as_ref().map(|p| sha256(&p.text)),
         }
     }
@@ -97,6 +103,14 @@ impl Recorded {
             OnFailure::Rollback
         }
     }
+
+    fn lost_translations(&self) -> OnLostTranslations {
+        if self.drop_translations {
+            OnLostTranslations::Drop
+        } else {
+            OnLostTranslations::Refuse
+        }
+    }
 }
 
 fn sha256(text: &str) -> String {
@@ -124,6 +138,7 @@ fn legacy() -> Recorded {
         unreachable_counts: true,
         max_per: BTreeMap::new(),
         l10n: None,
+        drop_translations: false,
         playbook_sha256: None,
     }
 }
@@ -250,6 +265,7 @@ pub(crate) async fn resume_run_on(
         let opts = UpgradeOptions {
             tarball: tarball.into(),
             l10n: recorded.l10n.clone(),
+            lost_translations: recorded.lost_translations(),
             target: run.target.clone(),
             batches: Batches(vec![Amount::Percent(100)]),
             max_fail: ro.max_fail.unwrap_or(Amount::Count(0)),
@@ -417,6 +433,7 @@ mod tests {
         r.forks = 7;
         r.on_failure = "hold".into();
         r.max_per.insert("dc".into(), 2);
+        r.drop_translations = true;
         r.playbook_sha256 = Some(sha256("x"));
         let text = toml::to_string(&r).unwrap();
         j.set_artifact(&run, "", &Unit::Run, ArtifactKind::Options, &text)
@@ -424,6 +441,13 @@ mod tests {
         let back = Recorded::load(&j, &run).unwrap().unwrap();
         assert_eq!(back, r);
         assert_eq!(back.on_failure(), OnFailure::Hold);
+        assert_eq!(back.lost_translations(), OnLostTranslations::Drop);
+        // A record from before fleet looked at translations refuses to lose them.
+        let old = "forks = 3\non_failure = \"rollback\"\nstep_timeout_ms = 1000\nunreachable_counts = true\n";
+        j.set_artifact(&run, "", &Unit::Run, ArtifactKind::Options, old)
+            .unwrap();
+        let back = Recorded::load(&j, &run).unwrap().unwrap();
+        assert_eq!(back.lost_translations(), OnLostTranslations::Refuse);
         j.set_artifact(
             &run,
             "",

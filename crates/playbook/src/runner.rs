@@ -20,6 +20,7 @@ use crate::journal::{Journal, RunInfo, SiteUpdate};
 use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
 use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
+use crate::translations::{OnLostTranslations, Translations};
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, SiteTally, Unit};
 
 /// How the run rolls out and what it installs.
@@ -32,6 +33,9 @@ pub struct UpgradeOptions {
     /// The localization tarball of the same version (`civicrm-X.Y.Z-l10n.tar.gz`), unpacked
     /// over the new code in the same code-swap step (`--l10n`).
     pub l10n: Option<PathBuf>,
+    /// What to do with a site that has translations installed which `l10n` does not bring
+    /// (all of them without it): refuse it, or upgrade it anyway (`--drop-translations`).
+    pub lost_translations: OnLostTranslations,
     /// Batch sizes.
     pub batches: Batches,
     /// Failed hosts tolerated per batch and for the whole run.
@@ -93,15 +97,21 @@ pub(crate) async fn run_upgrade_on(
 ) -> Result<RunReport, PlaybookError> {
     // The localization tarball is checked once, here, before any host is contacted (the
     // hosts' uploads then find the verdict kept): a wrong one stops the run before it starts.
-    if let Some(l10n) = &opts.l10n {
-        let (path, target) = (l10n.clone(), opts.target.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::procedure::civicrm::tarball::check_l10n_once(&path, &target)
-        })
-        .await
-        .map_err(|e| PlaybookError::Plan(format!("internal: the l10n check died: {e}")))?
-        .map_err(PlaybookError::Plan)?;
-    }
+    // Its locales are read then too, for the hosts to tell which translations it brings.
+    let (l10n, target, on_lost) = (
+        opts.l10n.clone(),
+        opts.target.clone(),
+        opts.lost_translations,
+    );
+    let translations = tokio::task::spawn_blocking(move || {
+        if let Some(path) = &l10n {
+            crate::procedure::civicrm::tarball::check_l10n_once(path, &target)?;
+        }
+        Translations::of(l10n.as_deref(), on_lost)
+    })
+    .await
+    .map_err(|e| PlaybookError::Plan(format!("internal: the l10n check died: {e}")))?
+    .map_err(PlaybookError::Plan)?;
     let jobs: Vec<HostJob> = jobs
         .into_iter()
         .filter(|j| !j.host.sites.is_empty())
@@ -171,6 +181,7 @@ pub(crate) async fn run_upgrade_on(
         procedure: AnyProcedure::of(opts.playbook.as_ref()),
         tarball: Some(opts.tarball.clone()),
         l10n: opts.l10n.clone(),
+        translations,
         break_lock: opts.break_lock.clone(),
     };
     let ctx = Ctx {

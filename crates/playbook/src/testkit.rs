@@ -82,6 +82,7 @@ impl LocalLab {
         UpgradeOptions {
             tarball: self.tarball(),
             l10n: None,
+            lost_translations: crate::OnLostTranslations::Refuse,
             target: TO.into(),
             batches: Batches(vec![Amount::Percent(100)]),
             max_fail: Amount::Percent(100),
