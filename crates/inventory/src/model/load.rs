@@ -10,10 +10,10 @@ use toml::Spanned;
 
 use super::graph::{check_cycles, parents_first, transitive_members};
 use super::names::is_host_name;
-use super::settings::Settings;
+use super::settings::{Settings, trim_spaces};
 use super::source::Ctx;
 use super::{Group, Host, Inventory, Site};
-use crate::error::InventoryError;
+use crate::error::{InventoryError, printable};
 use crate::range::expand;
 use crate::raw::{RawInventory, Vars};
 use crate::rollout::Rollout;
@@ -71,7 +71,7 @@ impl Inventory {
         for (key, h) in host_tables {
             let names = expand(key.get_ref())
                 .map_err(|why| cx.err(key.span(), format!("bad host range: {why}")))?;
-            let settings = cx.overlay(&defaults, h)?;
+            let settings = cx.overlay(&defaults, key.get_ref(), h)?;
             for (i, name) in names.into_iter().enumerate() {
                 cx.check_name("host", &name, key)?;
                 let sites = cx.sites(&name, &settings.site, &h.sites)?;
@@ -187,11 +187,15 @@ impl Inventory {
         for (hi, d) in defs.into_iter().enumerate() {
             let address = match &d.address {
                 Some(a) => {
-                    let v = a.get_ref().trim();
+                    let v = trim_spaces(a.get_ref());
                     if v.is_empty() || v.contains(char::is_whitespace) {
                         return Err(cx.err(
                             a.span(),
-                            format!("invalid `address` `{}` for host `{}`", a.get_ref(), d.name),
+                            format!(
+                                "invalid `address` `{}` for host `{}`",
+                                printable(a.get_ref()),
+                                d.name
+                            ),
                         ));
                     }
                     v.to_owned()
@@ -343,6 +347,12 @@ mod tests {
         );
         error_at("[hosts.\"web-\"]\n", 1, 8, "has no `address`");
         error_at("[hosts.a]\naddress = \"\"\n", 2, 11, "invalid `address`");
+        error_at(
+            "[hosts.a]\naddress = \"10.0.0.1\\n\"\n",
+            2,
+            11,
+            "invalid `address` `10.0.0.1\\n` for host `a`",
+        );
         error_at("[groups.all]\n", 1, 9, "built-in group");
         error_at("[defaults\n", 1, 10, "");
         error_at(
@@ -483,5 +493,21 @@ vars = { c = "host" }
             inv.host("bastion").unwrap().host_key_policy,
             HostKeyPolicy::Pinned(_)
         ));
+    }
+
+    /// The README's inventory sketch must load as it stands.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("\n```").next())
+            .expect("a ```toml block in README.md");
+        let inv = Inventory::from_toml_str(block, Path::new("README.md")).unwrap();
+        let web01 = inv.host("web01").unwrap();
+        assert_eq!(web01.port, 2222);
+        assert_eq!(web01.groups, ["web", "canary"]);
+        assert_eq!(inv.hosts().len(), 20);
     }
 }

@@ -1,4 +1,5 @@
-//! What may name a host or a group, and when a host's name can stand in for its address.
+//! What may name a host, a group or a site, and when a host's name can stand in for its
+//! address.
 
 use toml::Spanned;
 
@@ -29,15 +30,21 @@ impl Ctx<'_> {
         Err(self.err(
             written.span(),
             format!(
-                "invalid {kind} name `{}`{from}: {why}; use ASCII letters, digits, `.`, `-` and `_`, not starting with `.` or `-`",
+                "invalid {kind} name `{}`{from}: {why}; {NAME_RULE}",
                 printable(name)
             ),
         ))
     }
 }
 
-/// Why `name` is not a valid host or group name, if it is not (see [`Ctx::check_name`]).
-fn name_problem(name: &str) -> Option<String> {
+/// How [`name_problem`]'s rule reads in an error.
+pub(super) const NAME_RULE: &str =
+    "use ASCII letters, digits, `.`, `-` and `_`, not starting with `.` or `-`";
+
+/// Why `name` is not a valid host, group or site name, if it is not (see
+/// [`Ctx::check_name`]; site names become journal keys, lock directory names on the hosts
+/// and parts of paths, so they follow the same rule).
+pub(super) fn name_problem(name: &str) -> Option<String> {
     let Some(first) = name.chars().next() else {
         return Some("it is empty".into());
     };
@@ -49,7 +56,10 @@ fn name_problem(name: &str) -> Option<String> {
         .map(|c| format!("{} is not allowed", shown(c)))
 }
 
-/// A DNS host name (RFC 1123 labels) or an IP address.
+/// Whether `s` is an IP address or a DNS-style host name: at most 253 characters of
+/// dot-separated labels, each 1 to 63 ASCII letters, digits, `-` and `_`, not starting or
+/// ending with `-`. That is RFC 1123 plus `_`, which RFC 1123 forbids but inventories use
+/// (`db_2`) and `/etc/hosts` and most resolvers accept.
 pub(super) fn is_host_name(s: &str) -> bool {
     if s.parse::<std::net::IpAddr>().is_ok() {
         return true;

@@ -103,8 +103,12 @@ impl Ctx<'_> {
     }
 
     fn duration(&self, key: &str, v: &Spanned<String>) -> Result<Duration, InventoryError> {
-        let d = humantime::parse_duration(v.get_ref())
-            .map_err(|e| self.err(v.span(), format!("invalid `{key}` `{}`: {e}", v.get_ref())))?;
+        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.err(
+                v.span(),
+                format!("invalid `{key}` `{}`: {e}", printable(v.get_ref())),
+            )
+        })?;
         if d.is_zero() {
             return Err(self.err(v.span(), format!("`{key}` must be greater than zero")));
         }
@@ -112,18 +116,21 @@ impl Ctx<'_> {
     }
 
     fn policy(&self, v: &Spanned<String>) -> Result<HostKeyPolicy, InventoryError> {
-        match v.get_ref().as_str() {
+        match trim_spaces(v.get_ref()) {
             "strict" => Ok(HostKeyPolicy::Strict),
             "accept-new" => Ok(HostKeyPolicy::AcceptNew),
-            other => Err(self.err(
+            _ => Err(self.err(
                 v.span(),
-                format!("invalid `host_key_policy` `{other}`, expected `strict` or `accept-new` (pin a key with `host_key`)"),
+                format!(
+                    "invalid `host_key_policy` `{}`, expected `strict` or `accept-new` (pin a key with `host_key`)",
+                    printable(v.get_ref())
+                ),
             )),
         }
     }
 
     fn pin(&self, v: &Spanned<String>) -> Result<HostKeyPolicy, InventoryError> {
-        let fp = v.get_ref().trim();
+        let fp = trim_spaces(v.get_ref());
         let ok = fp.strip_prefix("SHA256:").is_some_and(|b| {
             (40..=44).contains(&b.len())
                 && b.bytes()
@@ -132,7 +139,10 @@ impl Ctx<'_> {
         if !ok {
             return Err(self.err(
                 v.span(),
-                format!("invalid `host_key` `{fp}`: expected a fingerprint like `SHA256:...` (see `ssh-keygen -lf`)"),
+                format!(
+                    "invalid `host_key` `{}`: expected a fingerprint like `SHA256:...` (see `ssh-keygen -lf`)",
+                    printable(fp)
+                ),
             ));
         }
         Ok(HostKeyPolicy::Pinned(fp.to_owned()))
@@ -143,7 +153,10 @@ impl Ctx<'_> {
             .split(',')
             .map(|hop| {
                 parse_hop(hop.trim()).map_err(|why| {
-                    self.err(v.span(), format!("invalid `jump` `{}`: {why}", v.get_ref()))
+                    self.err(
+                        v.span(),
+                        format!("invalid `jump` `{}`: {why}", printable(v.get_ref())),
+                    )
                 })
             })
             .collect()
@@ -163,7 +176,7 @@ impl Ctx<'_> {
         };
         s.site = self.site_overlay(&s.site, site_keys!(d))?;
         if let Some(u) = &d.user {
-            s.user = self.user(u)?;
+            s.user = self.user("user", u)?;
         }
         if let Some(p) = &d.port {
             s.port = self.port(p)?;
@@ -189,11 +202,30 @@ impl Ctx<'_> {
         Ok(s)
     }
 
-    pub(super) fn overlay(&self, base: &Settings, h: &RawHost) -> Result<Settings, InventoryError> {
+    /// `base` (the defaults) overlaid with host table `h`, written as `[hosts.<key>]`.
+    ///
+    /// A `host_key` pin replaces the known_hosts check that `host_key_policy` chooses, so a
+    /// host's pin wins over the policy it inherits from `[defaults]`; the two in one host
+    /// table would leave one of them ignored, and are refused.
+    pub(super) fn overlay(
+        &self,
+        base: &Settings,
+        key: &str,
+        h: &RawHost,
+    ) -> Result<Settings, InventoryError> {
+        if let (Some(_), Some(policy)) = (&h.host_key, &h.host_key_policy) {
+            return Err(self.err(
+                policy.span(),
+                format!(
+                    "host `{}` sets both `host_key_policy` and `host_key`: a pinned `host_key` is checked instead of known_hosts, so `host_key_policy` would be ignored; keep one",
+                    printable(key)
+                ),
+            ));
+        }
         let mut s = base.clone();
         s.site = self.site_overlay(&s.site, site_keys!(h))?;
         if let Some(u) = &h.user {
-            s.user = self.user(u)?;
+            s.user = self.user("user", u)?;
         }
         if let Some(p) = &h.port {
             s.port = self.port(p)?;
@@ -229,7 +261,7 @@ impl Ctx<'_> {
     ) -> Result<SiteSettings, InventoryError> {
         let mut s = base.clone();
         if let Some(u) = k.web_user {
-            s.web_user = Some(self.user(u)?);
+            s.web_user = Some(self.user("web_user", u)?);
         }
         if let Some(b) = k.backup_dir {
             s.backup_dir = self.remote_path("backup_dir", b)?;
@@ -248,7 +280,10 @@ impl Ctx<'_> {
                 other => {
                     return Err(self.err(
                         v.span(),
-                        format!("invalid `db_upgrade` `{other}`, expected `auto`, `cv` or `drush`"),
+                        format!(
+                            "invalid `db_upgrade` `{}`, expected `auto`, `cv` or `drush`",
+                            printable(other)
+                        ),
                     ));
                 }
             };
@@ -267,16 +302,19 @@ impl Ctx<'_> {
         Ok(s)
     }
 
-    /// An absolute path on the host. Control characters (a newline, NUL) would end or split
-    /// the shell commands the path is quoted into, and a `.` or `..` component would slip
-    /// a backup directory past the "outside the Drupal root" check, which compares text.
+    /// An absolute path on the host, normalized: repeated and trailing `/` collapsed, so that
+    /// two spellings of one directory compare equal (sites sharing a `root` share a codebase)
+    /// and [`is_within`] sees the directory the host would. Control characters (a newline,
+    /// NUL) would end or split the shell commands the path is quoted into. `.` and `..`
+    /// components are refused rather than resolved: only the host knows where `..` leads
+    /// (through a symlink, `/a/b/..` need not be `/a`), and nothing here reads the local
+    /// filesystem, which is not the host's.
     pub(super) fn remote_path(
         &self,
         key: &str,
         v: &Spanned<String>,
     ) -> Result<String, InventoryError> {
         let raw = v.get_ref();
-        let p = raw.trim_end_matches('/');
         let why = if !raw.starts_with('/') {
             Some("must be an absolute path on the host".to_owned())
         } else if let Some(c) = raw.chars().find(|c| c.is_control()) {
@@ -284,7 +322,7 @@ impl Ctx<'_> {
                 "must be a path on the host without control characters ({} found)",
                 shown(c)
             ))
-        } else if p.split('/').any(|c| c == "." || c == "..") {
+        } else if raw.split('/').any(|c| c == "." || c == "..") {
             Some("must be a path on the host without `.` or `..` components".to_owned())
         } else {
             None
@@ -292,28 +330,96 @@ impl Ctx<'_> {
         if let Some(why) = why {
             return Err(self.err(v.span(), format!("`{key}` `{}` {why}", printable(raw))));
         }
-        Ok(if p.is_empty() {
-            "/".into()
-        } else {
-            p.to_owned()
-        })
+        let parts: Vec<&str> = raw.split('/').filter(|c| !c.is_empty()).collect();
+        Ok(format!("/{}", parts.join("/")))
     }
 
+    /// A command on the host (`drush`, `cv`): a name looked up in `PATH` or a path, quoted
+    /// as one word, so a space is part of the name and never separates arguments. Control
+    /// characters are refused as in [`Ctx::remote_path`] (a tab or `\r` in a command is a
+    /// paste accident, never a name), and so is a leading `-`, which `command -v` and
+    /// `sudo` would read as an option.
     fn word(&self, key: &str, v: &Spanned<String>) -> Result<String, InventoryError> {
-        let w = v.get_ref().trim();
-        if w.is_empty() || w.contains('\n') {
-            return Err(self.err(v.span(), format!("invalid `{key}` `{}`", v.get_ref())));
+        let w = trim_spaces(v.get_ref());
+        let why = if w.is_empty() {
+            Some("is empty".to_owned())
+        } else if let Some(c) = w.chars().find(|c| c.is_control()) {
+            Some(format!("holds a control character ({} found)", shown(c)))
+        } else if w.starts_with('-') {
+            Some("starts with `-`".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "invalid `{key}` `{}`: {why}; expected a command name or path on the host",
+                    printable(v.get_ref())
+                ),
+            ));
         }
         Ok(w.to_owned())
     }
 
-    fn user(&self, u: &Spanned<String>) -> Result<String, InventoryError> {
-        let name = u.get_ref().trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(self.err(u.span(), format!("invalid `user` `{}`", u.get_ref())));
+    /// A user name on the host (`user`, `web_user`), checked by [`user_problem`].
+    fn user(&self, key: &str, u: &Spanned<String>) -> Result<String, InventoryError> {
+        let name = trim_spaces(u.get_ref());
+        if let Some(why) = user_problem(name) {
+            return Err(self.err(
+                u.span(),
+                format!(
+                    "invalid `{key}` `{}`: {why}; {USER_RULE}",
+                    printable(u.get_ref())
+                ),
+            ));
         }
         Ok(name.to_owned())
     }
+}
+
+/// `s` without the spaces around it. Values that are a name, a word or a keyword (`user`,
+/// `drush`, `address`, `host_key_policy`, `host_key`, ...) forgive stray spaces, but only
+/// spaces: a tab, `\r` or newline is refused wherever it is, as in paths, since it is a
+/// paste accident, never part of a name.
+pub(super) fn trim_spaces(s: &str) -> &str {
+    s.trim_matches(' ')
+}
+
+/// How [`user_problem`]'s rule reads in an error.
+const USER_RULE: &str = "a user name has at most 32 ASCII letters, digits, `.`, `_` and `-`, does not start with `-`, and may end in `$`";
+
+/// Why `name` is not a user name `useradd` would create, if it is not: the POSIX portable
+/// set (letters, digits, `.`, `_`, `-`), no leading `-` (`sudo -u`, `runuser -u` and `ssh -l`
+/// would read an option), an optional trailing `$` (Samba machine accounts), at most 32
+/// characters (the `utmp` limit).
+fn user_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    let body = name.strip_suffix('$').unwrap_or(name);
+    if body.is_empty() {
+        return Some("it is only `$`".into());
+    }
+    if name.chars().count() > 32 {
+        return Some(format!("it has {} characters", name.chars().count()));
+    }
+    if body.starts_with('-') {
+        return Some("it starts with `-`".into());
+    }
+    body.chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .map(|c| format!("{} is not allowed", shown(c)))
+}
+
+/// Whether remote path `path` is `dir` or inside it, compared by components, so `//` and a
+/// trailing `/` do not matter and `/` holds everything. Neither may have `.` or `..`
+/// components ([`Ctx::remote_path`] refuses them), which this does not resolve.
+pub(super) fn is_within(path: &str, dir: &str) -> bool {
+    fn parts(p: &str) -> Vec<&str> {
+        p.split('/').filter(|c| !c.is_empty()).collect()
+    }
+    parts(path).starts_with(&parts(dir))
 }
 
 fn parse_hop(s: &str) -> Result<JumpHop, String> {
@@ -321,8 +427,11 @@ fn parse_hop(s: &str) -> Result<JumpHop, String> {
         return Err("empty hop".into());
     }
     let (user, rest) = match s.rsplit_once('@') {
-        Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
-        Some(_) => return Err("empty user before `@`".into()),
+        Some(("", _)) => return Err("empty user before `@`".into()),
+        Some((u, r)) => match user_problem(u) {
+            Some(why) => return Err(format!("bad user `{}`: {why}", printable(u))),
+            None => (Some(u.to_owned()), r),
+        },
         None => (None, s),
     };
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
@@ -385,8 +494,206 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::model::testkit::load;
+    use super::is_within;
+    use crate::model::testkit::{error_at, load};
     use crate::{HostKeyPolicy, JumpHop};
+
+    const PIN: &str = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8";
+
+    /// `drush` and `cv` are one command word each, quoted into shell commands: no control
+    /// character (the rule of remote paths), no leading `-`; a space is part of a path.
+    #[test]
+    fn commands_are_one_word_without_control_characters() {
+        let expected = "expected a command name or path on the host";
+        error_at(
+            "[defaults]\ndrush = \"dr\\tush\"\n",
+            2,
+            9,
+            &format!(
+                "invalid `drush` `dr\\tush`: holds a control character (`\\t` found); {expected}"
+            ),
+        );
+        error_at("[hosts.a]\ncv = \"cv\\r\"\n", 2, 6, "(`\\r` found)");
+        error_at("[hosts.a]\ncv = \"cv\\n\"\n", 2, 6, "(`\\n` found)");
+        error_at("[hosts.a]\ncv = \"c\\nv\"\n", 2, 6, "invalid `cv` `c\\nv`");
+        error_at("[hosts.a]\ncv = \"c\\u0000v\"\n", 2, 6, "(`\\u{0}` found)");
+        error_at("[hosts.a]\ncv = \"c\\u007fv\"\n", 2, 6, "control character");
+        error_at(
+            "[hosts.a.sites.s]\nroot = \"/r\"\nuri = \"https://a.org\"\ndrush = \"-rf\"\n",
+            4,
+            9,
+            "invalid `drush` `-rf`: starts with `-`",
+        );
+        error_at(
+            "[hosts.a]\ndrush = \" \"\n",
+            2,
+            9,
+            "invalid `drush` ` `: is empty",
+        );
+        let inv = load(
+            "[hosts.a]\ndrush = \" /opt/drush 8/drush \"\ncv = \"/usr/local/bin/cv.phar\"\n[hosts.a.sites.s]\nroot = \"/r\"\nuri = \"https://a.org\"\n",
+        )
+        .unwrap();
+        let s = &inv.host("a").unwrap().sites[0];
+        assert_eq!(s.drush, "/opt/drush 8/drush");
+        assert_eq!(s.cv, "/usr/local/bin/cv.phar");
+    }
+
+    /// `user`, `web_user` and a jump hop's user are names `useradd` would create: each error
+    /// names its own key.
+    #[test]
+    fn user_names_are_posix_portable() {
+        let rule = "a user name has at most 32 ASCII letters, digits, `.`, `_` and `-`, does not start with `-`, and may end in `$`";
+        error_at(
+            "[defaults]\nuser = \"a/b\"\n",
+            2,
+            8,
+            &format!("invalid `user` `a/b`: `/` is not allowed; {rule}"),
+        );
+        error_at(
+            "[hosts.a]\nweb_user = \"-rf\"\n",
+            2,
+            12,
+            "invalid `web_user` `-rf`: it starts with `-`",
+        );
+        error_at(
+            "[hosts.a.sites.s]\nroot = \"/r\"\nuri = \"https://a.org\"\nweb_user = \"www data\"\n",
+            4,
+            12,
+            "invalid `web_user` `www data`: a space is not allowed",
+        );
+        error_at("[hosts.a]\nuser = \"$(id)\"\n", 2, 8, "`$` is not allowed");
+        error_at("[hosts.a]\nuser = \"a$b\"\n", 2, 8, "`$` is not allowed");
+        error_at("[hosts.a]\nuser = \"$\"\n", 2, 8, "it is only `$`");
+        error_at(
+            "[hosts.a]\nuser = \"\"\n",
+            2,
+            8,
+            "invalid `user` ``: it is empty",
+        );
+        error_at(
+            "[hosts.a]\nuser = \"r\\u00f6ot\"\n",
+            2,
+            8,
+            "`ö` is not allowed",
+        );
+        error_at(
+            "[hosts.a]\nuser = \"root\\n\"\n",
+            2,
+            8,
+            "`\\n` is not allowed",
+        );
+        error_at(
+            "[hosts.a]\nuser = \"ro\\tot\"\n",
+            2,
+            8,
+            "invalid `user` `ro\\tot`: `\\t` is not allowed",
+        );
+        error_at(
+            &format!("[hosts.a]\nuser = \"{}\"\n", "u".repeat(33)),
+            2,
+            8,
+            "it has 33 characters",
+        );
+        error_at(
+            "[hosts.a]\njump = \"ops;id@bastion\"\n",
+            2,
+            8,
+            "invalid `jump` `ops;id@bastion`: bad user `ops;id`: `;` is not allowed",
+        );
+        error_at(
+            "[hosts.a]\njump = \"ops\\n@b\"\n",
+            2,
+            8,
+            "invalid `jump` `ops\\n@b`: bad user `ops\\n`: `\\n` is not allowed",
+        );
+        error_at(
+            "[hosts.a]\njump = \"-oProxyCommand=x@b\"\n",
+            2,
+            8,
+            "it starts with `-`",
+        );
+
+        let long = "u".repeat(32);
+        let inv = load(&format!(
+            "[hosts.a]\nuser = \" {long} \"\nweb_user = \"www-data\"\njump = \"first.last@bastion\"\n[hosts.b]\nuser = \"HOST01$\"\nweb_user = \"_apache.2\"\n[hosts.b.sites.s]\nroot = \"/r\"\nuri = \"https://a.org\"\n"
+        ))
+        .unwrap();
+        let (a, b) = (inv.host("a").unwrap(), inv.host("b").unwrap());
+        assert_eq!(a.user, long);
+        assert_eq!(a.jump[0].user.as_deref(), Some("first.last"));
+        assert_eq!(b.user, "HOST01$");
+        assert_eq!(b.sites[0].web_user.as_deref(), Some("_apache.2"));
+    }
+
+    /// A pin replaces the known_hosts check a policy chooses: inherited from `[defaults]`,
+    /// the policy gives way to a host's pin; in the same host table, the two are refused.
+    #[test]
+    fn host_key_and_host_key_policy() {
+        for policy in ["accept-new", "strict"] {
+            error_at(
+                &format!(
+                    "[hosts.\"w[1:2]\"]\nhost_key_policy = \"{policy}\"\nhost_key = \"{PIN}\"\n"
+                ),
+                2,
+                19,
+                "host `w[1:2]` sets both `host_key_policy` and `host_key`: a pinned `host_key` is checked instead of known_hosts, so `host_key_policy` would be ignored; keep one",
+            );
+        }
+        // The order in the table does not matter, nor whether the pin itself is valid.
+        error_at(
+            "[hosts.a]\nhost_key = \"x\"\nhost_key_policy = \"strict\"\n",
+            3,
+            19,
+            "sets both",
+        );
+        let inv = load(&format!(
+            "[defaults]\nhost_key_policy = \"accept-new\"\n[hosts.a]\nhost_key = \"  {PIN} \"\n[hosts.b]\n[hosts.c]\nhost_key_policy = \" strict \"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            inv.host("a").unwrap().host_key_policy,
+            HostKeyPolicy::Pinned(PIN.into())
+        );
+        assert_eq!(
+            inv.host("b").unwrap().host_key_policy,
+            HostKeyPolicy::AcceptNew
+        );
+        // `host_key_policy` is trimmed like `host_key`, of spaces only.
+        assert_eq!(
+            inv.host("c").unwrap().host_key_policy,
+            HostKeyPolicy::Strict
+        );
+        // Errors quote the value on one line.
+        error_at(
+            "[defaults]\nhost_key_policy = \"strict\\nx\"\n",
+            2,
+            19,
+            "invalid `host_key_policy` `strict\\nx`",
+        );
+        error_at(
+            "[hosts.a]\nhost_key = \"SHA256:a\\nb\"\n",
+            2,
+            12,
+            "invalid `host_key` `SHA256:a\\nb`",
+        );
+    }
+
+    #[test]
+    fn is_within_compares_components() {
+        #[track_caller]
+        fn case(path: &str, dir: &str, expected: bool) {
+            assert_eq!(is_within(path, dir), expected, "{path} in {dir}");
+        }
+        case("/var/www/d7", "/var/www/d7", true);
+        case("/var/www/d7/sites", "/var/www/d7", true);
+        case("/var/www//d7/sites", "/var/www/d7/", true);
+        case("/anything", "/", true);
+        case("/", "/", true);
+        case("/var/www/d7x", "/var/www/d7", false);
+        case("/var/www", "/var/www/d7", false);
+        case("/", "/var", false);
+    }
 
     #[test]
     fn paths_jump_and_pins_resolve() {

@@ -2,11 +2,13 @@
 //! checked, and its site keys resolved over the host's.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use toml::Spanned;
 
 use super::Site;
-use super::settings::{SiteSettings, site_keys};
+use super::names::{NAME_RULE, name_problem};
+use super::settings::{SiteSettings, is_within, site_keys};
 use super::source::Ctx;
 use crate::error::{InventoryError, printable};
 
@@ -21,16 +23,17 @@ impl Ctx<'_> {
         let mut entries: Vec<_> = raw.iter().collect();
         entries.sort_by_key(|(k, _)| k.span().start);
         let mut out = Vec::with_capacity(entries.len());
+        // Where each site's `backup_dir` is written (its site key when inherited).
+        let mut backup_at = Vec::with_capacity(entries.len());
         for (key, r) in entries {
             let name = key.get_ref();
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
+            if let Some(why) = name_problem(name) {
                 return Err(self.err(
                     key.span(),
-                    format!("invalid site name `{name}` on host `{host}`"),
+                    format!(
+                        "invalid site name `{}` on host `{host}`: {why}; {NAME_RULE}",
+                        printable(name)
+                    ),
                 ));
             }
             let Some(root) = &r.root else {
@@ -61,17 +64,8 @@ impl Ctx<'_> {
                 }
             };
             let s = self.site_overlay(base, site_keys!(r))?;
-            if s.backup_dir == root || s.backup_dir.starts_with(&format!("{root}/")) {
-                let at = r.backup_dir.as_ref().map_or(key.span(), Spanned::span);
-                return Err(self.err(
-                    at,
-                    format!(
-                        "`backup_dir` `{}` of site `{name}` is inside its Drupal root `{root}`; keep backups outside it (Drupal runs `.module` files it finds under `sites/all/modules`)",
-                        s.backup_dir
-                    ),
-                ));
-            }
-            out.push(Site {
+            let at = r.backup_dir.as_ref().map_or(key.span(), Spanned::span);
+            let site = Site {
                 name: name.clone(),
                 root,
                 uri,
@@ -81,9 +75,47 @@ impl Ctx<'_> {
                 cv: s.cv,
                 db_upgrade: s.db_upgrade,
                 disable_modules: s.disable_modules,
-            });
+            };
+            if is_within(&site.backup_dir, &site.root) {
+                return Err(self.backup_inside(&site, &site, at));
+            }
+            out.push(site);
+            backup_at.push(at);
         }
+        self.check_backup_dirs(&out, &backup_at)?;
         Ok(out)
+    }
+
+    /// Refuses a site whose backups would land in a Drupal root of its host, its own
+    /// (checked as each site is read) or another site's (checked once all are): the root is
+    /// web-served (the dumps hold all of a site's data), Drupal runs `.module` files it finds
+    /// under `sites/all/modules`, and the code move would carry the backups along. Paths
+    /// compare by components ([`is_within`]), as the host would see them; `at[i]` is where
+    /// site `i`'s `backup_dir` is written (its site key when inherited).
+    fn check_backup_dirs(&self, sites: &[Site], at: &[Range<usize>]) -> Result<(), InventoryError> {
+        for (s, at) in sites.iter().zip(at) {
+            if let Some(owner) = sites.iter().find(|o| is_within(&s.backup_dir, &o.root)) {
+                return Err(self.backup_inside(s, owner, at.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn backup_inside(&self, s: &Site, owner: &Site, at: Range<usize>) -> InventoryError {
+        let whose = if owner.root == s.root {
+            "its Drupal root".to_owned()
+        } else {
+            format!("the Drupal root of site `{}`", owner.name)
+        };
+        self.err(
+            at,
+            format!(
+                "`backup_dir` `{}` of site `{}` is inside {whose} `{}`; keep backups outside every Drupal root of the host (Drupal runs `.module` files it finds under `sites/all/modules`, and the root is web-served)",
+                printable(&s.backup_dir),
+                s.name,
+                printable(&owner.root)
+            ),
+        )
     }
 }
 
@@ -231,6 +263,116 @@ mod tests {
         assert_eq!(s.uri, "https://[2001:db8::1]:8443/civi/caf%C3%A9");
         assert_eq!(s.root, "/var/www/d7");
         assert_eq!(s.backup_dir, "/srv/fleet-backups/..x");
+    }
+
+    /// A backup directory is inside a Drupal root when the host would see it there, however
+    /// the paths are spelled: `//` and trailing `/` do not hide it, and `/` holds everything.
+    #[test]
+    fn backup_dir_inside_a_root_is_found_by_components() {
+        let site = |root: &str, backup: &str| {
+            format!(
+                "[hosts.a.sites.s]\nroot = \"{root}\"\nuri = \"https://a.org\"\nbackup_dir = \"{backup}\"\n"
+            )
+        };
+        #[track_caller]
+        fn inside(text: &str, needle: &str) {
+            error_at(text, 4, 14, needle);
+        }
+        inside(
+            &site("/var/www/d7", "/var/www//d7/sites/all/modules/bak"),
+            "`backup_dir` `/var/www/d7/sites/all/modules/bak` of site `s` is inside its Drupal root `/var/www/d7`; keep backups outside every Drupal root of the host",
+        );
+        inside(
+            &site("/var/www//d7/", "/var/www/d7/bak"),
+            "inside its Drupal root",
+        );
+        inside(
+            &site("/var/www/d7", "//var/www/d7//"),
+            "inside its Drupal root",
+        );
+        inside(
+            &site("/var/www/d7", "/var/www/d7"),
+            "inside its Drupal root",
+        );
+        inside(&site("/", "/var/backups"), "inside its Drupal root `/`");
+        // `.` and `..` stay refused, never resolved: only the host knows where `..` leads.
+        inside(
+            &site("/var/www/d7", "/var/www/d7/./bak"),
+            "without `.` or `..`",
+        );
+        inside(
+            &site("/var/www/d7", "/var/www/x/../d7/bak"),
+            "without `.` or `..`",
+        );
+        // An inherited `backup_dir` is reported at the site that inherits it.
+        error_at(
+            "[hosts.a]\nbackup_dir = \"/srv//www/b\"\n[hosts.a.sites.s]\nroot = \"/srv/www\"\nuri = \"https://a.org\"\n",
+            3,
+            16,
+            "`backup_dir` `/srv/www/b` of site `s` is inside its Drupal root `/srv/www`",
+        );
+        // Another site's root on the same host is web-served too.
+        error_at(
+            "[hosts.a.sites.s]\nroot = \"/var/www/a\"\nuri = \"https://a.org\"\n[hosts.a.sites.t]\nroot = \"/var/www/b\"\nuri = \"https://b.org\"\nbackup_dir = \"/var/www//a/bak\"\n",
+            7,
+            14,
+            "`backup_dir` `/var/www/a/bak` of site `t` is inside the Drupal root of site `s` `/var/www/a`",
+        );
+        error_at(
+            "[hosts.a]\nbackup_dir = \"/var/www/b/bak\"\n[hosts.a.sites.s]\nroot = \"/var/www/a\"\nuri = \"https://a.org\"\n[hosts.a.sites.t]\nroot = \"/var/www/b\"\nuri = \"https://b.org\"\nbackup_dir = \"/srv/b\"\n",
+            3,
+            16,
+            "of site `s` is inside the Drupal root of site `t`",
+        );
+
+        // Outside, even when the text shares a prefix; paths come back normalized, so two
+        // spellings of one root are one codebase.
+        let inv = load(
+            "[hosts.a.sites.s]\nroot = \"/var/www//d7/\"\nuri = \"https://a.org\"\nbackup_dir = \"/var/www/d7-backups//x/\"\n[hosts.a.sites.t]\nroot = \"/var/www/d7\"\nuri = \"https://b.org\"\nbackup_dir = \"//var/www/d7x\"\n",
+        )
+        .unwrap();
+        let [s, t] = &inv.host("a").unwrap().sites[..] else {
+            panic!("two sites")
+        };
+        assert_eq!(
+            (s.root.as_str(), t.root.as_str()),
+            ("/var/www/d7", "/var/www/d7")
+        );
+        assert_eq!(s.backup_dir, "/var/www/d7-backups/x");
+        assert_eq!(t.backup_dir, "/var/www/d7x");
+        // Backups of another host's sites are on another machine.
+        load("[hosts.a.sites.s]\nroot = \"/var/www/a\"\nuri = \"https://a.org\"\n[hosts.b.sites.s]\nroot = \"/var/www/b\"\nuri = \"https://b.org\"\nbackup_dir = \"/var/www/a/bak\"\n").unwrap();
+    }
+
+    /// Site names become journal keys (`site:NAME`), lock directory names on the hosts and
+    /// parts of paths: the host-name rule, nothing that could climb out of a directory.
+    #[test]
+    fn site_names_follow_the_host_name_rule() {
+        let site = |name: &str| {
+            format!("[hosts.web01.sites.{name}]\nroot = \"/r\"\nuri = \"https://a.org\"\n")
+        };
+        error_at(
+            &site("\"..\""),
+            1,
+            20,
+            "invalid site name `..` on host `web01`: it starts with `.`; use ASCII letters, digits, `.`, `-` and `_`, not starting with `.` or `-`",
+        );
+        error_at(&site("\".hidden\""), 1, 20, "it starts with `.`");
+        error_at(&site("\"-rf\""), 1, 20, "it starts with `-`");
+        error_at(
+            &site("\"\""),
+            1,
+            20,
+            "invalid site name `` on host `web01`: it is empty",
+        );
+        error_at(&site("\"a/b\""), 1, 20, "`/` is not allowed");
+        error_at(&site("\"a:b\""), 1, 20, "`:` is not allowed");
+        error_at(&site("\"a\\tb\""), 1, 20, "invalid site name `a\\tb`");
+        let inv = load(&site("\"shop_2.example-org\"")).unwrap();
+        assert_eq!(
+            inv.host("web01").unwrap().sites[0].name,
+            "shop_2.example-org"
+        );
     }
 
     #[test]
