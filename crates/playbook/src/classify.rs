@@ -65,6 +65,12 @@ pub(crate) fn classify(
             f.code_version, f.db_version
         ));
     }
+    if f.civi_db.is_empty() {
+        // Its dump is the way back: a database fleet cannot name, it cannot dump.
+        return Classified::Refuse(
+            "cannot read the CiviCRM database's name from civicrm.settings.php (CIVICRM_DSN): fleet does not upgrade a database it cannot back up".into(),
+        );
+    }
     if f.web_user.is_empty() {
         return Classified::Refuse("cannot tell the web-server user (set `web_user`)".into());
     }
@@ -242,6 +248,10 @@ mod tests {
             (
                 "code `5.69.0` and database `5.68.0` differ",
                 Box::new(|f| f.db_version = "5.68.0".into()),
+            ),
+            (
+                "cannot read the CiviCRM database's name",
+                Box::new(|f| f.civi_db.clear()),
             ),
             ("web-server user", Box::new(|f| f.web_user.clear())),
             (

@@ -138,6 +138,17 @@ impl Playbook {
     ///
     /// As [`Playbook::load`].
     pub fn parse(text: &str, origin: &Path) -> Result<Playbook, PlaybookError> {
+        Playbook::parse_with(text, origin, true)
+    }
+
+    /// A playbook a run recorded, for `fleet resume`: read as [`Playbook::parse`] does,
+    /// except that a shell step may keep a built-in step's name, which releases before the
+    /// rule allowed; such a run goes on with the playbook it started with.
+    pub(crate) fn parse_recorded(text: &str, origin: &Path) -> Result<Playbook, PlaybookError> {
+        Playbook::parse_with(text, origin, false)
+    }
+
+    fn parse_with(text: &str, origin: &Path, own_names: bool) -> Result<Playbook, PlaybookError> {
         let at = |offset: usize, msg: String| {
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -235,7 +246,8 @@ impl Playbook {
             let name = r.name.unwrap_or_else(|| r.kind.clone());
             // A shell step's name (and its probe's and undo's) is what the journal records
             // for it; recovery reads fleet's own step names there, so none may be one.
-            if matches!(kind, StepKind::Shell(_))
+            if own_names
+                && matches!(kind, StepKind::Shell(_))
                 && let Some(own) = [
                     name.clone(),
                     format!("{name}-verify"),

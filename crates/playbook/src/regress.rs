@@ -20,6 +20,8 @@ use crate::restore::{RestoreMode, needs_restore};
 use crate::runner::{UpgradeOptions, run_upgrade_on};
 use crate::testkit::{Fault, LocalConnect, LocalLab, Quiet};
 
+mod preflight;
+
 #[derive(Clone, Debug)]
 pub(crate) enum Act {
     Fail,
@@ -27,6 +29,8 @@ pub(crate) enum Act {
     Panic,
     Delay(u64),
     DelayPanic(u64),
+    /// Writes the file (a fake database's state) before the command runs.
+    Write(std::path::PathBuf, String),
 }
 
 /// (host, step name, nth occurrence (1-based), action)
@@ -136,6 +140,10 @@ impl RuledHost {
             }
             Some(Act::Delay(ms)) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
+                None
+            }
+            Some(Act::Write(path, text)) => {
+                std::fs::write(&path, format!("{text}\n")).expect("write the injected state");
                 None
             }
             None => None,

@@ -394,7 +394,7 @@ fn recorded_playbook(
             run.id
         )));
     }
-    Playbook::parse(&text, &origin).map(Some)
+    Playbook::parse_recorded(&text, &origin).map(Some)
 }
 
 /// Recovery as the operator asks for it (`fleet recover`, the first pass of `fleet resume`):
@@ -495,5 +495,29 @@ mod tests {
         .unwrap();
         let e = recorded_playbook(&j, &run, &r).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
+    }
+
+    /// A run started by a release that let a shell step take a built-in step's name goes
+    /// on with that playbook; a new one is refused it.
+    #[test]
+    fn a_recorded_playbook_keeps_a_step_named_like_a_builtin() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let run_id = j
+            .create_run(&crate::journal::RunInfo {
+                procedure: "playbook:cc".into(),
+                target: String::new(),
+                args: String::new(),
+            })
+            .unwrap();
+        let run = j.run(&run_id).unwrap().unwrap();
+        let text = "name = \"cc\"\n[[steps]]\nname = \"flush\"\nkind = \"shell\"\nrun = \"true\"\n";
+        assert!(Playbook::parse(text, std::path::Path::new("pb.toml")).is_err());
+        let mut r = legacy();
+        r.playbook_sha256 = Some(sha256(text));
+        j.set_artifact(&run_id, "", &Unit::Run, ArtifactKind::Playbook, text)
+            .unwrap();
+        let pb = recorded_playbook(&j, &run, &r).unwrap().unwrap();
+        assert_eq!(pb.steps[0].name, "flush");
     }
 }

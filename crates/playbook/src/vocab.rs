@@ -304,13 +304,14 @@ impl Unit {
                 Scope::Host => Some(Unit::Host),
                 _ => None,
             },
-            Some((scope, name)) if !name.is_empty() => match Scope::parse(scope)? {
+            // An empty name is read as written: the previous release journaled
+            // `database:` for a site whose database name it could not read.
+            Some((scope, name)) => match Scope::parse(scope)? {
                 Scope::Site => Some(Unit::Site(name.to_owned())),
                 Scope::Codebase => Some(Unit::Codebase(name.to_owned())),
                 Scope::Database => Some(Unit::Database(name.to_owned())),
                 Scope::Run | Scope::Host => None,
             },
-            Some(_) => None,
         }
     }
 }
@@ -499,7 +500,8 @@ mod tests {
         );
         assert_eq!(format!("{:>6}", Scope::Host), "  host");
         assert_eq!(Unit::parse("codebase:/a:b"), Some(Unit::codebase("/a:b")));
-        for bad in ["", "site", "site:", "host:x", "run:x", "table:x", "Site:a"] {
+        assert_eq!(Unit::parse("database:"), Some(Unit::database("")));
+        for bad in ["", "site", "host:x", "run:x", "table:x", "Site:a"] {
             assert_eq!(Unit::parse(bad), None, "{bad}");
         }
         assert_eq!(

@@ -350,8 +350,10 @@ impl HostRun<'_> {
     /// from the DB version to the target. A failure there (a pre-upgrade blocker of the new
     /// version, say) goes through the normal undo chain with the database never touched:
     /// only the old code is put back. Both re-read the DB version afterwards and fail if the
-    /// dry run changed it (then the undo chain restores the DB from its dump, where one was
-    /// taken). Real cv's dry run is not strictly read-only: it rebuilds its upgrade queue
+    /// dry run changed it. After the unpack the undo chain then restores the DB from the dump
+    /// this attempt took; before maintenance the site is live and the only dump there could
+    /// be is an earlier attempt's, older than what the site wrote since: nothing is loaded,
+    /// the site stops there and the reason says to look at its database. Real cv's dry run is not strictly read-only: it rebuilds its upgrade queue
     /// (`civicrm_queue_item`) and may write caches, neither of them site data.
     async fn dry_run_dbs(&self, g: &[Work<'_>], at: DryRunAt, ch: &mut Changes) -> StepResult {
         let step = match at {
@@ -388,9 +390,15 @@ impl HostRun<'_> {
                     |out| {
                         let dry = dryrun::parse_dry_run(out);
                         if !dry.db_after.is_empty() && dry.db_after != w.facts.db_version {
-                            // Whatever changed it, the way back is its dump; before one was
-                            // taken there is no way back to offer, and nothing else was
-                            // changed yet: stop here.
+                            if at == DryRunAt::OldCode {
+                                return Err(format!(
+                                    "database `{db}` reads `{}` after the dry run, `{}` before; the site is live and no dump of this attempt exists, so nothing is loaded under it: look at the database before going on",
+                                    dry.db_after, w.facts.db_version
+                                ));
+                            }
+                            // Whatever changed it, the way back is this attempt's dump; before
+                            // one was taken there is no way back to offer, and nothing else
+                            // was changed yet: stop here.
                             if self.recorded_dump(db).is_none() {
                                 return Err(format!(
                                     "database `{db}` reads `{}` after the dry run, `{}` before, and no dump of it was taken yet; not going on",
