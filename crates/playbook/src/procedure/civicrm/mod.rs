@@ -38,7 +38,7 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         step: BuiltinStep::Preflight,
         scope: Scope::Site,
-        what: "read code and DB versions, `.upgrade` marker, free disk, write permission; skip sites at the target, refuse downgrades",
+        what: "read code and DB versions, `.upgrade` marker, the CiviCRM database's name, installed translations, free disk, write permission; skip sites at the target, refuse downgrades, databases it cannot name and translations the run would not bring",
     },
     StepDef {
         step: BuiltinStep::Lock,
