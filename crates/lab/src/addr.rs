@@ -50,29 +50,30 @@ pub(crate) fn nth(first: Ipv4Addr, i: usize) -> Result<Ipv4Addr, LabError> {
     Ok(Ipv4Addr::new(a, b, c, d))
 }
 
-/// Picks `count` consecutive addresses, each free on `port`: from `first` when given, else
-/// from a random block `127.A.B.1` (A in 100..=250), trying other blocks when one is in use.
+/// Picks `count` consecutive addresses, each free on every one of `ports` (the first is the
+/// one clients use): from `first` when given, else from a random block `127.A.B.1` (A in
+/// 100..=250), trying other blocks when one is in use.
 ///
 /// # Errors
 ///
 /// When `first` is unusable or busy, or no random block was free.
 pub(crate) fn allocate(
     count: usize,
-    port: u16,
+    ports: &[u16],
     first: Option<Ipv4Addr>,
 ) -> Result<Vec<Ipv4Addr>, LabError> {
     if let Some(first) = first {
-        return block(first, count, port)?
-            .map_err(|address| LabError::AddressInUse { address, port });
+        return block(first, count, ports)?
+            .map_err(|(address, port)| LabError::AddressInUse { address, port });
     }
     for _ in 0..ATTEMPTS {
-        if let Ok(addresses) = block(random_first(count), count, port)? {
+        if let Ok(addresses) = block(random_first(count), count, ports)? {
             return Ok(addresses);
         }
     }
     Err(LabError::NoFreeBlock {
         count,
-        port,
+        port: ports.first().copied().unwrap_or_default(),
         attempts: ATTEMPTS,
     })
 }
@@ -88,13 +89,13 @@ fn random_first(count: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, a, b, 1)
 }
 
-/// The block of `count` addresses from `first`, or `Err(address)` naming the first busy one.
-/// Each `address:port` is checked by binding it and letting go at once.
+/// The block of `count` addresses from `first`, or `Err((address, port))` naming the first
+/// busy one. Each `address:port` is checked by binding it and letting go at once.
 fn block(
     first: Ipv4Addr,
     count: usize,
-    port: u16,
-) -> Result<Result<Vec<Ipv4Addr>, Ipv4Addr>, LabError> {
+    ports: &[u16],
+) -> Result<Result<Vec<Ipv4Addr>, (Ipv4Addr, u16)>, LabError> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let address = nth(first, i)?;
@@ -102,8 +103,10 @@ fn block(
         if !is_loopback_block(address) {
             return Err(LabError::NotLoopback(address));
         }
-        if TcpListener::bind(SocketAddrV4::new(address, port)).is_err() {
-            return Ok(Err(address));
+        for &port in ports {
+            if TcpListener::bind(SocketAddrV4::new(address, port)).is_err() {
+                return Ok(Err((address, port)));
+            }
         }
         out.push(address);
     }
@@ -112,7 +115,7 @@ fn block(
 
 /// Randomness good enough to spread labs over blocks: std's per-process random hash keys,
 /// mixed with the pid and the clock, with no extra dependency.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
@@ -163,7 +166,7 @@ mod tests {
             [0, 0, 0, 0],
             [126, 255, 255, 250],
         ] {
-            let err = allocate(1, 2222, Some(Ipv4Addr::from(a))).unwrap_err();
+            let err = allocate(1, &[2222], Some(Ipv4Addr::from(a))).unwrap_err();
             assert!(matches!(err, LabError::NotLoopback(_)), "{a:?}: {err}");
             assert!(err.to_string().contains("outside 127.0.0.0/8"), "{err}");
         }
@@ -172,14 +175,14 @@ mod tests {
     #[test]
     fn allocate_refuses_first_address_ending_outside_1_to_250() {
         for d in [0, 251, 255] {
-            let err = allocate(1, 2222, Some(Ipv4Addr::new(127, 1, 2, d))).unwrap_err();
+            let err = allocate(1, &[2222], Some(Ipv4Addr::new(127, 1, 2, d))).unwrap_err();
             assert!(matches!(err, LabError::BadFirstAddress(_)), "{err}");
         }
     }
 
     #[test]
     fn allocate_from_explicit_first_address() {
-        let got = allocate(3, 40_001, Some(Ipv4Addr::new(127, 99, 7, 249))).unwrap();
+        let got = allocate(3, &[40_001], Some(Ipv4Addr::new(127, 99, 7, 249))).unwrap();
         let want: Vec<Ipv4Addr> = [[127, 99, 7, 249], [127, 99, 7, 250], [127, 99, 8, 1]]
             .into_iter()
             .map(Ipv4Addr::from)
@@ -191,9 +194,20 @@ mod tests {
     fn allocate_reports_a_busy_explicit_block() {
         let busy = TcpListener::bind("127.98.0.2:0").unwrap();
         let port = busy.local_addr().unwrap().port();
-        let err = allocate(3, port, Some(Ipv4Addr::new(127, 98, 0, 1))).unwrap_err();
+        let err = allocate(3, &[port], Some(Ipv4Addr::new(127, 98, 0, 1))).unwrap_err();
         assert!(
             matches!(err, LabError::AddressInUse { address, .. } if address == Ipv4Addr::new(127, 98, 0, 2)),
+            "{err}"
+        );
+        // Every port asked for is checked: here the second.
+        let err = allocate(
+            3,
+            &[port.wrapping_sub(1), port],
+            Some(Ipv4Addr::new(127, 98, 0, 1)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, LabError::AddressInUse { address, port: p } if address == Ipv4Addr::new(127, 98, 0, 2) && p == port),
             "{err}"
         );
     }
@@ -202,7 +216,7 @@ mod tests {
     fn random_blocks_stay_in_loopback() {
         for count in [1, 3, 251, 1000] {
             for _ in 0..20 {
-                let addrs = allocate(count, 40_002, None).unwrap();
+                let addrs = allocate(count, &[40_002], None).unwrap();
                 assert_eq!(addrs.len(), count);
                 assert!(addrs.iter().all(|a| is_loopback_block(*a)
                     && (100..=250).contains(&a.octets()[1])

@@ -134,6 +134,31 @@ pub enum LabError {
     #[error("no host `{0}` in this lab")]
     UnknownHost(String),
 
+    /// A loss that is not a fraction of 0..=1 was asked for.
+    #[error("loss must be between 0 and 1 (0% and 100%), not {0}")]
+    BadLoss(f64),
+
+    /// A proxy was asked of a lab that has no latency.
+    #[error("this lab has no latency, so no proxy")]
+    NoLatency,
+
+    /// The `fleet-lab` binary that runs the latency proxy was not found.
+    #[error(
+        "cannot find the `fleet-lab` binary to run the latency proxy (tried {}); build it with `cargo build -p fleet-lab` or name it in `$FLEET_LAB_BIN`",
+        tried.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+    )]
+    ProxyProgramMissing {
+        /// The paths looked at.
+        tried: Vec<PathBuf>,
+    },
+
+    /// The latency proxy did not come up.
+    #[error("latency proxy did not start: {message}")]
+    ProxyFailed {
+        /// What it said, and the end of its log.
+        message: String,
+    },
+
     /// The lab record (`lab.toml`) is unreadable.
     #[error("bad lab record `{}`", path.display())]
     Record {

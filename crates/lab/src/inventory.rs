@@ -38,6 +38,9 @@ pub(crate) fn text(lab: &Lab) -> String {
         lab.hosts().len(),
         lab.dir().display()
     );
+    if let Some(latency) = lab.latency() {
+        let _ = writeln!(t, "# behind the lab's latency proxy: {latency}");
+    }
     let _ = writeln!(t, "[defaults]");
     let _ = writeln!(t, "user = {}", toml_str(lab.user()));
     let _ = writeln!(t, "identity_file = {}", path(lab.client_key()));
@@ -161,6 +164,7 @@ mod tests {
                 name,
                 address: Ipv4Addr::new(127, 150, 3, 1 + i as u8),
                 port: 2222,
+                sshd_port: 2222,
                 pid: None,
                 host_public_key: format!("ssh-ed25519 AAAAkey{i}"),
             })
@@ -169,6 +173,9 @@ mod tests {
             dir: PathBuf::from(dir),
             user: "deploy".into(),
             hosts,
+            latency: None,
+            proxy_pid: None,
+            proxy_child: None,
         }
     }
 

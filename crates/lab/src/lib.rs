@@ -11,6 +11,7 @@
 //! - `known_hosts`, `client_key`, and `ssh_config` for the OpenSSH client (`ssh -F`);
 //! - `lab.toml`: the record of every host and daemon pid, read back by [`Lab::open`];
 //! - `sshd/<name>/`: each daemon's config, host key, pid file and log;
+//! - `proxy/`: the latency proxy's pid file and log, when the lab has a [`Latency`];
 //! - `hosts/<name>/` and `home/<name>/`: each host's own directory and `HOME`. Sessions on
 //!   host `hNN` see `FLEET_HOST=hNN` and `FLEET_ROOT=DIR/hosts/hNN`.
 //!
@@ -19,6 +20,15 @@
 //! that each pid still runs that host's own config. [`TestLab`] is the test kit: a lab in a
 //! temporary directory, torn down on drop. [`TestAgent`] and [`generate_client_key`] help
 //! authentication tests.
+//!
+//! # Latency
+//!
+//! With [`LabOptions::latency`] set, one background `fleet-lab proxy` process
+//! ([`LatencyProxy`]) listens on every host's address and port, the ones the client files
+//! name, and forwards to its sshd on the next port ([`LabHost::sshd_port`]), delaying each
+//! direction by half the round trip, in order (see [`Latency`] for jitter and loss). Clients
+//! use the lab unchanged. Stopping a host stops its sshd: the proxy still accepts and closes
+//! the connection a round trip later. [`Lab::proxy_cpu`] reads the proxy's CPU time.
 //!
 //! This crate depends on no other fleet crate (it writes inventory TOML as text), so every
 //! crate can use it as a dev-dependency.
@@ -50,7 +60,9 @@ mod agent;
 mod error;
 mod inventory;
 mod keys;
+mod latency;
 mod offline;
+mod proxy;
 mod record;
 mod sites;
 mod sshd;
@@ -64,6 +76,8 @@ use std::time::{Duration, Instant};
 pub use agent::TestAgent;
 pub use error::LabError;
 pub use keys::generate_client_key;
+pub use latency::Latency;
+pub use proxy::LatencyProxy;
 pub use sites::{L10N_LOCALES, LabSite, SitesOptions, l10n_mo_text, next_minor};
 pub use test_lab::TestLab;
 
@@ -81,7 +95,7 @@ const ADDRESS_ATTEMPTS: usize = 3;
 const START_THREADS: usize = 16;
 
 /// How long a lab may take to come up: a base plus a little per host.
-fn start_deadline(hosts: usize) -> Instant {
+pub(crate) fn start_deadline(hosts: usize) -> Instant {
     let per_host =
         Duration::from_millis(20).saturating_mul(u32::try_from(hosts).unwrap_or(u32::MAX));
     Instant::now() + Duration::from_secs(30) + per_host
@@ -95,11 +109,15 @@ pub struct LabOptions {
     /// Directory that receives keys, configs, host directories and the inventory. It must be
     /// missing, empty, or a stopped lab's directory.
     pub dir: PathBuf,
-    /// TCP port every host listens on (each on its own address).
+    /// TCP port clients reach every host on (each on its own address). With `latency`, the
+    /// proxy listens there and each sshd on the next port.
     pub port: u16,
     /// First address of the block (in 127.0.0.0/8, ending in 1..=250); a random free block
     /// when `None`.
     pub first_address: Option<Ipv4Addr>,
+    /// Latency to simulate with a delaying proxy in front of every sshd; `None` (the
+    /// default) lets clients reach the sshds directly.
+    pub latency: Option<Latency>,
 }
 
 impl LabOptions {
@@ -110,6 +128,7 @@ impl LabOptions {
             dir: dir.into(),
             port: 2222,
             first_address: None,
+            latency: None,
         }
     }
 }
@@ -121,8 +140,11 @@ pub struct LabHost {
     pub name: String,
     /// Its loopback address.
     pub address: Ipv4Addr,
-    /// Its port.
+    /// Its port, the one clients use: the proxy's when the lab has latency.
     pub port: u16,
+    /// The port its sshd listens on: `port` without latency, else the next port (the one
+    /// before for 65535), on the same address.
+    pub sshd_port: u16,
     /// The pid of its sshd as recorded; `None` when stopped.
     pub pid: Option<u32>,
     /// The host's own directory, `DIR/hosts/<name>` (`FLEET_ROOT` in its sessions).
@@ -140,6 +162,10 @@ pub struct Lab {
     dir: PathBuf,
     user: String,
     hosts: Vec<LabHost>,
+    latency: Option<Latency>,
+    proxy_pid: Option<u32>,
+    /// The proxy when this process started it, to collect its exit status once stopped.
+    proxy_child: Option<std::process::Child>,
 }
 
 impl Lab {
@@ -155,13 +181,17 @@ impl Lab {
     /// - address errors when `first_address` is outside 127.0.0.0/8 or busy, or no random
     ///   block is free;
     /// - [`LabError::SshdConfig`], [`LabError::SshdFailed`], [`LabError::SshdNotReady`] when a
-    ///   daemon does not come up. Daemons already started are stopped again.
+    ///   daemon does not come up. Daemons already started are stopped again;
+    /// - with latency, [`LabError::BadLoss`], and the errors of [`Lab::start_proxy`].
     pub fn up(opts: &LabOptions) -> Result<Lab, LabError> {
         if !Path::new(SSHD).exists() {
             return Err(LabError::SshdMissing(SSHD.into()));
         }
         if opts.hosts == 0 {
             return Err(LabError::NoHosts);
+        }
+        if let Some(l) = &opts.latency {
+            l.check()?;
         }
         if let Some(first) = opts.first_address {
             // Refuse a bad address before touching the directory.
@@ -180,6 +210,10 @@ impl Lab {
         let ak = dir.join("authorized_keys");
         std::fs::write(&ak, format!("{client_public}\n")).map_err(io("write", &ak))?;
 
+        let sshd_port = match opts.latency {
+            None => opts.port,
+            Some(_) => opts.port.checked_add(1).unwrap_or(opts.port - 1),
+        };
         let mut hosts = Vec::with_capacity(opts.hosts);
         for name in host_names(opts.hosts) {
             let files = SshdFiles::new(&dir, &name);
@@ -192,6 +226,7 @@ impl Lab {
                 name,
                 address: Ipv4Addr::UNSPECIFIED, // assigned below
                 port: opts.port,
+                sshd_port,
                 pid: None,
                 root,
                 host_public_key: key_without_comment(&public),
@@ -201,13 +236,25 @@ impl Lab {
             dir,
             user: current_user(),
             hosts,
+            latency: opts.latency,
+            proxy_pid: None,
+            proxy_child: None,
         };
         let all: Vec<usize> = (0..lab.hosts.len()).collect();
+        let ports: &[u16] = if sshd_port == opts.port {
+            &[opts.port]
+        } else {
+            &[opts.port, sshd_port]
+        };
         let mut attempt = 1;
         loop {
-            let addresses = addr::allocate(opts.hosts, opts.port, opts.first_address)?;
+            let addresses = addr::allocate(opts.hosts, ports, opts.first_address)?;
             lab.assign_addresses(&addresses)?;
-            match lab.start_hosts(&all, start_deadline(all.len())) {
+            let deadline = start_deadline(all.len());
+            let started = lab
+                .start_hosts(&all, deadline)
+                .and_then(|()| lab.start_front(deadline));
+            match started {
                 // Another lab took an address between our check and sshd's bind: the
                 // daemons started were stopped again, so try another random block.
                 Err(LabError::AddressInUse { .. })
@@ -243,6 +290,7 @@ impl Lab {
                 name: h.name,
                 address: h.address,
                 port: h.port,
+                sshd_port: h.sshd_port.unwrap_or(h.port),
                 pid: h.pid,
                 host_public_key: h.host_public_key,
             })
@@ -251,27 +299,33 @@ impl Lab {
             dir,
             user: rec.user,
             hosts,
+            latency: rec.proxy.as_ref().map(record::RecordProxy::latency),
+            proxy_pid: rec.proxy.and_then(|p| p.pid),
+            proxy_child: None,
         })
     }
 
-    /// Stops every daemon of this lab; returns how many were running and were stopped.
+    /// Stops every daemon of this lab, the latency proxy first; returns how many sshds were
+    /// running and were stopped.
     ///
     /// Only pids (recorded, or in a host's pid file) whose command line still names that
-    /// host's own `sshd_config` are signalled: SIGTERM, then SIGKILL after 3 s. Sessions
-    /// already open are left alone.
+    /// host's own `sshd_config` (or, for the proxy, this lab's directory) are signalled:
+    /// SIGTERM, then SIGKILL after 3 s. Sessions already open on an sshd are left alone;
+    /// those through the proxy are cut.
     ///
     /// # Errors
     ///
     /// When the record cannot be rewritten.
     pub fn down(&mut self) -> Result<usize, LabError> {
+        self.stop_proxy_process();
         let all: Vec<usize> = (0..self.hosts.len()).collect();
         let stopped = self.stop_hosts(&all);
         record::write(self)?;
         Ok(stopped)
     }
 
-    /// Stops one host: its address then refuses connections. Stopping a stopped host does
-    /// nothing.
+    /// Stops one host's sshd: its address then refuses connections (with latency, the proxy
+    /// accepts and closes them a round trip later). Stopping a stopped host does nothing.
     ///
     /// # Errors
     ///
@@ -381,7 +435,7 @@ impl Lab {
             let input = sshd::ConfigInput {
                 name: &h.name,
                 address: h.address,
-                port: h.port,
+                port: h.sshd_port,
                 lab_dir: &self.dir,
             };
             sshd::write_config(&input, i == 0)?;
@@ -449,7 +503,7 @@ impl Lab {
                 };
                 let h = &hosts[i];
                 let files = SshdFiles::new(dir, &h.name);
-                let result = sshd::start(&h.name, h.address, h.port, &files, deadline);
+                let result = sshd::start(&h.name, h.address, h.sshd_port, &files, deadline);
                 if result.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -488,7 +542,6 @@ impl Lab {
     }
 }
 
-/// Host names `h01`..: zero-padded to the width of `n`, at least 2 digits.
 /// Every process below `root` in the process tree (children first found, then theirs).
 fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of: Vec<(u32, u32)> = Vec::new();
@@ -522,6 +575,7 @@ fn descendants(root: u32) -> Vec<u32> {
     out
 }
 
+/// Host names `h01`..: zero-padded to the width of `n`, at least 2 digits.
 pub(crate) fn host_names(n: usize) -> Vec<String> {
     let width = n.to_string().len().max(2);
     (1..=n).map(|i| format!("h{i:0width$}")).collect()
@@ -574,7 +628,7 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, LabError> {
                 reason: "not empty and not a lab directory; refusing to touch it",
             });
         }
-        for sub in ["sshd", "hosts", "home"] {
+        for sub in ["sshd", "hosts", "home", "proxy"] {
             let p = dir.join(sub);
             if p.exists() {
                 std::fs::remove_dir_all(&p).map_err(io("remove", &p))?;
@@ -595,13 +649,16 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, LabError> {
 /// host's pid file (should the record be missing or stale), running that host's config.
 fn running_lab(dir: &Path) -> bool {
     if let Ok(lab) = Lab::open(dir)
-        && lab.hosts.iter().any(|h| lab.is_running(&h.name))
+        && (lab.proxy_running() || lab.hosts.iter().any(|h| lab.is_running(&h.name)))
     {
         return true;
     }
     let Ok(dir) = dir.canonicalize() else {
         return false;
     };
+    if sshd::read_pid(&proxy::pid_file(&dir)).is_some_and(|p| proxy::is_our_proxy(p, &dir)) {
+        return true;
+    }
     let Ok(entries) = std::fs::read_dir(dir.join("sshd")) else {
         return false;
     };
@@ -705,11 +762,19 @@ mod tests {
         let lab = Lab {
             dir: dir.clone(),
             user: "root".into(),
+            latency: Some(Latency {
+                rtt: Duration::from_millis(100),
+                jitter: Duration::from_millis(10),
+                loss: 0.001,
+            }),
+            proxy_pid: Some(4343),
+            proxy_child: None,
             hosts: vec![
                 LabHost {
                     name: "h01".into(),
                     address: Ipv4Addr::new(127, 200, 1, 1),
                     port: 2222,
+                    sshd_port: 2223,
                     pid: Some(4242),
                     root: dir.join("hosts/h01"),
                     host_public_key: "ssh-ed25519 AAAAone".into(),
@@ -718,6 +783,7 @@ mod tests {
                     name: "h02".into(),
                     address: Ipv4Addr::new(127, 200, 1, 2),
                     port: 2222,
+                    sshd_port: 2222,
                     pid: None,
                     root: dir.join("hosts/h02"),
                     host_public_key: "ssh-ed25519 AAAAtwo".into(),
@@ -733,10 +799,21 @@ mod tests {
             )),
             "{text}"
         );
+        // Scripts (bench.py) take the first `port = ` of the file for the hosts' port.
+        let first_port = text.find("port = ").unwrap();
+        assert!(text[first_port..].starts_with("port = 2222\n"), "{text}");
+        assert!(
+            text.contains(
+                "\n[proxy]\nrtt = \"100ms\"\njitter = \"10ms\"\nloss = 0.001\npid = 4343\n"
+            ),
+            "{text}"
+        );
         let back = Lab::open(&dir).unwrap();
         assert_eq!(back.hosts, lab.hosts);
         assert_eq!(back.user, "root");
         assert_eq!(back.dir, dir);
+        assert_eq!(back.latency, lab.latency);
+        assert_eq!(back.proxy_pid, Some(4343));
     }
 
     #[test]

@@ -4,9 +4,10 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_lab::{Lab, LabError, LabOptions};
+use fleet_lab::{Lab, LabError, LabOptions, Latency, LatencyProxy};
 
 /// Start and stop a lab of real OpenSSH sshd hosts on 127.0.0.0/8
 #[derive(Parser)]
@@ -26,7 +27,7 @@ enum Cmd {
         /// Lab directory (missing, empty, or a stopped lab's)
         #[arg(long)]
         dir: PathBuf,
-        /// Port every host listens on
+        /// Port clients reach every host on (with --rtt the proxy's; each sshd takes the next)
         #[arg(long, default_value_t = 2222)]
         port: u16,
         /// First address (127.x.y.z); default: a random free block
@@ -38,6 +39,30 @@ enum Cmd {
         /// CiviCRM version of the sites (the release tarball is one minor version newer)
         #[arg(long, default_value = "5.69.0")]
         civicrm: String,
+        /// Put a delaying TCP proxy with this round-trip time in front of every host (`100ms`)
+        ///
+        /// The proxy (one background `fleet-lab proxy` process) listens on each host's
+        /// address and port, the ones the inventory, known_hosts and ssh_config name; each
+        /// sshd moves to the next port of its address. Each direction of every connection is
+        /// delayed by half the round trip, in order. The client's TCP connect completes at
+        /// once; the proxy connects to the sshd half a round trip later, so the server's
+        /// first bytes arrive one round trip after connect, as on a network. A stopped host's
+        /// address still accepts; the proxy closes the connection a round trip later.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        rtt: Option<Duration>,
+        /// With --rtt: up to this much extra delay, at random, per chunk and direction (`10ms`)
+        ///
+        /// Drawn uniformly from 0 to the jitter for every chunk (what one read returned). A
+        /// chunk is never delivered before the one ahead of it, so jitter never reorders.
+        #[arg(long, requires = "rtt", value_parser = humantime::parse_duration)]
+        jitter: Option<Duration>,
+        /// With --rtt: this share of chunks arrives a retransmission timeout late (`0.1%`)
+        ///
+        /// A TCP proxy cannot drop bytes (the stream would just be corrupt), so a "lost"
+        /// chunk is delivered max(200ms, rtt) late, and the chunks behind it wait for it,
+        /// as TCP's retransmission and head-of-line blocking would make them.
+        #[arg(long, requires = "rtt", value_parser = parse_percent)]
+        loss: Option<f64>,
     },
     /// Stop every host of the lab in DIR
     Down {
@@ -51,6 +76,31 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Start the latency proxy of the lab in DIR if it is not running (`up --rtt` starts it)
+    Proxy {
+        /// Lab directory (of a lab started with --rtt)
+        #[arg(long)]
+        dir: PathBuf,
+        /// Serve in the foreground until killed (what the background proxy runs)
+        #[arg(long)]
+        foreground: bool,
+    },
+}
+
+/// Parses a percentage (`0.1%`) into a fraction.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let bad = || format!("`{s}` is not a percentage from 0% to 100%, like `0.1%`");
+    let n: f64 = s
+        .strip_suffix('%')
+        .ok_or_else(bad)?
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
+    if (0.0..=100.0).contains(&n) {
+        Ok(n / 100.0)
+    } else {
+        Err(bad())
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,12 +124,21 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
             first_address,
             sites_per_host,
             civicrm,
+            rtt,
+            jitter,
+            loss,
         } => {
+            let latency = rtt.map(|rtt| Latency {
+                rtt,
+                jitter: jitter.unwrap_or_default(),
+                loss: loss.unwrap_or_default(),
+            });
             let lab = Lab::up(&LabOptions {
                 hosts: hosts as usize,
                 dir,
                 port,
                 first_address,
+                latency,
             })?;
             if sites_per_host > 0 {
                 let opts = fleet_lab::SitesOptions::new(sites_per_host, &civicrm);
@@ -108,6 +167,14 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                 first.port,
                 lab.dir().display()
             );
+            if let Some(latency) = lab.latency() {
+                let _ = writeln!(
+                    out,
+                    "proxy: {latency} in front of every host (sshd on port {}), pid {}",
+                    first.sshd_port,
+                    lab.proxy_pid().unwrap_or_default()
+                );
+            }
             let _ = writeln!(
                 out,
                 "try: fleet -i {} exec -- 'echo $FLEET_HOST'",
@@ -116,8 +183,17 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
         }
         Cmd::Down { dir } => {
             let mut lab = Lab::open(&dir)?;
+            let proxy = if lab.proxy_running() {
+                " and the proxy"
+            } else {
+                ""
+            };
             let n = lab.down()?;
-            let _ = writeln!(out, "lab down: stopped {n} sshd in {}", lab.dir().display());
+            let _ = writeln!(
+                out,
+                "lab down: stopped {n} sshd{proxy} in {}",
+                lab.dir().display()
+            );
         }
         Cmd::Status { dir } => {
             let lab = Lab::open(&dir)?;
@@ -126,9 +202,75 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                     Some(pid) if lab.is_running(&h.name) => format!("running  pid {pid}"),
                     _ => "stopped".to_owned(),
                 };
-                let _ = writeln!(out, "{}  {}:{}  {state}", h.name, h.address, h.port);
+                let sshd = if h.sshd_port == h.port {
+                    String::new()
+                } else {
+                    format!("  (sshd on port {})", h.sshd_port)
+                };
+                let _ = writeln!(out, "{}  {}:{}  {state}{sshd}", h.name, h.address, h.port);
             }
+            if let Some(latency) = lab.latency() {
+                let state = match (lab.proxy_pid(), lab.proxy_cpu()) {
+                    (Some(pid), Some(cpu)) => {
+                        format!("running  pid {pid}  cpu {:.2} s", cpu.as_secs_f64())
+                    }
+                    _ => "stopped".to_owned(),
+                };
+                let _ = writeln!(out, "proxy  {latency}  {state}");
+            }
+        }
+        Cmd::Proxy {
+            dir,
+            foreground: true,
+        } => {
+            let lab = Lab::open(&dir)?;
+            let proxy = LatencyProxy::bind(&lab, out)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| LabError::ProxyFailed {
+                    message: format!("cannot build its runtime: {e}"),
+                })?;
+            runtime.block_on(proxy.run())?;
+        }
+        Cmd::Proxy {
+            dir,
+            foreground: false,
+        } => {
+            let mut lab = Lab::open(&dir)?;
+            let started = lab.start_proxy()?;
+            let _ = writeln!(
+                out,
+                "proxy {}: pid {}",
+                if started {
+                    "started"
+                } else {
+                    "already running"
+                },
+                lab.proxy_pid().unwrap_or_default()
+            );
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_become_fractions() {
+        for (s, want) in [
+            ("0.1%", 0.001),
+            ("0%", 0.0),
+            ("100%", 1.0),
+            ("2.5 %", 0.025),
+        ] {
+            let got = parse_percent(s).unwrap();
+            assert!((got - want).abs() < 1e-12, "{s}: {got}");
+        }
+        for bad in ["0.1", "-1%", "101%", "x%", "%"] {
+            assert!(parse_percent(bad).is_err(), "{bad}");
+        }
+    }
 }

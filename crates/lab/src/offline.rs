@@ -49,6 +49,7 @@ impl Lab {
                 name,
                 address: Ipv4Addr::LOCALHOST,
                 port: 1,
+                sshd_port: 1,
                 pid: None,
                 root,
                 host_public_key: key_without_comment(&public),
@@ -58,6 +59,9 @@ impl Lab {
             dir,
             user: current_user(),
             hosts: list,
+            latency: None,
+            proxy_pid: None,
+            proxy_child: None,
         };
         for (name, text) in [
             ("known_hosts", inventory::known_hosts(&lab)),

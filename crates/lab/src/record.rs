@@ -4,13 +4,14 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::io;
 use crate::inventory::toml_str;
 use crate::sshd::SshdFiles;
-use crate::{Lab, LabError};
+use crate::{Lab, LabError, Latency};
 
 /// The record's file name inside the lab directory.
 pub(crate) const RECORD: &str = "lab.toml";
@@ -19,8 +20,44 @@ pub(crate) const RECORD: &str = "lab.toml";
 #[derive(Debug, Deserialize)]
 pub(crate) struct Record {
     pub(crate) user: String,
+    /// Present when the lab has latency.
+    pub(crate) proxy: Option<RecordProxy>,
     #[serde(default, rename = "host")]
     pub(crate) hosts: Vec<RecordHost>,
+}
+
+/// The `[proxy]` table: the latency and the proxy's pid.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecordProxy {
+    #[serde(with = "humantime_serde_str")]
+    pub(crate) rtt: Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub(crate) jitter: Duration,
+    pub(crate) loss: f64,
+    /// Absent while the proxy is stopped.
+    pub(crate) pid: Option<u32>,
+}
+
+impl RecordProxy {
+    pub(crate) fn latency(&self) -> Latency {
+        Latency {
+            rtt: self.rtt,
+            jitter: self.jitter,
+            loss: self.loss,
+        }
+    }
+}
+
+/// Durations as humantime strings (`"100ms"`), the way the flags take them.
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One `[[host]]` entry.
@@ -29,6 +66,8 @@ pub(crate) struct RecordHost {
     pub(crate) name: String,
     pub(crate) address: Ipv4Addr,
     pub(crate) port: u16,
+    /// Where its sshd listens; the same as `port` when the lab has no proxy.
+    pub(crate) sshd_port: Option<u16>,
     /// Absent while the host is stopped.
     pub(crate) pid: Option<u32>,
     pub(crate) host_public_key: String,
@@ -44,12 +83,28 @@ pub(crate) fn text(lab: &Lab) -> String {
         lab.dir().display()
     );
     let _ = writeln!(t, "user = {}", toml_str(lab.user()));
+    if let Some(l) = lab.latency() {
+        // No key here may end in `port`: scripts (bench.py) take the first `port = ` of the
+        // file for the hosts' port.
+        let _ = writeln!(
+            t,
+            "\n# the latency proxy in front of every host (`fleet-lab proxy`)\n[proxy]"
+        );
+        let _ = writeln!(t, "rtt = \"{}\"", humantime::format_duration(l.rtt));
+        let _ = writeln!(t, "jitter = \"{}\"", humantime::format_duration(l.jitter));
+        // `{:?}` always writes a TOML float (`0.0`, not `0`).
+        let _ = writeln!(t, "loss = {:?}", l.loss);
+        if let Some(pid) = lab.proxy_pid() {
+            let _ = writeln!(t, "pid = {pid}");
+        }
+    }
     for h in lab.hosts() {
         let files = SshdFiles::new(lab.dir(), &h.name);
         let _ = writeln!(t, "\n[[host]]");
         let _ = writeln!(t, "name = {}", toml_str(&h.name));
         let _ = writeln!(t, "address = \"{}\"", h.address);
         let _ = writeln!(t, "port = {}", h.port);
+        let _ = writeln!(t, "sshd_port = {}", h.sshd_port);
         if let Some(pid) = h.pid {
             let _ = writeln!(t, "pid = {pid}");
         }

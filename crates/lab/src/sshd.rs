@@ -16,7 +16,7 @@ use crate::error::io;
 /// The daemon every lab host runs; sshd insists on being started by absolute path.
 pub(crate) const SSHD: &str = "/usr/sbin/sshd";
 
-/// How long [`stop`] waits after SIGTERM before sending SIGKILL.
+/// How long [`stop_all`] waits after SIGTERM before sending SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 
 /// Paths of one lab host's sshd files, all under `DIR/sshd/<name>/`.
@@ -241,7 +241,7 @@ pub(crate) fn start(
 }
 
 /// Connects once and reads the server's identification line.
-fn banner(address: Ipv4Addr, port: u16) -> Result<(), String> {
+pub(crate) fn banner(address: Ipv4Addr, port: u16) -> Result<(), String> {
     let sa = SocketAddr::from((address, port));
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))
         .map_err(|e| format!("connect: {e}"))?;
@@ -298,7 +298,7 @@ pub(crate) fn is_our_sshd(pid: u32, config: &Path) -> bool {
 }
 
 /// A dead daemon not yet reaped still has its cmdline; it is no longer running.
-fn is_zombie(pid: u32) -> bool {
+pub(crate) fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit_once(')')
@@ -366,7 +366,7 @@ pub(crate) fn prepare_process() -> Result<(), LabError> {
 }
 
 /// What a log file holds past byte `from`.
-fn log_since(path: &Path, from: u64) -> String {
+pub(crate) fn log_since(path: &Path, from: u64) -> String {
     use std::io::Seek;
     let mut text = String::new();
     if let Ok(mut f) = std::fs::File::open(path)
@@ -378,12 +378,12 @@ fn log_since(path: &Path, from: u64) -> String {
 }
 
 /// The last lines of a log, on one line, for error messages.
-fn tail(log: &str) -> String {
+pub(crate) fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(5)..].join("; ")
 }
 
-fn prefixed(prefix: &str, s: &str) -> String {
+pub(crate) fn prefixed(prefix: &str, s: &str) -> String {
     if s.is_empty() {
         String::new()
     } else {

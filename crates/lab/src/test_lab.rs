@@ -1,6 +1,6 @@
 //! The test kit: a lab in a temporary directory, torn down on drop.
 
-use crate::{Lab, LabError, LabOptions};
+use crate::{Lab, LabError, LabOptions, Latency};
 
 /// A lab in a fresh temporary directory; dropping it stops every daemon (by pid) and removes
 /// the directory.
@@ -33,11 +33,29 @@ impl TestLab {
     ///
     /// As [`Lab::up`], or when the temporary directory cannot be created.
     pub fn try_start(hosts: usize) -> Result<TestLab, LabError> {
+        TestLab::try_start_with(hosts, None)
+    }
+
+    /// Starts a lab of `hosts` hosts behind the latency proxy (see [`Latency`]); clients
+    /// reach them through the same inventory, known_hosts and ssh_config as without.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestLab::start`], and when the `fleet-lab` binary that runs the proxy is not
+    /// built (see [`Lab::start_proxy`]).
+    pub fn with_latency(hosts: usize, latency: Latency) -> TestLab {
+        TestLab::try_start_with(hosts, Some(latency))
+            .unwrap_or_else(|e| panic!("fleet-lab: {}", e.chain()))
+    }
+
+    fn try_start_with(hosts: usize, latency: Option<Latency>) -> Result<TestLab, LabError> {
         let dir = tempfile::Builder::new()
             .prefix("fleet-lab-")
             .tempdir()
             .map_err(crate::error::io("create", std::env::temp_dir()))?;
-        let lab = Lab::up(&LabOptions::new(hosts, dir.path()))?;
+        let mut opts = LabOptions::new(hosts, dir.path());
+        opts.latency = latency;
+        let lab = Lab::up(&opts)?;
         Ok(TestLab { lab, dir })
     }
 
@@ -85,7 +103,8 @@ impl std::ops::DerefMut for TestLab {
 
 impl Drop for TestLab {
     fn drop(&mut self) {
-        // Nothing useful can be done with an error here: the daemons were signalled anyway.
+        // Nothing useful can be done with an error here: the daemons (and the proxy) were
+        // signalled anyway.
         let _ = self.lab.down();
     }
 }

@@ -142,8 +142,114 @@ fn usage_errors_exit_2() {
             "not-an-ip",
         ],
         &["frobnicate"],
+        &["up", "--hosts", "2", "--dir", "/tmp/x", "--jitter", "5ms"],
+        &[
+            "up", "--hosts", "2", "--dir", "/tmp/x", "--rtt", "5ms", "--loss", "0.1",
+        ],
+        &["up", "--hosts", "2", "--dir", "/tmp/x", "--rtt", "fast"],
+        &["proxy"],
     ] {
         let o = fleet_lab(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
     }
+}
+
+#[test]
+fn up_with_rtt_status_proxy_restart_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let _cleanup = Cleanup(dir.clone());
+    let o = fleet_lab(&[
+        "up",
+        "--hosts",
+        "2",
+        "--dir",
+        path(&dir),
+        "--port",
+        "2224",
+        "--rtt",
+        "50ms",
+        "--jitter",
+        "5ms",
+        "--loss",
+        "0.1%",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("lab up: 2 hosts h01..h02 on 127."),
+        "{out}"
+    );
+    let prefix =
+        "proxy: rtt 50ms, jitter 5ms, loss 0.1% in front of every host (sshd on port 2225), pid ";
+    assert!(lines[1].starts_with(prefix), "{out}");
+    let pid: u32 = lines[1][prefix.len()..].parse().unwrap();
+    assert!(lines[2].starts_with("try: fleet -i "), "{out}");
+
+    // The proxy outlives the command that started it.
+    let lab = Lab::open(&dir).unwrap();
+    assert_eq!(lab.proxy_pid(), Some(pid));
+    assert!(alive(pid));
+    let o = fleet_lab(&["status", "--dir", path(&dir)]);
+    let status = text(&o.stdout);
+    for h in lab.hosts() {
+        let line = format!(
+            "{}  {}:2224  running  pid {}  (sshd on port 2225)\n",
+            h.name,
+            h.address,
+            h.pid.unwrap()
+        );
+        assert!(status.contains(&line), "{status}");
+    }
+    assert!(
+        status.contains(&format!(
+            "proxy  rtt 50ms, jitter 5ms, loss 0.1%  running  pid {pid}  cpu "
+        )),
+        "{status}"
+    );
+
+    // A proxy that died is started again by `fleet-lab proxy`; a running one is left alone.
+    Lab::open(&dir).unwrap().stop_proxy().unwrap();
+    assert!(!alive(pid));
+    let o = fleet_lab(&["status", "--dir", path(&dir)]);
+    assert!(
+        text(&o.stdout).ends_with("proxy  rtt 50ms, jitter 5ms, loss 0.1%  stopped\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = fleet_lab(&["proxy", "--dir", path(&dir)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let again: u32 = out
+        .strip_prefix("proxy started: pid ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(alive(again));
+    let o = fleet_lab(&["proxy", "--dir", path(&dir)]);
+    assert_eq!(
+        text(&o.stdout),
+        format!("proxy already running: pid {again}\n")
+    );
+    let h = &Lab::open(&dir).unwrap().hosts()[0].clone();
+    assert_eq!(
+        crate::stdout_ok(&crate::ssh(
+            &Lab::open(&dir).unwrap(),
+            h,
+            "echo $FLEET_HOST"
+        )),
+        "h01\n"
+    );
+
+    let o = fleet_lab(&["down", "--dir", path(&dir)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!(
+            "lab down: stopped 2 sshd and the proxy in {}\n",
+            dir.canonicalize().unwrap().display()
+        )
+    );
+    assert!(!alive(again));
 }

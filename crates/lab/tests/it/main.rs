@@ -7,6 +7,8 @@ mod auth;
 mod cli;
 /// Hosts answer over SSH as themselves; the client files describe them.
 mod hosts;
+/// Labs behind the latency proxy: SSH through it, stopped hosts behind it, and `down`.
+mod latency;
 /// Stopping and starting hosts and labs: only the lab's own pids are ever signalled.
 mod lifecycle;
 /// Labs of many hosts start within the deadline.
