@@ -4,6 +4,7 @@ sshd hosts started by `fleet-lab`, plus the controller cost of `fleet upgrade`.
 
     python3 bench/bench.py [--sizes 50,200,500] [--runs 3] [--commands true,'uname -a']
                            [--default-kex-up-to 200] [--big 1000] [--upgrade-hosts 50]
+                           [--wan 20,100] [--wan-sizes 200,1000] [--wan-runs 2]
 
 For every host count N, each tool runs once as a warm-up (with the first command; the
 default-kex variants below are warmed by their tool's curve25519 warm-up) and then
@@ -19,6 +20,13 @@ spends 90 to 150 ms of CPU per host, so one run at N = 200 takes 12 to 19 s and 
 ~50 s on 2 cores, whatever the command. To keep `make bench` under 20 minutes those variants run
 with the first command only, and only up to `--default-kex-up-to` hosts (200). fleet uses
 russh's default order (its post-quantum hybrid first, then curve25519).
+
+`--wan RTTS` then runs `true` through the lab's delaying proxy (`fleet-lab up --rtt`), per
+round-trip time and `--wan-sizes` host count: fleet with its defaults (the adaptive handshake
+window), fleet with the window fixed by hand (`--max-handshakes 64`, the old default, and N,
+every host at once: the lab-only ceiling), and the OpenSSH tools with curve25519. There the
+limit is round trips: the floor is ROUND_TRIPS x RTT (one exec's handshake and command) plus
+the loopback floor (the sshd side's CPU over the cores). The proxy's own CPU is reported.
 
 `--big N` then starts a lab of N hosts (1000) and checks, in one run, that `fleet exec true`
 completes on all of them. The upgrade benchmark upgrades 2 fake CiviCRM sites on each of 50 hosts whose
@@ -50,6 +58,9 @@ FLEET = os.path.join(RELEASE, "fleet")
 FLEET_LAB = os.path.join(RELEASE, "fleet-lab")
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
+# Round trips of one `exec` from connect to exit status: TCP, version + key exchange init,
+# the exchange, userauth (publickey with its signature), channel open, exec and its status.
+ROUND_TRIPS = 7
 
 
 def log(msg):
@@ -79,15 +90,22 @@ def build():
 class Lab:
     """A fleet-lab of n hosts, with host files for every tool."""
 
-    def __init__(self, n, sites=0):
+    def __init__(self, n, sites=0, rtt_ms=0):
         self.dir = tempfile.mkdtemp(prefix=f"fleet-bench-{n}-")
         cmd = [FLEET_LAB, "up", "--hosts", str(n), "--dir", self.dir]
+        self.rtt_ms = rtt_ms
+        if rtt_ms:
+            cmd += ["--rtt", f"{rtt_ms}ms"]
         if sites:
             cmd += ["--sites-per-host", str(sites), "--civicrm", "5.69.0"]
         sh(cmd, stdout=subprocess.DEVNULL)
         self.n = n
         self.pids, self.addrs = [], []
-        for block in open(os.path.join(self.dir, "lab.toml")).read().split("[[host]]")[1:]:
+        record_text = open(os.path.join(self.dir, "lab.toml")).read()
+        head = record_text.split("[[host]]")[0]
+        m = re.search(r"\[proxy\][^\[]*?pid = (\d+)", head, re.S)
+        self.proxy_pid = int(m.group(1)) if m else None
+        for block in record_text.split("[[host]]")[1:]:
             self.addrs.append(re.search(r'address = "([^"]+)"', block).group(1))
             m = re.search(r"pid = (\d+)", block)
             if m:
@@ -116,6 +134,16 @@ class Lab:
             # utime stime cutime cstime are fields 14-17 (1-based) of stat.
             total += sum(int(x) for x in fields[11:15])
         return total / TICK
+
+    def proxy_cpu(self):
+        """CPU seconds the delaying proxy spent so far (0 without one)."""
+        if not self.proxy_pid:
+            return 0.0
+        try:
+            fields = open(f"/proc/{self.proxy_pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return sum(int(x) for x in fields[11:13]) / TICK
 
     def down(self):
         subprocess.run([FLEET_LAB, "down", "--dir", self.dir], stdout=subprocess.DEVNULL)
@@ -155,7 +183,7 @@ def tools(lab, n, cmd, default_kex_up_to):
 def measure(lab, argv, env, check):
     """Runs argv once: wall time, exit code, output, hosts ok, and from wait4 the CPU and peak
     RSS of the tool's process tree, plus the CPU the lab's sshd spent meanwhile."""
-    sshd0 = lab.sshd_cpu()
+    sshd0, proxy0 = lab.sshd_cpu(), lab.proxy_cpu()
     # GNU time starts the tool, so the tool's peak RSS is not inflated by this Python
     # process's memory (the kernel counts the pre-exec image of a forked child).
     with tempfile.NamedTemporaryFile("w+") as usage, tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
@@ -176,6 +204,7 @@ def measure(lab, argv, env, check):
         "cpu": user + system,
         "rss": rss,
         "sshd": lab.sshd_cpu() - sshd0,
+        "proxy": lab.proxy_cpu() - proxy0,
     }
 
 
@@ -202,17 +231,47 @@ def run_benchmark(sizes, commands, runs, default_kex_up_to, results):
             lab.down()
 
 
-def record(results, n, cmd, name, rnd, m):
+def record(results, n, cmd, name, rnd, m, rtt_ms=0):
     wall, cpu, sshd, ok, err = m["wall"], m["cpu"], m["sshd"], m["ok"], m["err"]
     results.append({
-        "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0,
+        "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0, "rtt_ms": rtt_ms,
         "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "peak_rss_kib": m["rss"],
-        "sshd_cpu_s": round(sshd, 4), "hosts_ok": ok, "exit": m["rc"], "counted": rnd > 0 and ok == n,
+        "sshd_cpu_s": round(sshd, 4), "proxy_cpu_s": round(m.get("proxy", 0.0), 4),
+        "hosts_ok": ok, "exit": m["rc"], "counted": rnd > 0 and ok == n,
     })
-    log(f"N={n} {cmd!r} {name:18} wall {wall:6.2f}s cpu {cpu:6.3f}s rss {m['rss'] / 1024:5.1f}MiB sshd {sshd:6.2f}s ok {ok}/{n}"
+    log(f"{'RTT ' + str(rtt_ms) + 'ms ' if rtt_ms else ''}N={n} {cmd!r} {name:18} wall {wall:6.2f}s cpu {cpu:6.3f}s rss {m['rss'] / 1024:5.1f}MiB sshd {sshd:6.2f}s ok {ok}/{n}"
         + ("" if rnd else " (warm-up)"))
     if ok != n:
         log(f"  {name} failed on {n - ok} host(s): {err.strip()[-300:]}")
+
+
+def wan_tools(lab, n):
+    """The WAN rows: fleet by default and hand-tuned, the OpenSSH tools with curve25519."""
+    base = tools(lab, n, "true", 0)
+    fleet_argv = base[0][1]
+    out = [base[0]]
+    for fixed, label in ((64, "fleet --max-handshakes 64"), (n, f"fleet --max-handshakes {n}")):
+        argv = fleet_argv[:fleet_argv.index("exec") + 1] + ["--max-handshakes", str(fixed)] + fleet_argv[fleet_argv.index("exec") + 1:]
+        out.append((label, argv, {}, base[0][3]))
+    return out + base[1:]
+
+
+def run_wan(rtts, sizes, runs, results):
+    """`true` through the delaying proxy, per round-trip time and host count."""
+    for rtt in rtts:
+        for n in sizes:
+            log(f"lab of {n} hosts behind a {rtt} ms round trip")
+            lab = Lab(n, rtt_ms=rtt)
+            try:
+                entries = wan_tools(lab, n)
+                # No warm-up round: the loopback part warmed the binaries, and each of these
+                # runs costs several seconds of mostly waiting.
+                for rnd in range(1, runs + 1):
+                    order = entries[rnd % len(entries):] + entries[: rnd % len(entries)]
+                    for name, argv, env, check in order:
+                        record(results, n, "true", name, rnd, measure(lab, argv, env, check), rtt_ms=rtt)
+            finally:
+                lab.down()
 
 
 def run_big(n, results):
@@ -254,18 +313,23 @@ def run_upgrade_benchmark(hosts, results):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def medians(results):
-    """{(n, command): {tool: medians of its counted runs}}."""
+def medians(results, rtt=0):
+    """{(n, command): {tool: medians of its counted runs}} at round-trip time `rtt` (ms)."""
     groups = {}
     for r in results:
-        if r.get("bench") or not r["counted"]:
+        if r.get("bench") or not r["counted"] or r.get("rtt_ms", 0) != rtt:
             continue
         groups.setdefault((r["n"], r["command"]), {}).setdefault(r["tool"], []).append(r)
+    keys = ("wall_s", "cpu_s", "peak_rss_kib", "sshd_cpu_s", "proxy_cpu_s")
     return {
-        key: {t: {k: statistics.median(x[k] for x in rs) for k in ("wall_s", "cpu_s", "peak_rss_kib", "sshd_cpu_s")} | {"runs": len(rs)}
+        key: {t: {k: statistics.median(x.get(k, 0) for x in rs) for k in keys} | {"runs": len(rs)}
               for t, rs in by_tool.items()}
         for key, by_tool in groups.items()
     }
+
+
+def wan_rtts(results):
+    return sorted({r.get("rtt_ms", 0) for r in results if not r.get("bench")} - {0})
 
 
 def targets(results):
@@ -294,8 +358,19 @@ def targets(results):
         row(f"N={n} `{cmd}`: fleet client CPU per host, ms", 1000 * f["cpu_s"] / n, 1.0)
         if n in (200, 500):
             row(f"N={n} `{cmd}`: fleet peak RSS, MiB", f["peak_rss_kib"] / 1024, 25.0 if n == 200 else 40.0, "{:.1f}")
+    for rtt in wan_rtts(results):
+        for (n, cmd), m in sorted(medians(results, rtt).items()):
+            f = m.get("fleet")
+            tuned = [v["wall_s"] for t, v in m.items() if t.startswith("fleet --max-handshakes")]
+            peers = [v["wall_s"] for t, v in m.items() if t.endswith("/curve25519")]
+            if not f:
+                continue
+            row(f"RTT {rtt} ms, N={n}: fleet (defaults) wall / its best hand-tuned `--max-handshakes` wall",
+                f["wall_s"] / min(tuned) if tuned else None, 1.05)
+            row(f"RTT {rtt} ms, N={n}: fleet (defaults) wall / best OpenSSH peer (curve25519) wall",
+                f["wall_s"] / min(peers) if peers else None, 1.0)
     for r in results:
-        if not r.get("bench") and r["n"] >= 1000 and r["tool"] == "fleet" and not r["warmup"]:
+        if not r.get("bench") and r.get("rtt_ms", 0) == 0 and r["n"] >= 1000 and r["tool"] == "fleet" and not r["warmup"]:
             lines.append(f"| N={r['n']} `true`: fleet hosts ok | {r['hosts_ok']}/{r['n']} in {r['wall_s']:.1f} s, "
                          f"{r['peak_rss_kib'] / 1024:.0f} MiB | all | {'met' if r['hosts_ok'] == r['n'] else '**missed**'} |")
     for r in results:
@@ -323,6 +398,18 @@ def table(results):
                 f"{ratio(m['cpu_s'], f['cpu_s'], '{:.1f}x')} | {m['peak_rss_kib'] / 1024:.1f} | {m['sshd_cpu_s']:.2f} | {floor:.2f} | {ratio(m['wall_s'], floor, '{:.2f}')} |"
                 if f else f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | - | {m['cpu_s']:.3f} | - | - | {m['peak_rss_kib'] / 1024:.1f} | {m['sshd_cpu_s']:.2f} | {floor:.2f} | - |"
             )
+    for rtt in wan_rtts(results):
+        for (n, cmd), med in sorted(medians(results, rtt).items()):
+            f = med.get("fleet")
+            lines.append(f"\n### RTT {rtt} ms (delaying proxy), N = {n}, `{cmd}`\n")
+            lines.append("| tool | runs | wall s | wall / fleet | client CPU s | sshd CPU s | proxy CPU s | floor s (round trips x RTT + sshd CPU / cores) | wall / floor |")
+            lines.append("|---|---|---|---|---|---|---|---|---|")
+            for tool, m in sorted(med.items(), key=lambda kv: kv[1]["wall_s"]):
+                floor = ROUND_TRIPS * rtt / 1000 + m["sshd_cpu_s"] / CORES
+                lines.append(
+                    f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | {ratio(m['wall_s'], f['wall_s'], '{:.2f}x') if f else '-'} | {m['cpu_s']:.3f} | "
+                    f"{m['sshd_cpu_s']:.2f} | {m['proxy_cpu_s']:.2f} | {floor:.2f} | {ratio(m['wall_s'], floor, '{:.2f}')} |"
+                )
     for r in results:
         if r.get("bench") == "upgrade-controller":
             lines.append(f"\n### `fleet upgrade` controller, {r['hosts']} hosts\n")
@@ -338,6 +425,9 @@ def main():
     ap.add_argument("--default-kex-up-to", type=int, default=200, help="largest N for OpenSSH's default key exchange")
     ap.add_argument("--big", type=int, default=1000, help="hosts of the large fleet-only run (0: none)")
     ap.add_argument("--upgrade-hosts", type=int, default=50)
+    ap.add_argument("--wan", default="20,100", help="round-trip times (ms) of the proxied runs (empty: none)")
+    ap.add_argument("--wan-sizes", default="200,1000")
+    ap.add_argument("--wan-runs", type=int, default=2)
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     ensure_tools()
@@ -348,6 +438,9 @@ def main():
     results = []
     started = datetime.datetime.now(datetime.timezone.utc)
     run_benchmark(sizes, commands, args.runs, args.default_kex_up_to, results)
+    rtts = [int(x) for x in args.wan.split(",") if x]
+    if rtts:
+        run_wan(rtts, [int(x) for x in args.wan_sizes.split(",") if x], args.wan_runs, results)
     if args.big:
         run_big(args.big, results)
     if args.upgrade_hosts:

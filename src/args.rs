@@ -262,12 +262,12 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) connect_timeout: Option<Duration>,
 
-    /// Ceiling of handshakes in flight at once. Below it the number adapts: it grows while
-    /// the CPU has headroom and handshakes stay fast (a real network), and shrinks when they
-    /// queue for the CPU (loopback, a small controller). Hosts past it wait their turn before
-    /// their connect timeout starts; commands already running are not limited
-    #[arg(long, default_value_t = fleet_remote_exec::DEFAULT_MAX_HANDSHAKES as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
-    pub(crate) max_handshakes: u32,
+    /// Handshakes in flight at once [default: adaptive, up to 1024: it grows while the CPU has
+    /// headroom and handshakes stay fast (a real network), and shrinks when they queue for the
+    /// CPU (loopback, a small controller)]. Hosts past it wait their turn before their
+    /// connect timeout starts; commands already running are not limited
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub(crate) max_handshakes: Option<u32>,
 
     /// One JSON object per host on stdout instead of folded text
     #[arg(long)]

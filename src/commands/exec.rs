@@ -55,7 +55,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     let client = Client::new(ClientOptions {
         prompter: Arc::new(TtyPrompter::new(progress.clone())),
         password,
-        max_handshakes: args.max_handshakes as usize,
+        max_handshakes: args.max_handshakes.map(|n| n as usize),
         ..ClientOptions::default()
     });
     let command = RemoteCommand::shell(command_line);

@@ -23,8 +23,9 @@
 //!   the start is what fleet always did.
 //! - Otherwise **hold**. With no CPU reading (not Linux) the window stays at the start.
 //!
-//! The ceiling is `--max-handshakes` (explicit) or [`DEFAULT_CEILING`]; admission never
-//! exceeds it.
+//! The ceiling is [`DEFAULT_CEILING`]. An explicit `--max-handshakes N` fixes the window at
+//! N instead: the operator said how many, and admission uses that many whenever targets
+//! wait, never more.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub(crate) const SLOW: f64 = 4.0;
 pub(crate) struct Controller {
     window: usize,
     ceiling: usize,
+    /// Whether the window follows the rule, or stays where it was set.
+    adaptive: bool,
     /// Fastest handshake completed so far.
     fastest: Option<Duration>,
     /// Recent completion time (moving average).
@@ -61,14 +64,25 @@ pub(crate) struct Controller {
 }
 
 impl Controller {
+    /// A window that adapts below `ceiling`.
     pub(crate) fn new(ceiling: usize) -> Controller {
         let ceiling = ceiling.max(1);
         Controller {
             window: START_WINDOW.min(ceiling),
             ceiling,
+            adaptive: true,
             fastest: None,
             recent: None,
             busy: None,
+        }
+    }
+
+    /// A window fixed at `n`.
+    pub(crate) fn fixed(n: usize) -> Controller {
+        Controller {
+            window: n.max(1),
+            adaptive: false,
+            ..Controller::new(n)
         }
     }
 
@@ -92,7 +106,7 @@ impl Controller {
     /// One tick: `busy` is the CPU busy fraction since the last one (`None` when it cannot be
     /// read), `waiting` the targets waiting for a slot.
     pub(crate) fn tick(&mut self, busy: Option<f64>, waiting: usize) {
-        let Some(now) = busy else {
+        let Some(now) = busy.filter(|_| self.adaptive) else {
             return;
         };
         let busy = self.busy.map_or(now, |b| (b + now) / 2.0);
@@ -187,11 +201,17 @@ impl Drop for Waiting<'_> {
 }
 
 impl Admission {
-    pub(crate) fn new(ceiling: usize) -> Admission {
+    /// `fixed`: the window stays at `limit`; else it adapts below it.
+    pub(crate) fn new(limit: usize, fixed: bool) -> Admission {
+        let ctl = if fixed {
+            Controller::fixed(limit)
+        } else {
+            Controller::new(limit)
+        };
         Admission {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    ctl: Controller::new(ceiling),
+                    ctl,
                     in_flight: 0,
                     waiting: 0,
                     peak: 0,
@@ -225,7 +245,7 @@ impl Admission {
                     };
                 }
                 s.waiting += 1;
-                if !s.ticking {
+                if !s.ticking && s.ctl.adaptive {
                     s.ticking = true;
                     tokio::spawn(ticker(Arc::downgrade(&self.shared)));
                 }
@@ -345,7 +365,19 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_ceiling_is_never_exceeded() {
+    fn a_fixed_window_stays_where_it_was_set() {
+        for n in [1, 3, 200, 5000] {
+            let mut c = Controller::fixed(n);
+            for i in 0..50 {
+                c.completed(ms(10 + i));
+                c.tick(Some(if i < 25 { 0.0 } else { 1.0 }), 1000);
+                assert_eq!(c.window(), n);
+            }
+        }
+    }
+
+    #[test]
+    fn a_ceiling_is_never_exceeded() {
         for ceiling in [1, 3, 64, 100] {
             let mut c = Controller::new(ceiling);
             assert!(c.window() <= ceiling);
@@ -359,7 +391,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn admission_holds_the_window_and_hands_places_on() {
-        let a = Arc::new(Admission::new(3));
+        let a = Arc::new(Admission::new(3, false));
         let mut tasks = Vec::new();
         let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for _ in 0..40 {

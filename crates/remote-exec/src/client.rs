@@ -21,7 +21,7 @@ use crate::target::{HostKeyPolicy, Target};
 /// Read buffer of each direct TCP connection.
 const READ_BUFFER: usize = 8 * 1024;
 
-/// Default of [`ClientOptions::max_handshakes`]: the ceiling of the adaptive window.
+/// The ceiling of the adaptive handshake window ([`ClientOptions::max_handshakes`] `None`).
 pub const DEFAULT_MAX_HANDSHAKES: usize = DEFAULT_CEILING;
 
 /// Settings shared by every connection of a [`Client`].
@@ -36,13 +36,14 @@ pub struct ClientOptions {
     pub keepalive: Duration,
     /// Most commands run at once over one connection (sshd's `MaxSessions` defaults to 10).
     pub max_channels: usize,
-    /// Most handshakes (TCP connect, key exchange, authentication) in flight at once, across
-    /// every target: the ceiling of a window that adapts to where the run is (it opens while
-    /// the CPU has headroom and handshakes stay fast, as on a real network, and closes when
-    /// they queue for the CPU, as on loopback; see `admission.rs`). Connections past it wait
-    /// their turn before their connect timeout starts; commands already connected are not
-    /// limited.
-    pub max_handshakes: usize,
+    /// Handshakes (TCP connect, key exchange, authentication) in flight at once, across
+    /// every target: `None` for a window that adapts to where the run is, up to
+    /// [`DEFAULT_MAX_HANDSHAKES`] (it opens while the CPU has headroom and handshakes stay
+    /// fast, as on a real network, and closes when they queue for the CPU, as on loopback;
+    /// see `admission.rs`), `Some(n)` for exactly `n` whenever targets wait. Connections
+    /// past it wait their turn before their connect timeout starts; commands already
+    /// connected are not limited.
+    pub max_handshakes: Option<usize>,
 }
 
 impl Default for ClientOptions {
@@ -55,7 +56,7 @@ impl Default for ClientOptions {
                 .map(PathBuf::from),
             keepalive: Duration::from_secs(15),
             max_channels: 8,
-            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes: None,
         }
     }
 }
@@ -94,7 +95,10 @@ impl Client {
                 },
                 keepalive: options.keepalive,
                 max_channels: options.max_channels.max(1),
-                handshakes: Admission::new(options.max_handshakes.max(1)),
+                handshakes: match options.max_handshakes {
+                    Some(n) => Admission::new(n.max(1), true),
+                    None => Admission::new(DEFAULT_MAX_HANDSHAKES, false),
+                },
                 jumps: Mutex::new(HashMap::new()),
             }),
         }

@@ -316,7 +316,7 @@ async fn queued_handshakes_start_their_timeout_when_admitted() {
     real.connect_timeout = Duration::from_millis(800);
     let c = Client::new(ClientOptions {
         agent_socket: None,
-        max_handshakes: 1,
+        max_handshakes: Some(1),
         ..ClientOptions::default()
     });
     let cancel = CancellationToken::new();
@@ -349,7 +349,7 @@ async fn stop_queued_gives_up_only_while_waiting_for_a_slot() {
     let real = target(&lab, &lab.hosts()[0]);
     let c = Client::new(ClientOptions {
         agent_socket: None,
-        max_handshakes: 1,
+        max_handshakes: Some(1),
         ..ClientOptions::default()
     });
     let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
@@ -428,7 +428,7 @@ async fn admission_never_exceeds_an_explicit_ceiling() {
     for ceiling in [1, 3] {
         let c = Client::new(ClientOptions {
             agent_socket: None,
-            max_handshakes: ceiling,
+            max_handshakes: Some(ceiling),
             ..ClientOptions::default()
         });
         let cancel = CancellationToken::new();
