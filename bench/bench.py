@@ -231,10 +231,10 @@ def run_benchmark(sizes, commands, runs, default_kex_up_to, results):
             lab.down()
 
 
-def record(results, n, cmd, name, rnd, m, rtt_ms=0):
+def record(results, n, cmd, name, rnd, m, rtt_ms=0, wan=False):
     wall, cpu, sshd, ok, err = m["wall"], m["cpu"], m["sshd"], m["ok"], m["err"]
     results.append({
-        "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0, "rtt_ms": rtt_ms,
+        "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0, "rtt_ms": rtt_ms, "wan": wan,
         "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "peak_rss_kib": m["rss"],
         "sshd_cpu_s": round(sshd, 4), "proxy_cpu_s": round(m.get("proxy", 0.0), 4),
         "hosts_ok": ok, "exit": m["rc"], "counted": rnd > 0 and ok == n,
@@ -257,7 +257,7 @@ def wan_tools(lab, n):
 
 
 def run_wan(rtts, sizes, runs, results):
-    """`true` through the delaying proxy, per round-trip time and host count."""
+    """`true` through the delaying proxy, per round-trip time and host count (0: no proxy)."""
     for rtt in rtts:
         for n in sizes:
             log(f"lab of {n} hosts behind a {rtt} ms round trip")
@@ -269,7 +269,7 @@ def run_wan(rtts, sizes, runs, results):
                 for rnd in range(1, runs + 1):
                     order = entries[rnd % len(entries):] + entries[: rnd % len(entries)]
                     for name, argv, env, check in order:
-                        record(results, n, "true", name, rnd, measure(lab, argv, env, check), rtt_ms=rtt)
+                        record(results, n, "true", name, rnd, measure(lab, argv, env, check), rtt_ms=rtt, wan=True)
             finally:
                 lab.down()
 
@@ -313,11 +313,12 @@ def run_upgrade_benchmark(hosts, results):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def medians(results, rtt=0):
-    """{(n, command): {tool: medians of its counted runs}} at round-trip time `rtt` (ms)."""
+def medians(results, rtt=0, wan=False):
+    """{(n, command): {tool: medians of its counted runs}}: the loopback rows, or with `wan`
+    the proxied ones at round-trip time `rtt` (ms; 0 is the same rows without a proxy)."""
     groups = {}
     for r in results:
-        if r.get("bench") or not r["counted"] or r.get("rtt_ms", 0) != rtt:
+        if r.get("bench") or not r["counted"] or r.get("wan", False) != wan or r.get("rtt_ms", 0) != rtt:
             continue
         groups.setdefault((r["n"], r["command"]), {}).setdefault(r["tool"], []).append(r)
     keys = ("wall_s", "cpu_s", "peak_rss_kib", "sshd_cpu_s", "proxy_cpu_s")
@@ -329,7 +330,7 @@ def medians(results, rtt=0):
 
 
 def wan_rtts(results):
-    return sorted({r.get("rtt_ms", 0) for r in results if not r.get("bench")} - {0})
+    return sorted({r.get("rtt_ms", 0) for r in results if r.get("wan")})
 
 
 def targets(results):
@@ -359,7 +360,7 @@ def targets(results):
         if n in (200, 500):
             row(f"N={n} `{cmd}`: fleet peak RSS, MiB", f["peak_rss_kib"] / 1024, 25.0 if n == 200 else 40.0, "{:.1f}")
     for rtt in wan_rtts(results):
-        for (n, cmd), m in sorted(medians(results, rtt).items()):
+        for (n, cmd), m in sorted(medians(results, rtt, wan=True).items()):
             f = m.get("fleet")
             tuned = [v["wall_s"] for t, v in m.items() if t.startswith("fleet --max-handshakes")]
             peers = [v["wall_s"] for t, v in m.items() if t.endswith("/curve25519")]
@@ -370,7 +371,7 @@ def targets(results):
             row(f"RTT {rtt} ms, N={n}: fleet (defaults) wall / best OpenSSH peer (curve25519) wall",
                 f["wall_s"] / min(peers) if peers else None, 1.0)
     for r in results:
-        if not r.get("bench") and r.get("rtt_ms", 0) == 0 and r["n"] >= 1000 and r["tool"] == "fleet" and not r["warmup"]:
+        if not r.get("bench") and not r.get("wan") and r["n"] >= 1000 and r["tool"] == "fleet" and not r["warmup"]:
             lines.append(f"| N={r['n']} `true`: fleet hosts ok | {r['hosts_ok']}/{r['n']} in {r['wall_s']:.1f} s, "
                          f"{r['peak_rss_kib'] / 1024:.0f} MiB | all | {'met' if r['hosts_ok'] == r['n'] else '**missed**'} |")
     for r in results:
@@ -399,9 +400,10 @@ def table(results):
                 if f else f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | - | {m['cpu_s']:.3f} | - | - | {m['peak_rss_kib'] / 1024:.1f} | {m['sshd_cpu_s']:.2f} | {floor:.2f} | - |"
             )
     for rtt in wan_rtts(results):
-        for (n, cmd), med in sorted(medians(results, rtt).items()):
+        for (n, cmd), med in sorted(medians(results, rtt, wan=True).items()):
             f = med.get("fleet")
-            lines.append(f"\n### RTT {rtt} ms (delaying proxy), N = {n}, `{cmd}`\n")
+            where = "loopback, no proxy" if rtt == 0 else "delaying proxy"
+            lines.append(f"\n### RTT {rtt} ms ({where}), N = {n}, `{cmd}`\n")
             lines.append("| tool | runs | wall s | wall / fleet | client CPU s | sshd CPU s | proxy CPU s | floor s (round trips x RTT + sshd CPU / cores) | wall / floor |")
             lines.append("|---|---|---|---|---|---|---|---|---|")
             for tool, m in sorted(med.items(), key=lambda kv: kv[1]["wall_s"]):
@@ -425,7 +427,7 @@ def main():
     ap.add_argument("--default-kex-up-to", type=int, default=200, help="largest N for OpenSSH's default key exchange")
     ap.add_argument("--big", type=int, default=1000, help="hosts of the large fleet-only run (0: none)")
     ap.add_argument("--upgrade-hosts", type=int, default=50)
-    ap.add_argument("--wan", default="20,100", help="round-trip times (ms) of the proxied runs (empty: none)")
+    ap.add_argument("--wan", default="0,20,100", help="round-trip times (ms) of the proxied runs; 0: the same rows on loopback (empty: none)")
     ap.add_argument("--wan-sizes", default="200,1000")
     ap.add_argument("--wan-runs", type=int, default=2)
     ap.add_argument("--no-build", action="store_true")
