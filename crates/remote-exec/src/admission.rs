@@ -337,7 +337,11 @@ mod tests {
             c.completed(ms(400));
             c.tick(Some(1.0), 500);
         }
-        assert!(c.window() < wide && c.window() >= START_WINDOW, "{wide} -> {}", c.window());
+        assert!(
+            c.window() < wide && c.window() >= START_WINDOW,
+            "{wide} -> {}",
+            c.window()
+        );
         // Once the CPU has headroom and handshakes are fast again, it grows back.
         for _ in 0..60 {
             c.completed(ms(40));
