@@ -459,7 +459,9 @@ def main():
     header = (f"# fleet benchmark, {started.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
               f"Machine: {socket.gethostname()}, {CORES} cores ({cpu}), {platform.platform()}; {ssh}.\n"
               f"Medians of {args.runs} counted runs per command after 1 warm-up per tool and lab (the curve25519 one also warms the tool's default-kex runs), tools interleaved; a run counts only when every host succeeded. "
-              f"OpenSSH's default key exchange runs with the first command, up to N = {args.default_kex_up_to}. The whole benchmark took {elapsed_min:.1f} min.\n"
+              f"OpenSSH's default key exchange runs with the first command, up to N = {args.default_kex_up_to}. "
+              f"WAN rows (through `fleet-lab`'s delaying proxy; RTT 0 is the same rows without it): medians of {args.wan_runs} runs per tool, no warm-up. "
+              f"The whole benchmark took {elapsed_min:.1f} min.\n"
               f"`floor` is the sshd side's CPU divided by the cores: no client can finish faster on this machine.\n")
     md = header + targets(results) + table(results) + "\n"
     with open(os.path.join(out_dir, stem + ".md"), "w") as f:
