@@ -399,19 +399,8 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    use super::schedule::tests::{latency, ms};
     use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    fn latency(rtt: u64, jitter: u64, loss: f64) -> Latency {
-        Latency {
-            rtt: ms(rtt),
-            jitter: ms(jitter),
-            loss,
-        }
-    }
 
     /// Starts a proxy on 127.0.0.1 in front of `upstream`; returns its address.
     fn proxy(upstream: SocketAddr, latency: Latency) -> (SocketAddr, Arc<Stats>) {

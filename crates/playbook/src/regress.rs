@@ -221,6 +221,26 @@ fn jobs(lab: &LocalLab) -> Vec<crate::context::HostJob> {
     j
 }
 
+/// `fleet upgrade` of the swept host through `connect`, until `cancel`.
+async fn upgrade(
+    lab: &LocalLab,
+    journal: &Arc<Journal>,
+    connect: &Arc<dyn Connect>,
+    cancel: &Cancel,
+) -> crate::outcome::RunReport {
+    run_upgrade_on(
+        connect,
+        jobs(lab),
+        &options(lab),
+        journal,
+        &quiet(),
+        None,
+        cancel,
+    )
+    .await
+    .expect("the run starts")
+}
+
 /// `fleet recover` of `run` on the swept host, through `connect`.
 async fn recover(
     lab: &LocalLab,
@@ -531,17 +551,7 @@ async fn a_panic_after_the_first_ctrl_c_still_recovers_the_sites_down() {
         }
         drain.cancel();
     });
-    let rep = run_upgrade_on(
-        &c,
-        jobs(&lab),
-        &options(&lab),
-        &journal,
-        &quiet(),
-        None,
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let rep = upgrade(&lab, &journal, &c, &cancel).await;
     for r in &rep.sites {
         eprintln!("report {}/{}: {}", r.host, r.site, r.outcome);
     }
@@ -572,17 +582,7 @@ async fn recover_never_retries_a_database_upgrade_that_failed_in_the_run() {
         (HOST.to_owned(), "restore-db".to_owned(), 1, Act::Fail),
     ];
     let c: Arc<dyn Connect> = ruled(&lab, &journal, rules, &[]);
-    let rep = run_upgrade_on(
-        &c,
-        jobs(&lab),
-        &options(&lab),
-        &journal,
-        &quiet(),
-        None,
-        &Cancel::new(),
-    )
-    .await
-    .unwrap();
+    let rep = upgrade(&lab, &journal, &c, &Cancel::new()).await;
     for r in &rep.sites {
         eprintln!("report {}/{}: {}", r.host, r.site, r.outcome);
     }

@@ -462,16 +462,7 @@ mod tests {
 
     #[test]
     fn a_playbook_copy_that_no_longer_matches_its_hash_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        let run_id = j
-            .create_run(&crate::journal::RunInfo {
-                procedure: "playbook:cc".into(),
-                target: String::new(),
-                args: String::new(),
-            })
-            .unwrap();
-        let run = j.run(&run_id).unwrap().unwrap();
+        let (_dir, j, run_id, run) = playbook_run();
         let text = "name = \"cc\"\n[[steps]]\nname = \"cc\"\nkind = \"shell\"\nrun = \"true\"\n";
         let mut r = legacy();
         r.playbook_sha256 = Some(sha256(text));
@@ -497,10 +488,8 @@ mod tests {
         assert!(e.contains("does not match"), "{e}");
     }
 
-    /// A run started by a release that let a shell step take a built-in step's name goes
-    /// on with that playbook; a new one is refused it.
-    #[test]
-    fn a_recorded_playbook_keeps_a_step_named_like_a_builtin() {
+    /// A journal in a temp dir with one playbook run in it.
+    fn playbook_run() -> (tempfile::TempDir, Journal, String, RunRow) {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let run_id = j
@@ -511,6 +500,14 @@ mod tests {
             })
             .unwrap();
         let run = j.run(&run_id).unwrap().unwrap();
+        (dir, j, run_id, run)
+    }
+
+    /// A run started by a release that let a shell step take a built-in step's name goes
+    /// on with that playbook; a new one is refused it.
+    #[test]
+    fn a_recorded_playbook_keeps_a_step_named_like_a_builtin() {
+        let (_dir, j, run_id, run) = playbook_run();
         let text = "name = \"cc\"\n[[steps]]\nname = \"flush\"\nkind = \"shell\"\nrun = \"true\"\n";
         assert!(Playbook::parse(text, std::path::Path::new("pb.toml")).is_err());
         let mut r = legacy();

@@ -70,14 +70,14 @@ impl SplitMix64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ms(n: u64) -> Duration {
+    pub(in crate::proxy) fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
-    fn latency(rtt: u64, jitter: u64, loss: f64) -> Latency {
+    pub(in crate::proxy) fn latency(rtt: u64, jitter: u64, loss: f64) -> Latency {
         Latency {
             rtt: ms(rtt),
             jitter: ms(jitter),

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{Act, HOST, dump, options, quiet, resume, ruled, setup};
+use super::{Act, HOST, dump, resume, ruled, setup, upgrade};
 use crate::context::Cancel;
 use crate::remote::Connect;
-use crate::runner::run_upgrade_on;
 use crate::testkit::FROM;
 use crate::vocab::{BuiltinStep, Unit};
 
@@ -26,17 +25,7 @@ async fn a_database_changed_before_maintenance_is_never_loaded_from_an_older_dum
         vec![(HOST.into(), "move-code-out".into(), 1, Act::Fail)],
         &[],
     );
-    let first = run_upgrade_on(
-        &c,
-        super::jobs(&lab),
-        &options(&lab),
-        &journal,
-        &quiet(),
-        None,
-        &Cancel::new(),
-    )
-    .await
-    .unwrap();
+    let first = upgrade(&lab, &journal, &c, &Cancel::new()).await;
     assert_eq!(site.db_version(), FROM);
     let run = journal.run(&first.run).unwrap().unwrap();
     let before = journal.steps(&run.id).unwrap().len();
@@ -96,17 +85,7 @@ async fn a_database_that_cannot_be_named_is_never_upgraded() {
     )
     .unwrap();
     let c: Arc<dyn Connect> = ruled(&lab, &journal, vec![], &[]);
-    let rep = run_upgrade_on(
-        &c,
-        super::jobs(&lab),
-        &options(&lab),
-        &journal,
-        &quiet(),
-        None,
-        &Cancel::new(),
-    )
-    .await
-    .unwrap();
+    let rep = upgrade(&lab, &journal, &c, &Cancel::new()).await;
     dump(&lab, &journal, &rep.run, "after the run");
     let outcome = rep
         .sites
