@@ -7,8 +7,8 @@ sshd hosts started by `fleet-lab`, plus the controller cost of `fleet upgrade`.
                            [--wan 20,100] [--wan-sizes 200,1000] [--wan-runs 2]
 
 (`--commands true,'uname -a'` adds the second command's rows, `--wan 0,20,100` the
-hand-tuned fleet rows on loopback; each costs about five minutes more than `make bench`'s
-25-minute budget allows.)
+hand-tuned fleet rows on loopback; each adds about five minutes, past the 25 minutes
+`make bench` keeps to.)
 
 For every host count N, each tool runs once as a warm-up (with the first command; the
 default-kex variants below are warmed by their tool's curve25519 warm-up) and then
