@@ -354,7 +354,7 @@ mod tests {
             "invalid `address` `10.0.0.1\\n` for host `a`",
         );
         error_at("[groups.all]\n", 1, 9, "built-in group");
-        error_at("[defaults\n", 1, 10, "");
+        error_at("[defaults\n", 1, 10, "unclosed table, expected `]`");
         error_at(
             "[hosts.a.sites.s]\nroot = \"/var/www/d7\"\nuri = \"https://a.org\"\nbackup_dir = \"/var/www/d7/sites/all/modules/bak\"\n",
             4,
