@@ -7,11 +7,23 @@ DEMO_HOSTS ?= 6
 
 .PHONY: deps build demo test check ci bench snapshots doc clean-lab
 
-## deps: install what the tests need (OpenSSH server for the loopback lab)
+NGINX ?= /usr/sbin/nginx
+
+## deps: install what the tests need (OpenSSH server for the loopback lab's hosts, nginx for
+## its sites' web server, curl for the HTTP checks fleet runs on the hosts)
 deps:
-	@if [ ! -x $(SSHD) ]; then \
-	  echo "installing openssh-server (needed for the lab's real sshd hosts)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openssh-server; \
+	@missing=""; \
+	[ -x $(SSHD) ] || missing="$$missing openssh-server"; \
+	[ -x $(NGINX) ] || missing="$$missing nginx"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (the lab's sshd hosts, web server and HTTP checks)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  case "$$missing" in *nginx*) \
+	    echo "stopping the nginx service the package may have started (the lab runs its own)"; \
+	    $(SUDO) $(NGINX) -s quit 2>/dev/null || true ;; \
+	  esac; \
 	fi
 
 build:

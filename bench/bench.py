@@ -12,8 +12,9 @@ hand-tuned fleet rows on loopback; each adds about five minutes, past the 25 min
 
 For every host count N, each tool runs once as a warm-up (with the first command; the
 default-kex variants below are warmed by their tool's curve25519 warm-up) and then
-`--runs` times per command, the tools interleaved round by round and the order rotated every
-round, so that machine noise hits all of them alike. Each run records the wall time, the
+`--runs` times per command, the tools interleaved round by round in an order shuffled every
+round (seeded by the round), so that machine noise hits all of them alike; before each run the
+lab settles (no sshd still runs a session of the previous tool's). Each run records the wall time, the
 tool's user+sys CPU (its whole process tree, from wait4), its peak RSS, and the CPU the lab's
 sshd spent (listeners and every session below them, from /proc). A run counts only if all N
 hosts succeeded, checked from the tool's own output.
@@ -42,6 +43,7 @@ missed), copied to `bench/results/latest.md`.
 """
 
 import argparse
+import random
 import datetime
 import json
 import os
@@ -149,6 +151,24 @@ class Lab:
             return 0.0
         return sum(int(x) for x in fields[11:13]) / TICK
 
+    def settle(self, limit=5.0):
+        """Waits (up to `limit` s) until no sshd of the lab still runs a session: a tool that
+        exits before the host side of its sessions has finished would leave their CPU to
+        the next tool's run (and its sshd figure, counted when they are reaped)."""
+        deadline = time.perf_counter() + limit
+        while time.perf_counter() < deadline:
+            busy = False
+            for pid in self.pids:
+                try:
+                    if open(f"/proc/{pid}/task/{pid}/children").read().strip():
+                        busy = True
+                        break
+                except OSError:
+                    continue
+            if not busy:
+                return
+            time.sleep(0.02)
+
     def down(self):
         subprocess.run([FLEET_LAB, "down", "--dir", self.dir], stdout=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -184,9 +204,18 @@ def tools(lab, n, cmd, default_kex_up_to):
     return out
 
 
+def round_order(entries, rnd):
+    """The tools' order in round `rnd`: shuffled, reproducibly (seeded by the round), so that
+    no tool always runs first, last, or right after the same other tool."""
+    order = list(entries)
+    random.Random(rnd).shuffle(order)
+    return order
+
+
 def measure(lab, argv, env, check):
     """Runs argv once: wall time, exit code, output, hosts ok, and from wait4 the CPU and peak
     RSS of the tool's process tree, plus the CPU the lab's sshd spent meanwhile."""
+    lab.settle()
     sshd0, proxy0 = lab.sshd_cpu(), lab.proxy_cpu()
     # GNU time starts the tool, so the tool's peak RSS is not inflated by this Python
     # process's memory (the kernel counts the pre-exec image of a forked child).
@@ -223,8 +252,7 @@ def run_benchmark(sizes, commands, runs, default_kex_up_to, results):
                 entries = tools(lab, n, cmd, default_kex_up_to if ci == 0 else 0)
                 # One warm-up round per lab, with its first command.
                 for rnd in range(0 if ci == 0 else 1, runs + 1):
-                    # Rotate the order every round: no tool always runs first or last.
-                    order = entries[rnd % len(entries):] + entries[: rnd % len(entries)]
+                    order = round_order(entries, rnd)
                     for name, argv, env, check in order:
                         # The curve25519 warm-up of the same tool already warmed its binaries
                         # and the lab; a default-kex warm-up would only cost time.
@@ -271,7 +299,7 @@ def run_wan(rtts, sizes, runs, results):
                 # No warm-up round: the loopback part warmed the binaries, and each of these
                 # runs costs several seconds of mostly waiting.
                 for rnd in range(1, runs + 1):
-                    order = entries[rnd % len(entries):] + entries[: rnd % len(entries)]
+                    order = round_order(entries, rnd)
                     for name, argv, env, check in order:
                         record(results, n, "true", name, rnd, measure(lab, argv, env, check), rtt_ms=rtt, wan=True)
             finally:

@@ -54,6 +54,43 @@ pub(crate) enum Command {
     Rollback(RollbackArgs),
     /// Find sites left in maintenance or mid-step by any run and bring them to a safe end
     Recover(RecoverArgs),
+    /// Major Drupal upgrades: a new site built beside each old one, then switched in
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    #[command(subcommand)]
+    pub(crate) command: MigrateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateCommand {
+    /// Say what a migration would do on each site, with read-only commands
+    Plan(MigratePlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigratePlanArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// The migration manifest: the new major's core and contrib tarballs, the new site's
+    /// install, the import and its checks
+    #[arg(long, value_name = "FILE")]
+    pub(crate) manifest: PathBuf,
+
+    /// Hosts to read at once
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Bound on each host's discovery
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// One JSON object per site on stdout
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

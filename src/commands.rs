@@ -2,6 +2,7 @@
 
 mod exec;
 mod hosts;
+mod migrate;
 mod recover;
 mod rollback;
 mod runs;
@@ -33,6 +34,7 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
         Command::Resume(args) => recover::resume(&cli, args).await,
         Command::Rollback(args) => rollback::run(&cli, args).await,
         Command::Recover(args) => recover::recover(&cli, args).await,
+        Command::Migrate(args) => migrate::run(&cli, args).await,
     };
     match result {
         Ok(status) => status,

@@ -60,6 +60,10 @@ pub struct Site {
     pub root: String,
     /// Site URI, passed as `--url`/`-l` (never left to the tools' `default` fallback).
     pub uri: String,
+    /// The symlink the web server serves as this site's docroot, for `fleet migrate`: new
+    /// releases are built in `releases/` beside it and switched in by replacing it. `None`:
+    /// the site cannot be migrated.
+    pub current: Option<String>,
     /// Web-server user; discovered from the owner of `templates_c` when `None`.
     pub web_user: Option<String>,
     /// Where this run's backups go on the host (absolute, outside the Drupal root).

@@ -91,6 +91,7 @@ pub(crate) struct RawHost {
 pub(crate) struct RawSite {
     pub(crate) root: Option<Spanned<String>>,
     pub(crate) uri: Option<Spanned<String>>,
+    pub(crate) current: Option<Spanned<String>>,
     pub(crate) web_user: Option<Spanned<String>>,
     pub(crate) backup_dir: Option<Spanned<String>>,
     pub(crate) drush: Option<Spanned<String>>,

@@ -83,6 +83,14 @@ pub enum LabError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The web server is not installed.
+    #[error("nginx not found at `{}`: install it with `apt-get install -y nginx-light` (or run `make deps`)", .0.display())]
+    NginxMissing(PathBuf),
+
+    /// The web server did not start or did not answer.
+    #[error("web server: {0}")]
+    Web(String),
+
     /// A program the lab runs (`sshd`, `ssh-agent`, `ssh-add`) could not be run at all.
     #[error("cannot run `{program}`")]
     Run {

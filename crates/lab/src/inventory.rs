@@ -176,6 +176,8 @@ mod tests {
             latency: None,
             proxy_pid: None,
             proxy_child: None,
+            web_pid: None,
+            web_port: None,
         }
     }
 

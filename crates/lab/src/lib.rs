@@ -57,6 +57,7 @@
 
 mod addr;
 mod agent;
+mod drupal;
 mod error;
 mod inventory;
 mod keys;
@@ -68,6 +69,7 @@ mod record;
 mod sites;
 mod sshd;
 mod test_lab;
+mod web;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -75,12 +77,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use agent::TestAgent;
+pub use drupal::{CONTRIB, DRUPAL_RELEASE, DrupalRelease};
 pub use error::LabError;
 pub use keys::generate_client_key;
 pub use latency::Latency;
 pub use proxy::LatencyProxy;
-pub use sites::{L10N_LOCALES, LabSite, SitesOptions, l10n_mo_text, next_minor};
+pub use sites::{
+    L10N_LOCALES, LabSite, SitesOptions, front_page, l10n_mo_text, next_minor, site_counts,
+};
 pub use test_lab::TestLab;
+pub use web::{Answer, NGINX, WEB_PORT};
 
 use error::io;
 use labdir::{check_dir_path, prepare_dir};
@@ -168,6 +174,10 @@ pub struct Lab {
     proxy_pid: Option<u32>,
     /// The proxy when this process started it, to collect its exit status once stopped.
     proxy_child: Option<std::process::Child>,
+    /// The web server's master process, while it runs.
+    web_pid: Option<u32>,
+    /// The port it serves on, while it runs.
+    web_port: Option<u16>,
 }
 
 impl Lab {
@@ -241,6 +251,8 @@ impl Lab {
             latency: opts.latency,
             proxy_pid: None,
             proxy_child: None,
+            web_pid: None,
+            web_port: None,
         };
         let all: Vec<usize> = (0..lab.hosts.len()).collect();
         let ports: &[u16] = if sshd_port == opts.port {
@@ -304,6 +316,8 @@ impl Lab {
             latency: rec.proxy.as_ref().map(record::RecordProxy::latency),
             proxy_pid: rec.proxy.and_then(|p| p.pid),
             proxy_child: None,
+            web_pid: rec.web.as_ref().and_then(|w| w.pid),
+            web_port: rec.web.map(|w| w.http),
         })
     }
 
@@ -320,6 +334,7 @@ impl Lab {
     /// When the record cannot be rewritten.
     pub fn down(&mut self) -> Result<usize, LabError> {
         self.stop_proxy_process();
+        self.stop_web();
         let all: Vec<usize> = (0..self.hosts.len()).collect();
         let stopped = self.stop_hosts(&all);
         record::write(self)?;
@@ -665,6 +680,8 @@ mod tests {
             }),
             proxy_pid: Some(4343),
             proxy_child: None,
+            web_pid: None,
+            web_port: None,
             hosts: vec![
                 LabHost {
                     name: "h01".into(),

@@ -39,6 +39,10 @@ enum Cmd {
         /// CiviCRM version of the sites (the release tarball is one minor version newer)
         #[arg(long, default_value = "5.69.0")]
         civicrm: String,
+        /// With sites: serve them with the lab's nginx (port 8080 of each host's address),
+        /// and write a Drupal 10 release and its manifest (`DIR/migrate.toml`) for `fleet migrate`
+        #[arg(long)]
+        web: bool,
         /// Put a delaying TCP proxy with this round-trip time in front of every host (`100ms`)
         ///
         /// The proxy (one background `fleet-lab proxy` process) listens on each host's
@@ -124,16 +128,22 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
             first_address,
             sites_per_host,
             civicrm,
+            web,
             rtt,
             jitter,
             loss,
         } => {
+            if web && sites_per_host == 0 {
+                return Err(LabError::Web(
+                    "`--web` serves the lab's sites: give `--sites-per-host N` too".into(),
+                ));
+            }
             let latency = rtt.map(|rtt| Latency {
                 rtt,
                 jitter: jitter.unwrap_or_default(),
                 loss: loss.unwrap_or_default(),
             });
-            let lab = Lab::up(&LabOptions {
+            let mut lab = Lab::up(&LabOptions {
                 hosts: hosts as usize,
                 dir,
                 port,
@@ -143,7 +153,6 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
             if sites_per_host > 0 {
                 let opts = fleet_lab::SitesOptions::new(sites_per_host, &civicrm);
                 if let Err(e) = lab.add_sites(&opts) {
-                    let mut lab = lab;
                     let _ = lab.down();
                     return Err(e);
                 }
@@ -153,6 +162,28 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                     lab.release_tarball(&opts.release).display(),
                     lab.l10n_tarball(&opts.release).display()
                 );
+                if web {
+                    let sites = lab.sites(&opts);
+                    let served = lab
+                        .write_drupal_release(fleet_lab::DRUPAL_RELEASE, fleet_lab::WEB_PORT)
+                        .and_then(|r| lab.start_web(&sites).map(|()| r));
+                    match served {
+                        Ok(r) => {
+                            let _ = writeln!(
+                                out,
+                                "web: nginx on port {} of every host's address; Drupal {} release {}, manifest {}",
+                                fleet_lab::WEB_PORT,
+                                fleet_lab::DRUPAL_RELEASE,
+                                r.core.display(),
+                                r.manifest.display()
+                            );
+                        }
+                        Err(e) => {
+                            let _ = lab.down();
+                            return Err(e);
+                        }
+                    }
+                }
             }
             let h = lab.hosts();
             let (first, last) = (&h[0], &h[h.len() - 1]);

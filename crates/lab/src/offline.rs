@@ -62,6 +62,8 @@ impl Lab {
             latency: None,
             proxy_pid: None,
             proxy_child: None,
+            web_pid: None,
+            web_port: None,
         };
         for (name, text) in [
             ("known_hosts", inventory::known_hosts(&lab)),

@@ -22,6 +22,8 @@ pub(crate) struct Record {
     pub(crate) user: String,
     /// Present when the lab has latency.
     pub(crate) proxy: Option<RecordProxy>,
+    /// Present while the lab's web server runs.
+    pub(crate) web: Option<RecordWeb>,
     #[serde(default, rename = "host")]
     pub(crate) hosts: Vec<RecordHost>,
 }
@@ -46,6 +48,14 @@ impl RecordProxy {
             loss: self.loss,
         }
     }
+}
+
+/// The `[web]` table: the web server's port and master pid.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecordWeb {
+    /// The sites' port (named so that no key of the record but the hosts' ends in `port`).
+    pub(crate) http: u16,
+    pub(crate) pid: Option<u32>,
 }
 
 /// Durations as humantime strings (`"100ms"`), the way the flags take them.
@@ -95,6 +105,15 @@ pub(crate) fn text(lab: &Lab) -> String {
         // `{:?}` always writes a TOML float (`0.0`, not `0`).
         let _ = writeln!(t, "loss = {:?}", l.loss);
         if let Some(pid) = lab.proxy_pid() {
+            let _ = writeln!(t, "pid = {pid}");
+        }
+    }
+    if let Some(port) = lab.web_port() {
+        let _ = writeln!(
+            t,
+            "\n# the web server of the lab's sites (nginx)\n[web]\nhttp = {port}"
+        );
+        if let Some(pid) = lab.web_pid {
             let _ = writeln!(t, "pid = {pid}");
         }
     }

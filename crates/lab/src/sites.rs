@@ -9,8 +9,14 @@
 //!   sites/all/modules/civicrm/        the shared CiviCRM codebase (xml/version.xml = VERSION)
 //!   sites/siteK.hNN.test/             settings.php, civicrm.settings.php, files/civicrm/templates_c/
 //! backups/o'brien/                    backup dir (a quote on purpose)
+//! srv/siteK.hNN.test/current          the symlink the web server serves (to `www/drupal 7`)
+//! srv/siteK.hNN.test/releases/        where `fleet migrate` builds new releases
 //! fake-civi/db/<db>/                  the fakes' "databases" (civicrm_domain.version, ...)
 //! ```
+//!
+//! Each site's Drupal database holds counts (`count.users`, `count.node`, ...) that a
+//! migration carries over, and each site dir an `index.html`: the front page the web server
+//! answers with (what PHP would render), naming the site and its Drupal version.
 //!
 //! On odd hosts every site shares one CiviCRM database (`civicrm_hNN`, one DB upgrade for all);
 //! on even hosts each site has its own (`civicrm_hNN_K`). Every site has its own Drupal DB.
@@ -28,6 +34,10 @@ use crate::{Lab, LabError};
 
 /// The fake `drush` and `cv` (one script, dispatching on the name it is called by).
 const FAKE_CIVI: &str = include_str!("../fakes/fake-civi");
+/// What the fakes share (sourced from the directory they are in).
+const FAKE_LIB: &str = include_str!("../fakes/fake-lib.sh");
+/// The fake Drush 12 of a Drupal 10 release (run by the release's `vendor/bin/drush`).
+pub(crate) const FAKE_DRUSH12: &str = include_str!("../fakes/fake-drush12");
 
 /// Sites to lay out on every host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +90,8 @@ pub struct LabSite {
     pub uri: String,
     /// `sites/<dir>` of the site.
     pub site_dir: PathBuf,
+    /// The symlink the web server serves (`srv/<uri host>/current`).
+    pub current: PathBuf,
     /// Backup dir.
     pub backup_dir: PathBuf,
     /// CiviCRM database name.
@@ -152,6 +164,16 @@ impl LabSite {
             .collect()
     }
 
+    /// Where [`LabSite::current`] points now (as the web server follows it).
+    pub fn served(&self) -> PathBuf {
+        std::fs::read_link(&self.current).unwrap_or_default()
+    }
+
+    /// The site's host name in its URI (`siteK.hNN.test`).
+    pub fn uri_host(&self) -> &str {
+        self.uri.split("://").nth(1).unwrap_or(&self.uri)
+    }
+
     /// Drupal's `maintenance_mode` (`0`, `1`, or `unset`).
     pub fn maintenance(&self) -> String {
         let p = self.db_dir(&self.cms_db).join("variable.maintenance_mode");
@@ -180,10 +202,13 @@ impl Lab {
     pub fn add_sites(&self, opts: &SitesOptions) -> Result<(), LabError> {
         let bin = self.dir().join("bin");
         std::fs::create_dir_all(&bin).map_err(io("create", &bin))?;
-        let fake = bin.join("fake-civi");
-        write(&fake, FAKE_CIVI)?;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
-            .map_err(io("chmod", &fake))?;
+        write(&bin.join("fake-lib.sh"), FAKE_LIB)?;
+        for (name, text) in [("fake-civi", FAKE_CIVI), ("fake-drush12", FAKE_DRUSH12)] {
+            let fake = bin.join(name);
+            write(&fake, text)?;
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+                .map_err(io("chmod", &fake))?;
+        }
         for tool in ["drush", "cv"] {
             let link = bin.join(tool);
             let _ = std::fs::remove_file(&link);
@@ -195,6 +220,11 @@ impl Lab {
             let _ = writeln!(inv, "\n[hosts.{}.sites.{}]", site.host, site.name);
             let _ = writeln!(inv, "root = {}", toml_str(&site.root.display().to_string()));
             let _ = writeln!(inv, "uri = {}", toml_str(&site.uri));
+            let _ = writeln!(
+                inv,
+                "current = {}",
+                toml_str(&site.current.display().to_string())
+            );
             let _ = writeln!(
                 inv,
                 "backup_dir = {}",
@@ -235,6 +265,7 @@ impl Lab {
                     host: h.name.clone(),
                     uri: format!("https://{uri_host}"),
                     site_dir: root.join("sites").join(&uri_host),
+                    current: h.root.join("srv").join(&uri_host).join("current"),
                     root: root.clone(),
                     backup_dir: h.root.join("backups/o'brien"),
                     civi_db: if shared_db {
@@ -311,7 +342,7 @@ pub fn l10n_mo_text(locale: &str, version: &str) -> String {
 }
 
 /// `tar -czf TARBALL -C DIR PATHS...`.
-fn tar(tarball: &Path, dir: &Path, paths: &[&str]) -> Result<(), LabError> {
+pub(crate) fn tar(tarball: &Path, dir: &Path, paths: &[&str]) -> Result<(), LabError> {
     let out = Command::new("tar")
         .arg("-czf")
         .arg(tarball)
@@ -330,7 +361,7 @@ fn tar(tarball: &Path, dir: &Path, paths: &[&str]) -> Result<(), LabError> {
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> Result<(), LabError> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), LabError> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(io("create", d))?;
     }
@@ -408,10 +439,42 @@ fn lay_out(site: &LabSite, version: &str, first: bool) -> Result<(), LabError> {
         &cms.join("modules_enabled"),
         "civicrm\ncivicrm_rules\nviews\n",
     )?;
+    for (table, n) in site_counts(site) {
+        write(&cms.join(format!("count.{table}")), &format!("{n}\n"))?;
+    }
+    write(
+        &site.site_dir.join("index.html"),
+        &front_page(site.uri_host(), "7.101"),
+    )?;
+    let base = site.current.parent().unwrap_or(&site.current);
+    std::fs::create_dir_all(base.join("releases")).map_err(io("create", base))?;
+    let _ = std::fs::remove_file(&site.current);
+    std::os::unix::fs::symlink(root, &site.current).map_err(io("link", &site.current))?;
     if first {
         write(&cms.join("variable.maintenance_mode"), "0\n")?;
     }
     Ok(())
+}
+
+/// What a lab site's Drupal 7 database holds, per table: users (uid > 0), nodes, terms and
+/// roles, different per site so that a migration that mixes two sites up shows.
+pub fn site_counts(site: &LabSite) -> [(&'static str, u32); 4] {
+    let k: u32 = site.name.trim_start_matches("site").parse().unwrap_or(1);
+    let h: u32 = site.host.trim_start_matches('h').parse().unwrap_or(1);
+    [
+        ("users", 3 + k),
+        ("node", 10 * h + k),
+        ("taxonomy_term", 4),
+        ("role", 3),
+    ]
+}
+
+/// The front page a lab site answers with: its name and Drupal version (a stand-in for what
+/// PHP would render; the fake Drush 12 writes the same shape for a Drupal 10 site).
+pub fn front_page(name: &str, drupal: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{name}</title></head><body><h1>{name}</h1><p>Drupal {drupal}</p></body></html>\n"
+    )
 }
 
 #[cfg(test)]

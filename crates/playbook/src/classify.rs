@@ -168,6 +168,7 @@ mod tests {
             name: name.into(),
             root: "/var/www/d7".into(),
             uri: format!("https://{name}.example"),
+            current: None,
             web_user: None,
             backup_dir: "/var/backups".into(),
             drush: "drush".into(),

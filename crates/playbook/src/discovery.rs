@@ -53,6 +53,11 @@ pub struct Facts {
     pub error: Option<String>,
 }
 
+/// `kv KEY VALUE`: prints `KEY=<hex of VALUE's bytes>`, the one way discovery scripts
+/// report a value (see [`discover_script`]).
+pub(crate) const KV: &str = r#"kv() { printf '%s=' "$1"; printf '%s' "$2" | od -An -v -tx1 | tr -d ' \n'; echo; }
+"#;
+
 /// One script that discovers every site of a host (one round trip), read-only: it reads
 /// files and asks drush, never cv (cv writes compiled templates when it boots).
 ///
@@ -60,10 +65,9 @@ pub struct Facts {
 /// admin controls (a Drupal variable holding a newline, a path) can forge another key: the
 /// only newlines in the output are the ones the script itself writes.
 pub(crate) fn discover_script(sites: &[Site]) -> String {
-    let mut s = String::new();
+    let mut s = String::from(KV);
     s.push_str(
-        r#"kv() { printf '%s=' "$1"; printf '%s' "$2" | od -An -v -tx1 | tr -d ' \n'; echo; }
-get() { sed -n -E "s/^[[:space:]]*(define\([\"']$1[\"'],[[:space:]]*|\\\$$1[[:space:]]*=[[:space:]]*)[\"']([^\"']*)[\"'].*/\2/p" "$F" | head -n1; }
+        r#"get() { sed -n -E "s/^[[:space:]]*(define\([\"']$1[\"'],[[:space:]]*|\\\$$1[[:space:]]*=[[:space:]]*)[\"']([^\"']*)[\"'].*/\2/p" "$F" | head -n1; }
 discover() {
   R=$1; U=$2; DRUSH=$3; CV=$4; B=$5; W=$6; MODS=$7
   h=${U#*://}; h=${h%%/*}; h=${h%%:*}
@@ -177,7 +181,7 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Fac
 }
 
 /// Decodes `kv`'s hex; `None` for anything that is not whole hex bytes of UTF-8.
-fn unhex(hex: &str) -> Option<String> {
+pub(crate) fn unhex(hex: &str) -> Option<String> {
     let hex = hex.trim_end_matches('\r');
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -281,7 +285,7 @@ pub(crate) fn validate(site: &Site, f: &Facts) -> Result<(), String> {
 /// What a shell reads as syntax (quotes, expansions, operators, globs, comments).
 pub(crate) const SHELL_SYNTAX: &str = "$`;'\"\\|&<>()*?[]{}!#~";
 
-fn safe_path(what: &str, p: &str) -> Result<(), String> {
+pub(crate) fn safe_path(what: &str, p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
         return Err(format!(
             "{what} `{}` is not an absolute path",
@@ -358,6 +362,7 @@ mod tests {
             name: name.into(),
             root: "/r".into(),
             uri: format!("https://{name}.test"),
+            current: None,
             web_user: None,
             backup_dir: "/b".into(),
             drush: "drush".into(),

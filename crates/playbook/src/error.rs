@@ -31,6 +31,14 @@ pub enum PlaybookError {
     UnknownRun(String),
 }
 
+/// `origin:LINE:COL: msg` for byte `offset` of `text` (columns count characters).
+pub(crate) fn located(origin: &Path, text: &str, offset: usize, msg: &str) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{}:{line}:{col}: {msg}", origin.display())
+}
+
 impl PlaybookError {
     pub(crate) fn journal(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         PlaybookError::Journal {

@@ -150,10 +150,7 @@ impl Playbook {
 
     fn parse_with(text: &str, origin: &Path, own_names: bool) -> Result<Playbook, PlaybookError> {
         let at = |offset: usize, msg: String| {
-            let before = &text[..offset.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            PlaybookError::Plan(format!("{}:{line}:{col}: {msg}", origin.display()))
+            PlaybookError::Plan(crate::error::located(origin, text, offset, &msg))
         };
         let raw: RawPlaybook = toml::from_str(text).map_err(|e| {
             at(

@@ -63,12 +63,30 @@ impl Ctx<'_> {
                     ));
                 }
             };
+            let current = match &r.current {
+                Some(c) => {
+                    let path = self.remote_path("current", c)?;
+                    if path == "/" || is_within(&path, &root) {
+                        return Err(self.err(
+                            c.span(),
+                            format!(
+                                "`current` `{}` of site `{name}` on host `{host}` is inside its Drupal root `{}`; `current` is the symlink the web server serves, beside the releases it points at",
+                                printable(&path),
+                                printable(&root)
+                            ),
+                        ));
+                    }
+                    Some(path)
+                }
+                None => None,
+            };
             let s = self.site_overlay(base, site_keys!(r))?;
             let at = r.backup_dir.as_ref().map_or(key.span(), Spanned::span);
             let site = Site {
                 name: name.clone(),
                 root,
                 uri,
+                current,
                 web_user: s.web_user,
                 backup_dir: s.backup_dir,
                 drush: s.drush,

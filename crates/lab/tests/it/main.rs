@@ -11,6 +11,8 @@ mod hosts;
 mod latency;
 /// Stopping and starting hosts and labs: only the lab's own pids are ever signalled.
 mod lifecycle;
+/// The web server, the Drupal 10 release and the fake Drush 12 `fleet migrate` stands on.
+mod migrate;
 /// Labs of many hosts start within the deadline.
 mod scale;
 

@@ -14,6 +14,7 @@ use crate::work::Work;
 
 pub(crate) mod civicrm;
 mod custom;
+pub(crate) mod migrate;
 
 pub(crate) use civicrm::Civicrm;
 

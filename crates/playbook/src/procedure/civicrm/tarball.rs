@@ -41,6 +41,18 @@ pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> 
         )));
     }
     let names = String::from_utf8_lossy(&list.stdout);
+    if let Some(core) = names.lines().find(|n| is_drupal_core_marker(n)) {
+        let version = drupal_core_version(path, core).unwrap_or_default();
+        return Err(err(format!(
+            "it is a Drupal {}core release (`{}`), not a CiviCRM release: `fleet upgrade` upgrades CiviCRM in place; a major Drupal upgrade is a new site built beside the old one, with `fleet migrate --manifest FILE`",
+            if version.is_empty() {
+                String::new()
+            } else {
+                format!("{version} ")
+            },
+            core.escape_debug()
+        )));
+    }
     let mut seen = std::collections::BTreeSet::new();
     for name in names.lines() {
         let clean = name.trim_start_matches("./");
@@ -94,6 +106,32 @@ pub fn tarball_version(path: &std::path::Path) -> Result<String, PlaybookError> 
         )));
     }
     Ok(version)
+}
+
+/// Whether tarball entry `name` is Drupal 8+ core's version file (`[TOP/]core/lib/Drupal.php`).
+fn is_drupal_core_marker(name: &str) -> bool {
+    let clean = name.trim_start_matches("./");
+    clean == "core/lib/Drupal.php"
+        || clean
+            .split_once('/')
+            .is_some_and(|(top, rest)| !top.is_empty() && rest == "core/lib/Drupal.php")
+}
+
+/// The `const VERSION = '...'` of a Drupal core tarball's `core/lib/Drupal.php` at `entry`,
+/// when it reads as a version.
+fn drupal_core_version(path: &std::path::Path, entry: &str) -> Option<String> {
+    let out = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(path)
+        .arg(entry)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split("const VERSION = '").nth(1)?.split('\'').next()?;
+    (!v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    .then(|| v.to_owned())
 }
 
 /// Checks a localization tarball (`--l10n`, `civicrm-X.Y.Z-l10n.tar.gz`) on the controller
@@ -380,6 +418,32 @@ pub(crate) mod tests {
             .unwrap();
         assert!(ok.success());
         out
+    }
+
+    #[test]
+    fn a_drupal_core_release_is_refused_naming_fleet_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = tarball(
+            dir.path(),
+            "drupal-10.3.1.tar.gz",
+            &[
+                ("drupal-10.3.1/index.php", "<?php"),
+                (
+                    "drupal-10.3.1/core/lib/Drupal.php",
+                    "<?php\nclass Drupal {\n  const VERSION = '10.3.1';\n}\n",
+                ),
+            ],
+        );
+        let e = tarball_version(&core).unwrap_err().to_string();
+        assert!(
+            e.contains("it is a Drupal 10.3.1 core release (`drupal-10.3.1/core/lib/Drupal.php`)"),
+            "{e}"
+        );
+        assert!(e.contains("`fleet migrate --manifest FILE`"), "{e}");
+        assert!(is_drupal_core_marker("./core/lib/Drupal.php"));
+        assert!(!is_drupal_core_marker(
+            "civicrm/vendor/x/core/lib/Drupal.php"
+        ));
     }
 
     #[test]

@@ -1,0 +1,645 @@
+//! The migration manifest: what `fleet migrate` builds each site's new release from, and the
+//! checks a new site must pass before it is released.
+//!
+//! ```toml
+//! [core]                       # the new major's core release (drupal.org layout)
+//! version = "10.3.1"
+//! tarball = "drupal-10.3.1.tar.gz"   # relative to this file, or absolute
+//! sha256 = "..."               # optional; checked when given
+//!
+//! [[module]]                   # contrib modules, unpacked into modules/contrib/
+//! name = "migrate_upgrade"
+//! version = "4.0.2"
+//! tarball = "migrate_upgrade-4.0.2.tar.gz"
+//! sha256 = "..."
+//!
+//! [site]
+//! profile = "minimal"          # drush site:install PROFILE
+//! database = "{old_db}_d10"    # the new site's database; {old_db}, {site}, {host}
+//! enable = ["migrate", "migrate_drupal", "migrate_plus", "migrate_upgrade"]
+//! drush = "vendor/bin/drush"   # the release's own Drush, relative to the release
+//!
+//! [import]
+//! legacy_key = "migrate"       # settings.php key of the old site's database
+//! tag = "Drupal 7"             # optional: migrate:import --tag (else --all)
+//!
+//! [qa]
+//! count_tolerance = 0          # users and nodes, old vs new: rows (0) or "2%"
+//! probe = "http://{address}:8080/"   # fetched on the host with the site's host name
+//! marker = "Drupal 10.3.1"     # what the page must contain
+//!
+//! [[qa.check]]                 # the manifest's own checks, run in the new release
+//! name = "no-php-errors"
+//! run = "! grep -q 'PHP Fatal' /var/log/php.log"
+//! ```
+//!
+//! Every tarball is read here, on the controller: its SHA-256 is computed (and compared with
+//! the manifest's when given) so that the host can check the copy it received against it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::error::{PlaybookError, located};
+
+/// A tarball the manifest names, read and hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tarball {
+    /// Its version.
+    pub version: String,
+    /// Where it is on the controller.
+    pub path: PathBuf,
+    /// Its SHA-256 (hex), as computed here.
+    pub sha256: String,
+}
+
+/// A contrib module of the new release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// Its machine name (the tarball's top directory).
+    pub name: String,
+    /// Its tarball.
+    pub tarball: Tarball,
+}
+
+/// How the new site is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSite {
+    /// The install profile.
+    pub profile: String,
+    /// The new database's name, with `{old_db}`, `{site}`, `{host}` to fill in.
+    pub database: String,
+    /// Modules to enable after the install.
+    pub enable: Vec<String>,
+    /// The release's Drush, relative to the release.
+    pub drush: String,
+}
+
+/// How the data is imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The settings.php connection key of the old site's database.
+    pub legacy_key: String,
+    /// `migrate:import --tag`, else `--all`.
+    pub tag: Option<String>,
+}
+
+/// How far old and new counts may differ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// At most this many rows.
+    Rows(u64),
+    /// At most this percentage of the old count.
+    Percent(f64),
+}
+
+impl Tolerance {
+    /// Whether `new` is close enough to `old`.
+    pub fn accepts(self, old: u64, new: u64) -> bool {
+        let diff = old.abs_diff(new);
+        match self {
+            Tolerance::Rows(n) => diff <= n,
+            Tolerance::Percent(p) => (diff as f64) <= (old as f64) * p / 100.0,
+        }
+    }
+}
+
+/// One of the manifest's own checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Its name (journal, messages).
+    pub name: String,
+    /// The shell command; it passes when it exits 0.
+    pub run: String,
+}
+
+/// The QA gates besides Drush's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qa {
+    /// Users and nodes, old vs new.
+    pub count_tolerance: Tolerance,
+    /// The URL fetched on the host (with `{address}`, the host's inventory address).
+    pub probe: Option<String>,
+    /// What the fetched page must contain.
+    pub marker: Option<String>,
+    /// The manifest's own checks.
+    pub checks: Vec<Check>,
+}
+
+/// A migration manifest, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Its text, recorded in the run's journal (a resume goes on with what the run began).
+    pub text: String,
+    /// The new major's core release.
+    pub core: Tarball,
+    /// Contrib modules.
+    pub modules: Vec<Module>,
+    /// The new site.
+    pub site: NewSite,
+    /// The import.
+    pub import: Import,
+    /// The QA gates.
+    pub qa: Qa,
+}
+
+impl Manifest {
+    /// The new release's major version (`10` of `10.3.1`).
+    pub fn major(&self) -> u32 {
+        major(&self.core.version).unwrap_or(0)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    core: Spanned<RawTarball>,
+    #[serde(default)]
+    module: Vec<Spanned<RawModule>>,
+    site: Spanned<RawSite>,
+    #[serde(default)]
+    import: RawImport,
+    qa: Option<Spanned<RawQa>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarball {
+    version: Spanned<String>,
+    tarball: Spanned<String>,
+    sha256: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    tarball: Spanned<String>,
+    sha256: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    profile: Spanned<String>,
+    database: Spanned<String>,
+    #[serde(default)]
+    enable: Vec<Spanned<String>>,
+    drush: Option<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    legacy_key: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQa {
+    count_tolerance: Option<Spanned<toml::Value>>,
+    probe: Option<Spanned<String>>,
+    marker: Option<Spanned<String>>,
+    #[serde(default)]
+    check: Vec<Spanned<RawCheck>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: Spanned<String>,
+    run: Spanned<String>,
+}
+
+/// The placeholders of `[site] database`.
+const DB_PLACEHOLDERS: &[&str] = &["old_db", "site", "host"];
+
+impl Manifest {
+    /// Reads and checks a manifest and the tarballs it names.
+    ///
+    /// # Errors
+    ///
+    /// [`PlaybookError::Plan`] naming the file, line and column of what is wrong (a tarball
+    /// that cannot be read, or whose SHA-256 differs, at its `tarball` or `sha256` key).
+    pub fn load(path: &Path) -> Result<Manifest, PlaybookError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PlaybookError::Plan(format!("cannot read manifest `{}`: {e}", path.display()))
+        })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses manifest `text` read from `origin` (relative tarball paths are relative to
+    /// its directory).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manifest::load`].
+    pub fn parse(text: &str, origin: &Path) -> Result<Manifest, PlaybookError> {
+        let at =
+            |offset: usize, msg: String| PlaybookError::Plan(located(origin, text, offset, &msg));
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            at(
+                e.span().map_or(0, |s| s.start),
+                e.message()
+                    .replace("unknown field", "unknown key")
+                    .replace('\n', " "),
+            )
+        })?;
+        let dir = origin.parent().unwrap_or(Path::new("."));
+        let rc = raw.core.into_inner();
+        let core = tarball(&at, dir, &rc.version, &rc.tarball, rc.sha256.as_ref())?;
+        match major(&core.version) {
+            Some(m) if m >= 8 => {}
+            _ => {
+                return Err(at(
+                    rc.version.span().start,
+                    format!(
+                        "`version` `{}` of `[core]` is not a Drupal 8 or later release (`MAJOR.MINOR[.PATCH]`, MAJOR >= 8): `fleet migrate` builds sites on Drupal's Migrate API",
+                        rc.version.get_ref()
+                    ),
+                ));
+            }
+        }
+
+        let mut modules: Vec<Module> = Vec::new();
+        for m in raw.module {
+            let m = m.into_inner();
+            machine_name(&at, "module `name`", &m.name)?;
+            if modules.iter().any(|o| o.name == *m.name.get_ref()) {
+                return Err(at(
+                    m.name.span().start,
+                    format!("module `{}` is listed twice", m.name.get_ref()),
+                ));
+            }
+            let t = tarball(&at, dir, &m.version, &m.tarball, m.sha256.as_ref())?;
+            modules.push(Module {
+                name: m.name.into_inner(),
+                tarball: t,
+            });
+        }
+
+        let rs = raw.site.into_inner();
+        machine_name(&at, "`profile`", &rs.profile)?;
+        check_db_template(&at, &rs.database)?;
+        let mut enable = Vec::new();
+        for e in &rs.enable {
+            machine_name(&at, "module in `enable`", e)?;
+            enable.push(e.get_ref().clone());
+        }
+        let drush = match rs.drush {
+            Some(d) => {
+                let v = d.get_ref();
+                if v.is_empty()
+                    || v.starts_with('/')
+                    || v.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                    || v.chars().any(|c| c.is_control() || c == '\'')
+                {
+                    return Err(at(
+                        d.span().start,
+                        format!(
+                            "`drush` `{}` must be a path inside the release (relative, without `.`, `..`, empty parts or quotes), like `vendor/bin/drush`",
+                            v.escape_debug()
+                        ),
+                    ));
+                }
+                v.clone()
+            }
+            None => "vendor/bin/drush".to_owned(),
+        };
+
+        let legacy_key = match &raw.import.legacy_key {
+            Some(k) => {
+                if k.get_ref().is_empty()
+                    || !k
+                        .get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(at(
+                        k.span().start,
+                        format!(
+                            "`legacy_key` `{}` must be a settings.php connection key (`A-Za-z0-9_`)",
+                            k.get_ref().escape_debug()
+                        ),
+                    ));
+                }
+                k.get_ref().clone()
+            }
+            None => "migrate".to_owned(),
+        };
+        if legacy_key == "default" {
+            return Err(at(
+                raw.import.legacy_key.as_ref().map_or(0, |k| k.span().start),
+                "`legacy_key` cannot be `default`: that is the new site's own database".into(),
+            ));
+        }
+        let tag = match &raw.import.tag {
+            Some(t) => Some(text_value(&at, "`tag`", t)?),
+            None => None,
+        };
+
+        let qa = match raw.qa {
+            None => Qa {
+                count_tolerance: Tolerance::Rows(0),
+                probe: None,
+                marker: None,
+                checks: Vec::new(),
+            },
+            Some(q) => {
+                let q = q.into_inner();
+                let count_tolerance = match &q.count_tolerance {
+                    None => Tolerance::Rows(0),
+                    Some(v) => tolerance(v.get_ref()).ok_or_else(|| {
+                        at(
+                            v.span().start,
+                            "`count_tolerance` must be a number of rows (`0`, `5`) or a percentage (`\"2%\"`)".into(),
+                        )
+                    })?,
+                };
+                let probe = match &q.probe {
+                    Some(p) => {
+                        let v = p.get_ref();
+                        let rest = v
+                            .strip_prefix("http://")
+                            .or_else(|| v.strip_prefix("https://"));
+                        let ok = rest.is_some_and(|r| {
+                            !r.is_empty()
+                                && r.replace("{address}", "a")
+                                    .chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || "-._~/:%[]".contains(c))
+                        });
+                        if !ok {
+                            return Err(at(
+                                p.span().start,
+                                format!(
+                                    "`probe` `{}` must be an `http://` or `https://` URL (`{{address}}` is the host's address), with only `A-Za-z0-9-._~/:%[]`",
+                                    v.escape_debug()
+                                ),
+                            ));
+                        }
+                        Some(v.clone())
+                    }
+                    None => None,
+                };
+                let marker = match &q.marker {
+                    Some(m) => Some(text_value(&at, "`marker`", m)?),
+                    None => None,
+                };
+                if marker.is_some() && probe.is_none() {
+                    return Err(at(
+                        q.marker.as_ref().map_or(0, |m| m.span().start),
+                        "`marker` needs a `probe` URL to look for it in".into(),
+                    ));
+                }
+                let mut checks: Vec<Check> = Vec::new();
+                for c in q.check {
+                    let c = c.into_inner();
+                    machine_name(&at, "check `name`", &c.name)?;
+                    if checks.iter().any(|o| o.name == *c.name.get_ref()) {
+                        return Err(at(
+                            c.name.span().start,
+                            format!("check `{}` is listed twice", c.name.get_ref()),
+                        ));
+                    }
+                    if c.run.get_ref().trim().is_empty() {
+                        return Err(at(
+                            c.run.span().start,
+                            "a check needs a `run` command".into(),
+                        ));
+                    }
+                    checks.push(Check {
+                        name: c.name.into_inner(),
+                        run: c.run.into_inner(),
+                    });
+                }
+                Qa {
+                    count_tolerance,
+                    probe,
+                    marker,
+                    checks,
+                }
+            }
+        };
+
+        Ok(Manifest {
+            source: origin.to_owned(),
+            text: text.to_owned(),
+            core,
+            modules,
+            site: NewSite {
+                profile: rs.profile.into_inner(),
+                database: rs.database.into_inner(),
+                enable,
+                drush,
+            },
+            import: Import { legacy_key, tag },
+            qa,
+        })
+    }
+}
+
+/// `10` of `10.3.1`; `None` unless the version is `MAJOR.MINOR[.PATCH]` in digits.
+pub(crate) fn major(version: &str) -> Option<u32> {
+    let parts: Vec<&str> = version.split('.').collect();
+    if !(2..=3).contains(&parts.len())
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    parts[0].parse().ok()
+}
+
+fn tolerance(v: &toml::Value) -> Option<Tolerance> {
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).ok().map(Tolerance::Rows),
+        toml::Value::String(s) => {
+            let p: f64 = s.strip_suffix('%')?.trim().parse().ok()?;
+            (p.is_finite() && (0.0..=100.0).contains(&p)).then_some(Tolerance::Percent(p))
+        }
+        _ => None,
+    }
+}
+
+type At<'a> = dyn Fn(usize, String) -> PlaybookError + 'a;
+
+/// A Drupal machine name: `a-z`, `0-9`, `_`, starting with a letter.
+fn machine_name(at: &At<'_>, what: &str, v: &Spanned<String>) -> Result<(), PlaybookError> {
+    let s = v.get_ref();
+    let ok = s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(at(
+            v.span().start,
+            format!(
+                "{what} `{}` is not a Drupal machine name (`a-z0-9_`, starting with a letter)",
+                s.escape_debug()
+            ),
+        ))
+    }
+}
+
+/// Free text for one command-line word: anything printable.
+fn text_value(at: &At<'_>, what: &str, v: &Spanned<String>) -> Result<String, PlaybookError> {
+    let s = v.get_ref();
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err(at(
+            v.span().start,
+            format!(
+                "{what} `{}` must be non-empty text without control characters",
+                s.escape_debug()
+            ),
+        ));
+    }
+    Ok(s.clone())
+}
+
+fn check_db_template(at: &At<'_>, v: &Spanned<String>) -> Result<(), PlaybookError> {
+    let t = v.get_ref();
+    let mut rest = t.as_str();
+    let mut literal = String::new();
+    while let Some(i) = rest.find('{') {
+        literal.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after.find('}').unwrap_or(after.len());
+        let name = &after[..end];
+        if !DB_PLACEHOLDERS.contains(&name) {
+            return Err(at(
+                v.span().start,
+                format!(
+                    "unknown placeholder `{{{name}}}` in `database` `{t}`; known: {}",
+                    DB_PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    literal.push_str(rest);
+    if !literal
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || (literal.is_empty() && !t.contains('{'))
+    {
+        return Err(at(
+            v.span().start,
+            format!(
+                "`database` `{}` may hold only `A-Za-z0-9_` besides its placeholders",
+                t.escape_debug()
+            ),
+        ));
+    }
+    if !t.contains("{old_db}") && !t.contains("{site}") {
+        return Err(at(
+            v.span().start,
+            format!(
+                "`database` `{t}` would name one database for every site: include `{{old_db}}` or `{{site}}`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a tarball the manifest names and checks its SHA-256 against the given one.
+fn tarball(
+    at: &At<'_>,
+    dir: &Path,
+    version: &Spanned<String>,
+    path: &Spanned<String>,
+    sha256: Option<&Spanned<String>>,
+) -> Result<Tarball, PlaybookError> {
+    let v = version.get_ref();
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+    {
+        return Err(at(
+            version.span().start,
+            format!(
+                "`version` `{}` may hold only `A-Za-z0-9._+-`",
+                v.escape_debug()
+            ),
+        ));
+    }
+    let p = dir.join(path.get_ref());
+    let actual = sha256_file(&p).map_err(|e| {
+        at(
+            path.span().start,
+            format!("cannot read tarball `{}`: {e}", p.display()),
+        )
+    })?;
+    if let Some(want) = sha256 {
+        let w = want.get_ref().to_ascii_lowercase();
+        if w.len() != 64 || !w.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(at(
+                want.span().start,
+                format!(
+                    "`sha256` `{}` is not 64 hex digits",
+                    want.get_ref().escape_debug()
+                ),
+            ));
+        }
+        if w != actual {
+            return Err(at(
+                want.span().start,
+                format!(
+                    "tarball `{}` has SHA-256 {actual}, not the {w} the manifest says: a different or damaged file",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(Tarball {
+        version: v.clone(),
+        path: p,
+        sha256: actual,
+    })
+}
+
+/// The SHA-256 of a file, in hex, read in blocks.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The new database's name for a site: `template` filled in. `None` when the result is not
+/// a plain MySQL name (`A-Za-z0-9_`, at most 64) or is the old database itself.
+pub fn database_name(template: &str, old_db: &str, site: &str, host: &str) -> Option<String> {
+    let name = template
+        .replace("{old_db}", old_db)
+        .replace("{site}", site)
+        .replace("{host}", host);
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name != old_db;
+    ok.then_some(name)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+//! What `fleet migrate` prints.
+
+use std::io::{self, Write};
+
+use fleet_playbook::{Manifest, MigratePlanRow};
+
+use super::table;
+
+/// `fleet migrate plan`'s table: what a build would do on each site.
+pub(crate) fn write_plan(
+    w: &mut dyn Write,
+    manifest: &Manifest,
+    rows: &[MigratePlanRow],
+) -> io::Result<()> {
+    let modules: Vec<String> = manifest
+        .modules
+        .iter()
+        .map(|m| format!("{} {}", m.name, m.tarball.version))
+        .collect();
+    writeln!(
+        w,
+        "plan: Drupal {} from `{}`{}, each site's new database `{}`\n",
+        manifest.core.version,
+        manifest.core.path.display(),
+        if modules.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", modules.join(", "))
+        },
+        manifest.site.database,
+    )?;
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.host.clone(),
+                r.site.clone(),
+                r.old_version.clone(),
+                r.old_db.clone(),
+                r.new_db.clone(),
+                r.release.clone(),
+                if r.reason.is_empty() {
+                    r.action.clone()
+                } else {
+                    format!("{}: {}", r.action, r.reason)
+                },
+            ]
+        })
+        .collect();
+    write!(
+        w,
+        "{}",
+        table(
+            &[
+                "HOST", "SITE", "DRUPAL", "OLD DB", "NEW DB", "RELEASE", "ACTION"
+            ],
+            &cells
+        )
+    )?;
+    let build = rows.iter().filter(|r| r.action == "build").count();
+    writeln!(
+        w,
+        "\n{build} of {} site(s) can be built; nothing was changed.",
+        rows.len()
+    )
+}
