@@ -68,6 +68,31 @@ pub(crate) struct MigrateArgs {
 pub(crate) enum MigrateCommand {
     /// Say what a migration would do on each site, with read-only commands
     Plan(MigratePlanArgs),
+    /// Build each site's new release beside the old one: core and contrib unpacked, its own
+    /// database, installed, linked as `preview`; the old site is not touched
+    Build(MigrateBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateBuildArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// The migration manifest (see `fleet migrate plan`)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) manifest: PathBuf,
+
+    /// Hosts to build on at once
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// JSON events on stdout (one object per line)
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

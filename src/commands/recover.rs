@@ -160,6 +160,10 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let mut found: Vec<(RunRow, Vec<fleet_playbook::SiteRow>)> = Vec::new();
     for run in journal.runs()?.into_iter().rev() {
+        // A migrate run never changed an old site: nothing of it is for recovery to undo.
+        if fleet_playbook::is_migrate_run(&run.procedure) {
+            continue;
+        }
         let rows: Vec<_> = journal
             .sites(&run.id)?
             .into_iter()

@@ -88,8 +88,21 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                     p.lines().count()
                 )?;
             }
+            if let Some(m) = journal.artifact(&r.id, "", &Unit::Run, ArtifactKind::Manifest)? {
+                writeln!(
+                    out,
+                    "manifest: the journal keeps its text as the run started ({} lines)",
+                    m.lines().count()
+                )?;
+            }
             writeln!(out)?;
-            if r.state == RunState::Running && !super::recover::controller_alive(r) {
+            let migrate = fleet_playbook::is_migrate_run(&r.procedure);
+            if migrate && r.state == RunState::Running && !super::recover::controller_alive(r) {
+                writeln!(
+                    out,
+                    "its controller is gone: the old sites were never touched; the releases and databases it recorded are listed below\n"
+                )?;
+            } else if r.state == RunState::Running && !super::recover::controller_alive(r) {
                 writeln!(
                     out,
                     "its controller is gone: `fleet resume {}` finishes the run, `fleet recover` brings its sites to a safe end\n",
@@ -140,7 +153,12 @@ pub(crate) fn run(cli: &Cli, args: &RunsArgs) -> anyhow::Result<ExitStatus> {
                 .into_iter()
                 .filter(|a| a.kind != ArtifactKind::Lock || r.state == RunState::Running)
                 .filter(|a| a.host.is_empty() || a.kind != ArtifactKind::Tarball)
-                .filter(|a| !matches!(a.kind, ArtifactKind::Options | ArtifactKind::Playbook))
+                .filter(|a| {
+                    !matches!(
+                        a.kind,
+                        ArtifactKind::Options | ArtifactKind::Playbook | ArtifactKind::Manifest
+                    )
+                })
                 .collect();
             if !artifacts.is_empty() {
                 writeln!(out, "\nbackups and recorded state:")?;

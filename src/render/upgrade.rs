@@ -84,15 +84,19 @@ impl Reporter for LineReporter {
                 run_budget,
             } => {
                 self.bar.set_length(*sites as u64);
-                self.line(
-                    &format!(
+                // One batch of every host with a budget of every host: a run without
+                // batches (a migrate build, which touches no live site).
+                let text = if batches.len() == 1 && batch_budget == &[*hosts] {
+                    format!("run {run}: {hosts} host(s), {sites} site(s), all at once")
+                } else {
+                    format!(
                         "run {run}: {hosts} host(s) in {} batch(es) of {}; failures tolerated per batch: {}; for the whole run: {run_budget}",
                         batches.len(),
                         join(batches),
                         join(batch_budget)
-                    ),
-                    "1",
-                );
+                    )
+                };
+                self.line(&text, "1");
             }
             Event::BatchStarted { index, hosts } => {
                 let kind = if *index == 0 { " (canary)" } else { "" };

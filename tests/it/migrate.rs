@@ -147,3 +147,241 @@ fn upgrade_refuses_a_drupal_core_tarball_and_names_migrate() {
     assert_eq!(s.maintenance(), "0");
     assert!(u.calls("h01").is_empty(), "a host was contacted");
 }
+
+/// A lab of `hosts` x `per_host` sites served by nginx, with the Drupal 10 release.
+fn migrate_lab(hosts: usize, per_host: usize) -> (Upgrade, fleet_lab::DrupalRelease) {
+    let mut u = Upgrade::new(hosts, per_host);
+    let release = u
+        .lab
+        .write_drupal_release(DRUPAL_RELEASE, WEB_PORT)
+        .expect("drupal release");
+    let sites = u.sites.clone();
+    u.lab.start_web(&sites).expect("nginx");
+    (u, release)
+}
+
+fn build(u: &Upgrade, manifest: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["migrate", "build", "--manifest"])
+        .arg(manifest)
+        .args(extra);
+    run(&mut c)
+}
+
+/// The run id a `--json` build printed.
+fn run_id(o: &std::process::Output) -> String {
+    stdout(o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| (v["event"] == "run_started").then(|| v["run"].as_str().unwrap().to_owned()))
+        .expect("a run_started event")
+}
+
+/// What a site's Drupal 7 database holds (every fact file), to show it unchanged.
+fn db_files(s: &fleet_lab::LabSite, db: &str) -> BTreeMap<PathBuf, String> {
+    let mut t = BTreeMap::new();
+    let dir = s.db_dir(db);
+    if dir.exists() {
+        tree(&dir, &mut t);
+    }
+    t
+}
+
+#[test]
+fn build_puts_a_release_and_a_database_beside_every_site_while_the_old_sites_keep_answering() {
+    let (u, release) = migrate_lab(3, 2);
+    let old_dbs: Vec<_> = u.sites.iter().map(|s| db_files(s, &s.cms_db)).collect();
+    // Poll every old site over HTTP for as long as the build runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, sites) = (stop.clone(), u.sites.clone());
+        let lab_dir = u.lab.dir().to_owned();
+        std::thread::spawn(move || {
+            let lab = fleet_lab::Lab::open(&lab_dir).expect("open lab");
+            let mut answers = 0usize;
+            let mut bad = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for s in &sites {
+                    match lab.http_get(s, false) {
+                        Ok(a) if a.status == 200 && a.body.contains("Drupal 7.101") => {}
+                        other => bad.push(format!("{}: {other:?}", s.uri_host())),
+                    }
+                    answers += 1;
+                }
+            }
+            (answers, bad)
+        })
+    };
+    let o = build(&u, &release.manifest, &["--json"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answers, bad) = poller.join().expect("poller");
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(answers >= u.sites.len(), "the poller never ran");
+    assert!(
+        bad.is_empty(),
+        "old sites failed to answer during the build: {bad:?}"
+    );
+    let run_id_ = run_id(&o);
+
+    for (s, old_db) in u.sites.iter().zip(&old_dbs) {
+        let base = s.current.parent().unwrap();
+        let rel = base.join("releases").join(&run_id_);
+        assert!(
+            rel.join("core/lib/Drupal.php").is_file(),
+            "{}",
+            rel.display()
+        );
+        for (m, _) in fleet_lab::CONTRIB {
+            assert!(
+                rel.join(format!("modules/contrib/{m}/{m}.info.yml"))
+                    .is_file()
+            );
+        }
+        let settings = std::fs::read_to_string(rel.join("sites/default/settings.php")).unwrap();
+        assert!(
+            settings.contains(&format!("include '{}/settings.php'", s.site_dir.display())),
+            "{settings}"
+        );
+        assert!(
+            !settings.contains("secret"),
+            "a password was copied: {settings}"
+        );
+        // The old site: still what `current` serves, its database unchanged.
+        assert_eq!(s.served(), s.root, "{}", s.uri_host());
+        assert_eq!(
+            &db_files(s, &s.cms_db),
+            old_db,
+            "{}: old database changed",
+            s.uri_host()
+        );
+        assert_eq!(
+            s.maintenance(),
+            if s.name == "site1" { "0" } else { "unset" }
+        );
+        // The new site: its own database, installed, linked as `preview` and served there.
+        let new_db = s.db_dir(&format!("{}_d10", s.cms_db));
+        assert_eq!(
+            std::fs::read_to_string(new_db.join("installed"))
+                .unwrap()
+                .trim(),
+            "minimal"
+        );
+        assert_eq!(std::fs::read_link(base.join("preview")).unwrap(), rel);
+        let p = u.lab.http_get(s, true).unwrap();
+        assert_eq!(p.status, 200, "{p:?}");
+        assert!(
+            p.body.contains(&format!("<h1>{}</h1>", s.uri_host())),
+            "{p:?}"
+        );
+        assert!(
+            p.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
+            "{p:?}"
+        );
+    }
+    // The journal lists what the run made, for the way back and the cleanup.
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["runs", "show", &run_id_]);
+    let shown = run(&mut c);
+    let text = stdout(&shown);
+    assert!(
+        text.contains("manifest: the journal keeps its text"),
+        "{text}"
+    );
+    assert_eq!(text.matches(" release ").count(), u.sites.len(), "{text}");
+    assert_eq!(
+        text.matches(" new-database ").count(),
+        u.sites.len(),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_failed_install_undoes_that_sites_build_and_the_others_are_built() {
+    let (u, release) = migrate_lab(2, 2);
+    // h02's first install runs out of disk (the fake leaves a half-made database behind).
+    let fail = u.host_root("h02").join("fake-civi/fail");
+    std::fs::create_dir_all(&fail).unwrap();
+    std::fs::write(fail.join("install.disk"), "1").unwrap();
+    let o = build(&u, &release.manifest, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let run_id_ = run_id(&o);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["event"] == "site")
+        .collect();
+    for s in &u.sites {
+        let base = s.current.parent().unwrap();
+        let rel = base.join("releases").join(&run_id_);
+        let row = lines
+            .iter()
+            .find(|v| v["host"] == s.host.as_str() && v["site"] == s.name.as_str())
+            .expect("a site line");
+        let new_db = s.db_dir(&format!("{}_d10", s.cms_db));
+        if s.host == "h02" && s.name == "site1" {
+            assert_eq!(row["status"], "failed", "{row}");
+            let detail = row["detail"].as_str().unwrap();
+            assert!(detail.contains("No space left on device"), "{detail}");
+            assert!(
+                detail.contains("the build was undone, the old site is untouched"),
+                "{detail}"
+            );
+            assert!(
+                !rel.exists(),
+                "the failed release is left: {}",
+                rel.display()
+            );
+            assert!(!new_db.exists(), "the failed site's database is left");
+            assert!(
+                std::fs::symlink_metadata(base.join("preview")).is_err(),
+                "a preview link is left"
+            );
+        } else {
+            assert_eq!(row["status"], "done", "{row}");
+            assert!(rel.join("core/lib/Drupal.php").is_file());
+            assert!(new_db.join("installed").is_file());
+        }
+        assert_eq!(s.served(), s.root, "current moved on {}", s.uri_host());
+        let a = u.lab.http_get(s, false).unwrap();
+        assert!(a.body.contains("Drupal 7.101"), "{a:?}");
+    }
+}
+
+#[test]
+fn a_database_that_exists_is_never_installed_over() {
+    let (u, release) = migrate_lab(1, 1);
+    let s = &u.sites[0];
+    let taken = s.db_dir(&format!("{}_d10", s.cms_db));
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::write(taken.join("data.node"), "someone's data\n").unwrap();
+    let o = build(&u, &release.manifest, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(
+            "exists already: fleet never installs a site over a database it did not create"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(taken.join("data.node")).unwrap(),
+        "someone's data\n"
+    );
+    let releases: Vec<_> = std::fs::read_dir(s.current.parent().unwrap().join("releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(releases.is_empty(), "a release is left: {releases:?}");
+    // No install ran anywhere.
+    assert!(
+        !u.calls("h01")
+            .iter()
+            .any(|c| crate::upgrade::argv(c).iter().any(|a| a == "site:install")),
+        "site:install ran"
+    );
+}

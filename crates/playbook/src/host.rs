@@ -44,7 +44,12 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
             job,
             prelude: PRELUDE,
         };
-        h.run(&mut results, &mut froms).await;
+        match &ctx.settings.procedure {
+            AnyProcedure::MigrateBuild(m) => h.build(m, &mut results).await,
+            AnyProcedure::Civicrm | AnyProcedure::Playbook(_) => {
+                h.run(&mut results, &mut froms).await;
+            }
+        }
         session.close().await;
     }
     job.host
@@ -72,6 +77,23 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
                 batch,
                 outcome,
             }
+        })
+        .collect()
+}
+
+/// What a group gets if the upgrade flow ever met a migrate build (run_host sends those to
+/// their own flow): refused, untouched.
+fn not_an_upgrade(g: &[Work<'_>]) -> Vec<(String, SiteOutcome)> {
+    g.iter()
+        .map(|w| {
+            (
+                w.site.name.clone(),
+                failed(
+                    BuiltinStep::Preflight,
+                    "internal: a migrate build reached the upgrade's steps; nothing done",
+                    After::Untouched,
+                ),
+            )
         })
         .collect()
 }
@@ -222,6 +244,7 @@ impl HostRun<'_> {
             let stopped = match &self.ctx.settings.procedure {
                 AnyProcedure::Civicrm => self.preflight_group(&Civicrm, &g).await,
                 AnyProcedure::Playbook(pb) => self.preflight_group(pb, &g).await,
+                AnyProcedure::MigrateBuild(_) => Some(not_an_upgrade(&g)),
             };
             match stopped {
                 None => ready.push(g),
@@ -259,6 +282,7 @@ impl HostRun<'_> {
             let outcomes = match &self.ctx.settings.procedure {
                 AnyProcedure::Civicrm => self.run_group(&Civicrm, g, &tarball).await,
                 AnyProcedure::Playbook(pb) => self.run_group(pb, g, &tarball).await,
+                AnyProcedure::MigrateBuild(_) => not_an_upgrade(g),
             };
             results.extend(outcomes);
             self.unlock_group(g).await;

@@ -58,10 +58,12 @@ pub use procedure::civicrm::STEPS;
 pub use procedure::civicrm::commands::version_cmp;
 pub use procedure::civicrm::tarball::tarball_version;
 pub use procedure::migrate::discovery::MigrateFacts;
+pub use procedure::migrate::is_migrate_run;
 pub use procedure::migrate::manifest::{
     Check, Import, Manifest, Module, NewSite, Qa, Tarball, Tolerance, database_name,
 };
 pub use procedure::migrate::plan::{MigratePlanRow, plan_migrate_build};
+pub use procedure::migrate::run::{BuildOptions, run_migrate_build};
 pub use procedure::{StepDef, StepInfo, procedure_steps};
 pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,

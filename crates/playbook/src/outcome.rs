@@ -50,6 +50,14 @@ pub enum SiteOutcome {
         /// The playbook's name.
         playbook: String,
     },
+    /// `fleet migrate build`: a new release and database stand beside the old site, which
+    /// is untouched and still served.
+    Built {
+        /// The release directory.
+        release: String,
+        /// The new site's database.
+        database: String,
+    },
     /// Already at the target version; nothing done.
     Skipped {
         /// Why.
@@ -91,7 +99,7 @@ impl SiteOutcome {
             SiteOutcome::Upgraded { .. } => SiteStatus::Upgraded,
             SiteOutcome::RolledBack { .. } => SiteStatus::RolledBack,
             SiteOutcome::Refused { .. } => SiteStatus::Refused,
-            SiteOutcome::Completed { .. } => SiteStatus::Done,
+            SiteOutcome::Completed { .. } | SiteOutcome::Built { .. } => SiteStatus::Done,
             SiteOutcome::Skipped { .. } => SiteStatus::Skipped,
             SiteOutcome::Failed {
                 after: After::Untouched,
@@ -120,6 +128,7 @@ impl SiteOutcome {
             self,
             SiteOutcome::Upgraded { .. }
                 | SiteOutcome::Completed { .. }
+                | SiteOutcome::Built { .. }
                 | SiteOutcome::Skipped { .. }
         )
     }
@@ -183,6 +192,10 @@ impl fmt::Display for SiteOutcome {
                 write!(f, "not rolled back: {reason} (nothing was changed)")
             }
             SiteOutcome::Completed { playbook } => write!(f, "playbook `{playbook}` done"),
+            SiteOutcome::Built { release, database } => write!(
+                f,
+                "built `{release}` with database `{database}`, linked as `preview`; the old site is untouched"
+            ),
             SiteOutcome::Skipped { reason } => write!(f, "skipped: {reason}"),
             SiteOutcome::Failed {
                 step,

@@ -167,6 +167,7 @@ pub(crate) async fn restore_run_on(
     let info = journal
         .run(run)?
         .ok_or_else(|| PlaybookError::UnknownRun(run.to_owned()))?;
+    crate::procedure::migrate::refuse_upgrade_tools(&info)?;
     let every = journal.sites(run)?;
     check_sites(run, &every, &ro.sites)?;
     let wanted = |r: &SiteRow| ro.sites.is_empty() || ro.sites.iter().any(|s| is(s, r));

@@ -204,6 +204,7 @@ pub(crate) async fn resume_run_on(
     run: &RunRow,
     ro: &ResumeOptions,
 ) -> Result<RunReport, PlaybookError> {
+    crate::procedure::migrate::refuse_upgrade_tools(run)?;
     let recorded = Recorded::load(journal, &run.id)?;
     if recorded.is_none() {
         reporter.on_event(&Event::Notice {
@@ -320,6 +321,7 @@ pub(crate) async fn recover_run_on(
     run: &RunRow,
     step_timeout: Option<Duration>,
 ) -> Result<RunReport, PlaybookError> {
+    crate::procedure::migrate::refuse_upgrade_tools(run)?;
     let recorded = Recorded::load(journal, &run.id)?.unwrap_or_else(legacy);
     let step_timeout = step_timeout.unwrap_or(Duration::from_millis(recorded.step_timeout_ms));
     let rows: Vec<_> = journal

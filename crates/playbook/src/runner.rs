@@ -236,7 +236,7 @@ pub(crate) async fn run_upgrade_on(
             index,
             hosts: names,
         });
-        let batch_reports = run_batch(&ctx, opts, batch, index).await;
+        let batch_reports = run_batch(&ctx, opts.forks, &opts.max_per, batch, index).await;
         let mut failed: Vec<&str> = batch
             .iter()
             .filter(|j| {
@@ -322,17 +322,18 @@ pub(crate) async fn run_upgrade_on(
 /// value of var `key`.
 pub(crate) async fn run_batch(
     ctx: &Ctx,
-    opts: &UpgradeOptions,
+    forks: usize,
+    max_per: &BTreeMap<String, usize>,
     batch: &[HostJob],
     index: usize,
 ) -> Vec<SiteReport> {
-    let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
+    let forks = Arc::new(Semaphore::new(forks.max(1)));
     let mut caps: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut task_job: HashMap<tokio::task::Id, usize> = HashMap::new();
     for (i, job) in batch.iter().enumerate() {
         let mut sems = vec![forks.clone()];
-        for (key, &n) in &opts.max_per {
+        for (key, &n) in max_per {
             if let Some(v) = job.host.var(key) {
                 sems.push(
                     caps.entry((key.clone(), v))
@@ -396,6 +397,33 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 /// new, it does not leave sites down); the others are reported failed, untouched. A site
 /// recovery could not act on keeps its journal row, so `fleet recover` still finds it.
 async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<SiteReport> {
+    if let AnyProcedure::MigrateBuild(_) = &ctx.settings.procedure {
+        // A build never touches the old site: nothing to bring back up. What it made (a
+        // release, a database) is in the journal, recorded before it was made.
+        return job
+            .host
+            .sites
+            .iter()
+            .map(|s| {
+                let outcome = SiteOutcome::Failed {
+                    step: "internal".into(),
+                    reason: format!(
+                        "{why}; the release and database this run recorded for the site may be left beside it; the old site is untouched"
+                    ),
+                    after: After::Untouched,
+                };
+                if let Err(e) = finish_site(ctx, &job.host.name, &s.name, batch, &outcome, None) {
+                    tracing::error!("journal: {e}");
+                }
+                SiteReport {
+                    host: job.host.name.clone(),
+                    site: s.name.clone(),
+                    batch,
+                    outcome,
+                }
+            })
+            .collect();
+    }
     ctx.reporter.on_event(&Event::Notice {
         host: job.host.name.clone(),
         message: format!("{why}; recovering its sites from the journal"),

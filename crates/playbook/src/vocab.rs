@@ -226,6 +226,14 @@ words! {
         Playbook = "playbook",
         /// The options the run started with, as TOML (run-wide).
         Options = "options",
+        /// The text of the migration manifest the run started with (run-wide).
+        Manifest = "manifest",
+        /// A release directory the run creates (`fleet migrate build`), recorded before it
+        /// is made: the run's own, to remove on the way back.
+        Release = "release",
+        /// A database the run creates for a new site, recorded once fleet has seen it does
+        /// not exist and before the install creates it: the run's own, to drop on the way back.
+        NewDatabase = "new-database",
     }
 }
 
@@ -397,6 +405,24 @@ words! {
         Recover = "recover",
         /// `fleet rollback` as a whole, for a site it could not finish.
         Rollback = "rollback",
+        /// A new release unpacked beside the old site (core and contrib), its version checked.
+        ReleaseUnpack = "release-unpack",
+        /// The new release's settings written.
+        ReleaseSettings = "release-settings",
+        /// The new site's database name checked free.
+        NewDatabaseCheck = "new-database-check",
+        /// `drush site:install` of the new site.
+        SiteInstall = "site-install",
+        /// The manifest's modules installed in the new site.
+        InstallModules = "install-modules",
+        /// The `preview` symlink pointed at the new release.
+        PreviewLink = "preview-link",
+        /// The `preview` symlink taken back (undo).
+        PreviewUnlink = "preview-unlink",
+        /// The new site's database dropped (undo).
+        DatabaseDrop = "database-drop",
+        /// The new release removed (undo).
+        ReleaseRemove = "release-remove",
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) enum AnyProcedure {
     Civicrm,
     /// A user's playbook.
     Playbook(Playbook),
+    /// `fleet migrate build`: a new release and database beside each old site.
+    MigrateBuild(std::sync::Arc<migrate::manifest::Manifest>),
 }
 
 /// One built-in step, as data: its name, what it acts on, and what it does.
@@ -167,6 +169,7 @@ impl AnyProcedure {
         match self {
             AnyProcedure::Civicrm => "civicrm-d7".to_owned(),
             AnyProcedure::Playbook(p) => format!("playbook:{}", p.name),
+            AnyProcedure::MigrateBuild(_) => "migrate-build".to_owned(),
         }
     }
 
@@ -175,6 +178,8 @@ impl AnyProcedure {
         match self {
             AnyProcedure::Civicrm => true,
             AnyProcedure::Playbook(p) => p.needs_tarball(),
+            // Its tarballs are the manifest's, uploaded by its own step.
+            AnyProcedure::MigrateBuild(_) => false,
         }
     }
 }

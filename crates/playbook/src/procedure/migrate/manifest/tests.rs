@@ -1,3 +1,5 @@
+use sha2::{Digest, Sha256};
+
 use super::*;
 
 /// A directory with the tarballs `names` (each holding its own name) and a manifest `text`
