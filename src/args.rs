@@ -71,6 +71,30 @@ pub(crate) enum MigrateCommand {
     /// Build each site's new release beside the old one: core and contrib unpacked, its own
     /// database, installed, linked as `preview`; the old site is not touched
     Build(MigrateBuildArgs),
+    /// Import the old sites' data into the new ones a build run made (again: with `--update`),
+    /// then the QA gates; the old sites are only read
+    Import(MigrateImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateImportArgs {
+    /// The build's run id (a unique prefix is enough)
+    pub(crate) run: String,
+
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// Hosts to import on at once
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "2h", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// JSON events on stdout (one object per line)
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

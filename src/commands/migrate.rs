@@ -3,9 +3,14 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use fleet_playbook::{BuildOptions, Journal, Manifest, plan_migrate_build, run_migrate_build};
+use fleet_playbook::{
+    Journal, Manifest, MigrateOptions, RunReport, plan_migrate_build, run_migrate_build,
+    run_migrate_import,
+};
 
-use crate::args::{Cli, MigrateArgs, MigrateBuildArgs, MigrateCommand, MigratePlanArgs};
+use crate::args::{
+    Cli, MigrateArgs, MigrateBuildArgs, MigrateCommand, MigrateImportArgs, MigratePlanArgs,
+};
 use crate::exit::ExitStatus;
 use crate::render::upgrade::{JsonReporter, write_summary};
 use crate::settings::{Settings, watched};
@@ -14,6 +19,7 @@ pub(crate) async fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<ExitSta
     match &args.command {
         MigrateCommand::Plan(a) => plan(cli, a).await,
         MigrateCommand::Build(a) => build(cli, a).await,
+        MigrateCommand::Import(a) => import(cli, a).await,
     }
 }
 
@@ -70,7 +76,7 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
         &client,
         jobs,
         manifest,
-        &BuildOptions {
+        &MigrateOptions {
             forks: args.forks as usize,
             step_timeout: args.step_timeout,
             args: std::env::args().collect::<Vec<_>>().join(" "),
@@ -81,7 +87,68 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
     )
     .await?;
     watcher.abort();
-    if args.json {
+    report_end(
+        &report,
+        args.json,
+        &format!("Drupal {target} (built beside the old sites)"),
+        shared.interrupted(),
+    )
+}
+
+async fn import(cli: &Cli, args: &MigrateImportArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
+    let run = super::find_run(&journal, &args.run)?;
+    let inventory = super::load_inventory(cli)?;
+    let hosts = super::select(&inventory, &args.selection)?;
+    let jobs = super::upgrade::jobs(&inventory, &hosts);
+    super::recover::claim(&journal, &run)?;
+    let client = super::upgrade::client();
+    let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
+        Arc::new(JsonReporter)
+    } else {
+        Settings::of(cli).line_reporter()
+    };
+    let (cancel, shared, watcher) =
+        watched("admitting no new host; imports under way finish their step");
+    let result = run_migrate_import(
+        &client,
+        jobs,
+        &run,
+        &MigrateOptions {
+            forks: args.forks as usize,
+            step_timeout: args.step_timeout,
+            args: std::env::args().collect::<Vec<_>>().join(" "),
+        },
+        &journal,
+        &reporter,
+        &cancel,
+    )
+    .await;
+    watcher.abort();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing ran: the run goes back to how it was found.
+            let _ = journal.unclaim_run(&run);
+            return Err(e.into());
+        }
+    };
+    report_end(
+        &report,
+        args.json,
+        &format!("Drupal {} (imported, QA-checked)", run.target),
+        shared.interrupted(),
+    )
+}
+
+/// The summary (or the JSON site lines) and the exit status of a phase.
+fn report_end(
+    report: &RunReport,
+    json: bool,
+    what: &str,
+    interrupted: bool,
+) -> anyhow::Result<ExitStatus> {
+    if json {
         let mut out = crate::render::stdout();
         for s in &report.sites {
             writeln!(
@@ -94,13 +161,13 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
         write_summary(
             &mut crate::render::stdout(),
             &mut crate::render::stderr(),
-            &report,
-            &format!("Drupal {target} (built beside the old sites)"),
+            report,
+            what,
         )?;
     }
     Ok(if !report.journal_failures.is_empty() {
         ExitStatus::Internal
-    } else if shared.interrupted() {
+    } else if interrupted {
         ExitStatus::Interrupted
     } else if report.success() {
         ExitStatus::Success

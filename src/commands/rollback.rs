@@ -21,6 +21,13 @@ use crate::settings::{Settings, watched};
 pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitStatus> {
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
+    if fleet_playbook::is_migrate_run(&run.procedure) {
+        anyhow::bail!(
+            "run `{}` is a `fleet migrate` run: it never changed the old sites, and `fleet rollback` puts back in-place upgrades only; what it made is listed by `fleet runs show {}`",
+            run.id,
+            run.id
+        );
+    }
     refuse_if_active(&run)?;
     let rows = journal.sites(&run.id)?;
     check_sites(&run.id, &rows, &args.sites)?;

@@ -385,3 +385,278 @@ fn a_database_that_exists_is_never_installed_over() {
         "site:install ran"
     );
 }
+
+fn import(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Output {
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["migrate", "import", run, "--json"])
+        .args(extra);
+    crate::run(&mut c)
+}
+
+/// The `site` lines of a `--json` phase: (host/site, status, detail).
+fn site_lines(o: &std::process::Output) -> BTreeMap<String, (String, String)> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "site")
+        .map(|v| {
+            (
+                format!(
+                    "{}/{}",
+                    v["host"].as_str().unwrap(),
+                    v["site"].as_str().unwrap()
+                ),
+                (
+                    v["status"].as_str().unwrap().to_owned(),
+                    v["detail"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn count_in(s: &fleet_lab::LabSite, db: &str, table: &str) -> u64 {
+    std::fs::read_to_string(s.db_dir(db).join(format!("count.{table}")))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn import_brings_each_sites_data_across_passes_qa_and_picks_up_new_content_again() {
+    let (u, release) = migrate_lab(2, 2);
+    let b = build(&u, &release.manifest, &["--json"]);
+    assert_eq!(b.status.code(), Some(0), "{}", both(&b));
+    let run = run_id(&b);
+    let old_dbs: Vec<_> = u.sites.iter().map(|s| db_files(s, &s.cms_db)).collect();
+
+    let o = import(&u, &run, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let lines = site_lines(&o);
+    for (s, old_db) in u.sites.iter().zip(&old_dbs) {
+        let (status, detail) = &lines[&format!("{}/{}", s.host, s.name)];
+        assert_eq!(status, "done", "{detail}");
+        assert!(detail.contains("imported, QA passed"), "{detail}");
+        assert!(detail.contains("preview 200 with its marker"), "{detail}");
+        let new = format!("{}_d10", s.cms_db);
+        for t in ["users", "node"] {
+            assert_eq!(
+                count_in(s, &new, t),
+                count_in(s, &s.cms_db, t),
+                "{} {t}",
+                s.uri_host()
+            );
+        }
+        assert_eq!(
+            &db_files(s, &s.cms_db),
+            old_db,
+            "{}: the import wrote to the old database",
+            s.uri_host()
+        );
+        assert_eq!(s.served(), s.root);
+    }
+
+    // New content on one old site, then the import again: it comes across with --update.
+    let s = &u.sites[0];
+    let nodes = count_in(s, &s.cms_db, "node");
+    std::fs::write(
+        s.db_dir(&s.cms_db).join("count.node"),
+        format!("{}\n", nodes + 3),
+    )
+    .unwrap();
+    let o = import(&u, &run, &["-l", &s.host]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(count_in(s, &format!("{}_d10", s.cms_db), "node"), nodes + 3);
+    let imports: Vec<Vec<String>> = u
+        .calls(&s.host)
+        .iter()
+        .map(crate::upgrade::argv)
+        .filter(|a| a.first().is_some_and(|c| c == "migrate:import"))
+        .collect();
+    assert_eq!(
+        imports.len(),
+        2 * 2,
+        "two imports per site of {}: {imports:?}",
+        s.host
+    );
+    assert!(
+        imports[2..]
+            .iter()
+            .all(|a| a.contains(&"--update".to_owned())),
+        "{imports:?}"
+    );
+    assert!(!imports[0].contains(&"--update".to_owned()), "{imports:?}");
+
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["runs", "show", &run]);
+    let shown = stdout(&crate::run(&mut c));
+    assert_eq!(
+        shown.matches(" qa-passed ").count(),
+        u.sites.len(),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_site_that_fails_its_import_or_a_gate_is_not_passed_and_the_others_are() {
+    let (u, release) = migrate_lab(2, 2);
+    let b = build(&u, &release.manifest, &["--json"]);
+    assert_eq!(b.status.code(), Some(0), "{}", both(&b));
+    let run = run_id(&b);
+    // h01/site2: two of its old nodes cannot be imported.
+    let bad = u
+        .sites
+        .iter()
+        .find(|s| s.host == "h01" && s.name == "site2")
+        .unwrap();
+    std::fs::write(bad.db_dir(&bad.cms_db).join("bad_rows.node"), "2\n").unwrap();
+    // h02/site1: its preview is gone, so the HTTP gate cannot pass.
+    let gone = u
+        .sites
+        .iter()
+        .find(|s| s.host == "h02" && s.name == "site1")
+        .unwrap();
+    std::fs::remove_file(gone.current.parent().unwrap().join("preview")).unwrap();
+
+    let o = import(&u, &run, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let lines = site_lines(&o);
+    let (status, detail) = &lines["h01/site2"];
+    assert_eq!(status, "failed");
+    assert!(detail.contains("failed at `migrate-import`"), "{detail}");
+    assert!(
+        detail.contains("upgrade_d7_node_article migration: 2 failed."),
+        "{detail}"
+    );
+    assert!(detail.contains("the site is not released"), "{detail}");
+    let (status, detail) = &lines["h02/site1"];
+    assert_eq!(status, "failed");
+    assert!(detail.contains("failed at `qa-probe`"), "{detail}");
+    assert!(detail.contains("HTTP 404"), "{detail}");
+    for ok in ["h01/site1", "h02/site2"] {
+        assert_eq!(lines[ok].0, "done", "{ok}: {}", lines[ok].1);
+    }
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["runs", "show", &run]);
+    let shown = stdout(&crate::run(&mut c));
+    // The failed sites' gate stays empty (emptied when their import began).
+    let passed: Vec<&str> = shown.lines().filter(|l| l.contains(" qa-passed")).collect();
+    assert_eq!(passed.len(), 4, "{shown}");
+    for (who, site) in [("h01", "site2"), ("h02", "site1")] {
+        let line = passed
+            .iter()
+            .find(|l| l.starts_with(who) && l.contains(&format!("site:{site}")))
+            .unwrap_or_else(|| panic!("no qa-passed row of {who}/{site}: {shown}"));
+        assert!(line.trim_end().ends_with("qa-passed"), "{line}");
+    }
+    for s in &u.sites {
+        assert_eq!(s.served(), s.root, "{}", s.uri_host());
+    }
+}
+
+#[test]
+fn a_migrate_run_is_not_for_the_upgrades_way_back() {
+    let (u, release) = migrate_lab(1, 1);
+    let b = build(&u, &release.manifest, &["--json"]);
+    let run = run_id(&b);
+    for cmd in [vec!["rollback", run.as_str()], vec!["resume", run.as_str()]] {
+        let mut c = fleet(&u.lab.inventory_path());
+        c.arg("--state-dir").arg(u.state.path()).args(&cmd);
+        let o = crate::run(&mut c);
+        assert_ne!(o.status.code(), Some(0), "{cmd:?}: {}", both(&o));
+        assert!(
+            stderr(&o).contains("is a `fleet migrate` run"),
+            "{cmd:?}: {}",
+            both(&o)
+        );
+    }
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["recover", "-y"]);
+    let o = crate::run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let s = &u.sites[0];
+    assert!(
+        s.current
+            .parent()
+            .unwrap()
+            .join("releases")
+            .join(&run)
+            .is_dir(),
+        "recover removed the build"
+    );
+}
+
+#[test]
+fn sites_sharing_a_current_directory_are_refused_and_a_failed_build_leaves_an_earlier_preview_as_it_was()
+ {
+    let (u, release) = migrate_lab(2, 2);
+    // h01/site2 keeps its docroot link beside site1's: one releases/ for two sites.
+    let s1 = u
+        .sites
+        .iter()
+        .find(|s| s.host == "h01" && s.name == "site1")
+        .unwrap();
+    let s2 = u
+        .sites
+        .iter()
+        .find(|s| s.host == "h01" && s.name == "site2")
+        .unwrap();
+    let shared = s1.current.parent().unwrap().join("current2");
+    std::os::unix::fs::symlink(&s2.root, &shared).unwrap();
+    let inv = u.lab.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let text = text.replace(
+        &format!("current = \"{}\"", s2.current.display()),
+        &format!("current = \"{}\"", shared.display()),
+    );
+    std::fs::write(&inv, text).unwrap();
+    // h02/site1 has a preview from an earlier build; its install now fails.
+    let h2 = u
+        .sites
+        .iter()
+        .find(|s| s.host == "h02" && s.name == "site1")
+        .unwrap();
+    let earlier = h2.current.parent().unwrap().join("releases/earlier");
+    std::fs::create_dir_all(&earlier).unwrap();
+    std::os::unix::fs::symlink(&earlier, h2.current.parent().unwrap().join("preview")).unwrap();
+    let fail = u.host_root("h02").join("fake-civi/fail");
+    std::fs::create_dir_all(&fail).unwrap();
+    std::fs::write(fail.join("install.disk"), "1").unwrap();
+
+    let o = build(&u, &release.manifest, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let lines = site_lines(&o);
+    for who in ["h01/site1", "h01/site2"] {
+        let (status, detail) = &lines[who];
+        assert_eq!(status, "failed", "{who}: {detail}");
+        assert!(
+            detail.contains("has its `current` in the same directory"),
+            "{who}: {detail}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(s1.current.parent().unwrap().join("releases"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a release was made for a refused site"
+    );
+    let (status, detail) = &lines["h02/site1"];
+    assert_eq!(status, "failed", "{detail}");
+    assert_eq!(
+        std::fs::read_link(h2.current.parent().unwrap().join("preview")).unwrap(),
+        earlier,
+        "the earlier preview was changed"
+    );
+    assert!(earlier.is_dir(), "the earlier release was removed");
+    assert_eq!(lines["h02/site2"].0, "done");
+}

@@ -12,6 +12,7 @@ use crate::discovery;
 use crate::engine::{HostRun, StepError, error_text, failed, finish_site, last_line};
 use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::procedure::civicrm::commands::PRELUDE;
+use crate::procedure::migrate::Phase;
 use crate::procedure::{AnyProcedure, Civicrm};
 use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::vocab::{BuiltinStep, Unit};
@@ -45,7 +46,8 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
             prelude: PRELUDE,
         };
         match &ctx.settings.procedure {
-            AnyProcedure::MigrateBuild(m) => h.build(m, &mut results).await,
+            AnyProcedure::Migrate(m, Phase::Build) => h.build(m, &mut results).await,
+            AnyProcedure::Migrate(m, Phase::Import) => h.import(m, &mut results).await,
             AnyProcedure::Civicrm | AnyProcedure::Playbook(_) => {
                 h.run(&mut results, &mut froms).await;
             }
@@ -244,7 +246,7 @@ impl HostRun<'_> {
             let stopped = match &self.ctx.settings.procedure {
                 AnyProcedure::Civicrm => self.preflight_group(&Civicrm, &g).await,
                 AnyProcedure::Playbook(pb) => self.preflight_group(pb, &g).await,
-                AnyProcedure::MigrateBuild(_) => Some(not_an_upgrade(&g)),
+                AnyProcedure::Migrate(..) => Some(not_an_upgrade(&g)),
             };
             match stopped {
                 None => ready.push(g),
@@ -282,7 +284,7 @@ impl HostRun<'_> {
             let outcomes = match &self.ctx.settings.procedure {
                 AnyProcedure::Civicrm => self.run_group(&Civicrm, g, &tarball).await,
                 AnyProcedure::Playbook(pb) => self.run_group(pb, g, &tarball).await,
-                AnyProcedure::MigrateBuild(_) => not_an_upgrade(g),
+                AnyProcedure::Migrate(..) => not_an_upgrade(g),
             };
             results.extend(outcomes);
             self.unlock_group(g).await;

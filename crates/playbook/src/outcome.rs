@@ -50,6 +50,12 @@ pub enum SiteOutcome {
         /// The playbook's name.
         playbook: String,
     },
+    /// `fleet migrate import`: the old site's data is in the new one and every QA gate
+    /// passed; the old site is untouched and still served.
+    Imported {
+        /// What the gates found (counts, probe).
+        summary: String,
+    },
     /// `fleet migrate build`: a new release and database stand beside the old site, which
     /// is untouched and still served.
     Built {
@@ -99,7 +105,9 @@ impl SiteOutcome {
             SiteOutcome::Upgraded { .. } => SiteStatus::Upgraded,
             SiteOutcome::RolledBack { .. } => SiteStatus::RolledBack,
             SiteOutcome::Refused { .. } => SiteStatus::Refused,
-            SiteOutcome::Completed { .. } | SiteOutcome::Built { .. } => SiteStatus::Done,
+            SiteOutcome::Completed { .. }
+            | SiteOutcome::Built { .. }
+            | SiteOutcome::Imported { .. } => SiteStatus::Done,
             SiteOutcome::Skipped { .. } => SiteStatus::Skipped,
             SiteOutcome::Failed {
                 after: After::Untouched,
@@ -129,6 +137,7 @@ impl SiteOutcome {
             SiteOutcome::Upgraded { .. }
                 | SiteOutcome::Completed { .. }
                 | SiteOutcome::Built { .. }
+                | SiteOutcome::Imported { .. }
                 | SiteOutcome::Skipped { .. }
         )
     }
@@ -192,6 +201,12 @@ impl fmt::Display for SiteOutcome {
                 write!(f, "not rolled back: {reason} (nothing was changed)")
             }
             SiteOutcome::Completed { playbook } => write!(f, "playbook `{playbook}` done"),
+            SiteOutcome::Imported { summary } => {
+                write!(
+                    f,
+                    "imported, QA passed: {summary}; the old site is untouched"
+                )
+            }
             SiteOutcome::Built { release, database } => write!(
                 f,
                 "built `{release}` with database `{database}`, linked as `preview`; the old site is untouched"

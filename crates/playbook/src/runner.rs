@@ -397,7 +397,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 /// new, it does not leave sites down); the others are reported failed, untouched. A site
 /// recovery could not act on keeps its journal row, so `fleet recover` still finds it.
 async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<SiteReport> {
-    if let AnyProcedure::MigrateBuild(_) = &ctx.settings.procedure {
+    if let AnyProcedure::Migrate(..) = &ctx.settings.procedure {
         // A build never touches the old site: nothing to bring back up. What it made (a
         // release, a database) is in the journal, recorded before it was made.
         return job
@@ -408,7 +408,7 @@ async fn host_lost(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> Vec<Sit
                 let outcome = SiteOutcome::Failed {
                     step: "internal".into(),
                     reason: format!(
-                        "{why}; the release and database this run recorded for the site may be left beside it; the old site is untouched"
+                        "{why}; the old site is untouched; what this run made for the site is in its journal (`fleet runs show`)"
                     ),
                     after: After::Untouched,
                 };

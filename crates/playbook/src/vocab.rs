@@ -234,6 +234,11 @@ words! {
         /// A database the run creates for a new site, recorded once fleet has seen it does
         /// not exist and before the install creates it: the run's own, to drop on the way back.
         NewDatabase = "new-database",
+        /// Where a site's `preview` link pointed before a build repointed it (empty: none).
+        PriorPreview = "prior-preview",
+        /// A new site passed every QA gate of its last import (what they found); emptied when
+        /// an import starts, so a release only ever follows a passed QA of the data it has.
+        QaPassed = "qa-passed",
     }
 }
 
@@ -423,6 +428,26 @@ words! {
         DatabaseDrop = "database-drop",
         /// The new release removed (undo).
         ReleaseRemove = "release-remove",
+        /// The built release checked before an import: there, booting on its database.
+        ReleaseVerify = "release-verify",
+        /// `drush migrate:upgrade --configure-only`: the migrations from the old site.
+        MigrateConfigure = "migrate-configure",
+        /// Migrations a crashed import left busy set back to Idle.
+        MigrateReset = "migrate-reset",
+        /// `drush migrate:import`.
+        MigrateImport = "migrate-import",
+        /// QA: `migrate:status` shows nothing failed, busy or unprocessed.
+        QaMigrateStatus = "qa-migrate-status",
+        /// QA: `migrate:messages` has no error-level row.
+        QaMigrateMessages = "qa-migrate-messages",
+        /// QA: the new site boots.
+        QaBoot = "qa-boot",
+        /// QA: users and nodes of old and new agree within the tolerance.
+        QaCounts = "qa-counts",
+        /// QA: the preview answers 200 with the marker.
+        QaProbe = "qa-probe",
+        /// QA: one of the manifest's own checks.
+        QaCheck = "qa-check",
     }
 }
 

@@ -77,8 +77,8 @@ pub(crate) enum AnyProcedure {
     Civicrm,
     /// A user's playbook.
     Playbook(Playbook),
-    /// `fleet migrate build`: a new release and database beside each old site.
-    MigrateBuild(std::sync::Arc<migrate::manifest::Manifest>),
+    /// A `fleet migrate` phase, with the run's manifest.
+    Migrate(std::sync::Arc<migrate::manifest::Manifest>, migrate::Phase),
 }
 
 /// One built-in step, as data: its name, what it acts on, and what it does.
@@ -169,7 +169,7 @@ impl AnyProcedure {
         match self {
             AnyProcedure::Civicrm => "civicrm-d7".to_owned(),
             AnyProcedure::Playbook(p) => format!("playbook:{}", p.name),
-            AnyProcedure::MigrateBuild(_) => "migrate-build".to_owned(),
+            AnyProcedure::Migrate(..) => "migrate".to_owned(),
         }
     }
 
@@ -179,7 +179,7 @@ impl AnyProcedure {
             AnyProcedure::Civicrm => true,
             AnyProcedure::Playbook(p) => p.needs_tarball(),
             // Its tarballs are the manifest's, uploaded by its own step.
-            AnyProcedure::MigrateBuild(_) => false,
+            AnyProcedure::Migrate(..) => false,
         }
     }
 }

@@ -13,7 +13,7 @@ use fleet_remote_exec::quote;
 
 use super::discovery::{MigrateFacts, discover_script, parse_discovery};
 use super::manifest::{Manifest, database_name};
-use super::settings::{NewSettings, settings_php};
+use super::settings::{NewSettings, SALT, settings_php};
 use crate::discovery::Facts;
 use crate::engine::{HostRun, StepError, failed, step_error_text};
 use crate::outcome::{After, SiteOutcome};
@@ -33,27 +33,37 @@ struct SiteBuild<'a> {
     made_release: bool,
     made_database: bool,
     linked_preview: bool,
+    /// Where `preview` pointed before (empty: there was none).
+    prior_preview: Option<String>,
 }
 
 /// A probed step's script: `cmd`, and when it fails a line `failed: <its last lines of
 /// output>` (so the judge can say why, where a probe alone would only see nothing), else
 /// `then`'s output, the probe.
-fn then_probe(cmd: &str, then: &str) -> String {
+pub(crate) fn then_probe(cmd: &str, then: &str) -> String {
     format!(
         "if ! o=$({{ {cmd}; }} 2>&1); then printf 'failed: %s\\n' \"$(printf '%s' \"$o\" | tail -n 3 | tr '\\n' ' ')\"; exit 0; fi; {then}"
     )
 }
 
 /// What [`then_probe`]'s output says when its command failed.
-fn failure(out: &str) -> Option<String> {
+pub(crate) fn failure(out: &str) -> Option<String> {
     out.lines()
         .find_map(|l| l.strip_prefix("failed: "))
         .map(|l| l.trim().to_owned())
 }
 
+/// The file a build leaves in the release it made, naming the run and the site: the undo
+/// removes a release only when it holds this run's own.
+const MARKER: &str = ".fleet-release";
+
 impl SiteBuild<'_> {
     fn drush(&self, m: &Manifest) -> String {
         quote(&format!("{}/{}", self.release, m.site.drush))
+    }
+
+    fn marker(&self, run: &str) -> String {
+        format!("run={run} site={}", self.w.site.name)
     }
 }
 
@@ -98,6 +108,11 @@ impl HostRun<'_> {
                 return;
             }
         };
+        let needed_kb = super::plan::needed_kb(m);
+        let base_of = |c: Option<&str>| {
+            c.and_then(|c| c.rsplit_once('/'))
+                .map(|(b, _)| b.to_owned())
+        };
         let mut builds: Vec<SiteBuild<'_>> = Vec::new();
         for s in &with_current {
             let f: MigrateFacts = facts.get(&s.name).cloned().unwrap_or_default();
@@ -105,6 +120,33 @@ impl HostRun<'_> {
                 results.insert(
                     s.name.clone(),
                     failed(BuiltinStep::Preflight, e, After::Untouched),
+                );
+                continue;
+            }
+            // A release serves one site: sites whose `current` is in one directory (where the
+            // releases go) cannot each get their own.
+            if let Some(other) = with_current.iter().find(|o| {
+                o.name != s.name && base_of(o.current.as_deref()) == base_of(s.current.as_deref())
+            }) {
+                let why = format!(
+                    "site `{}` has its `current` in the same directory: each site needs its own (`<base>/current`, releases in `<base>/releases/`)",
+                    other.name
+                );
+                results.insert(
+                    s.name.clone(),
+                    failed(BuiltinStep::Preflight, &why, After::Untouched),
+                );
+                continue;
+            }
+            if f.free_kb < needed_kb {
+                let why = format!(
+                    "{} MiB free beside `current`, a release needs about {} MiB",
+                    f.free_kb / 1024,
+                    needed_kb.div_ceil(1024)
+                );
+                results.insert(
+                    s.name.clone(),
+                    failed(BuiltinStep::Preflight, &why, After::Untouched),
                 );
                 continue;
             }
@@ -158,6 +200,7 @@ impl HostRun<'_> {
                 made_release: false,
                 made_database: false,
                 linked_preview: false,
+                prior_preview: None,
             });
         }
         if builds.is_empty() {
@@ -172,7 +215,8 @@ impl HostRun<'_> {
                 .path
                 .file_name()
                 .map_or_else(|| "tarball".into(), |n| n.to_string_lossy().into_owned());
-            let dest = format!("{dir}/{name}");
+            // Numbered: two tarballs with one file name never overwrite each other.
+            let dest = format!("{dir}/{}-{name}", uploaded.len());
             let r = match self.upload(&t.path, &dest).await {
                 Ok(()) => self
                     .exec_probed(
@@ -208,6 +252,16 @@ impl HostRun<'_> {
             uploaded.push(dest);
         }
         for mut b in builds {
+            // A first interrupt starts no further site; the one under way finishes or is undone.
+            if self.ctx.cancel.drain.is_cancelled() {
+                results.insert(
+                    b.w.site.name.clone(),
+                    SiteOutcome::NotStarted {
+                        reason: "interrupted before this site's build".into(),
+                    },
+                );
+                continue;
+            }
             let g = std::slice::from_ref(&b.w);
             if let Err(why) = self.lock_group(g).await {
                 results.insert(
@@ -293,9 +347,11 @@ impl HostRun<'_> {
             "v=$(sed -n -E \"s/.*const VERSION = '([^']*)'.*/\\1/p\" \"$TMP/core/lib/Drupal.php\" 2>/dev/null | head -n1)\n\
              [ \"$v\" = {want} ] || {{ echo \"the unpacked core says version '$v', not {want}\" >&2; exit 1; }}\n\
              [ -x \"$TMP\"/{drush} ] || {{ echo \"the release has no executable {drush}\" >&2; exit 1; }}\n\
+             printf '%s\\n' {mark} > \"$TMP/{MARKER}\"\n\
              mv -T \"$TMP\" \"$REL\"\n",
             want = quote(&m.core.version),
             drush = quote(&m.site.drush),
+            mark = quote(&b.marker(&self.ctx.run)),
         ));
         self.exec(&unit, BuiltinStep::ReleaseUnpack, &script)
             .await
@@ -304,16 +360,7 @@ impl HostRun<'_> {
         // Its settings: the old site's connection read from the old site's own file.
         mark(BuiltinStep::ReleaseSettings)?;
         let hosts = {
-            let h =
-                b.w.site
-                    .uri
-                    .split("://")
-                    .nth(1)
-                    .unwrap_or("")
-                    .split(['/', ':'])
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
+            let h = super::uri_host(&b.w.site.uri);
             vec![h.clone(), format!("preview.{h}")]
         };
         let settings = settings_php(&NewSettings {
@@ -324,9 +371,10 @@ impl HostRun<'_> {
             hosts: &hosts,
         });
         let script = format!(
-            "set -e; S={s}; mkdir -p \"$S/files\"; umask 027\n\
-             od -An -v -N 48 -tx1 /dev/urandom | tr -d ' \\n' > \"$S/salt.txt\"\n\
-             printf '%s' {text} > \"$S/settings.php.tmp\"; mv \"$S/settings.php.tmp\" \"$S/settings.php\"\n",
+            "set -e; S={s}; umask 027; mkdir -p \"$S/files\"\n\
+             salt=$(od -An -v -N 48 -tx1 /dev/urandom | tr -d ' \\n'); [ ${{#salt}} -eq 96 ]\n\
+             printf '%s' {text} | sed \"s/{SALT}/$salt/\" > \"$S/settings.php.tmp\"\n\
+             grep -q \"$salt\" \"$S/settings.php.tmp\"; mv \"$S/settings.php.tmp\" \"$S/settings.php\"\n",
             s = quote(&format!("{}/sites/default", b.release)),
             text = quote(&settings),
         );
@@ -363,7 +411,7 @@ impl HostRun<'_> {
         .map_err(at(BuiltinStep::NewDatabaseCheck))?;
         self.record(
             BuiltinStep::SiteInstall,
-            &Unit::Database(b.database.clone()),
+            &unit,
             ArtifactKind::NewDatabase,
             &b.database,
         )
@@ -440,8 +488,37 @@ impl HostRun<'_> {
             .map_err(at(BuiltinStep::InstallModules))?;
         }
 
-        // `preview` points at the release: a new link renamed over the old one.
+        // `preview` points at the release: a new link renamed over the old one, whose target
+        // (if any) is recorded first, for the undo to put back.
         mark(BuiltinStep::PreviewLink)?;
+        let prior = self
+            .exec(
+                &unit,
+                BuiltinStep::PreviewLink,
+                &format!(
+                    "p={}/preview; if [ -L \"$p\" ]; then readlink \"$p\"; elif [ -e \"$p\" ]; then echo \"$p is not a symlink\" >&2; exit 1; fi",
+                    quote(&b.base)
+                ),
+            )
+            .await
+            .map_err(at(BuiltinStep::PreviewLink))?;
+        let prior = prior.trim().to_owned();
+        if prior.chars().any(char::is_control) {
+            return Err((
+                BuiltinStep::PreviewLink,
+                StepError::Failed(
+                    "the old `preview` link's target holds a control character".into(),
+                ),
+            ));
+        }
+        self.record(
+            BuiltinStep::PreviewLink,
+            &unit,
+            ArtifactKind::PriorPreview,
+            &prior,
+        )
+        .map_err(|(_, e)| (BuiltinStep::PreviewLink, e))?;
+        b.prior_preview = Some(prior);
         b.linked_preview = true;
         let script = format!(
             "B={base}; ln -sfn {rel} \"$B/.preview.{run}\" && mv -T \"$B/.preview.{run}\" \"$B/preview\" && readlink \"$B/preview\"",
@@ -454,10 +531,14 @@ impl HostRun<'_> {
             if out.trim() == rel {
                 Ok(())
             } else {
-                Err(format!(
-                    "`preview` points at `{}`, not at the release",
-                    out.trim().escape_debug()
-                ))
+                Err(if out.trim().is_empty() {
+                    "`preview` could not be pointed at the release".to_owned()
+                } else {
+                    format!(
+                        "`preview` points at `{}`, not at the release",
+                        out.trim().escape_debug()
+                    )
+                })
             }
         })
         .await
@@ -472,8 +553,18 @@ impl HostRun<'_> {
         let unit = Unit::site(&b.w.site.name);
         let mut problems = Vec::new();
         if b.linked_preview {
+            // Only a link this run pointed at its release is touched: back to where it
+            // pointed before, or gone if there was none.
+            let back = match b.prior_preview.as_deref() {
+                Some(p) if !p.is_empty() => format!(
+                    "ln -sfn {p} \"$B/.preview.{run}\" && mv -T \"$B/.preview.{run}\" \"$B/preview\"",
+                    p = quote(p),
+                    run = self.ctx.run
+                ),
+                _ => "rm -f \"$B/preview\"".to_owned(),
+            };
             let script = format!(
-                "B={base}; if [ \"$(readlink \"$B/preview\")\" = {rel} ]; then rm -f \"$B/preview\"; fi; rm -f \"$B/.preview.{run}\"",
+                "B={base}; if [ \"$(readlink \"$B/preview\")\" = {rel} ]; then {back}; fi; rm -f \"$B/.preview.{run}\"",
                 base = quote(&b.base),
                 rel = quote(&b.release),
                 run = self.ctx.run,
@@ -484,7 +575,7 @@ impl HostRun<'_> {
         }
         if b.made_database {
             let script = format!(
-                "cd {rel} && if {drush} sql:query --database={key} \"SHOW DATABASES LIKE '{db}'\" | grep -qx {dbq}; then {drush} sql:query --database={key} 'DROP DATABASE `{db}`'; fi",
+                "cd {rel} && o=$({drush} sql:query --database={key} \"SHOW DATABASES LIKE '{db}'\") || {{ echo \"cannot ask whether {db} exists\" >&2; exit 1; }}; if printf '%s\\n' \"$o\" | grep -qx {dbq}; then {drush} sql:query --database={key} 'DROP DATABASE `{db}`'; fi",
                 rel = quote(&b.release),
                 drush = b.drush(m),
                 key = m.import.legacy_key,
@@ -508,11 +599,17 @@ impl HostRun<'_> {
         }
         if b.made_release {
             let current = b.w.site.current.as_deref().unwrap_or("");
+            // Drupal's installer makes `sites/default` read-only: writable again before the
+            // removal. A release without this run's marker is not this run's: kept.
             let script = format!(
-                "REL={rel}; if [ \"$(readlink -f {cur})\" = \"$(readlink -f \"$REL\")\" ]; then echo \"current serves $REL: kept\" >&2; exit 1; fi; rm -rf \"$REL\" {tmp}",
+                "REL={rel}; TMP={tmp}; rm -rf \"$TMP\"; [ -e \"$REL\" ] || exit 0\n\
+                 if [ \"$(readlink -f {cur})\" = \"$(readlink -f \"$REL\")\" ]; then echo \"current serves $REL: kept\" >&2; exit 1; fi\n\
+                 if [ \"$(cat \"$REL/{MARKER}\" 2>/dev/null)\" != {mark} ]; then echo \"$REL is not this run's build of the site: kept\" >&2; exit 1; fi\n\
+                 chmod -R u+w \"$REL\" && rm -rf \"$REL\"",
                 rel = quote(&b.release),
                 cur = quote(current),
                 tmp = quote(&format!("{}/releases/.{}.tmp", b.base, self.ctx.run)),
+                mark = quote(&b.marker(&self.ctx.run)),
             );
             if let Err(e) = self.exec(&unit, BuiltinStep::ReleaseRemove, &script).await {
                 problems.push(format!("release `{}`: {}", b.release, step_error_text(&e)));

@@ -241,6 +241,21 @@ impl Manifest {
     ///
     /// As [`Manifest::load`].
     pub fn parse(text: &str, origin: &Path) -> Result<Manifest, PlaybookError> {
+        Manifest::parse_with(text, origin, true)
+    }
+
+    /// The manifest a run recorded (its journal's copy), for the run's later phases: read
+    /// and checked as [`Manifest::parse`] does, but its tarballs are not read again (they
+    /// were, when the run started, and a later phase does not use them).
+    ///
+    /// # Errors
+    ///
+    /// As [`Manifest::load`].
+    pub fn parse_recorded(text: &str, origin: &Path) -> Result<Manifest, PlaybookError> {
+        Manifest::parse_with(text, origin, false)
+    }
+
+    fn parse_with(text: &str, origin: &Path, read: bool) -> Result<Manifest, PlaybookError> {
         let at =
             |offset: usize, msg: String| PlaybookError::Plan(located(origin, text, offset, &msg));
         let raw: Raw = toml::from_str(text).map_err(|e| {
@@ -253,7 +268,7 @@ impl Manifest {
         })?;
         let dir = origin.parent().unwrap_or(Path::new("."));
         let rc = raw.core.into_inner();
-        let core = tarball(&at, dir, &rc.version, &rc.tarball, rc.sha256.as_ref())?;
+        let core = tarball(&at, dir, &rc.version, &rc.tarball, rc.sha256.as_ref(), read)?;
         match major(&core.version) {
             Some(m) if m >= 8 => {}
             _ => {
@@ -277,7 +292,7 @@ impl Manifest {
                     format!("module `{}` is listed twice", m.name.get_ref()),
                 ));
             }
-            let t = tarball(&at, dir, &m.version, &m.tarball, m.sha256.as_ref())?;
+            let t = tarball(&at, dir, &m.version, &m.tarball, m.sha256.as_ref(), read)?;
             modules.push(Module {
                 name: m.name.into_inner(),
                 tarball: t,

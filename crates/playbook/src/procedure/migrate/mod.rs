@@ -5,6 +5,7 @@
 
 mod build;
 pub(crate) mod discovery;
+mod import;
 pub(crate) mod manifest;
 pub(crate) mod plan;
 pub(crate) mod run;
@@ -13,9 +14,44 @@ mod settings;
 use crate::error::PlaybookError;
 use crate::journal::RunRow;
 
-/// Whether run `procedure` (its journal name) is a `fleet migrate` phase.
+/// Whether run `procedure` (its journal name) is a `fleet migrate` run.
 pub fn is_migrate_run(procedure: &str) -> bool {
-    procedure.starts_with("migrate-")
+    procedure == "migrate" || procedure.starts_with("migrate-")
+}
+
+/// The host name of a site's URI (`https://a.example.org:8443/x` -> `a.example.org`,
+/// `https://[2001:db8::1]/` -> `[2001:db8::1]`): what the web server and Drupal see as the
+/// site's name.
+pub(crate) fn uri_host(uri: &str) -> String {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.starts_with('[') {
+        authority
+            .split_inclusive(']')
+            .next()
+            .unwrap_or(authority)
+            .to_owned()
+    } else {
+        authority.split(':').next().unwrap_or("").to_owned()
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn uri_hosts_are_the_names_without_port_or_path() {
+    assert_eq!(uri_host("https://a.example.org:8443/x"), "a.example.org");
+    assert_eq!(uri_host("https://s.test"), "s.test");
+    assert_eq!(uri_host("https://[2001:db8::1]:8443/civi"), "[2001:db8::1]");
+}
+
+/// The phases of a migrate run, each run separately on the same run id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// A new release and database beside each old site (`fleet migrate build`).
+    Build,
+    /// The old site's data imported into the new one, then the QA gates
+    /// (`fleet migrate import RUN`).
+    Import,
 }
 
 /// Stops the in-place upgrade's way back (`recover`, `resume`, `rollback`) at a migrate run:

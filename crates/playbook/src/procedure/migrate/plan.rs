@@ -40,6 +40,15 @@ pub struct MigratePlanRow {
 /// to four to five times its size (measured on drupal-10.3.1: 17 MiB to 78 MiB).
 const UNPACKED_FACTOR: u64 = 5;
 
+/// About how much room a release of `manifest` takes: its tarballs and what they unpack to.
+pub(crate) fn needed_kb(manifest: &Manifest) -> u64 {
+    let tarball_kb: u64 = std::iter::once(&manifest.core)
+        .chain(manifest.modules.iter().map(|m| &m.tarball))
+        .map(|t| std::fs::metadata(&t.path).map_or(0, |m| m.len().div_ceil(1024)))
+        .sum();
+    tarball_kb * (UNPACKED_FACTOR + 1)
+}
+
 /// Discovers every selected site (read-only) and says what `fleet migrate build` would do.
 ///
 /// # Errors
@@ -62,11 +71,7 @@ pub async fn plan_migrate_build(
             "no selected host has sites to migrate".into(),
         ));
     }
-    let tarball_kb: u64 = std::iter::once(&manifest.core)
-        .chain(manifest.modules.iter().map(|m| &m.tarball))
-        .map(|t| std::fs::metadata(&t.path).map_or(0, |m| m.len().div_ceil(1024)))
-        .sum();
-    let needed_kb = tarball_kb * (UNPACKED_FACTOR + 1);
+    let needed_kb = needed_kb(manifest);
     let limit = Arc::new(Semaphore::new(forks.max(1)));
     let futures = jobs.iter().map(|job| {
         let limit = limit.clone();

@@ -44,8 +44,12 @@ fn exact_pattern(s: &str) -> String {
     php_str(&p)
 }
 
-/// The settings file's text; `$settings['hash_salt']` is read from `salt.txt` beside it,
-/// which the build writes from the host's own random source.
+/// The text in the settings where the build puts the hash salt it draws from the host's own
+/// random source (hex, so it can be substituted as it is).
+pub(crate) const SALT: &str = "@FLEET_HASH_SALT@";
+
+/// The settings file's text, the hash salt as [`SALT`] (the installer chooses the config
+/// sync directory itself, inside the site's files, protected as it protects its own).
 pub(crate) fn settings_php(s: &NewSettings<'_>) -> String {
     let key = php_str(s.legacy_key);
     let mut t = String::new();
@@ -65,11 +69,7 @@ pub(crate) fn settings_php(s: &NewSettings<'_>) -> String {
         "$databases['default']['default'] = ['database' => {}] + $databases[{key}]['default'];",
         php_str(s.database)
     );
-    let _ = writeln!(
-        t,
-        "$settings['hash_salt'] = trim(file_get_contents(__DIR__ . '/salt.txt'));"
-    );
-    let _ = writeln!(t, "$settings['config_sync_directory'] = '../config/sync';");
+    let _ = writeln!(t, "$settings['hash_salt'] = '{SALT}';");
     let patterns: Vec<String> = s.hosts.iter().map(|h| exact_pattern(h)).collect();
     let _ = writeln!(
         t,

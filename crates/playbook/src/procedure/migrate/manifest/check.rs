@@ -103,11 +103,13 @@ pub(super) fn check_db_template(at: &At<'_>, v: &Spanned<String>) -> Result<(), 
             ),
         ));
     }
-    if !t.contains("{old_db}") && !t.contains("{site}") {
+    // Site names are unique only on their host, and hosts may share a database server:
+    // the old database's name (unique on its server) or the host's must be part of it.
+    if !t.contains("{old_db}") && !t.contains("{host}") {
         return Err(at(
             v.span().start,
             format!(
-                "`database` `{t}` would name one database for every site: include `{{old_db}}` or `{{site}}`"
+                "`database` `{t}` could name one database for two sites (on two hosts sharing a database server): include `{{old_db}}` or `{{host}}`"
             ),
         ));
     }
@@ -121,6 +123,7 @@ pub(super) fn tarball(
     version: &Spanned<String>,
     path: &Spanned<String>,
     sha256: Option<&Spanned<String>>,
+    read: bool,
 ) -> Result<Tarball, PlaybookError> {
     let v = version.get_ref();
     if v.is_empty()
@@ -137,6 +140,16 @@ pub(super) fn tarball(
         ));
     }
     let p = dir.join(path.get_ref());
+    if !read {
+        // A manifest a run recorded: its tarballs were read and checked when it started.
+        return Ok(Tarball {
+            version: v.clone(),
+            path: p,
+            sha256: sha256
+                .map(|s| s.get_ref().to_ascii_lowercase())
+                .unwrap_or_default(),
+        });
+    }
     let actual = sha256_file(&p).map_err(|e| {
         at(
             path.span().start,

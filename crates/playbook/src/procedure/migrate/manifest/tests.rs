@@ -115,7 +115,11 @@ fn names_and_paths_are_checked() {
         ),
         (
             format!("{CORE}[site]\nprofile = \"minimal\"\ndatabase = \"d10\"\n"),
-            "would name one database for every site",
+            "could name one database for two sites",
+        ),
+        (
+            format!("{CORE}[site]\nprofile = \"minimal\"\ndatabase = \"{{site}}_d10\"\n"),
+            "include `{old_db}` or `{host}`",
         ),
         (
             format!("{CORE}[site]\nprofile = \"minimal\"\ndatabase = \"{{old_db}}-new\"\n"),
