@@ -74,6 +74,40 @@ pub(crate) enum MigrateCommand {
     /// Import the old sites' data into the new ones a build run made (again: with `--update`),
     /// then the QA gates; the old sites are only read
     Import(MigrateImportArgs),
+    /// Switch the QA-passed sites of a run to their new release, in batches: the old site
+    /// into maintenance, a last import, `current` switched, the new site up and probed (a
+    /// failed probe switches back); again after a crash, every site ends on one release
+    Release(MigrateReleaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateReleaseArgs {
+    /// The run id (a unique prefix is enough)
+    pub(crate) run: String,
+
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    /// Batch sizes, canary first, e.g. `1,10%,100%` (default: the inventory's `[rollout]`,
+    /// else `1,100%`)
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) batches: Option<fleet_inventory::Batches>,
+
+    /// Failed hosts tolerated per batch and for the whole run: `N` or `N%` (default 0)
+    #[arg(long, value_name = "N|N%")]
+    pub(crate) max_fail: Option<fleet_inventory::Amount>,
+
+    /// Hosts to release on at once inside a batch
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// JSON events on stdout (one object per line)
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,13 +3,15 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
-    Journal, Manifest, MigrateOptions, RunReport, plan_migrate_build, run_migrate_build,
-    run_migrate_import,
+    Journal, Manifest, MigrateOptions, ReleaseOptions, RunReport, plan_migrate_build,
+    run_migrate_build, run_migrate_import, run_migrate_release,
 };
 
 use crate::args::{
     Cli, MigrateArgs, MigrateBuildArgs, MigrateCommand, MigrateImportArgs, MigratePlanArgs,
+    MigrateReleaseArgs,
 };
 use crate::exit::ExitStatus;
 use crate::render::upgrade::{JsonReporter, write_summary};
@@ -20,6 +22,7 @@ pub(crate) async fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<ExitSta
         MigrateCommand::Plan(a) => plan(cli, a).await,
         MigrateCommand::Build(a) => build(cli, a).await,
         MigrateCommand::Import(a) => import(cli, a).await,
+        MigrateCommand::Release(a) => release(cli, a).await,
     }
 }
 
@@ -137,6 +140,76 @@ async fn import(cli: &Cli, args: &MigrateImportArgs) -> anyhow::Result<ExitStatu
         &report,
         args.json,
         &format!("Drupal {} (imported, QA-checked)", run.target),
+        shared.interrupted(),
+    )
+}
+
+async fn release(cli: &Cli, args: &MigrateReleaseArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
+    let run = super::find_run(&journal, &args.run)?;
+    let inventory = super::load_inventory(cli)?;
+    let hosts = super::select(&inventory, &args.selection)?;
+    let rollout = inventory.rollout();
+    let opts = ReleaseOptions {
+        phase: MigrateOptions {
+            forks: args.forks as usize,
+            step_timeout: args.step_timeout,
+            args: std::env::args().collect::<Vec<_>>().join(" "),
+        },
+        batches: args
+            .batches
+            .clone()
+            .or_else(|| rollout.batches.clone())
+            .unwrap_or_else(|| Batches(vec![Amount::Count(1), Amount::Percent(100)])),
+        max_fail: args
+            .max_fail
+            .or(rollout.max_fail)
+            .unwrap_or(Amount::Count(0)),
+    };
+    release_run(
+        cli,
+        &journal,
+        &run,
+        super::upgrade::jobs(&inventory, &hosts),
+        &opts,
+        args.json,
+    )
+    .await
+}
+
+/// The release phase of `run` (also what `fleet resume` does with a migrate run caught
+/// mid-release).
+pub(crate) async fn release_run(
+    cli: &Cli,
+    journal: &Arc<Journal>,
+    run: &fleet_playbook::RunRow,
+    jobs: Vec<fleet_playbook::HostJob>,
+    opts: &ReleaseOptions,
+    json: bool,
+) -> anyhow::Result<ExitStatus> {
+    super::recover::claim(journal, run)?;
+    let client = super::upgrade::client();
+    let reporter: Arc<dyn fleet_playbook::Reporter> = if json {
+        Arc::new(JsonReporter)
+    } else {
+        Settings::of(cli).line_reporter()
+    };
+    let (cancel, shared, watcher) = watched(
+        "admitting no new batch or site; the sites under way finish their release or switch back",
+    );
+    let result = run_migrate_release(&client, jobs, run, opts, journal, &reporter, &cancel).await;
+    watcher.abort();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = journal.unclaim_run(run);
+            return Err(e.into());
+        }
+    };
+    report_end(
+        &report,
+        json,
+        &format!("Drupal {} (released)", run.target),
         shared.interrupted(),
     )
 }

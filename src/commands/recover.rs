@@ -58,6 +58,55 @@ pub(crate) fn refuse_if_active(run: &RunRow) -> anyhow::Result<()> {
 /// Takes `run` over for this process before acting on its sites, so that a second `fleet`
 /// (another terminal, a retry) finds it in progress and refuses instead of undoing what
 /// this one is doing.
+/// `fleet resume` of a migrate run: a release caught mid-way (a site down, or between its
+/// steps) goes on; any other phase is the operator's to run again.
+async fn resume_migrate(
+    cli: &Cli,
+    journal: &Arc<Journal>,
+    run: &RunRow,
+    inventory: &Inventory,
+    args: &ResumeArgs,
+) -> anyhow::Result<ExitStatus> {
+    use fleet_playbook::{BuiltinStep, StepName};
+    let release_steps = [
+        BuiltinStep::RecordMaintenance,
+        BuiltinStep::MaintenanceOn,
+        BuiltinStep::Switch,
+        BuiltinStep::SwitchBack,
+        BuiltinStep::MaintenanceRestore,
+    ];
+    let rows = journal.sites(&run.id)?;
+    let mid_release = rows.iter().any(|r| {
+        r.in_maintenance
+            || r.step
+                .as_ref()
+                .is_some_and(|s| matches!(s, StepName::Builtin(b) if release_steps.contains(b)))
+    });
+    if !mid_release {
+        bail!(
+            "run `{}` (fleet migrate) was not caught mid-release: go on with `fleet migrate import {}` or `fleet migrate release {}`",
+            run.id,
+            run.id,
+            run.id
+        );
+    }
+    let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
+    let jobs = jobs_for(inventory, &hosts)?;
+    let opts = fleet_playbook::ReleaseOptions {
+        phase: fleet_playbook::MigrateOptions {
+            forks: 20,
+            step_timeout: args
+                .step_timeout
+                .unwrap_or(std::time::Duration::from_secs(30 * 60)),
+            args: std::env::args().collect::<Vec<_>>().join(" "),
+        },
+        // What is left of a release goes at once: its canary was released already.
+        batches: fleet_inventory::Batches(vec![fleet_inventory::Amount::Percent(100)]),
+        max_fail: args.max_fail.unwrap_or(fleet_inventory::Amount::Count(0)),
+    };
+    super::migrate::release_run(cli, journal, run, jobs, &opts, false).await
+}
+
 pub(crate) fn claim(journal: &Journal, run: &RunRow) -> anyhow::Result<()> {
     refuse_if_active(run)?;
     if !journal.claim_run(run)? {
@@ -115,6 +164,9 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
+    if fleet_playbook::is_migrate_run(&run.procedure) {
+        return resume_migrate(cli, &journal, &run, &inventory, args).await;
+    }
     claim(&journal, &run)?;
     let client = super::upgrade::client();
     let (cancel, shared, watcher) = watched(

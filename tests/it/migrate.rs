@@ -566,16 +566,19 @@ fn a_migrate_run_is_not_for_the_upgrades_way_back() {
     let (u, release) = migrate_lab(1, 1);
     let b = build(&u, &release.manifest, &["--json"]);
     let run = run_id(&b);
-    for cmd in [vec!["rollback", run.as_str()], vec!["resume", run.as_str()]] {
+    for (cmd, says) in [
+        (vec!["rollback", run.as_str()], "is a `fleet migrate` run"),
+        // A build is not a release caught mid-way: resume names the phases to run instead.
+        (
+            vec!["resume", run.as_str()],
+            "was not caught mid-release: go on with `fleet migrate import",
+        ),
+    ] {
         let mut c = fleet(&u.lab.inventory_path());
         c.arg("--state-dir").arg(u.state.path()).args(&cmd);
         let o = crate::run(&mut c);
         assert_ne!(o.status.code(), Some(0), "{cmd:?}: {}", both(&o));
-        assert!(
-            stderr(&o).contains("is a `fleet migrate` run"),
-            "{cmd:?}: {}",
-            both(&o)
-        );
+        assert!(stderr(&o).contains(says), "{cmd:?}: {}", both(&o));
     }
     let mut c = fleet(&u.lab.inventory_path());
     c.arg("--state-dir")
@@ -659,4 +662,198 @@ fn sites_sharing_a_current_directory_are_refused_and_a_failed_build_leaves_an_ea
     );
     assert!(earlier.is_dir(), "the earlier release was removed");
     assert_eq!(lines["h02/site2"].0, "done");
+}
+
+fn release(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Command {
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["migrate", "release", run, "--json"])
+        .args(extra);
+    c
+}
+
+/// A lab with every site built and imported; the run id.
+fn imported_lab(hosts: usize, per_host: usize) -> (Upgrade, String) {
+    let (u, m) = migrate_lab(hosts, per_host);
+    let b = build(&u, &m.manifest, &["--json"]);
+    assert_eq!(b.status.code(), Some(0), "{}", both(&b));
+    let run = run_id(&b);
+    let i = import(&u, &run, &[]);
+    assert_eq!(i.status.code(), Some(0), "{}", both(&i));
+    (u, run)
+}
+
+fn new_maintenance(s: &fleet_lab::LabSite) -> String {
+    std::fs::read_to_string(
+        s.db_dir(&format!("{}_d10", s.cms_db))
+            .join("state.system.maintenance_mode"),
+    )
+    .unwrap_or_default()
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn release_switches_every_site_in_batches_without_a_moment_of_no_docroot() {
+    let (u, run) = imported_lab(3, 2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, sites) = (stop.clone(), u.sites.clone());
+        let lab_dir = u.lab.dir().to_owned();
+        std::thread::spawn(move || {
+            let lab = fleet_lab::Lab::open(&lab_dir).expect("open lab");
+            let (mut answers, mut bad) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for s in &sites {
+                    match lab.http_get(s, false) {
+                        Ok(a) if a.status == 200 => {}
+                        other => bad.push(format!("{}: {other:?}", s.uri_host())),
+                    }
+                    answers += 1;
+                }
+            }
+            (answers, bad)
+        })
+    };
+    let o = crate::run(&mut release(&u, &run, &["--batches", "1,100%"]));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answers, bad) = poller.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(answers > u.sites.len(), "the poller never ran");
+    assert!(
+        bad.is_empty(),
+        "requests failed during the release: {bad:?}"
+    );
+    let lines = site_lines(&o);
+    for s in &u.sites {
+        let rel = s.current.parent().unwrap().join("releases").join(&run);
+        assert_eq!(s.served(), rel, "{}", s.uri_host());
+        let a = u.lab.http_get(s, false).unwrap();
+        assert!(
+            a.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
+            "{a:?}"
+        );
+        assert_eq!(
+            new_maintenance(s),
+            "0",
+            "{}: the new site is in maintenance",
+            s.uri_host()
+        );
+        assert_eq!(lines[&format!("{}/{}", s.host, s.name)].0, "upgraded");
+        // The way back is kept: the old root and database are there.
+        assert!(s.root.join("includes/bootstrap.inc").is_file());
+        assert!(s.db_dir(&s.cms_db).join("count.node").is_file());
+    }
+    // The canary went first, alone.
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let batches: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "batch_started")
+        .collect();
+    assert_eq!(batches.len(), 2, "{events:?}");
+    assert_eq!(batches[0]["hosts"], serde_json::json!(["h01"]));
+}
+
+#[test]
+fn a_failed_probe_after_the_switch_switches_that_site_back_at_once() {
+    let (u, run) = imported_lab(2, 1);
+    let s = u.sites.iter().find(|s| s.host == "h02").unwrap();
+    // From now on its new site renders no front page: the live probe after the switch
+    // (which follows the last import) gets a 404.
+    let fail = u.host_root("h02").join("fake-civi/fail");
+    std::fs::create_dir_all(&fail).unwrap();
+    std::fs::write(fail.join("front.missing"), "").unwrap();
+    let o = crate::run(&mut release(
+        &u,
+        &run,
+        &["--batches", "100%", "--max-fail", "1"],
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let lines = site_lines(&o);
+    let (status, detail) = &lines["h02/site1"];
+    assert_eq!(status, "rolled-back", "{detail}");
+    assert!(detail.contains("failed at `qa-probe`"), "{detail}");
+    assert!(detail.contains("switched back"), "{detail}");
+    assert_eq!(s.served(), s.root, "current was not switched back");
+    let a = u.lab.http_get(s, false).unwrap();
+    assert!(a.body.contains("Drupal 7.101"), "{a:?}");
+    assert_eq!(s.maintenance(), "0", "the old site is left in maintenance");
+    assert_eq!(lines["h01/site1"].0, "upgraded");
+}
+
+#[test]
+fn a_controller_killed_mid_release_is_resumed_to_one_release_per_site_out_of_maintenance() {
+    let (u, run) = imported_lab(2, 2);
+    // h02's fake tools take a second a call: the kill lands while its sites are mid-release.
+    let fail = u.host_root("h02").join("fake-civi/fail");
+    std::fs::create_dir_all(&fail).unwrap();
+    std::fs::write(fail.join("slow"), "1000").unwrap();
+    std::fs::write(fail.join("slow.value"), "1").unwrap();
+    let mut child = release(&u, &run, &["--batches", "1,100%"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let h2: Vec<&fleet_lab::LabSite> = u.sites.iter().filter(|s| s.host == "h02").collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while h2[0].maintenance() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "h02's old site never went into maintenance"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the release ended before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(fail.join("slow")).unwrap();
+    assert_eq!(
+        h2[0].maintenance(),
+        "1",
+        "the kill left h02/site1 down (as it should to test this)"
+    );
+
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["resume", &run]);
+    let o = crate::run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for s in &u.sites {
+        let rel = s.current.parent().unwrap().join("releases").join(&run);
+        assert_eq!(
+            s.served(),
+            rel,
+            "{} is not on its new release",
+            s.uri_host()
+        );
+        assert_eq!(
+            new_maintenance(s),
+            "0",
+            "{} is left in maintenance",
+            s.uri_host()
+        );
+        let a = u.lab.http_get(s, false).unwrap();
+        assert!(
+            a.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
+            "{a:?}"
+        );
+    }
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["runs", "show", &run]);
+    let shown = stdout(&crate::run(&mut c));
+    assert!(
+        shown.matches("upgraded").count() >= u.sites.len(),
+        "{shown}"
+    );
+    assert!(shown.contains("finished"), "{shown}");
 }

@@ -63,7 +63,9 @@ pub use procedure::migrate::manifest::{
     Check, Import, Manifest, Module, NewSite, Qa, Tarball, Tolerance, database_name,
 };
 pub use procedure::migrate::plan::{MigratePlanRow, plan_migrate_build};
-pub use procedure::migrate::run::{MigrateOptions, run_migrate_build, run_migrate_import};
+pub use procedure::migrate::run::{
+    MigrateOptions, ReleaseOptions, run_migrate_build, run_migrate_import, run_migrate_release,
+};
 pub use procedure::{StepDef, StepInfo, procedure_steps};
 pub use restore::{
     RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,

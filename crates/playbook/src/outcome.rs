@@ -50,6 +50,14 @@ pub enum SiteOutcome {
         /// The playbook's name.
         playbook: String,
     },
+    /// `fleet migrate release`: `current` serves the new release, out of maintenance; the old
+    /// release and database are kept for the way back.
+    Released {
+        /// The release served now.
+        release: String,
+        /// Its database.
+        database: String,
+    },
     /// `fleet migrate import`: the old site's data is in the new one and every QA gate
     /// passed; the old site is untouched and still served.
     Imported {
@@ -102,7 +110,7 @@ impl SiteOutcome {
     /// `rollback-failed`, `refused`, `unreachable`, `not-started`, `interrupted`).
     pub fn status(&self) -> SiteStatus {
         match self {
-            SiteOutcome::Upgraded { .. } => SiteStatus::Upgraded,
+            SiteOutcome::Upgraded { .. } | SiteOutcome::Released { .. } => SiteStatus::Upgraded,
             SiteOutcome::RolledBack { .. } => SiteStatus::RolledBack,
             SiteOutcome::Refused { .. } => SiteStatus::Refused,
             SiteOutcome::Completed { .. }
@@ -138,6 +146,7 @@ impl SiteOutcome {
                 | SiteOutcome::Completed { .. }
                 | SiteOutcome::Built { .. }
                 | SiteOutcome::Imported { .. }
+                | SiteOutcome::Released { .. }
                 | SiteOutcome::Skipped { .. }
         )
     }
@@ -201,6 +210,10 @@ impl fmt::Display for SiteOutcome {
                 write!(f, "not rolled back: {reason} (nothing was changed)")
             }
             SiteOutcome::Completed { playbook } => write!(f, "playbook `{playbook}` done"),
+            SiteOutcome::Released { release, database } => write!(
+                f,
+                "released: `current` serves `{release}` (database `{database}`); the old release and database are kept for the way back"
+            ),
             SiteOutcome::Imported { summary } => {
                 write!(
                     f,

@@ -234,6 +234,8 @@ words! {
         /// A database the run creates for a new site, recorded once fleet has seen it does
         /// not exist and before the install creates it: the run's own, to drop on the way back.
         NewDatabase = "new-database",
+        /// Where a site's `current` link pointed before a release switched it: the old site.
+        PriorCurrent = "prior-current",
         /// Where a site's `preview` link pointed before a build repointed it (empty: none).
         PriorPreview = "prior-preview",
         /// A new site passed every QA gate of its last import (what they found); emptied when
@@ -448,6 +450,10 @@ words! {
         QaProbe = "qa-probe",
         /// QA: one of the manifest's own checks.
         QaCheck = "qa-check",
+        /// `current` pointed at the new release.
+        Switch = "switch",
+        /// `current` pointed back at the old site.
+        SwitchBack = "switch-back",
     }
 }
 

@@ -59,7 +59,7 @@ fn count(v: &Value) -> Option<u64> {
 }
 
 /// `migrate:status --format=json`: its rows, or why they cannot be read.
-fn status_rows(out: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn status_rows(out: &str) -> Result<Vec<Value>, String> {
     let v: Value = serde_json::from_str(out.trim())
         .map_err(|_| "migrate:status printed no JSON".to_owned())?;
     v.as_array()
@@ -68,7 +68,7 @@ fn status_rows(out: &str) -> Result<Vec<Value>, String> {
 }
 
 /// The gate on `migrate:status`: every migration Idle, none unprocessed, all imported.
-fn judge_status(rows: &[Value]) -> Result<String, String> {
+pub(crate) fn judge_status(rows: &[Value]) -> Result<String, String> {
     if rows.is_empty() {
         return Err("migrate:status lists no migration".into());
     }
@@ -454,24 +454,16 @@ impl HostRun<'_> {
             let marker = m.qa.marker.clone();
             let answered = self
                 .exec_probed(&unit, BuiltinStep::QaProbe, &script, &url, |out| {
-                    let (body, code) = out.rsplit_once('\n').unwrap_or(("", out));
-                    let code = code.trim();
-                    if code != "200" {
-                        return Err(format!("the preview answered HTTP {code}, not 200"));
-                    }
-                    match &marker {
-                        Some(mk) if !body.contains(mk.as_str()) => {
-                            Err(format!("the preview's page has no `{mk}`"))
-                        }
-                        _ => Ok(format!(
+                    judge_page(out, marker.as_deref()).map(|()| {
+                        format!(
                             "preview 200{}",
                             if marker.is_some() {
                                 " with its marker"
                             } else {
                                 ""
                             }
-                        )),
-                    }
+                        )
+                    })
                 })
                 .await
                 .map_err(at(BuiltinStep::QaProbe))?;
@@ -509,6 +501,19 @@ impl HostRun<'_> {
         )
         .map_err(|(_, e)| (BuiltinStep::QaCheck, e))?;
         Ok(summary)
+    }
+}
+
+/// What `curl -o - -w '\n%{http_code}'` printed: a 200 whose page holds `marker`.
+pub(crate) fn judge_page(out: &str, marker: Option<&str>) -> Result<(), String> {
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", out));
+    let code = code.trim();
+    if code != "200" {
+        return Err(format!("HTTP {code}, not 200"));
+    }
+    match marker {
+        Some(mk) if !body.contains(mk) => Err(format!("the page has no `{mk}`")),
+        _ => Ok(()),
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod discovery;
 mod import;
 pub(crate) mod manifest;
 pub(crate) mod plan;
+mod release;
 pub(crate) mod run;
 mod settings;
 
@@ -52,6 +53,9 @@ pub(crate) enum Phase {
     /// The old site's data imported into the new one, then the QA gates
     /// (`fleet migrate import RUN`).
     Import,
+    /// The QA-passed sites switched to their new release in batches (`fleet migrate release
+    /// RUN`).
+    Release,
 }
 
 /// Stops the in-place upgrade's way back (`recover`, `resume`, `rollback`) at a migrate run:

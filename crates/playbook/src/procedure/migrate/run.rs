@@ -98,23 +98,7 @@ pub async fn run_migrate_import(
     cancel: &Cancel,
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
-    let rows = journal.sites(&run.id)?;
-    let jobs: Vec<HostJob> = jobs
-        .into_iter()
-        .map(|mut j| {
-            j.host.sites.retain(|s| {
-                rows.iter()
-                    .any(|r| r.host == j.host.name && r.site == s.name)
-            });
-            j
-        })
-        .collect();
-    let jobs = with_sites(jobs).map_err(|_| {
-        PlaybookError::Plan(format!(
-            "no selected host has a site of run `{}` to import into",
-            run.id
-        ))
-    })?;
+    let jobs = run_sites(jobs, journal, run)?;
     journal.reopen_run(&run.id)?;
     let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Import);
     run_phase(
@@ -164,7 +148,38 @@ fn target_of(p: &AnyProcedure) -> String {
     }
 }
 
-/// One phase on every host of `jobs`, then the run's state.
+/// The shared parts of a phase's host jobs.
+fn phase_ctx(
+    client: &Client,
+    procedure: AnyProcedure,
+    run: &str,
+    opts: &MigrateOptions,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+) -> Result<Ctx, PlaybookError> {
+    let connect: Arc<dyn Connect> = Arc::new(client.clone());
+    Ok(Ctx {
+        connect,
+        settings: Arc::new(Settings {
+            target: target_of(&procedure),
+            step_timeout: opts.step_timeout,
+            on_failure: OnFailure::Rollback,
+            procedure,
+            tarball: None,
+            l10n: None,
+            translations: Translations::of(None, OnLostTranslations::Refuse)
+                .map_err(PlaybookError::Plan)?,
+            break_lock: None,
+        }),
+        journal: journal.clone(),
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
+        run: run.to_owned(),
+    })
+}
+
+/// One phase on every host of `jobs` at once, then the run's state.
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
     client: &Client,
@@ -184,26 +199,19 @@ async fn run_phase(
         batch_budget: vec![jobs.len()],
         run_budget: jobs.len(),
     });
-    let connect: Arc<dyn Connect> = Arc::new(client.clone());
-    let ctx = Ctx {
-        connect,
-        settings: Arc::new(Settings {
-            target: target_of(&procedure),
-            step_timeout: opts.step_timeout,
-            on_failure: OnFailure::Rollback,
-            procedure,
-            tarball: None,
-            l10n: None,
-            translations: Translations::of(None, OnLostTranslations::Refuse)
-                .map_err(PlaybookError::Plan)?,
-            break_lock: None,
-        }),
-        journal: journal.clone(),
-        reporter: reporter.clone(),
-        cancel: cancel.clone(),
-        run: run.clone(),
-    };
+    let ctx = phase_ctx(client, procedure, &run, opts, journal, reporter, cancel)?;
     let sites = crate::runner::run_batch(&ctx, opts.forks, &BTreeMap::new(), &jobs, 0).await;
+    finish(journal, run, sites, None, cancel)
+}
+
+/// The run's state from its sites, and the report.
+fn finish(
+    journal: &Journal,
+    run: String,
+    sites: Vec<crate::outcome::SiteReport>,
+    stopped: Option<String>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
     match journal.sites(&run) {
         Ok(rows) => {
             let state = RunState::decide(SiteTally::of(&rows), cancel.drain.is_cancelled());
@@ -216,10 +224,141 @@ async fn run_phase(
     Ok(RunReport {
         run,
         sites,
-        stopped: cancel
-            .drain
-            .is_cancelled()
-            .then(|| "interrupted: no further host admitted".to_owned()),
+        stopped: stopped.or_else(|| {
+            cancel
+                .drain
+                .is_cancelled()
+                .then(|| "interrupted: no further host admitted".to_owned())
+        }),
         journal_failures: journal.write_failures(),
+    })
+}
+
+/// How the release rolls out.
+#[derive(Debug, Clone)]
+pub struct ReleaseOptions {
+    /// Hosts at once inside a batch, the step bound, the command line.
+    pub phase: MigrateOptions,
+    /// Batch sizes (canary first).
+    pub batches: fleet_inventory::Batches,
+    /// Failed hosts tolerated per batch and for the whole run.
+    pub max_fail: fleet_inventory::Amount,
+}
+
+/// Switches run `run`'s QA-passed sites to their new releases, batch by batch within the
+/// failure budgets (see `release.rs`); running it again after a crash (or `fleet resume`)
+/// ends every site on exactly one release.
+///
+/// # Errors
+///
+/// As [`run_migrate_import`].
+pub async fn run_migrate_release(
+    client: &Client,
+    jobs: Vec<HostJob>,
+    run: &RunRow,
+    opts: &ReleaseOptions,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
+    let manifest = recorded_manifest(journal, run)?;
+    let jobs = run_sites(jobs, journal, run)?;
+    journal.reopen_run(&run.id)?;
+    let sizes = opts.batches.sizes(jobs.len());
+    let budgets: Vec<usize> = sizes.iter().map(|&n| opts.max_fail.of(n)).collect();
+    let run_budget = opts.max_fail.of(jobs.len());
+    reporter.on_event(&Event::RunStarted {
+        run: run.id.clone(),
+        hosts: jobs.len(),
+        sites: jobs.iter().map(|j| j.host.sites.len()).sum(),
+        batches: sizes.clone(),
+        batch_budget: budgets.clone(),
+        run_budget,
+    });
+    let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Release);
+    let ctx = phase_ctx(
+        client,
+        procedure,
+        &run.id,
+        &opts.phase,
+        journal,
+        reporter,
+        cancel,
+    )?;
+    let mut reports = Vec::new();
+    let mut stopped: Option<String> = None;
+    let mut total_failed = 0;
+    let mut start = 0;
+    for (index, &size) in sizes.iter().enumerate() {
+        let batch = &jobs[start..start + size];
+        start += size;
+        if stopped.is_none() && cancel.drain.is_cancelled() {
+            stopped = Some("interrupted: no further batch admitted".into());
+        }
+        if let Some(why) = &stopped {
+            for j in batch {
+                reports.extend(crate::runner::not_started(&ctx, j, index, why));
+            }
+            continue;
+        }
+        reporter.on_event(&Event::BatchStarted {
+            index,
+            hosts: batch.iter().map(|j| j.host.name.clone()).collect(),
+        });
+        let done =
+            crate::runner::run_batch(&ctx, opts.phase.forks, &BTreeMap::new(), batch, index).await;
+        let failed = batch
+            .iter()
+            .filter(|j| {
+                done.iter()
+                    .any(|r| r.host == j.host.name && r.outcome.is_failure(true))
+            })
+            .count();
+        total_failed += failed;
+        reporter.on_event(&Event::BatchFinished {
+            index,
+            failed,
+            allowed: budgets[index],
+        });
+        reports.extend(done);
+        if failed > budgets[index] {
+            stopped = Some(format!(
+                "batch {} had {failed} failed host(s), more than its budget of {}",
+                index + 1,
+                budgets[index]
+            ));
+        } else if total_failed > run_budget {
+            stopped = Some(format!(
+                "{total_failed} failed host(s) in the run, more than its budget of {run_budget}"
+            ));
+        }
+        if let Some(why) = &stopped {
+            reporter.on_event(&Event::Stopped {
+                reason: why.clone(),
+            });
+        }
+    }
+    finish(journal, run.id.clone(), reports, stopped, cancel)
+}
+
+/// `jobs` narrowed to run `run`'s own sites (hosts without one left out).
+fn run_sites(
+    jobs: Vec<HostJob>,
+    journal: &Journal,
+    run: &RunRow,
+) -> Result<Vec<HostJob>, PlaybookError> {
+    let rows = journal.sites(&run.id)?;
+    let jobs: Vec<HostJob> = jobs
+        .into_iter()
+        .map(|mut j| {
+            j.host.sites.retain(|s| {
+                rows.iter()
+                    .any(|r| r.host == j.host.name && r.site == s.name)
+            });
+            j
+        })
+        .collect();
+    with_sites(jobs).map_err(|_| {
+        PlaybookError::Plan(format!("no selected host has a site of run `{}`", run.id))
     })
 }

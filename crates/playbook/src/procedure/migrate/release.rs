@@ -1,0 +1,430 @@
+//! `fleet migrate release RUN` on one host: each QA-passed site is switched to its new
+//! release. Per site, under its lock:
+//! 1. the old site's maintenance state recorded (the first record of the run stands), the old
+//!    site into maintenance (no more writes to the old data), the site marked down;
+//! 2. a last `migrate:import --update` (the content written since the import);
+//! 3. `current`'s target recorded, then the switch: a new link renamed over `current`, so the
+//!    web server never sees a moment without a docroot;
+//! 4. the new site out of maintenance, then the probe of the live name over HTTP.
+//!
+//! A failure before the switch takes the old site out of maintenance again; a failure after
+//! it (the probe) switches back at once and does the same. Each step is idempotent and reads
+//! the journal first, so running the phase again (or `fleet resume RUN`) after a crash ends
+//! every site on exactly one release, out of maintenance.
+
+use std::collections::BTreeMap;
+
+use fleet_remote_exec::quote;
+
+use super::build::{failure, then_probe};
+use super::discovery::{discover_script, parse_discovery};
+use super::manifest::Manifest;
+use crate::discovery::Facts;
+use crate::engine::{HostRun, StepError, failed, step_error_text};
+use crate::outcome::{After, SiteOutcome};
+use crate::procedure::civicrm::commands::SiteCmds;
+use crate::vocab::{ArtifactKind, BuiltinStep, Unit};
+use crate::work::Work;
+
+type Step<T = ()> = Result<T, (BuiltinStep, StepError)>;
+
+/// One site's release, with what the build recorded.
+struct SiteRelease<'a> {
+    w: Work<'a>,
+    release: String,
+    database: String,
+    base: String,
+    current: String,
+    /// The Drupal 7 site's commands (maintenance), as its web user.
+    old: SiteCmds,
+}
+
+impl SiteRelease<'_> {
+    fn drush(&self, m: &Manifest, args: &str) -> String {
+        format!(
+            "cd {} && {} {args}",
+            quote(&self.release),
+            quote(&format!("{}/{}", self.release, m.site.drush))
+        )
+    }
+
+    /// Points `current` at `to`: a new link renamed over it, then read back.
+    fn switch_to(&self, run: &str, to: &str) -> String {
+        format!(
+            "B={b}; ln -sfn {to} \"$B/.current.{run}\" && mv -T \"$B/.current.{run}\" {cur} && readlink {cur}",
+            b = quote(&self.base),
+            to = quote(to),
+            cur = quote(&self.current),
+        )
+    }
+}
+
+impl HostRun<'_> {
+    /// Releases every QA-passed site of the host the run built.
+    pub(crate) async fn release(&self, m: &Manifest, results: &mut BTreeMap<String, SiteOutcome>) {
+        let read = |kind, site: &str| {
+            self.ctx
+                .journal
+                .artifact(&self.ctx.run, self.host, &Unit::site(site), kind)
+                .ok()
+                .flatten()
+                .filter(|v| !v.is_empty())
+        };
+        let mut ready = Vec::new();
+        for s in &self.job.host.sites {
+            let (Some(release), Some(database), Some(_)) = (
+                read(ArtifactKind::Release, &s.name),
+                read(ArtifactKind::NewDatabase, &s.name),
+                read(ArtifactKind::QaPassed, &s.name),
+            ) else {
+                results.insert(
+                    s.name.clone(),
+                    failed(
+                        BuiltinStep::ReleaseVerify,
+                        "its new site has not passed QA in this run (`fleet migrate import RUN`): not released",
+                        After::Untouched,
+                    ),
+                );
+                continue;
+            };
+            ready.push((s, release, database));
+        }
+        if ready.is_empty() {
+            return;
+        }
+        // Discovery reads where `current` points; a site switched already (a resumed release)
+        // points at its release, which the Drupal 7 checks would refuse: those are read as they
+        // stand and go on from the switch.
+        let owned: Vec<_> = ready.iter().map(|(s, _, _)| (*s).clone()).collect();
+        let facts = match self
+            .exec(
+                &Unit::Host,
+                BuiltinStep::Preflight,
+                &discover_script(&owned),
+            )
+            .await
+        {
+            Ok(out) => parse_discovery(&out, &owned),
+            Err(e) => {
+                let why = step_error_text(&e);
+                for s in &owned {
+                    results.insert(
+                        s.name.clone(),
+                        failed(BuiltinStep::Preflight, &why, After::Untouched),
+                    );
+                }
+                return;
+            }
+        };
+        for (s, release, database) in ready {
+            if self.ctx.cancel.drain.is_cancelled() {
+                results.insert(
+                    s.name.clone(),
+                    SiteOutcome::NotStarted {
+                        reason: "interrupted before this site's release".into(),
+                    },
+                );
+                continue;
+            }
+            let f = facts.get(&s.name).cloned().unwrap_or_default();
+            let switched = f.current_target == release;
+            if let (Some(e), false) = (&f.error, switched) {
+                results.insert(
+                    s.name.clone(),
+                    failed(BuiltinStep::Preflight, e, After::Untouched),
+                );
+                continue;
+            }
+            let current = s.current.clone().unwrap_or_default();
+            let base = current
+                .rsplit_once('/')
+                .map_or(String::new(), |(b, _)| b.to_owned());
+            let old_facts = Facts {
+                web_user: s.web_user.clone().unwrap_or_default(),
+                has_drush: true,
+                ..Facts::default()
+            };
+            let r = SiteRelease {
+                w: Work {
+                    site: s,
+                    facts: Facts {
+                        site_dir: f.site_dir.clone(),
+                        code_version: f.drupal_version.clone(),
+                        ..Facts::default()
+                    },
+                    prior_from: None,
+                },
+                old: SiteCmds::new(s, &old_facts),
+                release,
+                database,
+                base,
+                current,
+            };
+            if let Err(why) = self.lock_group(std::slice::from_ref(&r.w)).await {
+                results.insert(
+                    s.name.clone(),
+                    failed(BuiltinStep::Lock, &why, After::Untouched),
+                );
+                continue;
+            }
+            let outcome = self.release_site(m, &r, switched).await;
+            results.insert(s.name.clone(), outcome);
+            self.unlock_group(std::slice::from_ref(&r.w)).await;
+        }
+    }
+
+    async fn release_site(&self, m: &Manifest, r: &SiteRelease<'_>, switched: bool) -> SiteOutcome {
+        let unit = Unit::site(&r.w.site.name);
+        // The old site's state before this run took it down: the first record stands (a
+        // resumed release finds the `1` this run set).
+        let prior = match self.ctx.journal.artifact(
+            &self.ctx.run,
+            self.host,
+            &unit,
+            ArtifactKind::PriorMaintenance,
+        ) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                match self
+                    .exec_probed(
+                        &unit,
+                        BuiltinStep::RecordMaintenance,
+                        &r.old.read_maintenance(),
+                        "",
+                        |out| {
+                            let v = out.trim().lines().last().unwrap_or("").trim().to_owned();
+                            if ["0", "1", "unset"].contains(&v.as_str()) {
+                                Ok(v)
+                            } else {
+                                Err(format!("maintenance_mode reads `{}`", v.escape_debug()))
+                            }
+                        },
+                    )
+                    .await
+                {
+                    Ok(v) => {
+                        if let Err((_, e)) = self.record(
+                            BuiltinStep::RecordMaintenance,
+                            &unit,
+                            ArtifactKind::PriorMaintenance,
+                            &v,
+                        ) {
+                            return fail(BuiltinStep::RecordMaintenance, &e, After::Untouched);
+                        }
+                        v
+                    }
+                    Err(e) => return fail(BuiltinStep::RecordMaintenance, &e, After::Untouched),
+                }
+            }
+            Err(e) => {
+                return failed(
+                    BuiltinStep::RecordMaintenance,
+                    &format!("the journal cannot say the old site's maintenance state: {e}"),
+                    After::Untouched,
+                );
+            }
+        };
+        if !switched {
+            match self.forward_to_switch(m, r).await {
+                Ok(()) => {}
+                Err((step, e)) => {
+                    let back = self.old_back_up(r, &prior).await;
+                    return fail_then(step, &e, back, "the old site is served as before");
+                }
+            }
+        }
+        match self.after_switch(m, r).await {
+            Ok(()) => SiteOutcome::Released {
+                release: r.release.clone(),
+                database: r.database.clone(),
+            },
+            Err((step, e)) => {
+                // Back at once: the old release, then the old site out of maintenance.
+                let old_root = self
+                    .ctx
+                    .journal
+                    .artifact(&self.ctx.run, self.host, &unit, ArtifactKind::PriorCurrent)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let back = if old_root.is_empty() {
+                    Err("the journal has no record of what `current` served before".to_owned())
+                } else {
+                    let rel = old_root.clone();
+                    match self
+                        .exec_probed(
+                            &unit,
+                            BuiltinStep::SwitchBack,
+                            &r.switch_to(&self.ctx.run, &old_root),
+                            &old_root,
+                            |out| {
+                                if out.trim() == rel {
+                                    Ok(())
+                                } else {
+                                    Err("`current` could not be pointed back".to_owned())
+                                }
+                            },
+                        )
+                        .await
+                    {
+                        Ok(()) => self.old_back_up(r, &prior).await,
+                        Err(e) => Err(step_error_text(&e)),
+                    }
+                };
+                fail_then(
+                    step,
+                    &e,
+                    back,
+                    "switched back: the old site is served as before",
+                )
+            }
+        }
+    }
+
+    /// Old site into maintenance, the last import, `current` switched.
+    async fn forward_to_switch(&self, m: &Manifest, r: &SiteRelease<'_>) -> Step {
+        let unit = Unit::site(&r.w.site.name);
+        let at = |step: BuiltinStep| move |e: StepError| (step, e);
+        self.mark(&r.w, BuiltinStep::MaintenanceOn, Some(true))
+            .map_err(|(_, e)| (BuiltinStep::MaintenanceOn, e))?;
+        self.exec(
+            &unit,
+            BuiltinStep::MaintenanceOn,
+            &r.old.set_maintenance("1"),
+        )
+        .await
+        .map_err(at(BuiltinStep::MaintenanceOn))?;
+
+        self.mark(&r.w, BuiltinStep::MigrateImport, Some(true))
+            .map_err(|(_, e)| (BuiltinStep::MigrateImport, e))?;
+        let select = match &m.import.tag {
+            Some(t) => format!("--tag={}", quote(t)),
+            None => "--all".to_owned(),
+        };
+        let script = then_probe(
+            &r.drush(m, &format!("migrate:import {select} --update")),
+            &r.drush(m, "migrate:status --format=json"),
+        );
+        self.exec_probed(&unit, BuiltinStep::MigrateImport, &script, "delta", |out| {
+            if let Some(why) = failure(out) {
+                return Err(format!("the last import failed: {why}"));
+            }
+            let rows = super::import::status_rows(out)?;
+            super::import::judge_status(&rows).map(|_| ())
+        })
+        .await
+        .map_err(at(BuiltinStep::MigrateImport))?;
+
+        self.mark(&r.w, BuiltinStep::Switch, Some(true))
+            .map_err(|(_, e)| (BuiltinStep::Switch, e))?;
+        let was = self
+            .exec(
+                &unit,
+                BuiltinStep::Switch,
+                &format!("readlink {}", quote(&r.current)),
+            )
+            .await
+            .map_err(at(BuiltinStep::Switch))?;
+        let was = was.trim().to_owned();
+        if was.is_empty() || was.chars().any(char::is_control) {
+            return Err((
+                BuiltinStep::Switch,
+                StepError::Failed(format!("`current` reads `{}`", was.escape_debug())),
+            ));
+        }
+        if self
+            .ctx
+            .journal
+            .artifact(&self.ctx.run, self.host, &unit, ArtifactKind::PriorCurrent)
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            self.record(BuiltinStep::Switch, &unit, ArtifactKind::PriorCurrent, &was)
+                .map_err(|(_, e)| (BuiltinStep::Switch, e))?;
+        }
+        let rel = r.release.clone();
+        self.exec_probed(
+            &unit,
+            BuiltinStep::Switch,
+            &r.switch_to(&self.ctx.run, &r.release),
+            &r.release,
+            |out| {
+                if out.trim() == rel {
+                    Ok(())
+                } else {
+                    Err("`current` does not point at the release after the switch".into())
+                }
+            },
+        )
+        .await
+        .map_err(at(BuiltinStep::Switch))
+    }
+
+    /// The new site out of maintenance, then the live name over HTTP.
+    async fn after_switch(&self, m: &Manifest, r: &SiteRelease<'_>) -> Step {
+        let unit = Unit::site(&r.w.site.name);
+        let at = |step: BuiltinStep| move |e: StepError| (step, e);
+        self.exec(
+            &unit,
+            BuiltinStep::MaintenanceRestore,
+            &r.drush(
+                m,
+                "state:set system.maintenance_mode 0 --input-format=integer",
+            ),
+        )
+        .await
+        .map_err(at(BuiltinStep::MaintenanceRestore))?;
+        self.mark(&r.w, BuiltinStep::QaProbe, Some(false))
+            .map_err(|(_, e)| (BuiltinStep::QaProbe, e))?;
+        if let Some(url) = &m.qa.probe {
+            let url = url.replace("{address}", &self.job.host.address);
+            let script = format!(
+                "curl -sS -m 20 -o - -w '\\n%{{http_code}}' -H {} {}",
+                quote(&format!("Host: {}", super::uri_host(&r.w.site.uri))),
+                quote(&url)
+            );
+            let marker = m.qa.marker.clone();
+            self.exec_probed(&unit, BuiltinStep::QaProbe, &script, &url, |out| {
+                super::import::judge_page(out, marker.as_deref()).map(|_| ())
+            })
+            .await
+            .map_err(at(BuiltinStep::QaProbe))?;
+        }
+        Ok(())
+    }
+
+    /// The old site's maintenance back to its state before the run.
+    async fn old_back_up(&self, r: &SiteRelease<'_>, prior: &str) -> Result<(), String> {
+        let unit = Unit::site(&r.w.site.name);
+        self.exec(
+            &unit,
+            BuiltinStep::MaintenanceRestore,
+            &r.old.set_maintenance(prior),
+        )
+        .await
+        .map_err(|e| step_error_text(&e))?;
+        self.mark(&r.w, BuiltinStep::MaintenanceRestore, Some(false))
+            .map_err(|(_, e)| step_error_text(&e))
+    }
+}
+
+fn fail(step: BuiltinStep, e: &StepError, after: After) -> SiteOutcome {
+    failed(step, &step_error_text(e), after)
+}
+
+/// A failed release and how the way back went.
+fn fail_then(step: BuiltinStep, e: &StepError, back: Result<(), String>, ok: &str) -> SiteOutcome {
+    match back {
+        Ok(()) => SiteOutcome::Failed {
+            step: step.to_string(),
+            reason: format!("{}; {ok}", step_error_text(e)),
+            after: After::RolledBack,
+        },
+        Err(why) => SiteOutcome::Failed {
+            step: step.to_string(),
+            reason: step_error_text(e),
+            after: After::RollbackFailed(why),
+        },
+    }
+}
