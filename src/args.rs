@@ -78,6 +78,31 @@ pub(crate) enum MigrateCommand {
     /// into maintenance, a last import, `current` switched, the new site up and probed (a
     /// failed probe switches back); again after a crash, every site ends on one release
     Release(MigrateReleaseArgs),
+    /// Switch released sites back to their old site (kept by the release): the new site into
+    /// maintenance, `current` back, the old site's maintenance as before
+    Rollback(MigrateRollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateRollbackArgs {
+    /// The run id (a unique prefix is enough)
+    pub(crate) run: String,
+
+    /// Only this site (`site` or `host/site`; repeatable)
+    #[arg(long = "site", value_name = "SITE")]
+    pub(crate) sites: Vec<String>,
+
+    /// Hosts at once
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Bound on each remote step
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// JSON events on stdout (one object per line)
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

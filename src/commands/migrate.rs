@@ -6,12 +6,12 @@ use std::sync::Arc;
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
     Journal, Manifest, MigrateOptions, ReleaseOptions, RunReport, plan_migrate_build,
-    run_migrate_build, run_migrate_import, run_migrate_release,
+    run_migrate_build, run_migrate_import, run_migrate_release, run_migrate_rollback,
 };
 
 use crate::args::{
     Cli, MigrateArgs, MigrateBuildArgs, MigrateCommand, MigrateImportArgs, MigratePlanArgs,
-    MigrateReleaseArgs,
+    MigrateReleaseArgs, MigrateRollbackArgs,
 };
 use crate::exit::ExitStatus;
 use crate::render::upgrade::{JsonReporter, write_summary};
@@ -23,6 +23,7 @@ pub(crate) async fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<ExitSta
         MigrateCommand::Build(a) => build(cli, a).await,
         MigrateCommand::Import(a) => import(cli, a).await,
         MigrateCommand::Release(a) => release(cli, a).await,
+        MigrateCommand::Rollback(a) => rollback(cli, a).await,
     }
 }
 
@@ -212,6 +213,64 @@ pub(crate) async fn release_run(
         &format!("Drupal {} (released)", run.target),
         shared.interrupted(),
     )
+}
+
+async fn rollback(cli: &Cli, args: &MigrateRollbackArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
+    let run = super::find_run(&journal, &args.run)?;
+    let inventory = super::load_inventory(cli)?;
+    let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>());
+    super::recover::claim(&journal, &run)?;
+    let client = super::upgrade::client();
+    let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
+        Arc::new(JsonReporter)
+    } else {
+        Settings::of(cli).line_reporter()
+    };
+    let (cancel, shared, watcher) =
+        watched("admitting no new host; the sites under way finish switching back");
+    let result = run_migrate_rollback(
+        &client,
+        jobs,
+        &run,
+        &args.sites,
+        &MigrateOptions {
+            forks: args.forks as usize,
+            step_timeout: args.step_timeout,
+            args: std::env::args().collect::<Vec<_>>().join(" "),
+        },
+        &journal,
+        &reporter,
+        &cancel,
+    )
+    .await;
+    watcher.abort();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = journal.unclaim_run(&run);
+            return Err(e.into());
+        }
+    };
+    let status = report_end(
+        &report,
+        args.json,
+        "the old sites (switched back)",
+        shared.interrupted(),
+    )?;
+    // A rollback succeeded when every site it was asked for serves its old site again.
+    let back = report.sites.iter().all(|s| {
+        matches!(
+            s.outcome,
+            fleet_playbook::SiteOutcome::SwitchedBack { .. }
+                | fleet_playbook::SiteOutcome::Skipped { .. }
+        )
+    });
+    Ok(if status == ExitStatus::HostsFailed && back {
+        ExitStatus::Success
+    } else {
+        status
+    })
 }
 
 /// The summary (or the JSON site lines) and the exit status of a phase.

@@ -857,3 +857,54 @@ fn a_controller_killed_mid_release_is_resumed_to_one_release_per_site_out_of_mai
     );
     assert!(shown.contains("finished"), "{shown}");
 }
+
+#[test]
+fn rollback_brings_one_released_site_back_to_its_old_release_and_leaves_the_others() {
+    let (u, run) = imported_lab(2, 1);
+    let o = crate::run(&mut release(&u, &run, &["--batches", "100%"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let back = u.sites.iter().find(|s| s.host == "h01").unwrap();
+    let stays = u.sites.iter().find(|s| s.host == "h02").unwrap();
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir").arg(u.state.path()).args([
+        "migrate",
+        "rollback",
+        &run,
+        "--site",
+        "h01/site1",
+        "--json",
+    ]);
+    let o = crate::run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let lines = site_lines(&o);
+    let (status, detail) = &lines["h01/site1"];
+    assert_eq!(status, "rolled-back", "{detail}");
+    assert!(detail.contains("switched back"), "{detail}");
+    assert_eq!(back.served(), back.root);
+    let a = u.lab.http_get(back, false).unwrap();
+    assert!(a.body.contains("Drupal 7.101"), "{a:?}");
+    assert_eq!(
+        back.maintenance(),
+        "0",
+        "the old site is not as it was before the release"
+    );
+    assert_eq!(
+        new_maintenance(back),
+        "1",
+        "the new site takes writes after the rollback"
+    );
+    assert!(
+        back.db_dir(&format!("{}_d10", back.cms_db))
+            .join("installed")
+            .is_file(),
+        "the new database is kept"
+    );
+    // The other site stays on its new release.
+    let rel = stays.current.parent().unwrap().join("releases").join(&run);
+    assert_eq!(stays.served(), rel);
+    assert!(!lines.contains_key("h02/site1"), "{lines:?}");
+    // Again: nothing to do, still a success.
+    let o = crate::run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(site_lines(&o)["h01/site1"].0, "skipped");
+}

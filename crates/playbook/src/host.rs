@@ -49,6 +49,7 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
             AnyProcedure::Migrate(m, Phase::Build) => h.build(m, &mut results).await,
             AnyProcedure::Migrate(m, Phase::Import) => h.import(m, &mut results).await,
             AnyProcedure::Migrate(m, Phase::Release) => h.release(m, &mut results).await,
+            AnyProcedure::Migrate(m, Phase::Rollback) => h.switch_back(m, &mut results).await,
             AnyProcedure::Civicrm | AnyProcedure::Playbook(_) => {
                 h.run(&mut results, &mut froms).await;
             }

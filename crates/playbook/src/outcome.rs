@@ -50,6 +50,14 @@ pub enum SiteOutcome {
         /// The playbook's name.
         playbook: String,
     },
+    /// `fleet migrate rollback`: `current` serves the old site again, out of maintenance as it
+    /// was; the new release and database are kept.
+    SwitchedBack {
+        /// What `current` serves again (the old site's root).
+        to: String,
+        /// The new site's database, kept (with whatever was written to it since the release).
+        kept: String,
+    },
     /// `fleet migrate release`: `current` serves the new release, out of maintenance; the old
     /// release and database are kept for the way back.
     Released {
@@ -111,7 +119,9 @@ impl SiteOutcome {
     pub fn status(&self) -> SiteStatus {
         match self {
             SiteOutcome::Upgraded { .. } | SiteOutcome::Released { .. } => SiteStatus::Upgraded,
-            SiteOutcome::RolledBack { .. } => SiteStatus::RolledBack,
+            SiteOutcome::RolledBack { .. } | SiteOutcome::SwitchedBack { .. } => {
+                SiteStatus::RolledBack
+            }
             SiteOutcome::Refused { .. } => SiteStatus::Refused,
             SiteOutcome::Completed { .. }
             | SiteOutcome::Built { .. }
@@ -210,6 +220,10 @@ impl fmt::Display for SiteOutcome {
                 write!(f, "not rolled back: {reason} (nothing was changed)")
             }
             SiteOutcome::Completed { playbook } => write!(f, "playbook `{playbook}` done"),
+            SiteOutcome::SwitchedBack { to, kept } => write!(
+                f,
+                "switched back: `current` serves `{to}` again, maintenance as before the release; the new site and its database `{kept}` are kept (what was written there since the release was not copied back)"
+            ),
             SiteOutcome::Released { release, database } => write!(
                 f,
                 "released: `current` serves `{release}` (database `{database}`); the old release and database are kept for the way back"

@@ -56,6 +56,8 @@ pub(crate) enum Phase {
     /// The QA-passed sites switched to their new release in batches (`fleet migrate release
     /// RUN`).
     Release,
+    /// Released sites switched back to their old site (`fleet migrate rollback RUN`).
+    Rollback,
 }
 
 /// Stops the in-place upgrade's way back (`recover`, `resume`, `rollback`) at a migrate run:

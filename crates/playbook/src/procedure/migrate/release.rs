@@ -428,3 +428,201 @@ fn fail_then(step: BuiltinStep, e: &StepError, back: Result<(), String>, ok: &st
         },
     }
 }
+
+impl HostRun<'_> {
+    /// Switches every released site of the host back to its old site: the old root checked
+    /// first (a Drupal 7 root, where `current` pointed before the release), the new site into
+    /// maintenance (no more writes there), `current` back, the old site's maintenance as it
+    /// was before the release, the live name probed (a 200).
+    pub(crate) async fn switch_back(
+        &self,
+        m: &Manifest,
+        results: &mut BTreeMap<String, SiteOutcome>,
+    ) {
+        for s in &self.job.host.sites {
+            let unit = Unit::site(&s.name);
+            let read = |kind| {
+                self.ctx
+                    .journal
+                    .artifact(&self.ctx.run, self.host, &unit, kind)
+                    .ok()
+                    .flatten()
+                    .filter(|v| !v.is_empty())
+            };
+            let (Some(release), Some(database), Some(old_root), Some(prior)) = (
+                read(ArtifactKind::Release),
+                read(ArtifactKind::NewDatabase),
+                read(ArtifactKind::PriorCurrent),
+                read(ArtifactKind::PriorMaintenance),
+            ) else {
+                results.insert(
+                    s.name.clone(),
+                    failed(
+                        BuiltinStep::SwitchBack,
+                        "this run never switched the site: nothing to switch back",
+                        After::Untouched,
+                    ),
+                );
+                continue;
+            };
+            let current = s.current.clone().unwrap_or_default();
+            let base = current
+                .rsplit_once('/')
+                .map_or(String::new(), |(b, _)| b.to_owned());
+            let old_facts = Facts {
+                web_user: s.web_user.clone().unwrap_or_default(),
+                has_drush: true,
+                ..Facts::default()
+            };
+            let lock_facts = match self
+                .exec(
+                    &Unit::Host,
+                    BuiltinStep::Preflight,
+                    &discover_script(std::slice::from_ref(s)),
+                )
+                .await
+            {
+                Ok(out) => parse_discovery(&out, std::slice::from_ref(s))
+                    .remove(&s.name)
+                    .unwrap_or_default(),
+                Err(e) => {
+                    results.insert(
+                        s.name.clone(),
+                        failed(
+                            BuiltinStep::Preflight,
+                            &step_error_text(&e),
+                            After::Untouched,
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if lock_facts.current_target == old_root {
+                results.insert(
+                    s.name.clone(),
+                    SiteOutcome::Skipped {
+                        reason: format!("`current` serves `{old_root}` already"),
+                    },
+                );
+                continue;
+            }
+            if lock_facts.current_target != release {
+                results.insert(
+                    s.name.clone(),
+                    SiteOutcome::Refused {
+                        reason: format!(
+                            "`current` serves `{}`, neither this run's release nor the old site: something else moved it; left alone",
+                            lock_facts.current_target.escape_debug()
+                        ),
+                    },
+                );
+                continue;
+            }
+            let r = SiteRelease {
+                w: Work {
+                    site: s,
+                    facts: Facts {
+                        site_dir: lock_facts.site_dir.clone(),
+                        code_version: m.core.version.clone(),
+                        ..Facts::default()
+                    },
+                    prior_from: None,
+                },
+                old: SiteCmds::new(s, &old_facts),
+                release,
+                database,
+                base,
+                current,
+            };
+            if let Err(why) = self.lock_group(std::slice::from_ref(&r.w)).await {
+                results.insert(
+                    s.name.clone(),
+                    failed(BuiltinStep::Lock, &why, After::Untouched),
+                );
+                continue;
+            }
+            let outcome = match self.switch_back_site(m, &r, &old_root, &prior).await {
+                Ok(()) => SiteOutcome::SwitchedBack {
+                    to: old_root.clone(),
+                    kept: r.database.clone(),
+                },
+                Err((step, e)) => SiteOutcome::Failed {
+                    step: step.to_string(),
+                    reason: step_error_text(&e),
+                    after: After::RollbackFailed(
+                        "the site may be down: run `fleet migrate rollback` again, or `fleet migrate release` to go forward".into(),
+                    ),
+                },
+            };
+            results.insert(s.name.clone(), outcome);
+            self.unlock_group(std::slice::from_ref(&r.w)).await;
+        }
+    }
+
+    async fn switch_back_site(
+        &self,
+        m: &Manifest,
+        r: &SiteRelease<'_>,
+        old_root: &str,
+        prior: &str,
+    ) -> Step {
+        let unit = Unit::site(&r.w.site.name);
+        let at = |step: BuiltinStep| move |e: StepError| (step, e);
+        // The source first: where `current` goes back to must still be a Drupal 7 root.
+        self.exec(
+            &unit,
+            BuiltinStep::VerifyCodeBackup,
+            &format!(
+                "grep -q \"define('VERSION', '7\\.\" {}/includes/bootstrap.inc || {{ echo 'the old site is no Drupal 7 root any more' >&2; exit 1; }}",
+                quote(old_root)
+            ),
+        )
+        .await
+        .map_err(at(BuiltinStep::VerifyCodeBackup))?;
+        self.mark(&r.w, BuiltinStep::MaintenanceOn, Some(true))
+            .map_err(|(_, e)| (BuiltinStep::MaintenanceOn, e))?;
+        self.exec(
+            &unit,
+            BuiltinStep::MaintenanceOn,
+            &r.drush(
+                m,
+                "state:set system.maintenance_mode 1 --input-format=integer",
+            ),
+        )
+        .await
+        .map_err(at(BuiltinStep::MaintenanceOn))?;
+        let to = old_root.to_owned();
+        self.exec_probed(
+            &unit,
+            BuiltinStep::SwitchBack,
+            &r.switch_to(&self.ctx.run, old_root),
+            old_root,
+            |out| {
+                if out.trim() == to {
+                    Ok(())
+                } else {
+                    Err("`current` could not be pointed back".to_owned())
+                }
+            },
+        )
+        .await
+        .map_err(at(BuiltinStep::SwitchBack))?;
+        self.old_back_up(r, prior)
+            .await
+            .map_err(|why| (BuiltinStep::MaintenanceRestore, StepError::Failed(why)))?;
+        if let Some(url) = &m.qa.probe {
+            let url = url.replace("{address}", &self.job.host.address);
+            let script = format!(
+                "curl -sS -m 20 -o - -w '\\n%{{http_code}}' -H {} {}",
+                quote(&format!("Host: {}", super::uri_host(&r.w.site.uri))),
+                quote(&url)
+            );
+            self.exec_probed(&unit, BuiltinStep::QaProbe, &script, &url, |out| {
+                super::import::judge_page(out, None)
+            })
+            .await
+            .map_err(at(BuiltinStep::QaProbe))?;
+        }
+        Ok(())
+    }
+}

@@ -341,6 +341,65 @@ pub async fn run_migrate_release(
     finish(journal, run.id.clone(), reports, stopped, cancel)
 }
 
+/// Switches run `run`'s released sites back to their old sites (`sites`: only these, as
+/// `site` or `host/site`; empty: all), every host at once (see `release.rs`).
+///
+/// # Errors
+///
+/// As [`run_migrate_import`]; [`PlaybookError::Plan`] when a named site is not the run's.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_migrate_rollback(
+    client: &Client,
+    jobs: Vec<HostJob>,
+    run: &RunRow,
+    sites: &[String],
+    opts: &MigrateOptions,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
+    let manifest = recorded_manifest(journal, run)?;
+    let mut jobs = run_sites(jobs, journal, run)?;
+    for name in sites {
+        let found = jobs.iter().any(|j| {
+            j.host
+                .sites
+                .iter()
+                .any(|s| *name == s.name || *name == format!("{}/{}", j.host.name, s.name))
+        });
+        if !found {
+            return Err(PlaybookError::Plan(format!(
+                "run `{}` has no site `{name}`",
+                run.id
+            )));
+        }
+    }
+    if !sites.is_empty() {
+        for j in &mut jobs {
+            let host = j.host.name.clone();
+            j.host.sites.retain(|s| {
+                sites
+                    .iter()
+                    .any(|n| *n == s.name || *n == format!("{host}/{}", s.name))
+            });
+        }
+    }
+    let jobs = with_sites(jobs)?;
+    journal.reopen_run(&run.id)?;
+    let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Rollback);
+    run_phase(
+        client,
+        jobs,
+        procedure,
+        run.id.clone(),
+        opts,
+        journal,
+        reporter,
+        cancel,
+    )
+    .await
+}
+
 /// `jobs` narrowed to run `run`'s own sites (hosts without one left out).
 fn run_sites(
     jobs: Vec<HostJob>,
