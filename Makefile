@@ -29,14 +29,15 @@ deps:
 build:
 	cargo build --workspace --bins
 
-## demo: start a lab of 6 real sshd hosts with CiviCRM sites, run fleet exec and a rolling
-## fleet upgrade (canary, then the rest), show the journal, stop the lab
+## demo: start a lab of 6 real sshd hosts with CiviCRM sites served by nginx, run fleet exec
+## and a rolling fleet upgrade (canary, then the rest), show the journal, then a major Drupal
+## upgrade with fleet migrate (plan, build, import, release, one site rolled back), stop the lab
 demo: deps build
 	@set -euo pipefail; \
 	dir=$(DEMO_DIR); \
 	if [ -e "$$dir/lab.toml" ]; then target/debug/fleet-lab down --dir "$$dir" >/dev/null 2>&1 || true; fi; \
 	rm -rf "$$dir"; \
-	target/debug/fleet-lab up --hosts $(DEMO_HOSTS) --dir "$$dir" --sites-per-host 2 --civicrm 5.69.0; \
+	target/debug/fleet-lab up --hosts $(DEMO_HOSTS) --dir "$$dir" --sites-per-host 2 --civicrm 5.69.0 --web; \
 	trap 'target/debug/fleet-lab down --dir "$$dir"' EXIT; \
 	inv="$$dir/inventory.toml"; state="$$dir/state"; \
 	echo; echo "\$$ fleet -i $$inv hosts"; \
@@ -51,7 +52,24 @@ demo: deps build
 	target/debug/fleet -i "$$inv" --state-dir "$$state" upgrade --tarball "$$dir/civicrm-5.70.0-drupal.tar.gz" --batches 1,100%; \
 	run=$$(target/debug/fleet --state-dir "$$state" runs | awk 'NR==2 {print $$1}'); \
 	echo; echo "\$$ fleet runs show $$run"; \
-	target/debug/fleet --state-dir "$$state" runs show "$$run"
+	target/debug/fleet --state-dir "$$state" runs show "$$run"; \
+	m="$$dir/migrate.toml"; \
+	echo; echo "\$$ fleet -i $$inv migrate plan --manifest $$m -l h01,h02"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate plan --manifest "$$m" -l h01,h02; \
+	echo; echo "\$$ fleet -i $$inv migrate build --manifest $$m"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate build --manifest "$$m"; \
+	mrun=$$(target/debug/fleet --state-dir "$$state" runs | awk 'NR==2 {print $$1}'); \
+	echo; echo "\$$ fleet -i $$inv migrate import $$mrun"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate import "$$mrun"; \
+	echo; echo "\$$ fleet -i $$inv migrate release $$mrun --batches 1,100%"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate release "$$mrun" --batches 1,100%; \
+	addr=$$(awk -F'"' '/^address = / {print $$2; exit}' "$$dir/lab.toml"); \
+	echo; echo "\$$ curl -s -H 'Host: site1.h01.test' http://$$addr:8080/"; \
+	curl -s -H 'Host: site1.h01.test' "http://$$addr:8080/"; \
+	echo; echo "\$$ fleet -i $$inv migrate rollback $$mrun --site h01/site1"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate rollback "$$mrun" --site h01/site1; \
+	echo; echo "\$$ curl -s -H 'Host: site1.h01.test' http://$$addr:8080/"; \
+	curl -s -H 'Host: site1.h01.test' "http://$$addr:8080/"
 
 ## test: the whole suite against real sshd hosts on 127.0.0.0/8
 test: deps
