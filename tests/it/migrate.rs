@@ -148,6 +148,47 @@ fn upgrade_refuses_a_drupal_core_tarball_and_names_migrate() {
     assert!(u.calls("h01").is_empty(), "a host was contacted");
 }
 
+/// Asks every site for its front page over HTTP, over and over, until stopped; keeps every
+/// answer that is not a 200 (or does not hold `want`, when given).
+struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Poller {
+    fn start(u: &Upgrade, want: Option<&'static str>) -> Poller {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, sites) = (stop.clone(), u.sites.clone());
+        let lab_dir = u.lab.dir().to_owned();
+        let thread = std::thread::spawn(move || {
+            let lab = fleet_lab::Lab::open(&lab_dir).expect("open lab");
+            let (mut answers, mut bad) = (0usize, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for s in &sites {
+                    match lab.http_get(s, false) {
+                        Ok(a) if a.status == 200 && want.is_none_or(|w| a.body.contains(w)) => {}
+                        other => bad.push(format!("{}: {other:?}", s.uri_host())),
+                    }
+                    answers += 1;
+                }
+            }
+            (answers, bad)
+        });
+        Poller { stop, thread }
+    }
+
+    /// Stops it; panics unless it asked every site at least once and all answered.
+    fn check(self, n_sites: usize, during: &str) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (answers, bad) = self.thread.join().expect("poller");
+        assert!(answers >= n_sites, "the poller never ran during {during}");
+        assert!(
+            bad.is_empty(),
+            "sites failed to answer during {during}: {bad:?}"
+        );
+    }
+}
+
 /// A lab of `hosts` x `per_host` sites served by nginx, with the Drupal 10 release.
 fn migrate_lab(hosts: usize, per_host: usize) -> (Upgrade, fleet_lab::DrupalRelease) {
     let mut u = Upgrade::new(hosts, per_host);
@@ -194,35 +235,10 @@ fn build_puts_a_release_and_a_database_beside_every_site_while_the_old_sites_kee
     let (u, release) = migrate_lab(3, 2);
     let old_dbs: Vec<_> = u.sites.iter().map(|s| db_files(s, &s.cms_db)).collect();
     // Poll every old site over HTTP for as long as the build runs.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poller = {
-        let (stop, sites) = (stop.clone(), u.sites.clone());
-        let lab_dir = u.lab.dir().to_owned();
-        std::thread::spawn(move || {
-            let lab = fleet_lab::Lab::open(&lab_dir).expect("open lab");
-            let mut answers = 0usize;
-            let mut bad = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for s in &sites {
-                    match lab.http_get(s, false) {
-                        Ok(a) if a.status == 200 && a.body.contains("Drupal 7.101") => {}
-                        other => bad.push(format!("{}: {other:?}", s.uri_host())),
-                    }
-                    answers += 1;
-                }
-            }
-            (answers, bad)
-        })
-    };
+    let poller = Poller::start(&u, Some("Drupal 7.101"));
     let o = build(&u, &release.manifest, &["--json"]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (answers, bad) = poller.join().expect("poller");
+    poller.check(u.sites.len(), "the build");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(answers >= u.sites.len(), "the poller never ran");
-    assert!(
-        bad.is_empty(),
-        "old sites failed to answer during the build: {bad:?}"
-    );
     let run_id_ = run_id(&o);
 
     for (s, old_db) in u.sites.iter().zip(&old_dbs) {
@@ -433,7 +449,9 @@ fn import_brings_each_sites_data_across_passes_qa_and_picks_up_new_content_again
     let run = run_id(&b);
     let old_dbs: Vec<_> = u.sites.iter().map(|s| db_files(s, &s.cms_db)).collect();
 
+    let poller = Poller::start(&u, Some("Drupal 7.101"));
     let o = import(&u, &run, &[]);
+    poller.check(u.sites.len(), "the import");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let lines = site_lines(&o);
     for (s, old_db) in u.sites.iter().zip(&old_dbs) {
@@ -558,6 +576,30 @@ fn a_site_that_fails_its_import_or_a_gate_is_not_passed_and_the_others_are() {
     }
     for s in &u.sites {
         assert_eq!(s.served(), s.root, "{}", s.uri_host());
+    }
+    // The release takes the passed sites only; the failed ones stay on their old site.
+    std::fs::write(bad.db_dir(&bad.cms_db).join("bad_rows.node"), "0\n").unwrap();
+    let o = crate::run(&mut self::release(
+        &u,
+        &run,
+        &["--batches", "100%", "--max-fail", "100%"],
+    ));
+    let lines = site_lines(&o);
+    for s in &u.sites {
+        let who = format!("{}/{}", s.host, s.name);
+        let rel = s.current.parent().unwrap().join("releases").join(&run);
+        if who == "h01/site2" || who == "h02/site1" {
+            assert_eq!(lines[&who].0, "failed", "{who}: {}", lines[&who].1);
+            assert!(
+                lines[&who].1.contains("has not passed QA"),
+                "{who}: {}",
+                lines[&who].1
+            );
+            assert_eq!(s.served(), s.root, "{who} was released");
+        } else {
+            assert_eq!(lines[&who].0, "upgraded", "{who}: {}", lines[&who].1);
+            assert_eq!(s.served(), rel, "{who}");
+        }
     }
 }
 
@@ -696,35 +738,11 @@ fn new_maintenance(s: &fleet_lab::LabSite) -> String {
 
 #[test]
 fn release_switches_every_site_in_batches_without_a_moment_of_no_docroot() {
-    let (u, run) = imported_lab(3, 2);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poller = {
-        let (stop, sites) = (stop.clone(), u.sites.clone());
-        let lab_dir = u.lab.dir().to_owned();
-        std::thread::spawn(move || {
-            let lab = fleet_lab::Lab::open(&lab_dir).expect("open lab");
-            let (mut answers, mut bad) = (0usize, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for s in &sites {
-                    match lab.http_get(s, false) {
-                        Ok(a) if a.status == 200 => {}
-                        other => bad.push(format!("{}: {other:?}", s.uri_host())),
-                    }
-                    answers += 1;
-                }
-            }
-            (answers, bad)
-        })
-    };
+    let (u, run) = imported_lab(6, 2);
+    let poller = Poller::start(&u, None);
     let o = crate::run(&mut release(&u, &run, &["--batches", "1,100%"]));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (answers, bad) = poller.join().unwrap();
+    poller.check(u.sites.len(), "the release");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert!(answers > u.sites.len(), "the poller never ran");
-    assert!(
-        bad.is_empty(),
-        "requests failed during the release: {bad:?}"
-    );
     let lines = site_lines(&o);
     for s in &u.sites {
         let rel = s.current.parent().unwrap().join("releases").join(&run);
@@ -756,6 +774,26 @@ fn release_switches_every_site_in_batches_without_a_moment_of_no_docroot() {
         .collect();
     assert_eq!(batches.len(), 2, "{events:?}");
     assert_eq!(batches[0]["hosts"], serde_json::json!(["h01"]));
+    // One site back to its old release, which serves again; the others stay.
+    let mut c = fleet(&u.lab.inventory_path());
+    c.arg("--state-dir").arg(u.state.path()).args([
+        "migrate",
+        "rollback",
+        &run,
+        "--site",
+        "h04/site2",
+    ]);
+    let o = crate::run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for s in &u.sites {
+        let a = u.lab.http_get(s, false).unwrap();
+        let want = if s.host == "h04" && s.name == "site2" {
+            "Drupal 7.101".to_owned()
+        } else {
+            format!("Drupal {DRUPAL_RELEASE}")
+        };
+        assert!(a.body.contains(&want), "{}: {a:?}", s.uri_host());
+    }
 }
 
 #[test]

@@ -887,12 +887,20 @@ fn bake_re_verifies_before_the_next_batch() {
     let u = Upgrade::new(3, 1);
     let child = spawn_upgrade(&u, &["--batches", "1,100%", "--bake", "3s"]);
     let canary = u.sites_of("h01")[0].clone();
+    // Done with the canary only once its lock is released (after its last step): tampering
+    // earlier would fail that step instead of the bake's check.
+    let locks = canary.backup_dir.join(".fleet-locks");
     wait_until(
-        "canary upgraded",
+        "canary upgraded and unlocked",
         std::time::Duration::from_secs(60),
-        || canary.db_version() == TO && canary.maintenance() == "0" && canary.code_version() == TO,
+        || {
+            canary.db_version() == TO
+                && canary.maintenance() == "0"
+                && canary.code_version() == TO
+                && locks.is_dir()
+                && std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_none())
+        },
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
     std::fs::write(
         canary
             .db_dir(&canary.cms_db)
