@@ -95,6 +95,7 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
         &report,
         args.json,
         &format!("Drupal {target} (built beside the old sites)"),
+        "build --manifest FILE",
         shared.interrupted(),
     )
 }
@@ -141,6 +142,7 @@ async fn import(cli: &Cli, args: &MigrateImportArgs) -> anyhow::Result<ExitStatu
         &report,
         args.json,
         &format!("Drupal {} (imported, QA-checked)", run.target),
+        "import",
         shared.interrupted(),
     )
 }
@@ -211,6 +213,7 @@ pub(crate) async fn release_run(
         &report,
         json,
         &format!("Drupal {} (released)", run.target),
+        "release",
         shared.interrupted(),
     )
 }
@@ -256,6 +259,7 @@ async fn rollback(cli: &Cli, args: &MigrateRollbackArgs) -> anyhow::Result<ExitS
         &report,
         args.json,
         "the old sites (switched back)",
+        "rollback",
         shared.interrupted(),
     )?;
     // A rollback succeeded when every site it was asked for serves its old site again.
@@ -278,6 +282,7 @@ fn report_end(
     report: &RunReport,
     json: bool,
     what: &str,
+    phase: &str,
     interrupted: bool,
 ) -> anyhow::Result<ExitStatus> {
     if json {
@@ -295,6 +300,7 @@ fn report_end(
             &mut crate::render::stderr(),
             report,
             what,
+            Some(phase),
         )?;
     }
     Ok(if !report.journal_failures.is_empty() {

@@ -143,6 +143,7 @@ fn conclude(report: &RunReport, target: &str, interrupted: bool) -> anyhow::Resu
         &mut crate::render::stderr(),
         report,
         target,
+        None,
     )?;
     Ok(if !report.journal_failures.is_empty() {
         ExitStatus::Internal

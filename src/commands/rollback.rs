@@ -135,6 +135,7 @@ pub(crate) async fn run(cli: &Cli, args: &RollbackArgs) -> anyhow::Result<ExitSt
         &mut crate::render::stderr(),
         &summary,
         &run.target,
+        None,
     )?;
     let ok = !report.sites.is_empty()
         && report

@@ -154,6 +154,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
             &mut crate::render::stderr(),
             &report,
             &opts.target,
+            None,
         )?;
     }
     if args.json && !report.journal_failures.is_empty() {

@@ -354,11 +354,14 @@ pub(crate) fn write_plan(
 }
 
 /// The end-of-run table in inventory order, counts, and sites still in maintenance.
+/// `migrate`: the `fleet migrate` phase that ran (its hints differ: `fleet recover` leaves
+/// migrate runs alone).
 pub(crate) fn write_summary(
     out: &mut dyn Write,
     err: &mut dyn Write,
     report: &RunReport,
     target: &str,
+    migrate: Option<&str>,
 ) -> io::Result<()> {
     let rows: Vec<[String; 5]> = report
         .sites
@@ -414,11 +417,18 @@ pub(crate) fn write_summary(
             down.len(),
             down.join(", ")
         )?;
-        writeln!(
-            err,
-            "!!! bring them to a safe end: fleet recover (or fleet resume {} to finish the run); backups and recorded prior state: fleet runs show {}",
-            report.run, report.run
-        )?;
+        match migrate {
+            Some(_) => writeln!(
+                err,
+                "!!! bring them to a safe end: fleet resume {} finishes their release (or fleet migrate rollback {} switches them back); what was recorded: fleet runs show {}",
+                report.run, report.run, report.run
+            )?,
+            None => writeln!(
+                err,
+                "!!! bring them to a safe end: fleet recover (or fleet resume {} to finish the run); backups and recorded prior state: fleet runs show {}",
+                report.run, report.run
+            )?,
+        }
     } else if report.sites.iter().any(|s| {
         matches!(
             s.outcome,
@@ -427,11 +437,18 @@ pub(crate) fn write_summary(
                 | fleet_playbook::SiteOutcome::Unreachable { .. }
         )
     }) {
-        writeln!(
-            err,
-            "details: fleet runs show {}; retry the sites that did not finish: fleet resume {}",
-            report.run, report.run
-        )?;
+        match migrate {
+            Some(phase) => writeln!(
+                err,
+                "details: fleet runs show {}; for the sites that did not finish, once fixed: fleet migrate {phase} {} -l HOST",
+                report.run, report.run
+            )?,
+            None => writeln!(
+                err,
+                "details: fleet runs show {}; retry the sites that did not finish: fleet resume {}",
+                report.run, report.run
+            )?,
+        }
     }
     let down_before: Vec<String> = report
         .sites

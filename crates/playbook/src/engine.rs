@@ -18,6 +18,10 @@ use crate::remote::Remote;
 use crate::vocab::{ArtifactKind, SiteStatus, StepName, StepState, Unit};
 use crate::work::Work;
 
+/// What a timed-out step's failure says when its remote process could not be killed: an
+/// undo must not race it.
+pub(crate) const MAY_STILL_RUN: &str = "remote process may still run";
+
 /// A step's result; on failure, which step and why.
 pub(crate) type StepResult<T = ()> = Result<T, (StepName, StepError)>;
 
@@ -240,7 +244,7 @@ impl HostRun<'_> {
                         if *killed {
                             "remote process killed"
                         } else {
-                            "remote process may still run"
+                            MAY_STILL_RUN
                         }
                     );
                     (Err(why.clone()), Err(StepError::Failed(why)))

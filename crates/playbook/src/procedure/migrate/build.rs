@@ -283,6 +283,10 @@ impl HostRun<'_> {
                         StepError::Aborted => Some(
                             "aborted mid-step: the release and database this run recorded may be left beside the old site".to_owned(),
                         ),
+                        // A step that may still run on the host would race the undo.
+                        StepError::Failed(w) if w.contains(crate::engine::MAY_STILL_RUN) => Some(
+                            "its step may still be running on the host: nothing was undone; the release and database this run recorded may be left beside the old site".to_owned(),
+                        ),
                         StepError::Failed(_) => self.unbuild(m, &b).await.err(),
                     };
                     SiteOutcome::Failed {
