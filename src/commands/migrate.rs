@@ -59,6 +59,22 @@ async fn plan(cli: &Cli, args: &MigratePlanArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+fn reporter_for(cli: &Cli, json: bool) -> Arc<dyn fleet_playbook::Reporter> {
+    if json {
+        Arc::new(JsonReporter)
+    } else {
+        Settings::of(cli).line_reporter()
+    }
+}
+
+fn phase_opts(forks: u32, step_timeout: std::time::Duration) -> MigrateOptions {
+    MigrateOptions {
+        forks: forks as usize,
+        step_timeout,
+        args: std::env::args().collect::<Vec<_>>().join(" "),
+    }
+}
+
 async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus> {
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
@@ -67,29 +83,14 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
     let jobs = super::upgrade::jobs(&inventory, &hosts);
     let client = super::upgrade::client();
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
-    let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
-        Arc::new(JsonReporter)
-    } else {
-        Settings::of(cli).line_reporter()
-    };
+    let reporter = reporter_for(cli, args.json);
     // A build never touches a live site: an interrupt only stops admitting hosts, and the
     // sites being built are undone or finished by their own steps.
     let (cancel, shared, watcher) =
         watched("admitting no new host; builds under way are finished or undone");
-    let report = run_migrate_build(
-        &client,
-        jobs,
-        manifest,
-        &MigrateOptions {
-            forks: args.forks as usize,
-            step_timeout: args.step_timeout,
-            args: std::env::args().collect::<Vec<_>>().join(" "),
-        },
-        &journal,
-        &reporter,
-        &cancel,
-    )
-    .await?;
+    let opts = phase_opts(args.forks, args.step_timeout);
+    let report =
+        run_migrate_build(&client, jobs, manifest, &opts, &journal, &reporter, &cancel).await?;
     watcher.abort();
     report_end(
         &report,
@@ -100,50 +101,63 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
     )
 }
 
+/// Runs a later phase on run `run`: claimed first (no other fleet process acts on it at the
+/// same time), given back as it was found when the phase cannot start. Returns the report
+/// and whether the operator interrupted it.
+async fn claimed<Fut>(
+    cli: &Cli,
+    journal: &Journal,
+    run: &fleet_playbook::RunRow,
+    json: bool,
+    on_interrupt: &'static str,
+    phase: impl FnOnce(
+        fleet_remote_exec::Client,
+        Arc<dyn fleet_playbook::Reporter>,
+        fleet_playbook::Cancel,
+    ) -> Fut,
+) -> anyhow::Result<(RunReport, bool)>
+where
+    Fut: std::future::Future<Output = Result<RunReport, fleet_playbook::PlaybookError>>,
+{
+    super::recover::claim(journal, run)?;
+    let (cancel, shared, watcher) = watched(on_interrupt);
+    let result = phase(super::upgrade::client(), reporter_for(cli, json), cancel).await;
+    watcher.abort();
+    match result {
+        Ok(r) => Ok((r, shared.interrupted())),
+        Err(e) => {
+            // Nothing ran: the run goes back to how it was found.
+            let _ = journal.unclaim_run(run);
+            Err(e.into())
+        }
+    }
+}
+
 async fn import(cli: &Cli, args: &MigrateImportArgs) -> anyhow::Result<ExitStatus> {
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
     let jobs = super::upgrade::jobs(&inventory, &hosts);
-    super::recover::claim(&journal, &run)?;
-    let client = super::upgrade::client();
-    let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
-        Arc::new(JsonReporter)
-    } else {
-        Settings::of(cli).line_reporter()
-    };
-    let (cancel, shared, watcher) =
-        watched("admitting no new host; imports under way finish their step");
-    let result = run_migrate_import(
-        &client,
-        jobs,
-        &run,
-        &MigrateOptions {
-            forks: args.forks as usize,
-            step_timeout: args.step_timeout,
-            args: std::env::args().collect::<Vec<_>>().join(" "),
-        },
+    let opts = phase_opts(args.forks, args.step_timeout);
+    let (j, r) = (&journal, &run);
+    let (report, interrupted) = claimed(
+        cli,
         &journal,
-        &reporter,
-        &cancel,
+        &run,
+        args.json,
+        "admitting no new host; imports under way finish their step",
+        |client, reporter, cancel| async move {
+            run_migrate_import(&client, jobs, r, &opts, j, &reporter, &cancel).await
+        },
     )
-    .await;
-    watcher.abort();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing ran: the run goes back to how it was found.
-            let _ = journal.unclaim_run(&run);
-            return Err(e.into());
-        }
-    };
+    .await?;
     report_end(
         &report,
         args.json,
         &format!("Drupal {} (imported, QA-checked)", run.target),
         "import",
-        shared.interrupted(),
+        interrupted,
     )
 }
 
@@ -154,11 +168,7 @@ async fn release(cli: &Cli, args: &MigrateReleaseArgs) -> anyhow::Result<ExitSta
     let hosts = super::select(&inventory, &args.selection)?;
     let rollout = inventory.rollout();
     let opts = ReleaseOptions {
-        phase: MigrateOptions {
-            forks: args.forks as usize,
-            step_timeout: args.step_timeout,
-            args: std::env::args().collect::<Vec<_>>().join(" "),
-        },
+        phase: phase_opts(args.forks, args.step_timeout),
         batches: args
             .batches
             .clone()
@@ -190,31 +200,23 @@ pub(crate) async fn release_run(
     opts: &ReleaseOptions,
     json: bool,
 ) -> anyhow::Result<ExitStatus> {
-    super::recover::claim(journal, run)?;
-    let client = super::upgrade::client();
-    let reporter: Arc<dyn fleet_playbook::Reporter> = if json {
-        Arc::new(JsonReporter)
-    } else {
-        Settings::of(cli).line_reporter()
-    };
-    let (cancel, shared, watcher) = watched(
+    let (report, interrupted) = claimed(
+        cli,
+        journal,
+        run,
+        json,
         "admitting no new batch or site; the sites under way finish their release or switch back",
-    );
-    let result = run_migrate_release(&client, jobs, run, opts, journal, &reporter, &cancel).await;
-    watcher.abort();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = journal.unclaim_run(run);
-            return Err(e.into());
-        }
-    };
+        |client, reporter, cancel| async move {
+            run_migrate_release(&client, jobs, run, opts, journal, &reporter, &cancel).await
+        },
+    )
+    .await?;
     report_end(
         &report,
         json,
         &format!("Drupal {} (released)", run.target),
         "release",
-        shared.interrupted(),
+        interrupted,
     )
 }
 
@@ -223,44 +225,25 @@ async fn rollback(cli: &Cli, args: &MigrateRollbackArgs) -> anyhow::Result<ExitS
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
     let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>());
-    super::recover::claim(&journal, &run)?;
-    let client = super::upgrade::client();
-    let reporter: Arc<dyn fleet_playbook::Reporter> = if args.json {
-        Arc::new(JsonReporter)
-    } else {
-        Settings::of(cli).line_reporter()
-    };
-    let (cancel, shared, watcher) =
-        watched("admitting no new host; the sites under way finish switching back");
-    let result = run_migrate_rollback(
-        &client,
-        jobs,
-        &run,
-        &args.sites,
-        &MigrateOptions {
-            forks: args.forks as usize,
-            step_timeout: args.step_timeout,
-            args: std::env::args().collect::<Vec<_>>().join(" "),
-        },
+    let opts = phase_opts(args.forks, args.step_timeout);
+    let (j, r) = (&journal, &run);
+    let (report, interrupted) = claimed(
+        cli,
         &journal,
-        &reporter,
-        &cancel,
+        &run,
+        args.json,
+        "admitting no new host; the sites under way finish switching back",
+        |client, reporter, cancel| async move {
+            run_migrate_rollback(&client, jobs, r, &args.sites, &opts, j, &reporter, &cancel).await
+        },
     )
-    .await;
-    watcher.abort();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = journal.unclaim_run(&run);
-            return Err(e.into());
-        }
-    };
+    .await?;
     let status = report_end(
         &report,
         args.json,
         "the old sites (switched back)",
         "rollback",
-        shared.interrupted(),
+        interrupted,
     )?;
     // A rollback succeeded when every site it was asked for serves its old site again.
     let back = report.sites.iter().all(|s| {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use fleet_remote_exec::quote;
 
-use super::discovery::{MigrateFacts, discover_script, parse_discovery};
+use super::discovery::MigrateFacts;
 use super::manifest::{Manifest, database_name};
 use super::settings::{NewSettings, SALT, settings_php};
 use crate::discovery::Facts;
@@ -88,25 +88,8 @@ impl HostRun<'_> {
             return;
         }
         let owned: Vec<_> = with_current.iter().map(|s| (*s).clone()).collect();
-        let facts = match self
-            .exec(
-                &Unit::Host,
-                BuiltinStep::Preflight,
-                &discover_script(&owned),
-            )
-            .await
-        {
-            Ok(out) => parse_discovery(&out, &owned),
-            Err(e) => {
-                let why = step_error_text(&e);
-                for s in &owned {
-                    results.insert(
-                        s.name.clone(),
-                        failed(BuiltinStep::Preflight, &why, After::Untouched),
-                    );
-                }
-                return;
-            }
+        let Some(facts) = self.discover_migrate(&owned, results).await else {
+            return;
         };
         let needed_kb = super::plan::needed_kb(m);
         let base_of = |c: Option<&str>| {

@@ -122,6 +122,38 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Mig
     map
 }
 
+impl crate::engine::HostRun<'_> {
+    /// [`discover_script`] for `sites` as the host's journaled `preflight` step, parsed and
+    /// checked; `None` (every site failed, untouched, in `results`) when it cannot run.
+    pub(crate) async fn discover_migrate(
+        &self,
+        sites: &[Site],
+        results: &mut BTreeMap<String, crate::outcome::SiteOutcome>,
+    ) -> Option<BTreeMap<String, MigrateFacts>> {
+        use crate::vocab::{BuiltinStep, Unit};
+        match self
+            .exec(&Unit::Host, BuiltinStep::Preflight, &discover_script(sites))
+            .await
+        {
+            Ok(out) => Some(parse_discovery(&out, sites)),
+            Err(e) => {
+                let why = crate::engine::step_error_text(&e);
+                for s in sites {
+                    results.insert(
+                        s.name.clone(),
+                        crate::engine::failed(
+                            BuiltinStep::Preflight,
+                            &why,
+                            crate::outcome::After::Untouched,
+                        ),
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
 /// `db-name` of `drush status --format=json`.
 fn db_name(json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json.trim()).ok()?;

@@ -13,7 +13,6 @@ use fleet_remote_exec::quote;
 use serde_json::Value;
 
 use super::build::{failure, then_probe};
-use super::discovery::{discover_script, parse_discovery};
 use super::manifest::Manifest;
 use crate::discovery::Facts;
 use crate::engine::{HostRun, StepError, step_error_text};
@@ -103,57 +102,18 @@ pub(crate) fn judge_status(rows: &[Value]) -> Result<String, String> {
 impl HostRun<'_> {
     /// Imports every site of the host the run built, then its QA gates.
     pub(crate) async fn import(&self, m: &Manifest, results: &mut BTreeMap<String, SiteOutcome>) {
-        let read = |kind, site: &str| {
-            self.ctx
-                .journal
-                .artifact(&self.ctx.run, self.host, &Unit::site(site), kind)
-                .ok()
-                .flatten()
-                .filter(|v| !v.is_empty())
-        };
-        let mut built = Vec::new();
-        for s in &self.job.host.sites {
-            match (
-                read(ArtifactKind::Release, &s.name),
-                read(ArtifactKind::NewDatabase, &s.name),
-            ) {
-                (Some(release), Some(database)) => built.push((s, release, database)),
-                _ => {
-                    results.insert(
-                        s.name.clone(),
-                        crate::engine::failed(
-                            BuiltinStep::ReleaseVerify,
-                            "this run built no release for the site: nothing to import into",
-                            After::Untouched,
-                        ),
-                    );
-                }
-            }
-        }
+        let built = self.built_sites(
+            false,
+            "this run built no release for the site: nothing to import into",
+            results,
+        );
         if built.is_empty() {
             return;
         }
         // The old sites read again: still Drupal 7, still what `current` serves.
         let owned: Vec<_> = built.iter().map(|(s, _, _)| (*s).clone()).collect();
-        let facts = match self
-            .exec(
-                &Unit::Host,
-                BuiltinStep::Preflight,
-                &discover_script(&owned),
-            )
-            .await
-        {
-            Ok(out) => parse_discovery(&out, &owned),
-            Err(e) => {
-                let why = step_error_text(&e);
-                for s in &owned {
-                    results.insert(
-                        s.name.clone(),
-                        crate::engine::failed(BuiltinStep::Preflight, &why, After::Untouched),
-                    );
-                }
-                return;
-            }
+        let Some(facts) = self.discover_migrate(&owned, results).await else {
+            return;
         };
         for (s, release, database) in built {
             if self.ctx.cancel.drain.is_cancelled() {

@@ -45,6 +45,61 @@ fn uri_hosts_are_the_names_without_port_or_path() {
     assert_eq!(uri_host("https://[2001:db8::1]:8443/civi"), "[2001:db8::1]");
 }
 
+impl crate::engine::HostRun<'_> {
+    /// A site's non-empty artifact of `kind` in this run, if any.
+    pub(crate) fn site_artifact(
+        &self,
+        site: &str,
+        kind: crate::vocab::ArtifactKind,
+    ) -> Option<String> {
+        self.ctx
+            .journal
+            .artifact(
+                &self.ctx.run,
+                self.host,
+                &crate::vocab::Unit::site(site),
+                kind,
+            )
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The host's sites this run built (with their release dir and database) and, with
+    /// `passed`, whose new site passed QA; each other site gets a failure naming `why_not`.
+    pub(crate) fn built_sites(
+        &self,
+        passed: bool,
+        why_not: &str,
+        results: &mut std::collections::BTreeMap<String, crate::outcome::SiteOutcome>,
+    ) -> Vec<(&fleet_inventory::Site, String, String)> {
+        use crate::vocab::{ArtifactKind, BuiltinStep};
+        let mut out = Vec::new();
+        for s in &self.job.host.sites {
+            let release = self.site_artifact(&s.name, ArtifactKind::Release);
+            let database = self.site_artifact(&s.name, ArtifactKind::NewDatabase);
+            let qa = !passed
+                || self
+                    .site_artifact(&s.name, ArtifactKind::QaPassed)
+                    .is_some();
+            match (release, database, qa) {
+                (Some(r), Some(d), true) => out.push((s, r, d)),
+                _ => {
+                    results.insert(
+                        s.name.clone(),
+                        crate::engine::failed(
+                            BuiltinStep::ReleaseVerify,
+                            why_not,
+                            crate::outcome::After::Untouched,
+                        ),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The phases of a migrate run, each run separately on the same run id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use fleet_remote_exec::quote;
 
 use super::build::{failure, then_probe};
-use super::discovery::{discover_script, parse_discovery};
 use super::manifest::Manifest;
 use crate::discovery::Facts;
 use crate::engine::{HostRun, StepError, failed, step_error_text};
@@ -39,7 +38,43 @@ struct SiteRelease<'a> {
     old: SiteCmds,
 }
 
-impl SiteRelease<'_> {
+impl<'a> SiteRelease<'a> {
+    /// `site`'s release work: its lock keyed as every other run's (site dir and URI), the
+    /// journal's site row showing `version`.
+    fn new(
+        site: &'a fleet_inventory::Site,
+        site_dir: &str,
+        version: &str,
+        release: String,
+        database: String,
+    ) -> SiteRelease<'a> {
+        let current = site.current.clone().unwrap_or_default();
+        let base = current
+            .rsplit_once('/')
+            .map_or(String::new(), |(b, _)| b.to_owned());
+        let old_facts = Facts {
+            web_user: site.web_user.clone().unwrap_or_default(),
+            has_drush: true,
+            ..Facts::default()
+        };
+        SiteRelease {
+            w: Work {
+                site,
+                facts: Facts {
+                    site_dir: site_dir.to_owned(),
+                    code_version: version.to_owned(),
+                    ..Facts::default()
+                },
+                prior_from: None,
+            },
+            old: SiteCmds::new(site, &old_facts),
+            release,
+            database,
+            base,
+            current,
+        }
+    }
+
     fn drush(&self, m: &Manifest, args: &str) -> String {
         format!(
             "cd {} && {} {args}",
@@ -62,33 +97,11 @@ impl SiteRelease<'_> {
 impl HostRun<'_> {
     /// Releases every QA-passed site of the host the run built.
     pub(crate) async fn release(&self, m: &Manifest, results: &mut BTreeMap<String, SiteOutcome>) {
-        let read = |kind, site: &str| {
-            self.ctx
-                .journal
-                .artifact(&self.ctx.run, self.host, &Unit::site(site), kind)
-                .ok()
-                .flatten()
-                .filter(|v| !v.is_empty())
-        };
-        let mut ready = Vec::new();
-        for s in &self.job.host.sites {
-            let (Some(release), Some(database), Some(_)) = (
-                read(ArtifactKind::Release, &s.name),
-                read(ArtifactKind::NewDatabase, &s.name),
-                read(ArtifactKind::QaPassed, &s.name),
-            ) else {
-                results.insert(
-                    s.name.clone(),
-                    failed(
-                        BuiltinStep::ReleaseVerify,
-                        "its new site has not passed QA in this run (`fleet migrate import RUN`): not released",
-                        After::Untouched,
-                    ),
-                );
-                continue;
-            };
-            ready.push((s, release, database));
-        }
+        let ready = self.built_sites(
+            true,
+            "its new site has not passed QA in this run (`fleet migrate import RUN`): not released",
+            results,
+        );
         if ready.is_empty() {
             return;
         }
@@ -96,25 +109,8 @@ impl HostRun<'_> {
         // points at its release, which the Drupal 7 checks would refuse: those are read as they
         // stand and go on from the switch.
         let owned: Vec<_> = ready.iter().map(|(s, _, _)| (*s).clone()).collect();
-        let facts = match self
-            .exec(
-                &Unit::Host,
-                BuiltinStep::Preflight,
-                &discover_script(&owned),
-            )
-            .await
-        {
-            Ok(out) => parse_discovery(&out, &owned),
-            Err(e) => {
-                let why = step_error_text(&e);
-                for s in &owned {
-                    results.insert(
-                        s.name.clone(),
-                        failed(BuiltinStep::Preflight, &why, After::Untouched),
-                    );
-                }
-                return;
-            }
+        let Some(facts) = self.discover_migrate(&owned, results).await else {
+            return;
         };
         for (s, release, database) in ready {
             if self.ctx.cancel.drain.is_cancelled() {
@@ -135,31 +131,7 @@ impl HostRun<'_> {
                 );
                 continue;
             }
-            let current = s.current.clone().unwrap_or_default();
-            let base = current
-                .rsplit_once('/')
-                .map_or(String::new(), |(b, _)| b.to_owned());
-            let old_facts = Facts {
-                web_user: s.web_user.clone().unwrap_or_default(),
-                has_drush: true,
-                ..Facts::default()
-            };
-            let r = SiteRelease {
-                w: Work {
-                    site: s,
-                    facts: Facts {
-                        site_dir: f.site_dir.clone(),
-                        code_version: f.drupal_version.clone(),
-                        ..Facts::default()
-                    },
-                    prior_from: None,
-                },
-                old: SiteCmds::new(s, &old_facts),
-                release,
-                database,
-                base,
-                current,
-            };
+            let r = SiteRelease::new(s, &f.site_dir, &f.drupal_version, release, database);
             if let Err(why) = self.lock_group(std::slice::from_ref(&r.w)).await {
                 results.insert(
                     s.name.clone(),
@@ -465,38 +437,15 @@ impl HostRun<'_> {
                 );
                 continue;
             };
-            let current = s.current.clone().unwrap_or_default();
-            let base = current
-                .rsplit_once('/')
-                .map_or(String::new(), |(b, _)| b.to_owned());
-            let old_facts = Facts {
-                web_user: s.web_user.clone().unwrap_or_default(),
-                has_drush: true,
-                ..Facts::default()
-            };
-            let lock_facts = match self
-                .exec(
-                    &Unit::Host,
-                    BuiltinStep::Preflight,
-                    &discover_script(std::slice::from_ref(s)),
-                )
+            let mut one = BTreeMap::new();
+            let Some(mut facts) = self
+                .discover_migrate(std::slice::from_ref(s), &mut one)
                 .await
-            {
-                Ok(out) => parse_discovery(&out, std::slice::from_ref(s))
-                    .remove(&s.name)
-                    .unwrap_or_default(),
-                Err(e) => {
-                    results.insert(
-                        s.name.clone(),
-                        failed(
-                            BuiltinStep::Preflight,
-                            &step_error_text(&e),
-                            After::Untouched,
-                        ),
-                    );
-                    continue;
-                }
+            else {
+                results.extend(one);
+                continue;
             };
+            let lock_facts = facts.remove(&s.name).unwrap_or_default();
             if lock_facts.current_target == old_root {
                 results.insert(
                     s.name.clone(),
@@ -518,22 +467,7 @@ impl HostRun<'_> {
                 );
                 continue;
             }
-            let r = SiteRelease {
-                w: Work {
-                    site: s,
-                    facts: Facts {
-                        site_dir: lock_facts.site_dir.clone(),
-                        code_version: m.core.version.clone(),
-                        ..Facts::default()
-                    },
-                    prior_from: None,
-                },
-                old: SiteCmds::new(s, &old_facts),
-                release,
-                database,
-                base,
-                current,
-            };
+            let r = SiteRelease::new(s, &lock_facts.site_dir, &m.core.version, release, database);
             if let Err(why) = self.lock_group(std::slice::from_ref(&r.w)).await {
                 results.insert(
                     s.name.clone(),
