@@ -238,6 +238,8 @@ words! {
         PriorCurrent = "prior-current",
         /// Where a site's `preview` link pointed before a build repointed it (empty: none).
         PriorPreview = "prior-preview",
+        /// The old site's database a new site is built from (never changed by the run).
+        OldDatabase = "old-database",
         /// A new site passed every QA gate of its last import (what they found); emptied when
         /// an import starts, so a release only ever follows a passed QA of the data it has.
         QaPassed = "qa-passed",

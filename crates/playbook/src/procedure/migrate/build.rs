@@ -29,6 +29,8 @@ struct SiteBuild<'a> {
     release: String,
     /// The new database.
     database: String,
+    /// The old site's database (the import's source).
+    old_db: String,
     /// What this run made (recorded in the journal before it was made).
     made_release: bool,
     made_database: bool,
@@ -180,6 +182,7 @@ impl HostRun<'_> {
                 release: format!("{base}/releases/{}", self.ctx.run),
                 base,
                 database,
+                old_db: f.old_db.clone(),
                 made_release: false,
                 made_database: false,
                 linked_preview: false,
@@ -305,6 +308,14 @@ impl HostRun<'_> {
 
         // The release dir: recorded first, made under a temporary name, checked, renamed.
         mark(BuiltinStep::ReleaseUnpack)?;
+        // What the new site is built from, for the later phases and the cleanup to name.
+        self.record(
+            BuiltinStep::ReleaseUnpack,
+            &unit,
+            ArtifactKind::OldDatabase,
+            &b.old_db,
+        )
+        .map_err(|(_, e)| (BuiltinStep::ReleaseUnpack, e))?;
         self.record(
             BuiltinStep::ReleaseUnpack,
             &unit,
