@@ -67,22 +67,31 @@ async fn resume_migrate(
     inventory: &Inventory,
     args: &ResumeArgs,
 ) -> anyhow::Result<ExitStatus> {
-    use fleet_playbook::{BuiltinStep, StepName};
-    let release_steps = [
-        BuiltinStep::RecordMaintenance,
-        BuiltinStep::MaintenanceOn,
-        BuiltinStep::Switch,
-        BuiltinStep::SwitchBack,
-        BuiltinStep::MaintenanceRestore,
-    ];
+    use fleet_playbook::{ArtifactKind, SiteStatus, Unit};
+    // Mid-release: a site the release reached (its prior maintenance state recorded) and left
+    // between two safe ends (running, interrupted, or its way back failed). A site switched
+    // back cleanly, or never reached, is not the resume's: its batch may have been stopped
+    // on purpose (the canary's budget), and a resume must not release past that.
     let rows = journal.sites(&run.id)?;
-    let mid_release = rows.iter().any(|r| {
-        r.in_maintenance
-            || r.step
-                .as_ref()
-                .is_some_and(|s| matches!(s, StepName::Builtin(b) if release_steps.contains(b)))
-    });
-    if !mid_release {
+    let mut hosts: Vec<String> = Vec::new();
+    for r in &rows {
+        let midway = matches!(
+            r.status,
+            SiteStatus::Running | SiteStatus::Interrupted | SiteStatus::RollbackFailed
+        );
+        let reached = journal
+            .artifact(
+                &run.id,
+                &r.host,
+                &Unit::site(&r.site),
+                ArtifactKind::PriorMaintenance,
+            )?
+            .is_some();
+        if midway && reached && !hosts.contains(&r.host) {
+            hosts.push(r.host.clone());
+        }
+    }
+    if hosts.is_empty() {
         bail!(
             "run `{}` (fleet migrate) was not caught mid-release: go on with `fleet migrate import {}` or `fleet migrate release {}`",
             run.id,
@@ -90,7 +99,6 @@ async fn resume_migrate(
             run.id
         );
     }
-    let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
     let jobs = jobs_for(inventory, &hosts)?;
     let opts = fleet_playbook::ReleaseOptions {
         phase: fleet_playbook::MigrateOptions {

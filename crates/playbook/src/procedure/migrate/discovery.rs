@@ -27,6 +27,8 @@ pub struct MigrateFacts {
     pub root_real: String,
     /// Release ids already in `releases/` beside `current`.
     pub releases: Vec<String>,
+    /// `releases/` beside `current`, resolved (what a resolved `current` is compared with).
+    pub releases_real: String,
     /// Free space where releases go, in KiB.
     pub free_kb: u64,
     /// A problem that stops this site, when there is one.
@@ -54,7 +56,10 @@ pub(crate) fn discover_script(sites: &[Site]) -> String {
   kv root_real "$(readlink -f "$R")"
   B=$(dirname "$C")
   [ -w "$B" ] || { kv error "cannot write in $B (where releases go)"; return; }
-  if [ -d "$B/releases" ]; then for r in "$B"/releases/*; do [ -e "$r" ] && kv release "${r##*/}"; done; fi
+  if [ -d "$B/releases" ]; then
+    kv releases_real "$(readlink -f "$B/releases")"
+    for r in "$B"/releases/*; do [ -e "$r" ] && kv release "${r##*/}"; done
+  fi
   kv free_kb "$(df -Pk "$B" | awk 'NR==2 {print $4}')"
   command -v "$DRUSH" >/dev/null 2>&1 || { kv error "drush not found: $DRUSH"; return; }
   j=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" status --format=json 2>/dev/null)
@@ -100,6 +105,7 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Mig
             "current_target" => f.current_target = v,
             "root_real" => f.root_real = v,
             "release" => f.releases.push(v),
+            "releases_real" => f.releases_real = v,
             "free_kb" => f.free_kb = v.trim().parse().unwrap_or(0),
             "status" => f.old_db = db_name(&v).unwrap_or_default(),
             "error" => f.error = Some(v),

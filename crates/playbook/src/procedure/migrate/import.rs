@@ -102,11 +102,27 @@ pub(crate) fn judge_status(rows: &[Value]) -> Result<String, String> {
 impl HostRun<'_> {
     /// Imports every site of the host the run built, then its QA gates.
     pub(crate) async fn import(&self, m: &Manifest, results: &mut BTreeMap<String, SiteOutcome>) {
-        let built = self.built_sites(
+        let mut built = self.built_sites(
             false,
             "this run built no release for the site: nothing to import into",
             results,
         );
+        // A site the release has reached is the release's (its import is the release's
+        // own last one): an import here would clear its records while it may be down.
+        built.retain(|(s, _, _)| {
+            let released = self.site_artifact(&s.name, ArtifactKind::PriorMaintenance).is_some();
+            if released {
+                results.insert(
+                    s.name.clone(),
+                    crate::engine::failed(
+                        BuiltinStep::ReleaseVerify,
+                        "the release has reached this site: `fleet migrate release` (or `rollback`) goes on with it, not an import",
+                        After::Untouched,
+                    ),
+                );
+            }
+            !released
+        });
         if built.is_empty() {
             return;
         }
@@ -304,40 +320,35 @@ impl HostRun<'_> {
             .filter(|id| migration_id(id))
             .map(str::to_owned)
             .collect();
+        // Every migration's messages, each section whole (Drush prints JSON over several
+        // lines); a section whose command failed counts as a failed gate, and so does a
+        // migration whose id could not be put into a command.
+        let all_ids: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_str))
+            .collect();
+        if let Some(bad) = all_ids.iter().find(|id| !migration_id(id)) {
+            return Err((
+                BuiltinStep::QaMigrateMessages,
+                StepError::Failed(format!(
+                    "migration `{}` has an id fleet does not pass to a command: its messages cannot be checked",
+                    bad.escape_debug()
+                )),
+            ));
+        }
         let script = ids
             .iter()
             .map(|id| {
                 format!(
-                    "echo '### {id}'; {}",
+                    "echo '### {id}'; {} || echo '### FAILED {id}'",
                     si.drush(m, &format!("migrate:messages {id} --format=json"))
                 )
             })
             .collect::<Vec<_>>()
             .join("; ");
+        let want = ids.clone();
         self.exec_probed(&unit, BuiltinStep::QaMigrateMessages, &script, "", |out| {
-            let mut errors = Vec::new();
-            let mut cur = String::new();
-            for line in out.lines() {
-                if let Some(id) = line.strip_prefix("### ") {
-                    cur = id.trim().to_owned();
-                    continue;
-                }
-                let Ok(Value::Array(msgs)) = serde_json::from_str::<Value>(line.trim()) else {
-                    continue;
-                };
-                let n = msgs
-                    .iter()
-                    .filter(|x| x.get("level").and_then(Value::as_str) == Some("error"))
-                    .count();
-                if n > 0 {
-                    errors.push(format!("{cur}: {n} error message(s)"));
-                }
-            }
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(errors.join("; "))
-            }
+            judge_messages(out, &want)
         })
         .await
         .map_err(at(BuiltinStep::QaMigrateMessages))?;
@@ -464,6 +475,53 @@ impl HostRun<'_> {
     }
 }
 
+/// The gate on `migrate:messages` sections (`### ID` then its JSON): no error-level message
+/// (Drupal's level 1, or `error`), every migration's section there, none failed.
+fn judge_messages(out: &str, ids: &[String]) -> Result<(), String> {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    let mut problems = Vec::new();
+    for line in out.lines() {
+        if let Some(id) = line.strip_prefix("### FAILED ") {
+            problems.push(format!("{}: migrate:messages failed", id.trim()));
+        } else if let Some(id) = line.strip_prefix("### ") {
+            sections.push((id.trim().to_owned(), String::new()));
+        } else if let Some((_, text)) = sections.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for id in ids {
+        let Some((_, text)) = sections.iter().find(|(s, _)| s == id) else {
+            problems.push(format!("{id}: no messages were read"));
+            continue;
+        };
+        let msgs = match serde_json::from_str::<Value>(text.trim()) {
+            Ok(Value::Array(m)) => m,
+            Ok(_) | Err(_) if text.trim().is_empty() => Vec::new(),
+            _ => {
+                problems.push(format!("{id}: migrate:messages printed no JSON list"));
+                continue;
+            }
+        };
+        let errors = msgs
+            .iter()
+            .filter(|x| match x.get("level") {
+                Some(Value::String(l)) => l == "error" || l == "1",
+                Some(Value::Number(n)) => n.as_u64() == Some(1),
+                _ => false,
+            })
+            .count();
+        if errors > 0 {
+            problems.push(format!("{id}: {errors} error message(s)"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 /// What `curl -o - -w '\n%{http_code}'` printed: a 200 whose page holds `marker`.
 pub(crate) fn judge_page(out: &str, marker: Option<&str>) -> Result<(), String> {
     let (body, code) = out.rsplit_once('\n').unwrap_or(("", out));
@@ -517,6 +575,27 @@ mod tests {
         assert!(e.contains("b imported 3 of 5 (the rest failed)"), "{e}");
         assert!(e.contains("c: its source cannot be counted"), "{e}");
         assert!(judge_status(&[]).is_err());
+    }
+
+    #[test]
+    fn the_messages_gate_reads_whole_sections_and_both_level_forms() {
+        let ids = vec!["a".to_owned(), "b".to_owned()];
+        let out = "### a\n[\n    {\n        \"level\": 1,\n        \"message\": \"x\"\n    }\n]\n### b\n[]\n";
+        assert_eq!(
+            judge_messages(out, &ids).unwrap_err(),
+            "a: 1 error message(s)"
+        );
+        let out = "### a\n[{\"level\":\"error\"}]\n### b\n[{\"level\":2}]\n";
+        assert_eq!(
+            judge_messages(out, &ids).unwrap_err(),
+            "a: 1 error message(s)"
+        );
+        assert!(judge_messages("### a\n[]\n### b\n[]\n", &ids).is_ok());
+        let e = judge_messages("### a\n### FAILED a\n", &ids).unwrap_err();
+        assert!(
+            e.contains("a: migrate:messages failed") && e.contains("b: no messages were read"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -95,6 +95,32 @@ impl<'a> SiteRelease<'a> {
 }
 
 impl HostRun<'_> {
+    /// What a site an earlier attempt of this run left in maintenance gets when this attempt
+    /// cannot go on with it (`why`): interrupted, still down, so that `fleet resume` and the
+    /// operator still find it; `None` for a site that is up.
+    fn left_down(&self, site: &str, why: &str) -> Option<SiteOutcome> {
+        let row = self
+            .ctx
+            .journal
+            .site_row(&self.ctx.run, self.host, site)
+            .ok()
+            .flatten()?;
+        row.in_maintenance.then(|| {
+            tracing::warn!(
+                host = self.host,
+                site,
+                "left in maintenance by an earlier attempt: {why}"
+            );
+            SiteOutcome::Interrupted {
+                step: format!(
+                    "{} ({why})",
+                    row.step.map(|s| s.to_string()).unwrap_or_default()
+                ),
+                in_maintenance: true,
+            }
+        })
+    }
+
     /// Releases every QA-passed site of the host the run built.
     pub(crate) async fn release(&self, m: &Manifest, results: &mut BTreeMap<String, SiteOutcome>) {
         let ready = self.built_sites(
@@ -123,8 +149,15 @@ impl HostRun<'_> {
                 continue;
             }
             let f = facts.get(&s.name).cloned().unwrap_or_default();
-            let switched = f.current_target == release;
+            let switched = !f.releases_real.is_empty()
+                && f.current_target == format!("{}/{}", f.releases_real, self.ctx.run);
             if let (Some(e), false) = (&f.error, switched) {
+                // A site an earlier attempt left down keeps its row down (and the run
+                // interrupted) until a release or a rollback brings it to an end.
+                if let Some(down) = self.left_down(&s.name, e) {
+                    results.insert(s.name.clone(), down);
+                    continue;
+                }
                 results.insert(
                     s.name.clone(),
                     failed(BuiltinStep::Preflight, e, After::Untouched),
@@ -133,19 +166,27 @@ impl HostRun<'_> {
             }
             let r = SiteRelease::new(s, &f.site_dir, &f.drupal_version, release, database);
             if let Err(why) = self.lock_group(std::slice::from_ref(&r.w)).await {
-                results.insert(
-                    s.name.clone(),
-                    failed(BuiltinStep::Lock, &why, After::Untouched),
-                );
+                let outcome = self
+                    .left_down(&s.name, &why)
+                    .unwrap_or_else(|| failed(BuiltinStep::Lock, &why, After::Untouched));
+                results.insert(s.name.clone(), outcome);
                 continue;
             }
-            let outcome = self.release_site(m, &r, switched).await;
+            let outcome = self.release_site(m, &r, switched, &f.current_target).await;
             results.insert(s.name.clone(), outcome);
             self.unlock_group(std::slice::from_ref(&r.w)).await;
         }
     }
 
-    async fn release_site(&self, m: &Manifest, r: &SiteRelease<'_>, switched: bool) -> SiteOutcome {
+    /// `served`: what `current` serves now, resolved (checked by discovery to be the old
+    /// site's root when not `switched`).
+    async fn release_site(
+        &self,
+        m: &Manifest,
+        r: &SiteRelease<'_>,
+        switched: bool,
+        served: &str,
+    ) -> SiteOutcome {
         let unit = Unit::site(&r.w.site.name);
         // The old site's state before this run took it down: the first record stands (a
         // resumed release finds the `1` this run set).
@@ -197,7 +238,7 @@ impl HostRun<'_> {
             }
         };
         if !switched {
-            match self.forward_to_switch(m, r).await {
+            match self.forward_to_switch(m, r, served).await {
                 Ok(()) => {}
                 Err((step, e)) => {
                     let back = self.old_back_up(r, &prior).await;
@@ -221,6 +262,9 @@ impl HostRun<'_> {
                     .unwrap_or_default();
                 let back = if old_root.is_empty() {
                     Err("the journal has no record of what `current` served before".to_owned())
+                } else if let Err((_, e)) = self.mark(&r.w, BuiltinStep::SwitchBack, Some(true)) {
+                    // The old site is still in maintenance: the journal must say so first.
+                    Err(step_error_text(&e))
                 } else {
                     let rel = old_root.clone();
                     match self
@@ -254,7 +298,7 @@ impl HostRun<'_> {
     }
 
     /// Old site into maintenance, the last import, `current` switched.
-    async fn forward_to_switch(&self, m: &Manifest, r: &SiteRelease<'_>) -> Step {
+    async fn forward_to_switch(&self, m: &Manifest, r: &SiteRelease<'_>, served: &str) -> Step {
         let unit = Unit::site(&r.w.site.name);
         let at = |step: BuiltinStep| move |e: StepError| (step, e);
         self.mark(&r.w, BuiltinStep::MaintenanceOn, Some(true))
@@ -289,21 +333,9 @@ impl HostRun<'_> {
 
         self.mark(&r.w, BuiltinStep::Switch, Some(true))
             .map_err(|(_, e)| (BuiltinStep::Switch, e))?;
-        let was = self
-            .exec(
-                &unit,
-                BuiltinStep::Switch,
-                &format!("readlink {}", quote(&r.current)),
-            )
-            .await
-            .map_err(at(BuiltinStep::Switch))?;
-        let was = was.trim().to_owned();
-        if was.is_empty() || was.chars().any(char::is_control) {
-            return Err((
-                BuiltinStep::Switch,
-                StepError::Failed(format!("`current` reads `{}`", was.escape_debug())),
-            ));
-        }
+        // What `current` serves: the old site's root as discovery resolved and checked it
+        // (a value the host gave, but one that had to equal the inventory's root).
+        let was = served.to_owned();
         if self
             .ctx
             .journal
@@ -446,16 +478,9 @@ impl HostRun<'_> {
                 continue;
             };
             let lock_facts = facts.remove(&s.name).unwrap_or_default();
-            if lock_facts.current_target == old_root {
-                results.insert(
-                    s.name.clone(),
-                    SiteOutcome::Skipped {
-                        reason: format!("`current` serves `{old_root}` already"),
-                    },
-                );
-                continue;
-            }
-            if lock_facts.current_target != release {
+            let release_real = format!("{}/{}", lock_facts.releases_real, self.ctx.run);
+            let already = lock_facts.current_target == old_root;
+            if !already && lock_facts.current_target != release_real {
                 results.insert(
                     s.name.clone(),
                     SiteOutcome::Refused {
@@ -473,6 +498,25 @@ impl HostRun<'_> {
                     s.name.clone(),
                     failed(BuiltinStep::Lock, &why, After::Untouched),
                 );
+                continue;
+            }
+            // Back already (an earlier rollback, or a release's switch-back, stopped after
+            // the switch): its maintenance still goes back to the state before the release.
+            if already {
+                let outcome = match self.old_back_up(&r, &prior).await {
+                    Ok(()) => SiteOutcome::Skipped {
+                        reason: format!(
+                            "`current` serves `{old_root}` already; its maintenance is as before the release"
+                        ),
+                    },
+                    Err(why) => failed(
+                        BuiltinStep::MaintenanceRestore,
+                        &why,
+                        After::RollbackFailed("the old site may be left in maintenance".into()),
+                    ),
+                };
+                results.insert(s.name.clone(), outcome);
+                self.unlock_group(std::slice::from_ref(&r.w)).await;
                 continue;
             }
             let outcome = match self.switch_back_site(m, &r, &old_root, &prior).await {
