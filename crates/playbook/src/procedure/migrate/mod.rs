@@ -66,7 +66,8 @@ impl crate::engine::HostRun<'_> {
     }
 
     /// The host's sites this run built (with their release dir and database) and, with
-    /// `passed`, whose new site passed QA; each other site gets a failure naming `why_not`.
+    /// `passed`, whose new site passed QA; each other site gets `why_not` (not started, with
+    /// `passed`; else a failure).
     pub(crate) fn built_sites(
         &self,
         passed: bool,
@@ -84,6 +85,17 @@ impl crate::engine::HostRun<'_> {
                     .is_some();
             match (release, database, qa) {
                 (Some(r), Some(d), true) => out.push((s, r, d)),
+                // Not for the release: a site whose new site did not pass QA is not started (it
+                // stays on its old site and costs no failure budget); for an import a site
+                // without a build is a failure.
+                _ if passed => {
+                    results.insert(
+                        s.name.clone(),
+                        crate::outcome::SiteOutcome::NotStarted {
+                            reason: why_not.to_owned(),
+                        },
+                    );
+                }
                 _ => {
                     results.insert(
                         s.name.clone(),

@@ -151,6 +151,24 @@ impl HostRun<'_> {
             let f = facts.get(&s.name).cloned().unwrap_or_default();
             let switched = !f.releases_real.is_empty()
                 && f.current_target == format!("{}/{}", f.releases_real, self.ctx.run);
+            // Released by an earlier attempt and judged then: left alone (probing it again
+            // could switch a live site back over a passing blip).
+            let released = self
+                .ctx
+                .journal
+                .site_row(&self.ctx.run, self.host, &s.name)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == crate::vocab::SiteStatus::Upgraded);
+            if switched && released {
+                results.insert(
+                    s.name.clone(),
+                    SiteOutcome::Skipped {
+                        reason: "released already: `current` serves its new release".into(),
+                    },
+                );
+                continue;
+            }
             if let (Some(e), false) = (&f.error, switched) {
                 // A site an earlier attempt left down keeps its row down (and the run
                 // interrupted) until a release or a rollback brings it to an end.
