@@ -413,32 +413,20 @@ impl HostRun<'_> {
             .map_err(at(BuiltinStep::QaCounts))?;
 
         let mut summary = vec![migrated, counts];
-        if let Some(url) = &m.qa.probe {
+        if m.qa.probe.is_some() {
             mark(BuiltinStep::QaProbe)?;
-            let url = url.replace("{address}", &self.job.host.address);
-            let host = super::uri_host(&s.uri);
-            let script = format!(
-                "curl -sS -m 20 -o - -w '\\n%{{http_code}}' -H {} {}",
-                quote(&format!("Host: preview.{host}")),
-                quote(&url)
-            );
-            let marker = m.qa.marker.clone();
-            let answered = self
-                .exec_probed(&unit, BuiltinStep::QaProbe, &script, &url, |out| {
-                    judge_page(out, marker.as_deref()).map(|()| {
-                        format!(
-                            "preview 200{}",
-                            if marker.is_some() {
-                                " with its marker"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                })
+            let preview = format!("preview.{}", super::uri_host(&s.uri));
+            self.probe_page(&unit, m, &preview, m.qa.marker.as_deref())
                 .await
                 .map_err(at(BuiltinStep::QaProbe))?;
-            summary.push(answered);
+            summary.push(format!(
+                "preview 200{}",
+                if m.qa.marker.is_some() {
+                    " with its marker"
+                } else {
+                    ""
+                }
+            ));
         }
         for c in &m.qa.checks {
             mark(BuiltinStep::QaCheck)?;

@@ -65,6 +65,34 @@ impl crate::engine::HostRun<'_> {
             .filter(|v| !v.is_empty())
     }
 
+    /// Fetches the manifest's `probe` URL on the host (curl, `Host: name`) as a journaled
+    /// `qa-probe` step: a 200 whose page holds `marker`. Nothing to do without a probe URL.
+    pub(crate) async fn probe_page(
+        &self,
+        unit: &crate::vocab::Unit,
+        m: &manifest::Manifest,
+        name: &str,
+        marker: Option<&str>,
+    ) -> Result<(), crate::engine::StepError> {
+        let Some(url) = &m.qa.probe else {
+            return Ok(());
+        };
+        let url = url.replace("{address}", &self.job.host.address);
+        let script = format!(
+            "curl -sS -m 20 -o - -w '\\n%{{http_code}}' -H {} {}",
+            fleet_remote_exec::quote(&format!("Host: {name}")),
+            fleet_remote_exec::quote(&url)
+        );
+        self.exec_probed(
+            unit,
+            crate::vocab::BuiltinStep::QaProbe,
+            &script,
+            &url,
+            |out| import::judge_page(out, marker),
+        )
+        .await
+    }
+
     /// The host's sites this run built (with their release dir and database) and, with
     /// `passed`, whose new site passed QA; each other site gets `why_not` (not started, with
     /// `passed`; else a failure).

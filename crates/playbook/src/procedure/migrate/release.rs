@@ -399,21 +399,14 @@ impl HostRun<'_> {
         .map_err(at(BuiltinStep::MaintenanceRestore))?;
         self.mark(&r.w, BuiltinStep::QaProbe, Some(false))
             .map_err(|(_, e)| (BuiltinStep::QaProbe, e))?;
-        if let Some(url) = &m.qa.probe {
-            let url = url.replace("{address}", &self.job.host.address);
-            let script = format!(
-                "curl -sS -m 20 -o - -w '\\n%{{http_code}}' -H {} {}",
-                quote(&format!("Host: {}", super::uri_host(&r.w.site.uri))),
-                quote(&url)
-            );
-            let marker = m.qa.marker.clone();
-            self.exec_probed(&unit, BuiltinStep::QaProbe, &script, &url, |out| {
-                super::import::judge_page(out, marker.as_deref()).map(|_| ())
-            })
-            .await
-            .map_err(at(BuiltinStep::QaProbe))?;
-        }
-        Ok(())
+        self.probe_page(
+            &unit,
+            m,
+            &super::uri_host(&r.w.site.uri),
+            m.qa.marker.as_deref(),
+        )
+        .await
+        .map_err(at(BuiltinStep::QaProbe))
     }
 
     /// The old site's maintenance back to its state before the run.
@@ -606,19 +599,9 @@ impl HostRun<'_> {
         self.old_back_up(r, prior)
             .await
             .map_err(|why| (BuiltinStep::MaintenanceRestore, StepError::Failed(why)))?;
-        if let Some(url) = &m.qa.probe {
-            let url = url.replace("{address}", &self.job.host.address);
-            let script = format!(
-                "curl -sS -m 20 -o - -w '\\n%{{http_code}}' -H {} {}",
-                quote(&format!("Host: {}", super::uri_host(&r.w.site.uri))),
-                quote(&url)
-            );
-            self.exec_probed(&unit, BuiltinStep::QaProbe, &script, &url, |out| {
-                super::import::judge_page(out, None)
-            })
+        // The old page has no new-release marker: any 200 will do.
+        self.probe_page(&unit, m, &super::uri_host(&r.w.site.uri), None)
             .await
-            .map_err(at(BuiltinStep::QaProbe))?;
-        }
-        Ok(())
+            .map_err(at(BuiltinStep::QaProbe))
     }
 }
