@@ -81,6 +81,36 @@ pub(crate) enum MigrateCommand {
     /// Switch released sites back to their old site (kept by the release): the new site into
     /// maintenance, `current` back, the old site's maintenance as before
     Rollback(MigrateRollbackArgs),
+    /// Remove what a run's sites no longer need once their last change is older than AGE: a
+    /// released site's old database and code, an unreleased site's new release and database;
+    /// each dumped or archived first, what `current` serves never
+    Cleanup(MigrateCleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateCleanupArgs {
+    /// The run id (a unique prefix is enough)
+    pub(crate) run: String,
+
+    /// Only sites whose last change in the run is older than this (e.g. `14d`; `0s`: all)
+    #[arg(long, value_parser = parse_age, value_name = "AGE")]
+    pub(crate) older_than: Duration,
+
+    /// Only this site (`site` or `host/site`; repeatable)
+    #[arg(long = "site", value_name = "SITE")]
+    pub(crate) sites: Vec<String>,
+
+    /// Hosts at once
+    #[arg(short = 'f', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) forks: u32,
+
+    /// Bound on each remote step (a dump or an archive of a large site takes a while)
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) step_timeout: Duration,
+
+    /// JSON events on stdout (one object per line)
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -518,6 +548,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// A duration that may be zero (`0s`: no minimum age).
+fn parse_age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {

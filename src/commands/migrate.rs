@@ -6,12 +6,13 @@ use std::sync::Arc;
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
     Journal, Manifest, MigrateOptions, ReleaseOptions, RunReport, plan_migrate_build,
-    run_migrate_build, run_migrate_import, run_migrate_release, run_migrate_rollback,
+    run_migrate_build, run_migrate_cleanup, run_migrate_import, run_migrate_release,
+    run_migrate_rollback,
 };
 
 use crate::args::{
-    Cli, MigrateArgs, MigrateBuildArgs, MigrateCommand, MigrateImportArgs, MigratePlanArgs,
-    MigrateReleaseArgs, MigrateRollbackArgs,
+    Cli, MigrateArgs, MigrateBuildArgs, MigrateCleanupArgs, MigrateCommand, MigrateImportArgs,
+    MigratePlanArgs, MigrateReleaseArgs, MigrateRollbackArgs,
 };
 use crate::exit::ExitStatus;
 use crate::render::upgrade::{JsonReporter, write_summary};
@@ -24,6 +25,7 @@ pub(crate) async fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<ExitSta
         MigrateCommand::Import(a) => import(cli, a).await,
         MigrateCommand::Release(a) => release(cli, a).await,
         MigrateCommand::Rollback(a) => rollback(cli, a).await,
+        MigrateCommand::Cleanup(a) => cleanup(cli, a).await,
     }
 }
 
@@ -258,6 +260,44 @@ async fn rollback(cli: &Cli, args: &MigrateRollbackArgs) -> anyhow::Result<ExitS
     } else {
         status
     })
+}
+
+async fn cleanup(cli: &Cli, args: &MigrateCleanupArgs) -> anyhow::Result<ExitStatus> {
+    let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
+    let run = super::find_run(&journal, &args.run)?;
+    let inventory = super::load_inventory(cli)?;
+    let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>());
+    let opts = phase_opts(args.forks, args.step_timeout);
+    let (j, r) = (&journal, &run);
+    let (report, interrupted) = claimed(
+        cli,
+        &journal,
+        &run,
+        args.json,
+        "admitting no new host; the sites under way finish the step they are in",
+        |client, reporter, cancel| async move {
+            run_migrate_cleanup(
+                &client,
+                jobs,
+                r,
+                &args.sites,
+                args.older_than,
+                &opts,
+                j,
+                &reporter,
+                &cancel,
+            )
+            .await
+        },
+    )
+    .await?;
+    report_end(
+        &report,
+        args.json,
+        "what the sites no longer need (cleaned up)",
+        "cleanup",
+        interrupted,
+    )
 }
 
 /// The summary (or the JSON site lines) and the exit status of a phase.

@@ -96,8 +96,9 @@ write_dump() { # write_dump DBDIR DBNAME FILE ROUTINES(present|missing) FAILPOIN
         for k in civicrm_domain.version triggers variable.maintenance_mode; do
             [[ -f $dir/$k ]] && echo "-- fake-civi-kv $k=$(cat "$dir/$k")"
         done
-        # data.<table>: the sites' own data (one line each), what a restore must never lose.
-        for k in "$dir"/data.*; do
+        # data.<table> and count.<table>: the sites' own data (one line each), what a restore
+        # must never lose.
+        for k in "$dir"/data.* "$dir"/count.*; do
             [[ -f $k ]] && echo "-- fake-civi-kv ${k##*/}=$(head -n1 "$k")"
         done
         [[ -f $dir/tables_added ]] && while read -r t; do echo "-- fake-civi-kv tables_added+=$t"; done <"$dir/tables_added"

@@ -13,7 +13,7 @@ use crate::error::PlaybookError;
 use crate::event::Event;
 use crate::journal::SiteUpdate;
 use crate::outcome::{After, SiteOutcome};
-use crate::procedure::{Changed, Procedure};
+use crate::procedure::{AnyProcedure, Changed, Procedure};
 use crate::remote::Remote;
 use crate::vocab::{ArtifactKind, SiteStatus, StepName, StepState, Unit};
 use crate::work::Work;
@@ -415,15 +415,30 @@ pub(crate) fn finish_site(
         });
         return Ok(());
     }
+    // In a migrate run the row says where the site stands across the phases: a phase that
+    // finds nothing to do (or refuses) leaves it, and a cleanup never changes where a site
+    // stands (released or not), only what it says.
+    let (status, in_maintenance) = match (&ctx.settings.procedure, outcome) {
+        (AnyProcedure::Migrate(..), SiteOutcome::Skipped { .. } | SiteOutcome::Refused { .. }) => {
+            ctx.reporter.on_event(&Event::SiteFinished {
+                host: host.into(),
+                site: site.into(),
+                outcome: outcome.clone(),
+            });
+            return Ok(());
+        }
+        (AnyProcedure::Migrate(_, crate::procedure::migrate::Phase::Cleanup(_)), _) => (None, None),
+        _ => (Some(outcome.status()), Some(outcome.left_in_maintenance())),
+    };
     ctx.journal.site(
         &ctx.run,
         host,
         site,
         &SiteUpdate {
-            status: Some(outcome.status()),
+            status,
             detail: Some(&detail),
             from_version: from,
-            in_maintenance: Some(outcome.left_in_maintenance()),
+            in_maintenance,
             ..Default::default()
         },
     )?;

@@ -50,6 +50,7 @@ pub(crate) async fn run_host(ctx: &Ctx, job: &HostJob, batch: usize) -> Vec<Site
             AnyProcedure::Migrate(m, Phase::Import) => h.import(m, &mut results).await,
             AnyProcedure::Migrate(m, Phase::Release) => h.release(m, &mut results).await,
             AnyProcedure::Migrate(m, Phase::Rollback) => h.switch_back(m, &mut results).await,
+            AnyProcedure::Migrate(m, Phase::Cleanup(c)) => h.cleanup(m, c, &mut results).await,
             AnyProcedure::Civicrm | AnyProcedure::Playbook(_) => {
                 h.run(&mut results, &mut froms).await;
             }

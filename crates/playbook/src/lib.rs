@@ -64,8 +64,8 @@ pub use procedure::migrate::manifest::{
 };
 pub use procedure::migrate::plan::{MigratePlanRow, plan_migrate_build};
 pub use procedure::migrate::run::{
-    MigrateOptions, ReleaseOptions, run_migrate_build, run_migrate_import, run_migrate_release,
-    run_migrate_rollback,
+    MigrateOptions, ReleaseOptions, run_migrate_build, run_migrate_cleanup, run_migrate_import,
+    run_migrate_release, run_migrate_rollback,
 };
 pub use procedure::{StepDef, StepInfo, procedure_steps};
 pub use restore::{

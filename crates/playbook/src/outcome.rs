@@ -80,6 +80,18 @@ pub enum SiteOutcome {
         /// The new site's database.
         database: String,
     },
+    /// `fleet migrate cleanup`: what the site no longer needs (the old site once the new one
+    /// is released, else the new site) is removed, each directory and database archived
+    /// first; what `current` serves is never touched. The journal's row keeps saying where
+    /// the site stands (released or not).
+    CleanedUp {
+        /// What `current` serves (kept).
+        serves: String,
+        /// What was removed (databases as `database NAME`, directories as paths).
+        removed: Vec<String>,
+        /// The archives and final dumps left in the site's backup dir.
+        archives: Vec<String>,
+    },
     /// Already at the target version; nothing done.
     Skipped {
         /// Why.
@@ -124,6 +136,7 @@ impl SiteOutcome {
             }
             SiteOutcome::Refused { .. } => SiteStatus::Refused,
             SiteOutcome::Completed { .. }
+            | SiteOutcome::CleanedUp { .. }
             | SiteOutcome::Built { .. }
             | SiteOutcome::Imported { .. } => SiteStatus::Done,
             SiteOutcome::Skipped { .. } => SiteStatus::Skipped,
@@ -157,6 +170,7 @@ impl SiteOutcome {
                 | SiteOutcome::Built { .. }
                 | SiteOutcome::Imported { .. }
                 | SiteOutcome::Released { .. }
+                | SiteOutcome::CleanedUp { .. }
                 | SiteOutcome::Skipped { .. }
         )
     }
@@ -238,6 +252,22 @@ impl fmt::Display for SiteOutcome {
                 f,
                 "built `{release}` with database `{database}`, linked as `preview`; the old site is untouched"
             ),
+            SiteOutcome::CleanedUp {
+                serves,
+                removed,
+                archives,
+                ..
+            } => {
+                if removed.is_empty() {
+                    write!(f, "cleaned up: nothing left to remove")?;
+                } else {
+                    write!(f, "cleaned up: removed {}", removed.join(", "))?;
+                }
+                if !archives.is_empty() {
+                    write!(f, "; archived first to {}", archives.join(", "))?;
+                }
+                write!(f, "; `current` serves `{serves}`")
+            }
             SiteOutcome::Skipped { reason } => write!(f, "skipped: {reason}"),
             SiteOutcome::Failed {
                 step,

@@ -243,6 +243,17 @@ words! {
         /// A new site passed every QA gate of its last import (what they found); emptied when
         /// an import starts, so a release only ever follows a passed QA of the data it has.
         QaPassed = "qa-passed",
+        /// `fleet migrate cleanup`: where a site's own directory in the old Drupal root was
+        /// (recorded before anything is removed, so a cleanup run again finds it).
+        OldSiteDir = "old-site-dir",
+        /// A database's last dump before `fleet migrate cleanup` dropped it: `PATH` once
+        /// recorded, `PATH sha256:HEX` once taken and checked.
+        FinalDump = "final-dump",
+        /// A directory's archive before `fleet migrate cleanup` removed it: `PATH` once
+        /// recorded, `PATH sha256:HEX` once written and checked.
+        Archive = "archive",
+        /// `fleet migrate cleanup` finished with the site: what it removed and archived.
+        CleanedUp = "cleaned-up",
     }
 }
 
@@ -428,9 +439,11 @@ words! {
         PreviewLink = "preview-link",
         /// The `preview` symlink taken back (undo).
         PreviewUnlink = "preview-unlink",
-        /// The new site's database dropped (undo).
+        /// A new site's database dropped (the build's undo), or a database the cleanup drops
+        /// once its final dump is checked.
         DatabaseDrop = "database-drop",
-        /// The new release removed (undo).
+        /// The new release removed (the build's undo, or the cleanup of a release that is
+        /// not served).
         ReleaseRemove = "release-remove",
         /// The built release checked before an import: there, booting on its database.
         ReleaseVerify = "release-verify",
@@ -456,6 +469,14 @@ words! {
         Switch = "switch",
         /// `current` pointed back at the old site.
         SwitchBack = "switch-back",
+        /// `fleet migrate cleanup` reading what a site serves and what it no longer needs.
+        CleanupCheck = "cleanup-check",
+        /// A database dumped (and the dump checked) before the cleanup drops it.
+        FinalDump = "final-dump",
+        /// A directory archived (and the archive checked) before the cleanup removes it.
+        Archive = "archive",
+        /// An old site's code removed by the cleanup (its archive checked first).
+        CodeRemove = "code-remove",
     }
 }
 

@@ -234,7 +234,9 @@ fn join_quoted(items: &[String]) -> String {
     items.iter().map(|m| quote(m)).collect::<Vec<_>>().join(" ")
 }
 
-fn check_dump(file: &str, db: &str) -> String {
+/// Checks the dump `file` of `db` is complete (the header names the database, the last line is
+/// mysqldump's `-- Dump completed` trailer), then prints its SHA-256.
+pub(crate) fn check_dump(file: &str, db: &str) -> String {
     format!(
         "f={f}; [ -s \"$f\" ] || {{ echo \"dump $f is empty\" >&2; exit 1; }}; \
          head -n 5 \"$f\" | grep -qE {named} || {{ echo \"dump $f does not name database {dbq}\" >&2; exit 1; }}; \

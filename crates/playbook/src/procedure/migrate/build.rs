@@ -324,7 +324,7 @@ impl HostRun<'_> {
         )
         .map_err(|(_, e)| (BuiltinStep::ReleaseUnpack, e))?;
         b.made_release = true;
-        let tmp = format!("{}/releases/.{}.tmp", b.base, self.ctx.run);
+        let tmp = release_tmp(&b.base, &self.ctx.run);
         let mut script = format!(
             "set -e; REL={rel}; TMP={tmp}; [ ! -e \"$REL\" ] || {{ echo \"$REL exists already\" >&2; exit 1; }}\n\
              rm -rf \"$TMP\"; mkdir -p \"$TMP/modules/contrib\"\n\
@@ -551,21 +551,11 @@ impl HostRun<'_> {
         let unit = Unit::site(&b.w.site.name);
         let mut problems = Vec::new();
         if b.linked_preview {
-            // Only a link this run pointed at its release is touched: back to where it
-            // pointed before, or gone if there was none.
-            let back = match b.prior_preview.as_deref() {
-                Some(p) if !p.is_empty() => format!(
-                    "ln -sfn {p} \"$B/.preview.{run}\" && mv -T \"$B/.preview.{run}\" \"$B/preview\"",
-                    p = quote(p),
-                    run = self.ctx.run
-                ),
-                _ => "rm -f \"$B/preview\"".to_owned(),
-            };
-            let script = format!(
-                "B={base}; if [ \"$(readlink \"$B/preview\")\" = {rel} ]; then {back}; fi; rm -f \"$B/.preview.{run}\"",
-                base = quote(&b.base),
-                rel = quote(&b.release),
-                run = self.ctx.run,
+            let script = preview_unlink_script(
+                &b.base,
+                &b.release,
+                b.prior_preview.as_deref().unwrap_or(""),
+                &self.ctx.run,
             );
             if let Err(e) = self.exec(&unit, BuiltinStep::PreviewUnlink, &script).await {
                 problems.push(format!("preview link: {}", step_error_text(&e)));
@@ -596,18 +586,11 @@ impl HostRun<'_> {
             }
         }
         if b.made_release {
-            let current = b.w.site.current.as_deref().unwrap_or("");
-            // Drupal's installer makes `sites/default` read-only: writable again before the
-            // removal. A release without this run's marker is not this run's: kept.
-            let script = format!(
-                "REL={rel}; TMP={tmp}; rm -rf \"$TMP\"; [ -e \"$REL\" ] || exit 0\n\
-                 if [ \"$(readlink -f {cur})\" = \"$(readlink -f \"$REL\")\" ]; then echo \"current serves $REL: kept\" >&2; exit 1; fi\n\
-                 if [ \"$(cat \"$REL/{MARKER}\" 2>/dev/null)\" != {mark} ]; then echo \"$REL is not this run's build of the site: kept\" >&2; exit 1; fi\n\
-                 chmod -R u+w \"$REL\" && rm -rf \"$REL\"",
-                rel = quote(&b.release),
-                cur = quote(current),
-                tmp = quote(&format!("{}/releases/.{}.tmp", b.base, self.ctx.run)),
-                mark = quote(&b.marker(&self.ctx.run)),
+            let script = release_remove_script(
+                &b.release,
+                &release_tmp(&b.base, &self.ctx.run),
+                b.w.site.current.as_deref().unwrap_or(""),
+                &b.marker(&self.ctx.run),
             );
             if let Err(e) = self.exec(&unit, BuiltinStep::ReleaseRemove, &script).await {
                 problems.push(format!("release `{}`: {}", b.release, step_error_text(&e)));
@@ -622,6 +605,45 @@ impl HostRun<'_> {
             ))
         }
     }
+}
+
+/// Where a build unpacks a release before renaming it into place.
+pub(crate) fn release_tmp(base: &str, run: &str) -> String {
+    format!("{base}/releases/.{run}.tmp")
+}
+
+/// Takes `preview` (in `base`) back from `release`: to `prior` (where it pointed before the
+/// build), or gone when there was none. A link showing anything else is left alone.
+pub(crate) fn preview_unlink_script(base: &str, release: &str, prior: &str, run: &str) -> String {
+    let back = if prior.is_empty() {
+        "rm -f \"$B/preview\"".to_owned()
+    } else {
+        format!(
+            "ln -sfn {p} \"$B/.preview.{run}\" && mv -T \"$B/.preview.{run}\" \"$B/preview\"",
+            p = quote(prior),
+        )
+    };
+    format!(
+        "B={base}; if [ \"$(readlink \"$B/preview\")\" = {rel} ]; then {back}; fi; rm -f \"$B/.preview.{run}\"",
+        base = quote(base),
+        rel = quote(release),
+    )
+}
+
+/// Removes `release` (and a build's leftover `tmp`), never one `current` serves nor one
+/// without the marker `mark` (another run's build). Drupal's installer makes `sites/default`
+/// read-only: writable again before the removal.
+pub(crate) fn release_remove_script(release: &str, tmp: &str, current: &str, mark: &str) -> String {
+    format!(
+        "REL={rel}; TMP={tmp}; rm -rf \"$TMP\"; [ -e \"$REL\" ] || exit 0\n\
+         if [ \"$(readlink -f {cur})\" = \"$(readlink -f \"$REL\")\" ]; then echo \"current serves $REL: kept\" >&2; exit 1; fi\n\
+         if [ \"$(cat \"$REL/{MARKER}\" 2>/dev/null)\" != {mark} ]; then echo \"$REL is not this run's build of the site: kept\" >&2; exit 1; fi\n\
+         chmod -R u+w \"$REL\" && rm -rf \"$REL\"",
+        rel = quote(release),
+        cur = quote(current),
+        tmp = quote(tmp),
+        mark = quote(mark),
+    )
 }
 
 #[cfg(test)]

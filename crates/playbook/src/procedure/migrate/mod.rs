@@ -4,6 +4,7 @@
 //! with the old release and database kept for the way back.
 
 mod build;
+pub(crate) mod cleanup;
 pub(crate) mod discovery;
 mod import;
 pub(crate) mod manifest;
@@ -105,6 +106,22 @@ impl crate::engine::HostRun<'_> {
         use crate::vocab::{ArtifactKind, BuiltinStep};
         let mut out = Vec::new();
         for s in &self.job.host.sites {
+            if let Some(done) = self.site_artifact(&s.name, ArtifactKind::CleanedUp) {
+                let reason = format!(
+                    "`fleet migrate cleanup` removed what this run made for the site ({done})"
+                );
+                let outcome = if passed {
+                    crate::outcome::SiteOutcome::NotStarted { reason }
+                } else {
+                    crate::engine::failed(
+                        BuiltinStep::ReleaseVerify,
+                        &reason,
+                        crate::outcome::After::Untouched,
+                    )
+                };
+                results.insert(s.name.clone(), outcome);
+                continue;
+            }
             let release = self.site_artifact(&s.name, ArtifactKind::Release);
             let database = self.site_artifact(&s.name, ArtifactKind::NewDatabase);
             let qa = !passed
@@ -141,7 +158,7 @@ impl crate::engine::HostRun<'_> {
 }
 
 /// The phases of a migrate run, each run separately on the same run id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// A new release and database beside each old site (`fleet migrate build`).
     Build,
@@ -153,6 +170,8 @@ pub(crate) enum Phase {
     Release,
     /// Released sites switched back to their old site (`fleet migrate rollback RUN`).
     Rollback,
+    /// What the sites no longer need removed, archived first (`fleet migrate cleanup RUN`).
+    Cleanup(std::sync::Arc<cleanup::Cleanup>),
 }
 
 /// Stops the in-place upgrade's way back (`recover`, `resume`, `rollback`) at a migrate run:

@@ -456,6 +456,17 @@ impl HostRun<'_> {
     ) {
         for s in &self.job.host.sites {
             let unit = Unit::site(&s.name);
+            if let Some(done) = self.site_artifact(&s.name, ArtifactKind::CleanedUp) {
+                results.insert(
+                    s.name.clone(),
+                    SiteOutcome::Refused {
+                        reason: format!(
+                            "`fleet migrate cleanup` removed the way back ({done}); its archives and final dumps are in the site's backup dir"
+                        ),
+                    },
+                );
+                continue;
+            }
             let read = |kind| {
                 self.ctx
                     .journal

@@ -359,7 +359,86 @@ pub async fn run_migrate_rollback(
     cancel: &Cancel,
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
-    let mut jobs = run_sites(jobs, journal, run)?;
+    let jobs = named_sites(run_sites(jobs, journal, run)?, run, sites)?;
+    journal.reopen_run(&run.id)?;
+    let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Rollback);
+    run_phase(
+        client,
+        jobs,
+        procedure,
+        run.id.clone(),
+        opts,
+        journal,
+        reporter,
+        cancel,
+    )
+    .await
+}
+
+/// Removes what run `run`'s sites no longer need, once their last change is older than
+/// `older_than` (see `cleanup.rs`): the old site of a released site, the new site of one
+/// that is not; `sites` narrows it as for the rollback. Every host at once.
+///
+/// # Errors
+///
+/// As [`run_migrate_rollback`].
+#[allow(clippy::too_many_arguments)]
+pub async fn run_migrate_cleanup(
+    client: &Client,
+    jobs: Vec<HostJob>,
+    run: &RunRow,
+    sites: &[String],
+    older_than: Duration,
+    opts: &MigrateOptions,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
+    let manifest = recorded_manifest(journal, run)?;
+    // Every inventory site's `current`, before the jobs are narrowed to the run's sites: an
+    // old root that any of them serves stays.
+    let served = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.host.name.clone(),
+                j.host
+                    .sites
+                    .iter()
+                    .filter_map(|s| s.current.clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    let jobs = named_sites(run_sites(jobs, journal, run)?, run, sites)?;
+    journal.reopen_run(&run.id)?;
+    let phase = Phase::Cleanup(Arc::new(super::cleanup::Cleanup { older_than, served }));
+    let procedure = AnyProcedure::Migrate(Arc::new(manifest), phase);
+    run_phase(
+        client,
+        jobs,
+        procedure,
+        run.id.clone(),
+        opts,
+        journal,
+        reporter,
+        cancel,
+    )
+    .await
+}
+
+/// `jobs` narrowed to the sites named (`site` or `host/site`; none named: all), each of
+/// which must be one of the run's.
+fn named_sites(
+    mut jobs: Vec<HostJob>,
+    run: &RunRow,
+    sites: &[String],
+) -> Result<Vec<HostJob>, PlaybookError> {
+    let named = |host: &str, s: &fleet_inventory::Site| {
+        sites
+            .iter()
+            .any(|n| *n == s.name || *n == format!("{host}/{}", s.name))
+    };
     for name in sites {
         let found = jobs.iter().any(|j| {
             j.host
@@ -377,27 +456,10 @@ pub async fn run_migrate_rollback(
     if !sites.is_empty() {
         for j in &mut jobs {
             let host = j.host.name.clone();
-            j.host.sites.retain(|s| {
-                sites
-                    .iter()
-                    .any(|n| *n == s.name || *n == format!("{host}/{}", s.name))
-            });
+            j.host.sites.retain(|s| named(&host, s));
         }
     }
-    let jobs = with_sites(jobs)?;
-    journal.reopen_run(&run.id)?;
-    let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Rollback);
-    run_phase(
-        client,
-        jobs,
-        procedure,
-        run.id.clone(),
-        opts,
-        journal,
-        reporter,
-        cancel,
-    )
-    .await
+    with_sites(jobs)
 }
 
 /// `jobs` narrowed to run `run`'s own sites (hosts without one left out).
