@@ -477,6 +477,9 @@ words! {
         Archive = "archive",
         /// An old site's code removed by the cleanup (its archive checked first).
         CodeRemove = "code-remove",
+        /// The new site's settings made to read the old site's connection from a copy in the
+        /// release, before the cleanup removes the old site's own settings file.
+        SettingsDetach = "settings-detach",
     }
 }
 

@@ -126,6 +126,12 @@ fn cleanup_removes_what_each_site_no_longer_needs_archived_first_and_never_what_
             s.current.parent().unwrap().join("releases").join(&run)
         );
         serves_version(&u, s, DRUPAL_RELEASE);
+        // The new site reads the old connection from its own copy of the old settings now.
+        let rel = s.current.parent().unwrap().join("releases").join(&run);
+        let settings = std::fs::read_to_string(rel.join("sites/default/settings.php")).unwrap();
+        assert!(settings.contains("legacy.settings.php"), "{settings}");
+        assert!(!settings.contains("drupal 7/sites"), "{settings}");
+        assert!(rel.join("sites/default/legacy.settings.php").is_file());
     }
     // h01: site2 is still served from the old root, so only site1's own dir went (archived).
     let h1s1 = site(&u, "h01", "site1");

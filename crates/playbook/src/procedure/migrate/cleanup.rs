@@ -22,6 +22,7 @@ use fleet_remote_exec::quote;
 
 use super::build::{preview_unlink_script, release_remove_script, release_tmp};
 use super::manifest::Manifest;
+use super::settings::php_str;
 use crate::discovery::{Facts, KV, safe_path, unhex};
 use crate::engine::{HostRun, StepError, failed, step_error_text};
 use crate::outcome::{After, SiteOutcome};
@@ -455,6 +456,9 @@ impl HostRun<'_> {
                 .map_err(journal_err(BuiltinStep::CleanupCheck))?;
             }
         }
+        // The new site reads the old site's connection from the old site's settings file
+        // (see `settings.rs`): from a copy of it in the release before that file can go.
+        self.detach_settings(m, work, &found.lock_dir).await?;
         // Another site whose settings name the same database keeps it.
         let others: Vec<&String> = found.db_users.iter().filter(|d| *d != site_dir).collect();
         if !old_db.is_empty() && others.is_empty() {
@@ -474,11 +478,80 @@ impl HostRun<'_> {
                 "grep -q \"define('VERSION', '7\\.\" \"$D/includes/bootstrap.inc\" || {{ echo \"$D is no Drupal 7 root\" >&2; exit 1; }}; {}",
                 not_served(work.served, "$D")
             ))
-            .await
+            .await?;
         } else {
             let name = format!("{}-site-dir.tar.gz", work.w.site.name);
-            self.archive_then_remove(work, site_dir, &name, "").await
+            self.archive_then_remove(work, site_dir, &name, "").await?;
         }
+        // What `current` serves still boots without the old site.
+        self.boots(m, work, BuiltinStep::QaBoot).await
+    }
+
+    /// The release's drush, run in the release.
+    fn release_drush(m: &Manifest, release: &str) -> String {
+        format!(
+            "cd {} && {}",
+            quote(release),
+            quote(&format!("{release}/{}", m.site.drush))
+        )
+    }
+
+    /// `drush status` of the release says it boots.
+    async fn boots(&self, m: &Manifest, work: &SiteCleanup<'_>, step: BuiltinStep) -> Step {
+        let unit = Unit::site(&work.w.site.name);
+        let script = format!(
+            "{} status --format=json",
+            Self::release_drush(m, &work.release)
+        );
+        self.exec_probed(&unit, step, &script, "", |out| {
+            let v: serde_json::Value = serde_json::from_str(out.trim())
+                .map_err(|_| "drush status printed no JSON".to_owned())?;
+            if v.get("bootstrap").and_then(|x| x.as_str()) == Some("Successful") {
+                Ok(())
+            } else {
+                Err("the new site does not boot (drush status: no successful bootstrap)".into())
+            }
+        })
+        .await
+        .map_err(at(step))
+    }
+
+    /// Copies the old site's settings file into the release (`legacy.settings.php`, its mode
+    /// kept) and points the new settings' include at the copy, then checks the site boots.
+    /// Done already (the include names the copy): only the check.
+    async fn detach_settings(
+        &self,
+        m: &Manifest,
+        work: &SiteCleanup<'_>,
+        old_site_dir: &str,
+    ) -> Step {
+        let unit = Unit::site(&work.w.site.name);
+        let dir = format!("{}/sites/default", work.release);
+        let old = format!("{old_site_dir}/settings.php");
+        let copy = format!("{dir}/legacy.settings.php");
+        let (old_lit, new_lit) = (php_str(&old), php_str(&copy));
+        let script = format!(
+            "S={s}; OLD={old}; COPY={copy}; O={ol}; N={nl}\n\
+             if grep -qF \"include $N\" \"$S/settings.php\"; then exit 0; fi\n\
+             grep -qF \"include $O\" \"$S/settings.php\" || {{ echo \"$S/settings.php includes neither the old site's settings nor a copy: left as it is\" >&2; exit 1; }}\n\
+             [ -f \"$OLD\" ] || {{ echo \"$OLD is gone: the new site cannot be detached from it\" >&2; exit 1; }}\n\
+             m=$(stat -c %a \"$S\"); chmod u+w \"$S\" || exit 1\n\
+             ok=0; cp -p \"$OLD\" \"$COPY.tmp\" && mv \"$COPY.tmp\" \"$COPY\" \\\n\
+               && O=\"include $O\" N=\"include $N\" awk '{{ i = index($0, ENVIRON[\"O\"]); if (i) $0 = substr($0, 1, i - 1) ENVIRON[\"N\"] substr($0, i + length(ENVIRON[\"O\"])); print }}' \"$S/settings.php\" > \"$S/settings.php.tmp\" \\\n\
+               && grep -qF \"include $N\" \"$S/settings.php.tmp\" && ! grep -qF \"include $O\" \"$S/settings.php.tmp\" \\\n\
+               && chmod --reference=\"$S/settings.php\" \"$S/settings.php.tmp\" && mv \"$S/settings.php.tmp\" \"$S/settings.php\" && ok=1\n\
+             rm -f \"$S/settings.php.tmp\"; chmod \"$m\" \"$S\"\n\
+             [ \"$ok\" = 1 ] || {{ echo \"the new settings could not be pointed at $COPY\" >&2; exit 1; }}",
+            s = quote(&dir),
+            old = quote(&old),
+            copy = quote(&copy),
+            ol = quote(&old_lit),
+            nl = quote(&new_lit),
+        );
+        self.exec(&unit, BuiltinStep::SettingsDetach, &script)
+            .await
+            .map_err(at(BuiltinStep::SettingsDetach))?;
+        self.boots(m, work, BuiltinStep::SettingsDetach).await
     }
 
     fn check_old_root(&self, old_root: &str, found: &Found, site_dir: &str) -> Result<(), String> {
@@ -587,11 +660,7 @@ impl HostRun<'_> {
     ) -> Step {
         let db = sql_name(db).map_err(|e| (BuiltinStep::FinalDump, StepError::Failed(e)))?;
         let dunit = Unit::Database(db.to_owned());
-        let drush = format!(
-            "cd {} && {}",
-            quote(&work.release),
-            quote(&format!("{}/{}", work.release, m.site.drush))
-        );
+        let drush = Self::release_drush(m, &work.release);
         let exists = format!(
             "o=$({drush} sql:query --database={k} \"SHOW DATABASES LIKE '{db}'\") || {{ echo \"cannot ask whether {db} exists\" >&2; exit 1; }}; printf '%s\\n' \"$o\" | grep -qx {dbq}",
             k = quote(server),
