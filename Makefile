@@ -31,7 +31,8 @@ build:
 
 ## demo: start a lab of 6 real sshd hosts with CiviCRM sites served by nginx, run fleet exec
 ## and a rolling fleet upgrade (canary, then the rest), show the journal, then a major Drupal
-## upgrade with fleet migrate (plan, build, import, release, one site rolled back), stop the lab
+## upgrade with fleet migrate (plan, build, import, release, one site rolled back, h01
+## cleaned up), stop the lab
 demo: deps build
 	@set -euo pipefail; \
 	dir=$(DEMO_DIR); \
@@ -69,7 +70,11 @@ demo: deps build
 	echo; echo "\$$ fleet -i $$inv migrate rollback $$mrun --site h01/site1"; \
 	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate rollback "$$mrun" --site h01/site1; \
 	echo; echo "\$$ curl -s -H 'Host: site1.h01.test' http://$$addr:8080/"; \
-	curl -s -H 'Host: site1.h01.test' "http://$$addr:8080/"
+	curl -s -H 'Host: site1.h01.test' "http://$$addr:8080/"; \
+	echo; echo "\$$ fleet -i $$inv migrate cleanup $$mrun --older-than 0s --site h01/site1 --site h01/site2"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate cleanup "$$mrun" --older-than 0s --site h01/site1 --site h01/site2; \
+	echo; echo "\$$ curl -s -H 'Host: site2.h01.test' http://$$addr:8080/"; \
+	curl -s -H 'Host: site2.h01.test' "http://$$addr:8080/"
 
 ## test: the whole suite against real sshd hosts on 127.0.0.0/8
 test: deps
