@@ -17,8 +17,12 @@ pub(crate) struct Upgrade {
 
 impl Upgrade {
     pub(crate) fn new(hosts: usize, per_host: usize) -> Self {
-        let lab = TestLab::with_sites(hosts, per_host, FROM);
-        let sites = lab.sites(&SitesOptions::new(per_host, FROM));
+        Self::with(hosts, SitesOptions::new(per_host, FROM))
+    }
+
+    pub(crate) fn with(hosts: usize, opts: SitesOptions) -> Self {
+        let lab = TestLab::with_sites_opts(hosts, &opts);
+        let sites = lab.sites(&opts);
         Self {
             lab,
             state: tempfile::tempdir().expect("state dir"),

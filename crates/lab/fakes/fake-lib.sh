@@ -116,7 +116,10 @@ write_dump() { # write_dump DBDIR DBNAME FILE ROUTINES(present|missing) FAILPOIN
 restore_from_stdin() { # restore_from_stdin DEFAULT_DBNAME
     local input db=$1 line k v dir
     input=$(cat)
-    if [[ $input =~ db=([A-Za-z0-9_]+) ]]; then db=${BASH_REMATCH[1]}; fi
+    # As mysql: a `USE` before the dump's statements picks the database they go to (the
+    # dump's header comment names the one it was taken from, which is the default).
+    if [[ $input =~ (^|$'\n')USE\ \`([A-Za-z0-9_]+)\`\; ]]; then db=${BASH_REMATCH[2]}
+    elif [[ $input =~ db=([A-Za-z0-9_]+) ]]; then db=${BASH_REMATCH[1]}; fi
     dir=$STATE/db/$db
     if grep -qE 'DROP DATABASE|-- fake-civi DROP-ALL' <<<"$input" || [[ ${FAKE_CIVI_STRICT_RESTORE:-0} != 1 ]]; then
         rm -rf "$dir"

@@ -21,6 +21,10 @@ use crate::{Lab, LabError};
 /// The Drupal version of the lab's new-major release.
 pub const DRUPAL_RELEASE: &str = "10.3.1";
 
+/// The CiviCRM the Drupal release carries (`vendor/civicrm/civicrm-core`, as Composer puts
+/// it): newer than every lab site's, so a migrated site's CiviCRM database is upgraded.
+pub const DRUPAL_RELEASE_CIVICRM: &str = "5.75.0";
+
 /// The contrib modules the lab's migration uses, with their versions.
 pub const CONTRIB: &[(&str, &str)] = &[("migrate_plus", "6.0.4"), ("migrate_upgrade", "4.0.2")];
 
@@ -71,6 +75,10 @@ impl Lab {
         write(
             &root.join("composer.json"),
             "{\"name\": \"drupal/recommended-project\", \"require\": {\"drush/drush\": \"^12\"}}\n",
+        )?;
+        crate::sites::write_code(
+            &root.join("vendor/civicrm/civicrm-core"),
+            DRUPAL_RELEASE_CIVICRM,
         )?;
         let drush = root.join("vendor/bin/drush");
         let fake = self.dir().join("bin/fake-drush12");
@@ -137,6 +145,7 @@ fn manifest_text(
         t,
         "\n[site]\nprofile = \"minimal\"\ndatabase = \"{{old_db}}_d10\"\nenable = [\"migrate\", \"migrate_drupal\", \"migrate_plus\", \"migrate_upgrade\"]"
     );
+    let _ = writeln!(t, "\n[civicrm]\ndatabase = \"{{old_db}}_d10\"");
     let _ = writeln!(
         t,
         "\n[qa]\ncount_tolerance = 0\nprobe = \"http://{{address}}:{port}/\"\nmarker = {}",

@@ -77,7 +77,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use agent::TestAgent;
-pub use drupal::{CONTRIB, DRUPAL_RELEASE, DrupalRelease};
+pub use drupal::{CONTRIB, DRUPAL_RELEASE, DRUPAL_RELEASE_CIVICRM, DrupalRelease};
 pub use error::LabError;
 pub use keys::generate_client_key;
 pub use latency::Latency;

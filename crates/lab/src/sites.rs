@@ -19,7 +19,8 @@
 //! answers with (what PHP would render), naming the site and its Drupal version.
 //!
 //! On odd hosts every site shares one CiviCRM database (`civicrm_hNN`, one DB upgrade for all);
-//! on even hosts each site has its own (`civicrm_hNN_K`). Every site has its own Drupal DB.
+//! on even hosts each site has its own (`civicrm_hNN_K`), and on every host with
+//! [`SitesOptions::own_civicrm`]. Every site has its own Drupal DB.
 //! Site 1 starts with `maintenance_mode` 0 and has `civicrm_rules` to disable; the others
 //! have never saved `maintenance_mode` (drush answers "No matching variable found").
 
@@ -49,6 +50,9 @@ pub struct SitesOptions {
     /// Version of the release tarball written to `DIR/civicrm-<release>-drupal.tar.gz` (and
     /// of its localization tarball, `DIR/civicrm-<release>-l10n.tar.gz`).
     pub release: String,
+    /// Whether the sites of odd-numbered hosts share one CiviCRM database (the default; else
+    /// every site has its own).
+    pub shared_civicrm: bool,
 }
 
 impl SitesOptions {
@@ -58,7 +62,15 @@ impl SitesOptions {
             per_host,
             version: version.to_owned(),
             release: next_minor(version),
+            shared_civicrm: true,
         }
+    }
+
+    /// Every site with its own CiviCRM database.
+    #[must_use]
+    pub fn own_civicrm(mut self) -> Self {
+        self.shared_civicrm = false;
+        self
     }
 }
 
@@ -257,7 +269,7 @@ impl Lab {
         let mut out = Vec::new();
         for (i, h) in self.hosts().iter().enumerate() {
             let root = h.root.join("www/drupal 7");
-            let shared_db = i % 2 == 0;
+            let shared_db = opts.shared_civicrm && i % 2 == 0;
             for k in 1..=opts.per_host {
                 let name = format!("site{k}");
                 let uri_host = format!("{name}.{}.test", h.name);
@@ -369,7 +381,8 @@ pub(crate) fn write(path: &Path, text: &str) -> Result<(), LabError> {
 }
 
 /// A CiviCRM code dir at `version` with the markers the fakes and fleet look at.
-fn write_code(dir: &Path, version: &str) -> Result<(), LabError> {
+/// A CiviCRM codebase of `version` in `dir` (what `cv` and the CiviCRM drush commands read).
+pub(crate) fn write_code(dir: &Path, version: &str) -> Result<(), LabError> {
     write(
         &dir.join("xml/version.xml"),
         &format!(
@@ -418,7 +431,8 @@ fn lay_out(site: &LabSite, version: &str, first: bool) -> Result<(), LabError> {
         &format!(
             "<?php\n$civicrm_root = '{code}/';\ndefine('CIVICRM_DSN', 'mysql://civi:secret@localhost/{civi}?new_link=true');\n\
              define('CIVICRM_UF_DSN', 'mysql://cms:secret@localhost/{cms}?new_link=true');\n\
-             define('CIVICRM_TEMPLATE_COMPILEDIR', '{tc}/');\ndefine('CIVICRM_UF_BASEURL', '{uri}/');\ndefine('CIVICRM_DOMAIN_ID', 1);\n",
+             define('CIVICRM_TEMPLATE_COMPILEDIR', '{tc}/');\ndefine('CIVICRM_UF_BASEURL', '{uri}/');\ndefine('CIVICRM_DOMAIN_ID', 1);\n\
+             define( 'CIVICRM_UF', 'Drupal' );\ndefine('CIVICRM_SITE_KEY', 'fake-site-key-{civi}');\n",
             code = code.display(),
             civi = site.civi_db,
             cms = site.cms_db,

@@ -66,8 +66,17 @@ impl TestLab {
     ///
     /// As [`TestLab::start`].
     pub fn with_sites(hosts: usize, per_host: usize, version: &str) -> TestLab {
+        TestLab::with_sites_opts(hosts, &crate::SitesOptions::new(per_host, version))
+    }
+
+    /// [`TestLab::start`], then [`Lab::add_sites`] with `opts`.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestLab::start`].
+    pub fn with_sites_opts(hosts: usize, opts: &crate::SitesOptions) -> TestLab {
         let lab = TestLab::start(hosts);
-        lab.add_sites(&crate::SitesOptions::new(per_host, version))
+        lab.add_sites(opts)
             .unwrap_or_else(|e| panic!("fleet-lab sites: {}", e.chain()));
         lab
     }

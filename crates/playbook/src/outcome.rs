@@ -91,6 +91,8 @@ pub enum SiteOutcome {
         removed: Vec<String>,
         /// The archives and final dumps left in the site's backup dir.
         archives: Vec<String>,
+        /// What was kept that might have gone, and why.
+        kept: Vec<String>,
     },
     /// Already at the target version; nothing done.
     Skipped {
@@ -256,7 +258,7 @@ impl fmt::Display for SiteOutcome {
                 serves,
                 removed,
                 archives,
-                ..
+                kept,
             } => {
                 if removed.is_empty() {
                     write!(f, "cleaned up: nothing left to remove")?;
@@ -265,6 +267,9 @@ impl fmt::Display for SiteOutcome {
                 }
                 if !archives.is_empty() {
                     write!(f, "; archived first to {}", archives.join(", "))?;
+                }
+                if !kept.is_empty() {
+                    write!(f, "; kept {}", kept.join("; "))?;
                 }
                 write!(f, "; `current` serves `{serves}`")
             }

@@ -252,8 +252,16 @@ words! {
         /// A directory's archive before `fleet migrate cleanup` removed it: `PATH` once
         /// recorded, `PATH sha256:HEX` once written and checked.
         Archive = "archive",
+        /// What `fleet migrate cleanup` removes of a site (its side, database, directory),
+        /// recorded before anything is: from then on the site's way back is closed.
+        CleanupPlan = "cleanup-plan",
         /// `fleet migrate cleanup` finished with the site: what it removed and archived.
         CleanedUp = "cleaned-up",
+        /// The copy of the old site's CiviCRM database the new site runs on, recorded once
+        /// fleet has seen it does not exist and before it is made: the run's own.
+        NewCivicrmDatabase = "new-civicrm-database",
+        /// The old site's CiviCRM database the copy is taken from (never changed by the run).
+        OldCivicrmDatabase = "old-civicrm-database",
     }
 }
 
@@ -477,6 +485,14 @@ words! {
         Archive = "archive",
         /// An old site's code removed by the cleanup (its archive checked first).
         CodeRemove = "code-remove",
+        /// Whether the old site runs CiviCRM, on which database, and the release's CiviCRM.
+        CivicrmCheck = "civicrm-check",
+        /// The old site's CiviCRM database dumped and loaded into the new site's copy.
+        CivicrmCopy = "civicrm-copy",
+        /// The new site's `civicrm.settings.php`, made from the old one for the copy.
+        CivicrmSettings = "civicrm-settings",
+        /// `cv upgrade:db` of the copy with the release's CiviCRM, then its versions checked.
+        CivicrmUpgrade = "civicrm-upgrade",
         /// The new site's settings made to read the old site's connection from a copy in the
         /// release, before the cleanup removes the old site's own settings file.
         SettingsDetach = "settings-detach",

@@ -6,6 +6,7 @@ use fleet_lab::{DRUPAL_RELEASE, WEB_PORT};
 use crate::upgrade::Upgrade;
 use crate::{both, fleet, redact, run, stderr, stdout};
 
+mod civicrm;
 mod cleanup;
 mod rollout;
 
@@ -193,8 +194,13 @@ impl Poller {
 }
 
 /// A lab of `hosts` x `per_host` sites served by nginx, with the Drupal 10 release.
+/// Every site has its own CiviCRM database (a shared one is refused by the import: see
+/// `civicrm.rs`).
 pub(super) fn migrate_lab(hosts: usize, per_host: usize) -> (Upgrade, fleet_lab::DrupalRelease) {
-    let mut u = Upgrade::new(hosts, per_host);
+    let mut u = Upgrade::with(
+        hosts,
+        fleet_lab::SitesOptions::new(per_host, crate::upgrade::FROM).own_civicrm(),
+    );
     let release = u
         .lab
         .write_drupal_release(DRUPAL_RELEASE, WEB_PORT)

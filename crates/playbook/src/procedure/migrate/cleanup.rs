@@ -2,17 +2,26 @@
 //! longer needs goes, once the site's last change in the run is older than AGE.
 //! - A released site (`current` serves the run's release) no longer needs its old side: the
 //!   old Drupal database, the site's own directory in the old Drupal root, and the old root
-//!   itself once no other site is in it or served from it.
+//!   itself once no other site is in it or served from it. The new site first gets its own
+//!   copy of the old settings file it reads the old connection from.
 //! - A site that is not released (QA failed, never released, switched back) no longer needs
 //!   its new side: the `preview` link (when it shows the release), the new database (a
 //!   switched-back site may have taken writes in it) and the release.
 //!
-//! Nothing is removed before its copy is checked: a database is dumped and the dump checked
-//! (named, complete, its SHA-256 recorded) before it is dropped; a directory is archived and
-//! the archive read back before it is removed; each copy stays in the site's backup dir.
-//! What `current` serves is read on the host and never removed, whatever the journal says.
-//! Each removal is journaled before it happens and skips what is gone already, so a cleanup
-//! run again (after a crash or a failure) finishes the job.
+//! The order keeps every way back open until the copies exist: the plan (which side, which
+//! database, which directory) is journaled first, and from then on the release, import and
+//! rollback refuse the site; every copy is taken and checked (a dump named and complete, an
+//! archive read back, SHA-256 recorded) before anything goes; a directory is moved aside
+//! (atomic), the site checked to still boot (moved back if not), and only then is the
+//! database dropped and the directory deleted. Every destructive script checks on the host
+//! first that `current` still serves what the plan says. Each step skips what is done
+//! already, so a cleanup run again (after a crash or a failure) finishes the plan.
+//!
+//! Fail closed: a database is kept unless the site's own settings name it and no other
+//! site's settings name it or hide their database; a site directory is kept unless its
+//! settings name the site's database (a `sites.php` alias could make it another site's).
+
+mod script;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,15 +29,16 @@ use std::time::Duration;
 use fleet_inventory::Site;
 use fleet_remote_exec::quote;
 
-use super::build::{preview_unlink_script, release_remove_script, release_tmp};
+use super::build::{preview_unlink_script, release_tmp};
 use super::manifest::Manifest;
 use super::settings::php_str;
-use crate::discovery::{Facts, KV, safe_path, unhex};
+use crate::discovery::{Facts, safe_path};
 use crate::engine::{HostRun, StepError, failed, step_error_text};
 use crate::outcome::{After, SiteOutcome};
 use crate::procedure::civicrm::commands::{check_dump, verify_dump};
 use crate::vocab::{ArtifactKind, BuiltinStep, StepName, Unit};
 use crate::work::Work;
+use script::{Found, sha_line, sql_name};
 
 /// What a cleanup is told beyond the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,117 +62,70 @@ const CHANGES: [BuiltinStep; 8] = [
     BuiltinStep::QaCheck,
 ];
 
-/// What the cleanup's read-only check found of one site.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Found {
-    /// `current`, resolved.
-    serves: String,
-    /// The release, resolved (empty: it is gone).
-    release_real: String,
-    /// The release's marker file (naming run and site).
-    marker: String,
-    /// The old root, when it still stands.
-    old_exists: bool,
-    /// Its `includes/bootstrap.inc` version.
-    old_version: String,
-    /// `sites/<dir>` of the site in the old root, by the discovery's rule.
-    site_dir: String,
-    /// The same under the inventory's root: what every run's lock of the site is keyed by.
-    lock_dir: String,
-    /// Every `sites/<dir>` of the old root with a `settings.php`.
-    settings: Vec<String>,
-    /// Those of them whose settings name the old database.
-    db_users: Vec<String>,
-    /// Every inventory site's `current` on the host, resolved.
-    served_any: Vec<String>,
+/// What a cleanup removes of a site, journaled before anything is: a cleanup run again
+/// goes on with it, and the release, import and rollback refuse a site that has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The old side (the site is released) or the new one.
+    pub(crate) old_side: bool,
+    /// The database to drop (none: kept).
+    pub(crate) drop: Option<String>,
+    /// The directory to remove (none: kept).
+    pub(crate) code: Option<String>,
+    /// What is kept, and why.
+    pub(crate) kept: Vec<String>,
 }
 
-fn check_script(
-    site: &Site,
-    release: &str,
-    old_root: &str,
-    old_db: &str,
-    served: &[String],
-) -> String {
-    let mut s = String::from(KV);
-    s.push_str(
-        r#"cleancheck() {
-  C=$1; REL=$2; OLD=$3; H=$4; DB=$5; R=$6
-  kv serves "$(readlink -f "$C")"
-  if [ -e "$REL" ]; then kv release_real "$(readlink -f "$REL")"; kv marker "$(cat "$REL/.fleet-release" 2>/dev/null)"; fi
-  if [ -d "$R/sites/$H" ]; then kv lock_dir "$R/sites/$H"; else kv lock_dir "$R/sites/default"; fi
-  [ -n "$OLD" ] && [ -d "$OLD" ] || return 0
-  kv old_exists 1
-  kv old_version "$(sed -n "s/^define('VERSION', '\([^']*\)');.*/\1/p" "$OLD/includes/bootstrap.inc" 2>/dev/null | head -n1)"
-  if [ -d "$OLD/sites/$H" ]; then kv site_dir "$OLD/sites/$H"; else kv site_dir "$OLD/sites/default"; fi
-  for f in "$OLD"/sites/*/settings.php; do
-    [ -f "$f" ] || continue
-    kv settings "${f%/settings.php}"
-    [ -n "$DB" ] && grep -qE "[\"']$DB[\"']" "$f" && kv db_user "${f%/settings.php}"
-  done
-  return 0
-}
-"#,
-    );
-    s.push_str(&format!(
-        "cleancheck {c} {rel} {old} {h} {db} {r}\n",
-        c = quote(site.current.as_deref().unwrap_or("")),
-        rel = quote(release),
-        old = quote(old_root),
-        h = quote(&super::uri_host(&site.uri)),
-        db = quote(old_db),
-        r = quote(&site.root),
-    ));
-    for c in served {
-        s.push_str(&format!("kv served_any \"$(readlink -f {})\"\n", quote(c)));
-    }
-    s
-}
-
-fn parse_found(out: &str) -> Found {
-    let mut f = Found::default();
-    for line in out.lines() {
-        let Some((k, hex)) = line.split_once('=') else {
-            continue;
-        };
-        let Some(v) = unhex(hex) else { continue };
-        match k {
-            "serves" => f.serves = v,
-            "release_real" => f.release_real = v,
-            "marker" => f.marker = v.trim().to_owned(),
-            "old_exists" => f.old_exists = true,
-            "old_version" => f.old_version = v.trim().to_owned(),
-            "site_dir" => f.site_dir = v,
-            "lock_dir" => f.lock_dir = v,
-            "settings" => f.settings.push(v),
-            "db_user" => f.db_users.push(v),
-            "served_any" => f.served_any.push(v),
-            _ => {}
+impl Plan {
+    fn to_text(&self) -> String {
+        let mut t = format!(
+            "side={}\ndrop={}\ncode={}\n",
+            if self.old_side { "old" } else { "new" },
+            self.drop.as_deref().unwrap_or(""),
+            self.code.as_deref().unwrap_or("")
+        );
+        for k in &self.kept {
+            t.push_str(&format!("kept={k}\n"));
         }
+        t
     }
-    f
-}
 
-/// A database name fleet itself recorded, checked again before it goes into SQL.
-fn sql_name(db: &str) -> Result<&str, String> {
-    if !db.is_empty() && db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        Ok(db)
-    } else {
-        Err(format!(
-            "database name `{}` is not of [A-Za-z0-9_]",
-            db.escape_debug()
-        ))
+    pub(crate) fn parse(text: &str) -> Option<Plan> {
+        let mut p = Plan {
+            old_side: false,
+            drop: None,
+            code: None,
+            kept: Vec::new(),
+        };
+        let mut side = None;
+        for line in text.lines() {
+            let (k, v) = line.split_once('=')?;
+            let v = (!v.is_empty()).then(|| v.to_owned());
+            match k {
+                "side" => side = v,
+                "drop" => p.drop = v,
+                "code" => p.code = v,
+                "kept" => p.kept.extend(v),
+                _ => return None,
+            }
+        }
+        p.old_side = match side.as_deref()? {
+            "old" => true,
+            "new" => false,
+            _ => return None,
+        };
+        Some(p)
     }
 }
 
 /// One site's cleanup as it goes: what it removed and archived.
 struct SiteCleanup<'a> {
     w: Work<'a>,
-    /// Every inventory site's `current` on the host.
-    served: &'a [String],
     release: String,
     /// `<backup dir>/fleet-<run>/final`: where the dumps and archives go.
     keep_dir: String,
+    /// When the site last changed (unix ms): a copy older than this is taken again.
+    changed: i64,
     removed: Vec<String>,
     archives: Vec<String>,
 }
@@ -175,6 +138,10 @@ fn at(step: BuiltinStep) -> impl Fn(StepError) -> (BuiltinStep, StepError) {
 
 fn journal_err(step: BuiltinStep) -> impl Fn((StepName, StepError)) -> (BuiltinStep, StepError) {
     move |(_, e)| (step, e)
+}
+
+fn stop<T>(step: BuiltinStep, why: impl Into<String>) -> Step<T> {
+    Err((step, StepError::Failed(why.into())))
 }
 
 impl HostRun<'_> {
@@ -199,47 +166,102 @@ impl HostRun<'_> {
             let outcome = self.cleanup_site(m, c, s, &served).await;
             results.insert(s.name.clone(), outcome);
         }
-        // The tarballs the build uploaded, once no site of the run on this host needs them.
-        let done = self.job.host.sites.iter().all(|s| {
-            self.site_artifact(&s.name, ArtifactKind::CleanedUp)
+        self.remove_tarballs(m).await;
+    }
+
+    /// The tarballs the build uploaded, once no site of the run on this host needs them (each
+    /// is cleaned up, or had no release).
+    async fn remove_tarballs(&self, m: &Manifest) {
+        let Ok(rows) = self.ctx.journal.sites(&self.ctx.run) else {
+            return;
+        };
+        let done = rows.iter().filter(|r| r.host == self.host).all(|r| {
+            self.site_artifact(&r.site, ArtifactKind::CleanedUp)
                 .is_some()
+                || self.site_artifact(&r.site, ArtifactKind::Release).is_none()
         });
-        if done {
-            let mut dirs: Vec<&str> = self
-                .job
-                .host
-                .sites
-                .iter()
-                .map(|s| s.backup_dir.as_str())
-                .collect();
-            dirs.dedup();
-            let mut script = String::from("set -e\n");
-            for d in dirs {
-                for (i, t) in std::iter::once(&m.core)
-                    .chain(m.modules.iter().map(|x| &x.tarball))
-                    .enumerate()
-                {
-                    let name = t
-                        .path
-                        .file_name()
-                        .map_or_else(|| "tarball".into(), |n| n.to_string_lossy().into_owned());
-                    script.push_str(&format!(
-                        "rm -f {}\n",
-                        quote(&format!("{d}/fleet-{}/{i}-{name}", self.ctx.run))
-                    ));
-                }
-            }
-            if let Err(e) = self
-                .exec(&Unit::Host, BuiltinStep::CodeRemove, &script)
-                .await
+        if !done {
+            return;
+        }
+        let mut dirs: Vec<&str> = self
+            .job
+            .host
+            .sites
+            .iter()
+            .map(|s| s.backup_dir.as_str())
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        let mut script = String::from("set -e\n");
+        for d in dirs {
+            for (i, t) in std::iter::once(&m.core)
+                .chain(m.modules.iter().map(|x| &x.tarball))
+                .enumerate()
             {
-                tracing::warn!(
-                    host = self.host,
-                    "the build's tarballs stay: {}",
-                    step_error_text(&e)
-                );
+                let name = t
+                    .path
+                    .file_name()
+                    .map_or_else(|| "tarball".into(), |n| n.to_string_lossy().into_owned());
+                script.push_str(&format!(
+                    "rm -f {}\n",
+                    quote(&format!("{d}/fleet-{}/{i}-{name}", self.ctx.run))
+                ));
             }
         }
+        if let Err(e) = self
+            .exec(&Unit::Host, BuiltinStep::CodeRemove, &script)
+            .await
+        {
+            tracing::warn!(
+                host = self.host,
+                "the build's tarballs stay: {}",
+                step_error_text(&e)
+            );
+        }
+    }
+
+    /// When the site last changed in the run; `None` when the journal cannot say.
+    fn last_change(&self, unit: &Unit) -> Option<i64> {
+        let mut last = 0;
+        for st in CHANGES {
+            match self
+                .ctx
+                .journal
+                .step_done_at(&self.ctx.run, self.host, unit, &st.into())
+            {
+                Ok(t) => last = last.max(t.unwrap_or(0)),
+                Err(_) => return None,
+            }
+        }
+        Some(last)
+    }
+
+    async fn check(
+        &self,
+        s: &Site,
+        release: &str,
+        old_root: &str,
+        old_db: &str,
+        served: &[String],
+    ) -> Step<Found> {
+        let found = self
+            .exec_probed(
+                &Unit::site(&s.name),
+                BuiltinStep::CleanupCheck,
+                &script::check(s, release, old_root, old_db, served),
+                release,
+                |out| {
+                    let f = script::parse(out);
+                    if f.complete {
+                        Ok(f)
+                    } else {
+                        Err("the host's answer to the check was cut off".into())
+                    }
+                },
+            )
+            .await
+            .map_err(at(BuiltinStep::CleanupCheck))?;
+        Ok(found)
     }
 
     async fn cleanup_site(
@@ -257,61 +279,43 @@ impl HostRun<'_> {
         }
         let row = match self.ctx.journal.site_row(&self.ctx.run, self.host, &s.name) {
             Ok(Some(r)) => r,
-            Ok(None) => {
-                return failed(
-                    BuiltinStep::CleanupCheck,
-                    "not a site of this run",
-                    After::Untouched,
-                );
-            }
+            Ok(None) => return skipped("not a site of this run"),
             Err(e) => {
-                return failed(
-                    BuiltinStep::CleanupCheck,
-                    &format!("the journal cannot be read: {e}"),
-                    After::Untouched,
-                );
+                return skipped(&format!(
+                    "the journal cannot be read ({e}): nothing removed"
+                ));
             }
         };
         if row.in_maintenance || row.status.is_midway() {
-            return SiteOutcome::Skipped {
-                reason: format!(
-                    "its last phase did not end (`{}`{}): finish it first (`fleet migrate release` or `fleet migrate rollback`); nothing removed",
-                    row.status.as_str(),
-                    if row.in_maintenance {
-                        ", in maintenance"
-                    } else {
-                        ""
-                    }
-                ),
-            };
+            return skipped(&format!(
+                "its last phase did not end (`{}`{}): finish it first (`fleet migrate release` or `fleet migrate rollback`); nothing removed",
+                row.status.as_str(),
+                if row.in_maintenance {
+                    ", in maintenance"
+                } else {
+                    ""
+                }
+            ));
         }
         let Some(release) = self.site_artifact(&s.name, ArtifactKind::Release) else {
-            return SiteOutcome::Skipped {
-                reason: "this run made no release for it: nothing to clean up".into(),
-            };
+            return skipped("this run made no release for it: nothing to clean up");
         };
-        let last = CHANGES
-            .iter()
-            .filter_map(|st| {
-                self.ctx
-                    .journal
-                    .step_done_at(&self.ctx.run, self.host, &unit, &(*st).into())
-                    .ok()
-                    .flatten()
-            })
-            .max();
-        let now = crate::journal::now_ms();
-        let age_ms = last.map_or(0, |t| now.saturating_sub(t));
-        if u128::try_from(age_ms).unwrap_or(0) < c.older_than.as_millis() {
-            return SiteOutcome::Skipped {
-                reason: format!(
-                    "its last change was {} ago, not older than {}: kept",
-                    crate::journal::format_age(age_ms / 1000),
-                    crate::journal::format_age(
-                        i64::try_from(c.older_than.as_secs()).unwrap_or(i64::MAX)
-                    )
-                ),
-            };
+        let recorded = self
+            .site_artifact(&s.name, ArtifactKind::CleanupPlan)
+            .map(|t| Plan::parse(&t));
+        let Some(changed) = self.last_change(&unit) else {
+            return skipped("the journal cannot say when the site last changed: nothing removed");
+        };
+        let age_ms = crate::journal::now_ms().saturating_sub(changed);
+        // A cleanup that began goes on whatever its age now.
+        if recorded.is_none() && u128::try_from(age_ms).unwrap_or(0) < c.older_than.as_millis() {
+            return skipped(&format!(
+                "its last change was {} ago, not older than {}: kept",
+                crate::journal::format_age(age_ms / 1000),
+                crate::journal::format_age(
+                    i64::try_from(c.older_than.as_secs()).unwrap_or(i64::MAX)
+                )
+            ));
         }
         let old_root = self
             .site_artifact(&s.name, ArtifactKind::PriorCurrent)
@@ -320,70 +324,68 @@ impl HostRun<'_> {
             .site_artifact(&s.name, ArtifactKind::OldDatabase)
             .filter(|d| sql_name(d).is_ok())
             .unwrap_or_default();
-        let found = match self
-            .exec_probed(
-                &unit,
-                BuiltinStep::CleanupCheck,
-                &check_script(s, &release, &old_root, &old_db, served),
-                &release,
-                |out| Ok(parse_found(out)),
-            )
-            .await
-        {
+        // Read once for the lock's key, then again under the lock for the decisions.
+        let first = match self.check(s, &release, &old_root, &old_db, served).await {
             Ok(f) => f,
-            Err(e) => {
-                return failed(
-                    BuiltinStep::CleanupCheck,
-                    &step_error_text(&e),
-                    After::Untouched,
-                );
-            }
+            Err((step, e)) => return failed(step, &step_error_text(&e), After::Untouched),
         };
-        let live = !found.release_real.is_empty() && found.serves == found.release_real;
-        let site_dir = self
-            .site_artifact(&s.name, ArtifactKind::OldSiteDir)
-            .unwrap_or_else(|| found.site_dir.clone());
         let mut work = SiteCleanup {
             w: Work {
                 site: s,
                 // The lock is keyed as every other run's on this site.
                 facts: Facts {
-                    site_dir: found.lock_dir.clone(),
+                    site_dir: first.lock_dir.clone(),
                     ..Facts::default()
                 },
                 prior_from: None,
             },
-            served,
             keep_dir: format!("{}/fleet-{}/final", s.backup_dir, self.ctx.run),
             release,
+            changed,
             removed: Vec::new(),
             archives: Vec::new(),
         };
-        if !live && !old_root.is_empty() && found.serves != old_root {
-            return failed(
-                BuiltinStep::CleanupCheck,
-                &format!(
-                    "`current` serves `{}`, neither this run's release nor the old site: something else moved it; nothing removed",
-                    found.serves.escape_debug()
-                ),
-                After::Untouched,
-            );
-        }
         if let Err(why) = self.lock_group(std::slice::from_ref(&work.w)).await {
             return failed(BuiltinStep::Lock, &why, After::Untouched);
         }
-        let result = if live {
-            self.remove_old_side(m, &mut work, &found, &old_root, &old_db, &site_dir)
-                .await
-        } else {
-            self.remove_new_side(m, &mut work, &found).await
-        };
+        let result = async {
+            let found = self.check(s, &work.release, &old_root, &old_db, served).await?;
+            let plan = match recorded {
+                Some(Some(p)) => p,
+                Some(None) => return stop(BuiltinStep::CleanupCheck, "the journal's cleanup plan for the site cannot be read: nothing removed"),
+                None => {
+                    let p = self.plan(&work, &found, &old_root, &old_db)?;
+                    self.record(BuiltinStep::CleanupCheck, &unit, ArtifactKind::CleanupPlan, &p.to_text())
+                        .map_err(journal_err(BuiltinStep::CleanupCheck))?;
+                    p
+                }
+            };
+            let live = !found.release_real.is_empty() && found.serves == found.release_real;
+            if plan.old_side != live {
+                return stop(
+                    BuiltinStep::CleanupCheck,
+                    format!(
+                        "an earlier cleanup began removing the site's {} side, but `current` now serves `{}`: nothing more removed; put `current` back, then run the cleanup again",
+                        if plan.old_side { "old" } else { "new" },
+                        found.serves.escape_debug()
+                    ),
+                );
+            }
+            if plan.old_side {
+                self.remove_old_side(m, &mut work, &found, &plan, &old_root, served).await?;
+            } else {
+                self.remove_new_side(m, &mut work, &found, &plan).await?;
+            }
+            Ok::<_, (BuiltinStep, StepError)>((plan, found.serves))
+        }
+        .await;
         let outcome = match result {
-            Ok(()) => {
+            Ok((plan, serves)) => {
                 let text = format!(
-                    "removed [{}]; archives [{}]",
+                    "removed [{}]; archives [{}]; kept [{}]",
                     work.removed.join(", "),
-                    work.archives.join(", ")
+                    work.archives.join(", "),
+                    plan.kept.join(", ")
                 );
                 match self.record(
                     BuiltinStep::CleanupCheck,
@@ -392,9 +394,10 @@ impl HostRun<'_> {
                     &text,
                 ) {
                     Ok(()) => SiteOutcome::CleanedUp {
-                        serves: found.serves.clone(),
+                        serves,
                         removed: work.removed.clone(),
                         archives: work.archives.clone(),
+                        kept: plan.kept,
                     },
                     Err((_, e)) => failed(
                         BuiltinStep::CleanupCheck,
@@ -411,10 +414,7 @@ impl HostRun<'_> {
                         work.removed.join(", ")
                     ));
                 }
-                why.push_str(&format!(
-                    "; `current` still serves `{}`; run the cleanup again once this is fixed",
-                    found.serves
-                ));
+                why.push_str("; what `current` serves is untouched; run the cleanup again once this is fixed");
                 failed(step, &why, After::Untouched)
             }
         };
@@ -422,69 +422,289 @@ impl HostRun<'_> {
         outcome
     }
 
-    /// The old database, then the site's own directory in the old root, then the old root
-    /// once nothing else is in it or served from it.
+    /// What goes, decided once from what the host shows.
+    fn plan(
+        &self,
+        work: &SiteCleanup<'_>,
+        found: &Found,
+        old_root: &str,
+        old_db: &str,
+    ) -> Step<Plan> {
+        let live = !found.release_real.is_empty() && found.serves == found.release_real;
+        if !live {
+            if !old_root.is_empty() && found.serves != old_root {
+                return stop(
+                    BuiltinStep::CleanupCheck,
+                    format!(
+                        "`current` serves `{}`, neither this run's release nor the old site: something else moved it; nothing removed",
+                        found.serves.escape_debug()
+                    ),
+                );
+            }
+            let mine = format!("run={} site={}", self.ctx.run, work.w.site.name);
+            if !found.release_real.is_empty() && found.marker != mine {
+                return stop(
+                    BuiltinStep::CleanupCheck,
+                    format!(
+                        "`{}` is not this run's build of the site: nothing removed",
+                        work.release
+                    ),
+                );
+            }
+            return Ok(Plan {
+                old_side: false,
+                drop: self.site_artifact(&work.w.site.name, ArtifactKind::NewDatabase),
+                code: Some(work.release.clone()),
+                kept: Vec::new(),
+            });
+        }
+        let mut kept = Vec::new();
+        if old_root.is_empty() {
+            return stop(
+                BuiltinStep::CleanupCheck,
+                "the journal has no record of the old site's root",
+            );
+        }
+        if !found.old_exists {
+            kept.push(format!("`{old_root}`: gone already"));
+            return Ok(Plan {
+                old_side: true,
+                drop: None,
+                code: None,
+                kept,
+            });
+        }
+        check_old_root(old_root, found)
+            .map_err(|e| (BuiltinStep::CleanupCheck, StepError::Failed(e)))?;
+        let site_dir = found.site_dir.as_str();
+        // The site's own settings must name its database: else the directory found by the
+        // discovery's rule may not be its own (a `sites.php` alias), and nothing of it goes.
+        let own = !old_db.is_empty() && found.db_users.iter().any(|d| d == site_dir);
+        if !own {
+            kept.push(format!(
+                "`{site_dir}` and database `{old_db}`: the settings there do not name the site's database"
+            ));
+            return Ok(Plan {
+                old_side: true,
+                drop: None,
+                code: None,
+                kept,
+            });
+        }
+        let others: Vec<&String> = found.settings.iter().filter(|d| *d != site_dir).collect();
+        let sharing: Vec<&&String> = others
+            .iter()
+            .filter(|d| found.db_users.contains(d) || !found.db_named.contains(d))
+            .collect();
+        let drop = if sharing.is_empty() {
+            Some(old_db.to_owned())
+        } else {
+            kept.push(format!(
+                "database `{old_db}`: {} may use it too",
+                sharing
+                    .iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            None
+        };
+        let served = found.served_any.iter().any(|c| c == old_root);
+        let code = if others.is_empty() && !served {
+            old_root.to_owned()
+        } else {
+            kept.push(format!(
+                "`{old_root}`: {}",
+                if served {
+                    "another site is served from it"
+                } else {
+                    "other sites are in it"
+                }
+            ));
+            site_dir.to_owned()
+        };
+        Ok(Plan {
+            old_side: true,
+            drop,
+            code: Some(code),
+            kept,
+        })
+    }
+
+    /// The new site detached from the old settings, the copies, the code moved aside (the
+    /// site still boots, or it goes back), the database dropped, the code deleted.
     async fn remove_old_side(
         &self,
         m: &Manifest,
         work: &mut SiteCleanup<'_>,
         found: &Found,
+        plan: &Plan,
         old_root: &str,
-        old_db: &str,
-        site_dir: &str,
+        served: &[String],
     ) -> Step {
-        let unit = Unit::site(&work.w.site.name);
-        if old_root.is_empty() {
-            return Err((
-                BuiltinStep::CleanupCheck,
-                StepError::Failed("the journal has no record of the old site's root".into()),
-            ));
-        }
+        let current = work.w.site.current.clone().unwrap_or_default();
+        let live = script::current_guard(&current, &work.release, true);
         if found.old_exists {
-            self.check_old_root(old_root, found, site_dir)
-                .map_err(|e| (BuiltinStep::CleanupCheck, StepError::Failed(e)))?;
-            if self
-                .site_artifact(&work.w.site.name, ArtifactKind::OldSiteDir)
-                .is_none()
-            {
-                self.record(
-                    BuiltinStep::CleanupCheck,
-                    &unit,
-                    ArtifactKind::OldSiteDir,
-                    site_dir,
-                )
-                .map_err(journal_err(BuiltinStep::CleanupCheck))?;
+            self.detach_settings(m, work, &found.lock_dir).await?;
+        }
+        if let Some(db) = &plan.drop {
+            self.final_dump(m, work, db, &m.import.legacy_key, "default")
+                .await?;
+        }
+        if let Some(dir) = &plan.code {
+            let name = if dir == old_root {
+                format!("{}-old-root.tar.gz", work.w.site.name)
+            } else {
+                format!("{}-site-dir.tar.gz", work.w.site.name)
+            };
+            self.archive(work, dir, &name).await?;
+            let guards = format!("{live}\n{}", script::not_served(served));
+            self.move_aside(work, dir, BuiltinStep::CodeRemove, &guards)
+                .await?;
+            if let Err(e) = self.boots(m, work, BuiltinStep::QaBoot).await {
+                // Not without it: the directory goes back where it was.
+                let back = self
+                    .exec(
+                        &Unit::Codebase(dir.clone()),
+                        BuiltinStep::CodeRemove,
+                        &script::back(dir, &self.ctx.run),
+                    )
+                    .await;
+                let mut why = format!("{}; `{dir}` was put back", step_error_text(&e.1));
+                if let Err(b) = back {
+                    why = format!(
+                        "{}; `{dir}` could NOT be put back from `{}`: {}",
+                        step_error_text(&e.1),
+                        script::trash(dir, &self.ctx.run),
+                        step_error_text(&b)
+                    );
+                }
+                return stop(BuiltinStep::QaBoot, why);
             }
         }
-        // The new site reads the old site's connection from the old site's settings file
-        // (see `settings.rs`): from a copy of it in the release before that file can go.
-        self.detach_settings(m, work, &found.lock_dir).await?;
-        // Another site whose settings name the same database keeps it.
-        let others: Vec<&String> = found.db_users.iter().filter(|d| *d != site_dir).collect();
-        if !old_db.is_empty() && others.is_empty() {
-            // Dumped over the connection to it, asked after over the new site's own (which
-            // stays when the old database is gone).
-            let key = m.import.legacy_key.clone();
-            self.drop_database(m, work, old_db, &key, "default").await?;
+        if let Some(db) = &plan.drop {
+            self.drop_database(m, work, db, "default", &live).await?;
         }
-        if !found.old_exists {
+        if let Some(dir) = &plan.code {
+            self.exec(
+                &Unit::Codebase(dir.clone()),
+                BuiltinStep::CodeRemove,
+                &script::purge(dir, &self.ctx.run),
+            )
+            .await
+            .map_err(at(BuiltinStep::CodeRemove))?;
+            work.removed.push(dir.clone());
+        }
+        self.boots(m, work, BuiltinStep::QaBoot).await
+    }
+
+    /// The preview link, the copies, the database dropped, the release moved aside and
+    /// deleted.
+    async fn remove_new_side(
+        &self,
+        m: &Manifest,
+        work: &mut SiteCleanup<'_>,
+        found: &Found,
+        plan: &Plan,
+    ) -> Step {
+        let unit = Unit::site(&work.w.site.name);
+        let current = work.w.site.current.clone().unwrap_or_default();
+        let base = current
+            .rsplit_once('/')
+            .map_or(String::new(), |(b, _)| b.to_owned());
+        let unlive = script::current_guard(&current, &work.release, false);
+        if found.release_real.is_empty() {
+            // The release went (an earlier attempt of the cleanup moved it, or the build's
+            // undo): its database went first, or must be said to remain.
+            if let Some(db) = &plan.drop {
+                let dropped = self
+                    .ctx
+                    .journal
+                    .step_done_at(
+                        &self.ctx.run,
+                        self.host,
+                        &Unit::Database(db.clone()),
+                        &BuiltinStep::DatabaseDrop.into(),
+                    )
+                    .ok()
+                    .flatten()
+                    .is_some();
+                if !dropped {
+                    return stop(
+                        BuiltinStep::DatabaseDrop,
+                        format!(
+                            "the release is gone but this run never dropped database `{db}`: it may remain on the server (drop it by hand once you have a copy)"
+                        ),
+                    );
+                }
+            }
+            self.exec(
+                &unit,
+                BuiltinStep::ReleaseRemove,
+                &script::purge(&work.release, &self.ctx.run),
+            )
+            .await
+            .map_err(at(BuiltinStep::ReleaseRemove))?;
             return Ok(());
         }
-        let others: Vec<&String> = found.settings.iter().filter(|d| *d != site_dir).collect();
-        let served = found.served_any.iter().any(|c| c == old_root);
-        if others.is_empty() && !served {
-            let name = format!("{}-old-root.tar.gz", work.w.site.name);
-            self.archive_then_remove(work, old_root, &name, &format!(
-                "grep -q \"define('VERSION', '7\\.\" \"$D/includes/bootstrap.inc\" || {{ echo \"$D is no Drupal 7 root\" >&2; exit 1; }}; {}",
-                not_served(work.served, "$D")
-            ))
-            .await?;
-        } else {
-            let name = format!("{}-site-dir.tar.gz", work.w.site.name);
-            self.archive_then_remove(work, site_dir, &name, "").await?;
+        let prior = self
+            .site_artifact(&work.w.site.name, ArtifactKind::PriorPreview)
+            .unwrap_or_default();
+        self.exec(
+            &unit,
+            BuiltinStep::PreviewUnlink,
+            &preview_unlink_script(&base, &work.release, &prior, &self.ctx.run),
+        )
+        .await
+        .map_err(at(BuiltinStep::PreviewUnlink))?;
+        if let Some(db) = &plan.drop {
+            self.final_dump(m, work, db, "default", &m.import.legacy_key)
+                .await?;
         }
-        // What `current` serves still boots without the old site.
-        self.boots(m, work, BuiltinStep::QaBoot).await
+        let name = format!("{}-release-site.tar.gz", work.w.site.name);
+        self.archive(work, &format!("{}/sites/default", work.release), &name)
+            .await?;
+        if let Some(db) = &plan.drop {
+            self.drop_database(m, work, db, &m.import.legacy_key, &unlive)
+                .await?;
+        }
+        let mark = format!("run={} site={}", self.ctx.run, work.w.site.name);
+        let guards = format!(
+            "{unlive}\n[ \"$(cat \"$D/.fleet-release\" 2>/dev/null)\" = {} ] || {{ echo \"$D is not this run's build of the site: kept\" >&2; exit 1; }}\nrm -rf {}",
+            quote(&mark),
+            quote(&release_tmp(&base, &self.ctx.run)),
+        );
+        let release = work.release.clone();
+        self.move_aside(work, &release, BuiltinStep::ReleaseRemove, &guards)
+            .await?;
+        self.exec(
+            &unit,
+            BuiltinStep::ReleaseRemove,
+            &script::purge(&release, &self.ctx.run),
+        )
+        .await
+        .map_err(at(BuiltinStep::ReleaseRemove))?;
+        work.removed.push(release);
+        Ok(())
+    }
+
+    /// `dir` moved to its trash after `guards` (none of which may have run if it is gone).
+    async fn move_aside(
+        &self,
+        work: &SiteCleanup<'_>,
+        dir: &str,
+        step: BuiltinStep,
+        guards: &str,
+    ) -> Step {
+        safe_path("directory", dir).map_err(|e| (step, StepError::Failed(e)))?;
+        self.exec(
+            &Unit::Codebase(dir.to_owned()),
+            step,
+            &script::aside(dir, &self.ctx.run, &work.keep_dir, guards),
+        )
+        .await
+        .map_err(at(step))?;
+        Ok(())
     }
 
     /// The release's drush, run in the release.
@@ -554,103 +774,51 @@ impl HostRun<'_> {
         self.boots(m, work, BuiltinStep::SettingsDetach).await
     }
 
-    fn check_old_root(&self, old_root: &str, found: &Found, site_dir: &str) -> Result<(), String> {
-        safe_path("old root", old_root)?;
-        safe_path("site dir", site_dir)?;
-        if old_root.trim_end_matches('/').matches('/').count() < 2 {
-            return Err(format!(
-                "the old root `{old_root}` is too near `/` to be removed"
-            ));
-        }
-        if !found.old_version.starts_with("7.") {
-            return Err(format!(
-                "`{old_root}` is no Drupal 7 root (version `{}`): nothing removed",
-                found.old_version.escape_debug()
-            ));
-        }
-        let Some(dir) = site_dir.strip_prefix(&format!("{old_root}/sites/")) else {
-            return Err(format!(
-                "site dir `{site_dir}` is not inside `{old_root}/sites/`"
-            ));
-        };
-        if dir.is_empty() || dir.contains('/') || dir == "all" || dir.starts_with('.') {
-            return Err(format!(
-                "site dir `{site_dir}` is not a site's own directory"
-            ));
-        }
-        if !found.release_real.is_empty() && found.release_real.starts_with(&format!("{old_root}/"))
-        {
-            return Err(format!(
-                "the release is inside the old root `{old_root}`: nothing removed"
-            ));
-        }
-        Ok(())
+    /// Whether `db` exists, asked over connection `server` (one that does not need `db`).
+    fn db_exists(m: &Manifest, release: &str, db: &str, server: &str) -> String {
+        format!(
+            "o=$({drush} sql:query --database={k} \"SHOW DATABASES LIKE '{db}'\") || {{ echo \"cannot ask whether {db} exists\" >&2; exit 1; }}; printf '%s\\n' \"$o\" | grep -qx {dbq}",
+            drush = Self::release_drush(m, release),
+            k = quote(server),
+            dbq = quote(db),
+        )
     }
 
-    /// The preview link (when it shows the release), the new database, the release.
-    async fn remove_new_side(
+    /// A copy's recorded SHA-256 when it was taken after the site's last change and the file
+    /// still has it.
+    async fn fresh_copy(
         &self,
-        m: &Manifest,
-        work: &mut SiteCleanup<'_>,
-        found: &Found,
-    ) -> Step {
-        let unit = Unit::site(&work.w.site.name);
-        let current = work.w.site.current.clone().unwrap_or_default();
-        let base = current
-            .rsplit_once('/')
-            .map_or(String::new(), |(b, _)| b.to_owned());
-        if found.release_real.is_empty() {
-            // Gone already (an earlier cleanup, or the build's undo): its database went first.
-            return Ok(());
+        work: &SiteCleanup<'_>,
+        unit: &Unit,
+        kind: ArtifactKind,
+        step: BuiltinStep,
+    ) -> Option<(String, String)> {
+        let v = self
+            .ctx
+            .journal
+            .artifact(&self.ctx.run, self.host, unit, kind)
+            .ok()
+            .flatten()?;
+        let (file, sha) = v.split_once(" sha256:")?;
+        let taken = self
+            .ctx
+            .journal
+            .step_done_at(&self.ctx.run, self.host, unit, &step.into())
+            .ok()
+            .flatten()?;
+        if taken < work.changed {
+            return None;
         }
-        let mine = format!("run={} site={}", self.ctx.run, work.w.site.name);
-        if found.marker != mine {
-            return Err((
-                BuiltinStep::CleanupCheck,
-                StepError::Failed(format!(
-                    "`{}` is not this run's build of the site: kept",
-                    work.release
-                )),
-            ));
-        }
-        let prior = self
-            .site_artifact(&work.w.site.name, ArtifactKind::PriorPreview)
-            .unwrap_or_default();
-        self.exec(
-            &unit,
-            BuiltinStep::PreviewUnlink,
-            &preview_unlink_script(&base, &work.release, &prior, &self.ctx.run),
-        )
-        .await
-        .map_err(at(BuiltinStep::PreviewUnlink))?;
-        if let Some(db) = self.site_artifact(&work.w.site.name, ArtifactKind::NewDatabase) {
-            let key = m.import.legacy_key.clone();
-            self.drop_database(m, work, &db, "default", &key).await?;
-        }
-        let name = format!("{}-release-site.tar.gz", work.w.site.name);
-        let site_default = format!("{}/sites/default", work.release);
-        self.archive(work, &site_default, &name).await?;
-        self.exec(
-            &unit,
-            BuiltinStep::ReleaseRemove,
-            &release_remove_script(
-                &work.release,
-                &release_tmp(&base, &self.ctx.run),
-                &current,
-                &mine,
-            ),
-        )
-        .await
-        .map_err(at(BuiltinStep::ReleaseRemove))?;
-        work.removed.push(work.release.clone());
-        Ok(())
+        let out = self
+            .exec(unit, step, &script::same_file(file, sha))
+            .await
+            .ok()?;
+        (out.trim() == "ok").then(|| (file.to_owned(), sha.to_owned()))
     }
 
-    /// `db` dumped through the release's drush on connection `key` (the dump checked and its
-    /// SHA-256 recorded), then dropped once the dump is verified again, the server asked
-    /// and told over connection `server` (one that does not need `db`). A database gone
-    /// already is left at that.
-    async fn drop_database(
+    /// `db` dumped through the release's drush on connection `key` (checked, SHA-256
+    /// recorded) unless a fresh dump is there; nothing when `db` is gone.
+    async fn final_dump(
         &self,
         m: &Manifest,
         work: &mut SiteCleanup<'_>,
@@ -660,177 +828,179 @@ impl HostRun<'_> {
     ) -> Step {
         let db = sql_name(db).map_err(|e| (BuiltinStep::FinalDump, StepError::Failed(e)))?;
         let dunit = Unit::Database(db.to_owned());
-        let drush = Self::release_drush(m, &work.release);
-        let exists = format!(
-            "o=$({drush} sql:query --database={k} \"SHOW DATABASES LIKE '{db}'\") || {{ echo \"cannot ask whether {db} exists\" >&2; exit 1; }}; printf '%s\\n' \"$o\" | grep -qx {dbq}",
-            k = quote(server),
-            dbq = quote(db),
+        if let Some((file, _)) = self
+            .fresh_copy(
+                work,
+                &dunit,
+                ArtifactKind::FinalDump,
+                BuiltinStep::FinalDump,
+            )
+            .await
+        {
+            work.archives.push(file);
+            return Ok(());
+        }
+        let file = format!("{}/{db}.sql", work.keep_dir);
+        self.record(
+            BuiltinStep::FinalDump,
+            &dunit,
+            ArtifactKind::FinalDump,
+            &file,
+        )
+        .map_err(journal_err(BuiltinStep::FinalDump))?;
+        let script = format!(
+            "if ! {{ {exists}; }}; then echo gone; exit 0; fi\n\
+             umask 077 && mkdir -p {dir} && {drush} sql:dump --database={k} --result-file={f} && {check}",
+            exists = Self::db_exists(m, &work.release, db, server),
+            dir = quote(&work.keep_dir),
+            drush = Self::release_drush(m, &work.release),
+            k = quote(key),
+            f = quote(&file),
+            check = check_dump(&file, db),
         );
+        let out = self
+            .exec(&dunit, BuiltinStep::FinalDump, &script)
+            .await
+            .map_err(at(BuiltinStep::FinalDump))?;
+        if out.trim().lines().last() == Some("gone") {
+            return Ok(());
+        }
+        let Some(sha) = sha_line(&out) else {
+            return stop(
+                BuiltinStep::FinalDump,
+                format!("the dump of `{db}` gave no SHA-256"),
+            );
+        };
+        self.record(
+            BuiltinStep::FinalDump,
+            &dunit,
+            ArtifactKind::FinalDump,
+            &format!("{file} sha256:{sha}"),
+        )
+        .map_err(journal_err(BuiltinStep::FinalDump))?;
+        work.archives.push(file);
+        Ok(())
+    }
+
+    /// `db` dropped once its recorded dump is verified again and `guard` holds; nothing when
+    /// it is gone.
+    async fn drop_database(
+        &self,
+        m: &Manifest,
+        work: &mut SiteCleanup<'_>,
+        db: &str,
+        server: &str,
+        guard: &str,
+    ) -> Step {
+        let dunit = Unit::Database(db.to_owned());
         let recorded = self
             .ctx
             .journal
             .artifact(&self.ctx.run, self.host, &dunit, ArtifactKind::FinalDump)
             .ok()
             .flatten();
-        let file = format!("{}/{db}.sql", work.keep_dir);
-        let sha = match recorded.as_deref().and_then(|v| v.split_once(" sha256:")) {
-            Some((_, sha)) => sha.to_owned(),
-            None => {
-                self.record(
-                    BuiltinStep::FinalDump,
-                    &dunit,
-                    ArtifactKind::FinalDump,
-                    &file,
-                )
-                .map_err(journal_err(BuiltinStep::FinalDump))?;
-                let script = format!(
-                    "if ! {{ {exists}; }}; then echo gone; exit 0; fi\n\
-                     umask 077 && mkdir -p {dir} && {drush} sql:dump --database={k} --result-file={f} && {check}",
-                    dir = quote(&work.keep_dir),
-                    k = quote(key),
-                    f = quote(&file),
-                    check = check_dump(&file, db),
-                );
-                let out = self
-                    .exec(&dunit, BuiltinStep::FinalDump, &script)
-                    .await
-                    .map_err(at(BuiltinStep::FinalDump))?;
-                let last = out.trim().lines().last().unwrap_or("").trim().to_owned();
-                if last == "gone" {
-                    return Ok(());
-                }
-                if last.len() != 64 || !last.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err((
-                        BuiltinStep::FinalDump,
-                        StepError::Failed(format!("the dump of `{db}` gave no SHA-256")),
-                    ));
-                }
-                self.record(
-                    BuiltinStep::FinalDump,
-                    &dunit,
-                    ArtifactKind::FinalDump,
-                    &format!("{file} sha256:{last}"),
-                )
-                .map_err(journal_err(BuiltinStep::FinalDump))?;
-                last
-            }
+        let script = match recorded.as_deref().and_then(|v| v.split_once(" sha256:")) {
+            Some((file, sha)) => format!(
+                "if ! {{ {exists}; }}; then exit 0; fi\n{guard}\n{verify} >/dev/null && {drush} sql:query --database={k} 'DROP DATABASE `{db}`'",
+                exists = Self::db_exists(m, &work.release, db, server),
+                verify = verify_dump(file, db, sha),
+                drush = Self::release_drush(m, &work.release),
+                k = quote(server),
+            ),
+            // No dump taken: the database was gone when the dump was to be taken.
+            None => format!(
+                "if ! {{ {exists}; }}; then exit 0; fi\necho 'database {db} has no checked dump: kept' >&2; exit 1",
+                exists = Self::db_exists(m, &work.release, db, server),
+            ),
         };
-        let script = format!(
-            "if ! {{ {exists}; }}; then exit 0; fi\n\
-             {verify} >/dev/null && {drush} sql:query --database={k} 'DROP DATABASE `{db}`'",
-            verify = verify_dump(&file, db, &sha),
-            k = quote(server),
-        );
         self.exec(&dunit, BuiltinStep::DatabaseDrop, &script)
             .await
             .map_err(at(BuiltinStep::DatabaseDrop))?;
-        work.archives.push(file);
         work.removed.push(format!("database `{db}`"));
         Ok(())
     }
 
-    /// `dir` archived into the keep dir as `name` (read back, its SHA-256 recorded); nothing
-    /// to do when `dir` is gone. Returns the SHA-256, or `None` when there was nothing.
-    async fn archive(
-        &self,
-        work: &mut SiteCleanup<'_>,
-        dir: &str,
-        name: &str,
-    ) -> Step<Option<String>> {
+    /// `dir` archived into the keep dir as `name` (read back, SHA-256 recorded) unless a
+    /// fresh archive is there; nothing when `dir` is gone.
+    async fn archive(&self, work: &mut SiteCleanup<'_>, dir: &str, name: &str) -> Step {
         let cunit = Unit::Codebase(dir.to_owned());
-        let file = format!("{}/{name}", work.keep_dir);
-        let recorded = self
-            .ctx
-            .journal
-            .artifact(&self.ctx.run, self.host, &cunit, ArtifactKind::Archive)
-            .ok()
-            .flatten();
-        if let Some((_, sha)) = recorded.as_deref().and_then(|v| v.split_once(" sha256:")) {
-            return Ok(Some(sha.to_owned()));
+        if let Some((file, _)) = self
+            .fresh_copy(work, &cunit, ArtifactKind::Archive, BuiltinStep::Archive)
+            .await
+        {
+            work.archives.push(file);
+            return Ok(());
         }
+        let file = format!("{}/{name}", work.keep_dir);
         self.record(BuiltinStep::Archive, &cunit, ArtifactKind::Archive, &file)
             .map_err(journal_err(BuiltinStep::Archive))?;
-        let (parent, base) = dir.rsplit_once('/').unwrap_or(("/", dir));
-        let script = format!(
-            "D={d}; F={f}; [ -e \"$D\" ] || {{ echo gone; exit 0; }}\n\
-             umask 077 && mkdir -p {keep} && tar -czf \"$F.tmp\" -C {p} {b} && tar -tzf \"$F.tmp\" >/dev/null && mv \"$F.tmp\" \"$F\" && sha256sum \"$F\" | cut -d' ' -f1",
-            d = quote(dir),
-            f = quote(&file),
-            keep = quote(&work.keep_dir),
-            p = quote(if parent.is_empty() { "/" } else { parent }),
-            b = quote(base),
-        );
         let out = self
-            .exec(&cunit, BuiltinStep::Archive, &script)
+            .exec(
+                &cunit,
+                BuiltinStep::Archive,
+                &script::archive(dir, &file, &work.keep_dir),
+            )
             .await
             .map_err(at(BuiltinStep::Archive))?;
-        let last = out.trim().lines().last().unwrap_or("").trim().to_owned();
-        if last == "gone" {
-            return Ok(None);
+        if out.trim().lines().last() == Some("gone") {
+            return Ok(());
         }
-        if last.len() != 64 || !last.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err((
+        let Some(sha) = sha_line(&out) else {
+            return stop(
                 BuiltinStep::Archive,
-                StepError::Failed(format!("the archive of `{dir}` gave no SHA-256")),
-            ));
-        }
+                format!("the archive of `{dir}` gave no SHA-256"),
+            );
+        };
         self.record(
             BuiltinStep::Archive,
             &cunit,
             ArtifactKind::Archive,
-            &format!("{file} sha256:{last}"),
+            &format!("{file} sha256:{sha}"),
         )
         .map_err(journal_err(BuiltinStep::Archive))?;
         work.archives.push(file);
-        Ok(Some(last))
-    }
-
-    /// [`Self::archive`], then `dir` removed once its archive is verified again and `guard`
-    /// (shell, `$D` the dir) holds.
-    async fn archive_then_remove(
-        &self,
-        work: &mut SiteCleanup<'_>,
-        dir: &str,
-        name: &str,
-        guard: &str,
-    ) -> Step {
-        let Some(sha) = self.archive(work, dir, name).await? else {
-            return Ok(());
-        };
-        let file = format!("{}/{name}", work.keep_dir);
-        let script = format!(
-            "D={d}; F={f}; [ -e \"$D\" ] || exit 0\n\
-             [ \"$(sha256sum \"$F\" | cut -d' ' -f1)\" = {sha} ] || {{ echo \"archive $F is missing or changed since it was written: $D kept\" >&2; exit 1; }}\n\
-             {guard}\n\
-             chmod -R u+w \"$D\" && rm -rf \"$D\"",
-            d = quote(dir),
-            f = quote(&file),
-            sha = quote(&sha),
-        );
-        self.exec(
-            &Unit::Codebase(dir.to_owned()),
-            BuiltinStep::CodeRemove,
-            &script,
-        )
-        .await
-        .map_err(at(BuiltinStep::CodeRemove))?;
-        work.removed.push(dir.to_owned());
         Ok(())
     }
 }
 
-/// Shell that exits non-zero when any of `currents` resolves to `dir` (a shell word).
-fn not_served(currents: &[String], dir: &str) -> String {
-    currents
-        .iter()
-        .map(|c| {
-            format!(
-                "[ \"$(readlink -f {c})\" != \"$(readlink -f \"{dir}\")\" ] || {{ echo \"{c} serves {dir}: kept\" >&2; exit 1; }}",
-                c = quote(c)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+fn skipped(reason: &str) -> SiteOutcome {
+    SiteOutcome::Skipped {
+        reason: reason.to_owned(),
+    }
+}
+
+fn check_old_root(old_root: &str, found: &Found) -> Result<(), String> {
+    safe_path("old root", old_root)?;
+    safe_path("site dir", &found.site_dir)?;
+    if old_root.trim_end_matches('/').matches('/').count() < 2 {
+        return Err(format!(
+            "the old root `{old_root}` is too near `/` to be removed"
+        ));
+    }
+    if !found.old_version.starts_with("7.") {
+        return Err(format!(
+            "`{old_root}` is no Drupal 7 root (version `{}`): nothing removed",
+            found.old_version.escape_debug()
+        ));
+    }
+    let Some(dir) = found.site_dir.strip_prefix(&format!("{old_root}/sites/")) else {
+        return Err(format!(
+            "site dir `{}` is not inside `{old_root}/sites/`",
+            found.site_dir
+        ));
+    };
+    if dir.is_empty() || dir.contains('/') || dir == "all" || dir.starts_with('.') {
+        return Err(format!(
+            "site dir `{}` is not a site's own directory",
+            found.site_dir
+        ));
+    }
+    if !found.release_real.is_empty() && found.release_real.starts_with(&format!("{old_root}/")) {
+        return Err(format!(
+            "the release is inside the old root `{old_root}`: nothing removed"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -838,31 +1008,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recorded_database_names_are_checked_before_sql() {
-        assert_eq!(sql_name("drupal_h01_1"), Ok("drupal_h01_1"));
-        assert!(sql_name("x`; DROP").is_err());
-        assert!(sql_name("").is_err());
-    }
-
-    #[test]
-    fn the_check_reads_hex_values_and_ignores_noise() {
-        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
-        let out = format!(
-            "motd\nserves={}\nsettings={}\nsettings={}\nold_exists={}\nbogus=zz\n",
-            hex("/srv/a/releases/r1"),
-            hex("/w/sites/a"),
-            hex("/w/sites/b\nserves=/evil"),
-            hex("1"),
-        );
-        let f = parse_found(&out);
-        assert_eq!(f.serves, "/srv/a/releases/r1");
-        assert_eq!(
-            f.settings,
-            vec![
-                "/w/sites/a".to_owned(),
-                "/w/sites/b\nserves=/evil".to_owned()
-            ]
-        );
-        assert!(f.old_exists);
+    fn a_plan_reads_back_as_it_was_written_and_anything_else_is_refused() {
+        let p = Plan {
+            old_side: true,
+            drop: Some("drupal_h01_1".into()),
+            code: Some("/w/drupal 7/sites/a".into()),
+            kept: vec!["`/w/drupal 7`: other sites are in it".into()],
+        };
+        assert_eq!(Plan::parse(&p.to_text()), Some(p));
+        let n = Plan {
+            old_side: false,
+            drop: None,
+            code: None,
+            kept: vec![],
+        };
+        assert_eq!(Plan::parse(&n.to_text()), Some(n));
+        assert_eq!(Plan::parse("side=sideways\n"), None);
+        assert_eq!(Plan::parse("drop=x\n"), None);
+        assert_eq!(Plan::parse("side=old\nevil=1\n"), None);
     }
 }

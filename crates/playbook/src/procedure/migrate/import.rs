@@ -296,6 +296,20 @@ impl HostRun<'_> {
         .await
         .map_err(at(BuiltinStep::MigrateImport))?;
 
+        // CiviCRM: a copy of the old site's database, upgraded with the release's code.
+        mark(BuiltinStep::CivicrmCheck)?;
+        let civicrm = self
+            .civicrm_copy(
+                m,
+                &super::civicrm::CiviTarget {
+                    site: si.w.site,
+                    old_site_dir: &si.w.facts.site_dir,
+                    release: &si.release,
+                    new_db: &si.database,
+                },
+            )
+            .await?;
+
         // The gates.
         mark(BuiltinStep::QaMigrateStatus)?;
         let (rows, migrated) = self
@@ -413,6 +427,7 @@ impl HostRun<'_> {
             .map_err(at(BuiltinStep::QaCounts))?;
 
         let mut summary = vec![migrated, counts];
+        summary.extend(civicrm);
         if m.qa.probe.is_some() {
             mark(BuiltinStep::QaProbe)?;
             let preview = format!("preview.{}", super::uri_host(&s.uri));

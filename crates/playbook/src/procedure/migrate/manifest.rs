@@ -28,6 +28,10 @@
 //! probe = "http://{address}:8080/"   # fetched on the host with the site's host name
 //! marker = "Drupal 10.3.1"     # what the page must contain
 //!
+//! [civicrm]                    # for sites with CiviCRM: the new site's copy of its database
+//! database = "{old_db}_d10"    # the copy's name; {old_db} is the old CiviCRM database here
+//! root = "vendor/civicrm/civicrm-core"   # CiviCRM's code in the release (the default)
+//!
 //! [[qa.check]]                 # the manifest's own checks, run in the new release
 //! name = "no-php-errors"
 //! run = "! grep -q 'PHP Fatal' /var/log/php.log"
@@ -128,6 +132,16 @@ pub struct Qa {
     pub checks: Vec<Check>,
 }
 
+/// CiviCRM in the new sites: each gets a copy of its old CiviCRM database (never the live
+/// one), upgraded by `cv upgrade:db` with the release's CiviCRM code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCivicrm {
+    /// The copy's name, `{old_db}` (the old CiviCRM database), `{site}`, `{host}` filled in.
+    pub database: String,
+    /// CiviCRM's code in the release, relative to it.
+    pub root: String,
+}
+
 /// A migration manifest, read and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -145,6 +159,8 @@ pub struct Manifest {
     pub import: Import,
     /// The QA gates.
     pub qa: Qa,
+    /// CiviCRM, for the sites that have it (none: a site with CiviCRM is not passed).
+    pub civicrm: Option<NewCivicrm>,
 }
 
 impl Manifest {
@@ -164,6 +180,14 @@ struct Raw {
     #[serde(default)]
     import: RawImport,
     qa: Option<Spanned<RawQa>>,
+    civicrm: Option<Spanned<RawCivicrm>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCivicrm {
+    database: Spanned<String>,
+    root: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -307,25 +331,24 @@ impl Manifest {
             machine_name(&at, "module in `enable`", e)?;
             enable.push(e.get_ref().clone());
         }
-        let drush = match rs.drush {
-            Some(d) => {
-                let v = d.get_ref();
-                if v.is_empty()
-                    || v.starts_with('/')
-                    || v.split('/').any(|c| c.is_empty() || c == "." || c == "..")
-                    || v.chars().any(|c| c.is_control() || c == '\'')
-                {
-                    return Err(at(
-                        d.span().start,
-                        format!(
-                            "`drush` `{}` must be a path inside the release (relative, without `.`, `..`, empty parts or quotes), like `vendor/bin/drush`",
-                            v.escape_debug()
-                        ),
-                    ));
-                }
-                v.clone()
-            }
+        let drush = match &rs.drush {
+            Some(d) => release_path(&at, "drush", d, "vendor/bin/drush")?,
             None => "vendor/bin/drush".to_owned(),
+        };
+        let civicrm = match raw.civicrm {
+            None => None,
+            Some(c) => {
+                let c = c.into_inner();
+                check_db_template(&at, &c.database)?;
+                let root = match &c.root {
+                    Some(r) => release_path(&at, "root", r, "vendor/civicrm/civicrm-core")?,
+                    None => "vendor/civicrm/civicrm-core".to_owned(),
+                };
+                Some(NewCivicrm {
+                    database: c.database.into_inner(),
+                    root,
+                })
+            }
         };
 
         let legacy_key = match &raw.import.legacy_key {
@@ -455,8 +478,34 @@ impl Manifest {
             },
             import: Import { legacy_key, tag },
             qa,
+            civicrm,
         })
     }
+}
+
+/// A path inside the release: relative, without `.`, `..`, empty parts, quotes or control
+/// characters.
+fn release_path(
+    at: &impl Fn(usize, String) -> PlaybookError,
+    key: &str,
+    d: &Spanned<String>,
+    example: &str,
+) -> Result<String, PlaybookError> {
+    let v = d.get_ref();
+    if v.is_empty()
+        || v.starts_with('/')
+        || v.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        || v.chars().any(|c| c.is_control() || c == '\'')
+    {
+        return Err(at(
+            d.span().start,
+            format!(
+                "`{key}` `{}` must be a path inside the release (relative, without `.`, `..`, empty parts or quotes), like `{example}`",
+                v.escape_debug()
+            ),
+        ));
+    }
+    Ok(v.clone())
 }
 
 /// `10` of `10.3.1`; `None` unless the version is `MAJOR.MINOR[.PATCH]` in digits.

@@ -4,6 +4,7 @@
 //! with the old release and database kept for the way back.
 
 mod build;
+mod civicrm;
 pub(crate) mod cleanup;
 pub(crate) mod discovery;
 mod import;
@@ -106,20 +107,18 @@ impl crate::engine::HostRun<'_> {
         use crate::vocab::{ArtifactKind, BuiltinStep};
         let mut out = Vec::new();
         for s in &self.job.host.sites {
-            if let Some(done) = self.site_artifact(&s.name, ArtifactKind::CleanedUp) {
-                let reason = format!(
-                    "`fleet migrate cleanup` removed what this run made for the site ({done})"
+            // A cleanup has begun on the site: its way back (or forward) is closed. Refused,
+            // which leaves the journal's row saying where the site stands.
+            if self
+                .site_artifact(&s.name, ArtifactKind::CleanupPlan)
+                .is_some()
+            {
+                results.insert(
+                    s.name.clone(),
+                    crate::outcome::SiteOutcome::Refused {
+                        reason: "`fleet migrate cleanup` has removed (or begun removing) what this run made for the site".into(),
+                    },
                 );
-                let outcome = if passed {
-                    crate::outcome::SiteOutcome::NotStarted { reason }
-                } else {
-                    crate::engine::failed(
-                        BuiltinStep::ReleaseVerify,
-                        &reason,
-                        crate::outcome::After::Untouched,
-                    )
-                };
-                results.insert(s.name.clone(), outcome);
                 continue;
             }
             let release = self.site_artifact(&s.name, ArtifactKind::Release);

@@ -349,6 +349,21 @@ impl HostRun<'_> {
         .await
         .map_err(at(BuiltinStep::MigrateImport))?;
 
+        // CiviCRM has no delta import: its copy is made again now that nothing writes to the
+        // old database, and upgraded again.
+        self.mark(&r.w, BuiltinStep::CivicrmCheck, Some(true))
+            .map_err(|(_, e)| (BuiltinStep::CivicrmCheck, e))?;
+        self.civicrm_copy(
+            m,
+            &super::civicrm::CiviTarget {
+                site: r.w.site,
+                old_site_dir: &r.w.facts.site_dir,
+                release: &r.release,
+                new_db: &r.database,
+            },
+        )
+        .await?;
+
         self.mark(&r.w, BuiltinStep::Switch, Some(true))
             .map_err(|(_, e)| (BuiltinStep::Switch, e))?;
         // What `current` serves: the old site's root as discovery resolved and checked it
@@ -456,13 +471,14 @@ impl HostRun<'_> {
     ) {
         for s in &self.job.host.sites {
             let unit = Unit::site(&s.name);
-            if let Some(done) = self.site_artifact(&s.name, ArtifactKind::CleanedUp) {
+            if self
+                .site_artifact(&s.name, ArtifactKind::CleanupPlan)
+                .is_some()
+            {
                 results.insert(
                     s.name.clone(),
                     SiteOutcome::Refused {
-                        reason: format!(
-                            "`fleet migrate cleanup` removed the way back ({done}); its archives and final dumps are in the site's backup dir"
-                        ),
+                        reason: "`fleet migrate cleanup` has removed (or begun removing) the way back; its archives and final dumps are in the site's backup dir".into(),
                     },
                 );
                 continue;
@@ -525,11 +541,11 @@ impl HostRun<'_> {
             // Back already (an earlier rollback, or a release's switch-back, stopped after
             // the switch): its maintenance still goes back to the state before the release.
             if already {
+                // Its row is brought to its end (the maintenance restore marked it).
                 let outcome = match self.old_back_up(&r, &prior).await {
-                    Ok(()) => SiteOutcome::Skipped {
-                        reason: format!(
-                            "`current` serves `{old_root}` already; its maintenance is as before the release"
-                        ),
+                    Ok(()) => SiteOutcome::SwitchedBack {
+                        to: old_root.clone(),
+                        kept: r.database.clone(),
                     },
                     Err(why) => failed(
                         BuiltinStep::MaintenanceRestore,
