@@ -31,8 +31,8 @@ build:
 
 ## demo: start a lab of 6 real sshd hosts with CiviCRM sites served by nginx, run fleet exec
 ## and a rolling fleet upgrade (canary, then the rest), show the journal, then a major Drupal
-## upgrade with fleet migrate (plan, build, import, release, one site rolled back, h01
-## cleaned up), stop the lab
+## upgrade with fleet migrate of the even hosts (plan, build, import, release, one site rolled
+## back, h02 cleaned up), stop the lab
 demo: deps build
 	@set -euo pipefail; \
 	dir=$(DEMO_DIR); \
@@ -57,24 +57,25 @@ demo: deps build
 	m="$$dir/migrate.toml"; \
 	echo; echo "\$$ fleet -i $$inv migrate plan --manifest $$m -l h01,h02"; \
 	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate plan --manifest "$$m" -l h01,h02; \
-	echo; echo "\$$ fleet -i $$inv migrate build --manifest $$m"; \
-	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate build --manifest "$$m"; \
+	echo; echo "# the odd hosts' sites share one CiviCRM database, which fleet migrate does not split: the even hosts move"; \
+	echo "\$$ fleet -i $$inv migrate build --manifest $$m -l even"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate build --manifest "$$m" -l even; \
 	mrun=$$(target/debug/fleet --state-dir "$$state" runs | awk 'NR==2 {print $$1}'); \
 	echo; echo "\$$ fleet -i $$inv migrate import $$mrun"; \
 	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate import "$$mrun"; \
 	echo; echo "\$$ fleet -i $$inv migrate release $$mrun --batches 1,100%"; \
 	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate release "$$mrun" --batches 1,100%; \
-	addr=$$(awk -F'"' '/^address = / {print $$2; exit}' "$$dir/lab.toml"); \
-	echo; echo "\$$ curl -s -H 'Host: site1.h01.test' http://$$addr:8080/"; \
-	curl -s -H 'Host: site1.h01.test' "http://$$addr:8080/"; \
-	echo; echo "\$$ fleet -i $$inv migrate rollback $$mrun --site h01/site1"; \
-	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate rollback "$$mrun" --site h01/site1; \
-	echo; echo "\$$ curl -s -H 'Host: site1.h01.test' http://$$addr:8080/"; \
-	curl -s -H 'Host: site1.h01.test' "http://$$addr:8080/"; \
-	echo; echo "\$$ fleet -i $$inv migrate cleanup $$mrun --older-than 0s --site h01/site1 --site h01/site2"; \
-	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate cleanup "$$mrun" --older-than 0s --site h01/site1 --site h01/site2; \
-	echo; echo "\$$ curl -s -H 'Host: site2.h01.test' http://$$addr:8080/"; \
-	curl -s -H 'Host: site2.h01.test' "http://$$addr:8080/"
+	addr=$$(awk -F'"' '/^address = / {n++; if (n == 2) {print $$2; exit}}' "$$dir/lab.toml"); \
+	echo; echo "\$$ curl -s -H 'Host: site1.h02.test' http://$$addr:8080/"; \
+	curl -s -H 'Host: site1.h02.test' "http://$$addr:8080/"; \
+	echo; echo "\$$ fleet -i $$inv migrate rollback $$mrun --site h02/site1"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate rollback "$$mrun" --site h02/site1; \
+	echo; echo "\$$ curl -s -H 'Host: site1.h02.test' http://$$addr:8080/"; \
+	curl -s -H 'Host: site1.h02.test' "http://$$addr:8080/"; \
+	echo; echo "\$$ fleet -i $$inv migrate cleanup $$mrun --older-than 0s --site h02/site1 --site h02/site2"; \
+	target/debug/fleet -i "$$inv" --state-dir "$$state" migrate cleanup "$$mrun" --older-than 0s --site h02/site1 --site h02/site2; \
+	echo; echo "\$$ curl -s -H 'Host: site2.h02.test' http://$$addr:8080/"; \
+	curl -s -H 'Host: site2.h02.test' "http://$$addr:8080/"
 
 ## test: the whole suite against real sshd hosts on 127.0.0.0/8
 test: deps
