@@ -80,6 +80,13 @@ impl Lab {
             &root.join("vendor/civicrm/civicrm-core"),
             DRUPAL_RELEASE_CIVICRM,
         )?;
+        // The CiviCRM module for Drupal 8+ (civicrm/civicrm-drupal-8), where Composer puts it.
+        write(
+            &root.join("modules/contrib/civicrm/civicrm.info.yml"),
+            &format!(
+                "name: CiviCRM\ntype: module\ncore_version_requirement: ^10\nversion: '{DRUPAL_RELEASE_CIVICRM}'\n"
+            ),
+        )?;
         let drush = root.join("vendor/bin/drush");
         let fake = self.dir().join("bin/fake-drush12");
         write(
@@ -143,7 +150,7 @@ fn manifest_text(
     }
     let _ = writeln!(
         t,
-        "\n[site]\nprofile = \"minimal\"\ndatabase = \"{{old_db}}_d10\"\nenable = [\"migrate\", \"migrate_drupal\", \"migrate_plus\", \"migrate_upgrade\"]"
+        "\n[site]\nprofile = \"minimal\"\ndatabase = \"{{old_db}}_d10\"\nenable = [\"migrate\", \"migrate_drupal\", \"migrate_plus\", \"migrate_upgrade\", \"civicrm\"]"
     );
     let _ = writeln!(t, "\n[civicrm]\ndatabase = \"{{old_db}}_d10\"");
     let _ = writeln!(

@@ -126,6 +126,20 @@ fn cleanup_removes_what_each_site_no_longer_needs_archived_first_and_never_what_
             s.current.parent().unwrap().join("releases").join(&run)
         );
         serves_version(&u, s, DRUPAL_RELEASE);
+        // Its old CiviCRM database too (dumped first); the copy the new site runs on stays.
+        assert!(
+            !s.db_dir(&s.civi_db).exists(),
+            "{h}/{n}: old CiviCRM database kept"
+        );
+        let dump = std::fs::read_to_string(kept(s, &run).join(format!("{}.sql", s.civi_db)))
+            .unwrap_or_else(|e| panic!("{h}/{n}: no final CiviCRM dump: {e}"));
+        assert!(dump.contains(&format!("db={}", s.civi_db)), "{dump}");
+        assert!(
+            s.db_dir(&format!("{}_d10", s.civi_db))
+                .join("civicrm_domain.version")
+                .is_file(),
+            "{h}/{n}: the live CiviCRM copy went"
+        );
         // The new site reads the old connection from its own copy of the old settings now.
         let rel = s.current.parent().unwrap().join("releases").join(&run);
         let settings = std::fs::read_to_string(rel.join("sites/default/settings.php")).unwrap();
@@ -166,6 +180,14 @@ fn cleanup_removes_what_each_site_no_longer_needs_archived_first_and_never_what_
         "the preview of a removed release is left"
     );
     assert!(h1s2.db_dir(&h1s2.cms_db).join("count.node").is_file());
+    let copy = format!("{}_d10", h1s2.civi_db);
+    assert!(!h1s2.db_dir(&copy).exists(), "its CiviCRM copy kept");
+    assert!(kept(h1s2, &run).join(format!("{copy}.sql")).is_file());
+    assert_eq!(
+        h1s2.db_version(),
+        crate::upgrade::FROM,
+        "its live CiviCRM changed"
+    );
     assert_eq!(h1s2.served(), h1s2.root);
     serves_version(&u, h1s2, "7.101");
     // h02: both sites released, nothing else in the old root: it went whole, archived.

@@ -32,6 +32,9 @@ pub(super) struct Found {
     /// Those of them whose settings name some database in plain text (the others cannot be
     /// told apart from a user of the old database).
     pub(super) db_named: Vec<String>,
+    /// Every `sites/<dir>` of the old root whose civicrm.settings.php names the old CiviCRM
+    /// database.
+    pub(super) civi_users: Vec<String>,
     /// Every inventory site's `current` on the host, resolved.
     pub(super) served_any: Vec<String>,
 }
@@ -42,12 +45,14 @@ pub(super) fn check(
     release: &str,
     old_root: &str,
     old_db: &str,
+    old_civi: &str,
     served: &[String],
 ) -> String {
     let mut s = String::from(KV);
     s.push_str(
-        r#"cleancheck() {
-  C=$1; REL=$2; OLD=$3; H=$4; DB=$5; R=$6
+        r#"dsndb() { sed -n "s/^[[:space:]]*define[[:space:]]*([[:space:]]*'CIVICRM_DSN'[[:space:]]*,[[:space:]]*'\([^']*\)'.*/\1/p" "$1" | head -n1 | sed 's/[?].*//; s#.*/##'; }
+cleancheck() {
+  C=$1; REL=$2; OLD=$3; H=$4; DB=$5; R=$6; CDB=$7
   kv serves "$(readlink -f "$C")"
   if [ -e "$REL" ]; then kv release_real "$(readlink -f "$REL")"; kv marker "$(cat "$REL/.fleet-release" 2>/dev/null)"; fi
   if [ -d "$R/sites/$H" ]; then kv lock_dir "$R/sites/$H"; else kv lock_dir "$R/sites/default"; fi
@@ -62,18 +67,22 @@ pub(super) fn check(
     grep -qE "database['\"]\]?[[:space:]]*(=>|=)[[:space:]]*['\"][A-Za-z0-9_]+['\"]" "$f" && kv db_named "$d"
     [ -n "$DB" ] && grep -qE "['\"]$DB['\"]" "$f" && kv db_user "$d"
   done
+  for f in "$OLD"/sites/*/civicrm.settings.php; do
+    [ -f "$f" ] && [ -n "$CDB" ] && [ "$(dsndb "$f")" = "$CDB" ] && kv civi_user "${f%/civicrm.settings.php}"
+  done
   return 0
 }
 "#,
     );
     s.push_str(&format!(
-        "cleancheck {c} {rel} {old} {h} {db} {r}\n",
+        "cleancheck {c} {rel} {old} {h} {db} {r} {cdb}\n",
         c = quote(site.current.as_deref().unwrap_or("")),
         rel = quote(release),
         old = quote(old_root),
         h = quote(&super::super::uri_host(&site.uri)),
         db = quote(old_db),
         r = quote(&site.root),
+        cdb = quote(old_civi),
     ));
     for c in served {
         s.push_str(&format!("kv served_any \"$(readlink -f {})\"\n", quote(c)));
@@ -100,6 +109,7 @@ pub(super) fn parse(out: &str) -> Found {
             "settings" => f.settings.push(v),
             "db_user" => f.db_users.push(v),
             "db_named" => f.db_named.push(v),
+            "civi_user" => f.civi_users.push(v),
             "served_any" => f.served_any.push(v),
             "end" => f.complete = true,
             _ => {}
