@@ -108,6 +108,10 @@ pub(crate) struct MigrateCleanupArgs {
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) step_timeout: Duration,
 
+    /// Say what would be removed and kept, with read-only commands; change nothing
+    #[arg(long)]
+    pub(crate) plan: bool,
+
     /// JSON events on stdout (one object per line)
     #[arg(long)]
     pub(crate) json: bool,

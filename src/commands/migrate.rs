@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
     Journal, Manifest, MigrateOptions, ReleaseOptions, RunReport, plan_migrate_build,
-    run_migrate_build, run_migrate_cleanup, run_migrate_import, run_migrate_release,
-    run_migrate_rollback,
+    plan_migrate_cleanup, run_migrate_build, run_migrate_cleanup, run_migrate_import,
+    run_migrate_release, run_migrate_rollback,
 };
 
 use crate::args::{
@@ -267,6 +267,36 @@ async fn cleanup(cli: &Cli, args: &MigrateCleanupArgs) -> anyhow::Result<ExitSta
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
     let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>());
+    if args.plan {
+        // Read-only: the run is not claimed, the journal not written.
+        let (cancel, _shared, watcher) = watched("stopping the plan");
+        let rows = plan_migrate_cleanup(
+            &super::upgrade::client(),
+            jobs,
+            &run,
+            &args.sites,
+            args.older_than,
+            args.forks as usize,
+            args.step_timeout,
+            &journal,
+            &cancel,
+        )
+        .await?;
+        watcher.abort();
+        let mut out = crate::render::stdout();
+        if args.json {
+            for r in &rows {
+                let line = serde_json::json!({
+                    "host": r.host, "site": r.site, "action": r.action, "side": r.side,
+                    "remove": r.remove, "kept": r.kept, "reason": r.reason,
+                });
+                writeln!(out, "{line}")?;
+            }
+        } else {
+            crate::render::migrate::write_cleanup_plan(&mut out, &run.id, &rows)?;
+        }
+        return Ok(ExitStatus::Success);
+    }
     let opts = phase_opts(args.forks, args.step_timeout);
     let (j, r) = (&journal, &run);
     let (report, interrupted) = claimed(

@@ -93,7 +93,8 @@ async fn resume_migrate(
     }
     if hosts.is_empty() {
         bail!(
-            "run `{}` (fleet migrate) was not caught mid-release: go on with `fleet migrate import {}` or `fleet migrate release {}`",
+            "run `{}` (fleet migrate) was not caught mid-release: go on with `fleet migrate import {}`, `fleet migrate release {}` or, for a cleanup cut off, `fleet migrate cleanup {} --older-than AGE` (a cleanup that began goes on whatever its age)",
+            run.id,
             run.id,
             run.id,
             run.id

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use fleet_playbook::{Manifest, MigratePlanRow};
+use fleet_playbook::{CleanupPlanRow, Manifest, MigratePlanRow};
 
 use super::table;
 
@@ -61,6 +61,55 @@ pub(crate) fn write_plan(
     writeln!(
         w,
         "\n{build} of {} site(s) can be built; nothing was changed.",
+        rows.len()
+    )
+}
+
+/// `fleet migrate cleanup --plan`'s table: what a cleanup would remove and keep.
+pub(crate) fn write_cleanup_plan(
+    w: &mut dyn Write,
+    run: &str,
+    rows: &[CleanupPlanRow],
+) -> io::Result<()> {
+    writeln!(w, "plan: cleanup of run {run}\n")?;
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            let mut detail = Vec::new();
+            if r.action == "remove" {
+                detail.push(format!(
+                    "{} side: {}",
+                    r.side,
+                    if r.remove.is_empty() {
+                        "nothing left to remove".to_owned()
+                    } else {
+                        r.remove.join(", ")
+                    }
+                ));
+                if !r.kept.is_empty() {
+                    detail.push(format!("keeps {}", r.kept.join("; ")));
+                }
+            }
+            if !r.reason.is_empty() {
+                detail.push(r.reason.clone());
+            }
+            [
+                r.host.clone(),
+                r.site.clone(),
+                r.action.clone(),
+                detail.join("; "),
+            ]
+        })
+        .collect();
+    write!(
+        w,
+        "{}",
+        table(&["HOST", "SITE", "ACTION", "DETAIL"], &cells)
+    )?;
+    let n = rows.iter().filter(|r| r.action == "remove").count();
+    writeln!(
+        w,
+        "\n{n} of {} site(s) would be cleaned up (each copy taken first); nothing was changed.",
         rows.len()
     )
 }

@@ -57,6 +57,7 @@ pub use playbook::{Playbook, ShellStep, Step, StepKind};
 pub use procedure::civicrm::STEPS;
 pub use procedure::civicrm::commands::version_cmp;
 pub use procedure::civicrm::tarball::tarball_version;
+pub use procedure::migrate::cleanup::dry::{CleanupPlanRow, plan_migrate_cleanup};
 pub use procedure::migrate::discovery::MigrateFacts;
 pub use procedure::migrate::is_migrate_run;
 pub use procedure::migrate::manifest::{

@@ -1,6 +1,7 @@
 //! `fleet migrate cleanup` against the lab: what goes, what is archived first, and that what
 //! `current` serves (and the way back of a young release) is never touched.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -86,6 +87,91 @@ fn cleanup_removes_what_each_site_no_longer_needs_archived_first_and_never_what_
         hosts_tree(&u),
         before,
         "a cleanup of young sites changed the hosts"
+    );
+
+    // The plan: what would go and stay, read-only (neither the hosts nor the journal change).
+    let shown = || {
+        let mut c = fleet(&u.lab.inventory_path());
+        c.arg("--state-dir")
+            .arg(u.state.path())
+            .args(["runs", "show", &run]);
+        stdout(&crate::run(&mut c))
+    };
+    let journal_before = shown();
+    let o = crate::run(&mut cleanup(&u, &run, &["--older-than", "0s", "--plan"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let rows: BTreeMap<String, serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .map(|v| {
+            (
+                format!(
+                    "{}/{}",
+                    v["host"].as_str().unwrap(),
+                    v["site"].as_str().unwrap()
+                ),
+                v,
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{}", stdout(&o));
+    let removes = |who: &str| -> Vec<String> {
+        rows[who]["remove"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for who in ["h01/site1", "h02/site1", "h02/site2"] {
+        assert_eq!(rows[who]["action"], "remove", "{who}: {}", rows[who]);
+        assert_eq!(rows[who]["side"], "old", "{who}: {}", rows[who]);
+    }
+    assert_eq!(rows["h01/site2"]["side"], "new");
+    let h1s1 = site(&u, "h01", "site1");
+    assert!(removes("h01/site1").contains(&format!("database `{}`", h1s1.cms_db)));
+    assert!(removes("h01/site1").contains(&h1s1.site_dir.display().to_string()));
+    assert!(
+        rows["h01/site1"]["kept"]
+            .to_string()
+            .contains("another site is served from it"),
+        "{}",
+        rows["h01/site1"]
+    );
+    let h1s2 = site(&u, "h01", "site2");
+    assert!(
+        removes("h01/site2").contains(
+            &h1s2
+                .current
+                .parent()
+                .unwrap()
+                .join("releases")
+                .join(&run)
+                .display()
+                .to_string()
+        ),
+        "{:?}",
+        removes("h01/site2")
+    );
+    assert_eq!(hosts_tree(&u), before, "the plan changed the hosts");
+    assert_eq!(shown(), journal_before, "the plan wrote the journal");
+    let o = crate::run(&mut {
+        let mut c = fleet(&u.lab.inventory_path());
+        c.arg("--state-dir").arg(u.state.path()).args([
+            "migrate",
+            "cleanup",
+            &run,
+            "--older-than",
+            "0s",
+            "--plan",
+        ]);
+        c
+    });
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("4 of 4 site(s) would be cleaned up"),
+        "{}",
+        stdout(&o)
     );
 
     let o = crate::run(&mut cleanup(&u, &run, &["--older-than", "0s"]));

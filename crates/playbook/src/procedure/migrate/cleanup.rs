@@ -22,6 +22,7 @@
 //! settings name the site's database (a `sites.php` alias could make it another site's).
 
 mod copies;
+pub(crate) mod dry;
 mod plan;
 mod script;
 mod sides;
@@ -38,8 +39,7 @@ use crate::engine::{HostRun, StepError, failed, step_error_text};
 use crate::outcome::{After, SiteOutcome};
 use crate::vocab::{ArtifactKind, BuiltinStep, StepName, Unit};
 use crate::work::Work;
-use plan::Plan;
-use script::{Found, sql_name};
+use script::Found;
 
 /// What a cleanup is told beyond the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,52 +165,16 @@ impl HostRun<'_> {
         }
     }
 
-    /// When the site last changed in the run; `None` when the journal cannot say.
-    fn last_change(&self, unit: &Unit) -> Option<i64> {
-        let mut last = 0;
-        for st in CHANGES {
-            match self
-                .ctx
-                .journal
-                .step_done_at(&self.ctx.run, self.host, unit, &st.into())
-            {
-                Ok(t) => last = last.max(t.unwrap_or(0)),
-                Err(_) => return None,
-            }
-        }
-        Some(last)
-    }
-
-    async fn check(
-        &self,
-        s: &Site,
-        release: &str,
-        old_root: &str,
-        old_db: &str,
-        served: &[String],
-    ) -> Step<Found> {
-        let old_civi = self
-            .site_artifact(&s.name, ArtifactKind::OldCivicrmDatabase)
-            .filter(|d| sql_name(d).is_ok())
-            .unwrap_or_default();
-        let found = self
-            .exec_probed(
-                &Unit::site(&s.name),
-                BuiltinStep::CleanupCheck,
-                &script::check(s, release, old_root, old_db, &old_civi, served),
-                release,
-                |out| {
-                    let f = script::parse(out);
-                    if f.complete {
-                        Ok(f)
-                    } else {
-                        Err("the host's answer to the check was cut off".into())
-                    }
-                },
-            )
-            .await
-            .map_err(at(BuiltinStep::CleanupCheck))?;
-        Ok(found)
+    async fn check(&self, s: &Site, rec: &plan::Recorded, served: &[String]) -> Step<Found> {
+        self.exec_probed(
+            &Unit::site(&s.name),
+            BuiltinStep::CleanupCheck,
+            &script::check(s, rec, served),
+            &rec.release,
+            script::complete,
+        )
+        .await
+        .map_err(at(BuiltinStep::CleanupCheck))
     }
 
     async fn cleanup_site(
@@ -221,60 +185,19 @@ impl HostRun<'_> {
         served: &[String],
     ) -> SiteOutcome {
         let unit = Unit::site(&s.name);
-        if let Some(done) = self.site_artifact(&s.name, ArtifactKind::CleanedUp) {
-            return SiteOutcome::Skipped {
-                reason: format!("cleaned up already: {done}"),
-            };
-        }
-        let row = match self.ctx.journal.site_row(&self.ctx.run, self.host, &s.name) {
-            Ok(Some(r)) => r,
-            Ok(None) => return skipped("not a site of this run"),
-            Err(e) => {
-                return skipped(&format!(
-                    "the journal cannot be read ({e}): nothing removed"
-                ));
-            }
+        let rec = match plan::precheck(
+            &self.ctx.journal,
+            &self.ctx.run,
+            self.host,
+            &s.name,
+            c.older_than,
+        ) {
+            Ok(r) => r,
+            Err(why) => return skipped(&why),
         };
-        if row.in_maintenance || row.status.is_midway() {
-            return skipped(&format!(
-                "its last phase did not end (`{}`{}): finish it first (`fleet migrate release` or `fleet migrate rollback`); nothing removed",
-                row.status.as_str(),
-                if row.in_maintenance {
-                    ", in maintenance"
-                } else {
-                    ""
-                }
-            ));
-        }
-        let Some(release) = self.site_artifact(&s.name, ArtifactKind::Release) else {
-            return skipped("this run made no release for it: nothing to clean up");
-        };
-        let recorded = self
-            .site_artifact(&s.name, ArtifactKind::CleanupPlan)
-            .map(|t| Plan::parse(&t));
-        let Some(changed) = self.last_change(&unit) else {
-            return skipped("the journal cannot say when the site last changed: nothing removed");
-        };
-        let age_ms = crate::journal::now_ms().saturating_sub(changed);
-        // A cleanup that began goes on whatever its age now.
-        if recorded.is_none() && u128::try_from(age_ms).unwrap_or(0) < c.older_than.as_millis() {
-            return skipped(&format!(
-                "its last change was {} ago, not older than {}: kept",
-                crate::journal::format_age(age_ms / 1000),
-                crate::journal::format_age(
-                    i64::try_from(c.older_than.as_secs()).unwrap_or(i64::MAX)
-                )
-            ));
-        }
-        let old_root = self
-            .site_artifact(&s.name, ArtifactKind::PriorCurrent)
-            .unwrap_or_default();
-        let old_db = self
-            .site_artifact(&s.name, ArtifactKind::OldDatabase)
-            .filter(|d| sql_name(d).is_ok())
-            .unwrap_or_default();
+        let old_root = rec.old_root.clone();
         // Read once for the lock's key, then again under the lock for the decisions.
-        let first = match self.check(s, &release, &old_root, &old_db, served).await {
+        let first = match self.check(s, &rec, served).await {
             Ok(f) => f,
             Err((step, e)) => return failed(step, &step_error_text(&e), After::Untouched),
         };
@@ -289,8 +212,8 @@ impl HostRun<'_> {
                 prior_from: None,
             },
             keep_dir: format!("{}/fleet-{}/final", s.backup_dir, self.ctx.run),
-            release,
-            changed,
+            release: rec.release.clone(),
+            changed: rec.changed,
             removed: Vec::new(),
             archives: Vec::new(),
         };
@@ -298,12 +221,13 @@ impl HostRun<'_> {
             return failed(BuiltinStep::Lock, &why, After::Untouched);
         }
         let result = async {
-            let found = self.check(s, &work.release, &old_root, &old_db, served).await?;
-            let plan = match recorded {
+            let found = self.check(s, &rec, served).await?;
+            let plan = match rec.planned.clone() {
                 Some(Some(p)) => p,
                 Some(None) => return stop(BuiltinStep::CleanupCheck, "the journal's cleanup plan for the site cannot be read: nothing removed"),
                 None => {
-                    let p = self.plan(&work, &found, &old_root, &old_db)?;
+                    let p = plan::decide(&self.ctx.run, &s.name, &rec, &found)
+                        .map_err(|e| (BuiltinStep::CleanupCheck, StepError::Failed(e)))?;
                     self.record(BuiltinStep::CleanupCheck, &unit, ArtifactKind::CleanupPlan, &p.to_text())
                         .map_err(journal_err(BuiltinStep::CleanupCheck))?;
                     p

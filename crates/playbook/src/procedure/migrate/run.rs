@@ -115,7 +115,10 @@ pub async fn run_migrate_import(
 }
 
 /// The manifest run `run` started with: the journal's copy, never the file as it may be now.
-fn recorded_manifest(journal: &Journal, run: &RunRow) -> Result<Manifest, PlaybookError> {
+pub(crate) fn recorded_manifest(
+    journal: &Journal,
+    run: &RunRow,
+) -> Result<Manifest, PlaybookError> {
     if !super::is_migrate_run(&run.procedure) {
         return Err(PlaybookError::Plan(format!(
             "run `{}` is not a `fleet migrate` run ({})",
@@ -395,22 +398,7 @@ pub async fn run_migrate_cleanup(
     cancel: &Cancel,
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
-    // Every inventory site's `current`, before the jobs are narrowed to the run's sites: an
-    // old root that any of them serves stays.
-    let served = jobs
-        .iter()
-        .map(|j| {
-            (
-                j.host.name.clone(),
-                j.host
-                    .sites
-                    .iter()
-                    .filter_map(|s| s.current.clone())
-                    .collect(),
-            )
-        })
-        .collect();
-    let jobs = named_sites(run_sites(jobs, journal, run)?, run, sites)?;
+    let (jobs, served) = cleanup_jobs(jobs, journal, run, sites)?;
     journal.reopen_run(&run.id)?;
     let phase = Phase::Cleanup(Arc::new(super::cleanup::Cleanup { older_than, served }));
     let procedure = AnyProcedure::Migrate(Arc::new(manifest), phase);
@@ -425,6 +413,34 @@ pub async fn run_migrate_cleanup(
         cancel,
     )
     .await
+}
+
+/// The cleanup's jobs (the run's sites, narrowed to `sites`), and every inventory site's
+/// `current` per host, taken before the narrowing: an old root any of them serves stays.
+#[allow(clippy::type_complexity)]
+pub(crate) fn cleanup_jobs(
+    jobs: Vec<HostJob>,
+    journal: &Journal,
+    run: &RunRow,
+    sites: &[String],
+) -> Result<(Vec<HostJob>, BTreeMap<String, Vec<String>>), PlaybookError> {
+    let served = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.host.name.clone(),
+                j.host
+                    .sites
+                    .iter()
+                    .filter_map(|s| s.current.clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok((
+        named_sites(run_sites(jobs, journal, run)?, run, sites)?,
+        served,
+    ))
 }
 
 /// `jobs` narrowed to the sites named (`site` or `host/site`; none named: all), each of

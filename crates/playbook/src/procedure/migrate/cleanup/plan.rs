@@ -1,11 +1,13 @@
 //! What a cleanup removes of a site, decided once from what the host shows and journaled
 //! before anything goes.
 
-use super::script::Found;
-use super::{SiteCleanup, Step, stop};
+use std::time::Duration;
+
+use super::CHANGES;
+use super::script::{Found, sql_name};
 use crate::discovery::safe_path;
-use crate::engine::{HostRun, StepError};
-use crate::vocab::{ArtifactKind, BuiltinStep};
+use crate::journal::Journal;
+use crate::vocab::{ArtifactKind, Unit};
 
 /// What a cleanup removes of a site, journaled before anything is: a cleanup run again
 /// goes on with it, and the release, import and rollback refuse a site that has one.
@@ -68,141 +70,204 @@ impl Plan {
     }
 }
 
-impl HostRun<'_> {
-    /// What goes, decided once from what the host shows.
-    pub(super) fn plan(
-        &self,
-        work: &SiteCleanup<'_>,
-        found: &Found,
-        old_root: &str,
-        old_db: &str,
-    ) -> Step<Plan> {
-        let live = !found.release_real.is_empty() && found.serves == found.release_real;
-        if !live {
-            if !old_root.is_empty() && found.serves != old_root {
-                return stop(
-                    BuiltinStep::CleanupCheck,
-                    format!(
-                        "`current` serves `{}`, neither this run's release nor the old site: something else moved it; nothing removed",
-                        found.serves.escape_debug()
-                    ),
-                );
-            }
-            let mine = format!("run={} site={}", self.ctx.run, work.w.site.name);
-            if !found.release_real.is_empty() && found.marker != mine {
-                return stop(
-                    BuiltinStep::CleanupCheck,
-                    format!(
-                        "`{}` is not this run's build of the site: nothing removed",
-                        work.release
-                    ),
-                );
-            }
-            return Ok(Plan {
-                old_side: false,
-                drop: self.site_artifact(&work.w.site.name, ArtifactKind::NewDatabase),
-                drop_civi: self.site_artifact(&work.w.site.name, ArtifactKind::NewCivicrmDatabase),
-                code: Some(work.release.clone()),
-                kept: Vec::new(),
-            });
-        }
-        let mut kept = Vec::new();
-        if old_root.is_empty() {
-            return stop(
-                BuiltinStep::CleanupCheck,
-                "the journal has no record of the old site's root",
-            );
-        }
-        if !found.old_exists {
-            kept.push(format!("`{old_root}`: gone already"));
-            return Ok(Plan {
-                old_side: true,
-                drop: None,
-                drop_civi: None,
-                code: None,
-                kept,
-            });
-        }
-        check_old_root(old_root, found)
-            .map_err(|e| (BuiltinStep::CleanupCheck, StepError::Failed(e)))?;
-        let site_dir = found.site_dir.as_str();
-        // The site's own settings must name its database: else the directory found by the
-        // discovery's rule may not be its own (a `sites.php` alias), and nothing of it goes.
-        let own = !old_db.is_empty() && found.db_users.iter().any(|d| d == site_dir);
-        if !own {
-            kept.push(format!(
-                "`{site_dir}` and database `{old_db}`: the settings there do not name the site's database"
-            ));
-            return Ok(Plan {
-                old_side: true,
-                drop: None,
-                drop_civi: None,
-                code: None,
-                kept,
-            });
-        }
-        let others: Vec<&String> = found.settings.iter().filter(|d| *d != site_dir).collect();
-        let sharing: Vec<&&String> = others
-            .iter()
-            .filter(|d| found.db_users.contains(d) || !found.db_named.contains(d))
-            .collect();
-        let drop = if sharing.is_empty() {
-            Some(old_db.to_owned())
-        } else {
-            kept.push(format!(
-                "database `{old_db}`: {} may use it too",
-                sharing
-                    .iter()
-                    .map(|d| format!("`{d}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            None
-        };
-        // Its CiviCRM database (it has a copy in the new site): only when its own
-        // civicrm.settings.php names it and no other site's does.
-        let drop_civi = match self
-            .site_artifact(&work.w.site.name, ArtifactKind::OldCivicrmDatabase)
-            .filter(|_| {
-                self.site_artifact(&work.w.site.name, ArtifactKind::NewCivicrmDatabase)
-                    .is_some()
-            }) {
-            None => None,
-            Some(civi) if found.civi_users == [site_dir.to_owned()] => Some(civi),
-            Some(civi) => {
-                kept.push(format!(
-                    "CiviCRM database `{civi}`: {}",
-                    if found.civi_users.iter().any(|d| d == site_dir) {
-                        "another site's civicrm.settings.php names it too"
-                    } else {
-                        "the site's civicrm.settings.php does not name it"
-                    }
-                ));
-                None
-            }
-        };
-        let served = found.served_any.iter().any(|c| c == old_root);
-        let code = if others.is_empty() && !served {
-            old_root.to_owned()
-        } else {
-            kept.push(format!(
-                "`{old_root}`: {}",
-                if served {
-                    "another site is served from it"
-                } else {
-                    "other sites are in it"
-                }
-            ));
-            site_dir.to_owned()
-        };
-        Ok(Plan {
-            old_side: true,
-            drop,
-            drop_civi,
-            code: Some(code),
-            kept,
-        })
+/// What the journal recorded of a site, for the cleanup and its plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Recorded {
+    pub(super) release: String,
+    /// Where `current` pointed before the release switched it (empty: never switched).
+    pub(super) old_root: String,
+    pub(super) old_db: String,
+    pub(super) old_civi: String,
+    pub(super) new_db: Option<String>,
+    pub(super) new_civi: Option<String>,
+    /// The plan an earlier cleanup journaled (`Some(None)`: one that cannot be read).
+    pub(super) planned: Option<Option<Plan>>,
+    /// When the site last changed in the run (unix ms).
+    pub(super) changed: i64,
+}
+
+/// What the journal says of a site before any host is read: what it recorded, or why the
+/// cleanup leaves the site (cleaned up, mid-phase, no release, too young).
+pub(super) fn precheck(
+    journal: &Journal,
+    run: &str,
+    host: &str,
+    site: &str,
+    older_than: Duration,
+) -> Result<Recorded, String> {
+    let unit = Unit::site(site);
+    let art = |kind| {
+        journal
+            .artifact(run, host, &unit, kind)
+            .ok()
+            .flatten()
+            .filter(|v: &String| !v.is_empty())
+    };
+    if let Some(done) = art(ArtifactKind::CleanedUp) {
+        return Err(format!("cleaned up already: {done}"));
     }
+    let row = match journal.site_row(run, host, site) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err("not a site of this run".into()),
+        Err(e) => return Err(format!("the journal cannot be read ({e}): nothing removed")),
+    };
+    if row.in_maintenance || row.status.is_midway() {
+        return Err(format!(
+            "its last phase did not end (`{}`{}): finish it first (`fleet migrate release` or `fleet migrate rollback`); nothing removed",
+            row.status.as_str(),
+            if row.in_maintenance {
+                ", in maintenance"
+            } else {
+                ""
+            }
+        ));
+    }
+    let Some(release) = art(ArtifactKind::Release) else {
+        return Err("this run made no release for it: nothing to clean up".into());
+    };
+    let mut changed = 0;
+    for st in CHANGES {
+        match journal.step_done_at(run, host, &unit, &st.into()) {
+            Ok(t) => changed = changed.max(t.unwrap_or(0)),
+            Err(_) => {
+                return Err(
+                    "the journal cannot say when the site last changed: nothing removed".into(),
+                );
+            }
+        }
+    }
+    let planned = art(ArtifactKind::CleanupPlan).map(|t| Plan::parse(&t));
+    let age_ms = crate::journal::now_ms().saturating_sub(changed);
+    // A cleanup that began goes on whatever its age now.
+    if planned.is_none() && u128::try_from(age_ms).unwrap_or(0) < older_than.as_millis() {
+        return Err(format!(
+            "its last change was {} ago, not older than {}: kept",
+            crate::journal::format_age(age_ms / 1000),
+            crate::journal::format_age(i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX))
+        ));
+    }
+    let name = |kind| art(kind).filter(|d| sql_name(d).is_ok());
+    Ok(Recorded {
+        release,
+        old_root: art(ArtifactKind::PriorCurrent).unwrap_or_default(),
+        old_db: name(ArtifactKind::OldDatabase).unwrap_or_default(),
+        old_civi: name(ArtifactKind::OldCivicrmDatabase).unwrap_or_default(),
+        new_db: art(ArtifactKind::NewDatabase),
+        new_civi: art(ArtifactKind::NewCivicrmDatabase),
+        planned,
+        changed,
+    })
+}
+
+/// What goes of site `site` of run `run`, decided once from what the host shows.
+pub(super) fn decide(run: &str, site: &str, rec: &Recorded, found: &Found) -> Result<Plan, String> {
+    let (old_root, old_db) = (rec.old_root.as_str(), rec.old_db.as_str());
+    let live = !found.release_real.is_empty() && found.serves == found.release_real;
+    if !live {
+        if !old_root.is_empty() && found.serves != old_root {
+            return Err(format!(
+                "`current` serves `{}`, neither this run's release nor the old site: something else moved it; nothing removed",
+                found.serves.escape_debug()
+            ));
+        }
+        let mine = format!("run={run} site={site}");
+        if !found.release_real.is_empty() && found.marker != mine {
+            return Err(format!(
+                "`{}` is not this run's build of the site: nothing removed",
+                rec.release
+            ));
+        }
+        return Ok(Plan {
+            old_side: false,
+            drop: rec.new_db.clone(),
+            drop_civi: rec.new_civi.clone(),
+            code: Some(rec.release.clone()),
+            kept: Vec::new(),
+        });
+    }
+    let mut kept = Vec::new();
+    let keep_all = |kept: Vec<String>| Plan {
+        old_side: true,
+        drop: None,
+        drop_civi: None,
+        code: None,
+        kept,
+    };
+    if old_root.is_empty() {
+        return Err("the journal has no record of the old site's root".into());
+    }
+    if !found.old_exists {
+        kept.push(format!("`{old_root}`: gone already"));
+        return Ok(keep_all(kept));
+    }
+    check_old_root(old_root, found)?;
+    let site_dir = found.site_dir.as_str();
+    // The site's own settings must name its database: else the directory found by the
+    // discovery's rule may not be its own (a `sites.php` alias), and nothing of it goes.
+    let own = !old_db.is_empty() && found.db_users.iter().any(|d| d == site_dir);
+    if !own {
+        kept.push(format!(
+            "`{site_dir}` and database `{old_db}`: the settings there do not name the site's database"
+        ));
+        return Ok(keep_all(kept));
+    }
+    let others: Vec<&String> = found.settings.iter().filter(|d| *d != site_dir).collect();
+    let sharing: Vec<&&String> = others
+        .iter()
+        .filter(|d| found.db_users.contains(d) || !found.db_named.contains(d))
+        .collect();
+    let drop = if sharing.is_empty() {
+        Some(old_db.to_owned())
+    } else {
+        kept.push(format!(
+            "database `{old_db}`: {} may use it too",
+            sharing
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        None
+    };
+    // Its CiviCRM database (when the new site has a copy): only when its own
+    // civicrm.settings.php names it and no other site's does.
+    let drop_civi = if rec.old_civi.is_empty() || rec.new_civi.is_none() {
+        None
+    } else if found.civi_users == [site_dir.to_owned()] {
+        Some(rec.old_civi.clone())
+    } else {
+        kept.push(format!(
+            "CiviCRM database `{}`: {}",
+            rec.old_civi,
+            if found.civi_users.iter().any(|d| d == site_dir) {
+                "another site's civicrm.settings.php names it too"
+            } else {
+                "the site's civicrm.settings.php does not name it"
+            }
+        ));
+        None
+    };
+    let served = found.served_any.iter().any(|c| c == old_root);
+    let code = if others.is_empty() && !served {
+        old_root.to_owned()
+    } else {
+        kept.push(format!(
+            "`{old_root}`: {}",
+            if served {
+                "another site is served from it"
+            } else {
+                "other sites are in it"
+            }
+        ));
+        site_dir.to_owned()
+    };
+    Ok(Plan {
+        old_side: true,
+        drop,
+        drop_civi,
+        code: Some(code),
+        kept,
+    })
 }
 
 fn check_old_root(old_root: &str, found: &Found) -> Result<(), String> {

@@ -39,15 +39,14 @@ pub(super) struct Found {
     pub(super) served_any: Vec<String>,
 }
 
-/// The check: read-only.
-pub(super) fn check(
-    site: &Site,
-    release: &str,
-    old_root: &str,
-    old_db: &str,
-    old_civi: &str,
-    served: &[String],
-) -> String {
+/// The check (read-only) of `site`, with what the journal recorded of it.
+pub(super) fn check(site: &Site, rec: &super::plan::Recorded, served: &[String]) -> String {
+    let (release, old_root, old_db, old_civi) = (
+        rec.release.as_str(),
+        rec.old_root.as_str(),
+        rec.old_db.as_str(),
+        rec.old_civi.as_str(),
+    );
     let mut s = String::from(KV);
     s.push_str(
         r#"dsndb() { sed -n "s/^[[:space:]]*define[[:space:]]*([[:space:]]*'CIVICRM_DSN'[[:space:]]*,[[:space:]]*'\([^']*\)'.*/\1/p" "$1" | head -n1 | sed 's/[?].*//; s#.*/##'; }
@@ -89,6 +88,16 @@ cleancheck() {
     }
     s.push_str("kv end 1\n");
     s
+}
+
+/// The check's output, when it ran to its end (a cut-off output says nothing).
+pub(super) fn complete(out: &str) -> Result<Found, String> {
+    let f = parse(out);
+    if f.complete {
+        Ok(f)
+    } else {
+        Err("the host's answer to the check was cut off".into())
+    }
 }
 
 pub(super) fn parse(out: &str) -> Found {
