@@ -164,6 +164,11 @@ pub(crate) struct MigrateReleaseArgs {
     #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) step_timeout: Duration,
 
+    /// Say which sites would be released in which batch, from the run's journal; change
+    /// nothing
+    #[arg(long)]
+    pub(crate) plan: bool,
+
     /// JSON events on stdout (one object per line)
     #[arg(long)]
     pub(crate) json: bool,
@@ -184,6 +189,10 @@ pub(crate) struct MigrateImportArgs {
     /// Bound on each remote step
     #[arg(long, default_value = "2h", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) step_timeout: Duration,
+
+    /// Say which sites would be imported, from the run's journal; change nothing
+    #[arg(long)]
+    pub(crate) plan: bool,
 
     /// JSON events on stdout (one object per line)
     #[arg(long)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fleet_inventory::{Amount, Batches};
 use fleet_playbook::{
     Journal, Manifest, MigrateOptions, ReleaseOptions, RunReport, plan_migrate_build,
-    plan_migrate_cleanup, run_migrate_build, run_migrate_cleanup, run_migrate_import,
-    run_migrate_release, run_migrate_rollback,
+    plan_migrate_cleanup, plan_migrate_phase, run_migrate_build, run_migrate_cleanup,
+    run_migrate_import, run_migrate_release, run_migrate_rollback,
 };
 
 use crate::args::{
@@ -135,12 +135,45 @@ where
     }
 }
 
+/// A phase's `--plan`: printed, nothing changed.
+fn phase_plan(
+    run: &fleet_playbook::RunRow,
+    plan: &fleet_playbook::PhasePlan,
+    phase: &str,
+    json: bool,
+) -> anyhow::Result<ExitStatus> {
+    let mut out = crate::render::stdout();
+    if json {
+        for r in &plan.rows {
+            let line = serde_json::json!({
+                "host": r.host, "site": r.site, "batch": r.batch + 1, "action": r.action,
+                "reason": r.reason,
+            });
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        crate::render::migrate::write_phase_plan(&mut out, &run.id, phase, plan)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
 async fn import(cli: &Cli, args: &MigrateImportArgs) -> anyhow::Result<ExitStatus> {
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
     let jobs = super::upgrade::jobs(&inventory, &hosts);
+    if args.plan {
+        let plan = plan_migrate_phase(
+            jobs,
+            &run,
+            &journal,
+            false,
+            &Batches(vec![Amount::Percent(100)]),
+            Amount::Count(0),
+        )?;
+        return phase_plan(&run, &plan, "import", args.json);
+    }
     let opts = phase_opts(args.forks, args.step_timeout);
     let (j, r) = (&journal, &run);
     let (report, interrupted) = claimed(
@@ -181,6 +214,17 @@ async fn release(cli: &Cli, args: &MigrateReleaseArgs) -> anyhow::Result<ExitSta
             .or(rollout.max_fail)
             .unwrap_or(Amount::Count(0)),
     };
+    if args.plan {
+        let plan = plan_migrate_phase(
+            super::upgrade::jobs(&inventory, &hosts),
+            &run,
+            &journal,
+            true,
+            &opts.batches,
+            opts.max_fail,
+        )?;
+        return phase_plan(&run, &plan, "release", args.json);
+    }
     release_run(
         cli,
         &journal,

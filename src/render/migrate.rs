@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use fleet_playbook::{CleanupPlanRow, Manifest, MigratePlanRow};
+use fleet_playbook::{CleanupPlanRow, Manifest, MigratePlanRow, PhasePlan};
 
 use super::table;
 
@@ -111,5 +111,57 @@ pub(crate) fn write_cleanup_plan(
         w,
         "\n{n} of {} site(s) would be cleaned up (each copy taken first); nothing was changed.",
         rows.len()
+    )
+}
+
+/// `fleet migrate import|release RUN --plan`'s table: which sites the phase would take.
+pub(crate) fn write_phase_plan(
+    w: &mut dyn Write,
+    run: &str,
+    phase: &str,
+    plan: &PhasePlan,
+) -> io::Result<()> {
+    if phase == "release" {
+        writeln!(
+            w,
+            "plan: release of run {run} in {} batch(es) of {}; failures tolerated per batch: {}; for the whole run: {}\n",
+            plan.batches.len(),
+            plan.batches
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.batch_budget
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.run_budget
+        )?;
+    } else {
+        writeln!(w, "plan: {phase} of run {run}, every host at once\n")?;
+    }
+    let cells: Vec<[String; 4]> = plan
+        .rows
+        .iter()
+        .map(|r| {
+            [
+                r.host.clone(),
+                r.site.clone(),
+                (r.batch + 1).to_string(),
+                if r.reason.is_empty() {
+                    r.action.clone()
+                } else {
+                    format!("{}: {}", r.action, r.reason)
+                },
+            ]
+        })
+        .collect();
+    write!(w, "{}", table(&["HOST", "SITE", "BATCH", "ACTION"], &cells))?;
+    let n = plan.rows.iter().filter(|r| r.action == phase).count();
+    writeln!(
+        w,
+        "\n{n} of {} site(s) would be taken, from the run's journal (each host is read again when the phase runs); nothing was changed.",
+        plan.rows.len()
     )
 }

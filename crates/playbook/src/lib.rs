@@ -63,6 +63,7 @@ pub use procedure::migrate::is_migrate_run;
 pub use procedure::migrate::manifest::{
     Check, Import, Manifest, Module, NewSite, Qa, Tarball, Tolerance, database_name,
 };
+pub use procedure::migrate::phase_plan::{PhasePlan, PhasePlanRow, plan_migrate_phase};
 pub use procedure::migrate::plan::{MigratePlanRow, plan_migrate_build};
 pub use procedure::migrate::run::{
     MigrateOptions, ReleaseOptions, run_migrate_build, run_migrate_cleanup, run_migrate_import,

@@ -254,3 +254,53 @@ fn rollback_brings_one_released_site_back_to_its_old_release_and_leaves_the_othe
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(site_lines(&o)["h01/site1"].0, "rolled-back");
 }
+
+#[test]
+fn release_and_import_plans_say_which_sites_go_in_which_batch_and_change_nothing() {
+    let (u, run) = imported_lab(3, 1);
+    let plan = |phase: &str, extra: &[&str]| {
+        let mut c = fleet(&u.lab.inventory_path());
+        c.arg("--state-dir")
+            .arg(u.state.path())
+            .args(["migrate", phase, &run, "--plan"])
+            .args(extra);
+        let o = crate::run(&mut c);
+        assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+        o
+    };
+    let rows = |o: &std::process::Output| -> Vec<serde_json::Value> {
+        stdout(o)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let before = super::hosts_tree(&u);
+    let r = rows(&plan("release", &["--batches", "1,100%", "--json"]));
+    assert_eq!(r.len(), 3, "{r:?}");
+    for (i, row) in r.iter().enumerate() {
+        assert_eq!(row["action"], "release", "{row}");
+        assert_eq!(row["batch"], if i == 0 { 1 } else { 2 }, "{row}");
+    }
+    let text = stdout(&plan("release", &["--batches", "1,100%"]));
+    assert!(text.contains("in 2 batch(es) of 1, 2"), "{text}");
+    assert!(text.contains("3 of 3 site(s) would be taken"), "{text}");
+    for row in rows(&plan("import", &["--json"])) {
+        assert_eq!(row["action"], "import", "{row}");
+        assert_eq!(row["reason"], "again, with --update", "{row}");
+    }
+    assert_eq!(super::hosts_tree(&u), before, "a plan changed the hosts");
+    assert!(
+        u.sites.iter().all(|s| s.served() == s.root),
+        "a plan released a site"
+    );
+
+    let o = crate::run(&mut release(&u, &run, &["--batches", "100%"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for row in rows(&plan("release", &["--json"])) {
+        assert_eq!(row["action"], "skip", "{row}");
+        assert_eq!(row["reason"], "released already", "{row}");
+    }
+    for row in rows(&plan("import", &["--json"])) {
+        assert_eq!(row["action"], "not-started", "{row}");
+    }
+}

@@ -9,6 +9,7 @@ pub(crate) mod cleanup;
 pub(crate) mod discovery;
 mod import;
 pub(crate) mod manifest;
+pub(crate) mod phase_plan;
 pub(crate) mod plan;
 mod release;
 pub(crate) mod run;

@@ -479,7 +479,7 @@ fn named_sites(
 }
 
 /// `jobs` narrowed to run `run`'s own sites (hosts without one left out).
-fn run_sites(
+pub(crate) fn run_sites(
     jobs: Vec<HostJob>,
     journal: &Journal,
     run: &RunRow,
