@@ -113,6 +113,28 @@ write_dump() { # write_dump DBDIR DBNAME FILE ROUTINES(present|missing) FAILPOIN
     echo "-- Dump completed on $(date '+%Y-%m-%d %H:%M:%S')" >>"$out"
 }
 
+# sql_probe INPUT: the statements fleet asks a mysql client alone (each on its own line):
+# SHOW DATABASES LIKE 'x'; (batch mode: a header and the row when it exists, nothing when not),
+# SELECT 'literal'; and DROP DATABASE `x`;. Returns 1 (nothing done) for anything else.
+sql_probe() {
+    local input=$1 line
+    [[ -n $input ]] || return 1
+    while IFS= read -r line; do
+        [[ $line =~ ^SHOW\ DATABASES\ LIKE\ \'[A-Za-z0-9_]+\'\;?$ || $line =~ ^SELECT\ \'[A-Za-z0-9_-]+\'\;?$ || $line =~ ^DROP\ DATABASE\ \`[A-Za-z0-9_]+\`\;?$ ]] || return 1
+    done <<<"$input"
+    while IFS= read -r line; do
+        if [[ $line =~ ^SHOW\ DATABASES\ LIKE\ \'([A-Za-z0-9_]+)\' ]]; then
+            [[ -d $STATE/db/${BASH_REMATCH[1]} ]] && printf 'Database (%s)\n%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[1]}"
+        elif [[ $line =~ ^SELECT\ \'([A-Za-z0-9_-]+)\' ]]; then
+            printf '%s\n%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[1]}"
+        elif [[ $line =~ ^DROP\ DATABASE\ \`([A-Za-z0-9_]+)\` ]]; then
+            [[ -d $STATE/db/${BASH_REMATCH[1]} ]] || { echo "ERROR 1008 (HY000) at line 1: Can't drop database '${BASH_REMATCH[1]}'; database doesn't exist" >&2; return 2; }
+            rm -rf "${STATE:?}/db/${BASH_REMATCH[1]}"
+        fi
+    done <<<"$input"
+    return 0
+}
+
 restore_from_stdin() { # restore_from_stdin DEFAULT_DBNAME
     local input db=$1 line k v dir
     input=$(cat)
@@ -143,5 +165,10 @@ restore_from_stdin() { # restore_from_stdin DEFAULT_DBNAME
     done <<<"$input"
     if [[ -f $dir/tables_added.new ]]; then sort -u "$dir/tables_added.new" -o "$dir/tables_added"; rm -f "$dir/tables_added.new"; fi
     [[ -f $dir/modules_enabled.new ]] && mv "$dir/modules_enabled.new" "$dir/modules_enabled"
+    # A last `SELECT CONCAT('fleet-loaded:', DATABASE());`: mysql runs it only when every
+    # statement before it did, in the database they went to.
+    if grep -qF "SELECT CONCAT('fleet-loaded:', DATABASE());" <<<"$input"; then
+        printf "%s\nfleet-loaded:%s\n" "CONCAT('fleet-loaded:', DATABASE())" "$db"
+    fi
     return 0
 }

@@ -117,6 +117,52 @@ fn the_new_site_runs_on_an_upgraded_copy_of_civicrm_taken_again_at_the_release()
         );
         assert_eq!(s.db_version(), FROM);
     }
+
+    // The new site takes writes in its copy, is switched back, then released again: the copy
+    // is made again from the old database, and what it held is kept first.
+    let s = &u.sites[0];
+    let copy = s.db_dir(&copy_of(s));
+    std::fs::write(
+        copy.join("data.civicrm_contribution"),
+        "taken on the new site\n",
+    )
+    .unwrap();
+    let mut c = crate::fleet(&u.lab.inventory_path());
+    c.arg("--state-dir").arg(u.state.path()).args([
+        "migrate",
+        "rollback",
+        &run,
+        "--site",
+        &format!("{}/{}", s.host, s.name),
+    ]);
+    let o = crate::run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let o = crate::run(&mut release(
+        &u,
+        &run,
+        &["--batches", "100%", "-l", &s.host],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        !copy.join("data.civicrm_contribution").exists(),
+        "the copy was not made again"
+    );
+    let kept: Vec<_> = std::fs::read_dir(s.backup_dir.join(format!("fleet-{run}/final")))
+        .expect("a final dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&copy_of(s))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        read(&kept[0]).contains("data.civicrm_contribution=taken on the new site"),
+        "what the copy took while it was live is not kept"
+    );
 }
 
 #[test]

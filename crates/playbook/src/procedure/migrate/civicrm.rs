@@ -26,7 +26,7 @@ use super::manifest::{Manifest, database_name};
 use super::settings::php_str;
 use crate::discovery::{KV, unhex};
 use crate::engine::{HostRun, StepError};
-use crate::procedure::civicrm::commands::check_dump;
+use crate::procedure::civicrm::commands::{check_dump, fix_permissions};
 use crate::vocab::{ArtifactKind, BuiltinStep, Unit};
 
 type Step<T = ()> = Result<T, (BuiltinStep, StepError)>;
@@ -48,6 +48,8 @@ pub(crate) struct CiviTarget<'a> {
     pub(crate) release: &'a str,
     /// The new site's Drupal database.
     pub(crate) new_db: &'a str,
+    /// The release's drush, relative to it.
+    pub(crate) drush: &'a str,
 }
 
 /// What the check found.
@@ -124,8 +126,10 @@ fn version_like(s: &str) -> bool {
 }
 
 /// The awk program that makes the new `civicrm.settings.php` from the old one (values from
-/// the environment, so nothing in them is read as awk or shell): every swap counted, printed
-/// last as `swaps=DSN,UF_DSN,ROOT,TEMPLATES,UF` on stderr for the check.
+/// the environment, so nothing in them is read as awk or shell): a swap counts only when it
+/// changed its line (CiviCRM's template has a second `CIVICRM_DSN` define, for tests, whose
+/// value is no literal), printed last as `swaps=DSN,UF_DSN,ROOT,TEMPLATES,UF` on stderr; a
+/// missing `CIVICRM_UF` is put right after `<?php`.
 const SETTINGS_AWK: &str = r#"
 function value_at(line, name,    k, rest, s) {
   k = index(line, "'" name "'"); if (!k) return 0
@@ -141,15 +145,21 @@ function swap_db(line, name, db,    v, val, e, q, base, i) {
   if (!i) return line
   return substr(line, 1, v) substr(base, 1, i) db (q ? substr(val, q) : "") substr(line, v + e)
 }
-/^[ \t]*define[ \t]*\([ \t]*'CIVICRM_DSN'/ { $0 = swap_db($0, "CIVICRM_DSN", ENVIRON["CIVI_DB"]); dsn++ }
-/^[ \t]*define[ \t]*\([ \t]*'CIVICRM_UF_DSN'/ { $0 = swap_db($0, "CIVICRM_UF_DSN", ENVIRON["CMS_DB"]); ufdsn++ }
-/^[ \t]*\$civicrm_root[ \t]*=/ { $0 = ENVIRON["ROOT_LINE"]; root++ }
-/^[ \t]*define[ \t]*\([ \t]*'CIVICRM_TEMPLATE_COMPILEDIR'/ { $0 = ENVIRON["TC_LINE"]; tc++ }
-/^[ \t]*define[ \t]*\([ \t]*'CIVICRM_UF'[ \t]*,/ { $0 = "define('CIVICRM_UF', 'Drupal8');"; uf++ }
-{ print }
+{
+  line = $0; out = line
+  if (line ~ /^[ \t]*define[ \t]*\([ \t]*['"]CIVICRM_DSN['"]/) { out = swap_db(line, "CIVICRM_DSN", ENVIRON["CIVI_DB"]); if (out != line) dsn++ }
+  else if (line ~ /^[ \t]*define[ \t]*\([ \t]*['"]CIVICRM_UF_DSN['"]/) { out = swap_db(line, "CIVICRM_UF_DSN", ENVIRON["CMS_DB"]); if (out != line) ufdsn++ }
+  else if (line ~ /^[ \t]*\$civicrm_root[ \t]*=/) { out = ENVIRON["ROOT_LINE"]; root++ }
+  else if (line ~ /^[ \t]*define[ \t]*\([ \t]*['"]CIVICRM_TEMPLATE_COMPILEDIR['"]/) { out = ENVIRON["TC_LINE"]; tc++ }
+  else if (line ~ /^[ \t]*define[ \t]*\([ \t]*['"]CIVICRM_UF['"][ \t]*,/) { out = "define('CIVICRM_UF', 'Drupal8');"; uf++ }
+  lines[++n] = out
+}
 END {
-  if (!uf) print "define('CIVICRM_UF', 'Drupal8');"
-  printf "swaps=%d,%d,%d,%d\n", dsn, ufdsn, root, tc > "/dev/stderr"
+  for (i = 1; i <= n; i++) {
+    print lines[i]
+    if (i == 1 && !uf && lines[1] ~ /^<\?php[ \t]*$/) { print "define('CIVICRM_UF', 'Drupal8');"; uf = 1 }
+  }
+  printf "swaps=%d,%d,%d,%d,%d\n", dsn, ufdsn, root, tc, uf > "/dev/stderr"
 }
 "#;
 
@@ -177,6 +187,14 @@ impl HostRun<'_> {
             .await
             .map_err(at(BuiltinStep::CivicrmCheck))?;
         if !found.has {
+            if let Some(copy) = self.site_artifact(&t.site.name, ArtifactKind::NewCivicrmDatabase) {
+                return fail(
+                    BuiltinStep::CivicrmCheck,
+                    format!(
+                        "the old site's civicrm.settings.php is gone, but this run made its CiviCRM copy `{copy}`: the new site would go live on a stale copy"
+                    ),
+                );
+            }
             return Ok(None);
         }
         let Some(c) = &m.civicrm else {
@@ -236,6 +254,16 @@ impl HostRun<'_> {
                 ),
             );
         };
+        if let Some(ours) = self.site_artifact(&t.site.name, ArtifactKind::NewCivicrmDatabase)
+            && ours != copy
+        {
+            return fail(
+                BuiltinStep::CivicrmCheck,
+                format!(
+                    "this run made the site's CiviCRM copy `{ours}`, but the manifest now names `{copy}`: not made twice"
+                ),
+            );
+        }
         self.load_copy(t, &found.db, &copy).await?;
         self.civicrm_settings(t, root, &copy).await?;
         self.civicrm_upgrade(t, &found, &copy).await?;
@@ -246,24 +274,31 @@ impl HostRun<'_> {
     }
 
     /// The old CiviCRM database dumped and loaded into `copy` (made here, or the run's own).
+    /// The old site's drush runs as the SSH user here, as the upgrade's dumps do (the
+    /// backup dir is not the web user's to write).
     async fn load_copy(&self, t: &CiviTarget<'_>, old: &str, copy: &str) -> Step {
         let unit = Unit::site(&t.site.name);
         let drush = format!(
-            "as_web {} {} -r {} -l {}",
-            quote(t.site.web_user.as_deref().unwrap_or("")),
+            "{} -r {} -l {}",
             quote(&t.site.drush),
             quote(&t.site.root),
             quote(&t.site.uri)
         );
         let ours = self.site_artifact(&t.site.name, ArtifactKind::NewCivicrmDatabase);
         if ours.as_deref() != Some(copy) {
-            // Asked over the CiviCRM connection: the copy is made on CiviCRM's own server.
+            // Asked over the CiviCRM connection (the copy is made on CiviCRM's own server);
+            // the last line must come back, or the client failed and nothing is known.
             let probe = format!(
-                "printf '%s\\n' \"SHOW DATABASES LIKE '{copy}';\" | {drush} civicrm-sql-cli"
+                "printf '%s\\n' \"SHOW DATABASES LIKE '{copy}';\" \"SELECT 'fleet-probe-ok';\" | {drush} civicrm-sql-cli"
             );
             let name = copy.to_owned();
             self.exec_probed(&unit, BuiltinStep::CivicrmCopy, &probe, copy, |out| {
-                if out.lines().any(|l| l.trim() == name) {
+                if !out.lines().any(|l| l.trim() == "fleet-probe-ok") {
+                    return Err(format!(
+                        "cannot ask the CiviCRM database server whether `{name}` exists"
+                    ));
+                }
+                if out.lines().any(|l| l.trim().eq_ignore_ascii_case(&name)) {
                     Err(format!(
                         "database `{name}` exists already: fleet never loads a copy over a database it did not create"
                     ))
@@ -287,33 +322,102 @@ impl HostRun<'_> {
                 copy,
             )
             .map_err(|(_, e)| (BuiltinStep::CivicrmCopy, e))?;
+        } else if self.was_live(&t.site.name) {
+            // The copy served the site before (released, then switched back): what it took
+            // then is kept before it is replaced.
+            self.keep_copy(t, copy).await?;
         }
         // The dump is the copy's source, not a backup (the live database is never changed):
-        // each copy overwrites it, and it goes once loaded (it holds the site's people).
+        // each copy overwrites it, and it goes whatever happens (it holds the site's people).
         let file = format!(
             "{}/fleet-{}/{}-civicrm.sql",
             t.site.backup_dir, self.ctx.run, t.site.name
         );
         let script = format!(
-            "set -e; F={f}; umask 077; mkdir -p \"$(dirname \"$F\")\"\n\
+            "set -e; F={f}; umask 077; mkdir -p \"$(dirname \"$F\")\"; trap 'rm -f \"$F\"' EXIT\n\
              {drush} civicrm-sql-dump --result-file=\"$F\"\n\
              {check} >/dev/null\n\
-             if grep -qiE '^[[:space:]]*(USE|CREATE DATABASE|DROP DATABASE)[[:space:]]' \"$F\"; then echo \"dump $F names a database of its own (USE / CREATE DATABASE): not loaded\" >&2; exit 1; fi\n\
-             {{ printf '%s\\n' {drop} {create} {usedb}; cat \"$F\"; }} | {drush} civicrm-sql-cli\n\
-             rm -f \"$F\"",
+             if grep -qiE '^[[:space:]]*((USE|CONNECT)([[:space:]]|`|$)|(CREATE|DROP)[[:space:]]+(DATABASE|SCHEMA)|\\\\[urRC])' \"$F\"; then echo \"dump $F names a database of its own (USE, CREATE/DROP DATABASE, a client command): not loaded\" >&2; exit 1; fi\n\
+             {{ printf '%s\\n' {drop} {create} {usedb}; cat \"$F\"; printf '\\n%s\\n' {loaded}; }} | {drush} civicrm-sql-cli",
             f = quote(&file),
             check = check_dump(&file, old),
             drop = quote(&format!("DROP DATABASE IF EXISTS `{copy}`;")),
             create = quote(&format!("CREATE DATABASE `{copy}`;")),
             usedb = quote(&format!("USE `{copy}`;")),
+            loaded = quote("SELECT CONCAT('fleet-loaded:', DATABASE());"),
         );
-        self.exec(
+        let want = format!("fleet-loaded:{copy}");
+        self.exec_probed(
             &Unit::Database(copy.to_owned()),
             BuiltinStep::CivicrmCopy,
             &script,
+            copy,
+            |out| {
+                // mysql stops at the first failed statement: the last one's answer proves
+                // every one ran, in the copy.
+                if out.lines().any(|l| l.trim() == want) {
+                    Ok(())
+                } else {
+                    Err(format!("the load into `{copy}` did not run to its end"))
+                }
+            },
         )
         .await
         .map_err(at(BuiltinStep::CivicrmCopy))?;
+        Ok(())
+    }
+
+    /// Whether the site was switched to its new release in this run at some point.
+    fn was_live(&self, site: &str) -> bool {
+        self.ctx
+            .journal
+            .step_done_at(
+                &self.ctx.run,
+                self.host,
+                &Unit::site(site),
+                &BuiltinStep::Switch.into(),
+            )
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// `copy` dumped (checked) beside the run's other copies, through the release's CiviCRM
+    /// connection, and recorded as its safety dump.
+    async fn keep_copy(&self, t: &CiviTarget<'_>, copy: &str) -> Step {
+        let dunit = Unit::Database(copy.to_owned());
+        let file = format!(
+            "{}/fleet-{}/final/{copy}-{}.sql",
+            t.site.backup_dir,
+            self.ctx.run,
+            crate::journal::now_ms()
+        );
+        self.record(
+            BuiltinStep::SafetyDump,
+            &dunit,
+            ArtifactKind::SafetyDump,
+            &file,
+        )
+        .map_err(|(_, e)| (BuiltinStep::SafetyDump, e))?;
+        let script = format!(
+            "umask 077 && mkdir -p \"$(dirname {f})\" && cd {rel} && {drush} civicrm:sql-dump --result-file={f} && {check}",
+            f = quote(&file),
+            rel = quote(t.release),
+            drush = quote(&format!("{}/{}", t.release, t.drush)),
+            check = check_dump(&file, copy),
+        );
+        let out = self
+            .exec(&dunit, BuiltinStep::SafetyDump, &script)
+            .await
+            .map_err(at(BuiltinStep::SafetyDump))?;
+        let sha = out.trim().lines().last().unwrap_or("").trim().to_owned();
+        self.record(
+            BuiltinStep::SafetyDump,
+            &dunit,
+            ArtifactKind::SafetyDump,
+            &format!("{file} sha256:{sha}"),
+        )
+        .map_err(|(_, e)| (BuiltinStep::SafetyDump, e))?;
         Ok(())
     }
 
@@ -328,20 +432,35 @@ impl HostRun<'_> {
         );
         let tc_line = format!("define('CIVICRM_TEMPLATE_COMPILEDIR', {});", php_str(&tc));
         let script = format!(
-            "S={s}; OLD={old}; TC={tcq}\n\
+            "S={s}; OLD={old}; TC={tcq}; R={r}\n\
              [ -f \"$OLD\" ] || {{ echo \"$OLD is gone\" >&2; exit 1; }}\n\
              m=$(stat -c %a \"$S\"); chmod u+w \"$S\" || exit 1\n\
              ok=0; if sw=$(CIVI_DB={copy} CMS_DB={cms} ROOT_LINE={rl} TC_LINE={tl} awk {awk} \"$OLD\" 2>&1 >\"$S/civicrm.settings.php.tmp\"); then\n\
-               if [ \"$sw\" = swaps=1,1,1,1 ] && grep -qF {copy_at} \"$S/civicrm.settings.php.tmp\"; then\n\
+               if [ \"$sw\" != swaps=1,1,1,1,1 ] || ! grep -qF {copy_at} \"$S/civicrm.settings.php.tmp\"; then\n\
+                 echo \"the old civicrm.settings.php is not as expected (one CIVICRM_DSN and CIVICRM_UF_DSN with a quoted value, one \\$civicrm_root, CIVICRM_TEMPLATE_COMPILEDIR and CIVICRM_UF each; found $sw)\" >&2\n\
+               elif grep -qF -- \"$R\" \"$S/civicrm.settings.php.tmp\"; then\n\
+                 echo \"the old civicrm.settings.php names the old root ($R) beyond \\$civicrm_root and the compiled templates (extensions, custom templates or paths): fleet does not rewrite those; not copied\" >&2\n\
+               elif grep -qE 'CIVICRM_LOGGING_DSN' \"$S/civicrm.settings.php.tmp\"; then\n\
+                 echo 'the old civicrm.settings.php has a separate logging database (CIVICRM_LOGGING_DSN): the copy would log into the live one; not copied' >&2\n\
+               else\n\
                  chmod --reference=\"$OLD\" \"$S/civicrm.settings.php.tmp\" && mv \"$S/civicrm.settings.php.tmp\" \"$S/civicrm.settings.php\" && ok=1\n\
-               else echo \"the old civicrm.settings.php is not as expected (one CIVICRM_DSN, CIVICRM_UF_DSN, \\$civicrm_root and CIVICRM_TEMPLATE_COMPILEDIR each; found $sw)\" >&2; fi\n\
+               fi\n\
              fi\n\
              rm -f \"$S/civicrm.settings.php.tmp\"; chmod \"$m\" \"$S\"\n\
              [ \"$ok\" = 1 ] || exit 1\n\
-             umask 027; mkdir -p \"$TC\"",
+             umask 027; mkdir -p \"$TC\"{perms}",
+            perms = match t.site.web_user.as_deref().filter(|w| !w.is_empty()) {
+                // cv runs as the web user: the compiled templates must be its to write.
+                Some(w) => format!(
+                    "\n{} >/dev/null",
+                    fix_permissions(&format!("{dir}/files/civicrm"), w)
+                ),
+                None => String::new(),
+            },
             s = quote(&dir),
             old = quote(&format!("{}/civicrm.settings.php", t.old_site_dir)),
             tcq = quote(&tc),
+            r = quote(t.site.root.trim_end_matches('/')),
             copy = quote(copy),
             cms = quote(t.new_db),
             rl = quote(&root_line),
@@ -454,7 +573,7 @@ mod tests {
                 ),
             ],
         );
-        assert_eq!(err.trim(), "swaps=1,1,1,1");
+        assert_eq!(err.trim(), "swaps=1,1,1,1,1");
         assert!(out.contains("define( 'CIVICRM_DSN', 'mysql://civi:p%40ss%2Fw%3Frd@db1:3306/civicrm_a_d10?new_link=true' );"), "{out}");
         assert!(
             out.contains("'mysql://cms:x@db1/drupal_a_d10?new_link=true'"),
@@ -474,8 +593,26 @@ mod tests {
             "the site key changed: {out}"
         );
         assert!(!out.contains("civicrm_a?"), "{out}");
-        // No CIVICRM_UF line at all: one is added.
-        let (out, _) = awk("<?php\n", &[]);
-        assert!(out.ends_with("define('CIVICRM_UF', 'Drupal8');\n"), "{out}");
+        // No CIVICRM_UF line at all: one is added, right after `<?php`.
+        let (out, err) = awk("<?php\n$x = 1;\n?>\n", &[]);
+        assert!(
+            out.starts_with("<?php\ndefine('CIVICRM_UF', 'Drupal8');\n$x = 1;"),
+            "{out}"
+        );
+        assert_eq!(err.trim(), "swaps=0,0,0,0,1");
+        // CiviCRM 5's template: a test DSN define first (no literal, not a swap), then the
+        // real one; a double-quoted DSN is no swap either (the check then refuses the file).
+        let template = "<?php\nif (!empty($GLOBALS['_CV']['TEST_DB_DSN'])) {\n  define('CIVICRM_DSN', $GLOBALS['_CV']['TEST_DB_DSN']);\n}\nelseif (!defined('CIVICRM_DSN')) {\n  define( 'CIVICRM_DSN', 'mysql://u:p@localhost/civi_a?new_link=true');\n}\ndefine(\"CIVICRM_UF_DSN\", \"mysql://u:p@localhost/drupal_a\");\n";
+        let (out, err) = awk(
+            template,
+            &[("CIVI_DB", "civi_a_d10"), ("CMS_DB", "drupal_a_d10")],
+        );
+        assert_eq!(err.trim(), "swaps=1,0,0,0,1", "{out}");
+        assert!(
+            out.contains("define('CIVICRM_DSN', $GLOBALS['_CV']['TEST_DB_DSN']);"),
+            "{out}"
+        );
+        assert!(out.contains("/civi_a_d10?new_link=true"), "{out}");
+        assert!(out.contains("\"mysql://u:p@localhost/drupal_a\""), "{out}");
     }
 }

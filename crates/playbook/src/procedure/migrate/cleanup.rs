@@ -46,9 +46,17 @@ use script::Found;
 pub(crate) struct Cleanup {
     /// Only sites whose last change in the run is older than this.
     pub(crate) older_than: Duration,
-    /// Every inventory site's `current` on each host (not only the run's): an old root any
-    /// of them serves is never removed.
-    pub(crate) served: BTreeMap<String, Vec<String>>,
+    /// What surrounds the run's sites on each host.
+    pub(crate) around: BTreeMap<String, Around>,
+}
+
+/// Every inventory site of a host, not only the run's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Around {
+    /// Their `current` links: an old root any of them serves is never removed.
+    pub(crate) currents: Vec<String>,
+    /// Their Drupal roots: a CiviCRM database any site in them names is never dropped.
+    pub(crate) roots: Vec<String>,
 }
 
 /// The steps after which a site is what the run made of it: its age is the last of these.
@@ -97,7 +105,7 @@ impl HostRun<'_> {
         c: &Cleanup,
         results: &mut BTreeMap<String, SiteOutcome>,
     ) {
-        let served = c.served.get(self.host).cloned().unwrap_or_default();
+        let around = c.around.get(self.host).cloned().unwrap_or_default();
         for s in &self.job.host.sites {
             if self.ctx.cancel.drain.is_cancelled() {
                 results.insert(
@@ -108,7 +116,7 @@ impl HostRun<'_> {
                 );
                 continue;
             }
-            let outcome = self.cleanup_site(m, c, s, &served).await;
+            let outcome = self.cleanup_site(m, c, s, &around).await;
             results.insert(s.name.clone(), outcome);
         }
         self.remove_tarballs(m).await;
@@ -165,11 +173,11 @@ impl HostRun<'_> {
         }
     }
 
-    async fn check(&self, s: &Site, rec: &plan::Recorded, served: &[String]) -> Step<Found> {
+    async fn check(&self, s: &Site, rec: &plan::Recorded, around: &Around) -> Step<Found> {
         self.exec_probed(
             &Unit::site(&s.name),
             BuiltinStep::CleanupCheck,
-            &script::check(s, rec, served),
+            &script::check(s, rec, &around.currents, &around.roots),
             &rec.release,
             script::complete,
         )
@@ -182,7 +190,7 @@ impl HostRun<'_> {
         m: &Manifest,
         c: &Cleanup,
         s: &Site,
-        served: &[String],
+        around: &Around,
     ) -> SiteOutcome {
         let unit = Unit::site(&s.name);
         let rec = match plan::precheck(
@@ -197,7 +205,7 @@ impl HostRun<'_> {
         };
         let old_root = rec.old_root.clone();
         // Read once for the lock's key, then again under the lock for the decisions.
-        let first = match self.check(s, &rec, served).await {
+        let first = match self.check(s, &rec, around).await {
             Ok(f) => f,
             Err((step, e)) => return failed(step, &step_error_text(&e), After::Untouched),
         };
@@ -221,7 +229,7 @@ impl HostRun<'_> {
             return failed(BuiltinStep::Lock, &why, After::Untouched);
         }
         let result = async {
-            let found = self.check(s, &rec, served).await?;
+            let found = self.check(s, &rec, around).await?;
             let plan = match rec.planned.clone() {
                 Some(Some(p)) => p,
                 Some(None) => return stop(BuiltinStep::CleanupCheck, "the journal's cleanup plan for the site cannot be read: nothing removed"),
@@ -245,7 +253,7 @@ impl HostRun<'_> {
                 );
             }
             if plan.old_side {
-                self.remove_old_side(m, &mut work, &found, &plan, &old_root, served).await?;
+                self.remove_old_side(m, &mut work, &found, &plan, &old_root, &around.currents).await?;
             } else {
                 self.remove_new_side(m, &mut work, &found, &plan).await?;
             }

@@ -218,9 +218,11 @@ impl HostRun<'_> {
         let script = then_probe(
             &si.drush(
                 m,
+                // The old root, for the file migrations to copy the old site's files from.
                 &format!(
-                    "migrate:upgrade --legacy-db-key={} --configure-only",
-                    m.import.legacy_key
+                    "migrate:upgrade --legacy-db-key={} --legacy-root={} --configure-only",
+                    m.import.legacy_key,
+                    quote(&si.w.site.root)
                 ),
             ),
             &si.drush(m, "migrate:status --format=json"),
@@ -306,6 +308,7 @@ impl HostRun<'_> {
                     old_site_dir: &si.w.facts.site_dir,
                     release: &si.release,
                     new_db: &si.database,
+                    drush: &m.site.drush,
                 },
             )
             .await?;

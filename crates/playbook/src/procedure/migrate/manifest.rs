@@ -531,7 +531,9 @@ pub fn database_name(template: &str, old_db: &str, site: &str, host: &str) -> Op
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name != old_db;
+        // MySQL on a case-insensitive filesystem (or `lower_case_table_names`) takes
+        // `Drupal` for `drupal`.
+        && !name.eq_ignore_ascii_case(old_db);
     ok.then_some(name)
 }
 

@@ -360,6 +360,7 @@ impl HostRun<'_> {
                 old_site_dir: &r.w.facts.site_dir,
                 release: &r.release,
                 new_db: &r.database,
+                drush: &m.site.drush,
             },
         )
         .await?;

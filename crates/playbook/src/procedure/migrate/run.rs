@@ -398,9 +398,9 @@ pub async fn run_migrate_cleanup(
     cancel: &Cancel,
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
-    let (jobs, served) = cleanup_jobs(jobs, journal, run, sites)?;
+    let (jobs, around) = cleanup_jobs(jobs, journal, run, sites)?;
     journal.reopen_run(&run.id)?;
-    let phase = Phase::Cleanup(Arc::new(super::cleanup::Cleanup { older_than, served }));
+    let phase = Phase::Cleanup(Arc::new(super::cleanup::Cleanup { older_than, around }));
     let procedure = AnyProcedure::Migrate(Arc::new(manifest), phase);
     run_phase(
         client,
@@ -415,31 +415,38 @@ pub async fn run_migrate_cleanup(
     .await
 }
 
-/// The cleanup's jobs (the run's sites, narrowed to `sites`), and every inventory site's
-/// `current` per host, taken before the narrowing: an old root any of them serves stays.
+/// The cleanup's jobs (the run's sites, narrowed to `sites`), and what surrounds them on each
+/// host (every inventory site's `current` and root, taken before the narrowing).
 #[allow(clippy::type_complexity)]
 pub(crate) fn cleanup_jobs(
     jobs: Vec<HostJob>,
     journal: &Journal,
     run: &RunRow,
     sites: &[String],
-) -> Result<(Vec<HostJob>, BTreeMap<String, Vec<String>>), PlaybookError> {
-    let served = jobs
+) -> Result<(Vec<HostJob>, BTreeMap<String, super::cleanup::Around>), PlaybookError> {
+    let around = jobs
         .iter()
         .map(|j| {
+            let mut roots: Vec<String> = j.host.sites.iter().map(|s| s.root.clone()).collect();
+            roots.sort();
+            roots.dedup();
             (
                 j.host.name.clone(),
-                j.host
-                    .sites
-                    .iter()
-                    .filter_map(|s| s.current.clone())
-                    .collect(),
+                super::cleanup::Around {
+                    currents: j
+                        .host
+                        .sites
+                        .iter()
+                        .filter_map(|s| s.current.clone())
+                        .collect(),
+                    roots,
+                },
             )
         })
         .collect();
     Ok((
         named_sites(run_sites(jobs, journal, run)?, run, sites)?,
-        served,
+        around,
     ))
 }
 

@@ -54,18 +54,19 @@ impl Db {
         })
     }
 
-    /// A CiviCRM database: asked after and dropped over the release's CiviCRM connection
-    /// (whose own database may be gone already: then "Unknown database" says it is), dumped
-    /// by `dump_with` (`... civicrm-sql-dump`, which writes to `--result-file`).
-    pub(super) fn civicrm(drush: &str, name: &str, dump_with: &str) -> Result<Db, String> {
+    /// A CiviCRM database: asked after and dropped through `cli` (a `civicrm-sql-cli` whose
+    /// connection's own database stays: the old one for a copy, the copy for the old one;
+    /// its last answer must come back, or nothing is known), dumped by `dump_with` (a
+    /// `civicrm-sql-dump`, which writes to `--result-file`).
+    pub(super) fn civicrm(cli: &str, name: &str, dump_with: &str) -> Result<Db, String> {
         let name = sql_name(name)?.to_owned();
         Ok(Db {
             exists: format!(
-                "if ! o=$(printf '%s\\n' \"SHOW DATABASES LIKE '{name}';\" | ( {drush} civicrm:sql-cli ) 2>&1); then if printf '%s' \"$o\" | grep -q \"Unknown database '{name}'\"; then false; else printf 'cannot ask whether {name} exists: %s\\n' \"$o\" >&2; exit 1; fi; else printf '%s\\n' \"$o\" | grep -qx {nq}; fi",
+                "o=$(printf '%s\\n' \"SHOW DATABASES LIKE '{name}';\" \"SELECT 'fleet-probe-ok';\" | ( {cli} ) 2>&1); printf '%s\\n' \"$o\" | grep -qx fleet-probe-ok || {{ printf 'cannot ask whether {name} exists: %s\\n' \"$o\" >&2; exit 1; }}; printf '%s\\n' \"$o\" | grep -qix {nq}",
                 nq = quote(&name),
             ),
             dump: format!("{dump_with} --result-file=\"$F\""),
-            drop: format!("printf '%s\\n' 'DROP DATABASE `{name}`;' | ( {drush} civicrm:sql-cli )"),
+            drop: format!("printf '%s\\n' 'DROP DATABASE `{name}`;' | ( {cli} )"),
             name,
         })
     }

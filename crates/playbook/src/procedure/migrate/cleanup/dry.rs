@@ -54,11 +54,11 @@ pub async fn plan_migrate_cleanup(
     cancel: &Cancel,
 ) -> Result<Vec<CleanupPlanRow>, PlaybookError> {
     super::super::run::recorded_manifest(journal, run)?;
-    let (jobs, served) = super::super::run::cleanup_jobs(jobs, journal, run, sites)?;
+    let (jobs, around) = super::super::run::cleanup_jobs(jobs, journal, run, sites)?;
     let limit = Arc::new(Semaphore::new(forks.max(1)));
     let futures = jobs.iter().map(|job| {
         let limit = limit.clone();
-        let served = served.get(&job.host.name).cloned().unwrap_or_default();
+        let around = around.get(&job.host.name).cloned().unwrap_or_default();
         async move {
             let _permit = limit.acquire_owned().await;
             let host = job.host.name.as_str();
@@ -110,7 +110,12 @@ pub async fn plan_migrate_cleanup(
                 };
                 let out = session
                     .exec(
-                        &RemoteCommand::shell(script::check(s, &rec, &served)),
+                        &RemoteCommand::shell(script::check(
+                            s,
+                            &rec,
+                            &around.currents,
+                            &around.roots,
+                        )),
                         &ExecOptions {
                             timeout: step_timeout,
                             max_output: 1 << 20,

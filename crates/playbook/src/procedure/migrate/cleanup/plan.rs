@@ -231,21 +231,42 @@ pub(super) fn decide(run: &str, site: &str, rec: &Recorded, found: &Found) -> Re
     };
     // Its CiviCRM database (when the new site has a copy): only when its own
     // civicrm.settings.php names it and no other site's does.
+    // Fail closed as for the Drupal one, and more: one database can be both (CiviCRM's
+    // tables in Drupal's), and other roots on the host may name it.
     let drop_civi = if rec.old_civi.is_empty() || rec.new_civi.is_none() {
         None
-    } else if found.civi_users == [site_dir.to_owned()] {
-        Some(rec.old_civi.clone())
     } else {
-        kept.push(format!(
-            "CiviCRM database `{}`: {}",
-            rec.old_civi,
-            if found.civi_users.iter().any(|d| d == site_dir) {
-                "another site's civicrm.settings.php names it too"
-            } else {
-                "the site's civicrm.settings.php does not name it"
+        let why = if rec.old_civi.eq_ignore_ascii_case(old_db) {
+            Some("it is the site's Drupal database too".to_owned())
+        } else if found.civi_users != [site_dir.to_owned()] {
+            Some(
+                if found.civi_users.iter().any(|d| d == site_dir) {
+                    "another site's civicrm.settings.php names it too"
+                } else {
+                    "the site's civicrm.settings.php does not name it"
+                }
+                .to_owned(),
+            )
+        } else if !found.civi_elsewhere.is_empty() {
+            Some(format!(
+                "{} may use it (names it, or hides its CiviCRM database)",
+                found
+                    .civi_elsewhere
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else {
+            None
+        };
+        match why {
+            None => Some(rec.old_civi.clone()),
+            Some(why) => {
+                kept.push(format!("CiviCRM database `{}`: {why}", rec.old_civi));
+                None
             }
-        ));
-        None
+        }
     };
     let served = found.served_any.iter().any(|c| c == old_root);
     let code = if others.is_empty() && !served {

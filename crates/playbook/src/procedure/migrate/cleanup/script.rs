@@ -35,12 +35,20 @@ pub(super) struct Found {
     /// Every `sites/<dir>` of the old root whose civicrm.settings.php names the old CiviCRM
     /// database.
     pub(super) civi_users: Vec<String>,
+    /// Settings files of other sites (in the old root or any inventory root on the host)
+    /// that name the old CiviCRM database, or whose CiviCRM database cannot be read.
+    pub(super) civi_elsewhere: Vec<String>,
     /// Every inventory site's `current` on the host, resolved.
     pub(super) served_any: Vec<String>,
 }
 
 /// The check (read-only) of `site`, with what the journal recorded of it.
-pub(super) fn check(site: &Site, rec: &super::plan::Recorded, served: &[String]) -> String {
+pub(super) fn check(
+    site: &Site,
+    rec: &super::plan::Recorded,
+    served: &[String],
+    roots: &[String],
+) -> String {
     let (release, old_root, old_db, old_civi) = (
         rec.release.as_str(),
         rec.old_root.as_str(),
@@ -71,6 +79,19 @@ cleancheck() {
   done
   return 0
 }
+civielsewhere() {
+  CDB=$1; OWN=$2; shift 2
+  [ -n "$CDB" ] || return 0
+  for R in "$@"; do
+    for f in "$R"/sites/*/settings.php "$R"/sites/*/civicrm.settings.php; do
+      [ -f "$f" ] || continue
+      [ "$(readlink -f "${f%/*}")" = "$(readlink -f "$OWN")" ] && continue
+      if grep -qiE "[/'\"]$CDB(['\"?/]|$)" "$f"; then kv civi_elsewhere "$f"
+      elif [ "${f##*/}" = civicrm.settings.php ] && [ -z "$(dsndb "$f")" ]; then kv civi_elsewhere "$f"; fi
+    done
+  done
+  return 0
+}
 "#,
     );
     s.push_str(&format!(
@@ -86,6 +107,18 @@ cleancheck() {
     for c in served {
         s.push_str(&format!("kv served_any \"$(readlink -f {})\"\n", quote(c)));
     }
+    // The site's own dir by the discovery's rule, under the old root (resolved by the host).
+    let h = super::super::uri_host(&site.uri);
+    s.push_str(&format!(
+        "if [ -d {old}/sites/{h} ]; then OWN={old}/sites/{h}; else OWN={old}/sites/default; fi\ncivielsewhere {cdb} \"$OWN\" {old}",
+        old = quote(old_root),
+        h = quote(&h),
+        cdb = quote(old_civi),
+    ));
+    for r in roots {
+        s.push_str(&format!(" {}", quote(r)));
+    }
+    s.push('\n');
     s.push_str("kv end 1\n");
     s
 }
@@ -119,6 +152,7 @@ pub(super) fn parse(out: &str) -> Found {
             "db_user" => f.db_users.push(v),
             "db_named" => f.db_named.push(v),
             "civi_user" => f.civi_users.push(v),
+            "civi_elsewhere" => f.civi_elsewhere.push(v),
             "served_any" => f.served_any.push(v),
             "end" => f.complete = true,
             _ => {}

@@ -45,7 +45,13 @@ impl HostRun<'_> {
         let dbs = databases(
             plan,
             |db| Db::drupal(&drush, db, &m.import.legacy_key, "default"),
-            |db| Db::civicrm(&drush, db, &format!("{old_drush} civicrm-sql-dump")),
+            |db| {
+                Db::civicrm(
+                    &format!("{drush} civicrm:sql-cli"),
+                    db,
+                    &format!("{old_drush} civicrm-sql-dump"),
+                )
+            },
         )?;
         for db in &dbs {
             self.final_dump(work, db).await?;
@@ -158,10 +164,25 @@ impl HostRun<'_> {
         .map_err(at(BuiltinStep::PreviewUnlink))?;
         let drush = release_drush(&work.release, &m.site.drush);
         // The CiviCRM copy first: its commands need the new site to boot on its database.
+        // The copy is asked after and dropped over the old site's CiviCRM connection (same
+        // server, and it stays), dumped by the release's CiviCRM.
+        let s = work.w.site;
+        let old_drush = format!(
+            "{} -r {} -l {}",
+            quote(&s.drush),
+            quote(&s.root),
+            quote(&s.uri)
+        );
         let dbs = databases(
             plan,
             |db| Db::drupal(&drush, db, "default", &m.import.legacy_key),
-            |db| Db::civicrm(&drush, db, &format!("{drush} civicrm:sql-dump")),
+            |db| {
+                Db::civicrm(
+                    &format!("{old_drush} civicrm-sql-cli"),
+                    db,
+                    &format!("{drush} civicrm:sql-dump"),
+                )
+            },
         )?;
         for db in &dbs {
             self.final_dump(work, db).await?;
