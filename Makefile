@@ -16,8 +16,9 @@ deps:
 	[ -x $(SSHD) ] || missing="$$missing openssh-server"; \
 	[ -x $(NGINX) ] || missing="$$missing nginx"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (the lab's sshd hosts, web server and HTTP checks)"; \
+	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, and ssh -G as the ssh_config oracle)"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  case "$$missing" in *nginx*) \

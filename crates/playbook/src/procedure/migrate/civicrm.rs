@@ -63,10 +63,9 @@ struct Found {
 }
 
 fn check_script(t: &CiviTarget<'_>, root: &str) -> String {
-    let mut s = String::from(KV);
+    let mut s = format!("{KV}{}", super::DSNDB);
     s.push_str(
-        r#"dsndb() { sed -n "s/^[[:space:]]*define[[:space:]]*([[:space:]]*'CIVICRM_DSN'[[:space:]]*,[[:space:]]*'\([^']*\)'.*/\1/p" "$1" | head -n1 | sed 's/[?].*//; s#.*/##'; }
-civicheck() {
+        r#"civicheck() {
   S=$1; R=$2; REL=$3; CODE=$4; W=$5; DRUSH=$6; U=$7
   F="$S/civicrm.settings.php"
   [ -f "$F" ] || return 0
@@ -278,12 +277,7 @@ impl HostRun<'_> {
     /// backup dir is not the web user's to write).
     async fn load_copy(&self, t: &CiviTarget<'_>, old: &str, copy: &str) -> Step {
         let unit = Unit::site(&t.site.name);
-        let drush = format!(
-            "{} -r {} -l {}",
-            quote(&t.site.drush),
-            quote(&t.site.root),
-            quote(&t.site.uri)
-        );
+        let drush = super::old_drush(t.site);
         let ours = self.site_artifact(&t.site.name, ArtifactKind::NewCivicrmDatabase);
         if ours.as_deref() != Some(copy) {
             // Asked over the CiviCRM connection (the copy is made on CiviCRM's own server);

@@ -48,6 +48,22 @@ fn uri_hosts_are_the_names_without_port_or_path() {
     assert_eq!(uri_host("https://[2001:db8::1]:8443/civi"), "[2001:db8::1]");
 }
 
+/// The old (Drupal 7) site's drush with its root and URI, run as the SSH user (the
+/// backup dir where its dumps go is not the web user's to write).
+pub(crate) fn old_drush(site: &fleet_inventory::Site) -> String {
+    format!(
+        "{} -r {} -l {}",
+        fleet_remote_exec::quote(&site.drush),
+        fleet_remote_exec::quote(&site.root),
+        fleet_remote_exec::quote(&site.uri)
+    )
+}
+
+/// Shell: `dsndb FILE` prints the database named by a civicrm.settings.php's
+/// `CIVICRM_DSN` literal (nothing when it has none in single quotes).
+pub(crate) const DSNDB: &str = r#"dsndb() { sed -n "s/^[[:space:]]*define[[:space:]]*([[:space:]]*'CIVICRM_DSN'[[:space:]]*,[[:space:]]*'\([^']*\)'.*/\1/p" "$1" | head -n1 | sed 's/[?].*//; s#.*/##'; }
+"#;
+
 impl crate::engine::HostRun<'_> {
     /// A site's non-empty artifact of `kind` in this run, if any.
     pub(crate) fn site_artifact(

@@ -55,10 +55,9 @@ pub(super) fn check(
         rec.old_db.as_str(),
         rec.old_civi.as_str(),
     );
-    let mut s = String::from(KV);
+    let mut s = format!("{KV}{}", super::super::DSNDB);
     s.push_str(
-        r#"dsndb() { sed -n "s/^[[:space:]]*define[[:space:]]*([[:space:]]*'CIVICRM_DSN'[[:space:]]*,[[:space:]]*'\([^']*\)'.*/\1/p" "$1" | head -n1 | sed 's/[?].*//; s#.*/##'; }
-cleancheck() {
+        r#"cleancheck() {
   C=$1; REL=$2; OLD=$3; H=$4; DB=$5; R=$6; CDB=$7
   kv serves "$(readlink -f "$C")"
   if [ -e "$REL" ]; then kv release_real "$(readlink -f "$REL")"; kv marker "$(cat "$REL/.fleet-release" 2>/dev/null)"; fi

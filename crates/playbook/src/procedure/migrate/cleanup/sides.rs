@@ -36,12 +36,7 @@ impl HostRun<'_> {
         // The old CiviCRM is dumped by the old site's drush (run as the SSH user, as the
         // upgrade's dumps are), dropped over the new site's CiviCRM connection (the copy's
         // server is the old one's).
-        let old_drush = format!(
-            "{} -r {} -l {}",
-            quote(&s.drush),
-            quote(&s.root),
-            quote(&s.uri)
-        );
+        let old_drush = super::super::old_drush(s);
         let dbs = databases(
             plan,
             |db| Db::drupal(&drush, db, &m.import.legacy_key, "default"),
@@ -167,12 +162,7 @@ impl HostRun<'_> {
         // The copy is asked after and dropped over the old site's CiviCRM connection (same
         // server, and it stays), dumped by the release's CiviCRM.
         let s = work.w.site;
-        let old_drush = format!(
-            "{} -r {} -l {}",
-            quote(&s.drush),
-            quote(&s.root),
-            quote(&s.uri)
-        );
+        let old_drush = super::super::old_drush(s);
         let dbs = databases(
             plan,
             |db| Db::drupal(&drush, db, "default", &m.import.legacy_key),

@@ -1,0 +1,343 @@
+//! OpenSSH client configuration (`~/.ssh/config`, `ssh -F FILE`) read for one host the way
+//! `ssh` reads it: `Host` patterns (globs, negation), `Match` (`host`, `originalhost`, `user`,
+//! `localuser`, `all`, `final`, `canonical`, negated), `Include` (globs, relative to
+//! `~/.ssh`, conditional inside a block), the first value obtained for each option kept
+//! (identity and certificate files accumulate), a second pass for `Match final`, and the `%`
+//! tokens and `~` of the values fleet uses. `ssh -G` is the oracle its tests compare with.
+//!
+//! Only the options fleet acts on are kept (with the file and line each came from); every
+//! other keyword OpenSSH knows is accepted and left alone, and an unknown one is listed in
+//! [`Resolved::ignored`] rather than refused. `Match exec` (and the criteria that need
+//! ssh's own state) is an error naming the line: fleet does not run commands from a config.
+//!
+//! ```no_run
+//! use fleet_ssh_config::{Context, resolve};
+//! let ctx = Context::from_env();
+//! let r = resolve(&ctx.home.join(".ssh/config"), "web01", &ctx).unwrap();
+//! println!("{}@{}:{}", r.effective_user(&ctx), r.effective_hostname(), r.effective_port());
+//! ```
+
+mod expand;
+mod keywords;
+mod lex;
+mod pattern;
+mod read;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use expand::{connection_hash, percent, tilde};
+
+/// Where a value was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The config file.
+    pub file: PathBuf,
+    /// Its line (1-based).
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A value and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value<T> {
+    /// The value, as written (tokens not expanded).
+    pub value: T,
+    /// Where.
+    pub origin: Origin,
+}
+
+/// `StrictHostKeyChecking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrictHostKeyChecking {
+    /// `yes`: unknown keys refused.
+    Yes,
+    /// `no` (`off`): any key accepted.
+    No,
+    /// `ask`: ssh asks (fleet has no one to ask: refused as `yes`).
+    Ask,
+    /// `accept-new`: unknown keys recorded, changed ones refused.
+    AcceptNew,
+}
+
+/// What the local side contributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// `$HOME`: where `Include` finds relative paths (`~/.ssh/...`).
+    pub home: PathBuf,
+    /// The login's home from the password database: what `~` means in file values (as
+    /// ssh's `tilde_expand_filename`); usually the same as `home`.
+    pub tilde_home: PathBuf,
+    /// The local user (`%u`, `%l`... `Match localuser`, the default `User`).
+    pub local_user: String,
+    /// The local host name (`%l`, `%L` its first label).
+    pub local_host: String,
+}
+
+impl Context {
+    /// From the environment: `$HOME` (both homes), `$USER`/`$LOGNAME` (else `id -un`), the
+    /// kernel's host name.
+    pub fn from_env() -> Context {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()));
+        let local_user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| {
+                std::process::Command::new("id")
+                    .arg("-un")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .unwrap_or_default()
+            });
+        let local_host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Context {
+            tilde_home: home.clone(),
+            home,
+            local_user,
+            local_host,
+        }
+    }
+}
+
+/// The options fleet uses, as the config gives them for one host (`None`: not set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The host name asked for (`ssh HOST`).
+    pub host: String,
+    /// `HostName` (with `%h` as written).
+    pub hostname: Option<Value<String>>,
+    /// `User`.
+    pub user: Option<Value<String>>,
+    /// `Port`.
+    pub port: Option<Value<u16>>,
+    /// `IdentityFile`s, in order (duplicates dropped); none: ssh's defaults.
+    pub identity_files: Vec<Value<String>>,
+    /// `IdentitiesOnly`.
+    pub identities_only: Option<Value<bool>>,
+    /// `IdentityAgent`.
+    pub identity_agent: Option<Value<String>>,
+    /// `CertificateFile`s.
+    pub certificate_files: Vec<Value<String>>,
+    /// `UserKnownHostsFile` (the first line obtained, all its files).
+    pub user_known_hosts_files: Option<Value<Vec<String>>>,
+    /// `StrictHostKeyChecking`.
+    pub strict_host_key_checking: Option<Value<StrictHostKeyChecking>>,
+    /// `HashKnownHosts`.
+    pub hash_known_hosts: Option<Value<bool>>,
+    /// `ProxyJump` (`none` as written; see [`Resolved::jump_hosts`]).
+    pub proxy_jump: Option<Value<String>>,
+    /// `ProxyCommand` (the rest of its line; `none` as written, also set by a `ProxyJump`).
+    pub proxy_command: Option<Value<String>>,
+    /// `ConnectTimeout` in seconds (`none`: 0).
+    pub connect_timeout: Option<Value<u64>>,
+    /// `ServerAliveInterval` in seconds.
+    pub server_alive_interval: Option<Value<u64>>,
+    /// `ServerAliveCountMax`.
+    pub server_alive_count_max: Option<Value<u64>>,
+    /// Keywords OpenSSH does not know, where they were (left alone).
+    pub ignored: Vec<(Origin, String)>,
+}
+
+/// A hop of `ProxyJump`: `[user@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    /// User, when given.
+    pub user: Option<String>,
+    /// Host.
+    pub host: String,
+    /// Port, when given.
+    pub port: Option<u16>,
+}
+
+/// Why a config cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A line is wrong.
+    #[error("{}:{line}: {msg}", file.display())]
+    Bad {
+        /// The file.
+        file: PathBuf,
+        /// The line.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A file cannot be read.
+    #[error("{}: {msg}", file.display())]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        msg: String,
+    },
+}
+
+/// Reads `config` (and what it includes) for `host`.
+///
+/// # Errors
+///
+/// [`ConfigError`] naming the file and line of what is wrong, or the file that cannot be read.
+pub fn resolve(config: &Path, host: &str, ctx: &Context) -> Result<Resolved, ConfigError> {
+    let mut r = read::Reader {
+        ctx,
+        host_arg: host.to_owned(),
+        out: Resolved {
+            host: host.to_owned(),
+            ..Resolved::default()
+        },
+        final_pass: false,
+        want_final: false,
+    };
+    r.read_file(config, false, true, 0)?;
+    if r.want_final {
+        // The second pass reads everything again into the same options (what the first
+        // obtained stands), `Host` now matching the resolved name.
+        r.final_pass = true;
+        if r.out.hostname.is_none() {
+            let h = r.out.effective_hostname();
+            r.out.hostname = Some(Value {
+                value: h,
+                origin: Origin {
+                    file: config.to_owned(),
+                    line: 0,
+                },
+            });
+        }
+        r.read_file(config, false, true, 0)?;
+    }
+    Ok(r.out)
+}
+
+impl Resolved {
+    /// The name connected to: `HostName` with `%h` filled in, else the host asked for;
+    /// lowercased unless an IP address (as ssh does once the config is read).
+    pub fn effective_hostname(&self) -> String {
+        let v = match &self.hostname {
+            Some(h) => h
+                .value
+                .replace("%%", "\u{0}")
+                .replace("%h", &self.host)
+                .replace('\u{0}', "%"),
+            None => self.host.clone(),
+        };
+        if v.parse::<std::net::IpAddr>().is_ok() {
+            v
+        } else {
+            v.to_ascii_lowercase()
+        }
+    }
+
+    /// `Port`, else 22.
+    pub fn effective_port(&self) -> u16 {
+        self.port.as_ref().map_or(22, |p| p.value)
+    }
+
+    /// `User`, else the local user.
+    pub fn effective_user(&self, ctx: &Context) -> String {
+        self.user
+            .as_ref()
+            .map_or_else(|| ctx.local_user.clone(), |u| u.value.clone())
+    }
+
+    /// The `ProxyJump` hops, outermost first (`none` or unset: none).
+    ///
+    /// # Errors
+    ///
+    /// A hop that is not `[user@]host[:port]`.
+    pub fn jump_hosts(&self) -> Result<Vec<JumpHost>, ConfigError> {
+        let Some(j) = &self.proxy_jump else {
+            return Ok(Vec::new());
+        };
+        if j.value == "none" {
+            return Ok(Vec::new());
+        }
+        j.value
+            .split(',')
+            .map(|hop| {
+                let bad = || ConfigError::Bad {
+                    file: j.origin.file.clone(),
+                    line: j.origin.line,
+                    msg: format!("ProxyJump: `{hop}` is not [user@]host[:port]"),
+                };
+                let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+                let (user, rest) = match hop.rsplit_once('@') {
+                    Some((u, r)) => (Some(u.to_owned()), r),
+                    None => (None, hop),
+                };
+                let (host, port) = match rest.rsplit_once(':') {
+                    Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
+                        (h, Some(p.parse::<u16>().map_err(|_| bad())?))
+                    }
+                    _ => (rest, None),
+                };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() || user.as_deref() == Some("") {
+                    return Err(bad());
+                }
+                Ok(JumpHost {
+                    user,
+                    host: host.to_owned(),
+                    port,
+                })
+            })
+            .collect()
+    }
+
+    /// The tokens of a file value (`IdentityFile`, `UserKnownHostsFile`, `IdentityAgent`,
+    /// `CertificateFile`) for this host.
+    pub fn tokens(&self, ctx: &Context) -> BTreeMap<char, String> {
+        let host = self.effective_hostname();
+        let port = self.effective_port();
+        let user = self.effective_user(ctx);
+        let jump = self
+            .proxy_jump
+            .as_ref()
+            .filter(|j| j.value != "none")
+            .map_or(String::new(), |j| j.value.clone());
+        [
+            ('h', host.clone()),
+            ('n', self.host.clone()),
+            ('p', port.to_string()),
+            ('r', user.clone()),
+            ('u', ctx.local_user.clone()),
+            ('l', ctx.local_host.clone()),
+            (
+                'L',
+                ctx.local_host.split('.').next().unwrap_or("").to_owned(),
+            ),
+            ('d', ctx.tilde_home.display().to_string()),
+            ('i', uid()),
+            ('j', jump.clone()),
+            (
+                'C',
+                connection_hash(&ctx.local_host, &host, port, &user, &jump),
+            ),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// A file value with its `~` and `%` tokens expanded, as ssh uses it.
+    ///
+    /// # Errors
+    ///
+    /// An unknown token.
+    pub fn expand_path(&self, v: &str, ctx: &Context) -> Result<String, String> {
+        let t = tilde(v, &ctx.tilde_home.display().to_string());
+        percent(&t, &self.tokens(ctx))
+    }
+}
+
+fn uid() -> String {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
