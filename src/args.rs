@@ -34,6 +34,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "FLEET_STATE_DIR", value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 
+    /// OpenSSH client config for the hosts (`none`: none; default: the inventory's
+    /// `ssh_config`, else `~/.ssh/config`)
+    #[arg(short = 'F', long, global = true, value_name = "FILE")]
+    pub(crate) ssh_config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -427,6 +432,11 @@ pub(crate) struct Selection {
 pub(crate) struct HostsArgs {
     #[command(flatten)]
     pub(crate) selection: Selection,
+
+    /// Every connection setting of one host, and where it came from (inventory, ssh_config
+    /// file:line, fleet's default)
+    #[arg(long, value_name = "HOST")]
+    pub(crate) explain: Option<String>,
 
     /// One JSON object per host on stdout
     #[arg(long)]

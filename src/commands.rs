@@ -60,8 +60,16 @@ fn select<'a>(
     Ok(inventory.select(&selectors)?)
 }
 
+/// The inventory, its hosts completed from the OpenSSH client config (see `ssh_config.rs`).
 fn load_inventory(cli: &Cli) -> anyhow::Result<Inventory> {
-    Ok(Inventory::load(&cli.inventory)?)
+    let mut inv = Inventory::load(&cli.inventory)?;
+    let ctx = fleet_ssh_config::Context::from_env();
+    if let Some(path) = crate::ssh_config::config_path(&inv, cli.ssh_config.as_deref(), &ctx) {
+        for w in crate::ssh_config::apply(&mut inv, &path, &ctx)? {
+            tracing::warn!("{w}");
+        }
+    }
+    Ok(inv)
 }
 
 /// The journal directory: `--state-dir`, else `$XDG_STATE_HOME/fleet`, else

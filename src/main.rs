@@ -8,6 +8,7 @@ mod prompt;
 mod render;
 mod settings;
 mod signal;
+mod ssh_config;
 mod targets;
 
 use std::process::ExitCode;

@@ -7,6 +7,9 @@ use crate::exit::ExitStatus;
 
 pub(crate) fn run(cli: &Cli, args: &HostsArgs) -> anyhow::Result<ExitStatus> {
     let inventory = super::load_inventory(cli)?;
+    if let Some(name) = &args.explain {
+        return explain(cli, &inventory, name, args.json);
+    }
     let hosts = super::select(&inventory, &args.selection)?;
     let mut out = crate::render::stdout();
     if args.json {
@@ -54,4 +57,93 @@ fn endpoint(address: &str, port: u16) -> String {
     } else {
         format!("{address}:{port}")
     }
+}
+
+/// `fleet hosts --explain HOST`: each connection setting, its value and where it came from.
+fn explain(
+    cli: &Cli,
+    inventory: &fleet_inventory::Inventory,
+    name: &str,
+    json: bool,
+) -> anyhow::Result<ExitStatus> {
+    let h = inventory
+        .host(name)
+        .ok_or_else(|| anyhow::anyhow!("no host `{}` in the inventory", name.escape_debug()))?;
+    let list = |v: &[std::path::PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("address", h.address.clone()),
+        ("port", h.port.to_string()),
+        ("user", h.user.clone()),
+        (
+            "identity_file",
+            if h.identity_files.is_empty() {
+                "(the agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist)".into()
+            } else {
+                list(&h.identity_files)
+            },
+        ),
+        ("known_hosts_file", list(&h.known_hosts_files)),
+        (
+            "host_key_policy",
+            match &h.host_key_policy {
+                fleet_inventory::HostKeyPolicy::Strict => "strict".into(),
+                fleet_inventory::HostKeyPolicy::AcceptNew => "accept-new".into(),
+                fleet_inventory::HostKeyPolicy::Pinned(fp) => format!("pinned {fp}"),
+            },
+        ),
+        (
+            "connect_timeout",
+            humantime::format_duration(h.connect_timeout).to_string(),
+        ),
+        (
+            "jump",
+            h.jump
+                .iter()
+                .map(|j| {
+                    let mut s = String::new();
+                    if let Some(u) = &j.user {
+                        s.push_str(&format!("{u}@"));
+                    }
+                    s.push_str(&j.host);
+                    if let Some(p) = j.port {
+                        s.push_str(&format!(":{p}"));
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ];
+    let ctx = fleet_ssh_config::Context::from_env();
+    let config = crate::ssh_config::config_path(inventory, cli.ssh_config.as_deref(), &ctx);
+    let mut out = crate::render::stdout();
+    if json {
+        for (k, v) in &rows {
+            let line = serde_json::json!({"host": h.name, "setting": k, "value": v, "from": h.source(k).to_string()});
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        writeln!(
+            out,
+            "host {} (ssh_config: {})\n",
+            h.name,
+            config.map_or("none".to_owned(), |p| p.display().to_string())
+        )?;
+        let cells: Vec<[String; 3]> = rows
+            .iter()
+            .map(|(k, v)| [(*k).to_owned(), v.clone(), h.source(k).to_string()])
+            .collect();
+        write!(
+            out,
+            "{}",
+            crate::render::table(&["SETTING", "VALUE", "FROM"], &cells)
+        )?;
+    }
+    out.flush()?;
+    Ok(ExitStatus::Success)
 }

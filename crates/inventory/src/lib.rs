@@ -44,6 +44,8 @@ mod uri;
 
 pub use compact::compact_names;
 pub use error::{InventoryError, SelectError};
-pub use model::{DbUpgradeTool, Group, Host, HostKeyPolicy, Inventory, JumpHop, Site};
+pub use model::{
+    DbUpgradeTool, Group, Host, HostKeyPolicy, Inventory, JumpHop, Site, Source, SshConfigChoice,
+};
 pub use rollout::{Amount, Batches, Rollout};
 pub use select::Selector;

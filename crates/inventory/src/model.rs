@@ -107,6 +107,26 @@ pub struct Host {
     pub vars: BTreeMap<String, toml::Value>,
     /// Drupal/CiviCRM sites on this host, in file order.
     pub sites: Vec<Site>,
+    /// Where each connection setting came from, by its inventory key (`address`, `user`,
+    /// `port`, `identity_file`, `known_hosts_file`, `host_key_policy`, `connect_timeout`,
+    /// `jump`); what is not here is fleet's default.
+    pub sources: BTreeMap<String, Source>,
+}
+
+impl Host {
+    /// Where setting `key` came from.
+    pub fn source(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Builtin)
+    }
+
+    /// Whether `key` was set by the inventory (or the command line), which an OpenSSH
+    /// config does not override.
+    pub fn set_by_inventory(&self, key: &str) -> bool {
+        matches!(
+            self.source(key),
+            Source::Defaults | Source::Host | Source::CommandLine
+        )
+    }
 }
 
 impl Host {
@@ -117,6 +137,45 @@ impl Host {
             other => other.to_string(),
         })
     }
+}
+
+/// Where one of a host's connection settings came from (`fleet hosts --explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// fleet's own default.
+    Builtin,
+    /// The inventory's `[defaults]`.
+    Defaults,
+    /// The host's own table (`[hosts.NAME]`).
+    Host,
+    /// An OpenSSH client config, at `file:line`.
+    SshConfig(String),
+    /// The command line.
+    CommandLine,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Builtin => write!(f, "fleet's default"),
+            Source::Defaults => write!(f, "inventory [defaults]"),
+            Source::Host => write!(f, "inventory host"),
+            Source::SshConfig(at) => write!(f, "ssh_config {at}"),
+            Source::CommandLine => write!(f, "command line"),
+        }
+    }
+}
+
+/// The OpenSSH client config the inventory asks for (`[defaults] ssh_config`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SshConfigChoice {
+    /// `~/.ssh/config` when it exists (the default).
+    #[default]
+    User,
+    /// This file (`ssh_config = "path"`, relative to the inventory).
+    File(PathBuf),
+    /// None (`ssh_config = false`).
+    Off,
 }
 
 /// A group of hosts.
@@ -143,6 +202,7 @@ pub struct Inventory {
     /// Every group's hosts (transitively), as sorted host indices.
     members: Vec<Vec<usize>>,
     rollout: Rollout,
+    ssh_config: SshConfigChoice,
 }
 
 impl Inventory {
@@ -159,6 +219,17 @@ impl Inventory {
     /// Every host, in inventory order (order of first mention in the file).
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
+    }
+
+    /// Every host, to complete their settings from elsewhere (an OpenSSH config): names and
+    /// order must stay as they are.
+    pub fn hosts_mut(&mut self) -> &mut [Host] {
+        &mut self.hosts
+    }
+
+    /// The OpenSSH client config `[defaults] ssh_config` asks for.
+    pub fn ssh_config(&self) -> &SshConfigChoice {
+        &self.ssh_config
     }
 
     /// The host called `name`.

@@ -55,6 +55,7 @@ pub(crate) struct RawDefaults {
     pub(crate) cv: Option<Spanned<String>>,
     pub(crate) db_upgrade: Option<Spanned<String>>,
     pub(crate) disable_modules: Option<Spanned<Vec<String>>>,
+    pub(crate) ssh_config: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(crate) vars: Vars,
 }

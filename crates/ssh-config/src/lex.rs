@@ -17,9 +17,7 @@ pub(crate) fn line(text: &str) -> Option<Line> {
     if t.is_empty() || t.starts_with('#') {
         return None;
     }
-    let end = t
-        .find([' ', '\t', '='])
-        .unwrap_or(t.len());
+    let end = t.find([' ', '\t', '=']).unwrap_or(t.len());
     let keyword = t[..end].to_ascii_lowercase();
     let mut rest = &t[end..];
     rest = rest.trim_start_matches([' ', '\t']);

@@ -216,6 +216,10 @@ impl Inventory {
             }
             vars.extend(d.vars);
             let s = d.settings;
+            let mut sources = s.sources;
+            if d.address.is_some() {
+                sources.insert("address".into(), super::Source::Host);
+            }
             hosts.push(Host {
                 groups: (0..groups.len())
                     .filter(|&gi| members[gi].binary_search(&hi).is_ok())
@@ -233,8 +237,10 @@ impl Inventory {
                 jump: s.jump,
                 vars,
                 sites: d.sites,
+                sources,
             });
         }
+        let ssh_config = cx.ssh_config(raw.defaults.ssh_config.as_ref())?;
         Ok(Inventory {
             path: origin.to_owned(),
             hosts,
@@ -243,11 +249,33 @@ impl Inventory {
             group_index,
             members,
             rollout,
+            ssh_config,
         })
     }
 }
 
 impl Ctx<'_> {
+    /// `[defaults] ssh_config`: a file (relative to the inventory), or `false`.
+    fn ssh_config(
+        &self,
+        v: Option<&toml::Spanned<toml::Value>>,
+    ) -> Result<super::SshConfigChoice, InventoryError> {
+        let Some(v) = v else {
+            return Ok(super::SshConfigChoice::User);
+        };
+        match v.get_ref() {
+            toml::Value::Boolean(false) => Ok(super::SshConfigChoice::Off),
+            toml::Value::Boolean(true) => Ok(super::SshConfigChoice::User),
+            toml::Value::String(p) if !p.trim().is_empty() => Ok(super::SshConfigChoice::File(
+                super::settings::resolve_path(p, &self.base),
+            )),
+            _ => Err(self.err(
+                v.span(),
+                "`ssh_config` must be a file (`\"~/.ssh/config\"`) or `false` (read none)",
+            )),
+        }
+    }
+
     /// The `[rollout]` table, checked; the default when the file has none.
     fn rollout(&self, r: Option<&crate::raw::RawRollout>) -> Result<Rollout, InventoryError> {
         let Some(r) = r else {

@@ -23,6 +23,8 @@ pub(super) struct Settings {
     pub(super) command_timeout: Duration,
     pub(super) jump: Vec<JumpHop>,
     pub(super) site: SiteSettings,
+    /// Which keys `[defaults]` or the host's table set.
+    pub(super) sources: std::collections::BTreeMap<String, super::Source>,
 }
 
 /// The site keys a site inherits from its host, which inherits them from `[defaults]`.
@@ -173,31 +175,43 @@ impl Ctx<'_> {
             command_timeout: Duration::from_secs(600),
             jump: Vec::new(),
             site: SiteSettings::default(),
+            sources: std::collections::BTreeMap::new(),
         };
         s.site = self.site_overlay(&s.site, site_keys!(d))?;
         if let Some(u) = &d.user {
             s.user = self.user("user", u)?;
+            s.sources.insert("user".into(), super::Source::Defaults);
         }
         if let Some(p) = &d.port {
             s.port = self.port(p)?;
+            s.sources.insert("port".into(), super::Source::Defaults);
         }
         if let Some(v) = &d.identity_file {
             s.identity_files = self.path_list(v)?;
+            s.sources
+                .insert("identity_file".into(), super::Source::Defaults);
         }
         if let Some(v) = &d.known_hosts_file {
             s.known_hosts_files = self.path_list(v)?;
+            s.sources
+                .insert("known_hosts_file".into(), super::Source::Defaults);
         }
         if let Some(v) = &d.host_key_policy {
             s.policy = self.policy(v)?;
+            s.sources
+                .insert("host_key_policy".into(), super::Source::Defaults);
         }
         if let Some(v) = &d.connect_timeout {
             s.connect_timeout = self.duration("connect_timeout", v)?;
+            s.sources
+                .insert("connect_timeout".into(), super::Source::Defaults);
         }
         if let Some(v) = &d.command_timeout {
             s.command_timeout = self.duration("command_timeout", v)?;
         }
         if let Some(v) = &d.jump {
             s.jump = self.jump(v)?;
+            s.sources.insert("jump".into(), super::Source::Defaults);
         }
         Ok(s)
     }
@@ -226,30 +240,43 @@ impl Ctx<'_> {
         s.site = self.site_overlay(&s.site, site_keys!(h))?;
         if let Some(u) = &h.user {
             s.user = self.user("user", u)?;
+            s.sources.insert("user".into(), super::Source::Host);
         }
         if let Some(p) = &h.port {
             s.port = self.port(p)?;
+            s.sources.insert("port".into(), super::Source::Host);
         }
         if let Some(v) = &h.identity_file {
             s.identity_files = self.path_list(v)?;
+            s.sources
+                .insert("identity_file".into(), super::Source::Host);
         }
         if let Some(v) = &h.known_hosts_file {
             s.known_hosts_files = self.path_list(v)?;
+            s.sources
+                .insert("known_hosts_file".into(), super::Source::Host);
         }
         if let Some(v) = &h.host_key_policy {
             s.policy = self.policy(v)?;
+            s.sources
+                .insert("host_key_policy".into(), super::Source::Host);
         }
         if let Some(v) = &h.host_key {
             s.policy = self.pin(v)?;
+            s.sources
+                .insert("host_key_policy".into(), super::Source::Host);
         }
         if let Some(v) = &h.connect_timeout {
             s.connect_timeout = self.duration("connect_timeout", v)?;
+            s.sources
+                .insert("connect_timeout".into(), super::Source::Host);
         }
         if let Some(v) = &h.command_timeout {
             s.command_timeout = self.duration("command_timeout", v)?;
         }
         if let Some(v) = &h.jump {
             s.jump = self.jump(v)?;
+            s.sources.insert("jump".into(), super::Source::Host);
         }
         Ok(s)
     }
@@ -461,7 +488,7 @@ fn parse_hop(s: &str) -> Result<JumpHop, String> {
     })
 }
 
-fn resolve_path(p: &str, base: &Path) -> PathBuf {
+pub(super) fn resolve_path(p: &str, base: &Path) -> PathBuf {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from);

@@ -1,0 +1,162 @@
+//! Hosts completed from the OpenSSH client config, against real sshd: the config's
+//! `HostName`, `Port`, `User` and `IdentityFile` reach the host; what the inventory sets
+//! wins; `--explain` says where each setting came from; `-F none` and `ssh_config = false`
+//! read none; a `ProxyCommand` is refused by name.
+
+use std::path::Path;
+
+use fleet_lab::TestLab;
+
+use crate::{both, fleet, run, stderr, stdout};
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn toml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+/// The inventory: `web` and `pinned` with nothing but what the config gives them (`pinned`
+/// sets its own user), the lab's known_hosts in `[defaults]`.
+fn inventory(lab: &TestLab, extra_defaults: &str) -> std::path::PathBuf {
+    let inv = lab.dir().join("ssh-config-inventory.toml");
+    write(
+        &inv,
+        &format!(
+            "[defaults]\nknown_hosts_file = {}\nhost_key_policy = \"strict\"\n{extra_defaults}\n[hosts.web]\n\n[hosts.pinned]\nuser = \"nobody-here\"\n",
+            toml_path(&lab.known_hosts())
+        ),
+    );
+    inv
+}
+
+fn config(lab: &TestLab, name: &str, extra: &str) -> std::path::PathBuf {
+    let h = &lab.hosts()[0];
+    let cfg = lab.dir().join(name);
+    write(
+        &cfg,
+        &format!(
+            "# the team's config\nHost web pinned\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n{extra}",
+            h.address,
+            h.port,
+            lab.user(),
+            lab.client_key().display()
+        ),
+    );
+    cfg
+}
+
+fn explain(inv: &Path, extra: &[&str], host: &str) -> String {
+    let mut c = fleet(inv);
+    c.args(extra).args(["hosts", "--explain", host]);
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    stdout(&o)
+}
+
+fn from(text: &str, setting: &str) -> String {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(setting))
+        .unwrap_or_else(|| panic!("no `{setting}` in {text}"))
+        .to_owned()
+}
+
+#[test]
+fn a_host_is_reached_with_what_ssh_config_says_and_the_inventory_wins_over_it() {
+    let lab = TestLab::start(1);
+    let inv = inventory(&lab, "");
+    let cfg = config(&lab, "team-ssh-config", "");
+    let f = cfg.display().to_string();
+    let o = run(fleet(&inv).args(["-F", &f, "exec", "-l", "web", "--", "echo reached"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stdout(&o).contains("reached"), "{}", stdout(&o));
+
+    let text = explain(&inv, &["-F", &f], "web");
+    let h = &lab.hosts()[0];
+    assert!(text.contains(&format!("(ssh_config: {f})")), "{text}");
+    assert!(
+        from(&text, "address").contains(&h.address.to_string()),
+        "{text}"
+    );
+    assert!(
+        from(&text, "address").contains(&format!("ssh_config {f}:3")),
+        "{text}"
+    );
+    assert!(
+        from(&text, "port").contains(&format!("ssh_config {f}:4")),
+        "{text}"
+    );
+    assert!(
+        from(&text, "user").contains(&format!("ssh_config {f}:5")),
+        "{text}"
+    );
+    assert!(
+        from(&text, "identity_file").contains(&format!("ssh_config {f}:6")),
+        "{text}"
+    );
+    assert!(
+        from(&text, "known_hosts_file").contains("inventory [defaults]"),
+        "{text}"
+    );
+    assert!(
+        from(&text, "connect_timeout").contains("fleet's default"),
+        "{text}"
+    );
+
+    // The inventory's own user stands over the config's.
+    let text = explain(&inv, &["-F", &f], "pinned");
+    assert!(from(&text, "user").contains("nobody-here"), "{text}");
+    assert!(from(&text, "user").contains("inventory host"), "{text}");
+    assert!(
+        from(&text, "port").contains(&format!("ssh_config {f}:4")),
+        "{text}"
+    );
+
+    // `-F none`: no config, the name is the address.
+    let text = explain(&inv, &["-F", "none"], "web");
+    assert!(from(&text, "address").contains("web"), "{text}");
+    assert!(from(&text, "address").contains("fleet's default"), "{text}");
+
+    // The user's own ~/.ssh/config (HOME is pinned beside the inventory) is read by default,
+    // and `ssh_config = false` in the inventory turns it off.
+    let home = inv.parent().unwrap().join("controller-home");
+    std::fs::copy(&cfg, home.join(".ssh/config"))
+        .or_else(|_| {
+            std::fs::create_dir_all(home.join(".ssh"))?;
+            std::fs::copy(&cfg, home.join(".ssh/config"))
+        })
+        .unwrap();
+    let text = explain(&inv, &[], "web");
+    assert!(from(&text, "port").contains(".ssh/config:4"), "{text}");
+    let inv_off = inventory(&lab, "ssh_config = false\n");
+    let text = explain(&inv_off, &[], "web");
+    assert!(from(&text, "port").contains("fleet's default"), "{text}");
+}
+
+#[test]
+fn a_proxy_command_or_a_bad_line_is_refused_naming_the_file_and_line() {
+    let lab = TestLab::start(1);
+    let inv = inventory(&lab, "");
+    let cfg = config(&lab, "proxied-config", "Host *\n  ProxyCommand nc %h %p\n");
+    let f = cfg.display().to_string();
+    let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{f}:8")), "{e}");
+    assert!(
+        e.contains("ProxyCommand, which fleet does not run yet"),
+        "{e}"
+    );
+
+    let cfg = config(&lab, "bad-config", "Host web\n  Port eighty\n");
+    let f = cfg.display().to_string();
+    let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("{f}:8: Port: `eighty` is not a port")),
+        "{e}"
+    );
+}
