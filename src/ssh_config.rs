@@ -11,19 +11,26 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use fleet_inventory::{HostKeyPolicy, Inventory, JumpHop, Source, SshConfigChoice};
-use fleet_ssh_config::{Context, Origin, StrictHostKeyChecking, resolve};
+use fleet_ssh_config::{Context, Given, Origin, StrictHostKeyChecking, resolve_given};
 
-/// The config to read, if any.
-pub(crate) fn config_path(inv: &Inventory, cli: Option<&Path>, ctx: &Context) -> Option<PathBuf> {
+/// The config to read, if any, and whether it is the user's own `~/.ssh/config` (which, as
+/// ssh does, must be the user's and not writable by others).
+pub(crate) fn config_path(
+    inv: &Inventory,
+    cli: Option<&Path>,
+    ctx: &Context,
+) -> Option<(PathBuf, bool)> {
     match cli {
-        Some(p) if p == Path::new("none") => return None,
-        Some(p) => return Some(p.to_owned()),
+        Some(p) if p.to_str().is_some_and(|s| s.eq_ignore_ascii_case("none")) => return None,
+        Some(p) => return Some((p.to_owned(), false)),
         None => {}
     }
     match inv.ssh_config() {
         SshConfigChoice::Off => None,
-        SshConfigChoice::File(p) => Some(p.clone()),
-        SshConfigChoice::User => Some(ctx.home.join(".ssh/config")).filter(|p| p.is_file()),
+        SshConfigChoice::File(p) => Some((p.clone(), false)),
+        SshConfigChoice::User => Some(ctx.home.join(".ssh/config"))
+            .filter(|p| p.is_file())
+            .map(|p| (p, true)),
     }
 }
 
@@ -41,18 +48,45 @@ fn at(o: &Origin) -> Source {
 pub(crate) fn apply(
     inv: &mut Inventory,
     config: &Path,
+    check_owner: bool,
     ctx: &Context,
 ) -> anyhow::Result<Vec<String>> {
     if !config.is_file() {
         bail!("ssh_config `{}`: no such file", config.display());
     }
+    let inventory_hosts: Vec<String> = inv.hosts().iter().map(|h| h.name.clone()).collect();
     let mut warnings = Vec::new();
     for host in inv.hosts_mut() {
-        let r =
-            resolve(config, &host.name, ctx).with_context(|| format!("host `{}`", host.name))?;
+        // What the inventory sets is given first, as `ssh -l -p -o HostName=` would: it
+        // stands, and `Match user` and the tokens see it.
+        let given = Given {
+            user: host.set_by_inventory("user").then(|| host.user.clone()),
+            port: host.set_by_inventory("port").then_some(host.port),
+            hostname: host
+                .set_by_inventory("address")
+                .then(|| host.address.clone()),
+        };
+        let r = resolve_given(config, &host.name, ctx, &given, check_owner)
+            .with_context(|| format!("host `{}`", host.name))?;
+        if let Some(a) = &r.host_key_alias {
+            bail!(
+                "{}: host `{}` has a HostKeyAlias, which fleet does not honour (it checks keys under the host's own address)",
+                a.origin,
+                host.name
+            );
+        }
+        if let Some(c) = &r.canonicalize {
+            bail!(
+                "{}: CanonicalizeHostname {} applies to host `{}`: fleet does not resolve names the way ssh would; give the host an `address`",
+                c.origin,
+                c.value,
+                host.name
+            );
+        }
         let free = |key: &str, host: &fleet_inventory::Host| !host.set_by_inventory(key);
         if let Some(h) = &r.hostname
             && free("address", host)
+            && h.origin.line > 0
         {
             host.address = r.effective_hostname();
             host.sources.insert("address".into(), at(&h.origin));
@@ -87,7 +121,7 @@ pub(crate) fn apply(
             host.known_hosts_files = k
                 .value
                 .iter()
-                .filter(|f| *f != "none")
+                .filter(|f| !f.eq_ignore_ascii_case("none"))
                 .map(|f| r.expand_path(f, ctx).map(PathBuf::from))
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", k.origin))?;
@@ -119,20 +153,25 @@ pub(crate) fn apply(
         }
         if free("jump", host) {
             if let Some(j) = &r.proxy_jump
-                && j.value != "none"
+                && !j.value.eq_ignore_ascii_case("none")
             {
-                host.jump = r
-                    .jump_hosts()?
-                    .into_iter()
-                    .map(|h| JumpHop {
-                        user: h.user,
-                        host: h.host,
-                        port: h.port,
-                    })
-                    .collect();
+                let mut hops = Vec::new();
+                for h in r.jump_hosts()? {
+                    hops.push(if inventory_hosts.contains(&h.host) {
+                        // An inventory host: its own settings (see targets.rs).
+                        JumpHop {
+                            user: h.user,
+                            host: h.host,
+                            port: h.port,
+                        }
+                    } else {
+                        hop(config, check_owner, ctx, &host.name, h)?
+                    });
+                }
+                host.jump = hops;
                 host.sources.insert("jump".into(), at(&j.origin));
             } else if let Some(c) = &r.proxy_command
-                && c.value != "none"
+                && !c.value.eq_ignore_ascii_case("none")
             {
                 bail!(
                     "{}: host `{}` is reached through a ProxyCommand, which fleet does not run yet: give it a `jump` in the inventory, or `-F none` / `ssh_config = false`",
@@ -143,4 +182,49 @@ pub(crate) fn apply(
         }
     }
     Ok(warnings)
+}
+
+/// A `ProxyJump` hop that is no inventory host, read from the config as ssh reads it (its
+/// own `Host` block: HostName, User, Port). A hop that itself needs a jump or a command is
+/// refused: fleet does not chain what the config chains yet.
+fn hop(
+    config: &Path,
+    check_owner: bool,
+    ctx: &Context,
+    target: &str,
+    h: fleet_ssh_config::JumpHost,
+) -> anyhow::Result<JumpHop> {
+    let given = Given {
+        user: h.user.clone(),
+        port: h.port,
+        hostname: None,
+    };
+    let r = resolve_given(config, &h.host, ctx, &given, check_owner)
+        .with_context(|| format!("jump host `{}` of host `{target}`", h.host))?;
+    let nested = r
+        .proxy_jump
+        .as_ref()
+        .filter(|j| !j.value.eq_ignore_ascii_case("none"))
+        .map(|j| j.origin.clone())
+        .or_else(|| {
+            r.proxy_command
+                .as_ref()
+                .filter(|c| !c.value.eq_ignore_ascii_case("none"))
+                .map(|c| c.origin.clone())
+        });
+    if let Some(o) = nested {
+        bail!(
+            "{o}: jump host `{}` of host `{target}` is itself reached through another jump or a command, which fleet does not chain yet: list the hops in the host's `jump`",
+            h.host
+        );
+    }
+    Ok(JumpHop {
+        user: h.user.or_else(|| r.user.as_ref().map(|u| u.value.clone())),
+        host: if r.hostname.is_some() {
+            r.effective_hostname()
+        } else {
+            h.host
+        },
+        port: h.port.or_else(|| r.port.as_ref().map(|p| p.value)),
+    })
 }

@@ -132,7 +132,7 @@ fn explain(
             out,
             "host {} (ssh_config: {})\n",
             h.name,
-            config.map_or("none".to_owned(), |p| p.display().to_string())
+            config.map_or("none".to_owned(), |(p, _)| p.display().to_string())
         )?;
         let cells: Vec<[String; 3]> = rows
             .iter()

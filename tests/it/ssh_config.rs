@@ -136,6 +136,39 @@ fn a_host_is_reached_with_what_ssh_config_says_and_the_inventory_wins_over_it() 
 }
 
 #[test]
+fn a_jump_host_is_read_from_its_own_block_and_a_chained_one_is_refused() {
+    let lab = TestLab::start(1);
+    let inv = inventory(&lab, "");
+    let cfg = config(
+        &lab,
+        "jump-config",
+        "  ProxyJump bastion\nHost bastion\n  HostName 192.0.2.7\n  User jumper\n  Port 2022\n",
+    );
+    let f = cfg.display().to_string();
+    let text = explain(&inv, &["-F", &f], "web");
+    assert!(
+        from(&text, "jump").contains("jumper@192.0.2.7:2022"),
+        "{text}"
+    );
+    assert!(
+        from(&text, "jump").contains(&format!("ssh_config {f}:7")),
+        "{text}"
+    );
+
+    let cfg = config(
+        &lab,
+        "chained-config",
+        "  ProxyJump bastion\nHost bastion\n  ProxyJump outer\n",
+    );
+    let f = cfg.display().to_string();
+    let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{f}:9")), "{e}");
+    assert!(e.contains("does not chain yet"), "{e}");
+}
+
+#[test]
 fn a_proxy_command_or_a_bad_line_is_refused_naming_the_file_and_line() {
     let lab = TestLab::start(1);
     let inv = inventory(&lab, "");

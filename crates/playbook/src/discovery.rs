@@ -181,6 +181,15 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Fac
 }
 
 /// Decodes `kv`'s hex; `None` for anything that is not whole hex bytes of UTF-8.
+/// The `key=<hex>` lines of a script's output (`kv`), decoded; any other line, or a value
+/// that is not hex of UTF-8, is skipped.
+pub(crate) fn kv_pairs(out: &str) -> impl Iterator<Item = (&str, String)> {
+    out.lines().filter_map(|line| {
+        let (k, hex) = line.split_once('=')?;
+        Some((k, unhex(hex)?))
+    })
+}
+
 pub(crate) fn unhex(hex: &str) -> Option<String> {
     let hex = hex.trim_end_matches('\r');
     if !hex.len().is_multiple_of(2) {

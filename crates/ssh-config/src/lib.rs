@@ -77,6 +77,8 @@ pub struct Context {
     pub local_user: String,
     /// The local host name (`%l`, `%L` its first label).
     pub local_host: String,
+    /// The local user's uid: the config files must be its (or root's).
+    pub uid: u32,
 }
 
 impl Context {
@@ -101,6 +103,7 @@ impl Context {
             home,
             local_user,
             local_host,
+            uid: uid().parse().unwrap_or(u32::MAX),
         }
     }
 }
@@ -140,8 +143,12 @@ pub struct Resolved {
     pub server_alive_interval: Option<Value<u64>>,
     /// `ServerAliveCountMax`.
     pub server_alive_count_max: Option<Value<u64>>,
-    /// Keywords OpenSSH does not know, where they were (left alone).
+    /// Keywords `IgnoreUnknown` let through, where they were.
     pub ignored: Vec<(Origin, String)>,
+    /// `HostKeyAlias` (fleet refuses it: it checks keys under the host's own name).
+    pub host_key_alias: Option<Value<String>>,
+    /// `CanonicalizeHostname` other than `no` (fleet refuses it: it would resolve names).
+    pub canonicalize: Option<Value<String>>,
 }
 
 /// A hop of `ProxyJump`: `[user@]host[:port]`.
@@ -178,38 +185,74 @@ pub enum ConfigError {
     },
 }
 
+/// What is known before the config is read (as `ssh -l USER -p PORT -o HostName=...`): it
+/// stands over the config, and `Match user` and the tokens see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Given {
+    /// The user.
+    pub user: Option<String>,
+    /// The port.
+    pub port: Option<u16>,
+    /// The address (`HostName`).
+    pub hostname: Option<String>,
+}
+
 /// Reads `config` (and what it includes) for `host`.
 ///
 /// # Errors
 ///
 /// [`ConfigError`] naming the file and line of what is wrong, or the file that cannot be read.
 pub fn resolve(config: &Path, host: &str, ctx: &Context) -> Result<Resolved, ConfigError> {
+    resolve_given(config, host, ctx, &Given::default(), false)
+}
+
+/// [`resolve`] with what is `given` first; `check_owner`: the file must be the user's (or
+/// root's) and not writable by others, as ssh requires of `~/.ssh/config` (included files
+/// are always checked).
+///
+/// # Errors
+///
+/// As [`resolve`].
+pub fn resolve_given(
+    config: &Path,
+    host: &str,
+    ctx: &Context,
+    given: &Given,
+    check_owner: bool,
+) -> Result<Resolved, ConfigError> {
+    let given_at = Origin {
+        file: PathBuf::from("(given)"),
+        line: 0,
+    };
+    let seed = |v: Option<&String>| {
+        v.map(|v| Value {
+            value: v.clone(),
+            origin: given_at.clone(),
+        })
+    };
     let mut r = read::Reader {
         ctx,
         host_arg: host.to_owned(),
         out: Resolved {
             host: host.to_owned(),
+            user: seed(given.user.as_ref()),
+            hostname: seed(given.hostname.as_ref()),
+            port: given.port.map(|p| Value {
+                value: p,
+                origin: given_at.clone(),
+            }),
             ..Resolved::default()
         },
         final_pass: false,
         want_final: false,
+        ignore_unknown: Vec::new(),
     };
-    r.read_file(config, false, true, 0)?;
+    r.read_file(config, false, true, 0, check_owner)?;
     if r.want_final {
         // The second pass reads everything again into the same options (what the first
         // obtained stands), `Host` now matching the resolved name.
         r.final_pass = true;
-        if r.out.hostname.is_none() {
-            let h = r.out.effective_hostname();
-            r.out.hostname = Some(Value {
-                value: h,
-                origin: Origin {
-                    file: config.to_owned(),
-                    line: 0,
-                },
-            });
-        }
-        r.read_file(config, false, true, 0)?;
+        r.read_file(config, false, true, 0, check_owner)?;
     }
     Ok(r.out)
 }
@@ -254,7 +297,7 @@ impl Resolved {
         let Some(j) = &self.proxy_jump else {
             return Ok(Vec::new());
         };
-        if j.value == "none" {
+        if j.value.eq_ignore_ascii_case("none") {
             return Ok(Vec::new());
         }
         j.value
@@ -298,8 +341,20 @@ impl Resolved {
         let jump = self
             .proxy_jump
             .as_ref()
-            .filter(|j| j.value != "none")
-            .map_or(String::new(), |j| j.value.clone());
+            .filter(|j| !j.value.eq_ignore_ascii_case("none"))
+            // The last hop's host, as OpenSSH's `%j`.
+            .and_then(|j| j.value.rsplit(',').next().map(str::to_owned))
+            .map(|hop| {
+                let hop = hop
+                    .rsplit_once('@')
+                    .map_or(hop.as_str(), |(_, h)| h)
+                    .to_owned();
+                match hop.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok() => h.to_owned(),
+                    _ => hop,
+                }
+            })
+            .unwrap_or_default();
         [
             ('h', host.clone()),
             ('n', self.host.clone()),
@@ -312,7 +367,8 @@ impl Resolved {
                 ctx.local_host.split('.').next().unwrap_or("").to_owned(),
             ),
             ('d', ctx.tilde_home.display().to_string()),
-            ('i', uid()),
+            ('i', ctx.uid.to_string()),
+            ('k', self.host.clone()),
             ('j', jump.clone()),
             (
                 'C',

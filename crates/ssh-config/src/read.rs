@@ -17,6 +17,8 @@ pub(crate) struct Reader<'a> {
     pub(crate) out: Resolved,
     pub(crate) final_pass: bool,
     pub(crate) want_final: bool,
+    /// `IgnoreUnknown` patterns obtained so far.
+    pub(crate) ignore_unknown: Vec<String>,
 }
 
 fn err(origin: &Origin, msg: impl Into<String>) -> ConfigError {
@@ -37,6 +39,7 @@ impl Reader<'_> {
         never_match: bool,
         active: bool,
         depth: usize,
+        check_owner: bool,
     ) -> Result<(), ConfigError> {
         if depth > MAX_DEPTH {
             return Err(ConfigError::Io {
@@ -44,10 +47,21 @@ impl Reader<'_> {
                 msg: format!("Include nested deeper than {MAX_DEPTH}"),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let io = |e: std::io::Error| ConfigError::Io {
             file: path.to_owned(),
             msg: e.to_string(),
-        })?;
+        };
+        if check_owner {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(path).map_err(io)?;
+            if (m.uid() != 0 && m.uid() != self.ctx.uid) || m.mode() & 0o022 != 0 {
+                return Err(ConfigError::Io {
+                    file: path.to_owned(),
+                    msg: "bad owner or permissions (as ssh: it must be yours or root's, and not writable by others)".into(),
+                });
+            }
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(path).map_err(io)?).into_owned();
         let mut active = active;
         for (i, raw) in text.lines().enumerate() {
             let Some(l) = lex::line(raw) else { continue };
@@ -65,7 +79,7 @@ impl Reader<'_> {
                 }
                 "match" => {
                     let a = lex::args(&l.rest).map_err(|e| err(&origin, e))?;
-                    let m = self.match_line(&a, &origin)?;
+                    let m = self.match_line(&a, &origin, never_match)?;
                     active = !never_match && m;
                 }
                 "include" => {
@@ -75,7 +89,7 @@ impl Reader<'_> {
                     }
                     for arg in a {
                         for f in self.include_files(&arg) {
-                            self.read_file(&f, never_match || !active, active, depth + 1)?;
+                            self.read_file(&f, never_match || !active, active, depth + 1, true)?;
                         }
                     }
                 }
@@ -96,6 +110,13 @@ impl Reader<'_> {
         }
     }
 
+    /// Whether keyword `k` may be unknown (`IgnoreUnknown`).
+    fn may_ignore(&self, k: &str) -> bool {
+        self.ignore_unknown
+            .iter()
+            .any(|p| pattern::list(k, p, true))
+    }
+
     /// `Include ARG`: `~` is the home, a relative path is under `~/.ssh` (for the user's
     /// config, as ssh does even with `-F`), globs expand, in sorted order; none is no error.
     fn include_files(&self, arg: &str) -> Vec<PathBuf> {
@@ -110,7 +131,12 @@ impl Reader<'_> {
     }
 
     /// A `Match` line: every criterion must hold (`!` negates one).
-    fn match_line(&mut self, a: &[String], origin: &Origin) -> Result<bool, ConfigError> {
+    fn match_line(
+        &mut self,
+        a: &[String],
+        origin: &Origin,
+        never_match: bool,
+    ) -> Result<bool, ConfigError> {
         if a.is_empty() {
             return Err(err(origin, "Match needs a criterion"));
         }
@@ -128,12 +154,7 @@ impl Reader<'_> {
             };
             i += 1;
             let hit = match word.as_str() {
-                "all" => {
-                    if a.len() != 1 {
-                        return Err(err(origin, "Match all must stand alone"));
-                    }
-                    true
-                }
+                "all" => true,
                 "canonical" => self.final_pass,
                 "final" => {
                     if !neg {
@@ -166,6 +187,13 @@ impl Reader<'_> {
                         _ => pattern::list(&self.ctx.local_user, &list, false),
                     }
                 }
+                // What fails already needs no command run (ssh skips it too).
+                "exec" if !result || never_match => {
+                    if inline.is_none() {
+                        i += 1;
+                    }
+                    false
+                }
                 "exec" | "localnetwork" | "tagged" | "version" | "command" | "sessiontype" => {
                     return Err(err(
                         origin,
@@ -185,6 +213,7 @@ impl Reader<'_> {
 
     /// An option line that applies: the first value obtained stands.
     fn set(&mut self, l: &lex::Line, origin: &Origin) -> Result<(), ConfigError> {
+        let ignorable = self.may_ignore(&l.keyword);
         let o = &mut self.out;
         macro_rules! at {
             ($v:expr) => {
@@ -202,8 +231,12 @@ impl Reader<'_> {
                 .ok_or_else(|| err(origin, format!("{} needs a value", l.keyword)))
         };
         let number = |s: &str| -> Result<u64, ConfigError> {
-            s.parse()
-                .map_err(|_| err(origin, format!("{}: `{s}` is not a number", l.keyword)))
+            seconds(s).ok_or_else(|| {
+                err(
+                    origin,
+                    format!("{}: `{s}` is not a time (`30`, `30s`, `1m`)", l.keyword),
+                )
+            })
         };
         let flag = |s: &str| -> Result<bool, ConfigError> {
             match s.to_ascii_lowercase().as_str() {
@@ -226,11 +259,14 @@ impl Reader<'_> {
             }
             "port" => {
                 let v = one()?;
-                let p: u16 = v
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| err(origin, format!("Port: `{v}` is not a port")))?;
+                let p: u16 = if v == "ssh" {
+                    22
+                } else {
+                    v.parse()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| err(origin, format!("Port: `{v}` is not a port")))?
+                };
                 o.port.get_or_insert(at!(p));
             }
             "identityfile" => {
@@ -258,7 +294,7 @@ impl Reader<'_> {
                 if v.is_empty() {
                     return Err(err(origin, "UserKnownHostsFile needs a file"));
                 }
-                if v.len() > 1 && v.iter().any(|x| x == "none") {
+                if v.len() > 1 && v.iter().any(|x| x.eq_ignore_ascii_case("none")) {
                     return Err(err(origin, "UserKnownHostsFile none must stand alone"));
                 }
                 o.user_known_hosts_files.get_or_insert(at!(v));
@@ -290,7 +326,7 @@ impl Reader<'_> {
                 // A ProxyCommand obtained first wins over a later ProxyJump; a real ProxyJump
                 // stands for ProxyCommand too.
                 if o.proxy_jump.is_none() && o.proxy_command.is_none() {
-                    if v != "none" {
+                    if !v.eq_ignore_ascii_case("none") {
                         o.proxy_command = Some(at!("none".to_owned()));
                     }
                     o.proxy_jump = Some(at!(v));
@@ -304,7 +340,11 @@ impl Reader<'_> {
             }
             "connecttimeout" => {
                 let v = one()?;
-                let t = if v == "none" { 0 } else { number(&v)? };
+                let t = if v.eq_ignore_ascii_case("none") {
+                    0
+                } else {
+                    number(&v)?
+                };
                 o.connect_timeout.get_or_insert(at!(t));
             }
             "serveraliveinterval" => {
@@ -315,14 +355,61 @@ impl Reader<'_> {
                 let v = number(&one()?)?;
                 o.server_alive_count_max.get_or_insert(at!(v));
             }
+            "hostkeyalias" => {
+                let v = one()?;
+                o.host_key_alias.get_or_insert(at!(v));
+            }
+            "canonicalizehostname" => {
+                let v = one()?;
+                if !v.eq_ignore_ascii_case("no") {
+                    o.canonicalize.get_or_insert(at!(v));
+                }
+            }
+            "ignoreunknown" => {
+                let v = one()?;
+                if self.ignore_unknown.is_empty() {
+                    self.ignore_unknown.push(v);
+                }
+            }
             k if crate::keywords::KNOWN.contains(&k) => {}
-            k => o.ignored.push((origin.clone(), k.to_owned())),
+            k if ignorable => o.ignored.push((origin.clone(), k.to_owned())),
+            k => return Err(err(origin, format!("Bad configuration option: {k}"))),
         }
         Ok(())
     }
 }
 
-/// Every existing path matching `pattern` (`*`, `?` in any component), sorted per directory.
+/// A time as OpenSSH's `convtime` reads it: seconds, or numbers with `s`, `m`, `h`, `d`, `w`
+/// run together (`1h30m`).
+fn seconds(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let mult = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        total = total.checked_add(num.parse::<u64>().ok()?.checked_mul(mult)?)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        total = total.checked_add(num.parse().ok()?)?;
+    }
+    Some(total)
+}
+
+/// Every existing path matching `pattern` (`*`, `?` in any component), sorted whole.
 pub(crate) fn glob_paths(pattern: &str) -> Vec<PathBuf> {
     let wild = |s: &str| s.contains('*') || s.contains('?');
     if !wild(pattern) {
@@ -360,5 +447,6 @@ pub(crate) fn glob_paths(pattern: &str) -> Vec<PathBuf> {
             .filter(|p| if last { p.is_file() } else { p.is_dir() })
             .collect();
     }
+    found.sort();
     found
 }

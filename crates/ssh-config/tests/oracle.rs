@@ -207,6 +207,18 @@ const CASES: &[Case] = &[
         )],
         hosts: &["t1", "u1"],
     },
+    Case {
+        name: "Match final all, none in any case, a service port, times with units",
+        config: "Host a\n  ProxyJump NONE\n  Port ssh\n  ConnectTimeout 1m\nHost *\n  ProxyJump bastion\nMatch final all\n  User finalall\n",
+        files: &[],
+        hosts: &["a", "b"],
+    },
+    Case {
+        name: "IgnoreUnknown lets an unknown keyword through",
+        config: "IgnoreUnknown Frob*\nHost *\n  Frobnicate yes\n  User u\n",
+        files: &[],
+        hosts: &["x"],
+    },
 ];
 
 fn ssh_g(config: &Path, host: &str, home: &Path) -> BTreeMap<String, Vec<String>> {
@@ -296,14 +308,14 @@ fn compare(
     let jump = r
         .proxy_jump
         .as_ref()
-        .filter(|j| j.value != "none")
+        .filter(|j| !j.value.eq_ignore_ascii_case("none"))
         .map(|j| j.value.clone())
         .unwrap_or_default();
     assert_eq!(jump, one("proxyjump"), "{what}: proxy jump");
     let cmd = r
         .proxy_command
         .as_ref()
-        .filter(|c| c.value != "none")
+        .filter(|c| !c.value.eq_ignore_ascii_case("none"))
         .map(|c| c.value.clone())
         .unwrap_or_default();
     assert_eq!(cmd, one("proxycommand"), "{what}: proxy command");
@@ -352,6 +364,7 @@ fn every_config_of_the_corpus_resolves_as_ssh_g_says() {
                 .unwrap()
                 .trim()
                 .to_owned(),
+            uid: Context::from_env().uid,
         };
         for host in case.hosts {
             let g = ssh_g(&cfg, host, home.path());
@@ -378,23 +391,58 @@ fn values_say_where_they_were_read_and_bad_lines_are_named() {
         tilde_home: home.path().to_owned(),
         local_user: "me".into(),
         local_host: "here".into(),
+        uid: Context::from_env().uid,
     };
     let e = resolve(&cfg, "a", &ctx).unwrap_err().to_string();
     assert!(e.ends_with(":3: Port: `notaport` is not a port"), "{e}");
     std::fs::write(
         &cfg,
-        "Host a\n  User u\n  Frobnicate yes\nMatch exec \"true\"\n  Port 1\n",
+        "Host a\n  User u\n  Port 22\nMatch exec \"true\"\n  Port 1\n",
     )
     .unwrap();
     let e = resolve(&cfg, "a", &ctx).unwrap_err().to_string();
     assert!(e.contains(":4: Match exec is not supported"), "{e}");
-    std::fs::write(&cfg, "Host a\n  User u\n  Frobnicate yes\n").unwrap();
+    // An unknown keyword is refused, as ssh refuses it (a typo must not go unnoticed).
+    std::fs::write(&cfg, "Host a\n  Hostnmae 10.9.9.9\n").unwrap();
+    let e = resolve(&cfg, "a", &ctx).unwrap_err().to_string();
+    assert!(e.ends_with(":2: Bad configuration option: hostnmae"), "{e}");
+    std::fs::write(
+        &cfg,
+        "IgnoreUnknown frob*\nHost a\n  User u\n  Frobnicate yes\n",
+    )
+    .unwrap();
     let r = resolve(&cfg, "a", &ctx).unwrap();
     let u = r.user.unwrap();
-    assert_eq!((u.value.as_str(), u.origin.line), ("u", 2));
+    assert_eq!((u.value.as_str(), u.origin.line), ("u", 3));
     assert_eq!(r.ignored.len(), 1);
     assert_eq!(r.ignored[0].1, "frobnicate");
-    assert_eq!(r.ignored[0].0.line, 3);
+    assert_eq!(r.ignored[0].0.line, 4);
+    // What is given first stands, and the tokens and `Match user` see it.
+    std::fs::write(
+        &cfg,
+        "Match user deploy\n  Port 2222\nHost *\n  User other\n  UserKnownHostsFile /kh/%r_%p_%h\n",
+    )
+    .unwrap();
+    let given = fleet_ssh_config::Given {
+        user: Some("deploy".into()),
+        port: None,
+        hostname: Some("10.0.0.5".into()),
+    };
+    let r = fleet_ssh_config::resolve_given(&cfg, "web", &ctx, &given, false).unwrap();
+    assert_eq!(r.effective_user(&ctx), "deploy");
+    assert_eq!(r.effective_port(), 2222);
+    let kh = &r.user_known_hosts_files.as_ref().unwrap().value[0];
+    assert_eq!(r.expand_path(kh, &ctx).unwrap(), "/kh/deploy_2222_10.0.0.5");
+    // An included file others may write is refused, as ssh refuses it.
+    use std::os::unix::fs::PermissionsExt;
+    let inc = home.path().join(".ssh/open.conf");
+    std::fs::create_dir_all(inc.parent().unwrap()).unwrap();
+    std::fs::write(&inc, "User sneaky\n").unwrap();
+    std::fs::set_permissions(&inc, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::write(&cfg, "Include open.conf\n").unwrap();
+    let e = resolve(&cfg, "a", &ctx).unwrap_err().to_string();
+    assert!(e.contains("open.conf: bad owner or permissions"), "{e}");
+    std::fs::write(&cfg, "Host a\n  User u\n").unwrap();
     let r = resolve(&cfg, "b", &ctx).unwrap();
     assert_eq!(r.effective_user(&ctx), "me");
     std::fs::write(&cfg, "Host *\n  ProxyJump ops@b1:2222,b2\n").unwrap();

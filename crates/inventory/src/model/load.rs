@@ -265,6 +265,9 @@ impl Ctx<'_> {
         };
         match v.get_ref() {
             toml::Value::Boolean(false) => Ok(super::SshConfigChoice::Off),
+            toml::Value::String(p) if p.trim().eq_ignore_ascii_case("none") => {
+                Ok(super::SshConfigChoice::Off)
+            }
             toml::Value::Boolean(true) => Ok(super::SshConfigChoice::User),
             toml::Value::String(p) if !p.trim().is_empty() => Ok(super::SshConfigChoice::File(
                 super::settings::resolve_path(p, &self.base),

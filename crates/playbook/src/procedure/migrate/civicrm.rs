@@ -24,7 +24,7 @@ use fleet_remote_exec::quote;
 use super::build::{failure, then_probe};
 use super::manifest::{Manifest, database_name};
 use super::settings::php_str;
-use crate::discovery::{KV, unhex};
+use crate::discovery::{KV, kv_pairs};
 use crate::engine::{HostRun, StepError};
 use crate::procedure::civicrm::commands::{check_dump, fix_permissions};
 use crate::vocab::{ArtifactKind, BuiltinStep, Unit};
@@ -95,11 +95,7 @@ fn check_script(t: &CiviTarget<'_>, root: &str) -> String {
 
 fn parse_found(out: &str) -> Found {
     let mut f = Found::default();
-    for line in out.lines() {
-        let Some((k, hex)) = line.split_once('=') else {
-            continue;
-        };
-        let Some(v) = unhex(hex) else { continue };
+    for (k, v) in kv_pairs(out) {
         match k {
             "has" => f.has = true,
             "db" => f.db = v.trim().to_owned(),

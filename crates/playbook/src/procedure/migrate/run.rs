@@ -99,8 +99,36 @@ pub async fn run_migrate_import(
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
     let jobs = run_sites(jobs, journal, run)?;
+    go_on(
+        client,
+        jobs,
+        run,
+        manifest,
+        Phase::Import,
+        opts,
+        journal,
+        reporter,
+        cancel,
+    )
+    .await
+}
+
+/// Phase `phase` of run `run` (reopened) on `jobs`, narrowed to the run's sites, with the
+/// manifest the run recorded: every host at once.
+#[allow(clippy::too_many_arguments)]
+async fn go_on(
+    client: &Client,
+    jobs: Vec<HostJob>,
+    run: &RunRow,
+    manifest: Manifest,
+    phase: Phase,
+    opts: &MigrateOptions,
+    journal: &Arc<Journal>,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
+) -> Result<RunReport, PlaybookError> {
     journal.reopen_run(&run.id)?;
-    let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Import);
+    let procedure = AnyProcedure::Migrate(Arc::new(manifest), phase);
     run_phase(
         client,
         jobs,
@@ -363,13 +391,12 @@ pub async fn run_migrate_rollback(
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
     let jobs = named_sites(run_sites(jobs, journal, run)?, run, sites)?;
-    journal.reopen_run(&run.id)?;
-    let procedure = AnyProcedure::Migrate(Arc::new(manifest), Phase::Rollback);
-    run_phase(
+    go_on(
         client,
         jobs,
-        procedure,
-        run.id.clone(),
+        run,
+        manifest,
+        Phase::Rollback,
         opts,
         journal,
         reporter,
@@ -399,18 +426,9 @@ pub async fn run_migrate_cleanup(
 ) -> Result<RunReport, PlaybookError> {
     let manifest = recorded_manifest(journal, run)?;
     let (jobs, around) = cleanup_jobs(jobs, journal, run, sites)?;
-    journal.reopen_run(&run.id)?;
     let phase = Phase::Cleanup(Arc::new(super::cleanup::Cleanup { older_than, around }));
-    let procedure = AnyProcedure::Migrate(Arc::new(manifest), phase);
-    run_phase(
-        client,
-        jobs,
-        procedure,
-        run.id.clone(),
-        opts,
-        journal,
-        reporter,
-        cancel,
+    go_on(
+        client, jobs, run, manifest, phase, opts, journal, reporter, cancel,
     )
     .await
 }

@@ -4,7 +4,7 @@
 use fleet_inventory::Site;
 use fleet_remote_exec::quote;
 
-use crate::discovery::{KV, unhex};
+use crate::discovery::{KV, kv_pairs};
 
 /// What the cleanup's read-only check found of one site.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -134,11 +134,7 @@ pub(super) fn complete(out: &str) -> Result<Found, String> {
 
 pub(super) fn parse(out: &str) -> Found {
     let mut f = Found::default();
-    for line in out.lines() {
-        let Some((k, hex)) = line.split_once('=') else {
-            continue;
-        };
-        let Some(v) = unhex(hex) else { continue };
+    for (k, v) in kv_pairs(out) {
         match k {
             "serves" => f.serves = v,
             "release_real" => f.release_real = v,
