@@ -66,8 +66,12 @@ pub(crate) fn apply(
                 .set_by_inventory("address")
                 .then(|| host.address.clone()),
         };
-        let r = resolve_given(config, &host.name, ctx, &given, check_owner)
-            .with_context(|| format!("host `{}`", host.name))?;
+        let r = resolve_given(config, &host.name, ctx, &given, check_owner).with_context(|| {
+            format!(
+                "host `{}` (to read no OpenSSH config: `fleet -F none`, or `ssh_config = false` in the inventory's [defaults])",
+                host.name
+            )
+        })?;
         if let Some(a) = &r.host_key_alias {
             bail!(
                 "{}: host `{}` has a HostKeyAlias, which fleet does not honour (it checks keys under the host's own address)",
@@ -75,9 +79,12 @@ pub(crate) fn apply(
                 host.name
             );
         }
-        if let Some(c) = &r.canonicalize {
+        // Only a name fleet would look up matters: an inventory address is used as it is.
+        if let Some(c) = &r.canonicalize
+            && !host.set_by_inventory("address")
+        {
             bail!(
-                "{}: CanonicalizeHostname {} applies to host `{}`: fleet does not resolve names the way ssh would; give the host an `address`",
+                "{}: CanonicalizeHostname {} applies to host `{}`: fleet does not resolve names the way ssh would; give the host an `address`, or read no config (`fleet -F none`)",
                 c.origin,
                 c.value,
                 host.name

@@ -183,6 +183,30 @@ fn a_proxy_command_or_a_bad_line_is_refused_naming_the_file_and_line() {
         "{e}"
     );
 
+    // CanonicalizeHostname matters only for a name fleet would look up: a host with its own
+    // address in the inventory is fine.
+    let cfg = config(&lab, "canon-config", "Host *\n  CanonicalizeHostname yes\n");
+    let f = cfg.display().to_string();
+    let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("{f}:8: CanonicalizeHostname yes")),
+        "{e}"
+    );
+    assert!(e.contains("fleet -F none"), "{e}");
+    let addressed = lab.dir().join("addressed-inventory.toml");
+    write(
+        &addressed,
+        &format!(
+            "[defaults]\nknown_hosts_file = {}\n[hosts.web]\naddress = \"{}\"\n",
+            toml_path(&lab.known_hosts()),
+            lab.hosts()[0].address
+        ),
+    );
+    let o = run(fleet(&addressed).args(["-F", &f, "hosts"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+
     let cfg = config(&lab, "bad-config", "Host web\n  Port eighty\n");
     let f = cfg.display().to_string();
     let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
