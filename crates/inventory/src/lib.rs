@@ -45,7 +45,8 @@ mod uri;
 pub use compact::compact_names;
 pub use error::{InventoryError, SelectError};
 pub use model::{
-    DbUpgradeTool, Group, Host, HostKeyPolicy, Inventory, JumpHop, Site, Source, SshConfigChoice,
+    Become, BecomeMethod, DbUpgradeTool, Group, Host, HostKeyPolicy, Inventory, JumpHop,
+    SecretSource, Site, Source, SshConfigChoice,
 };
 pub use rollout::{Amount, Batches, Rollout};
 pub use select::Selector;

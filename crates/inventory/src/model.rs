@@ -39,6 +39,49 @@ pub struct JumpHop {
     pub port: Option<u16>,
 }
 
+/// How commands on a host are run as another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BecomeMethod {
+    /// `sudo` (the password, if any, on its stdin with `-S`).
+    Sudo,
+    /// OpenBSD's `doas`.
+    Doas,
+    /// `su` (the target user's password, if asked).
+    Su,
+}
+
+impl BecomeMethod {
+    /// The command's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BecomeMethod::Sudo => "sudo",
+            BecomeMethod::Doas => "doas",
+            BecomeMethod::Su => "su",
+        }
+    }
+}
+
+/// Where a password comes from. The inventory names the place, never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The first line of this file, which must be readable by its owner only.
+    File(PathBuf),
+    /// This environment variable of fleet's own process.
+    Env(String),
+}
+
+/// Running a host's commands as another user (`become`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Become {
+    /// The user to become.
+    pub user: String,
+    /// How.
+    pub method: BecomeMethod,
+    /// The password the method asks for, when it asks; `None`: it must not ask (or the
+    /// command line gives one with `--ask-become-pass`).
+    pub password: Option<SecretSource>,
+}
+
 /// Which tool runs the CiviCRM database upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbUpgradeTool {
@@ -101,6 +144,10 @@ pub struct Host {
     pub command_timeout: Duration,
     /// Jump hosts, outermost first.
     pub jump: Vec<JumpHop>,
+    /// Every command run as another user, when set.
+    pub escalation: Option<Become>,
+    /// The SSH login password, when the host takes one (tried after keys).
+    pub password: Option<SecretSource>,
     /// Every group containing the host (directly or through children), in declaration order.
     pub groups: Vec<String>,
     /// Merged variables: defaults < groups (parents before children) < host.
@@ -109,7 +156,8 @@ pub struct Host {
     pub sites: Vec<Site>,
     /// Where each connection setting came from, by its inventory key (`address`, `user`,
     /// `port`, `identity_file`, `known_hosts_file`, `host_key_policy`, `connect_timeout`,
-    /// `jump`); what is not here is fleet's default.
+    /// `jump`, `become`, `become_user`, `become_method`, `become_password`, `password`); what
+    /// is not here is fleet's default.
     pub sources: BTreeMap<String, Source>,
 }
 
@@ -124,7 +172,7 @@ impl Host {
     pub fn set_by_inventory(&self, key: &str) -> bool {
         matches!(
             self.source(key),
-            Source::Defaults | Source::Host | Source::CommandLine
+            Source::Defaults | Source::Group(_) | Source::Host | Source::CommandLine
         )
     }
 }
@@ -146,6 +194,8 @@ pub enum Source {
     Builtin,
     /// The inventory's `[defaults]`.
     Defaults,
+    /// A group's table (`[groups.NAME]`).
+    Group(String),
     /// The host's own table (`[hosts.NAME]`).
     Host,
     /// An OpenSSH client config, at `file:line`.
@@ -159,6 +209,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Builtin => write!(f, "fleet's default"),
             Source::Defaults => write!(f, "inventory [defaults]"),
+            Source::Group(g) => write!(f, "inventory group `{g}`"),
             Source::Host => write!(f, "inventory host"),
             Source::SshConfig(at) => write!(f, "ssh_config {at}"),
             Source::CommandLine => write!(f, "command line"),

@@ -49,6 +49,14 @@ pub(crate) struct RawDefaults {
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) command_timeout: Option<Spanned<String>>,
     pub(crate) jump: Option<Spanned<String>>,
+    #[serde(rename = "become")]
+    pub(crate) become_: Option<Spanned<toml::Value>>,
+    pub(crate) become_user: Option<Spanned<String>>,
+    pub(crate) become_method: Option<Spanned<String>>,
+    pub(crate) become_password_file: Option<Spanned<String>>,
+    pub(crate) become_password_env: Option<Spanned<String>>,
+    pub(crate) password_file: Option<Spanned<String>>,
+    pub(crate) password_env: Option<Spanned<String>>,
     pub(crate) web_user: Option<Spanned<String>>,
     pub(crate) backup_dir: Option<Spanned<String>>,
     pub(crate) drush: Option<Spanned<String>>,
@@ -74,6 +82,14 @@ pub(crate) struct RawHost {
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) command_timeout: Option<Spanned<String>>,
     pub(crate) jump: Option<Spanned<String>>,
+    #[serde(rename = "become")]
+    pub(crate) become_: Option<Spanned<toml::Value>>,
+    pub(crate) become_user: Option<Spanned<String>>,
+    pub(crate) become_method: Option<Spanned<String>>,
+    pub(crate) become_password_file: Option<Spanned<String>>,
+    pub(crate) become_password_env: Option<Spanned<String>>,
+    pub(crate) password_file: Option<Spanned<String>>,
+    pub(crate) password_env: Option<Spanned<String>>,
     pub(crate) web_user: Option<Spanned<String>>,
     pub(crate) backup_dir: Option<Spanned<String>>,
     pub(crate) drush: Option<Spanned<String>>,
@@ -111,7 +127,8 @@ pub(crate) struct RawRollout {
     pub(crate) max_per: BTreeMap<String, Spanned<i64>>,
 }
 
-/// `[groups.NAME]`.
+/// `[groups.NAME]`: members, and the connection settings and vars they get (defaults <
+/// groups, parents before children < host).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGroup {
@@ -119,6 +136,22 @@ pub(crate) struct RawGroup {
     pub(crate) hosts: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) children: Vec<Spanned<String>>,
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) port: Option<Spanned<i64>>,
+    pub(crate) identity_file: Option<Spanned<OneOrMany>>,
+    pub(crate) known_hosts_file: Option<Spanned<OneOrMany>>,
+    pub(crate) host_key_policy: Option<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) command_timeout: Option<Spanned<String>>,
+    pub(crate) jump: Option<Spanned<String>>,
+    #[serde(rename = "become")]
+    pub(crate) become_: Option<Spanned<toml::Value>>,
+    pub(crate) become_user: Option<Spanned<String>>,
+    pub(crate) become_method: Option<Spanned<String>>,
+    pub(crate) become_password_file: Option<Spanned<String>>,
+    pub(crate) become_password_env: Option<Spanned<String>>,
+    pub(crate) password_file: Option<Spanned<String>>,
+    pub(crate) password_env: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) vars: Vars,
 }

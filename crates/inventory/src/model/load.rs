@@ -10,21 +10,22 @@ use toml::Spanned;
 
 use super::graph::{check_cycles, parents_first, transitive_members};
 use super::names::is_host_name;
-use super::settings::{Settings, trim_spaces};
+use super::settings::{conn_keys, site_keys, trim_spaces};
 use super::source::Ctx;
 use super::{Group, Host, Inventory, Site};
 use crate::error::{InventoryError, printable};
 use crate::range::expand;
-use crate::raw::{RawInventory, Vars};
+use crate::raw::{RawHost, RawInventory, Vars};
 use crate::rollout::Rollout;
 
 /// A host as first seen, before groups are known.
-struct Def {
+struct Def<'r> {
     name: String,
     /// Byte offset of the first mention (inventory order), then position inside a range.
     order: (usize, usize),
     span: Range<usize>,
-    settings: Settings,
+    /// The host's own table and its key, which it shares with the other hosts of a range.
+    table: Option<(&'r str, &'r RawHost)>,
     address: Option<Spanned<String>>,
     vars: Vars,
     sites: Vec<Site>,
@@ -71,10 +72,14 @@ impl Inventory {
         for (key, h) in host_tables {
             let names = expand(key.get_ref())
                 .map_err(|why| cx.err(key.span(), format!("bad host range: {why}")))?;
-            let settings = cx.overlay(&defaults, key.get_ref(), h)?;
+            // Checked once here, so an error names the table even before groups are known;
+            // the host's settings are built again below, over its groups'.
+            let mut checked = defaults.clone();
+            cx.host_overlay(&mut checked, key.get_ref(), h)?;
+            let site = cx.site_overlay(&defaults.site, site_keys!(h))?;
             for (i, name) in names.into_iter().enumerate() {
                 cx.check_name("host", &name, key)?;
-                let sites = cx.sites(&name, &settings.site, &h.sites)?;
+                let sites = cx.sites(&name, &site, &h.sites)?;
                 if by_name.contains_key(&name) {
                     return Err(cx.err(key.span(), format!("host `{name}` is defined twice")));
                 }
@@ -83,7 +88,7 @@ impl Inventory {
                     name,
                     order: (key.span().start, i),
                     span: key.span(),
-                    settings: settings.clone(),
+                    table: Some((key.get_ref().as_str(), h)),
                     address: h.address.clone(),
                     vars: h.vars.clone(),
                     sites,
@@ -104,6 +109,11 @@ impl Inventory {
                 ));
             }
             cx.check_name("group", name, key)?;
+            cx.conn_overlay(
+                &mut defaults.clone(),
+                conn_keys!(g),
+                &super::Source::Group(name.clone()),
+            )?;
             let mut hosts = Vec::new();
             for entry in &g.hosts {
                 let names = expand(entry.get_ref())
@@ -119,7 +129,7 @@ impl Inventory {
                             name: n.clone(),
                             order,
                             span: entry.span(),
-                            settings: defaults.clone(),
+                            table: None,
                             address: None,
                             vars: Vars::new(),
                             sites: Vec::new(),
@@ -215,7 +225,17 @@ impl Inventory {
                 }
             }
             vars.extend(d.vars);
-            let s = d.settings;
+            let mut s = defaults.clone();
+            for &gi in &vars_order {
+                if members[gi].binary_search(&hi).is_ok() {
+                    let from = super::Source::Group(groups[gi].name.clone());
+                    cx.conn_overlay(&mut s, conn_keys!(group_tables[gi].1), &from)?;
+                }
+            }
+            if let Some((key, h)) = d.table {
+                cx.host_overlay(&mut s, key, h)?;
+            }
+            let escalation = s.escalation();
             let mut sources = s.sources;
             if d.address.is_some() {
                 sources.insert("address".into(), super::Source::Host);
@@ -235,6 +255,8 @@ impl Inventory {
                 connect_timeout: s.connect_timeout,
                 command_timeout: s.command_timeout,
                 jump: s.jump,
+                escalation,
+                password: s.password,
                 vars,
                 sites: d.sites,
                 sources,

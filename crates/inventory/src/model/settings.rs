@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::source::Ctx;
-use super::{DbUpgradeTool, HostKeyPolicy, JumpHop};
+use super::{Become, BecomeMethod, DbUpgradeTool, HostKeyPolicy, JumpHop, SecretSource, Source};
 use crate::error::{InventoryError, printable, shown};
 use crate::raw::{OneOrMany, RawDefaults, RawHost};
 
@@ -22,10 +22,70 @@ pub(super) struct Settings {
     pub(super) connect_timeout: Duration,
     pub(super) command_timeout: Duration,
     pub(super) jump: Vec<JumpHop>,
+    pub(super) become_on: bool,
+    pub(super) become_user: String,
+    pub(super) become_method: BecomeMethod,
+    pub(super) become_password: Option<SecretSource>,
+    pub(super) password: Option<SecretSource>,
     pub(super) site: SiteSettings,
-    /// Which keys `[defaults]` or the host's table set.
-    pub(super) sources: std::collections::BTreeMap<String, super::Source>,
+    /// Which keys `[defaults]`, a group or the host's table set.
+    pub(super) sources: std::collections::BTreeMap<String, Source>,
 }
+
+impl Settings {
+    /// The host's `become`, when it is on.
+    pub(super) fn escalation(&self) -> Option<Become> {
+        self.become_on.then(|| Become {
+            user: self.become_user.clone(),
+            method: self.become_method,
+            password: self.become_password.clone(),
+        })
+    }
+}
+
+/// The connection keys shared by `[defaults]`, `[groups.X]` and `[hosts.X]`.
+pub(super) struct RawConnKeys<'a> {
+    pub(super) user: &'a Option<Spanned<String>>,
+    pub(super) port: &'a Option<Spanned<i64>>,
+    pub(super) identity_file: &'a Option<Spanned<OneOrMany>>,
+    pub(super) known_hosts_file: &'a Option<Spanned<OneOrMany>>,
+    pub(super) host_key_policy: &'a Option<Spanned<String>>,
+    pub(super) connect_timeout: &'a Option<Spanned<String>>,
+    pub(super) command_timeout: &'a Option<Spanned<String>>,
+    pub(super) jump: &'a Option<Spanned<String>>,
+    pub(super) become_: &'a Option<Spanned<toml::Value>>,
+    pub(super) become_user: &'a Option<Spanned<String>>,
+    pub(super) become_method: &'a Option<Spanned<String>>,
+    pub(super) become_password_file: &'a Option<Spanned<String>>,
+    pub(super) become_password_env: &'a Option<Spanned<String>>,
+    pub(super) password_file: &'a Option<Spanned<String>>,
+    pub(super) password_env: &'a Option<Spanned<String>>,
+}
+
+/// The connection keys of a raw `[defaults]`, `[groups.X]` or `[hosts.X]` table.
+macro_rules! conn_keys {
+    ($r:expr) => {
+        $crate::model::settings::RawConnKeys {
+            user: &$r.user,
+            port: &$r.port,
+            identity_file: &$r.identity_file,
+            known_hosts_file: &$r.known_hosts_file,
+            host_key_policy: &$r.host_key_policy,
+            connect_timeout: &$r.connect_timeout,
+            command_timeout: &$r.command_timeout,
+            jump: &$r.jump,
+            become_: &$r.become_,
+            become_user: &$r.become_user,
+            become_method: &$r.become_method,
+            become_password_file: &$r.become_password_file,
+            become_password_env: &$r.become_password_env,
+            password_file: &$r.password_file,
+            password_env: &$r.password_env,
+        }
+    };
+}
+
+pub(super) use conn_keys;
 
 /// The site keys a site inherits from its host, which inherits them from `[defaults]`.
 #[derive(Debug, Clone)]
@@ -174,59 +234,168 @@ impl Ctx<'_> {
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
             jump: Vec::new(),
+            become_on: false,
+            become_user: "root".into(),
+            become_method: BecomeMethod::Sudo,
+            become_password: None,
+            password: None,
             site: SiteSettings::default(),
             sources: std::collections::BTreeMap::new(),
         };
         s.site = self.site_overlay(&s.site, site_keys!(d))?;
-        if let Some(u) = &d.user {
-            s.user = self.user("user", u)?;
-            s.sources.insert("user".into(), super::Source::Defaults);
-        }
-        if let Some(p) = &d.port {
-            s.port = self.port(p)?;
-            s.sources.insert("port".into(), super::Source::Defaults);
-        }
-        if let Some(v) = &d.identity_file {
-            s.identity_files = self.path_list(v)?;
-            s.sources
-                .insert("identity_file".into(), super::Source::Defaults);
-        }
-        if let Some(v) = &d.known_hosts_file {
-            s.known_hosts_files = self.path_list(v)?;
-            s.sources
-                .insert("known_hosts_file".into(), super::Source::Defaults);
-        }
-        if let Some(v) = &d.host_key_policy {
-            s.policy = self.policy(v)?;
-            s.sources
-                .insert("host_key_policy".into(), super::Source::Defaults);
-        }
-        if let Some(v) = &d.connect_timeout {
-            s.connect_timeout = self.duration("connect_timeout", v)?;
-            s.sources
-                .insert("connect_timeout".into(), super::Source::Defaults);
-        }
-        if let Some(v) = &d.command_timeout {
-            s.command_timeout = self.duration("command_timeout", v)?;
-        }
-        if let Some(v) = &d.jump {
-            s.jump = self.jump(v)?;
-            s.sources.insert("jump".into(), super::Source::Defaults);
-        }
+        self.conn_overlay(&mut s, conn_keys!(d), &Source::Defaults)?;
         Ok(s)
     }
 
-    /// `base` (the defaults) overlaid with host table `h`, written as `[hosts.<key>]`.
+    /// `s` overlaid with the connection keys of one `[defaults]`, `[groups.X]` or `[hosts.X]`
+    /// table, each recorded as coming from `from`.
+    pub(super) fn conn_overlay(
+        &self,
+        s: &mut Settings,
+        k: RawConnKeys<'_>,
+        from: &Source,
+    ) -> Result<(), InventoryError> {
+        let mut set = |key: &str| {
+            s.sources.insert(key.into(), from.clone());
+        };
+        if let Some(u) = k.user {
+            s.user = self.user("user", u)?;
+            set("user");
+        }
+        if let Some(p) = k.port {
+            s.port = self.port(p)?;
+            set("port");
+        }
+        if let Some(v) = k.identity_file {
+            s.identity_files = self.path_list(v)?;
+            set("identity_file");
+        }
+        if let Some(v) = k.known_hosts_file {
+            s.known_hosts_files = self.path_list(v)?;
+            set("known_hosts_file");
+        }
+        if let Some(v) = k.host_key_policy {
+            s.policy = self.policy(v)?;
+            set("host_key_policy");
+        }
+        if let Some(v) = k.connect_timeout {
+            s.connect_timeout = self.duration("connect_timeout", v)?;
+            set("connect_timeout");
+        }
+        if let Some(v) = k.command_timeout {
+            s.command_timeout = self.duration("command_timeout", v)?;
+        }
+        if let Some(v) = k.jump {
+            s.jump = self.jump(v)?;
+            set("jump");
+        }
+        if let Some(v) = k.become_ {
+            match v.get_ref() {
+                toml::Value::Boolean(on) => s.become_on = *on,
+                toml::Value::String(u) => {
+                    s.become_on = true;
+                    s.become_user = self.user("become", &Spanned::new(v.span(), u.clone()))?;
+                    set("become_user");
+                }
+                _ => {
+                    return Err(self.err(
+                        v.span(),
+                        "`become` must be `true`, `false` or the user to become (`\"root\"`)",
+                    ));
+                }
+            }
+            set("become");
+        }
+        if let Some(u) = k.become_user {
+            s.become_user = self.user("become_user", u)?;
+            set("become_user");
+        }
+        if let Some(v) = k.become_method {
+            s.become_method = match trim_spaces(v.get_ref()) {
+                "sudo" => BecomeMethod::Sudo,
+                "doas" => BecomeMethod::Doas,
+                "su" => BecomeMethod::Su,
+                other => {
+                    return Err(self.err(
+                        v.span(),
+                        format!(
+                            "invalid `become_method` `{}`, expected `sudo`, `doas` or `su`",
+                            printable(other)
+                        ),
+                    ));
+                }
+            };
+            set("become_method");
+        }
+        if let Some(p) = self.secret(
+            "become_password",
+            k.become_password_file,
+            k.become_password_env,
+        )? {
+            s.become_password = Some(p);
+            set("become_password");
+        }
+        if let Some(p) = self.secret("password", k.password_file, k.password_env)? {
+            s.password = Some(p);
+            set("password");
+        }
+        Ok(())
+    }
+
+    /// `<what>_file` or `<what>_env` of one table: where a password is, never the password.
+    fn secret(
+        &self,
+        what: &str,
+        file: &Option<Spanned<String>>,
+        env: &Option<Spanned<String>>,
+    ) -> Result<Option<SecretSource>, InventoryError> {
+        match (file, env) {
+            (Some(_), Some(e)) => Err(self.err(
+                e.span(),
+                format!("`{what}_file` and `{what}_env` in one table: keep one"),
+            )),
+            (Some(f), None) => {
+                if f.get_ref().trim().is_empty() {
+                    return Err(self.err(f.span(), format!("`{what}_file` is empty")));
+                }
+                Ok(Some(SecretSource::File(resolve_path(
+                    f.get_ref(),
+                    &self.base,
+                ))))
+            }
+            (None, Some(e)) => {
+                let name = trim_spaces(e.get_ref());
+                let ok = name
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok {
+                    return Err(self.err(
+                        e.span(),
+                        format!(
+                            "invalid `{what}_env` `{}`: expected an environment variable name (letters, digits, `_`)",
+                            printable(e.get_ref())
+                        ),
+                    ));
+                }
+                Ok(Some(SecretSource::Env(name.to_owned())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `s` overlaid with host table `h`, written as `[hosts.<key>]`.
     ///
     /// A `host_key` pin replaces the known_hosts check that `host_key_policy` chooses, so a
-    /// host's pin wins over the policy it inherits from `[defaults]`; the two in one host
-    /// table would leave one of them ignored, and are refused.
-    pub(super) fn overlay(
+    /// host's pin wins over the policy it inherits; the two in one host table would leave
+    /// one of them ignored, and are refused.
+    pub(super) fn host_overlay(
         &self,
-        base: &Settings,
+        s: &mut Settings,
         key: &str,
         h: &RawHost,
-    ) -> Result<Settings, InventoryError> {
+    ) -> Result<(), InventoryError> {
         if let (Some(_), Some(policy)) = (&h.host_key, &h.host_key_policy) {
             return Err(self.err(
                 policy.span(),
@@ -236,49 +405,12 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let mut s = base.clone();
-        s.site = self.site_overlay(&s.site, site_keys!(h))?;
-        if let Some(u) = &h.user {
-            s.user = self.user("user", u)?;
-            s.sources.insert("user".into(), super::Source::Host);
-        }
-        if let Some(p) = &h.port {
-            s.port = self.port(p)?;
-            s.sources.insert("port".into(), super::Source::Host);
-        }
-        if let Some(v) = &h.identity_file {
-            s.identity_files = self.path_list(v)?;
-            s.sources
-                .insert("identity_file".into(), super::Source::Host);
-        }
-        if let Some(v) = &h.known_hosts_file {
-            s.known_hosts_files = self.path_list(v)?;
-            s.sources
-                .insert("known_hosts_file".into(), super::Source::Host);
-        }
-        if let Some(v) = &h.host_key_policy {
-            s.policy = self.policy(v)?;
-            s.sources
-                .insert("host_key_policy".into(), super::Source::Host);
-        }
+        self.conn_overlay(s, conn_keys!(h), &Source::Host)?;
         if let Some(v) = &h.host_key {
             s.policy = self.pin(v)?;
-            s.sources
-                .insert("host_key_policy".into(), super::Source::Host);
+            s.sources.insert("host_key_policy".into(), Source::Host);
         }
-        if let Some(v) = &h.connect_timeout {
-            s.connect_timeout = self.duration("connect_timeout", v)?;
-            s.sources
-                .insert("connect_timeout".into(), super::Source::Host);
-        }
-        if let Some(v) = &h.command_timeout {
-            s.command_timeout = self.duration("command_timeout", v)?;
-        }
-        if let Some(v) = &h.jump {
-            s.jump = self.jump(v)?;
-            s.sources.insert("jump".into(), super::Source::Host);
-        }
-        Ok(s)
+        Ok(())
     }
 
     pub(super) fn site_overlay(
@@ -523,7 +655,7 @@ mod tests {
 
     use super::is_within;
     use crate::model::testkit::{error_at, load};
-    use crate::{HostKeyPolicy, JumpHop};
+    use crate::{Become, BecomeMethod, HostKeyPolicy, JumpHop, SecretSource, Source};
 
     const PIN: &str = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8";
 
@@ -651,6 +783,119 @@ mod tests {
         assert_eq!(a.jump[0].user.as_deref(), Some("first.last"));
         assert_eq!(b.user, "HOST01$");
         assert_eq!(b.sites[0].web_user.as_deref(), Some("_apache.2"));
+    }
+
+    /// Groups set connection keys as `[defaults]` does: defaults < groups (parents before
+    /// children) < host, each setting recorded with the table it came from.
+    #[test]
+    fn groups_set_connection_keys_between_defaults_and_host() {
+        let inv = load(
+            r#"
+[defaults]
+user = "deploy"
+port = 2200
+[groups.web]
+hosts = ["w1", "w2"]
+children = ["canary"]
+user = "web"
+become = true
+become_password_file = "secrets/web.pass"
+[groups.canary]
+hosts = ["w1"]
+port = 2222
+become_user = "www-data"
+become_method = "doas"
+[hosts.w2]
+user = "ops"
+become = "admin"
+become_password_env = "W2_PASS"
+password_env = "W2_LOGIN"
+[hosts.w3]
+"#,
+        )
+        .unwrap();
+        let (w1, w2, w3) = (
+            inv.host("w1").unwrap(),
+            inv.host("w2").unwrap(),
+            inv.host("w3").unwrap(),
+        );
+        assert_eq!((w1.user.as_str(), w1.port), ("web", 2222));
+        assert_eq!(w1.source("user"), Source::Group("web".into()));
+        assert_eq!(w1.source("port"), Source::Group("canary".into()));
+        assert_eq!(
+            w1.escalation,
+            Some(Become {
+                user: "www-data".into(),
+                method: BecomeMethod::Doas,
+                password: Some(SecretSource::File(PathBuf::from(
+                    "/etc/fleet/secrets/web.pass"
+                ))),
+            })
+        );
+        assert_eq!((w2.user.as_str(), w2.port), ("ops", 2200));
+        assert_eq!(
+            w2.escalation,
+            Some(Become {
+                user: "admin".into(),
+                method: BecomeMethod::Sudo,
+                password: Some(SecretSource::Env("W2_PASS".into())),
+            })
+        );
+        assert_eq!(w2.password, Some(SecretSource::Env("W2_LOGIN".into())));
+        assert_eq!(w2.source("become_user"), Source::Host);
+        assert_eq!((w3.user.as_str(), w3.escalation.clone()), ("deploy", None));
+        assert_eq!(w3.source("user"), Source::Defaults);
+        assert_eq!(w3.password, None);
+        // A host turns off the become its group gives.
+        let inv = load("[groups.g]\nhosts = [\"a\"]\nbecome = true\n[hosts.a]\nbecome = false\n")
+            .unwrap();
+        assert_eq!(inv.host("a").unwrap().escalation, None);
+    }
+
+    #[test]
+    fn become_and_password_errors_name_the_key() {
+        error_at(
+            "[groups.g]\nhosts = [\"a\"]\nbecome = 1\n",
+            3,
+            10,
+            "`become` must be `true`, `false` or the user to become",
+        );
+        error_at(
+            "[hosts.a]\nbecome = \"-u\"\n",
+            2,
+            10,
+            "invalid `become` `-u`: it starts with `-`",
+        );
+        error_at(
+            "[defaults]\nbecome_method = \"pbrun\"\n",
+            2,
+            17,
+            "invalid `become_method` `pbrun`, expected `sudo`, `doas` or `su`",
+        );
+        error_at(
+            "[hosts.a]\nbecome_password_file = \"f\"\nbecome_password_env = \"E\"\n",
+            3,
+            23,
+            "`become_password_file` and `become_password_env` in one table: keep one",
+        );
+        error_at(
+            "[hosts.a]\npassword_env = \"A-B\"\n",
+            2,
+            16,
+            "invalid `password_env` `A-B`: expected an environment variable name",
+        );
+        error_at(
+            "[groups.g]\npassword_file = \" \"\n",
+            2,
+            17,
+            "`password_file` is empty",
+        );
+        error_at(
+            "[groups.g]\npassword = \"x\"\n",
+            2,
+            1,
+            "unknown key `password`",
+        );
     }
 
     /// A pin replaces the known_hosts check a policy chooses: inherited from `[defaults]`,
