@@ -39,6 +39,16 @@ pub(crate) struct Cli {
     #[arg(short = 'F', long, global = true, value_name = "FILE")]
     pub(crate) ssh_config: Option<PathBuf>,
 
+    /// Ask once for the SSH login password of hosts whose inventory names no
+    /// `password_file`/`password_env` (tried after keys)
+    #[arg(short = 'k', long, global = true)]
+    pub(crate) ask_pass: bool,
+
+    /// Ask once for the become password of hosts with `become` whose inventory names no
+    /// `become_password_file`/`become_password_env`
+    #[arg(short = 'K', long, global = true)]
+    pub(crate) ask_become_pass: bool,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -474,10 +484,6 @@ pub(crate) struct ExecArgs {
     /// Also write `DIR/<host>.stdout`, `DIR/<host>.stderr` and `DIR/summary.json`
     #[arg(long, value_name = "DIR")]
     pub(crate) out_dir: Option<PathBuf>,
-
-    /// Ask once for an SSH password, tried after keys
-    #[arg(long)]
-    pub(crate) ask_pass: bool,
 
     /// Bytes of stdout and of stderr kept per host (head and tail; the middle is dropped)
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]

@@ -20,6 +20,10 @@ use crate::exit::ExitStatus;
 /// here, once.
 #[allow(clippy::print_stderr)]
 pub(crate) async fn run(cli: Cli) -> ExitStatus {
+    crate::access::init(crate::access::Asks {
+        login: cli.ask_pass,
+        become_: cli.ask_become_pass,
+    });
     if matches!(
         cli.command,
         Command::Exec(_) | Command::Upgrade(_) | Command::Hosts(_)

@@ -1,5 +1,6 @@
 //! `fleet`: run commands and staged upgrades across many servers over SSH.
 
+mod access;
 mod args;
 mod commands;
 mod exit;

@@ -32,14 +32,6 @@ impl Prompter for TtyPrompter {
     }
 }
 
-/// Asks once for the SSH password.
-pub(crate) fn ask_password() -> anyhow::Result<String> {
-    if !have_tty() {
-        anyhow::bail!("`--ask-pass` needs a terminal to ask on");
-    }
-    Ok(rpassword::prompt_password("ssh password: ")?)
-}
-
 /// Asks `question [y/N]` on stderr and reads the answer from stdin; only `y`/`yes` is yes.
 pub(crate) fn confirm(err: &mut dyn std::io::Write, question: &str) -> std::io::Result<bool> {
     write!(err, "{question} [y/N] ")?;

@@ -11,14 +11,25 @@ pub(crate) struct TargetOverrides {
     pub(crate) connect_timeout: Option<Duration>,
 }
 
-pub(crate) fn target_for(inv: &Inventory, host: &Host, over: TargetOverrides) -> Target {
+/// The target of `host`, with its passwords read (see `access.rs`).
+///
+/// # Errors
+///
+/// A password the host needs cannot be had.
+pub(crate) fn target_for(
+    inv: &Inventory,
+    host: &Host,
+    over: TargetOverrides,
+) -> anyhow::Result<Target> {
     let mut t = base_target(host, over);
+    t.password = crate::access::login_password(host)?;
+    t.escalation = crate::access::escalation(host)?;
     t.jump = host
         .jump
         .iter()
         .map(|hop| jump_target(inv, host, hop, over))
-        .collect();
-    t
+        .collect::<anyhow::Result<_>>()?;
+    Ok(t)
 }
 
 fn base_target(host: &Host, over: TargetOverrides) -> Target {
@@ -36,15 +47,26 @@ fn base_target(host: &Host, over: TargetOverrides) -> Target {
         },
         connect_timeout: over.connect_timeout.unwrap_or(host.connect_timeout),
         jump: Vec::new(),
+        password: None,
+        escalation: None,
     }
 }
 
 /// A hop that names an inventory host uses that host's settings; any other hop inherits the
 /// keys, known_hosts and policy of the host it leads to (a pinned key belongs to that host,
-/// so the hop falls back to strict checking).
-fn jump_target(inv: &Inventory, host: &Host, hop: &JumpHop, over: TargetOverrides) -> Target {
+/// so the hop falls back to strict checking). A hop runs no command: it never becomes anyone.
+fn jump_target(
+    inv: &Inventory,
+    host: &Host,
+    hop: &JumpHop,
+    over: TargetOverrides,
+) -> anyhow::Result<Target> {
     let mut t = match inv.host(&hop.host) {
-        Some(h) => base_target(h, over),
+        Some(h) => {
+            let mut t = base_target(h, over);
+            t.password = crate::access::login_password(h)?;
+            t
+        }
         None => {
             let mut t = base_target(host, over);
             t.name = hop.host.clone();
@@ -62,5 +84,5 @@ fn jump_target(inv: &Inventory, host: &Host, hop: &JumpHop, over: TargetOverride
     if let Some(p) = hop.port {
         t.port = p;
     }
-    t
+    Ok(t)
 }

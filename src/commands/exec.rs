@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::args::{Cli, ExecArgs};
 use crate::exit::ExitStatus;
-use crate::prompt::{TtyPrompter, ask_password};
+use crate::prompt::TtyPrompter;
 use crate::render::{self, HostReport, Outcome};
 use crate::signal::Cancel;
 use crate::targets::{TargetOverrides, target_for};
@@ -36,16 +36,13 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     };
     let jobs: Vec<Job> = hosts
         .iter()
-        .map(|h| Job {
-            target: target_for(&inventory, h, overrides),
-            timeout: args.timeout.unwrap_or(h.command_timeout),
+        .map(|h| {
+            Ok(Job {
+                target: target_for(&inventory, h, overrides)?,
+                timeout: args.timeout.unwrap_or(h.command_timeout),
+            })
         })
-        .collect();
-    let password = if args.ask_pass {
-        Some(ask_password()?)
-    } else {
-        None
-    };
+        .collect::<anyhow::Result<_>>()?;
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
@@ -54,7 +51,6 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     let progress = render::progress_bar(jobs.len() as u64, settings.quiet);
     let client = Client::new(ClientOptions {
         prompter: Arc::new(TtyPrompter::new(progress.clone())),
-        password,
         max_handshakes: args.max_handshakes.map(|n| n as usize),
         ..ClientOptions::default()
     });

@@ -33,7 +33,7 @@ async fn plan(cli: &Cli, args: &MigratePlanArgs) -> anyhow::Result<ExitStatus> {
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
     let manifest = Manifest::load(&args.manifest)?;
-    let jobs = super::upgrade::jobs(&inventory, &hosts);
+    let jobs = super::upgrade::jobs(&inventory, &hosts)?;
     let client = super::upgrade::client();
     let (cancel, _shared, watcher) = watched("stopping the plan");
     let rows = plan_migrate_build(
@@ -82,7 +82,7 @@ async fn build(cli: &Cli, args: &MigrateBuildArgs) -> anyhow::Result<ExitStatus>
     let hosts = super::select(&inventory, &args.selection)?;
     let manifest = Manifest::load(&args.manifest)?;
     let target = manifest.core.version.clone();
-    let jobs = super::upgrade::jobs(&inventory, &hosts);
+    let jobs = super::upgrade::jobs(&inventory, &hosts)?;
     let client = super::upgrade::client();
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let reporter = reporter_for(cli, args.json);
@@ -162,7 +162,7 @@ async fn import(cli: &Cli, args: &MigrateImportArgs) -> anyhow::Result<ExitStatu
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
-    let jobs = super::upgrade::jobs(&inventory, &hosts);
+    let jobs = super::upgrade::jobs(&inventory, &hosts)?;
     if args.plan {
         let plan = plan_migrate_phase(
             jobs,
@@ -216,7 +216,7 @@ async fn release(cli: &Cli, args: &MigrateReleaseArgs) -> anyhow::Result<ExitSta
     };
     if args.plan {
         let plan = plan_migrate_phase(
-            super::upgrade::jobs(&inventory, &hosts),
+            super::upgrade::jobs(&inventory, &hosts)?,
             &run,
             &journal,
             true,
@@ -229,7 +229,7 @@ async fn release(cli: &Cli, args: &MigrateReleaseArgs) -> anyhow::Result<ExitSta
         cli,
         &journal,
         &run,
-        super::upgrade::jobs(&inventory, &hosts),
+        super::upgrade::jobs(&inventory, &hosts)?,
         &opts,
         args.json,
     )
@@ -270,7 +270,7 @@ async fn rollback(cli: &Cli, args: &MigrateRollbackArgs) -> anyhow::Result<ExitS
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
-    let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>());
+    let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>())?;
     let opts = phase_opts(args.forks, args.step_timeout);
     let (j, r) = (&journal, &run);
     let (report, interrupted) = claimed(
@@ -310,7 +310,7 @@ async fn cleanup(cli: &Cli, args: &MigrateCleanupArgs) -> anyhow::Result<ExitSta
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
     let run = super::find_run(&journal, &args.run)?;
     let inventory = super::load_inventory(cli)?;
-    let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>());
+    let jobs = super::upgrade::jobs(&inventory, &inventory.hosts().iter().collect::<Vec<_>>())?;
     if args.plan {
         // Read-only: the run is not claimed, the journal not written.
         let (cancel, _shared, watcher) = watched("stopping the plan");

@@ -134,11 +134,11 @@ pub(crate) fn jobs_for(inventory: &Inventory, hosts: &[String]) -> anyhow::Resul
         .iter()
         .filter(|h| hosts.contains(&h.name))
         .collect();
-    Ok(super::upgrade::jobs(inventory, &selected))
+    super::upgrade::jobs(inventory, &selected)
 }
 
 /// A job for every host of the inventory: the library takes a run's hosts from them.
-fn all_jobs(inventory: &Inventory) -> Vec<HostJob> {
+fn all_jobs(inventory: &Inventory) -> anyhow::Result<Vec<HostJob>> {
     let hosts: Vec<&fleet_inventory::Host> = inventory.hosts().iter().collect();
     super::upgrade::jobs(inventory, &hosts)
 }
@@ -189,7 +189,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
     };
     let result = resume_run(
         &client,
-        &all_jobs(&inventory),
+        &all_jobs(&inventory)?,
         &journal,
         &reporter,
         &cancel,
@@ -279,7 +279,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     let client = super::upgrade::client();
     let reporter = Settings::of(cli).line_reporter();
     let (cancel, shared, watcher) = watched("starting no new host; steps already running finish");
-    let jobs = all_jobs(&inventory);
+    let jobs = all_jobs(&inventory)?;
     let mut status = ExitStatus::Success;
     for (run, _) in found {
         if cancel.drain.is_cancelled() {

@@ -108,7 +108,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
         break_lock: args.break_lock.clone(),
         bake: args.bake,
     };
-    let jobs = jobs(&inventory, &hosts);
+    let jobs = jobs(&inventory, &hosts)?;
     let client = client();
     let (cancel, shared, watcher) = watched(
         "admitting no new host; sites not yet at the database upgrade are being brought back",
@@ -176,15 +176,21 @@ pub(crate) async fn run(cli: &Cli, args: &UpgradeArgs) -> anyhow::Result<ExitSta
 }
 
 /// One job per selected host.
+///
+/// # Errors
+///
+/// A password a host needs cannot be had (see `access.rs`).
 pub(crate) fn jobs(
     inventory: &fleet_inventory::Inventory,
     hosts: &[&fleet_inventory::Host],
-) -> Vec<HostJob> {
+) -> anyhow::Result<Vec<HostJob>> {
     hosts
         .iter()
-        .map(|h| HostJob {
-            host: (*h).clone(),
-            target: target_for(inventory, h, TargetOverrides::default()),
+        .map(|h| {
+            Ok(HostJob {
+                host: (*h).clone(),
+                target: target_for(inventory, h, TargetOverrides::default())?,
+            })
         })
         .collect()
 }

@@ -7,6 +7,10 @@ use std::time::Duration;
 /// Why a lab could not be started, read or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
+    /// The lab's login users could not be made or removed.
+    #[error("lab users: {0}")]
+    Users(String),
+
     /// The OpenSSH server is not installed.
     #[error("sshd not found at `{}`: install it with `apt-get install -y openssh-server`", .0.display())]
     SshdMissing(PathBuf),

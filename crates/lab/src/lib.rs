@@ -69,6 +69,7 @@ mod record;
 mod sites;
 mod sshd;
 mod test_lab;
+pub mod users;
 mod web;
 
 use std::net::Ipv4Addr;

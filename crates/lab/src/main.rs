@@ -80,6 +80,14 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Create this machine's lab login users (`fleet-op`: password and sudo with it;
+    /// `fleet-np`: key and sudo without a password) if missing, as root; they stay for later
+    /// labs until `--remove`
+    Users {
+        /// Delete them, their homes and their sudoers drop-in instead
+        #[arg(long)]
+        remove: bool,
+    },
     /// Start the latency proxy of the lab in DIR if it is not running (`up --rtt` starts it)
     Proxy {
         /// Lab directory (of a lab started with --rtt)
@@ -210,6 +218,27 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                 out,
                 "try: fleet -i {} exec -- 'echo $FLEET_HOST'",
                 lab.inventory_path().display()
+            );
+        }
+        Cmd::Users { remove: true } => {
+            fleet_lab::users::remove()?;
+            let _ = writeln!(
+                out,
+                "removed the lab users `{}` and `{}` and `{}`",
+                fleet_lab::users::OPERATOR,
+                fleet_lab::users::NOPASSWD,
+                fleet_lab::users::SUDOERS
+            );
+        }
+        Cmd::Users { remove: false } => {
+            fleet_lab::users::ensure()?;
+            let _ = writeln!(
+                out,
+                "lab users ready: `{}` (password in `{}`, sudo with it), `{}` (sudo without a password); sudoers in `{}`",
+                fleet_lab::users::OPERATOR,
+                fleet_lab::users::STATE,
+                fleet_lab::users::NOPASSWD,
+                fleet_lab::users::SUDOERS
             );
         }
         Cmd::Down { dir } => {

@@ -100,7 +100,11 @@ pub(crate) fn config_text(c: &ConfigInput<'_>, penalties: bool) -> String {
          PermitUserRC no\n\
          {penalties}\
          SetEnv HOME={dir}/home/{name} FLEET_HOST={name} FLEET_ROOT={dir}/hosts/{name}\n\
-         Subsystem sftp {sftp}\n",
+         Subsystem sftp {sftp}\n\
+         # The lab's operator (see users.rs) may also log in with a password.\n\
+         Match User {operator}\n\
+         \x20   PasswordAuthentication yes\n",
+        operator = crate::users::OPERATOR,
         name = c.name,
         addr = c.address,
         port = c.port,

@@ -191,7 +191,6 @@ fn loaded(key: PrivateKey) -> Loaded {
 pub(crate) struct AuthContext {
     pub(crate) keys: KeyCache,
     pub(crate) prompter: Arc<dyn Prompter>,
-    pub(crate) password: Option<String>,
     pub(crate) agent_socket: Option<PathBuf>,
 }
 
@@ -200,6 +199,7 @@ pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     user: &str,
     identity_files: &[PathBuf],
+    password: Option<&crate::escalate::Secret>,
     ctx: &AuthContext,
 ) -> Result<(), Vec<String>> {
     let mut tried = Vec::new();
@@ -307,8 +307,8 @@ pub(crate) async fn authenticate<H: Handler>(
         tried.push("no identity file found in `~/.ssh`".into());
     }
 
-    if let Some(password) = &ctx.password {
-        match handle.authenticate_password(user, password.clone()).await {
+    if let Some(password) = password.map(crate::escalate::Secret::expose) {
+        match handle.authenticate_password(user, password).await {
             Ok(AuthResult::Success) => return Ok(()),
             Ok(AuthResult::Failure { .. }) | Err(_) => {}
         }

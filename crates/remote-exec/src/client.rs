@@ -28,8 +28,6 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = DEFAULT_CEILING;
 pub struct ClientOptions {
     /// Asks for key passphrases; the default never asks.
     pub prompter: Arc<dyn Prompter>,
-    /// Password for password / keyboard-interactive authentication, tried last.
-    pub password: Option<String>,
     /// The ssh-agent socket to try first; defaults to `$SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
     /// Interval of keepalive probes on idle connections; three unanswered probes drop it.
@@ -50,7 +48,6 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             prompter: Arc::new(NoPrompt),
-            password: None,
             agent_socket: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -90,7 +87,6 @@ impl Client {
                 auth: AuthContext {
                     keys: KeyCache::default(),
                     prompter: options.prompter,
-                    password: options.password,
                     agent_socket: options.agent_socket,
                 },
                 keepalive: options.keepalive,
@@ -110,12 +106,14 @@ impl Client {
         self.inner.handshakes.peak()
     }
 
-    /// Opens an authenticated connection to `target`, through its jump hosts if any.
+    /// Opens an authenticated connection to `target`, through its jump hosts if any. With
+    /// a [`Target::escalation`], one command is run through it first, so a wrong or missing
+    /// password fails the connection, before any real command.
     ///
     /// # Errors
     ///
-    /// Any [`ExecError`] from TCP, handshake, host-key check or authentication; each phase is
-    /// bounded by `target.connect_timeout`.
+    /// Any [`ExecError`] from TCP, handshake, host-key check, authentication or become; each
+    /// phase is bounded by `target.connect_timeout`.
     ///
     /// # Cancel safety
     ///
@@ -154,6 +152,16 @@ impl Client {
         target: &Target,
         stop_queued: Option<&CancellationToken>,
     ) -> Result<Session, ExecError> {
+        if let Some(b) = &target.escalation
+            && let Some(reason) = b.unusable()
+        {
+            return Err(ExecError::Become {
+                endpoint: target.endpoint(),
+                user: b.user.clone(),
+                method: b.method.as_str(),
+                reason,
+            });
+        }
         let mut via: Option<Session> = None;
         for (i, hop) in target.jump.iter().enumerate() {
             let key = target.jump[..=i]
@@ -247,6 +255,7 @@ impl Client {
             &mut handle,
             &target.user,
             &target.identity_files,
+            target.password.as_ref(),
             &self.inner.auth,
         );
         match tokio::time::timeout(limit, auth).await {
@@ -261,13 +270,17 @@ impl Client {
             }),
             Ok(Ok(())) => {
                 slot.done();
-                Ok(Session::new(
+                let escalation = target.escalation.clone().filter(|b| b.user != target.user);
+                let session = Session::new(
                     handle,
                     target.name.clone(),
                     endpoint,
                     self.inner.clone(),
                     via,
-                ))
+                    escalation,
+                );
+                session.check_become(limit).await?;
+                Ok(session)
             }
         }
     }

@@ -64,6 +64,18 @@ pub enum ExecError {
         #[source]
         source: std::sync::Arc<ExecError>,
     },
+    /// The command could not be run as the user to become.
+    #[error("cannot become `{user}` with {method} on `{endpoint}`: {reason}")]
+    Become {
+        /// `address:port`.
+        endpoint: String,
+        /// The user to become.
+        user: String,
+        /// `sudo`, `doas` or `su`.
+        method: &'static str,
+        /// What the method said (never the password).
+        reason: String,
+    },
     /// The server refused to open a channel or run the command.
     #[error("`{endpoint}` refused the command: {reason}")]
     Refused {
@@ -97,7 +109,7 @@ pub enum ExecError {
 
 impl ExecError {
     /// Returns a short machine-friendly kind: `connect`, `timeout`, `host-key`, `auth`,
-    /// `protocol`, `refused`, `disconnected`, `local-file`, `cancelled`.
+    /// `protocol`, `become`, `refused`, `disconnected`, `local-file`, `cancelled`.
     pub fn kind(&self) -> &'static str {
         match self {
             ExecError::Connect { .. } => "connect",
@@ -106,6 +118,7 @@ impl ExecError {
             ExecError::HostKey(_) => "host-key",
             ExecError::Auth { .. } => "auth",
             ExecError::Jump { source, .. } => source.kind(),
+            ExecError::Become { .. } => "become",
             ExecError::Refused { .. } => "refused",
             ExecError::Disconnected { .. } => "disconnected",
             ExecError::LocalFile { .. } => "local-file",

@@ -14,7 +14,7 @@
 //! before the command starts, so anything the command itself writes comes after it, and a
 //! command cannot choose which process group fleet kills by printing a marker of its own.
 
-use crate::output::Capture;
+use crate::output::Push;
 
 /// Starts every marker: an ASCII record separator, which real output seldom contains, so the
 /// search passes over most of a stream looking for one byte value. It appears nowhere else
@@ -87,7 +87,7 @@ impl PgidMarker {
     /// Takes the next stderr chunk: passes the command's bytes on to `out` and keeps back
     /// what may be the start of the marker. Returns the pgid when this chunk completed the
     /// marker.
-    pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut Capture) -> Option<u32> {
+    pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut impl Push) -> Option<u32> {
         let mut found = None;
         while !data.is_empty() {
             match &mut self.state {
@@ -152,7 +152,7 @@ impl PgidMarker {
 
     /// Matches `data` against the rest of the prefix from the current state (which is
     /// `Looking`, with `data` starting at a candidate byte when nothing is matched yet).
-    fn match_prefix(&mut self, data: &mut &[u8], out: &mut Capture) {
+    fn match_prefix(&mut self, data: &mut &[u8], out: &mut impl Push) {
         let State::Looking { matched } = self.state else {
             return;
         };
@@ -182,7 +182,7 @@ impl PgidMarker {
     }
 
     /// Ends the stream: whatever was held back as a possible marker is output after all.
-    pub(crate) fn finish(&mut self, out: &mut Capture) {
+    pub(crate) fn finish(&mut self, out: &mut impl Push) {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Looking { matched } => out.push(&self.prefix[..matched]),
             State::Pid { digits } => {
@@ -196,7 +196,7 @@ impl PgidMarker {
 
 /// 128 random bits, in hex, from russh's CSPRNG (the one it uses for key exchange, seeded
 /// from the OS).
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     use russh::keys::ssh_key::rand_core::Rng as _;
     let mut bytes = [0u8; 16];
     russh::keys::key::safe_rng().fill_bytes(&mut bytes);
@@ -206,6 +206,7 @@ fn nonce() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Capture;
 
     const NONCE: &str = "00112233445566778899aabbccddeeff";
 

@@ -83,6 +83,17 @@ pub struct Capture {
     limit: usize,
 }
 
+/// Where a stream's bytes go: a [`Capture`], or a filter in front of one.
+pub(crate) trait Push {
+    fn push(&mut self, data: &[u8]);
+}
+
+impl Push for Capture {
+    fn push(&mut self, data: &[u8]) {
+        Capture::push(self, data);
+    }
+}
+
 impl Capture {
     /// Creates an empty capture that keeps at most `limit` bytes (half head, half tail).
     pub fn new(limit: usize) -> Self {

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Inner, SshHandle};
 use crate::command::{RemoteCommand, quote};
 use crate::error::ExecError;
+use crate::escalate::{Become, Gate};
 use crate::marker::PgidMarker;
-use crate::output::{Capture, ExecOutput, ExitStatus};
+use crate::output::{Capture, ExecOutput, ExitStatus, Push};
 
 /// Bounds for one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ struct Shared {
     slots: Semaphore,
     // Keeps the jump-host connection alive as long as this one.
     _via: Option<Session>,
+    /// Every command runs as this user.
+    escalation: Option<Become>,
 }
 
 enum Input<'a> {
@@ -64,6 +67,7 @@ impl Session {
         endpoint: String,
         client: Arc<Inner>,
         via: Option<Session>,
+        escalation: Option<Become>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -72,6 +76,7 @@ impl Session {
                 endpoint,
                 slots: Semaphore::new(client.max_channels),
                 _via: via,
+                escalation,
             }),
         }
     }
@@ -190,6 +195,27 @@ impl Session {
         opts: &ExecOptions,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
+        let (mut out, stopped) = self.run_with(script, input, opts, cancel).await?;
+        if let Some(pgid) = stopped {
+            let killed = self.kill_group(pgid, sudo).await;
+            if let ExitStatus::TimedOut { killed: k } | ExitStatus::Cancelled { killed: k } =
+                &mut out.status
+            {
+                *k = killed;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `script` as the session's user (through its become, if any). A command that timed
+    /// out or was cancelled comes back with the process group to kill, when it is known.
+    async fn run_with(
+        &self,
+        script: &str,
+        input: Input<'_>,
+        opts: &ExecOptions,
+        cancel: &CancellationToken,
+    ) -> Result<(ExecOutput, Option<u32>), ExecError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let _permit = self
@@ -200,18 +226,33 @@ impl Session {
             .map_err(|_| self.disconnected(None))?;
         let channel = tokio::select! {
             r = self.open_channel() => r?,
-            () = tokio::time::sleep_until(deadline) => return Ok(self.unstarted(ExitStatus::TimedOut { killed: false }, started, opts)),
-            () = cancel.cancelled() => return Ok(self.unstarted(ExitStatus::Cancelled { killed: false }, started, opts)),
+            () = tokio::time::sleep_until(deadline) => return Ok((self.unstarted(ExitStatus::TimedOut { killed: false }, started, opts), None)),
+            () = cancel.cancelled() => return Ok((self.unstarted(ExitStatus::Cancelled { killed: false }, started, opts), None)),
         };
         let (mut rx, tx) = channel.split();
-        let mut state = Collect::new(opts.max_output);
+        let escalation = self.shared.escalation.as_ref();
+        let mut state = Collect::new(opts.max_output, escalation.map(Become::gate));
         let mut full = state.marker.shell_prefix();
-        full.push_str(script);
+        match (escalation, &state.gate) {
+            (Some(b), Some(gate)) => full.push_str(&b.wrap(script, gate)),
+            _ => full.push_str(script),
+        }
         tx.exec(true, full)
             .await
             .map_err(|e| self.disconnected(Some(e)))?;
 
-        let send = send_input(&tx, input);
+        // Input waits until the command runs as the user to become: before that, stdin
+        // belongs to the method's password prompt.
+        let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut open_tx = Some(open_tx);
+        let gated = state.gate.is_some();
+        let send = async {
+            if gated && open_rx.await.is_err() {
+                return Ok(());
+            }
+            send_input(&tx, input).await
+        };
+        let password = escalation.and_then(|b| b.password.as_ref());
         let recv = async {
             let mut send_done = false;
             tokio::pin!(send);
@@ -228,6 +269,27 @@ impl Session {
                             if let Err(reason) = state.on_message(msg) {
                                 return Err(ExecError::Refused { endpoint: self.shared.endpoint.clone(), reason });
                             }
+                            if let Some(gate) = &mut state.gate {
+                                if gate.wants_password() {
+                                    gate.answered += 1;
+                                    match password.filter(|_| gate.answered == 1) {
+                                        Some(pw) => {
+                                            let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
+                                            let _ = tx.data(line.as_bytes()).await;
+                                        }
+                                        // No password, or a second prompt (the first answer
+                                        // was refused): end stdin, so the method gives up
+                                        // now instead of waiting at its prompt.
+                                        None => {
+                                            gate.none_given = password.is_none();
+                                            let _ = tx.eof().await;
+                                        }
+                                    }
+                                }
+                                if gate.open && let Some(t) = open_tx.take() {
+                                    let _ = t.send(());
+                                }
+                            }
                         }
                         None => return Ok(None),
                     },
@@ -238,13 +300,12 @@ impl Session {
         };
         let stopped = recv.await?;
         state.finish();
+        let mut kill = None;
         let status = match stopped {
             None => state.status.take().unwrap_or(ExitStatus::Unknown),
             Some(stop) => {
-                let killed = match state.pgid {
-                    Some(pgid) => self.kill_group(pgid, sudo).await,
-                    None => false,
-                };
+                kill = state.pgid;
+                let killed = false;
                 // Abandon the channel: close, then drop without waiting. Waiting for the close to
                 // be confirmed can hang when the peer never answers it.
                 let _ = tx.close().await;
@@ -258,11 +319,65 @@ impl Session {
         if state.status.is_none() && matches!(status, ExitStatus::Unknown) && self.is_closed() {
             return Err(self.disconnected(None));
         }
-        Ok(ExecOutput {
-            status,
-            stdout: state.stdout,
-            stderr: state.stderr,
-            duration: started.elapsed(),
+        if let (Some(b), Some(gate)) = (escalation, &state.gate)
+            && !gate.open
+            && stopped.is_none()
+        {
+            return Err(ExecError::Become {
+                endpoint: self.shared.endpoint.clone(),
+                user: b.user.clone(),
+                method: b.method.as_str(),
+                reason: gate.failure(),
+            });
+        }
+        Ok((
+            ExecOutput {
+                status,
+                stdout: state.stdout,
+                stderr: state.stderr,
+                duration: started.elapsed(),
+            },
+            kill,
+        ))
+    }
+
+    /// Runs one command through the session's become, if it has one, so a wrong or missing
+    /// password is found before any real command runs.
+    pub(crate) async fn check_become(&self, limit: Duration) -> Result<(), ExecError> {
+        let Some(b) = &self.shared.escalation else {
+            return Ok(());
+        };
+        let opts = ExecOptions {
+            timeout: limit,
+            max_output: 64 * 1024,
+        };
+        let out = self
+            .run(
+                "id -un",
+                Input::None,
+                false,
+                &opts,
+                &CancellationToken::new(),
+            )
+            .await?;
+        let who = out.stdout.to_string_lossy();
+        if out.status.success() && who.trim() == b.user {
+            return Ok(());
+        }
+        let reason = if out.status.success() {
+            format!("the command ran as `{}` instead", who.trim())
+        } else {
+            format!(
+                "the check `id -un` ended with {}: {}",
+                out.status,
+                out.stderr.to_string_lossy().trim()
+            )
+        };
+        Err(ExecError::Become {
+            endpoint: self.shared.endpoint.clone(),
+            user: b.user.clone(),
+            method: b.method.as_str(),
+            reason,
         })
     }
 
@@ -322,6 +437,16 @@ impl Session {
              if [ $i -gt {KILL_GRACE_STEPS} ]; then {k} -KILL -- -$p 2>/dev/null; sleep 0.2; {k} -0 -- -$p 2>/dev/null && exit 1; exit 0; fi; \
              sleep 0.1; done; exit 0"
         );
+        if self.shared.escalation.is_some() {
+            // The group runs as the user to become: so does its kill.
+            let opts = ExecOptions {
+                timeout: Duration::from_secs(10),
+                max_output: 4096,
+            };
+            let never = CancellationToken::new();
+            let run = self.run_with(&script, Input::None, &opts, &never);
+            return matches!(run.await, Ok((out, _)) if out.status.success());
+        }
         let attempt = async {
             let ch = self.open_channel().await.ok()?;
             let (mut rx, tx) = ch.split();
@@ -342,6 +467,7 @@ impl Session {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Stop {
     Timeout,
     Cancel,
@@ -370,16 +496,34 @@ struct Collect {
     status: Option<ExitStatus>,
     pgid: Option<u32>,
     marker: PgidMarker,
+    /// Holds stderr back until a become's command runs as the new user.
+    gate: Option<Gate>,
+}
+
+/// Stderr after the pgid marker: through the become gate, if any, into the capture.
+struct Stderr<'a> {
+    gate: Option<&'a mut Gate>,
+    out: &'a mut Capture,
+}
+
+impl Push for Stderr<'_> {
+    fn push(&mut self, data: &[u8]) {
+        match &mut self.gate {
+            Some(g) => g.feed(data, self.out),
+            None => self.out.push(data),
+        }
+    }
 }
 
 impl Collect {
-    fn new(limit: usize) -> Self {
+    fn new(limit: usize, gate: Option<Gate>) -> Self {
         Self {
             stdout: Capture::new(limit),
             stderr: Capture::new(limit),
             status: None,
             pgid: None,
             marker: PgidMarker::new(),
+            gate,
         }
     }
 
@@ -387,7 +531,11 @@ impl Collect {
         match msg {
             ChannelMsg::Data { data } => self.stdout.push(&data),
             ChannelMsg::ExtendedData { data, ext: 1 } => {
-                if let Some(pgid) = self.marker.feed(&data, &mut self.stderr) {
+                let mut out = Stderr {
+                    gate: self.gate.as_mut(),
+                    out: &mut self.stderr,
+                };
+                if let Some(pgid) = self.marker.feed(&data, &mut out) {
                     self.pgid = Some(pgid);
                 }
             }
@@ -412,7 +560,14 @@ impl Collect {
 
     /// Ends stderr: bytes held back as a possible marker belong to the output after all.
     fn finish(&mut self) {
-        self.marker.finish(&mut self.stderr);
+        let mut out = Stderr {
+            gate: self.gate.as_mut(),
+            out: &mut self.stderr,
+        };
+        self.marker.finish(&mut out);
+        if let Some(g) = &mut self.gate {
+            g.finish(&mut self.stderr);
+        }
     }
 }
 
@@ -430,7 +585,7 @@ mod tests {
 
     #[test]
     fn collect_takes_the_marker_out_of_stderr_only() {
-        let mut c = Collect::new(1024);
+        let mut c = Collect::new(1024, None);
         let marker = c.marker.line(4242);
         c.on_message(ChannelMsg::Data {
             data: marker.clone().into_bytes().into(),

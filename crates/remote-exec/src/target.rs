@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::escalate::{Become, Secret};
+
 /// How a host's key is trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum HostKeyPolicy {
@@ -38,11 +40,15 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// Hosts to hop through, outermost first (`ProxyJump`).
     pub jump: Vec<Target>,
+    /// Login password, tried (as `password`, then `keyboard-interactive`) after the keys.
+    pub password: Option<Secret>,
+    /// Run every command as another user.
+    pub escalation: Option<Become>,
 }
 
 impl Target {
     /// Creates a target with defaults: port 22, no explicit keys, `~/.ssh/known_hosts`,
-    /// strict host keys, 10 s connect timeout, no jump host.
+    /// strict host keys, 10 s connect timeout, no jump host, no password, no become.
     pub fn new(
         name: impl Into<String>,
         address: impl Into<String>,
@@ -60,6 +66,8 @@ impl Target {
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
             jump: Vec::new(),
+            password: None,
+            escalation: None,
         }
     }
 

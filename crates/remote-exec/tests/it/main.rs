@@ -24,6 +24,8 @@ pub(crate) fn target(lab: &Lab, host: &LabHost) -> Target {
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
         jump: Vec::new(),
+        password: None,
+        escalation: None,
     }
 }
 
