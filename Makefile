@@ -10,15 +10,17 @@ DEMO_HOSTS ?= 6
 NGINX ?= /usr/sbin/nginx
 
 ## deps: install what the tests need (OpenSSH server for the loopback lab's hosts, nginx for
-## its sites' web server, curl for the HTTP checks fleet runs on the hosts)
+## its sites' web server, curl for the HTTP checks fleet runs on the hosts, sudo for become;
+## the lab's login users fleet-op and fleet-np are made by the tests, see `fleet-lab users`)
 deps:
 	@missing=""; \
 	[ -x $(SSHD) ] || missing="$$missing openssh-server"; \
 	[ -x $(NGINX) ] || missing="$$missing nginx"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	[ -x /usr/bin/sudo ] || missing="$$missing sudo"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, and ssh -G as the ssh_config oracle)"; \
+	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, ssh -G as the ssh_config oracle, sudo for become)"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  case "$$missing" in *nginx*) \

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `fleet` binary against real sshd hosts started by fleet-lab.
 
+mod access; // log in as a person, become root: sudo/su with and without passwords, password logins
 mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort
