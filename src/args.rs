@@ -41,12 +41,12 @@ pub(crate) struct Cli {
 
     /// Ask once for the SSH login password of hosts whose inventory names no
     /// `password_file`/`password_env` (tried after keys)
-    #[arg(short = 'k', long, global = true)]
+    #[arg(long, global = true)]
     pub(crate) ask_pass: bool,
 
     /// Ask once for the become password of hosts with `become` whose inventory names no
     /// `become_password_file`/`become_password_env`
-    #[arg(short = 'K', long, global = true)]
+    #[arg(long, global = true)]
     pub(crate) ask_become_pass: bool,
 
     #[command(subcommand)]

@@ -180,15 +180,41 @@ pub(crate) fn apply(
             } else if let Some(c) = &r.proxy_command
                 && !c.value.eq_ignore_ascii_case("none")
             {
-                bail!(
-                    "{}: host `{}` is reached through a ProxyCommand, which fleet does not run yet: give it a `jump` in the inventory, or `-F none` / `ssh_config = false`",
-                    c.origin,
-                    host.name
-                );
+                host.proxy_command = Some(proxy_command(&c.value, host).map_err(|why| {
+                    anyhow::anyhow!(
+                        "{}: host `{}`: ProxyCommand {why}; or `-F none` / `ssh_config = false`",
+                        c.origin,
+                        host.name
+                    )
+                })?);
+                host.sources.insert("proxy_command".into(), at(&c.origin));
             }
         }
     }
     Ok(warnings)
+}
+
+/// A `ProxyCommand` with its tokens expanded as ssh expands them (`%h`, `%p`, `%r`, `%n`,
+/// `%%`). The command is the operator's own; what the tokens bring in is not shell text, so a
+/// value with anything a shell treats specially is refused, as OpenSSH refuses such host
+/// names.
+fn proxy_command(value: &str, host: &fleet_inventory::Host) -> Result<String, String> {
+    let mut tokens = std::collections::BTreeMap::new();
+    for (k, v) in [
+        ('h', host.address.clone()),
+        ('p', host.port.to_string()),
+        ('r', host.user.clone()),
+        ('n', host.name.clone()),
+    ] {
+        if value.contains(&format!("%{k}")) && fleet_remote_exec::quote(&v) != v {
+            return Err(format!(
+                "`%{k}` would bring `{}` into the command, which holds characters a shell treats specially",
+                v.escape_debug()
+            ));
+        }
+        tokens.insert(k, v);
+    }
+    fleet_ssh_config::percent(value, &tokens).map_err(|e| format!("`{value}`: {e}"))
 }
 
 /// A `ProxyJump` hop that is no inventory host, read from the config as ssh reads it (its

@@ -47,6 +47,7 @@ fn base_target(host: &Host, over: TargetOverrides) -> Target {
         },
         connect_timeout: over.connect_timeout.unwrap_or(host.connect_timeout),
         jump: Vec::new(),
+        proxy_command: host.proxy_command.clone(),
         password: None,
         escalation: None,
     }

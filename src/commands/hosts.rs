@@ -59,6 +59,15 @@ fn endpoint(address: &str, port: u16) -> String {
     }
 }
 
+/// Where a password is read from (never the password).
+fn secret_place(s: Option<&fleet_inventory::SecretSource>) -> String {
+    match s {
+        None => "none (`--ask-become-pass` / `--ask-pass` ask for one)".into(),
+        Some(fleet_inventory::SecretSource::File(p)) => format!("file {}", p.display()),
+        Some(fleet_inventory::SecretSource::Env(v)) => format!("environment variable {v}"),
+    }
+}
+
 /// `fleet hosts --explain HOST`: each connection setting, its value and where it came from.
 fn explain(
     cli: &Cli,
@@ -118,6 +127,22 @@ fn explain(
                 .collect::<Vec<_>>()
                 .join(","),
         ),
+        (
+            "proxy_command",
+            h.proxy_command.clone().unwrap_or_default(),
+        ),
+        (
+            "become",
+            match &h.escalation {
+                None => "no".into(),
+                Some(b) => format!("{} with {}", b.user, b.method.as_str()),
+            },
+        ),
+        (
+            "become_password",
+            secret_place(h.escalation.as_ref().and_then(|b| b.password.as_ref())),
+        ),
+        ("password", secret_place(h.password.as_ref())),
     ];
     let ctx = fleet_ssh_config::Context::from_env();
     let config = crate::ssh_config::config_path(inventory, cli.ssh_config.as_deref(), &ctx);

@@ -1,7 +1,7 @@
 //! Hosts completed from the OpenSSH client config, against real sshd: the config's
 //! `HostName`, `Port`, `User` and `IdentityFile` reach the host; what the inventory sets
 //! wins; `--explain` says where each setting came from; `-F none` and `ssh_config = false`
-//! read none; a `ProxyCommand` is refused by name.
+//! read none; a `ProxyCommand` carries the connection.
 
 use std::path::Path;
 
@@ -169,20 +169,82 @@ fn a_jump_host_is_read_from_its_own_block_and_a_chained_one_is_refused() {
 }
 
 #[test]
-fn a_proxy_command_or_a_bad_line_is_refused_naming_the_file_and_line() {
-    let lab = TestLab::start(1);
+fn a_proxy_command_carries_the_connection_and_says_why_it_failed() {
+    let lab = TestLab::start(2);
     let inv = inventory(&lab, "");
-    let cfg = config(&lab, "proxied-config", "Host *\n  ProxyCommand nc %h %p\n");
+    let (bastion, target) = (&lab.hosts()[0], &lab.hosts()[1]);
+    let used = lab.dir().join("proxy-used.log");
+    // The operator's usual way through a bastion: OpenSSH's own `ssh -W`, here to h02
+    // through h01.
+    let proxy = format!(
+        "sh -c 'echo %n >> {log}; exec ssh -F none -o BatchMode=yes -i {key} -o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes -p {port} {user}@{addr} -W %h:%p'",
+        log = used.display(),
+        key = lab.client_key().display(),
+        kh = lab.known_hosts().display(),
+        port = bastion.port,
+        user = lab.user(),
+        addr = bastion.address,
+    );
+    let cfg = lab.dir().join("proxied-config");
+    write(
+        &cfg,
+        &format!(
+            "Host web\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  ProxyCommand {proxy}\n",
+            target.address,
+            target.port,
+            lab.user(),
+            lab.client_key().display()
+        ),
+    );
     let f = cfg.display().to_string();
-    let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
-    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
-    let e = stderr(&o);
-    assert!(e.contains(&format!("{f}:8")), "{e}");
+    let o = run(fleet(&inv).args(["-F", &f, "exec", "-l", "web", "--", "echo $FLEET_HOST"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stdout(&o).contains("h02"), "{}", both(&o));
+    assert_eq!(
+        std::fs::read_to_string(&used).expect("the proxy ran"),
+        "web\n"
+    );
+    let explained = explain(&inv, &["-F", &f], "web");
     assert!(
-        e.contains("ProxyCommand, which fleet does not run yet"),
-        "{e}"
+        from(&explained, "proxy_command").contains(&format!("{f}:6")),
+        "{explained}"
     );
 
+    // A proxy that fails: its own words, once, as the host's error.
+    write(
+        &cfg,
+        "Host web\n  ProxyCommand sh -c 'echo no route to the bastion >&2; exit 3'\n",
+    );
+    let o = run(fleet(&inv).args(["-F", &f, "exec", "--json", "-l", "web", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+    assert_eq!(line["error_kind"], "proxy", "{}", both(&o));
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("through ProxyCommand `sh -c")
+                && e.ends_with(": no route to the bastion")),
+        "{}",
+        both(&o)
+    );
+
+    // A token never brings shell text into the command.
+    let odd = lab.dir().join("odd-inventory.toml");
+    write(&odd, "[hosts.web]\naddress = \"a$(touch x)\"\n");
+    write(&cfg, "Host web\n  ProxyCommand nc %h %p\n");
+    let o = run(fleet(&odd).args(["-F", &f, "hosts"]));
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(
+        stderr(&o).contains(&format!("{f}:2: host `web`: ProxyCommand `%h` would bring `a$(touch x)` into the command")),
+        "{}",
+        both(&o)
+    );
+}
+
+#[test]
+fn a_bad_line_is_refused_naming_the_file_and_line() {
+    let lab = TestLab::start(1);
+    let inv = inventory(&lab, "");
     // CanonicalizeHostname matters only for a name fleet would look up: a host with its own
     // address in the inventory is fine.
     let cfg = config(&lab, "canon-config", "Host *\n  CanonicalizeHostname yes\n");

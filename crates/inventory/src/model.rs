@@ -144,6 +144,9 @@ pub struct Host {
     pub command_timeout: Duration,
     /// Jump hosts, outermost first.
     pub jump: Vec<JumpHop>,
+    /// A local command whose stdin and stdout carry the SSH connection (an OpenSSH config's
+    /// `ProxyCommand`, its tokens expanded), instead of a TCP connection or jump hosts.
+    pub proxy_command: Option<String>,
     /// Every command run as another user, when set.
     pub escalation: Option<Become>,
     /// The SSH login password, when the host takes one (tried after keys).

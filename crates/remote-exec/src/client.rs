@@ -163,7 +163,12 @@ impl Client {
             });
         }
         let mut via: Option<Session> = None;
-        for (i, hop) in target.jump.iter().enumerate() {
+        let hops = if target.proxy_command.is_some() {
+            &[][..]
+        } else {
+            &target.jump[..]
+        };
+        for (i, hop) in hops.iter().enumerate() {
             let key = target.jump[..=i]
                 .iter()
                 .map(|h| format!("{}@{}", h.user, h.endpoint()))
@@ -218,9 +223,15 @@ impl Client {
             () = stopped => return Err(ExecError::Cancelled),
             slot = self.inner.handshakes.acquire() => slot,
         };
+        let mut proxy = None;
         let handshake = async {
-            let stream: Box<dyn Stream> = match &via {
-                None => {
+            let stream: Box<dyn Stream> = match (&via, &target.proxy_command) {
+                (None, Some(command)) => {
+                    let (child, stream) = ProxyChild::spawn(command, &endpoint)?;
+                    proxy = Some(child);
+                    stream
+                }
+                (None, None) => {
                     let tcp =
                         tokio::net::TcpStream::connect((target.address.as_str(), target.port))
                             .await
@@ -233,7 +244,7 @@ impl Client {
                     // dozens of small reads of a handshake into one per arrival.
                     Box::new(tokio::io::BufReader::with_capacity(READ_BUFFER, tcp))
                 }
-                Some(jump) => Box::new(jump.tunnel(&target.address, target.port).await?),
+                (Some(jump), _) => Box::new(jump.tunnel(&target.address, target.port).await?),
             };
             client::connect_stream(config, stream, verifier)
                 .await
@@ -245,12 +256,29 @@ impl Client {
                     },
                 })
         };
-        let mut handle = tokio::time::timeout(limit, handshake).await.map_err(|_| {
+        let handshake = tokio::time::timeout(limit, handshake).await.map_err(|_| {
             ExecError::ConnectTimeout {
                 endpoint: endpoint.clone(),
                 after: limit,
             }
-        })??;
+        });
+        let mut handle = match (handshake, &proxy, &target.proxy_command) {
+            (Ok(Ok(h)), _, _) => h,
+            // A proxy that failed says why on its stderr; the SSH error is only its echo.
+            (Ok(Err(ExecError::Protocol { .. })) | Err(_), Some(p), Some(command)) => {
+                let said = p.said().await;
+                return Err(ExecError::Proxy {
+                    endpoint,
+                    command: command.clone(),
+                    reason: if said.is_empty() {
+                        "the connection through it failed".into()
+                    } else {
+                        said
+                    },
+                });
+            }
+            (Ok(Err(e)), _, _) | (Err(e), _, _) => return Err(e),
+        };
         let auth = authenticate(
             &mut handle,
             &target.user,
@@ -277,6 +305,7 @@ impl Client {
                     endpoint,
                     self.inner.clone(),
                     via,
+                    proxy,
                     escalation,
                 );
                 session.check_become(limit).await?;
@@ -309,6 +338,85 @@ impl Client {
             nodelay: true,
             ..Default::default()
         }
+    }
+}
+
+/// A `ProxyCommand` child: its stdout and stdin are the connection's transport; what it says
+/// on stderr is kept (the first few KiB) for the error when the connection fails.
+pub(crate) struct ProxyChild {
+    /// Killed when the session (or the failed attempt) drops it.
+    _child: tokio::process::Child,
+    said: Arc<Mutex<Vec<u8>>>,
+}
+
+const PROXY_STDERR_KEPT: usize = 4096;
+
+impl ProxyChild {
+    fn spawn(
+        command: &str,
+        endpoint: &str,
+    ) -> Result<(ProxyChild, Box<dyn Stream>), ExecError> {
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ExecError::Proxy {
+                endpoint: endpoint.to_owned(),
+                command: command.to_owned(),
+                reason: format!("cannot start it: {e}"),
+            })?;
+        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ExecError::Proxy {
+                endpoint: endpoint.to_owned(),
+                command: command.to_owned(),
+                reason: "its pipes are missing".into(),
+            });
+        };
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let keep = said.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
+                let room = PROXY_STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        let stream = tokio::io::join(
+            tokio::io::BufReader::with_capacity(READ_BUFFER, stdout),
+            stdin,
+        );
+        Ok((
+            ProxyChild {
+                _child: child,
+                said,
+            },
+            Box::new(stream),
+        ))
+    }
+
+    /// What the command said on stderr so far, on one line.
+    async fn said(&self) -> String {
+        // Its last words may still be in the pipe when the connection fails.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&said);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.join("; ")
     }
 }
 

@@ -64,6 +64,16 @@ pub enum ExecError {
         #[source]
         source: std::sync::Arc<ExecError>,
     },
+    /// The `ProxyCommand` that carries the connection failed.
+    #[error("through ProxyCommand `{command}` to `{endpoint}`: {reason}")]
+    Proxy {
+        /// `address:port` of the target.
+        endpoint: String,
+        /// The command.
+        command: String,
+        /// What it said on stderr, or what went wrong.
+        reason: String,
+    },
     /// The command could not be run as the user to become.
     #[error("cannot become `{user}` with {method} on `{endpoint}`: {reason}")]
     Become {
@@ -109,7 +119,7 @@ pub enum ExecError {
 
 impl ExecError {
     /// Returns a short machine-friendly kind: `connect`, `timeout`, `host-key`, `auth`,
-    /// `protocol`, `become`, `refused`, `disconnected`, `local-file`, `cancelled`.
+    /// `protocol`, `proxy`, `become`, `refused`, `disconnected`, `local-file`, `cancelled`.
     pub fn kind(&self) -> &'static str {
         match self {
             ExecError::Connect { .. } => "connect",
@@ -119,6 +129,7 @@ impl ExecError {
             ExecError::Auth { .. } => "auth",
             ExecError::Jump { source, .. } => source.kind(),
             ExecError::Become { .. } => "become",
+            ExecError::Proxy { .. } => "proxy",
             ExecError::Refused { .. } => "refused",
             ExecError::Disconnected { .. } => "disconnected",
             ExecError::LocalFile { .. } => "local-file",

@@ -50,6 +50,8 @@ struct Shared {
     slots: Semaphore,
     // Keeps the jump-host connection alive as long as this one.
     _via: Option<Session>,
+    // Likewise the ProxyCommand, killed when the session goes.
+    _proxy: Option<crate::client::ProxyChild>,
     /// Every command runs as this user.
     escalation: Option<Become>,
 }
@@ -67,6 +69,7 @@ impl Session {
         endpoint: String,
         client: Arc<Inner>,
         via: Option<Session>,
+        proxy: Option<crate::client::ProxyChild>,
         escalation: Option<Become>,
     ) -> Self {
         Self {
@@ -76,6 +79,7 @@ impl Session {
                 endpoint,
                 slots: Semaphore::new(client.max_channels),
                 _via: via,
+                _proxy: proxy,
                 escalation,
             }),
         }

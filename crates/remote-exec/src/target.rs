@@ -40,6 +40,9 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// Hosts to hop through, outermost first (`ProxyJump`).
     pub jump: Vec<Target>,
+    /// A local command (run with `/bin/sh -c`) whose stdin and stdout carry the connection,
+    /// as OpenSSH's `ProxyCommand`; the jump hosts are not used then.
+    pub proxy_command: Option<String>,
     /// Login password, tried (as `password`, then `keyboard-interactive`) after the keys.
     pub password: Option<Secret>,
     /// Run every command as another user.
@@ -66,6 +69,7 @@ impl Target {
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
             jump: Vec::new(),
+            proxy_command: None,
             password: None,
             escalation: None,
         }

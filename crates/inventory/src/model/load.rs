@@ -255,6 +255,7 @@ impl Inventory {
                 connect_timeout: s.connect_timeout,
                 command_timeout: s.command_timeout,
                 jump: s.jump,
+                proxy_command: None,
                 escalation,
                 password: s.password,
                 vars,

@@ -24,6 +24,7 @@ pub(crate) fn target(lab: &Lab, host: &LabHost) -> Target {
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
         jump: Vec::new(),
+        proxy_command: None,
         password: None,
         escalation: None,
     }
