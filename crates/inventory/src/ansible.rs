@@ -80,6 +80,9 @@ mod shlex;
 mod vars_dirs;
 mod yaml;
 
+#[cfg(test)]
+mod tests;
+
 pub use vars_dirs::VarsDirs;
 
 use emit::Converted;
