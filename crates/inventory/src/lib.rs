@@ -8,7 +8,9 @@
 //! groups, parents before children < host). Errors name the file, line and column of the
 //! offending key. [`Selector`]s (`-l/--limit` on the command line) choose hosts; see
 //! [`select`](crate::Selector) for the grammar. [`compact_names`] prints host lists back in
-//! range form.
+//! range form. An Ansible inventory (INI or YAML, with the `group_vars/` and `host_vars/`
+//! beside it) loads too: [`detect_format`] tells it apart and [`ansible_to_toml`] converts it
+//! to this format first, its errors pointing at the Ansible lines.
 //!
 //! # Example
 //!
@@ -33,6 +35,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod ansible;
 mod compact;
 mod error;
 mod model;
@@ -42,6 +45,7 @@ mod rollout;
 mod select;
 mod uri;
 
+pub use ansible::{Format, VarsDirs, ansible_to_toml, ansible_to_toml_with, detect_format};
 pub use compact::compact_names;
 pub use error::{InventoryError, SelectError};
 pub use model::{

@@ -10,7 +10,7 @@ use crate::rollout::Rollout;
 
 mod graph;
 mod load;
-mod names;
+pub(crate) mod names;
 mod settings;
 mod sites;
 mod source;

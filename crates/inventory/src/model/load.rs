@@ -32,18 +32,23 @@ struct Def<'r> {
 }
 
 impl Inventory {
-    /// Reads and validates the inventory at `path`.
+    /// Reads and validates the inventory at `path`: fleet TOML, or an Ansible inventory
+    /// (see [`detect_format`](crate::detect_format)) converted to it first.
     ///
     /// # Errors
     ///
     /// [`InventoryError::Read`] when the file cannot be read, [`InventoryError::Invalid`]
-    /// (with line and column) when its content is not a valid inventory.
+    /// (with line and column, in the Ansible file for a converted one) when its content is
+    /// not a valid inventory.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
         let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml_str(&text, path)
+        match crate::ansible::detect_format(path, &text) {
+            crate::ansible::Format::Toml => Self::from_toml_str(&text, path),
+            format => crate::ansible::load(path, &text, format),
+        }
     }
 
     /// Parses and validates inventory `text`; `origin` names it in errors and anchors

@@ -38,13 +38,13 @@ impl Ctx<'_> {
 }
 
 /// How [`name_problem`]'s rule reads in an error.
-pub(super) const NAME_RULE: &str =
+pub(crate) const NAME_RULE: &str =
     "use ASCII letters, digits, `.`, `-` and `_`, not starting with `.` or `-`";
 
 /// Why `name` is not a valid host, group or site name, if it is not (see
 /// [`Ctx::check_name`]; site names become journal keys, lock directory names on the hosts
 /// and parts of paths, so they follow the same rule).
-pub(super) fn name_problem(name: &str) -> Option<String> {
+pub(crate) fn name_problem(name: &str) -> Option<String> {
     let Some(first) = name.chars().next() else {
         return Some("it is empty".into());
     };
