@@ -71,6 +71,19 @@ pub(crate) enum Command {
     Recover(RecoverArgs),
     /// Major Drupal upgrades: a new site built beside each old one, then switched in
     Migrate(MigrateArgs),
+    /// Inventory tools: `convert` an Ansible inventory to fleet's TOML
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InventoryCommand {
+    /// Print the TOML inventory equivalent to an Ansible INI or YAML inventory (with its
+    /// group_vars/ and host_vars/), as `fleet -i FILE` reads it
+    Convert {
+        /// The Ansible inventory (default: `-i`)
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use anyhow::Context;
 use fleet_inventory::{Inventory, Selector};
 
-use crate::args::{Cli, Command, Selection};
+use crate::args::{Cli, Command, InventoryCommand, Selection};
 use crate::exit::ExitStatus;
 
 /// Runs the parsed command line and returns how the process should exit. Errors are printed
@@ -39,6 +39,9 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
         Command::Rollback(args) => rollback::run(&cli, args).await,
         Command::Recover(args) => recover::recover(&cli, args).await,
         Command::Migrate(args) => migrate::run(&cli, args).await,
+        Command::Inventory(InventoryCommand::Convert { file }) => {
+            convert(file.as_deref().unwrap_or(&cli.inventory))
+        }
     };
     match result {
         Ok(status) => status,
@@ -48,6 +51,25 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
             ExitStatus::of_error(&err)
         }
     }
+}
+
+/// `fleet inventory convert FILE`: the TOML of an Ansible inventory, checked by loading it.
+fn convert(file: &std::path::Path) -> anyhow::Result<ExitStatus> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read inventory `{}`", file.display()))?;
+    let format = fleet_inventory::detect_format(file, &text);
+    if format == fleet_inventory::Format::Toml {
+        anyhow::bail!(
+            "`{}` is already a fleet TOML inventory (convert reads Ansible INI or YAML)",
+            file.display()
+        );
+    }
+    let toml = fleet_inventory::ansible_to_toml(file, &text, format)?;
+    // What is printed must load as it is: the same checks as `fleet -i FILE`.
+    Inventory::load(file)?;
+    let mut out = crate::render::stdout();
+    out.write_all(toml.as_bytes())?;
+    Ok(ExitStatus::Success)
 }
 
 /// Loads the inventory and resolves the selection, in inventory order.

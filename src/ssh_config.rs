@@ -182,7 +182,7 @@ pub(crate) fn apply(
             {
                 host.proxy_command = Some(proxy_command(&c.value, host).map_err(|why| {
                     anyhow::anyhow!(
-                        "{}: host `{}`: ProxyCommand {why}; or `-F none` / `ssh_config = false`",
+                        "{}: host `{}`: ProxyCommand {why} (`-F none` or `ssh_config = false` reads no config)",
                         c.origin,
                         host.name
                     )

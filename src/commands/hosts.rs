@@ -127,10 +127,7 @@ fn explain(
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        (
-            "proxy_command",
-            h.proxy_command.clone().unwrap_or_default(),
-        ),
+        ("proxy_command", h.proxy_command.clone().unwrap_or_default()),
         (
             "become",
             match &h.escalation {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `fleet` binary against real sshd hosts started by fleet-lab.
 
 mod access; // log in as a person, become root: sudo/su with and without passwords, password logins
+mod ansible; // Ansible INI and YAML inventories: the same hosts as their TOML conversion, reaching the lab
 mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort

@@ -228,14 +228,17 @@ fn a_proxy_command_carries_the_connection_and_says_why_it_failed() {
         both(&o)
     );
 
-    // A token never brings shell text into the command.
-    let odd = lab.dir().join("odd-inventory.toml");
-    write(&odd, "[hosts.web]\naddress = \"a$(touch x)\"\n");
-    write(&cfg, "Host web\n  ProxyCommand nc %h %p\n");
-    let o = run(fleet(&odd).args(["-F", &f, "hosts"]));
+    // A token never brings shell text into the command (here a config's own HostName).
+    write(
+        &cfg,
+        "Host web\n  HostName a$(touch x)\n  ProxyCommand nc %h %p\n",
+    );
+    let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
     assert_eq!(o.status.code(), Some(2), "{}", both(&o));
     assert!(
-        stderr(&o).contains(&format!("{f}:2: host `web`: ProxyCommand `%h` would bring `a$(touch x)` into the command")),
+        stderr(&o).contains(&format!(
+            "{f}:3: host `web`: ProxyCommand `%h` would bring `a$(touch` into the command"
+        )),
         "{}",
         both(&o)
     );

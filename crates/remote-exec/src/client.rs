@@ -256,12 +256,13 @@ impl Client {
                     },
                 })
         };
-        let handshake = tokio::time::timeout(limit, handshake).await.map_err(|_| {
-            ExecError::ConnectTimeout {
-                endpoint: endpoint.clone(),
-                after: limit,
-            }
-        });
+        let handshake =
+            tokio::time::timeout(limit, handshake)
+                .await
+                .map_err(|_| ExecError::ConnectTimeout {
+                    endpoint: endpoint.clone(),
+                    after: limit,
+                });
         let mut handle = match (handshake, &proxy, &target.proxy_command) {
             (Ok(Ok(h)), _, _) => h,
             // A proxy that failed says why on its stderr; the SSH error is only its echo.
@@ -352,10 +353,7 @@ pub(crate) struct ProxyChild {
 const PROXY_STDERR_KEPT: usize = 4096;
 
 impl ProxyChild {
-    fn spawn(
-        command: &str,
-        endpoint: &str,
-    ) -> Result<(ProxyChild, Box<dyn Stream>), ExecError> {
+    fn spawn(command: &str, endpoint: &str) -> Result<(ProxyChild, Box<dyn Stream>), ExecError> {
         let mut child = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(format!("exec {command}"))
