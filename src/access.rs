@@ -17,8 +17,6 @@ use anyhow::{Context as _, bail};
 use fleet_inventory::{BecomeMethod, Host, SecretSource};
 use fleet_remote_exec::{Become, BecomeMethod as Method, Secret};
 
-use crate::prompt::have_tty;
-
 /// What the command line asks for; set once by [`init`].
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Asks {
@@ -85,7 +83,9 @@ pub(crate) fn escalation(host: &Host) -> anyhow::Result<Option<Become>> {
     let a = access();
     let password = match &b.password {
         Some(src) => Some(read(src, host, "become_password")?),
-        None if a.asks.become_ => Some(asked(
+        // doas takes no password without a terminal: its hosts need a `nopass` rule, and
+        // the answer is for the others.
+        None if a.asks.become_ && b.method != BecomeMethod::Doas => Some(asked(
             &a.asked_become,
             "--ask-become-pass",
             "become password: ",
@@ -108,7 +108,8 @@ fn asked(slot: &Mutex<Option<Secret>>, flag: &str, prompt: &str) -> anyhow::Resu
     if let Some(s) = &*slot {
         return Ok(s.clone());
     }
-    if !have_tty() {
+    // rpassword asks on /dev/tty, so stdin may well be a pipe.
+    if std::fs::File::open("/dev/tty").is_err() {
         bail!("`{flag}` needs a terminal to ask on");
     }
     let s = Secret::new(rpassword::prompt_password(prompt)?);
@@ -120,7 +121,15 @@ fn read(src: &SecretSource, host: &Host, key: &str) -> anyhow::Result<Secret> {
     match src {
         SecretSource::Env(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-            _ => bail!(
+            Ok(_) => bail!(
+                "host `{}`: environment variable `{var}` (its `{key}_env`) is empty",
+                host.name
+            ),
+            Err(std::env::VarError::NotUnicode(_)) => bail!(
+                "host `{}`: environment variable `{var}` (its `{key}_env`) is not valid UTF-8",
+                host.name
+            ),
+            Err(std::env::VarError::NotPresent) => bail!(
                 "host `{}`: environment variable `{var}` (its `{key}_env`) is not set",
                 host.name
             ),

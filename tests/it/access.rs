@@ -351,3 +351,43 @@ fn the_lab_operator_needs_the_password() {
         "{out:?}"
     );
 }
+
+/// A command that runs out of time is killed on the host, whether sudo runs it as root or
+/// su (which gives it a session of its own) as another user.
+#[test]
+fn a_timed_out_command_is_killed_under_sudo_and_su() {
+    operator_password();
+    let lab = TestLab::start(2);
+    let inv = inventory(
+        &lab.inventory_path(),
+        "timeout.toml",
+        &format!("user = \"{NOPASSWD}\"\nbecome = true"),
+        &[(
+            "h02",
+            &format!("user = \"root\"\nbecome = \"{OPERATOR}\"\nbecome_method = \"su\""),
+        )],
+    );
+    let o = run(fleet(&inv).args([
+        "exec",
+        "--json",
+        "--timeout",
+        "1s",
+        "--",
+        "sleep 37.25; echo never",
+    ]));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    for line in json_lines(&o) {
+        assert_eq!(line["status"], "timeout", "{}", both(&o));
+        assert_eq!(line["killed"], true, "{}", both(&o));
+    }
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "user:20,args"])
+        .output()
+        .expect("ps");
+    let left: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains("sleep 37.25"))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+}

@@ -49,11 +49,25 @@ pub(crate) fn text(lab: &Lab) -> String {
     let _ = writeln!(t, "connect_timeout = \"10s\"");
     let _ = writeln!(t, "command_timeout = \"5m\"");
     for h in lab.hosts() {
-        let _ = writeln!(
-            t,
-            "\n[hosts.{}]\naddress = \"{}\"\nport = {}",
-            h.name, h.address, h.port
-        );
+        match lab.bastion() {
+            Some(b) if b != h.name => {
+                let _ = writeln!(
+                    t,
+                    "\n[hosts.{}]\naddress = \"{}\"  # resolved by the bastion only\nport = {}\njump = {}",
+                    h.name,
+                    h.internal_name(),
+                    h.port,
+                    toml_str(b)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    t,
+                    "\n[hosts.{}]\naddress = \"{}\"\nport = {}",
+                    h.name, h.address, h.port
+                );
+            }
+        }
     }
     let names: Vec<&str> = lab.hosts().iter().map(|h| h.name.as_str()).collect();
     let list = |pick: &dyn Fn(usize) -> bool| -> String {
@@ -83,14 +97,21 @@ pub(crate) fn text(lab: &Lab) -> String {
 
 /// `DIR/known_hosts`: one plain line per host, named the way OpenSSH looks it up (the bare
 /// address on port 22, `[address]:port` otherwise).
+///
+/// In a bastion lab, the hosts behind the bastion are known by their internal names, the
+/// ones the client asks the bastion to connect to.
 pub(crate) fn known_hosts(lab: &Lab) -> String {
     lab.hosts()
         .iter()
         .map(|h| {
+            let name = match lab.bastion() {
+                Some(b) if b != h.name => h.internal_name(),
+                _ => h.address.to_string(),
+            };
             if h.port == 22 {
-                format!("{} {}\n", h.address, h.host_public_key)
+                format!("{name} {}\n", h.host_public_key)
             } else {
-                format!("[{}]:{} {}\n", h.address, h.port, h.host_public_key)
+                format!("[{name}]:{} {}\n", h.port, h.host_public_key)
             }
         })
         .collect()
@@ -177,6 +198,7 @@ mod tests {
             proxy_pid: None,
             proxy_child: None,
             web_pid: None,
+            bastion: None,
             web_port: None,
         }
     }
@@ -253,6 +275,30 @@ hosts = ["h02", "h04"]
             "{text}"
         );
         assert!(text.contains("\n[hosts.h120]\n"));
+    }
+
+    #[test]
+    fn a_bastion_lab_names_the_hosts_behind_it_as_only_it_resolves_them() {
+        let mut l = lab(3, "/tmp/lab");
+        l.bastion = Some("h01".into());
+        let inv = text(&l);
+        assert!(
+            inv.contains("[hosts.h01]\naddress = \"127.150.3.1\"\nport = 2222\n"),
+            "{inv}"
+        );
+        assert!(
+            inv.contains("[hosts.h02]\naddress = \"h02.fleet-lab.internal\"  # resolved by the bastion only\nport = 2222\njump = \"h01\"\n"),
+            "{inv}"
+        );
+        let kh = known_hosts(&l);
+        assert!(
+            kh.starts_with("[127.150.3.1]:2222 ssh-ed25519 AAAAkey0\n"),
+            "{kh}"
+        );
+        assert!(
+            kh.contains("[h03.fleet-lab.internal]:2222 ssh-ed25519 AAAAkey2\n"),
+            "{kh}"
+        );
     }
 
     #[test]

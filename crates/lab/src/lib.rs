@@ -142,6 +142,16 @@ impl LabOptions {
     }
 }
 
+/// The domain of the names a bastion lab's hosts have behind the bastion.
+pub const INTERNAL_DOMAIN: &str = "fleet-lab.internal";
+
+impl LabHost {
+    /// `h02.fleet-lab.internal`: the name only a bastion lab's bastion resolves.
+    pub fn internal_name(&self) -> String {
+        format!("{}.{INTERNAL_DOMAIN}", self.name)
+    }
+}
+
 /// One lab host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabHost {
@@ -179,6 +189,9 @@ pub struct Lab {
     web_pid: Option<u32>,
     /// The port it serves on, while it runs.
     web_port: Option<u16>,
+    /// The host every other one is reached through, when the lab has one (see
+    /// [`Lab::make_bastion`]).
+    bastion: Option<String>,
 }
 
 impl Lab {
@@ -254,6 +267,7 @@ impl Lab {
             proxy_child: None,
             web_pid: None,
             web_port: None,
+            bastion: None,
         };
         let all: Vec<usize> = (0..lab.hosts.len()).collect();
         let ports: &[u16] = if sshd_port == opts.port {
@@ -319,7 +333,43 @@ impl Lab {
             proxy_child: None,
             web_pid: rec.web.as_ref().and_then(|w| w.pid),
             web_port: rec.web.map(|w| w.http),
+            bastion: rec.bastion,
         })
+    }
+
+    /// Makes host `name` the bastion: every other host is then reached only through it, by
+    /// a name (`h02.fleet-lab.internal`) that only the bastion can resolve. Its sshd is
+    /// restarted in a private mount namespace whose `/etc/hosts` names the others; the
+    /// inventory gives them those names and `jump = "<name>"`, and known_hosts knows their
+    /// keys under them. So a client that does not go through the bastion cannot even find
+    /// them, and one that reaches them proves the path.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`]; when the bastion's sshd does not come back; when the files
+    /// cannot be written.
+    pub fn make_bastion(&mut self, name: &str) -> Result<(), LabError> {
+        let i = self.index(name)?;
+        self.bastion = Some(name.to_owned());
+        let system = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let mut hosts = format!(
+            "{}\n# fleet-lab: the hosts behind the bastion {name}\n",
+            system.trim_end()
+        );
+        for h in self.hosts.iter().filter(|h| h.name != name) {
+            hosts.push_str(&format!("{} {}\n", h.address, h.internal_name()));
+        }
+        let files = SshdFiles::new(&self.dir, name);
+        let p = files.hosts_file();
+        std::fs::write(&p, hosts).map_err(io("write", &p))?;
+        self.stop_hosts(&[i]);
+        self.write_files()?;
+        self.start_hosts(&[i], start_deadline(1))
+    }
+
+    /// The lab's bastion, if [`Lab::make_bastion`] made one.
+    pub fn bastion(&self) -> Option<&str> {
+        self.bastion.as_deref()
     }
 
     /// Stops every daemon of this lab, the latency proxy first; returns how many sshds were
@@ -511,7 +561,7 @@ impl Lab {
     fn start_hosts(&mut self, which: &[usize], deadline: Instant) -> Result<(), LabError> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let (dir, hosts) = (&self.dir, &self.hosts);
+        let (dir, hosts, bastion) = (&self.dir, &self.hosts, &self.bastion);
         let work = || {
             let mut done = Vec::new();
             // After one failure the lab is doomed: start nothing more.
@@ -521,7 +571,16 @@ impl Lab {
                 };
                 let h = &hosts[i];
                 let files = SshdFiles::new(dir, &h.name);
-                let result = sshd::start(&h.name, h.address, h.sshd_port, &files, deadline);
+                let private_hosts =
+                    (bastion.as_deref() == Some(h.name.as_str())).then(|| files.hosts_file());
+                let result = sshd::start(
+                    &h.name,
+                    h.address,
+                    h.sshd_port,
+                    &files,
+                    private_hosts.as_deref(),
+                    deadline,
+                );
                 if result.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -683,6 +742,7 @@ mod tests {
             proxy_child: None,
             web_pid: None,
             web_port: None,
+            bastion: Some("h1".into()),
             hosts: vec![
                 LabHost {
                     name: "h01".into(),
@@ -728,6 +788,7 @@ mod tests {
         assert_eq!(back.dir, dir);
         assert_eq!(back.latency, lab.latency);
         assert_eq!(back.proxy_pid, Some(4343));
+        assert_eq!(back.bastion(), Some("h1"));
     }
 
     #[test]

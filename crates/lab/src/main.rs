@@ -67,6 +67,10 @@ enum Cmd {
         /// as TCP's retransmission and head-of-line blocking would make them.
         #[arg(long, requires = "rtt", value_parser = parse_percent)]
         loss: Option<f64>,
+        /// Make h01 the bastion: every other host is reached only through it, by a name
+        /// (`h02.fleet-lab.internal`) only h01's sshd resolves (its own mount namespace)
+        #[arg(long, conflicts_with = "rtt")]
+        bastion: bool,
     },
     /// Stop every host of the lab in DIR
     Down {
@@ -140,6 +144,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
             rtt,
             jitter,
             loss,
+            bastion,
         } => {
             if web && sites_per_host == 0 {
                 return Err(LabError::Web(
@@ -158,6 +163,18 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                 first_address,
                 latency,
             })?;
+            if bastion {
+                let first = lab.hosts()[0].name.clone();
+                if let Err(e) = lab.make_bastion(&first) {
+                    let _ = lab.down();
+                    return Err(e);
+                }
+                let _ = writeln!(
+                    out,
+                    "bastion: {first}; the other hosts are reached only through it, as h02.{}...",
+                    fleet_lab::INTERNAL_DOMAIN
+                );
+            }
             if sites_per_host > 0 {
                 let opts = fleet_lab::SitesOptions::new(sites_per_host, &civicrm);
                 if let Err(e) = lab.add_sites(&opts) {

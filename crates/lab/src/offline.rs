@@ -64,6 +64,7 @@ impl Lab {
             proxy_child: None,
             web_pid: None,
             web_port: None,
+            bastion: None,
         };
         for (name, text) in [
             ("known_hosts", inventory::known_hosts(&lab)),

@@ -24,6 +24,9 @@ pub(crate) struct Record {
     pub(crate) proxy: Option<RecordProxy>,
     /// Present while the lab's web server runs.
     pub(crate) web: Option<RecordWeb>,
+    /// The bastion host's name, in a bastion lab.
+    #[serde(default)]
+    pub(crate) bastion: Option<String>,
     #[serde(default, rename = "host")]
     pub(crate) hosts: Vec<RecordHost>,
 }
@@ -93,6 +96,9 @@ pub(crate) fn text(lab: &Lab) -> String {
         lab.dir().display()
     );
     let _ = writeln!(t, "user = {}", toml_str(lab.user()));
+    if let Some(b) = lab.bastion() {
+        let _ = writeln!(t, "bastion = {}", toml_str(b));
+    }
     if let Some(l) = lab.latency() {
         // No key here may end in `port`: scripts (bench.py) take the first `port = ` of the
         // file for the hosts' port.

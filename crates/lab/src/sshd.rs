@@ -39,6 +39,10 @@ impl SshdFiles {
     pub(crate) fn pid_file(&self) -> PathBuf {
         self.dir.join("sshd.pid")
     }
+    /// The `/etc/hosts` a bastion's sshd sees (in its own mount namespace).
+    pub(crate) fn hosts_file(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
     pub(crate) fn log(&self) -> PathBuf {
         self.dir.join("sshd.log")
     }
@@ -177,12 +181,27 @@ pub(crate) fn start(
     address: Ipv4Addr,
     port: u16,
     files: &SshdFiles,
+    private_hosts: Option<&Path>,
     deadline: Instant,
 ) -> Result<u32, LabError> {
     let _ = std::fs::remove_file(files.pid_file());
     // Only what this start logs counts: the log keeps earlier runs of the same host.
     let log_start = std::fs::metadata(files.log()).map_or(0, |m| m.len());
-    let out = Command::new(SSHD)
+    let mut cmd = match private_hosts {
+        None => Command::new(SSHD),
+        // A bastion: its own mount namespace, where `/etc/hosts` names the hosts behind it
+        // (sshd and every session it forks resolve through it; nothing else does).
+        Some(hosts) => {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+                .arg("mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"")
+                .arg("fleet-lab-bastion")
+                .arg(hosts)
+                .arg(SSHD);
+            c
+        }
+    };
+    let out = cmd
         .arg("-f")
         .arg(files.config())
         .arg("-E")

@@ -48,6 +48,21 @@ impl TestLab {
             .unwrap_or_else(|e| panic!("fleet-lab: {}", e.chain()))
     }
 
+    /// Starts `hosts` hosts, the first of them the bastion every other is reached through
+    /// (see [`Lab::make_bastion`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`TestLab::start`].
+    pub fn with_bastion(hosts: usize) -> TestLab {
+        let mut t = TestLab::start(hosts);
+        let first = t.lab.hosts()[0].name.clone();
+        t.lab
+            .make_bastion(&first)
+            .unwrap_or_else(|e| panic!("fleet-lab bastion: {}", e.chain()));
+        t
+    }
+
     fn try_start_with(hosts: usize, latency: Option<Latency>) -> Result<TestLab, LabError> {
         let dir = tempfile::Builder::new()
             .prefix("fleet-lab-")

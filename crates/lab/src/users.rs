@@ -31,10 +31,18 @@ pub const SUDOERS: &str = "/etc/sudoers.d/fleet-lab";
 pub const STATE: &str = "/var/lib/fleet-lab/users";
 
 /// The lab's login users, as created.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LabUsers {
     /// [`OPERATOR`]'s login and sudo password.
     pub operator_password: String,
+}
+
+impl std::fmt::Debug for LabUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabUsers")
+            .field("operator_password", &"..")
+            .finish()
+    }
 }
 
 /// Creates the users and the sudoers drop-in when missing, and returns the operator's

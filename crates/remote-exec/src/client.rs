@@ -153,6 +153,7 @@ impl Client {
         stop_queued: Option<&CancellationToken>,
     ) -> Result<Session, ExecError> {
         if let Some(b) = &target.escalation
+            && b.user != target.user
             && let Some(reason) = b.unusable()
         {
             return Err(ExecError::Become {
@@ -265,17 +266,29 @@ impl Client {
                 });
         let mut handle = match (handshake, &proxy, &target.proxy_command) {
             (Ok(Ok(h)), _, _) => h,
-            // A proxy that failed says why on its stderr; the SSH error is only its echo.
-            (Ok(Err(ExecError::Protocol { .. })) | Err(_), Some(p), Some(command)) => {
+            // A proxy that failed says why on its stderr; the SSH error is only its echo. A
+            // silent one that ran out of time stays a timeout.
+            (Ok(Err(ExecError::Protocol { .. })), Some(p), Some(command)) => {
                 let said = p.said().await;
                 return Err(ExecError::Proxy {
                     endpoint,
                     command: command.clone(),
                     reason: if said.is_empty() {
-                        "the connection through it failed".into()
+                        "the connection through it ended".into()
                     } else {
                         said
                     },
+                });
+            }
+            (Err(timeout), Some(p), Some(command)) => {
+                let said = p.said().await;
+                if said.is_empty() {
+                    return Err(timeout);
+                }
+                return Err(ExecError::Proxy {
+                    endpoint,
+                    command: command.clone(),
+                    reason: format!("{timeout}: {said}"),
                 });
             }
             (Ok(Err(e)), _, _) | (Err(e), _, _) => return Err(e),
@@ -345,9 +358,24 @@ impl Client {
 /// A `ProxyCommand` child: its stdout and stdin are the connection's transport; what it says
 /// on stderr is kept (the first few KiB) for the error when the connection fails.
 pub(crate) struct ProxyChild {
-    /// Killed when the session (or the failed attempt) drops it.
-    _child: tokio::process::Child,
+    /// In a process group of its own, killed whole when the session (or the failed attempt)
+    /// drops it: a compound command or a helper it forks goes too.
+    child: tokio::process::Child,
     said: Arc<Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProxyChild {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        }
+        self.reader.abort();
+    }
 }
 
 const PROXY_STDERR_KEPT: usize = 4096;
@@ -360,6 +388,7 @@ impl ProxyChild {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ExecError::Proxy {
@@ -378,7 +407,7 @@ impl ProxyChild {
         };
         let said = Arc::new(Mutex::new(Vec::new()));
         let keep = said.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             use tokio::io::AsyncReadExt as _;
             let mut buf = [0u8; 1024];
             while let Ok(n) = stderr.read(&mut buf).await {
@@ -396,8 +425,9 @@ impl ProxyChild {
         );
         Ok((
             ProxyChild {
-                _child: child,
+                child,
                 said,
+                reader,
             },
             Box::new(stream),
         ))

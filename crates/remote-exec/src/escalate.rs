@@ -98,7 +98,10 @@ impl Become {
 
     /// `script` wrapped to run as the new user, opening with the gate's marker.
     pub(crate) fn wrap(&self, script: &str, gate: &Gate) -> String {
-        let body = format!("printf '\\036fleet-become-{}\\n' >&2; {script}", gate.nonce);
+        let body = format!(
+            "printf '\\036fleet-become-{} %s\\n' \"$$\" >&2; {script}",
+            gate.nonce
+        );
         let user = quote(&self.user);
         match (self.method, &self.password) {
             (BecomeMethod::Sudo, Some(_)) => format!(
@@ -127,23 +130,29 @@ impl Become {
     }
 }
 
-/// Most stderr held while waiting for the open marker: a method's own messages are short.
+/// Most stderr held while waiting for the open marker: a method's own messages are short;
+/// past this, the oldest bytes are passed on (the search goes on in the rest).
 const HOLD_LIMIT: usize = 64 * 1024;
+
+/// Digits of a pid (`u32`): at most 10.
+const MAX_PID_DIGITS: usize = 10;
 
 /// Watches a wrapped command's stderr until it runs as the new user.
 pub(crate) struct Gate {
     nonce: String,
     prompt: Vec<u8>,
+    /// `\x1efleet-become-<nonce> `, followed on the wire by the inner shell's pid and `\n`.
     open_marker: Vec<u8>,
     held: Vec<u8>,
     /// Prompts seen so far, and how many of them were answered.
     pub(crate) prompts: usize,
     pub(crate) answered: usize,
     pub(crate) open: bool,
+    /// The pid of the shell that runs as the new user: `su` starts a session of its own for
+    /// it, so killing the command means killing that group too.
+    pub(crate) inner_pid: Option<u32>,
     /// A prompt came and there was no password to give.
     pub(crate) none_given: bool,
-    /// Too much stderr came before the marker: passed through, and the gate stays shut.
-    overflowed: bool,
 }
 
 impl Gate {
@@ -154,7 +163,7 @@ impl Gate {
             BecomeMethod::Su => b"Password: ".to_vec(),
             BecomeMethod::Doas => Vec::new(),
         };
-        let open_marker = format!("\x1efleet-become-{nonce}\n").into_bytes();
+        let open_marker = format!("\x1efleet-become-{nonce} ").into_bytes();
         Self {
             nonce,
             prompt,
@@ -163,15 +172,15 @@ impl Gate {
             prompts: 0,
             answered: 0,
             open: false,
+            inner_pid: None,
             none_given: false,
-            overflowed: false,
         }
     }
 
     /// Takes the next stderr bytes (after the pgid marker is out): held until the open
     /// marker, then passed on. Prompts are counted and taken out.
     pub(crate) fn feed(&mut self, data: &[u8], out: &mut Capture) {
-        if self.open || self.overflowed {
+        if self.open {
             out.push(data);
             return;
         }
@@ -187,18 +196,33 @@ impl Gate {
                     self.prompts += 1;
                 }
                 (_, Some(o)) => {
+                    let digits = o + self.open_marker.len();
+                    let Some(nl) = self.held[digits..].iter().position(|&b| b == b'\n') else {
+                        if self.held.len() - digits > MAX_PID_DIGITS {
+                            // Not ours after all (no pid): output, and look further on.
+                            self.held.remove(o);
+                            continue;
+                        }
+                        break;
+                    };
+                    let pid = std::str::from_utf8(&self.held[digits..digits + nl])
+                        .ok()
+                        .and_then(|s| s.parse().ok());
                     out.push(&self.held[..o]);
-                    out.push(&self.held[o + self.open_marker.len()..]);
+                    out.push(&self.held[digits + nl + 1..]);
                     self.held.clear();
+                    self.inner_pid = pid;
                     self.open = true;
                     return;
                 }
                 _ => break,
             }
         }
-        if self.held.len() > HOLD_LIMIT {
-            self.overflowed = true;
-            out.push(&std::mem::take(&mut self.held));
+        let keep = self.open_marker.len() + MAX_PID_DIGITS + self.prompt.len();
+        if self.held.len() > HOLD_LIMIT + keep {
+            let pass = self.held.len() - keep;
+            out.push(&self.held[..pass]);
+            self.held.drain(..pass);
         }
     }
 
@@ -289,7 +313,10 @@ mod tests {
                 .output()
                 .unwrap();
             let got = String::from_utf8(out.stdout).unwrap();
-            let want = format!("printf '\\036fleet-become-{}\\n' >&2; {script}", g.nonce);
+            let want = format!(
+                "printf '\\036fleet-become-{} %s\\n' \"$$\" >&2; {script}",
+                g.nonce
+            );
             match method {
                 BecomeMethod::Su => assert_eq!(got, format!("unset LC_ALL; {want}")),
                 _ => assert_eq!(got, want),
@@ -307,6 +334,7 @@ mod tests {
             b"Sorry, try again.\n".to_vec(),
             g.prompt.clone(),
             g.open_marker.clone(),
+            b"4242\n".to_vec(),
             b"cmd err\n".to_vec(),
         ]
         .concat();
@@ -318,6 +346,7 @@ mod tests {
         }
         g.finish(&mut out);
         assert!(g.open);
+        assert_eq!(g.inner_pid, Some(4242));
         assert_eq!(g.prompts, 2);
         assert_eq!(out.to_string_lossy(), "Sorry, try again.\ncmd err\n");
     }

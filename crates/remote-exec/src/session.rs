@@ -200,8 +200,8 @@ impl Session {
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
         let (mut out, stopped) = self.run_with(script, input, opts, cancel).await?;
-        if let Some(pgid) = stopped {
-            let killed = self.kill_group(pgid, sudo).await;
+        if !stopped.is_empty() {
+            let killed = self.kill_groups(&stopped, sudo).await;
             if let ExitStatus::TimedOut { killed: k } | ExitStatus::Cancelled { killed: k } =
                 &mut out.status
             {
@@ -212,14 +212,16 @@ impl Session {
     }
 
     /// Runs `script` as the session's user (through its become, if any). A command that timed
-    /// out or was cancelled comes back with the process group to kill, when it is known.
+    /// out or was cancelled comes back with the process groups to kill, when they are known:
+    /// the login shell's, and with a become the new user's shell's (`su` gives it a session
+    /// of its own).
     async fn run_with(
         &self,
         script: &str,
         input: Input<'_>,
         opts: &ExecOptions,
         cancel: &CancellationToken,
-    ) -> Result<(ExecOutput, Option<u32>), ExecError> {
+    ) -> Result<(ExecOutput, Vec<u32>), ExecError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let _permit = self
@@ -230,8 +232,8 @@ impl Session {
             .map_err(|_| self.disconnected(None))?;
         let channel = tokio::select! {
             r = self.open_channel() => r?,
-            () = tokio::time::sleep_until(deadline) => return Ok((self.unstarted(ExitStatus::TimedOut { killed: false }, started, opts), None)),
-            () = cancel.cancelled() => return Ok((self.unstarted(ExitStatus::Cancelled { killed: false }, started, opts), None)),
+            () = tokio::time::sleep_until(deadline) => return Ok((self.unstarted(ExitStatus::TimedOut { killed: false }, started, opts), Vec::new())),
+            () = cancel.cancelled() => return Ok((self.unstarted(ExitStatus::Cancelled { killed: false }, started, opts), Vec::new())),
         };
         let (mut rx, tx) = channel.split();
         let escalation = self.shared.escalation.as_ref();
@@ -304,11 +306,12 @@ impl Session {
         };
         let stopped = recv.await?;
         state.finish();
-        let mut kill = None;
+        let mut kill = Vec::new();
         let status = match stopped {
             None => state.status.take().unwrap_or(ExitStatus::Unknown),
             Some(stop) => {
-                kill = state.pgid;
+                kill.extend(state.pgid);
+                kill.extend(state.gate.as_ref().and_then(|g| g.inner_pid));
                 let killed = false;
                 // Abandon the channel: close, then drop without waiting. Waiting for the close to
                 // be confirmed can hang when the peer never answers it.
@@ -323,15 +326,24 @@ impl Session {
         if state.status.is_none() && matches!(status, ExitStatus::Unknown) && self.is_closed() {
             return Err(self.disconnected(None));
         }
+        // Never run as the new user: a become failure, whether the method gave up or sat at
+        // a prompt fleet does not know (an expired password, a second factor) until the
+        // command's time ran out. Nothing of the command ran, so nothing is to be killed.
         if let (Some(b), Some(gate)) = (escalation, &state.gate)
             && !gate.open
-            && stopped.is_none()
         {
+            let reason = match stopped {
+                None => gate.failure(),
+                Some(_) => format!(
+                    "no command ran: {} (the method waited for something fleet cannot answer)",
+                    gate.failure()
+                ),
+            };
             return Err(ExecError::Become {
                 endpoint: self.shared.endpoint.clone(),
                 user: b.user.clone(),
                 method: b.method.as_str(),
-                reason: gate.failure(),
+                reason,
             });
         }
         Ok((
@@ -357,7 +369,7 @@ impl Session {
         };
         let out = self
             .run(
-                "id -un",
+                "id -un; id -u",
                 Input::None,
                 false,
                 &opts,
@@ -365,11 +377,13 @@ impl Session {
             )
             .await?;
         let who = out.stdout.to_string_lossy();
-        if out.status.success() && who.trim() == b.user {
+        let mut ids = who.lines().map(str::trim);
+        let (name, uid) = (ids.next().unwrap_or(""), ids.next().unwrap_or(""));
+        if out.status.success() && (name == b.user || uid == b.user) {
             return Ok(());
         }
         let reason = if out.status.success() {
-            format!("the command ran as `{}` instead", who.trim())
+            format!("the command ran as `{name}` instead")
         } else {
             format!(
                 "the check `id -un` ended with {}: {}",
@@ -431,14 +445,21 @@ impl Session {
         }
     }
 
-    /// Kills process group `pgid` on the host: TERM, then KILL if it is still there after
-    /// 2 s. Returns true when the group is confirmed gone.
-    async fn kill_group(&self, pgid: u32, sudo: bool) -> bool {
+    /// Kills process groups `groups` on the host: TERM, then KILL if one is still there
+    /// after 2 s. dash's `kill` takes `kill -TERM -PGID` but not `--`, bash's and most
+    /// others' both, so the `--` form is only the fallback. Returns true when every group is confirmed gone (a group this user may not
+    /// signal counts as gone: under a become to another user, the login shell's group holds
+    /// only that shell and the method, which end with the command).
+    async fn kill_groups(&self, groups: &[u32], sudo: bool) -> bool {
         let k = if sudo { "sudo -n kill" } else { "kill" };
+        let g: Vec<String> = groups.iter().map(|p| format!("-{p}")).collect();
+        let g = g.join(" ");
         let script = format!(
-            "p={pgid}; {k} -TERM -- -$p 2>/dev/null; i=0; \
-             while {k} -0 -- -$p 2>/dev/null; do i=$((i+1)); \
-             if [ $i -gt {KILL_GRACE_STEPS} ]; then {k} -KILL -- -$p 2>/dev/null; sleep 0.2; {k} -0 -- -$p 2>/dev/null && exit 1; exit 0; fi; \
+            "k() {{ {k} \"$1\" \"$2\" 2>/dev/null || {k} \"$1\" -- \"$2\" 2>/dev/null; }}; \
+             alive() {{ for p in {g}; do k -0 $p && return 0; done; return 1; }}; \
+             for p in {g}; do k -TERM $p; done; i=0; \
+             while alive; do i=$((i+1)); \
+             if [ $i -gt {KILL_GRACE_STEPS} ]; then for p in {g}; do k -KILL $p; done; sleep 0.2; alive && exit 1; exit 0; fi; \
              sleep 0.1; done; exit 0"
         );
         if self.shared.escalation.is_some() {
