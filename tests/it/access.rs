@@ -391,3 +391,60 @@ fn a_timed_out_command_is_killed_under_sudo_and_su() {
         .collect();
     assert!(left.is_empty(), "still running: {left:?}");
 }
+
+/// As on a real server: the sites belong to the web server's user, the operator logs in as
+/// a person and becomes root; drush and cv then run as the web user, the dumps as root.
+#[test]
+fn upgrade_of_sites_owned_by_the_web_user_as_an_operator() {
+    let password = operator_password();
+    let u = Upgrade::with(
+        2,
+        fleet_lab::SitesOptions::new(2, FROM).owned_by(fleet_lab::users::WEB),
+    );
+    secret_file(u.lab.temp_dir(), "op.pass", &password);
+    let inv = inventory(
+        &u.lab.inventory_path(),
+        "web-user.toml",
+        &format!("user = \"{OPERATOR}\"\nbecome = true\nbecome_password_file = \"op.pass\""),
+        &[],
+    );
+    let mut c = fleet(&inv);
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["upgrade", "--tarball"])
+        .arg(u.lab.release_tarball(TO));
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let web_uid = std::process::Command::new("id")
+        .args(["-u", fleet_lab::users::WEB])
+        .output()
+        .expect("id");
+    let web_uid: u32 = String::from_utf8_lossy(&web_uid.stdout)
+        .trim()
+        .parse()
+        .expect("uid");
+    for s in &u.sites {
+        assert_eq!(s.code_version(), TO, "{}/{}", s.host, s.name);
+        assert_eq!(s.db_version(), TO, "{}/{}", s.host, s.name);
+        // What the web server writes stays the web user's.
+        let tc = s.site_dir.join("files/civicrm/templates_c");
+        let meta = std::fs::metadata(&tc).expect("templates_c");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            web_uid,
+            "{}",
+            tc.display()
+        );
+    }
+    for h in u.lab.hosts() {
+        let calls = u.calls(&h.name);
+        let upgrades: Vec<&Value> = calls
+            .iter()
+            .filter(|c| crate::upgrade::is_upgrade_call(c))
+            .collect();
+        assert!(!upgrades.is_empty(), "{}: {calls:?}", h.name);
+        for c in &upgrades {
+            assert_eq!(c["user"], fleet_lab::users::WEB, "{c}");
+        }
+    }
+}

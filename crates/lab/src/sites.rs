@@ -53,6 +53,10 @@ pub struct SitesOptions {
     /// Whether the sites of odd-numbered hosts share one CiviCRM database (the default; else
     /// every site has its own).
     pub shared_civicrm: bool,
+    /// The user owning the sites' files (their code, `files/`, `templates_c`, the fakes'
+    /// databases), as a web server's user does on a real host; root when `None`. See
+    /// [`crate::users::WEB`].
+    pub web_user: Option<String>,
 }
 
 impl SitesOptions {
@@ -63,7 +67,15 @@ impl SitesOptions {
             version: version.to_owned(),
             release: next_minor(version),
             shared_civicrm: true,
+            web_user: None,
         }
+    }
+
+    /// The sites' files owned by `user` (which must exist), as on a real server.
+    #[must_use]
+    pub fn owned_by(mut self, user: &str) -> Self {
+        self.web_user = Some(user.to_owned());
+        self
     }
 
     /// Every site with its own CiviCRM database.
@@ -256,12 +268,56 @@ impl Lab {
                 let _ = writeln!(inv, "disable_modules = [\"civicrm_rules\"]");
             }
         }
+        if let Some(user) = &opts.web_user {
+            self.give_sites_to(user, opts)?;
+        }
         let _ = writeln!(inv, "\n[rollout]\nbatches = \"1,100%\"\nmax_fail = \"0\"");
         let path = self.inventory_path();
         let mut text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
         text.push_str(&inv);
         write(&path, &text)?;
         self.write_release(&opts.release)
+    }
+
+    /// Makes `user` the owner of every site's files, and the lab directory traversable by it
+    /// (a temporary directory is private to its creator), so the web user can run the
+    /// sites' tools. Backups stay root's: they are made as the login user.
+    fn give_sites_to(&self, user: &str, opts: &SitesOptions) -> Result<(), LabError> {
+        let dir = self.dir();
+        let mode = std::fs::metadata(dir)
+            .map_err(io("stat", dir))?
+            .permissions()
+            .mode();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o111))
+            .map_err(io("chmod", dir))?;
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for s in self.sites(opts) {
+            for p in [
+                s.root.clone(),
+                s.state.clone(),
+                s.current.parent().map(Path::to_owned).unwrap_or_default(),
+            ] {
+                if !p.as_os_str().is_empty() && !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+        }
+        let out = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{user}:"))
+            .args(&paths)
+            .output()
+            .map_err(|source| LabError::Run {
+                program: "chown".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(LabError::Users(format!(
+                "cannot give the sites to `{user}`: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
     }
 
     /// The sites [`Lab::add_sites`] lays out for `opts`, host by host.

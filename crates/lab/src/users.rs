@@ -25,6 +25,9 @@ use crate::error::LabError;
 pub const OPERATOR: &str = "fleet-op";
 /// Logs in with the key; `sudo` without a password.
 pub const NOPASSWD: &str = "fleet-np";
+/// A web server's user: owns the sites of a lab laid out with
+/// [`crate::SitesOptions::owned_by`]; no login, no home.
+pub const WEB: &str = "fleet-web";
 /// The sudoers drop-in.
 pub const SUDOERS: &str = "/etc/sudoers.d/fleet-lab";
 /// Where the operator's password is kept (root only).
@@ -102,6 +105,19 @@ pub fn ensure() -> Result<LabUsers, LabError> {
             password
         }
     };
+    if !user_exists(WEB) {
+        run(
+            "useradd",
+            &[
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                WEB,
+            ],
+            None,
+        )?;
+    }
     let sudoers = format!(
         "# fleet-lab's login users (left on purpose for later labs; `fleet-lab users --remove`)\n\
          Defaults:{OPERATOR},{NOPASSWD} env_keep += \"FLEET_ROOT FLEET_HOST\"\n\
@@ -140,6 +156,9 @@ pub fn remove() -> Result<(), LabError> {
         if user_exists(user) {
             run("userdel", &["--remove", user], None)?;
         }
+    }
+    if user_exists(WEB) {
+        run("userdel", &[WEB], None)?;
     }
     for f in [SUDOERS, STATE] {
         match std::fs::remove_file(f) {
