@@ -448,3 +448,46 @@ fn upgrade_of_sites_owned_by_the_web_user_as_an_operator() {
         }
     }
 }
+
+/// A playbook step runs as the user it names (`become`), whatever the host's own become
+/// made the session; the others run as that (root here, through the operator's sudo).
+#[test]
+fn a_playbook_step_becomes_the_user_it_names() {
+    let password = operator_password();
+    let u = Upgrade::new(1, 1);
+    secret_file(u.lab.temp_dir(), "op.pass", &password);
+    let inv = inventory(
+        &u.lab.inventory_path(),
+        "steps.toml",
+        &format!("user = \"{OPERATOR}\"\nbecome = true\nbecome_password_file = \"op.pass\""),
+        &[],
+    );
+    let out = tempfile::tempdir().expect("out dir");
+    std::fs::set_permissions(out.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let o_dir = out.path().display().to_string();
+    let pb = u.state.path().join("who.toml");
+    std::fs::write(
+        &pb,
+        format!(
+            "name = \"who\"\n\
+             [[steps]]\nname = \"as-np\"\nkind = \"shell\"\nscope = \"host\"\nbecome = \"{NOPASSWD}\"\nrun = \"id -un > {o_dir}/np\"\n\
+             [[steps]]\nname = \"as-session\"\nkind = \"shell\"\nrun = \"id -un > {o_dir}/session\"\n"
+        ),
+    )
+    .expect("playbook");
+    let mut c = fleet(&inv);
+    c.arg("--state-dir")
+        .arg(u.state.path())
+        .args(["upgrade", "--playbook"])
+        .arg(&pb);
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let read = |f: &str| {
+        std::fs::read_to_string(out.path().join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}: {}", both(&o)))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read("np"), NOPASSWD);
+    assert_eq!(read("session"), "root");
+}

@@ -17,7 +17,9 @@
 //! run = "{drush} -r {root} -l {uri} updb -y"
 //! verify = "{drush} -r {root} -l {uri} updb-status | grep -q 'No database updates'"
 //! undo = ""                   # optional: run when a later step fails
-//! as_web_user = true          # run as the site's web user
+//! as_web_user = true          # run as the site's web user (or `become = "USER"`: as USER,
+//!                             # any scope; through runuser when the host's own `become` made
+//!                             # the session root, else `sudo -n -u USER`)
 //! touches_db = true           # on failure, restore the site's databases from the backup
 //!
 //! [[steps]]
@@ -92,6 +94,8 @@ pub struct ShellStep {
     pub undo: Option<String>,
     /// Run as the site's web user.
     pub as_web_user: bool,
+    /// Run as this user (`become = "USER"`).
+    pub become_user: Option<String>,
     /// Whether it changes the databases (then a failure restores them from the backup).
     pub touches_db: bool,
 }
@@ -115,8 +119,27 @@ struct RawStep {
     undo: Option<String>,
     #[serde(default)]
     as_web_user: bool,
+    #[serde(rename = "become")]
+    become_: Option<String>,
     #[serde(default)]
     touches_db: bool,
+}
+
+/// Why `u` is not a user name a step may become: the portable set (letters, digits, `.`,
+/// `_`, `-`), no leading `-` (runuser and sudo would read an option), at most 32 characters.
+fn bad_user(u: &str) -> Option<&'static str> {
+    if u.is_empty() || u.len() > 32 {
+        Some("a user name has 1 to 32 characters")
+    } else if u.starts_with('-') {
+        Some("a user name does not start with `-`")
+    } else if !u
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("a user name has only ASCII letters, digits, `.`, `_` and `-`")
+    } else {
+        None
+    }
 }
 
 impl Playbook {
@@ -169,8 +192,11 @@ impl Playbook {
         for s in raw.steps {
             let span = s.span().start;
             let r = s.into_inner();
-            let shell_keys =
-                r.run.is_some() || r.verify.is_some() || r.undo.is_some() || r.scope.is_some();
+            let shell_keys = r.run.is_some()
+                || r.verify.is_some()
+                || r.undo.is_some()
+                || r.scope.is_some()
+                || r.become_.is_some();
             let kind = match r.kind.as_str() {
                 "maintenance" => StepKind::Maintenance,
                 "backup" => {
@@ -207,6 +233,20 @@ impl Playbook {
                             "`touches_db` and `as_web_user` need `scope = \"site\"`".into(),
                         ));
                     }
+                    if let Some(u) = &r.become_ {
+                        if r.as_web_user {
+                            return Err(at(
+                                span,
+                                "`become` and `as_web_user` in one step: keep one".into(),
+                            ));
+                        }
+                        if let Some(why) = bad_user(u) {
+                            return Err(at(
+                                span,
+                                format!("invalid `become` `{}`: {why}", u.escape_debug()),
+                            ));
+                        }
+                    }
                     for t in [Some(&run), r.verify.as_ref(), r.undo.as_ref()]
                         .into_iter()
                         .flatten()
@@ -219,6 +259,7 @@ impl Playbook {
                         verify: r.verify.filter(|v| !v.trim().is_empty()),
                         undo: r.undo.filter(|v| !v.trim().is_empty()),
                         as_web_user: r.as_web_user,
+                        become_user: r.become_,
                         touches_db: r.touches_db,
                     })
                 }
@@ -235,7 +276,7 @@ impl Playbook {
                 return Err(at(
                     span,
                     format!(
-                        "`run`, `verify`, `undo` and `scope` belong to `shell` steps, not `{}`",
+                        "`run`, `verify`, `undo`, `scope` and `become` belong to `shell` steps, not `{}`",
                         r.kind
                     ),
                 ));
@@ -378,6 +419,18 @@ mod tests {
         fails(
             "[[steps]]\nkind = \"backup\"\nfoo = 1\n",
             "unknown key `foo`",
+        );
+        fails(
+            "[[steps]]\nkind = \"shell\"\nrun = \"x\"\nbecome = \"-u\"\n",
+            "invalid `become` `-u`: a user name does not start with `-`",
+        );
+        fails(
+            "[[steps]]\nkind = \"shell\"\nrun = \"x\"\nbecome = \"a b\"\n",
+            "invalid `become` `a b`: a user name has only ASCII letters",
+        );
+        fails(
+            "[[steps]]\nkind = \"shell\"\nrun = \"x\"\nbecome = \"www-data\"\nas_web_user = true\n",
+            "`become` and `as_web_user` in one step: keep one",
         );
         fails("name = \"x\"\n", "at least one");
         fails(

@@ -121,14 +121,18 @@ impl HostRun<'_> {
                         let wrap = |t: &str| -> StepResult<String> {
                             let body = render(t, value)
                                 .map_err(|e| (name.clone(), StepError::Failed(e)))?;
-                            Ok(if sh.as_web_user {
-                                format!(
+                            let user = match &sh.become_user {
+                                Some(u) => Some(u.as_str()),
+                                None if sh.as_web_user => Some(w.facts.web_user.as_str()),
+                                None => None,
+                            };
+                            Ok(match user {
+                                Some(u) => format!(
                                     "as_web {} /bin/sh -c {}",
-                                    fleet_remote_exec::quote(&w.facts.web_user),
+                                    fleet_remote_exec::quote(u),
                                     fleet_remote_exec::quote(&body)
-                                )
-                            } else {
-                                body
+                                ),
+                                None => body,
                             })
                         };
                         let unit = if sh.per_host {

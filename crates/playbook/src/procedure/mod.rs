@@ -142,7 +142,11 @@ pub fn procedure_steps(playbook: Option<&Playbook>) -> Vec<StepInfo> {
                 format!(
                     "{}{}{}{}",
                     sh.run.lines().next().unwrap_or(""),
-                    if sh.as_web_user { " (as the web user)" } else { "" },
+                    match (&sh.become_user, sh.as_web_user) {
+                        (Some(u), _) => format!(" (as {u})"),
+                        (None, true) => " (as the web user)".to_owned(),
+                        (None, false) => String::new(),
+                    },
                     if sh.verify.is_some() { "; verified" } else { "" },
                     if sh.undo.is_some() { "; undone on failure" } else { "" },
                 ),
