@@ -48,6 +48,22 @@ fn inventory(inventory: &Path, name: &str, defaults: &str, hosts: &[(&str, &str)
     p
 }
 
+/// The inventory with no key that exists, so only a password can log in.
+fn without_keys(inv: &Path) {
+    let text = std::fs::read_to_string(inv).expect("inventory");
+    let text: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("identity_file") {
+                "identity_file = \"absent_key\""
+            } else {
+                l
+            }
+        })
+        .collect();
+    std::fs::write(inv, text.join("\n") + "\n").expect("inventory");
+}
+
 /// Every process's command line on this machine (the lab's hosts are its processes),
 /// sampled until `stop`.
 fn watch_ps(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
@@ -224,18 +240,7 @@ fn password_login_right_and_wrong() {
         &[],
     );
     // No key that exists: only the password can log in.
-    let text = std::fs::read_to_string(&inv).expect("inventory");
-    let text: Vec<&str> = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("identity_file") {
-                "identity_file = \"absent_key\""
-            } else {
-                l
-            }
-        })
-        .collect();
-    std::fs::write(&inv, text.join("\n") + "\n").expect("inventory");
+    without_keys(&inv);
 
     let o = run(fleet(&inv)
         .env("FLEET_TEST_PW", &password)
@@ -490,4 +495,32 @@ fn a_playbook_step_becomes_the_user_it_names() {
     };
     assert_eq!(read("np"), NOPASSWD);
     assert_eq!(read("session"), "root");
+}
+
+/// A server that takes passwords only through PAM's keyboard-interactive conversation:
+/// the password goes there, right and wrong.
+#[test]
+fn keyboard_interactive_through_pam() {
+    let password = operator_password();
+    let mut lab = TestLab::start(1);
+    lab.lab_mut()
+        .keyboard_interactive_only("h01")
+        .expect("PAM host");
+    let inv = inventory(
+        &lab.inventory_path(),
+        "kbd.toml",
+        &format!("user = \"{OPERATOR}\"\npassword_env = \"FLEET_TEST_PW\""),
+        &[],
+    );
+    without_keys(&inv);
+    let o = run(fleet(&inv)
+        .env("FLEET_TEST_PW", &password)
+        .args(["exec", "--json", "--", "id -un"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(json_lines(&o)[0]["stdout"], format!("{OPERATOR}\n"));
+    let o = run(fleet(&inv)
+        .env("FLEET_TEST_PW", "wrong-password")
+        .args(["exec", "--json", "--", "id -un"]));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert_eq!(json_lines(&o)[0]["error_kind"], "auth", "{}", both(&o));
 }

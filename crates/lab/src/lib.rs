@@ -367,6 +367,35 @@ impl Lab {
         self.start_hosts(&[i], start_deadline(1))
     }
 
+    /// Makes host `name` take passwords only through PAM's keyboard-interactive
+    /// conversation, as many hardened servers do (`UsePAM yes`,
+    /// `KbdInteractiveAuthentication yes`, `PasswordAuthentication no` for everyone), and
+    /// restarts it.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`]; when its config cannot be rewritten or its sshd does not
+    /// come back.
+    pub fn keyboard_interactive_only(&mut self, name: &str) -> Result<(), LabError> {
+        let i = self.index(name)?;
+        let config = SshdFiles::new(&self.dir, name).config();
+        let text = std::fs::read_to_string(&config).map_err(io("read", &config))?;
+        let text = text
+            .replace("UsePAM no\n", "UsePAM yes\n")
+            .replace(
+                "KbdInteractiveAuthentication no\n",
+                "KbdInteractiveAuthentication yes\n",
+            )
+            .replace(
+                "    PasswordAuthentication yes\n",
+                "    PasswordAuthentication no\n",
+            );
+        std::fs::write(&config, text).map_err(io("write", &config))?;
+        self.stop_hosts(&[i]);
+        record::write(self)?;
+        self.start_hosts(&[i], start_deadline(1))
+    }
+
     /// The lab's bastion, if [`Lab::make_bastion`] made one.
     pub fn bastion(&self) -> Option<&str> {
         self.bastion.as_deref()
