@@ -304,3 +304,50 @@ fn release_and_import_plans_say_which_sites_go_in_which_batch_and_change_nothing
         assert_eq!(row["action"], "not-started", "{row}");
     }
 }
+
+/// The whole migration (build, import, release) logged in as a person who becomes root with
+/// sudo and a password from a file, as on a real server.
+#[test]
+fn a_migration_by_an_operator_who_sudoes_with_a_password() {
+    let password = fleet_lab::users::ensure()
+        .expect("the lab's login users (tests run as root)")
+        .operator_password;
+    let (u, m) = migrate_lab(1, 2);
+    let pass = u.lab.temp_dir().join("op.pass");
+    std::fs::write(&pass, format!("{password}\n")).expect("password file");
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let inv = u.lab.inventory_path();
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    assert!(text.contains("user = \"root\"\n"), "{text}");
+    let text = text.replacen(
+        "user = \"root\"\n",
+        &format!(
+            "user = \"{}\"\nbecome = true\nbecome_password_file = {:?}\n",
+            fleet_lab::users::OPERATOR,
+            pass.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&inv, text).expect("inventory");
+    let b = build(&u, &m.manifest, &["--json"]);
+    assert_eq!(b.status.code(), Some(0), "{}", both(&b));
+    let run = run_id(&b);
+    let i = import(&u, &run, &[]);
+    assert_eq!(i.status.code(), Some(0), "{}", both(&i));
+    let o = crate::run(&mut release(&u, &run, &[]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for s in &u.sites {
+        let rel = s.current.parent().unwrap().join("releases").join(&run);
+        assert_eq!(s.served(), rel, "{}", s.uri_host());
+        let a = u.lab.http_get(s, false).unwrap();
+        assert!(
+            a.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
+            "{a:?}"
+        );
+        assert_eq!(new_maintenance(s), "0", "{}", s.uri_host());
+    }
+    for out in [&b, &i, &o] {
+        assert!(!both(out).contains(&password), "the password in the output");
+    }
+}
