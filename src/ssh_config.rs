@@ -158,6 +158,36 @@ pub(crate) fn apply(
             host.connect_timeout = Duration::from_secs(t.value);
             host.sources.insert("connect_timeout".into(), at(&t.origin));
         }
+        if let Some(v) = &r.identities_only {
+            host.ssh_options.identities_only = v.value;
+            host.sources.insert("identities_only".into(), at(&v.origin));
+        }
+        if let Some(v) = &r.identity_agent {
+            let value = match v.value.as_str() {
+                "none" | "SSH_AUTH_SOCK" => v.value.clone(),
+                s if s.starts_with('$') => s.to_owned(),
+                s => r
+                    .expand_path(s, ctx)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", v.origin))?,
+            };
+            host.ssh_options.identity_agent = Some(value);
+            host.sources.insert("identity_agent".into(), at(&v.origin));
+        }
+        if let Some(v) = &r.server_alive_interval
+            && v.value > 0
+        {
+            let max = r
+                .server_alive_count_max
+                .as_ref()
+                .map_or(3, |m| u32::try_from(m.value).unwrap_or(u32::MAX).max(1));
+            host.ssh_options.server_alive = Some((Duration::from_secs(v.value), max));
+            host.sources.insert("server_alive".into(), at(&v.origin));
+        }
+        if let Some(v) = &r.hash_known_hosts {
+            host.ssh_options.hash_known_hosts = v.value;
+            host.sources
+                .insert("hash_known_hosts".into(), at(&v.origin));
+        }
         if free("jump", host) {
             if let Some(j) = &r.proxy_jump
                 && !j.value.eq_ignore_ascii_case("none")

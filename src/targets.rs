@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fleet_inventory::{Host, HostKeyPolicy, Inventory, JumpHop};
-use fleet_remote_exec::{HostKeyPolicy as KeyPolicy, Target};
+use fleet_remote_exec::{AgentChoice, HostKeyPolicy as KeyPolicy, Target};
 
 /// Overrides from the command line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,6 +50,33 @@ fn base_target(host: &Host, over: TargetOverrides) -> Target {
         proxy_command: host.proxy_command.clone(),
         password: None,
         escalation: None,
+        identities_only: host.ssh_options.identities_only,
+        identity_agent: agent(host.ssh_options.identity_agent.as_deref()),
+        keepalive: host
+            .ssh_options
+            .server_alive
+            .map(|(every, max)| (every, max as usize)),
+        hash_known_hosts: host.ssh_options.hash_known_hosts,
+    }
+}
+
+/// OpenSSH's `IdentityAgent` value as the agent to ask: `SSH_AUTH_SOCK` (the usual one),
+/// `none`, `$VAR` (the socket that variable names; none when unset), or a socket path.
+fn agent(value: Option<&str>) -> AgentChoice {
+    match value {
+        None | Some("SSH_AUTH_SOCK") => AgentChoice::ClientDefault,
+        Some("none") => AgentChoice::Off,
+        Some(v) if v.starts_with('$') => {
+            let name = v
+                .trim_start_matches('$')
+                .trim_start_matches('{')
+                .trim_end_matches('}');
+            match std::env::var_os(name).filter(|s| !s.is_empty()) {
+                Some(p) => AgentChoice::Socket(p.into()),
+                None => AgentChoice::Off,
+            }
+        }
+        Some(path) => AgentChoice::Socket(path.into()),
     }
 }
 

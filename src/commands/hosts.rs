@@ -140,6 +140,41 @@ fn explain(
             secret_place(h.escalation.as_ref().and_then(|b| b.password.as_ref())),
         ),
         ("password", secret_place(h.password.as_ref())),
+        (
+            "identities_only",
+            if h.ssh_options.identities_only {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
+        (
+            "identity_agent",
+            h.ssh_options
+                .identity_agent
+                .clone()
+                .unwrap_or_else(|| "SSH_AUTH_SOCK".into()),
+        ),
+        (
+            "server_alive",
+            match h.ssh_options.server_alive {
+                Some((every, max)) => format!(
+                    "every {}, {max} unanswered drop it",
+                    humantime::format_duration(every)
+                ),
+                None => "every 15s, 3 unanswered drop it".into(),
+            },
+        ),
+        (
+            "hash_known_hosts",
+            if h.ssh_options.hash_known_hosts {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
     ];
     let ctx = fleet_ssh_config::Context::from_env();
     let config = crate::ssh_config::config_path(inventory, cli.ssh_config.as_deref(), &ctx);

@@ -282,3 +282,81 @@ fn a_bad_line_is_refused_naming_the_file_and_line() {
         "{e}"
     );
 }
+
+/// `IdentitiesOnly`, `IdentityAgent`, `ServerAliveInterval`/`CountMax` and `HashKnownHosts`
+/// act as they do for ssh: the agent's key is offered unless IdentitiesOnly keeps to the
+/// identity files or IdentityAgent is `none`, and a key learned under accept-new is written
+/// hashed.
+#[test]
+fn identities_only_identity_agent_keepalive_and_hashed_known_hosts_apply() {
+    let lab = TestLab::start(1);
+    let h = &lab.hosts()[0];
+    let agent = fleet_lab::TestAgent::start(lab.dir(), &[&lab.client_key()]).expect("agent");
+    // A key sshd does not know, with its .pub beside it: the only identity file.
+    let other = fleet_lab::generate_client_key(&lab.dir().join("other_key")).expect("key");
+    let learned = lab.dir().join("learned_known_hosts");
+    let inv = lab.dir().join("agent-inventory.toml");
+    write(
+        &inv,
+        &format!(
+            "[defaults]\nknown_hosts_file = {}\nhost_key_policy = \"accept-new\"\n[hosts.web]\n",
+            toml_path(&learned)
+        ),
+    );
+    let cfg = lab.dir().join("agent-config");
+    let config = |extra: &str| {
+        write(
+            &cfg,
+            &format!(
+                "Host web\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  HashKnownHosts yes\n  ServerAliveInterval 5\n  ServerAliveCountMax 2\n{extra}",
+                h.address,
+                h.port,
+                lab.user(),
+                other.display()
+            ),
+        );
+    };
+    let f = cfg.display().to_string();
+    let exec = || {
+        run(fleet(&inv)
+            .env("SSH_AUTH_SOCK", agent.socket())
+            .args(["-F", &f, "exec", "--json", "--", "echo ok"]))
+    };
+
+    config("");
+    let o = exec();
+    assert_eq!(o.status.code(), Some(0), "the agent's key: {}", both(&o));
+    let kh = std::fs::read_to_string(&learned).expect("learned key");
+    assert!(
+        kh.starts_with("|1|") && !kh.contains(&h.address.to_string()),
+        "{kh}"
+    );
+    let explained = explain(&inv, &["-F", &f], "web");
+    assert!(
+        from(&explained, "server_alive").contains("every 5s, 2 unanswered")
+            && from(&explained, "hash_known_hosts").contains("yes"),
+        "{explained}"
+    );
+
+    for (extra, agent_said) in [
+        (
+            "  IdentitiesOnly yes\n",
+            Some("ssh-agent (0 keys rejected, 1 left out by IdentitiesOnly)"),
+        ),
+        ("  IdentityAgent none\n", None),
+    ] {
+        config(extra);
+        let o = exec();
+        assert_eq!(o.status.code(), Some(1), "{extra}: {}", both(&o));
+        let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+        assert_eq!(line["error_kind"], "auth", "{extra}: {}", both(&o));
+        let e = line["error"].as_str().unwrap_or("");
+        match agent_said {
+            Some(said) => assert!(e.contains(said), "{extra}: {e}"),
+            None => assert!(
+                !e.contains("ssh-agent"),
+                "{extra}: the agent was asked: {e}"
+            ),
+        }
+    }
+}

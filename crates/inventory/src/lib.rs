@@ -50,7 +50,7 @@ pub use compact::compact_names;
 pub use error::{InventoryError, SelectError};
 pub use model::{
     Become, BecomeMethod, DbUpgradeTool, Group, Host, HostKeyPolicy, Inventory, JumpHop,
-    SecretSource, Site, Source, SshConfigChoice,
+    SecretSource, Site, Source, SshConfigChoice, SshOptions,
 };
 pub use rollout::{Amount, Batches, Rollout};
 pub use select::Selector;

@@ -39,6 +39,20 @@ pub struct JumpHop {
     pub port: Option<u16>,
 }
 
+/// Client options that only an OpenSSH config sets (the inventory has no key for them),
+/// applied as `ssh` applies them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SshOptions {
+    /// `IdentitiesOnly yes`: only agent keys that belong to an identity file.
+    pub identities_only: bool,
+    /// `IdentityAgent`, expanded: `none`, `SSH_AUTH_SOCK`, `$VAR`, or a socket path.
+    pub identity_agent: Option<String>,
+    /// `ServerAliveInterval` and `ServerAliveCountMax` (3 unless set).
+    pub server_alive: Option<(Duration, u32)>,
+    /// `HashKnownHosts yes`: keys learned under `accept-new` are written hashed.
+    pub hash_known_hosts: bool,
+}
+
 /// How commands on a host are run as another user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BecomeMethod {
@@ -147,6 +161,8 @@ pub struct Host {
     /// A local command whose stdin and stdout carry the SSH connection (an OpenSSH config's
     /// `ProxyCommand`, its tokens expanded), instead of a TCP connection or jump hosts.
     pub proxy_command: Option<String>,
+    /// Options only an OpenSSH config sets.
+    pub ssh_options: SshOptions,
     /// Every command run as another user, when set.
     pub escalation: Option<Become>,
     /// The SSH login password, when the host takes one (tried after keys).

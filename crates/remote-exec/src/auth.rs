@@ -200,20 +200,49 @@ pub(crate) async fn authenticate<H: Handler>(
     user: &str,
     identity_files: &[PathBuf],
     password: Option<&crate::escalate::Secret>,
+    agent_socket: Option<&Path>,
+    identities_only: bool,
     ctx: &AuthContext,
 ) -> Result<(), Vec<String>> {
     let mut tried = Vec::new();
     let mut rejected: Vec<PublicKey> = Vec::new();
     let mut publickey_allowed = true;
+    let explicit = !identity_files.is_empty();
+    let defaults;
+    let files = if explicit {
+        identity_files
+    } else {
+        defaults = default_identity_files();
+        &defaults[..]
+    };
+    // With IdentitiesOnly, the agent may sign only for an identity file's key, found by its
+    // `.pub` beside it, as OpenSSH finds it.
+    let allowed: Option<Vec<PublicKey>> = identities_only.then(|| {
+        files
+            .iter()
+            .filter_map(|f| {
+                let mut p = f.clone().into_os_string();
+                p.push(".pub");
+                let text = std::fs::read_to_string(p).ok()?;
+                PublicKey::from_openssh(text.trim()).ok()
+            })
+            .collect()
+    });
 
-    if let Some(sock) = &ctx.agent_socket {
+    if let Some(sock) = agent_socket {
         match AgentClient::connect_uds(sock).await {
             Err(e) => tried.push(format!("ssh-agent (unavailable: {e})")),
             Ok(mut agent) => {
                 let ids = agent.request_identities().await.unwrap_or_default();
-                let mut n = 0;
+                let (mut n, mut left_out) = (0, 0);
                 for id in ids {
                     let pk = id.public_key().into_owned();
+                    if let Some(allowed) = &allowed
+                        && !allowed.iter().any(|a| a.key_data() == pk.key_data())
+                    {
+                        left_out += 1;
+                        continue;
+                    }
                     let hash = rsa_hash(handle, &pk).await;
                     n += 1;
                     match handle
@@ -237,19 +266,17 @@ pub(crate) async fn authenticate<H: Handler>(
                         Err(e) => tried.push(format!("ssh-agent key ({e})")),
                     }
                 }
-                tried.push(format!("ssh-agent ({n} keys rejected)"));
+                if left_out > 0 {
+                    tried.push(format!(
+                        "ssh-agent ({n} keys rejected, {left_out} left out by IdentitiesOnly)"
+                    ));
+                } else {
+                    tried.push(format!("ssh-agent ({n} keys rejected)"));
+                }
             }
         }
     }
 
-    let explicit = !identity_files.is_empty();
-    let defaults;
-    let files = if explicit {
-        identity_files
-    } else {
-        defaults = default_identity_files();
-        &defaults[..]
-    };
     for path in files.iter().filter(|_| publickey_allowed) {
         let key = match ctx.keys.get(path, &ctx.prompter).await {
             Loaded::Key(k) => k,
@@ -303,7 +330,7 @@ pub(crate) async fn authenticate<H: Handler>(
             Err(e) => tried.push(format!("`{}` ({e})", path.display())),
         }
     }
-    if files.is_empty() || (!explicit && tried.is_empty() && ctx.agent_socket.is_none()) {
+    if files.is_empty() || (!explicit && tried.is_empty() && agent_socket.is_none()) {
         tried.push("no identity file found in `~/.ssh`".into());
     }
 

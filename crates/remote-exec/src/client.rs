@@ -16,7 +16,7 @@ use crate::auth::{AuthContext, KeyCache, NoPrompt, Prompter, authenticate};
 use crate::error::{ExecError, HostKeyError};
 use crate::known_hosts::{KnownHosts, Verdict, fingerprint, lookup_name};
 use crate::session::Session;
-use crate::target::{HostKeyPolicy, Target};
+use crate::target::{AgentChoice, HostKeyPolicy, Target};
 
 /// Read buffer of each direct TCP connection.
 const READ_BUFFER: usize = 8 * 1024;
@@ -210,6 +210,7 @@ impl Client {
             lookup: name.clone(),
             policy: target.host_key_policy.clone(),
             files: target.known_hosts_files.clone(),
+            hashed: target.hash_known_hosts,
         };
         let config = Arc::new(self.config_for(&name, target));
         // Wait for a handshake slot first: the timeouts below start once it is ours.
@@ -293,11 +294,18 @@ impl Client {
             }
             (Ok(Err(e)), _, _) | (Err(e), _, _) => return Err(e),
         };
+        let agent = match &target.identity_agent {
+            AgentChoice::ClientDefault => self.inner.auth.agent_socket.as_deref(),
+            AgentChoice::Off => None,
+            AgentChoice::Socket(p) => Some(p.as_path()),
+        };
         let auth = authenticate(
             &mut handle,
             &target.user,
             &target.identity_files,
             target.password.as_ref(),
+            agent,
+            target.identities_only,
             &self.inner.auth,
         );
         match tokio::time::timeout(limit, auth).await {
@@ -344,10 +352,11 @@ impl Client {
                 preferred.key = order.into();
             }
         }
+        let (interval, max) = target.keepalive.unwrap_or((self.inner.keepalive, 3));
         client::Config {
             preferred,
-            keepalive_interval: Some(self.inner.keepalive),
-            keepalive_max: 3,
+            keepalive_interval: Some(interval),
+            keepalive_max: max,
             inactivity_timeout: None,
             nodelay: true,
             ..Default::default()
@@ -471,6 +480,7 @@ pub(crate) struct Verifier {
     lookup: String,
     policy: HostKeyPolicy,
     files: Vec<PathBuf>,
+    hashed: bool,
 }
 
 impl Verifier {
@@ -505,7 +515,7 @@ impl Verifier {
                 (HostKeyPolicy::AcceptNew, Some(file)) => {
                     self.inner
                         .known_hosts
-                        .learn(&self.lookup, key, file)
+                        .learn(&self.lookup, key, file, self.hashed)
                         .await?;
                     tracing::info!(host = %self.lookup, fingerprint = %fp, file = %file.display(), "recorded new host key");
                     Ok(())

@@ -289,14 +289,20 @@ impl KnownHosts {
         name: &str,
         key: &PublicKey,
         path: &Path,
+        hashed: bool,
     ) -> Result<(), HostKeyError> {
         let _guard = self.write.lock().await;
         // Another connection may have learned this host while we waited.
         if self.check(name, key, &[]) == Verdict::Trusted {
             return Ok(());
         }
+        let written = if hashed {
+            hash_name(name)
+        } else {
+            name.to_owned()
+        };
         let line = format!(
-            "{name} {}\n",
+            "{written} {}\n",
             PublicKey::new(key.key_data().clone(), "")
                 .to_openssh()
                 .map_err(|e| record_error(name, path, e.to_string()))?
@@ -312,6 +318,22 @@ impl KnownHosts {
             .push((name.to_owned(), key.key_data().clone()));
         Ok(())
     }
+}
+
+/// `name` as `HashKnownHosts` writes it: `|1|SALT|HMAC-SHA1(SALT, name)`, both base64, with
+/// a fresh 20-byte salt.
+fn hash_name(name: &str) -> String {
+    use russh::keys::ssh_key::rand_core::Rng as _;
+    let mut salt = [0u8; 20];
+    russh::keys::key::safe_rng().fill_bytes(&mut salt);
+    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(name.as_bytes());
+    format!(
+        "|1|{}|{}",
+        data_encoding::BASE64.encode(&salt),
+        data_encoding::BASE64.encode(&mac.finalize().into_bytes())
+    )
 }
 
 fn record_error(host: &str, file: &Path, reason: String) -> HostKeyError {
@@ -454,15 +476,27 @@ mod tests {
         let mut set = tokio::task::JoinSet::new();
         for i in 0..50 {
             let (kh, k, path) = (kh.clone(), k.clone(), path.clone());
-            set.spawn(async move { kh.learn(&format!("[10.0.0.{i}]:22"), &k, &path).await });
+            set.spawn(async move {
+                kh.learn(&format!("[10.0.0.{i}]:22"), &k, &path, i % 2 == 1)
+                    .await
+            });
         }
         while let Some(r) = set.join_next().await {
             r.expect("join").expect("learn");
         }
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text.lines().count(), 50);
+        // Odd ones were written hashed (HashKnownHosts): no name in clear, still found.
+        assert_eq!(text.lines().filter(|l| l.starts_with("|1|")).count(), 25);
+        assert!(!text.contains("10.0.0.7"), "{text}");
+        assert!(text.contains("[10.0.0.6]:22"), "{text}");
         let fresh = KnownHosts::default();
-        assert_eq!(fresh.check("[10.0.0.7]:22", &k, &[path]), Verdict::Trusted);
+        for n in ["[10.0.0.7]:22", "[10.0.0.6]:22"] {
+            assert_eq!(
+                fresh.check(n, &k, std::slice::from_ref(&path)),
+                Verdict::Trusted
+            );
+        }
     }
 
     #[test]

@@ -55,4 +55,4 @@ pub use error::{ExecError, HostKeyError};
 pub use escalate::{Become, BecomeMethod, Secret};
 pub use output::{Capture, ExecOutput, ExitStatus};
 pub use session::{ExecOptions, Session};
-pub use target::{HostKeyPolicy, Target};
+pub use target::{AgentChoice, HostKeyPolicy, Target};

@@ -18,6 +18,18 @@ pub enum HostKeyPolicy {
     Pinned(String),
 }
 
+/// Which ssh-agent a target's keys may come from (OpenSSH's `IdentityAgent`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AgentChoice {
+    /// The client's ([`crate::ClientOptions::agent_socket`]).
+    #[default]
+    ClientDefault,
+    /// No agent.
+    Off,
+    /// The agent listening on this socket.
+    Socket(PathBuf),
+}
+
 /// One SSH endpoint and everything needed to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -47,6 +59,18 @@ pub struct Target {
     pub password: Option<Secret>,
     /// Run every command as another user.
     pub escalation: Option<Become>,
+    /// Offer only the agent keys whose public half sits beside an identity file
+    /// (`FILE.pub`), as OpenSSH's `IdentitiesOnly yes`: a server that counts failed keys
+    /// sees no others.
+    pub identities_only: bool,
+    /// Which agent to ask.
+    pub identity_agent: AgentChoice,
+    /// Keepalive probes on an idle connection: every interval, dropped after this many
+    /// unanswered (`ServerAliveInterval` / `ServerAliveCountMax`); the client's when `None`.
+    pub keepalive: Option<(Duration, usize)>,
+    /// Keys accepted under `accept-new` are written hashed (`|1|salt|hash`), as OpenSSH's
+    /// `HashKnownHosts yes`.
+    pub hash_known_hosts: bool,
 }
 
 impl Target {
@@ -72,6 +96,10 @@ impl Target {
             proxy_command: None,
             password: None,
             escalation: None,
+            identities_only: false,
+            identity_agent: AgentChoice::ClientDefault,
+            keepalive: None,
+            hash_known_hosts: false,
         }
     }
 

@@ -261,6 +261,7 @@ impl Inventory {
                 command_timeout: s.command_timeout,
                 jump: s.jump,
                 proxy_command: None,
+                ssh_options: super::SshOptions::default(),
                 escalation,
                 password: s.password,
                 vars,

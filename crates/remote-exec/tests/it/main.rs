@@ -27,6 +27,10 @@ pub(crate) fn target(lab: &Lab, host: &LabHost) -> Target {
         proxy_command: None,
         password: None,
         escalation: None,
+        identities_only: false,
+        identity_agent: fleet_remote_exec::AgentChoice::ClientDefault,
+        keepalive: None,
+        hash_known_hosts: false,
     }
 }
 
