@@ -158,6 +158,16 @@ pub(crate) fn apply(
             host.connect_timeout = Duration::from_secs(t.value);
             host.sources.insert("connect_timeout".into(), at(&t.origin));
         }
+        if let Some(first) = r.certificate_files.first() {
+            host.ssh_options.certificate_files = r
+                .certificate_files
+                .iter()
+                .map(|f| r.expand_path(&f.value, ctx).map(PathBuf::from))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", first.origin))?;
+            host.sources
+                .insert("certificate_file".into(), at(&first.origin));
+        }
         if let Some(v) = &r.identities_only {
             host.ssh_options.identities_only = v.value;
             host.sources.insert("identities_only".into(), at(&v.origin));

@@ -50,6 +50,7 @@ fn base_target(host: &Host, over: TargetOverrides) -> Target {
         proxy_command: host.proxy_command.clone(),
         password: None,
         escalation: None,
+        certificate_files: host.ssh_options.certificate_files.clone(),
         identities_only: host.ssh_options.identities_only,
         identity_agent: agent(host.ssh_options.identity_agent.as_deref()),
         keepalive: host

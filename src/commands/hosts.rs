@@ -141,6 +141,14 @@ fn explain(
         ),
         ("password", secret_place(h.password.as_ref())),
         (
+            "certificate_file",
+            if h.ssh_options.certificate_files.is_empty() {
+                "(FILE-cert.pub beside each identity file)".into()
+            } else {
+                list(&h.ssh_options.certificate_files)
+            },
+        ),
+        (
             "identities_only",
             if h.ssh_options.identities_only {
                 "yes"

@@ -360,3 +360,77 @@ fn identities_only_identity_agent_keepalive_and_hashed_known_hosts_apply() {
         }
     }
 }
+
+/// A user certificate logs in where its key alone is unknown to the host: `FILE-cert.pub`
+/// beside the identity file is offered, as ssh offers it, and so is a `CertificateFile`.
+#[test]
+fn a_user_certificate_logs_in_where_its_key_alone_is_unknown() {
+    let mut lab = TestLab::start(1);
+    let dir = lab.dir().to_owned();
+    let keygen = |args: &[&str]| {
+        let o = std::process::Command::new("ssh-keygen")
+            .args(args)
+            .output()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(o.status.success(), "ssh-keygen {args:?}: {o:?}");
+    };
+    let (ca, key) = (dir.join("user_ca"), dir.join("cert_user_key"));
+    for k in [&ca, &key] {
+        keygen(&[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &k.display().to_string(),
+        ]);
+    }
+    keygen(&[
+        "-q",
+        "-s",
+        &ca.display().to_string(),
+        "-I",
+        "fleet-test",
+        "-n",
+        lab.user(),
+        &format!("{}.pub", key.display()),
+    ]);
+    lab.lab_mut()
+        .trust_user_ca("h01", &dir.join("user_ca.pub"))
+        .expect("trust the CA");
+    let h = lab.hosts()[0].clone();
+    let inv = inventory(&lab, "");
+    let cfg = dir.join("cert-config");
+    let f = cfg.display().to_string();
+    let config = |extra: &str| {
+        write(
+            &cfg,
+            &format!(
+                "Host web\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n{extra}",
+                h.address,
+                h.port,
+                lab.user(),
+                key.display()
+            ),
+        );
+    };
+    let exec = || run(fleet(&inv).args(["-F", &f, "exec", "--json", "-l", "web", "--", "echo in"]));
+
+    config("");
+    let o = exec();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the certificate beside the key: {}",
+        both(&o)
+    );
+
+    let moved = dir.join("elsewhere-cert.pub");
+    std::fs::rename(format!("{}-cert.pub", key.display()), &moved).expect("move the cert");
+    let o = exec();
+    assert_eq!(o.status.code(), Some(1), "the key alone: {}", both(&o));
+    config(&format!("  CertificateFile {}\n", moved.display()));
+    let o = exec();
+    assert_eq!(o.status.code(), Some(0), "CertificateFile: {}", both(&o));
+}

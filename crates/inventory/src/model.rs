@@ -43,6 +43,8 @@ pub struct JumpHop {
 /// applied as `ssh` applies them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SshOptions {
+    /// `CertificateFile`s, expanded: offered with the identity file whose key they certify.
+    pub certificate_files: Vec<PathBuf>,
     /// `IdentitiesOnly yes`: only agent keys that belong to an identity file.
     pub identities_only: bool,
     /// `IdentityAgent`, expanded: `none`, `SSH_AUTH_SOCK`, `$VAR`, or a socket path.

@@ -396,6 +396,31 @@ impl Lab {
         self.start_hosts(&[i], start_deadline(1))
     }
 
+    /// Makes host `name` trust user certificates signed by the CA whose public key is
+    /// `ca_public` (`TrustedUserCAKeys`), and restarts it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lab::keyboard_interactive_only`].
+    pub fn trust_user_ca(&mut self, name: &str, ca_public: &Path) -> Result<(), LabError> {
+        let i = self.index(name)?;
+        let config = SshdFiles::new(&self.dir, name).config();
+        let text = std::fs::read_to_string(&config).map_err(io("read", &config))?;
+        // Before the `Match` block, which runs to the end of the file.
+        let text = text.replacen(
+            "# The lab's operator",
+            &format!(
+                "TrustedUserCAKeys {}\n# The lab's operator",
+                ca_public.display()
+            ),
+            1,
+        );
+        std::fs::write(&config, text).map_err(io("write", &config))?;
+        self.stop_hosts(&[i]);
+        record::write(self)?;
+        self.start_hosts(&[i], start_deadline(1))
+    }
+
     /// The lab's bastion, if [`Lab::make_bastion`] made one.
     pub fn bastion(&self) -> Option<&str> {
         self.bastion.as_deref()

@@ -200,6 +200,7 @@ pub(crate) async fn authenticate<H: Handler>(
     user: &str,
     identity_files: &[PathBuf],
     password: Option<&crate::escalate::Secret>,
+    certificate_files: &[PathBuf],
     agent_socket: Option<&Path>,
     identities_only: bool,
     ctx: &AuthContext,
@@ -300,6 +301,19 @@ pub(crate) async fn authenticate<H: Handler>(
         if rejected.iter().any(|r| r.key_data() == public.key_data()) {
             continue;
         }
+        // A certificate of this key first: a server that trusts the CA may know no key.
+        for (cert_path, cert) in certificates(path, certificate_files, public) {
+            match handle
+                .authenticate_openssh_cert(user, key.key.clone(), cert)
+                .await
+            {
+                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Failure { .. }) => {
+                    tried.push(format!("certificate `{}` (rejected)", cert_path.display()));
+                }
+                Err(e) => tried.push(format!("certificate `{}` ({e})", cert_path.display())),
+            }
+        }
         let result = match &key.ed25519 {
             Some(signing) => handle
                 .authenticate_publickey_with(
@@ -396,6 +410,30 @@ async fn rsa_hash<H: Handler>(handle: &Handle<H>, key: &PublicKey) -> Option<rus
         Ok(Some(h)) => h,
         _ => Some(russh::keys::HashAlg::Sha256),
     }
+}
+
+/// The certificates of identity file `path`'s key: `path-cert.pub` if there, then the
+/// configured certificate files that certify that key (others are for other keys).
+fn certificates(
+    path: &Path,
+    configured: &[PathBuf],
+    key: &PublicKey,
+) -> Vec<(PathBuf, russh::keys::Certificate)> {
+    let mut beside = path.to_owned().into_os_string();
+    beside.push("-cert.pub");
+    let beside = PathBuf::from(beside);
+    std::iter::once(beside)
+        .chain(configured.iter().cloned())
+        .filter_map(|p| {
+            let cert = russh::keys::load_openssh_certificate(&p).ok()?;
+            (cert.public_key() == key.key_data()).then_some((p, cert))
+        })
+        .fold(Vec::new(), |mut out, (p, c)| {
+            if !out.iter().any(|(q, _): &(PathBuf, _)| *q == p) {
+                out.push((p, c));
+            }
+            out
+        })
 }
 
 fn default_identity_files() -> Vec<PathBuf> {

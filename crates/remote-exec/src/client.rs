@@ -304,6 +304,7 @@ impl Client {
             &target.user,
             &target.identity_files,
             target.password.as_ref(),
+            &target.certificate_files,
             agent,
             target.identities_only,
             &self.inner.auth,

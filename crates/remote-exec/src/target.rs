@@ -59,6 +59,10 @@ pub struct Target {
     pub password: Option<Secret>,
     /// Run every command as another user.
     pub escalation: Option<Become>,
+    /// OpenSSH user certificates to offer with the identity file whose key they certify
+    /// (`CertificateFile`); `FILE-cert.pub` beside an identity file is offered too, as ssh
+    /// does.
+    pub certificate_files: Vec<PathBuf>,
     /// Offer only the agent keys whose public half sits beside an identity file
     /// (`FILE.pub`), as OpenSSH's `IdentitiesOnly yes`: a server that counts failed keys
     /// sees no others.
@@ -96,6 +100,7 @@ impl Target {
             proxy_command: None,
             password: None,
             escalation: None,
+            certificate_files: Vec::new(),
             identities_only: false,
             identity_agent: AgentChoice::ClientDefault,
             keepalive: None,

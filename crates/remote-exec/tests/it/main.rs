@@ -27,6 +27,7 @@ pub(crate) fn target(lab: &Lab, host: &LabHost) -> Target {
         proxy_command: None,
         password: None,
         escalation: None,
+        certificate_files: Vec::new(),
         identities_only: false,
         identity_agent: fleet_remote_exec::AgentChoice::ClientDefault,
         keepalive: None,
