@@ -194,17 +194,29 @@ pub(crate) struct AuthContext {
     pub(crate) agent_socket: Option<PathBuf>,
 }
 
+/// What one target offers the server, from its settings.
+pub(crate) struct Offer<'a> {
+    pub(crate) identity_files: &'a [PathBuf],
+    pub(crate) certificate_files: &'a [PathBuf],
+    pub(crate) password: Option<&'a crate::escalate::Secret>,
+    pub(crate) agent_socket: Option<&'a Path>,
+    pub(crate) identities_only: bool,
+}
+
 /// Authenticates `user` on `handle`; on failure returns what was tried, for the report.
 pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     user: &str,
-    identity_files: &[PathBuf],
-    password: Option<&crate::escalate::Secret>,
-    certificate_files: &[PathBuf],
-    agent_socket: Option<&Path>,
-    identities_only: bool,
+    offer: &Offer<'_>,
     ctx: &AuthContext,
 ) -> Result<(), Vec<String>> {
+    let Offer {
+        identity_files,
+        certificate_files,
+        password,
+        agent_socket,
+        identities_only,
+    } = *offer;
     let mut tried = Vec::new();
     let mut rejected: Vec<PublicKey> = Vec::new();
     let mut publickey_allowed = true;

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, DEFAULT_CEILING};
-use crate::auth::{AuthContext, KeyCache, NoPrompt, Prompter, authenticate};
+use crate::auth::{AuthContext, KeyCache, NoPrompt, Offer, Prompter, authenticate};
 use crate::error::{ExecError, HostKeyError};
 use crate::known_hosts::{KnownHosts, Verdict, fingerprint, lookup_name};
 use crate::session::Session;
@@ -299,16 +299,14 @@ impl Client {
             AgentChoice::Off => None,
             AgentChoice::Socket(p) => Some(p.as_path()),
         };
-        let auth = authenticate(
-            &mut handle,
-            &target.user,
-            &target.identity_files,
-            target.password.as_ref(),
-            &target.certificate_files,
-            agent,
-            target.identities_only,
-            &self.inner.auth,
-        );
+        let offer = Offer {
+            identity_files: &target.identity_files,
+            certificate_files: &target.certificate_files,
+            password: target.password.as_ref(),
+            agent_socket: agent,
+            identities_only: target.identities_only,
+        };
+        let auth = authenticate(&mut handle, &target.user, &offer, &self.inner.auth);
         match tokio::time::timeout(limit, auth).await {
             Err(_) => Err(ExecError::AuthTimeout {
                 endpoint,
