@@ -90,9 +90,9 @@ fn select<'a>(
 fn load_inventory(cli: &Cli) -> anyhow::Result<Inventory> {
     let mut inv = Inventory::load(&cli.inventory)?;
     let ctx = fleet_ssh_config::Context::from_env();
-    if let Some((path, own)) = crate::ssh_config::config_path(&inv, cli.ssh_config.as_deref(), &ctx)
-    {
-        for w in crate::ssh_config::apply(&mut inv, &path, own, &ctx)? {
+    let files = crate::ssh_config::config_files(&inv, cli.ssh_config.as_deref(), &ctx);
+    if !files.is_empty() {
+        for w in crate::ssh_config::apply(&mut inv, &files, &ctx)? {
             tracing::warn!("{w}");
         }
     }

@@ -4,34 +4,57 @@
 //! value recording the file and line it came from for `fleet hosts --explain`.
 //!
 //! Which config: `-F FILE` (`-F none`: none), else `[defaults] ssh_config` (`false`: none),
-//! else `~/.ssh/config` when it exists.
+//! else, as ssh reads them, `~/.ssh/config` then `/etc/ssh/ssh_config`, those that exist.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use fleet_inventory::{HostKeyPolicy, Inventory, JumpHop, Source, SshConfigChoice};
-use fleet_ssh_config::{Context, Given, Origin, StrictHostKeyChecking, resolve_given};
+use fleet_ssh_config::{ConfigFile, Context, Given, Origin, StrictHostKeyChecking, resolve_files};
 
-/// The config to read, if any, and whether it is the user's own `~/.ssh/config` (which, as
-/// ssh does, must be the user's and not writable by others).
-pub(crate) fn config_path(
-    inv: &Inventory,
-    cli: Option<&Path>,
-    ctx: &Context,
-) -> Option<(PathBuf, bool)> {
+/// The config files to read, in order; empty for none. A file named (`-F`, the
+/// inventory's `ssh_config`) is read alone, as `ssh -F` reads it; else the user's own
+/// `~/.ssh/config` (which, as ssh requires, must be the user's and not writable by
+/// others), then the system's.
+pub(crate) fn config_files(inv: &Inventory, cli: Option<&Path>, ctx: &Context) -> Vec<ConfigFile> {
     match cli {
-        Some(p) if p.to_str().is_some_and(|s| s.eq_ignore_ascii_case("none")) => return None,
-        Some(p) => return Some((p.to_owned(), false)),
+        Some(p) if p.to_str().is_some_and(|s| s.eq_ignore_ascii_case("none")) => return Vec::new(),
+        Some(p) => return vec![ConfigFile::named(p)],
         None => {}
     }
     match inv.ssh_config() {
-        SshConfigChoice::Off => None,
-        SshConfigChoice::File(p) => Some((p.clone(), false)),
-        SshConfigChoice::User => Some(ctx.home.join(".ssh/config"))
-            .filter(|p| p.is_file())
-            .map(|p| (p, true)),
+        SshConfigChoice::Off => Vec::new(),
+        SshConfigChoice::File(p) => vec![ConfigFile::named(p.clone())],
+        SshConfigChoice::User => {
+            let user = ConfigFile {
+                path: ctx.home.join(".ssh/config"),
+                check_owner: true,
+                system: false,
+            };
+            let system = ConfigFile {
+                path: PathBuf::from(fleet_ssh_config::SYSTEM_CONFIG),
+                check_owner: false,
+                system: true,
+            };
+            [user, system]
+                .into_iter()
+                .filter(|f| f.path.is_file())
+                .collect()
+        }
     }
+}
+
+/// The files, for messages.
+pub(crate) fn describe(files: &[ConfigFile]) -> String {
+    if files.is_empty() {
+        return "none".into();
+    }
+    files
+        .iter()
+        .map(|f| f.path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn at(o: &Origin) -> Source {
@@ -47,12 +70,13 @@ fn at(o: &Origin) -> Source {
 /// yet (`ProxyCommand`) for a host.
 pub(crate) fn apply(
     inv: &mut Inventory,
-    config: &Path,
-    check_owner: bool,
+    config: &[ConfigFile],
     ctx: &Context,
 ) -> anyhow::Result<Vec<String>> {
-    if !config.is_file() {
-        bail!("ssh_config `{}`: no such file", config.display());
+    for f in config {
+        if !f.path.is_file() {
+            bail!("ssh_config `{}`: no such file", f.path.display());
+        }
     }
     let inventory_hosts: Vec<String> = inv.hosts().iter().map(|h| h.name.clone()).collect();
     let mut warnings = Vec::new();
@@ -66,7 +90,7 @@ pub(crate) fn apply(
                 .set_by_inventory("address")
                 .then(|| host.address.clone()),
         };
-        let r = resolve_given(config, &host.name, ctx, &given, check_owner).with_context(|| {
+        let r = resolve_files(config, &host.name, ctx, &given).with_context(|| {
             format!(
                 "host `{}` (to read no OpenSSH config: `fleet -F none`, or `ssh_config = false` in the inventory's [defaults])",
                 host.name
@@ -212,7 +236,7 @@ pub(crate) fn apply(
                             port: h.port,
                         }
                     } else {
-                        hop(config, check_owner, ctx, &host.name, h)?
+                        hop(config, ctx, &host.name, h)?
                     });
                 }
                 host.jump = hops;
@@ -261,8 +285,7 @@ fn proxy_command(value: &str, host: &fleet_inventory::Host) -> Result<String, St
 /// own `Host` block: HostName, User, Port). A hop that itself needs a jump or a command is
 /// refused: fleet does not chain what the config chains yet.
 fn hop(
-    config: &Path,
-    check_owner: bool,
+    config: &[ConfigFile],
     ctx: &Context,
     target: &str,
     h: fleet_ssh_config::JumpHost,
@@ -272,7 +295,7 @@ fn hop(
         port: h.port,
         hostname: None,
     };
-    let r = resolve_given(config, &h.host, ctx, &given, check_owner)
+    let r = resolve_files(config, &h.host, ctx, &given)
         .with_context(|| format!("jump host `{}` of host `{target}`", h.host))?;
     let nested = r
         .proxy_jump

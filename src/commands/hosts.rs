@@ -185,7 +185,7 @@ fn explain(
         ),
     ];
     let ctx = fleet_ssh_config::Context::from_env();
-    let config = crate::ssh_config::config_path(inventory, cli.ssh_config.as_deref(), &ctx);
+    let config = crate::ssh_config::config_files(inventory, cli.ssh_config.as_deref(), &ctx);
     let mut out = crate::render::stdout();
     if json {
         for (k, v) in &rows {
@@ -197,7 +197,7 @@ fn explain(
             out,
             "host {} (ssh_config: {})\n",
             h.name,
-            config.map_or("none".to_owned(), |(p, _)| p.display().to_string())
+            crate::ssh_config::describe(&config)
         )?;
         let cells: Vec<[String; 3]> = rows
             .iter()

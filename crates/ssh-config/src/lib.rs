@@ -206,6 +206,35 @@ pub fn resolve(config: &Path, host: &str, ctx: &Context) -> Result<Resolved, Con
     resolve_given(config, host, ctx, &Given::default(), false)
 }
 
+/// The system-wide client config, read after the user's when no file is named (`ssh -F`
+/// reads only the file named).
+pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";
+
+/// One file of the client config, in the order ssh reads them (the first value obtained
+/// wins across them all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file.
+    pub path: PathBuf,
+    /// It must be the user's (or root's) and not writable by others, as ssh requires of
+    /// `~/.ssh/config` (included files are always checked).
+    pub check_owner: bool,
+    /// It is the system-wide file: relative `Include`s are under `/etc/ssh`, and keywords
+    /// this crate does not know are let through (a distribution's own).
+    pub system: bool,
+}
+
+impl ConfigFile {
+    /// A file named by the user (`-F FILE`).
+    pub fn named(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            check_owner: false,
+            system: false,
+        }
+    }
+}
+
 /// [`resolve`] with what is `given` first; `check_owner`: the file must be the user's (or
 /// root's) and not writable by others, as ssh requires of `~/.ssh/config` (included files
 /// are always checked).
@@ -219,6 +248,26 @@ pub fn resolve_given(
     ctx: &Context,
     given: &Given,
     check_owner: bool,
+) -> Result<Resolved, ConfigError> {
+    let file = ConfigFile {
+        path: config.to_owned(),
+        check_owner,
+        system: false,
+    };
+    resolve_files(std::slice::from_ref(&file), host, ctx, given)
+}
+
+/// [`resolve_given`] over several files read in turn, as ssh reads `~/.ssh/config` then
+/// [`SYSTEM_CONFIG`]: what one obtains stands for the next.
+///
+/// # Errors
+///
+/// As [`resolve`].
+pub fn resolve_files(
+    files: &[ConfigFile],
+    host: &str,
+    ctx: &Context,
+    given: &Given,
 ) -> Result<Resolved, ConfigError> {
     let given_at = Origin {
         file: PathBuf::from("(given)"),
@@ -246,13 +295,20 @@ pub fn resolve_given(
         final_pass: false,
         want_final: false,
         ignore_unknown: Vec::new(),
+        system: false,
     };
-    r.read_file(config, false, true, 0, check_owner)?;
+    for f in files {
+        r.system = f.system;
+        r.read_file(&f.path, false, true, 0, f.check_owner)?;
+    }
     if r.want_final {
         // The second pass reads everything again into the same options (what the first
         // obtained stands), `Host` now matching the resolved name.
         r.final_pass = true;
-        r.read_file(config, false, true, 0, check_owner)?;
+        for f in files {
+            r.system = f.system;
+            r.read_file(&f.path, false, true, 0, f.check_owner)?;
+        }
     }
     Ok(r.out)
 }
@@ -396,4 +452,54 @@ fn uid() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(home: &Path) -> Context {
+        Context {
+            home: home.to_owned(),
+            tilde_home: home.to_owned(),
+            local_user: "me".into(),
+            local_host: "here".into(),
+            uid: 0,
+        }
+    }
+
+    /// The user's file, then the system's: what the first obtains stands; the system file
+    /// may hold a distribution's own keywords.
+    #[test]
+    fn files_are_read_in_turn_first_value_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config");
+        let system = dir.path().join("ssh_config");
+        std::fs::write(&user, "Host web\n  Port 2222\n").unwrap();
+        std::fs::write(
+            &system,
+            "Host *\n  Port 22\n  User ops\n  FleetTestDistroOption yes\n  HashKnownHosts yes\n",
+        )
+        .unwrap();
+        let files = [
+            ConfigFile::named(&user),
+            ConfigFile {
+                path: system.clone(),
+                check_owner: false,
+                system: true,
+            },
+        ];
+        let r = resolve_files(&files, "web", &ctx(dir.path()), &Given::default()).unwrap();
+        assert_eq!(r.port.as_ref().map(|p| p.value), Some(2222));
+        assert_eq!(r.user.as_ref().map(|u| u.value.as_str()), Some("ops"));
+        assert_eq!(
+            r.user.as_ref().map(|u| u.origin.file.clone()),
+            Some(system.clone())
+        );
+        assert_eq!(r.hash_known_hosts.as_ref().map(|v| v.value), Some(true));
+        // The same unknown keyword in the user's own file is an error, as ssh says.
+        std::fs::write(&user, "FleetTestDistroOption yes\n").unwrap();
+        let e = resolve_files(&files, "web", &ctx(dir.path()), &Given::default()).unwrap_err();
+        assert!(e.to_string().contains("Bad configuration option"), "{e}");
+    }
 }

@@ -19,6 +19,10 @@ pub(crate) struct Reader<'a> {
     pub(crate) want_final: bool,
     /// `IgnoreUnknown` patterns obtained so far.
     pub(crate) ignore_unknown: Vec<String>,
+    /// Reading the system-wide file: relative `Include`s are under `/etc/ssh`, and a keyword
+    /// this reader does not know is let through (distributions patch ssh with options of
+    /// their own, which their ssh knows).
+    pub(crate) system: bool,
 }
 
 fn err(origin: &Origin, msg: impl Into<String>) -> ConfigError {
@@ -112,9 +116,11 @@ impl Reader<'_> {
 
     /// Whether keyword `k` may be unknown (`IgnoreUnknown`).
     fn may_ignore(&self, k: &str) -> bool {
-        self.ignore_unknown
-            .iter()
-            .any(|p| pattern::list(k, p, true))
+        self.system
+            || self
+                .ignore_unknown
+                .iter()
+                .any(|p| pattern::list(k, p, true))
     }
 
     /// `Include ARG`: `~` is the home, a relative path is under `~/.ssh` (for the user's
@@ -124,6 +130,8 @@ impl Reader<'_> {
         let p = crate::expand::tilde(arg, &home);
         let p = if p.starts_with('/') {
             p
+        } else if self.system {
+            format!("/etc/ssh/{p}")
         } else {
             format!("{}/.ssh/{p}", home.trim_end_matches('/'))
         };
