@@ -227,17 +227,18 @@ pub(crate) fn apply(
                 && !j.value.eq_ignore_ascii_case("none")
             {
                 let mut hops = Vec::new();
-                for h in r.jump_hosts()? {
-                    hops.push(if inventory_hosts.contains(&h.host) {
+                for (i, h) in r.jump_hosts()?.into_iter().enumerate() {
+                    if inventory_hosts.contains(&h.host) {
                         // An inventory host: its own settings (see targets.rs).
-                        JumpHop {
+                        hops.push(JumpHop {
                             user: h.user,
                             host: h.host,
                             port: h.port,
-                        }
+                        });
                     } else {
-                        hop(config, ctx, &host.name, h)?
-                    });
+                        let mut seen = vec![host.name.clone()];
+                        hops.extend(hop(config, ctx, &host.name, h, i == 0, &mut seen)?);
+                    }
                 }
                 host.jump = hops;
                 host.sources.insert("jump".into(), at(&j.origin));
@@ -281,15 +282,30 @@ fn proxy_command(value: &str, host: &fleet_inventory::Host) -> Result<String, St
     fleet_ssh_config::percent(value, &tokens).map_err(|e| format!("`{value}`: {e}"))
 }
 
+/// Most hops one chain may take, through the hops' own `ProxyJump`s.
+const MAX_HOPS: usize = 8;
+
 /// A `ProxyJump` hop that is no inventory host, read from the config as ssh reads it (its
-/// own `Host` block: HostName, User, Port). A hop that itself needs a jump or a command is
-/// refused: fleet does not chain what the config chains yet.
+/// own `Host` block: HostName, User, Port), with the hops before it. As ssh does (it turns
+/// `ProxyJump a,b` into `ssh -J a -W … b`), only the first hop's own `ProxyJump` is followed,
+/// and then recursively that hop's first: the others are reached through the hops before
+/// them. A first hop behind a `ProxyCommand` is refused.
 fn hop(
     config: &[ConfigFile],
     ctx: &Context,
     target: &str,
     h: fleet_ssh_config::JumpHost,
-) -> anyhow::Result<JumpHop> {
+    first: bool,
+    seen: &mut Vec<String>,
+) -> anyhow::Result<Vec<JumpHop>> {
+    if seen.contains(&h.host) || seen.len() > MAX_HOPS {
+        bail!(
+            "the jump hosts of host `{target}` lead back to `{}` or run past {MAX_HOPS} hops: {}",
+            h.host,
+            seen.join(" -> ")
+        );
+    }
+    seen.push(h.host.clone());
     let given = Given {
         user: h.user.clone(),
         port: h.port,
@@ -297,24 +313,35 @@ fn hop(
     };
     let r = resolve_files(config, &h.host, ctx, &given)
         .with_context(|| format!("jump host `{}` of host `{target}`", h.host))?;
-    let nested = r
-        .proxy_jump
-        .as_ref()
-        .filter(|j| !j.value.eq_ignore_ascii_case("none"))
-        .map(|j| j.origin.clone())
-        .or_else(|| {
-            r.proxy_command
-                .as_ref()
-                .filter(|c| !c.value.eq_ignore_ascii_case("none"))
-                .map(|c| c.origin.clone())
-        });
-    if let Some(o) = nested {
-        bail!(
-            "{o}: jump host `{}` of host `{target}` is itself reached through another jump or a command, which fleet does not chain yet: list the hops in the host's `jump`",
-            h.host
-        );
+    let mut chain = Vec::new();
+    if first {
+        if let Some(j) = r
+            .proxy_jump
+            .as_ref()
+            .filter(|j| !j.value.eq_ignore_ascii_case("none"))
+        {
+            let before = r
+                .jump_hosts()
+                .with_context(|| format!("jump host `{}` of host `{target}`", h.host))?;
+            for (i, b) in before.into_iter().enumerate() {
+                chain.extend(
+                    hop(config, ctx, target, b, i == 0, seen)
+                        .with_context(|| format!("{}: the jump before `{}`", j.origin, h.host))?,
+                );
+            }
+        } else if let Some(c) = r
+            .proxy_command
+            .as_ref()
+            .filter(|c| !c.value.eq_ignore_ascii_case("none"))
+        {
+            bail!(
+                "{}: jump host `{}` of host `{target}` is reached through a ProxyCommand, which fleet does not run for a jump host: give it a ProxyJump, or list the hops in the host's `jump`",
+                c.origin,
+                h.host
+            );
+        }
     }
-    Ok(JumpHop {
+    chain.push(JumpHop {
         user: h.user.or_else(|| r.user.as_ref().map(|u| u.value.clone())),
         host: if r.hostname.is_some() {
             r.effective_hostname()
@@ -322,5 +349,6 @@ fn hop(
             h.host
         },
         port: h.port.or_else(|| r.port.as_ref().map(|p| p.value)),
-    })
+    });
+    Ok(chain)
 }

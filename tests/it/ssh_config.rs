@@ -136,7 +136,7 @@ fn a_host_is_reached_with_what_ssh_config_says_and_the_inventory_wins_over_it() 
 }
 
 #[test]
-fn a_jump_host_is_read_from_its_own_block_and_a_chained_one_is_refused() {
+fn a_jump_host_is_read_from_its_own_block_with_the_jumps_before_it() {
     let lab = TestLab::start(1);
     let inv = inventory(&lab, "");
     let cfg = config(
@@ -155,17 +155,73 @@ fn a_jump_host_is_read_from_its_own_block_and_a_chained_one_is_refused() {
         "{text}"
     );
 
+    // The first hop's own ProxyJump is followed, as ssh follows it.
     let cfg = config(
         &lab,
         "chained-config",
-        "  ProxyJump bastion\nHost bastion\n  ProxyJump outer\n",
+        "  ProxyJump bastion\nHost bastion\n  HostName 192.0.2.7\n  User jumper\n  ProxyJump outer\nHost outer\n  HostName 192.0.2.9\n  Port 2200\n",
+    );
+    let f = cfg.display().to_string();
+    let text = explain(&inv, &["-F", &f], "web");
+    assert!(
+        from(&text, "jump").contains("192.0.2.9:2200,jumper@192.0.2.7 "),
+        "{text}"
+    );
+    // A loop is refused.
+    let cfg = config(
+        &lab,
+        "loop-config",
+        "  ProxyJump bastion\nHost bastion\n  ProxyJump bastion\n",
     );
     let f = cfg.display().to_string();
     let o = run(fleet(&inv).args(["-F", &f, "hosts"]));
-    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
-    let e = stderr(&o);
-    assert!(e.contains(&format!("{f}:9")), "{e}");
-    assert!(e.contains("does not chain yet"), "{e}");
+    assert_eq!(o.status.code(), Some(2), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("the jump hosts of host `web` lead back to `bastion`"),
+        "{}",
+        both(&o)
+    );
+}
+
+/// A chain the config builds hop by hop (the target's ProxyJump, that hop's own) is
+/// connected through, hop after hop, against real sshd.
+#[test]
+fn a_chain_of_jumps_from_the_config_reaches_the_target() {
+    let lab = TestLab::start(3);
+    let h = lab.hosts();
+    let inv = inventory(&lab, "");
+    let cfg = lab.dir().join("chain-config");
+    let block = |name: &str, host: &fleet_lab::LabHost, jump: &str| {
+        format!(
+            "Host {name}\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n{jump}",
+            host.address,
+            host.port,
+            lab.user(),
+            lab.client_key().display()
+        )
+    };
+    write(
+        &cfg,
+        &[
+            block("web", &h[2], "  ProxyJump j2\n"),
+            block("j2", &h[1], "  ProxyJump j1\n"),
+            block("j1", &h[0], ""),
+        ]
+        .concat(),
+    );
+    let f = cfg.display().to_string();
+    let text = explain(&inv, &["-F", &f], "web");
+    let want = format!(
+        "{u}@{a0}:{p},{u}@{a1}:{p} ",
+        u = lab.user(),
+        a0 = h[0].address,
+        a1 = h[1].address,
+        p = h[0].port
+    );
+    assert!(from(&text, "jump").contains(&want), "{text}");
+    let o = run(fleet(&inv).args(["-F", &f, "exec", "-l", "web", "--", "echo $FLEET_HOST"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stdout(&o).contains("h03"), "{}", both(&o));
 }
 
 #[test]
