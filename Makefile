@@ -19,9 +19,10 @@ deps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	[ -x /usr/bin/sudo ] || missing="$$missing sudo"; \
+	[ -x /usr/bin/doas ] || missing="$$missing opendoas"; \
 	command -v ps >/dev/null || missing="$$missing procps"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, ssh -G as the ssh_config oracle, sudo for become, ps for the tests' checks)"; \
+	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, ssh -G as the ssh_config oracle, sudo and doas for become, ps for the tests' checks)"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  case "$$missing" in *nginx*) \

@@ -524,3 +524,46 @@ fn keyboard_interactive_through_pam() {
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert_eq!(json_lines(&o)[0]["error_kind"], "auth", "{}", both(&o));
 }
+
+/// doas with a `permit nopass keepenv` rule, as a real server would have it; a password
+/// with doas is refused before anything connects (doas reads one only from a terminal).
+#[test]
+fn doas_with_a_nopass_rule() {
+    let users = fleet_lab::users::ensure().expect("the lab's login users (tests run as root)");
+    assert!(
+        users.doas,
+        "the lab's doas rules are not in place: install opendoas (`make deps`), and this machine must have no {} of its own",
+        fleet_lab::users::DOAS_CONF
+    );
+    let lab = TestLab::start(1);
+    let inv = inventory(
+        &lab.inventory_path(),
+        "doas.toml",
+        &format!("user = \"{NOPASSWD}\"\nbecome = true\nbecome_method = \"doas\""),
+        &[],
+    );
+    let o = run(fleet(&inv).args(["exec", "--json", "--", "id -un; echo \"$FLEET_HOST\""]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(json_lines(&o)[0]["stdout"], "root\nh01\n", "{}", both(&o));
+
+    secret_file(lab.temp_dir(), "doas.pass", "whatever");
+    let inv = inventory(
+        &lab.inventory_path(),
+        "doas-pass.toml",
+        &format!(
+            "user = \"{NOPASSWD}\"\nbecome = true\nbecome_method = \"doas\"\nbecome_password_file = \"doas.pass\""
+        ),
+        &[],
+    );
+    let o = run(fleet(&inv).args(["exec", "--json", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let line = &json_lines(&o)[0];
+    assert_eq!(line["error_kind"], "become", "{}", both(&o));
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("doas reads a password only from a terminal")),
+        "{}",
+        both(&o)
+    );
+}

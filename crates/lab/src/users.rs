@@ -32,12 +32,19 @@ pub const WEB: &str = "fleet-web";
 pub const SUDOERS: &str = "/etc/sudoers.d/fleet-lab";
 /// Where the operator's password is kept (root only).
 pub const STATE: &str = "/var/lib/fleet-lab/users";
+/// doas's rules: written only where none exist (or the lab's own), when doas is installed.
+pub const DOAS_CONF: &str = "/etc/doas.conf";
+/// The first line of the lab's `doas.conf`, by which it knows its own.
+const DOAS_MARK: &str = "# fleet-lab: test rules (removed by `fleet-lab users --remove`)";
 
 /// The lab's login users, as created.
 #[derive(Clone)]
 pub struct LabUsers {
     /// [`OPERATOR`]'s login and sudo password.
     pub operator_password: String,
+    /// Whether [`NOPASSWD`] may `doas` (to root and to [`OPERATOR`], without a password,
+    /// keeping the environment): doas is installed and this machine had no rules of its own.
+    pub doas: bool,
 }
 
 impl std::fmt::Debug for LabUsers {
@@ -136,9 +143,38 @@ pub fn ensure() -> Result<LabUsers, LabError> {
         }
         std::fs::rename(&tmp, SUDOERS).map_err(|e| users_err("rename", Path::new(&tmp), &e))?;
     }
+    let doas = doas_rules()?;
     Ok(LabUsers {
         operator_password: password,
+        doas,
     })
+}
+
+/// Writes the lab's doas rules unless the machine has rules of its own; whether the lab's
+/// are in place.
+fn doas_rules() -> Result<bool, LabError> {
+    if !Path::new("/usr/bin/doas").exists() {
+        return Ok(false);
+    }
+    let rules = format!(
+        "{DOAS_MARK}\n\
+         permit nopass keepenv {NOPASSWD} as root\n\
+         permit nopass keepenv {NOPASSWD} as {OPERATOR}\n"
+    );
+    match std::fs::read_to_string(DOAS_CONF) {
+        Ok(text) if text == rules => return Ok(true),
+        Ok(text) if !text.starts_with(DOAS_MARK) => return Ok(false),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(users_err("read", Path::new(DOAS_CONF), &e));
+        }
+        _ => {}
+    }
+    let tmp = format!("{DOAS_CONF}.fleet-lab-tmp");
+    write_private(Path::new(&tmp), &rules)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o400))
+        .map_err(|e| users_err("chmod", Path::new(&tmp), &e))?;
+    std::fs::rename(&tmp, DOAS_CONF).map_err(|e| users_err("rename", Path::new(&tmp), &e))?;
+    Ok(true)
 }
 
 /// Deletes the users, their homes, the sudoers drop-in and the kept password.
@@ -159,6 +195,10 @@ pub fn remove() -> Result<(), LabError> {
     }
     if user_exists(WEB) {
         run("userdel", &[WEB], None)?;
+    }
+    if std::fs::read_to_string(DOAS_CONF).is_ok_and(|t| t.starts_with(DOAS_MARK)) {
+        std::fs::remove_file(DOAS_CONF)
+            .map_err(|e| users_err("remove", Path::new(DOAS_CONF), &e))?;
     }
     for f in [SUDOERS, STATE] {
         match std::fs::remove_file(f) {
