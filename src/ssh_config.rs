@@ -234,6 +234,7 @@ pub(crate) fn apply(
                             user: h.user,
                             host: h.host,
                             port: h.port,
+                            identity_files: Vec::new(),
                         });
                     } else {
                         let mut seen = vec![host.name.clone()];
@@ -341,6 +342,12 @@ fn hop(
             );
         }
     }
+    let identity_files = r
+        .identity_files
+        .iter()
+        .map(|f| r.expand_path(&f.value, ctx).map(PathBuf::from))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("jump host `{}` of host `{target}`: {e}", h.host))?;
     chain.push(JumpHop {
         user: h.user.or_else(|| r.user.as_ref().map(|u| u.value.clone())),
         host: if r.hostname.is_some() {
@@ -349,6 +356,7 @@ fn hop(
             h.host
         },
         port: h.port.or_else(|| r.port.as_ref().map(|p| p.value)),
+        identity_files,
     });
     Ok(chain)
 }

@@ -113,5 +113,8 @@ fn jump_target(
     if let Some(p) = hop.port {
         t.port = p;
     }
+    if !hop.identity_files.is_empty() {
+        t.identity_files = hop.identity_files.clone();
+    }
     Ok(t)
 }

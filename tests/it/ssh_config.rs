@@ -222,6 +222,31 @@ fn a_chain_of_jumps_from_the_config_reaches_the_target() {
     let o = run(fleet(&inv).args(["-F", &f, "exec", "-l", "web", "--", "echo $FLEET_HOST"]));
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(stdout(&o).contains("h03"), "{}", both(&o));
+
+    // Each hop logs in with its own block's IdentityFile: j1's missing key is what fails.
+    let missing = lab.dir().join("missing_hop_key");
+    let j1 = block("j1", &h[0], "").replace(
+        &lab.client_key().display().to_string(),
+        &missing.display().to_string(),
+    );
+    write(
+        &cfg,
+        &[
+            block("web", &h[2], "  ProxyJump j2\n"),
+            block("j2", &h[1], "  ProxyJump j1\n"),
+            j1,
+        ]
+        .concat(),
+    );
+    let o = run(fleet(&inv).args(["-F", &f, "exec", "--json", "-l", "web", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let e = stdout(&o);
+    assert!(
+        e.contains("through jump host")
+            && e.contains(&format!("{}` (not found)", missing.display())),
+        "{}",
+        both(&o)
+    );
 }
 
 #[test]

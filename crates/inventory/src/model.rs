@@ -37,6 +37,9 @@ pub struct JumpHop {
     pub host: String,
     /// Port; 22 (or the inventory host's port) when `None`.
     pub port: Option<u16>,
+    /// Keys for this hop (from its own block of an OpenSSH config); empty: the keys of the
+    /// host it leads to (or of the inventory host it names).
+    pub identity_files: Vec<PathBuf>,
 }
 
 /// Client options that only an OpenSSH config sets (the inventory has no key for them),

@@ -617,6 +617,7 @@ fn parse_hop(s: &str) -> Result<JumpHop, String> {
         user,
         host: host.to_owned(),
         port,
+        identity_files: Vec::new(),
     })
 }
 

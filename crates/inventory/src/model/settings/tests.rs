@@ -339,12 +339,14 @@ host_key = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
             JumpHop {
                 user: Some("ops".into()),
                 host: "bastion".into(),
-                port: Some(2222)
+                port: Some(2222),
+                identity_files: Vec::new(),
             },
             JumpHop {
                 user: None,
                 host: "inner".into(),
-                port: None
+                port: None,
+                identity_files: Vec::new(),
             },
         ]
     );
