@@ -377,23 +377,17 @@ impl Lab {
     /// [`LabError::UnknownHost`]; when its config cannot be rewritten or its sshd does not
     /// come back.
     pub fn keyboard_interactive_only(&mut self, name: &str) -> Result<(), LabError> {
-        let i = self.index(name)?;
-        let config = SshdFiles::new(&self.dir, name).config();
-        let text = std::fs::read_to_string(&config).map_err(io("read", &config))?;
-        let text = text
-            .replace("UsePAM no\n", "UsePAM yes\n")
-            .replace(
-                "KbdInteractiveAuthentication no\n",
-                "KbdInteractiveAuthentication yes\n",
-            )
-            .replace(
-                "    PasswordAuthentication yes\n",
-                "    PasswordAuthentication no\n",
-            );
-        std::fs::write(&config, text).map_err(io("write", &config))?;
-        self.stop_hosts(&[i]);
-        record::write(self)?;
-        self.start_hosts(&[i], start_deadline(1))
+        self.reconfigure(name, |text| {
+            text.replace("UsePAM no\n", "UsePAM yes\n")
+                .replace(
+                    "KbdInteractiveAuthentication no\n",
+                    "KbdInteractiveAuthentication yes\n",
+                )
+                .replace(
+                    "    PasswordAuthentication yes\n",
+                    "    PasswordAuthentication no\n",
+                )
+        })
     }
 
     /// Makes host `name` trust user certificates signed by the CA whose public key is
@@ -403,19 +397,24 @@ impl Lab {
     ///
     /// As [`Lab::keyboard_interactive_only`].
     pub fn trust_user_ca(&mut self, name: &str, ca_public: &Path) -> Result<(), LabError> {
+        // Before the `Match` block, which runs to the end of the file.
+        let line = format!(
+            "TrustedUserCAKeys {}\n# The lab's operator",
+            ca_public.display()
+        );
+        self.reconfigure(name, |text| text.replacen("# The lab's operator", &line, 1))
+    }
+
+    /// Rewrites host `name`'s sshd_config with `edit` and restarts it.
+    fn reconfigure(
+        &mut self,
+        name: &str,
+        edit: impl FnOnce(&str) -> String,
+    ) -> Result<(), LabError> {
         let i = self.index(name)?;
         let config = SshdFiles::new(&self.dir, name).config();
         let text = std::fs::read_to_string(&config).map_err(io("read", &config))?;
-        // Before the `Match` block, which runs to the end of the file.
-        let text = text.replacen(
-            "# The lab's operator",
-            &format!(
-                "TrustedUserCAKeys {}\n# The lab's operator",
-                ca_public.display()
-            ),
-            1,
-        );
-        std::fs::write(&config, text).map_err(io("write", &config))?;
+        std::fs::write(&config, edit(&text)).map_err(io("write", &config))?;
         self.stop_hosts(&[i]);
         record::write(self)?;
         self.start_hosts(&[i], start_deadline(1))

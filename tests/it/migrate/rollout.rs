@@ -26,6 +26,23 @@ pub(super) fn imported_lab(hosts: usize, per_host: usize) -> (Upgrade, String) {
     (u, run)
 }
 
+/// `s` serves run `run`'s release, Drupal 10, out of maintenance.
+fn assert_serves_the_release(u: &Upgrade, s: &fleet_lab::LabSite, run: &str) {
+    let rel = s.current.parent().unwrap().join("releases").join(run);
+    assert_eq!(s.served(), rel, "{}", s.uri_host());
+    let a = u.lab.http_get(s, false).unwrap();
+    assert!(
+        a.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
+        "{a:?}"
+    );
+    assert_eq!(
+        new_maintenance(s),
+        "0",
+        "{}: the new site is in maintenance",
+        s.uri_host()
+    );
+}
+
 pub(super) fn new_maintenance(s: &fleet_lab::LabSite) -> String {
     std::fs::read_to_string(
         s.db_dir(&format!("{}_d10", s.cms_db))
@@ -45,19 +62,7 @@ fn release_switches_every_site_in_batches_without_a_moment_of_no_docroot() {
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     let lines = site_lines(&o);
     for s in &u.sites {
-        let rel = s.current.parent().unwrap().join("releases").join(&run);
-        assert_eq!(s.served(), rel, "{}", s.uri_host());
-        let a = u.lab.http_get(s, false).unwrap();
-        assert!(
-            a.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
-            "{a:?}"
-        );
-        assert_eq!(
-            new_maintenance(s),
-            "0",
-            "{}: the new site is in maintenance",
-            s.uri_host()
-        );
+        assert_serves_the_release(&u, s, &run);
         assert_eq!(lines[&format!("{}/{}", s.host, s.name)].0, "upgraded");
         // The way back is kept: the old root and database are there.
         assert!(s.root.join("includes/bootstrap.inc").is_file());
@@ -338,14 +343,7 @@ fn a_migration_by_an_operator_who_sudoes_with_a_password() {
     let o = crate::run(&mut release(&u, &run, &[]));
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for s in &u.sites {
-        let rel = s.current.parent().unwrap().join("releases").join(&run);
-        assert_eq!(s.served(), rel, "{}", s.uri_host());
-        let a = u.lab.http_get(s, false).unwrap();
-        assert!(
-            a.body.contains(&format!("Drupal {DRUPAL_RELEASE}")),
-            "{a:?}"
-        );
-        assert_eq!(new_maintenance(s), "0", "{}", s.uri_host());
+        assert_serves_the_release(&u, s, &run);
     }
     for out in [&b, &i, &o] {
         assert!(!both(out).contains(&password), "the password in the output");
