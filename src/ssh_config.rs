@@ -186,9 +186,12 @@ pub(crate) fn apply(
             host.ssh_options.certificate_files = r
                 .certificate_files
                 .iter()
-                .map(|f| r.expand_path(&f.value, ctx).map(PathBuf::from))
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", first.origin))?;
+                .map(|f| {
+                    r.expand_path(&f.value, ctx)
+                        .map(PathBuf::from)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.origin))
+                })
+                .collect::<anyhow::Result<_>>()?;
             host.sources
                 .insert("certificate_file".into(), at(&first.origin));
         }
@@ -197,19 +200,22 @@ pub(crate) fn apply(
             host.sources.insert("identities_only".into(), at(&v.origin));
         }
         if let Some(v) = &r.identity_agent {
+            // `none`, `SSH_AUTH_SOCK`, `$NAME` (a variable naming the socket), else a path in
+            // which `~`, `%` tokens and `${NAME}` are expanded.
             let value = match v.value.as_str() {
                 "none" | "SSH_AUTH_SOCK" => v.value.clone(),
-                s if s.starts_with('$') => s.to_owned(),
-                s => r
-                    .expand_path(s, ctx)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", v.origin))?,
+                s if s.starts_with('$') && !s.starts_with("${") => s.to_owned(),
+                s => {
+                    let s = env_vars(s).map_err(|e| anyhow::anyhow!("{}: {e}", v.origin))?;
+                    r.expand_path(&s, ctx)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", v.origin))?
+                }
             };
             host.ssh_options.identity_agent = Some(value);
             host.sources.insert("identity_agent".into(), at(&v.origin));
         }
-        if let Some(v) = &r.server_alive_interval
-            && v.value > 0
-        {
+        if let Some(v) = &r.server_alive_interval {
+            // 0 turns the probes off, as in ssh.
             let max = r
                 .server_alive_count_max
                 .as_ref()
@@ -281,6 +287,26 @@ fn proxy_command(value: &str, host: &fleet_inventory::Host) -> Result<String, St
         tokens.insert(k, v);
     }
     fleet_ssh_config::percent(value, &tokens).map_err(|e| format!("`{value}`: {e}"))
+}
+
+/// `${NAME}` in `s` replaced by the variable's value, as ssh expands paths.
+fn env_vars(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`{s}`: unclosed `${{`"))?;
+        let name = &after[..end];
+        let value = std::env::var(name)
+            .map_err(|_| format!("`{s}`: environment variable `{name}` is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Most hops one chain may take, through the hops' own `ProxyJump`s.

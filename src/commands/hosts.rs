@@ -167,6 +167,7 @@ fn explain(
         (
             "server_alive",
             match h.ssh_options.server_alive {
+                Some((every, _)) if every.is_zero() => "off".into(),
                 Some((every, max)) => format!(
                     "every {}, {max} unanswered drop it",
                     humantime::format_duration(every)

@@ -33,11 +33,7 @@ fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn inventory(inventory: &Path, name: &str, defaults: &str, hosts: &[(&str, &str)]) -> PathBuf {
     let mut text = std::fs::read_to_string(inventory).expect("lab inventory");
     assert!(text.contains("user = \"root\"\n"), "{text}");
-    text = text.replacen(
-        "user = \"root\"\n",
-        &format!("{defaults}\nssh_config = false\n"),
-        1,
-    );
+    text = text.replacen("user = \"root\"\n", &format!("{defaults}\n"), 1);
     for (host, lines) in hosts {
         let table = format!("[hosts.{host}]\n");
         assert!(text.contains(&table), "{table} in {text}");

@@ -507,6 +507,30 @@ fn a_user_certificate_logs_in_where_its_key_alone_is_unknown() {
         both(&o)
     );
 
+    // The agent holds the key and its certificate (ssh-add takes the cert beside the key):
+    // the certificate is what it offers for it.
+    let agent = fleet_lab::TestAgent::start(&dir, &[&key]).expect("agent");
+    write(
+        &cfg,
+        &format!(
+            "Host web\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            h.address,
+            h.port,
+            lab.user(),
+            dir.join("no_such_key").display()
+        ),
+    );
+    let o = run(fleet(&inv)
+        .env("SSH_AUTH_SOCK", agent.socket())
+        .args(["-F", &f, "exec", "--json", "-l", "web", "--", "echo in"]));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the agent's certificate: {}",
+        both(&o)
+    );
+    drop(agent);
+
     let moved = dir.join("elsewhere-cert.pub");
     std::fs::rename(format!("{}-cert.pub", key.display()), &moved).expect("move the cert");
     let o = exec();

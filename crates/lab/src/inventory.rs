@@ -48,6 +48,9 @@ pub(crate) fn text(lab: &Lab) -> String {
     let _ = writeln!(t, "host_key_policy = \"strict\"");
     let _ = writeln!(t, "connect_timeout = \"10s\"");
     let _ = writeln!(t, "command_timeout = \"5m\"");
+    // The lab's hosts are on loopback: whatever this machine's OpenSSH config says of other
+    // hosts (`/etc/ssh/ssh_config`'s `Host *`) is not for them. `fleet -F FILE` still reads one.
+    let _ = writeln!(t, "ssh_config = false");
     for h in lab.hosts() {
         match lab.bastion() {
             Some(b) if b != h.name => {
@@ -121,8 +124,24 @@ pub(crate) fn known_hosts(lab: &Lab) -> String {
 /// lab's own known_hosts and key (`ssh -F DIR/ssh_config ADDRESS CMD`).
 pub(crate) fn ssh_config(lab: &Lab) -> String {
     let port = lab.hosts().first().map_or(2222, |h| h.port);
+    // A bastion lab's hosts behind the bastion are reached through it, by the names only
+    // it resolves (and known_hosts knows them by).
+    let behind = lab
+        .bastion()
+        .and_then(|b| lab.host(b))
+        .map(|b| {
+            format!(
+                "Host *.{}\n\x20   ProxyJump {}@{}:{}\n",
+                crate::INTERNAL_DOMAIN,
+                lab.user(),
+                b.address,
+                b.port
+            )
+        })
+        .unwrap_or_default();
     format!(
         "# OpenSSH client config for the fleet-lab in {dir} (ssh -F {cfg} ADDRESS CMD)\n\
+         {behind}\
          Host *\n\
          \x20   User {user}\n\
          \x20   Port {port}\n\
@@ -216,6 +235,7 @@ known_hosts_file = "/tmp/lab/known_hosts"
 host_key_policy = "strict"
 connect_timeout = "10s"
 command_timeout = "5m"
+ssh_config = false
 
 [hosts.h01]
 address = "127.150.3.1"

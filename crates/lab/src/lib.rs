@@ -377,17 +377,20 @@ impl Lab {
     /// [`LabError::UnknownHost`]; when its config cannot be rewritten or its sshd does not
     /// come back.
     pub fn keyboard_interactive_only(&mut self, name: &str) -> Result<(), LabError> {
-        self.reconfigure(name, |text| {
-            text.replace("UsePAM no\n", "UsePAM yes\n")
-                .replace(
+        self.reconfigure(
+            name,
+            &[
+                ("UsePAM no\n", "UsePAM yes\n"),
+                (
                     "KbdInteractiveAuthentication no\n",
                     "KbdInteractiveAuthentication yes\n",
-                )
-                .replace(
+                ),
+                (
                     "    PasswordAuthentication yes\n",
                     "    PasswordAuthentication no\n",
-                )
-        })
+                ),
+            ],
+        )
     }
 
     /// Makes host `name` trust user certificates signed by the CA whose public key is
@@ -402,19 +405,29 @@ impl Lab {
             "TrustedUserCAKeys {}\n# The lab's operator",
             ca_public.display()
         );
-        self.reconfigure(name, |text| text.replacen("# The lab's operator", &line, 1))
+        self.reconfigure(name, &[("# The lab's operator", &line)])
     }
 
-    /// Rewrites host `name`'s sshd_config with `edit` and restarts it.
-    fn reconfigure(
-        &mut self,
-        name: &str,
-        edit: impl FnOnce(&str) -> String,
-    ) -> Result<(), LabError> {
+    /// Rewrites host `name`'s sshd_config, each `(old, new)` replacing text that must be
+    /// there exactly once (a template that changed must not leave a host silently as it
+    /// was), and restarts it.
+    fn reconfigure(&mut self, name: &str, edits: &[(&str, &str)]) -> Result<(), LabError> {
         let i = self.index(name)?;
         let config = SshdFiles::new(&self.dir, name).config();
-        let text = std::fs::read_to_string(&config).map_err(io("read", &config))?;
-        std::fs::write(&config, edit(&text)).map_err(io("write", &config))?;
+        let mut text = std::fs::read_to_string(&config).map_err(io("read", &config))?;
+        for (old, new) in edits {
+            if text.matches(old).count() != 1 {
+                return Err(LabError::SshdFailed {
+                    host: name.to_owned(),
+                    message: format!(
+                        "its sshd_config does not have exactly one `{}` to change",
+                        old.trim()
+                    ),
+                });
+            }
+            text = text.replacen(old, new, 1);
+        }
+        std::fs::write(&config, text).map_err(io("write", &config))?;
         self.stop_hosts(&[i]);
         record::write(self)?;
         self.start_hosts(&[i], start_deadline(1))

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use russh::MethodKind;
 use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
+use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::private::KeypairData;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
@@ -236,8 +237,15 @@ pub(crate) async fn authenticate<H: Handler>(
             .filter_map(|f| {
                 let mut p = f.clone().into_os_string();
                 p.push(".pub");
-                let text = std::fs::read_to_string(p).ok()?;
-                PublicKey::from_openssh(text.trim()).ok()
+                if let Ok(text) = std::fs::read_to_string(p) {
+                    return PublicKey::from_openssh(text.trim()).ok();
+                }
+                // No `.pub`: the private key file holds its public half in the clear, even
+                // when encrypted.
+                let text = std::fs::read_to_string(f).ok()?;
+                PrivateKey::from_openssh(text.trim())
+                    .ok()
+                    .map(|k| k.public_key().clone())
             })
             .collect()
     });
@@ -258,10 +266,21 @@ pub(crate) async fn authenticate<H: Handler>(
                     }
                     let hash = rsa_hash(handle, &pk).await;
                     n += 1;
-                    match handle
-                        .authenticate_publickey_with(user, pk.clone(), hash, &mut agent)
-                        .await
-                    {
+                    let result = match id {
+                        // A certificate the agent holds goes as one: the server may trust
+                        // only its CA.
+                        AgentIdentity::Certificate { certificate, .. } => {
+                            handle
+                                .authenticate_certificate_with(user, certificate, hash, &mut agent)
+                                .await
+                        }
+                        AgentIdentity::PublicKey { .. } => {
+                            handle
+                                .authenticate_publickey_with(user, pk.clone(), hash, &mut agent)
+                                .await
+                        }
+                    };
+                    match result {
                         Ok(AuthResult::Success) => return Ok(()),
                         Ok(AuthResult::Failure {
                             remaining_methods,
@@ -310,10 +329,8 @@ pub(crate) async fn authenticate<H: Handler>(
             }
         };
         let public = key.key.public_key();
-        if rejected.iter().any(|r| r.key_data() == public.key_data()) {
-            continue;
-        }
-        // A certificate of this key first: a server that trusts the CA may know no key.
+        // A certificate of this key first: a server that trusts the CA may know no key (and
+        // may have refused the bare key the agent offered).
         for (cert_path, cert) in certificates(path, certificate_files, public) {
             match handle
                 .authenticate_openssh_cert(user, key.key.clone(), cert)
@@ -325,6 +342,9 @@ pub(crate) async fn authenticate<H: Handler>(
                 }
                 Err(e) => tried.push(format!("certificate `{}` ({e})", cert_path.display())),
             }
+        }
+        if rejected.iter().any(|r| r.key_data() == public.key_data()) {
+            continue;
         }
         let result = match &key.ed25519 {
             Some(signing) => handle

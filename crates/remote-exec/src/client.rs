@@ -354,7 +354,7 @@ impl Client {
         let (interval, max) = target.keepalive.unwrap_or((self.inner.keepalive, 3));
         client::Config {
             preferred,
-            keepalive_interval: Some(interval),
+            keepalive_interval: (!interval.is_zero()).then_some(interval),
             keepalive_max: max,
             inactivity_timeout: None,
             nodelay: true,

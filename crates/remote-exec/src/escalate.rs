@@ -199,8 +199,10 @@ impl Gate {
                     let digits = o + self.open_marker.len();
                     let Some(nl) = self.held[digits..].iter().position(|&b| b == b'\n') else {
                         if self.held.len() - digits > MAX_PID_DIGITS {
-                            // Not ours after all (no pid): output, and look further on.
-                            self.held.remove(o);
+                            // Not ours after all (no pid): output up to and with its first
+                            // byte, and look further on.
+                            out.push(&self.held[..=o]);
+                            self.held.drain(..=o);
                             continue;
                         }
                         break;

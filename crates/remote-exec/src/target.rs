@@ -70,7 +70,8 @@ pub struct Target {
     /// Which agent to ask.
     pub identity_agent: AgentChoice,
     /// Keepalive probes on an idle connection: every interval, dropped after this many
-    /// unanswered (`ServerAliveInterval` / `ServerAliveCountMax`); the client's when `None`.
+    /// unanswered (`ServerAliveInterval` / `ServerAliveCountMax`; a zero interval: none); the
+    /// client's when `None`.
     pub keepalive: Option<(Duration, usize)>,
     /// Keys accepted under `accept-new` are written hashed (`|1|salt|hash`), as OpenSSH's
     /// `HashKnownHosts yes`.

@@ -360,7 +360,13 @@ impl Reader<'_> {
                 o.server_alive_interval.get_or_insert(at!(v));
             }
             "serveralivecountmax" => {
-                let v = number(&one()?)?;
+                let s = one()?;
+                let v: u64 = s.parse().map_err(|_| {
+                    err(
+                        origin,
+                        format!("ServerAliveCountMax: `{s}` is not a number"),
+                    )
+                })?;
                 o.server_alive_count_max.get_or_insert(at!(v));
             }
             "hostkeyalias" => {
