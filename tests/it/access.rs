@@ -273,9 +273,9 @@ fn password_login_right_and_wrong() {
     );
 }
 
-/// The whole upgrade logged in as a person who becomes root with sudo and a password from a
-/// file; the host whose password is refused fails before anything is touched, and the others
-/// go on. No password in the journal.
+/// The whole upgrade logged in as a person who becomes root: with sudo and a password from a
+/// file (h01), with NOPASSWD sudo (h02); the host whose password is refused (h03) fails
+/// before anything is touched, and the others go on. No password in the journal.
 #[test]
 fn upgrade_as_an_operator_who_sudoes_with_a_password() {
     let password = operator_password();
@@ -287,7 +287,11 @@ fn upgrade_as_an_operator_who_sudoes_with_a_password() {
         &u.lab.inventory_path(),
         "operator.toml",
         &format!("user = \"{OPERATOR}\"\nbecome = true\nbecome_password_file = \"op.pass\""),
-        &[("h03", "become_password_file = \"bad.pass\"")],
+        &[
+            // NOPASSWD sudo: the password file it inherits is never used.
+            ("h02", &format!("user = \"{NOPASSWD}\"")),
+            ("h03", "become_password_file = \"bad.pass\""),
+        ],
     );
     let mut c = fleet(&inv);
     c.arg("--state-dir")
