@@ -74,6 +74,18 @@ pub(crate) enum Command {
     /// Inventory tools: `convert` an Ansible inventory to fleet's TOML
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    /// Print a completion script for a shell (`fleet completions bash > /etc/bash_completion.d/fleet`)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into DIR
+    Man {
+        /// Write `fleet.1`, `fleet-exec.1`, ... here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -42,6 +42,8 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
         Command::Inventory(InventoryCommand::Convert { file }) => {
             convert(file.as_deref().unwrap_or(&cli.inventory))
         }
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { dir } => man(dir.as_deref()),
     };
     match result {
         Ok(status) => status,
@@ -51,6 +53,36 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
             ExitStatus::of_error(&err)
         }
     }
+}
+
+/// `fleet completions SHELL`: clap's own script for the shell, from the same definitions as
+/// the parser, so it never drifts from the flags.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitStatus> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = crate::render::stdout();
+    clap_complete::generate(shell, &mut cmd, "fleet", &mut out);
+    out.flush()?;
+    Ok(ExitStatus::Success)
+}
+
+/// `fleet man [--dir DIR]`: the roff man page of fleet on stdout, or a page per command
+/// (`fleet.1`, `fleet-exec.1`, `fleet-migrate-release.1`, ...) written into DIR.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitStatus> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create `{}`", d.display()))?;
+            clap_mangen::generate_to(cmd, d)
+                .with_context(|| format!("cannot write the man pages into `{}`", d.display()))?;
+        }
+        None => {
+            let mut out = crate::render::stdout();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// `fleet inventory convert FILE`: the TOML of an Ansible inventory, checked by loading it.

@@ -3,6 +3,7 @@
 mod access; // log in as a person, become root: sudo/su with and without passwords, password logins
 mod ansible; // Ansible INI and YAML inventories: the same hosts as their TOML conversion, reaching the lab
 mod bastion; // hosts behind a bastion: reached only through it, one connection, one error when it is dead
+mod cli; // shell completions and man pages
 mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort
