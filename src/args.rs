@@ -502,9 +502,20 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub(crate) max_handshakes: Option<u32>,
 
-    /// One JSON object per host on stdout instead of folded text
+    /// One JSON object per host on stdout instead of folded text (with `--stream`, one per
+    /// line as it arrives, then one per host)
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// Print every line as it arrives, as `host: line` (stderr as `host! line`, on stderr),
+    /// then the hosts' statuses, folded [default when one host is selected and stdout is a
+    /// terminal]
+    #[arg(long, conflicts_with = "fold")]
+    pub(crate) stream: bool,
+
+    /// Fold the output when every host is done, even for one host on a terminal
+    #[arg(long)]
+    pub(crate) fold: bool,
 
     /// Also write `DIR/<host>.stdout`, `DIR/<host>.stderr` and `DIR/summary.json`
     #[arg(long, value_name = "DIR")]
@@ -514,11 +525,22 @@ pub(crate) struct ExecArgs {
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
     pub(crate) max_output: usize,
 
-    /// The command, run by each host's login shell (put fleet options before it)
+    /// Run this local script on every host instead of a command, with the words after `--`
+    /// as its arguments; the interpreter comes from its `#!` line (`/bin/sh` without one).
+    /// It is sent over the connection and nothing of it is left on the host
+    #[arg(long, value_name = "FILE")]
+    pub(crate) script: Option<PathBuf>,
+
+    /// The command, run by each host's login shell (put fleet options before it); with
+    /// `--script`, the script's arguments
     // No `allow_hyphen_values`: with it, a mistyped option (`--timout 5s`) became the start
     // of the command and was run on every host. See `ExecArgs::remote_command` for options
     // after the command.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    #[arg(
+        required_unless_present = "script",
+        trailing_var_arg = true,
+        value_name = "CMD"
+    )]
     pub(crate) command: Vec<String>,
 }
 
@@ -547,7 +569,9 @@ impl ExecArgs {
                         && matches!(c.next(), None | Some('='))
                 }),
             };
-            if let Some(word) = self.command.iter().skip(1).find(|w| is_option(w)) {
+            // A command's first word is the command; a script's arguments are all arguments.
+            let skip = usize::from(self.script.is_none());
+            if let Some(word) = self.command.iter().skip(skip).find(|w| is_option(w)) {
                 return Err(format!(
                     "`{word}` after the command: put fleet options before the command, or use `--` before the command to send it all to the hosts"
                 ));

@@ -3,6 +3,7 @@
 pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod migrate;
+pub(crate) mod stream;
 pub(crate) mod upgrade;
 
 use std::io::IsTerminal;

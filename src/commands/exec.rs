@@ -1,6 +1,6 @@
 //! `fleet exec`: one command on every selected host, in parallel, folded output.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,13 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     let overrides = TargetOverrides {
         connect_timeout: args.connect_timeout,
     };
-    let jobs: Vec<Job> = hosts
+    let mut jobs: Vec<Job> = hosts
         .iter()
         .map(|h| {
             Ok(Job {
                 target: target_for(&inventory, h, overrides)?,
                 timeout: args.timeout.unwrap_or(h.command_timeout),
+                lines: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;
@@ -48,13 +49,41 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
 
-    let progress = render::progress_bar(jobs.len() as u64, settings.quiet);
+    let command = match &args.script {
+        None => RemoteCommand::shell(command_line),
+        Some(path) => {
+            let body = std::fs::read(path)
+                .with_context(|| format!("cannot read the script `{}`", path.display()))?;
+            RemoteCommand::local_script(body.into(), &args.command)
+                .with_context(|| format!("cannot run the script `{}`", path.display()))?
+        }
+    };
+    // Streaming is asked for, or it is what one host on a terminal wants: its output as it
+    // comes, as plain ssh would show it.
+    let streaming = args.stream
+        || (!args.fold && !args.json && jobs.len() == 1 && std::io::stdout().is_terminal());
+    let printer = streaming.then(|| {
+        render::stream::Printer::new(
+            jobs.iter().map(|j| j.target.name.as_str()),
+            render::stream::StreamStyle {
+                json: args.json,
+                color_stdout: settings.color_stdout,
+                color_stderr: settings.color_stderr,
+            },
+        )
+    });
+    if let Some(p) = &printer {
+        for (i, j) in jobs.iter_mut().enumerate() {
+            j.lines = Some(p.host(i, &j.target.name));
+        }
+    }
+    // A bar redrawn between streamed lines would only get in their way.
+    let progress = render::progress_bar(jobs.len() as u64, settings.quiet || streaming);
     let client = Client::new(ClientOptions {
         prompter: Arc::new(TtyPrompter::new(progress.clone())),
         max_handshakes: args.max_handshakes.map(|n| n as usize),
         ..ClientOptions::default()
     });
-    let command = RemoteCommand::shell(command_line);
     let cancel = Cancel::new();
     let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let watcher = {
@@ -83,11 +112,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         render::json::write_out_dir(dir, &reports)
             .with_context(|| format!("cannot write results to `{}`", dir.display()))?;
     }
-    write_results(
-        args.json,
-        crate::settings::Settings::of(cli).color_stdout,
-        &reports,
-    )?;
+    write_results(args.json, streaming, settings.color_stdout, &reports)?;
     if !settings.quiet {
         let mut stderr = render::stderr();
         render::human::write_summary(&mut stderr, &reports, started.elapsed())?;
@@ -111,12 +136,26 @@ fn is_file_name(name: &str) -> bool {
         && std::path::Path::new(name).components().count() == 1
 }
 
-fn write_results(json: bool, color: bool, reports: &[HostReport]) -> std::io::Result<()> {
+/// Writes every host's result; after streamed lines, the statuses without the output again.
+fn write_results(
+    json: bool,
+    streamed: bool,
+    color: bool,
+    reports: &[HostReport],
+) -> std::io::Result<()> {
     let mut stdout = render::stdout();
     if json {
         for r in reports {
-            writeln!(stdout, "{}", render::json::host_line(r))?;
+            let mut line = render::json::host_line(r);
+            if streamed {
+                // Its lines were objects of their own already.
+                line["stdout"] = serde_json::json!(null);
+                line["stderr"] = serde_json::json!(null);
+            }
+            writeln!(stdout, "{line}")?;
         }
+    } else if streamed {
+        render::human::write_statuses(&mut stdout, reports, color)?;
     } else {
         render::human::write_folded(&mut stdout, reports, color)?;
     }
@@ -126,6 +165,8 @@ fn write_results(json: bool, color: bool, reports: &[HostReport]) -> std::io::Re
 struct Job {
     target: Target,
     timeout: Duration,
+    /// Where its lines go as they come, when streaming.
+    lines: Option<render::stream::HostLines>,
 }
 
 /// Runs every job, at most `forks` at once, each in its own task so handshakes use every
@@ -189,7 +230,8 @@ async fn fan_out(
                 // Drain may have fired while we waited for the permit.
                 Some(_permit) if !cancel.drain.is_cancelled() => {
                     running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let r = run_host(&client, &job.target, &command, &opts, &cancel).await;
+                    let r =
+                        run_host(&client, &job.target, &command, &opts, job.lines, &cancel).await;
                     running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     r
                 }
@@ -226,6 +268,7 @@ async fn run_host(
     target: &Target,
     command: &RemoteCommand,
     opts: &ExecOptions,
+    lines: Option<render::stream::HostLines>,
     cancel: &Cancel,
 ) -> HostReport {
     let t0 = Instant::now();
@@ -244,7 +287,17 @@ async fn run_host(
         Err(e) => return HostReport::new(target, Outcome::Unreachable(e), None, t0.elapsed()),
     };
     let connected = t0.elapsed();
-    let outcome = match session.exec(command, opts, &cancel.abort).await {
+    let result = match lines {
+        Some(mut lines) => {
+            let r = session
+                .exec_streaming(command, opts, &cancel.abort, &mut lines)
+                .await;
+            lines.finish();
+            r
+        }
+        None => session.exec(command, opts, &cancel.abort).await,
+    };
+    let outcome = match result {
         Ok(out) => Outcome::Done(out),
         Err(e) => Outcome::Lost(e),
     };

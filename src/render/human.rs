@@ -22,10 +22,29 @@ pub(crate) fn write_folded(
     reports: &[HostReport],
     color: bool,
 ) -> io::Result<()> {
+    write_blocks(w, reports, color, true)
+}
+
+/// Writes the status lines of [`write_folded`] only, folding hosts by status alone: for
+/// output that was shown already, as it came.
+pub(crate) fn write_statuses(
+    w: &mut dyn Write,
+    reports: &[HostReport],
+    color: bool,
+) -> io::Result<()> {
+    write_blocks(w, reports, color, false)
+}
+
+fn write_blocks(
+    w: &mut dyn Write,
+    reports: &[HostReport],
+    color: bool,
+    with_output: bool,
+) -> io::Result<()> {
     let mut blocks: Vec<Block<'_>> = Vec::new();
     let mut index: HashMap<FoldKey, usize> = HashMap::new();
     for r in reports {
-        let key = FoldKey::of(r);
+        let key = FoldKey::of(r, with_output);
         match index.get(&key) {
             Some(&i) => blocks[i].hosts.push(&r.name),
             None => {
@@ -71,7 +90,9 @@ pub(crate) fn write_folded(
             "{}",
             paint(&format!("==> {names}{count}: {label}"), code)
         )?;
-        if let Outcome::Done(out) = &b.first.outcome {
+        if let Outcome::Done(out) = &b.first.outcome
+            && with_output
+        {
             write_stream(w, &out.stdout.to_bytes())?;
             if !out.stderr.is_empty() {
                 writeln!(w, "{}", paint("--> stderr", "2"))?;
@@ -113,8 +134,11 @@ enum FoldKey {
 }
 
 impl FoldKey {
-    fn of(r: &HostReport) -> Self {
+    fn of(r: &HostReport, with_output: bool) -> Self {
         match &r.outcome {
+            Outcome::Done(out) if !with_output => {
+                FoldKey::Reason(r.outcome.status(), out.status.to_string())
+            }
             Outcome::Done(out) => FoldKey::Output {
                 status: out.status.to_string(),
                 stdout: out.stdout.to_bytes(),

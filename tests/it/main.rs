@@ -13,6 +13,7 @@ mod migrate; // fleet migrate: build, import (CiviCRM), release, rollback, clean
 mod resume; // fleet resume: the run's own options, Ctrl-C during it
 mod safety; // data safety: verified restores, rollback guards, hostile host values, crashed runs
 mod ssh_config; // hosts completed from the OpenSSH client config: precedence, --explain, refusals
+mod stream; // fleet exec --stream and --script: whole prefixed lines as they come, scripts that leave nothing
 mod upgrade; // fleet upgrade against lab sites with fake drush/cv: batches, budgets, rollback, plan
 
 use std::path::Path;

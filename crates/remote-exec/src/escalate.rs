@@ -22,7 +22,9 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::command::quote;
+#[cfg(test)]
 use crate::output::Capture;
+use crate::output::Push;
 
 /// A password held in memory: zeroed when the last clone is dropped, never shown by `Debug`.
 #[derive(Clone)]
@@ -179,7 +181,7 @@ impl Gate {
 
     /// Takes the next stderr bytes (after the pgid marker is out): held until the open
     /// marker, then passed on. Prompts are counted and taken out.
-    pub(crate) fn feed(&mut self, data: &[u8], out: &mut Capture) {
+    pub(crate) fn feed(&mut self, data: &[u8], out: &mut impl Push) {
         if self.open {
             out.push(data);
             return;
@@ -258,7 +260,7 @@ impl Gate {
     }
 
     /// Ends the stream: what was held is the command's stderr after all.
-    pub(crate) fn finish(&mut self, out: &mut Capture) {
+    pub(crate) fn finish(&mut self, out: &mut impl Push) {
         if !self.open {
             out.push(&self.held);
         }

@@ -45,6 +45,7 @@ mod escalate;
 mod known_hosts;
 mod marker;
 mod output;
+mod script;
 mod session;
 mod target;
 
@@ -53,6 +54,7 @@ pub use client::{Client, ClientOptions, DEFAULT_MAX_HANDSHAKES};
 pub use command::{RemoteCommand, Sudo, quote};
 pub use error::{ExecError, HostKeyError};
 pub use escalate::{Become, BecomeMethod, Secret};
-pub use output::{Capture, ExecOutput, ExitStatus};
+pub use output::{Capture, ExecOutput, ExitStatus, Sink, Stream};
+pub use script::ScriptError;
 pub use session::{ExecOptions, Session};
 pub use target::{AgentChoice, HostKeyPolicy, Target};

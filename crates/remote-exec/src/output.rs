@@ -88,6 +88,44 @@ pub(crate) trait Push {
     fn push(&mut self, data: &[u8]);
 }
 
+/// Which of a command's streams some output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Receives a command's output as it arrives, with fleet's own markers already taken out, in
+/// the order the host sent it. The bytes are also captured as usual.
+///
+/// It is called from the task reading the connection: a slow sink slows that host's output
+/// down (the SSH window fills), which is the backpressure a streaming consumer wants.
+pub trait Sink: Send {
+    /// Takes the next bytes of `stream`. Chunks split lines, and UTF-8 characters, anywhere.
+    fn output(&mut self, stream: Stream, data: &[u8]);
+}
+
+/// A capture with an optional sink beside it: every byte goes to both.
+pub(crate) struct Tee<'a> {
+    pub(crate) capture: &'a mut Capture,
+    pub(crate) sink: Option<&'a mut dyn Sink>,
+    pub(crate) stream: Stream,
+}
+
+impl Push for Tee<'_> {
+    fn push(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.capture.push(data);
+        if let Some(s) = &mut self.sink {
+            s.output(self.stream, data);
+        }
+    }
+}
+
 impl Push for Capture {
     fn push(&mut self, data: &[u8]) {
         Capture::push(self, data);

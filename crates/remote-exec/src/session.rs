@@ -15,7 +15,7 @@ use crate::command::{RemoteCommand, quote};
 use crate::error::ExecError;
 use crate::escalate::{Become, Gate};
 use crate::marker::PgidMarker;
-use crate::output::{Capture, ExecOutput, ExitStatus, Push};
+use crate::output::{Capture, ExecOutput, ExitStatus, Push, Sink, Stream, Tee};
 
 /// Bounds for one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ struct Shared {
     escalation: Option<Become>,
 }
 
-enum Input<'a> {
+pub(crate) enum Input<'a> {
     None,
     Bytes(&'a Bytes),
     File(tokio::fs::File),
@@ -120,8 +120,40 @@ impl Session {
             Some(b) => Input::Bytes(b),
             None => Input::None,
         };
-        self.run(&cmd.render(), input, cmd_uses_sudo(cmd), opts, cancel)
+        self.run(&cmd.render(), input, cmd_uses_sudo(cmd), opts, cancel, None)
             .await
+    }
+
+    /// Runs `cmd` as [`Session::exec`] does, and also hands its output to `sink` as it
+    /// arrives.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::exec`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Session::exec`].
+    pub async fn exec_streaming(
+        &self,
+        cmd: &RemoteCommand,
+        opts: &ExecOptions,
+        cancel: &CancellationToken,
+        sink: &mut dyn Sink,
+    ) -> Result<ExecOutput, ExecError> {
+        let input = match cmd.stdin_data() {
+            Some(b) => Input::Bytes(b),
+            None => Input::None,
+        };
+        self.run(
+            &cmd.render(),
+            input,
+            cmd_uses_sudo(cmd),
+            opts,
+            cancel,
+            Some(sink),
+        )
+        .await
     }
 
     /// Uploads the local file `local` to `remote` with permissions `mode`, atomically: the data
@@ -157,7 +189,7 @@ impl Session {
              chmod {mode:o} \"$t\" && mv -f \"$t\" {dest}",
             dest = quote(remote),
         );
-        self.run(&script, Input::File(file), false, opts, cancel)
+        self.run(&script, Input::File(file), false, opts, cancel, None)
             .await
     }
 
@@ -191,15 +223,16 @@ impl Session {
         .await;
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &self,
         script: &str,
         input: Input<'_>,
         sudo: bool,
         opts: &ExecOptions,
         cancel: &CancellationToken,
+        sink: Option<&mut dyn Sink>,
     ) -> Result<ExecOutput, ExecError> {
-        let (mut out, stopped) = self.run_with(script, input, opts, cancel).await?;
+        let (mut out, stopped) = self.run_with(script, input, opts, cancel, sink).await?;
         if !stopped.is_empty() {
             let killed = self.kill_groups(&stopped, sudo).await;
             if let ExitStatus::TimedOut { killed: k } | ExitStatus::Cancelled { killed: k } =
@@ -221,6 +254,7 @@ impl Session {
         input: Input<'_>,
         opts: &ExecOptions,
         cancel: &CancellationToken,
+        sink: Option<&mut dyn Sink>,
     ) -> Result<(ExecOutput, Vec<u32>), ExecError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + opts.timeout;
@@ -237,7 +271,7 @@ impl Session {
         };
         let (mut rx, tx) = channel.split();
         let escalation = self.shared.escalation.as_ref();
-        let mut state = Collect::new(opts.max_output, escalation.map(Become::gate));
+        let mut state = Collect::new(opts.max_output, escalation.map(Become::gate), sink);
         let mut full = state.marker.shell_prefix();
         match (escalation, &state.gate) {
             (Some(b), Some(gate)) => full.push_str(&b.wrap(script, gate)),
@@ -374,6 +408,7 @@ impl Session {
                 false,
                 &opts,
                 &CancellationToken::new(),
+                None,
             )
             .await?;
         let who = out.stdout.to_string_lossy();
@@ -469,7 +504,7 @@ impl Session {
                 max_output: 4096,
             };
             let never = CancellationToken::new();
-            let run = self.run_with(&script, Input::None, &opts, &never);
+            let run = self.run_with(&script, Input::None, &opts, &never, None);
             return matches!(run.await, Ok((out, _)) if out.status.success());
         }
         let attempt = async {
@@ -515,7 +550,7 @@ async fn send_input(tx: &ChannelWriteHalf<Msg>, input: Input<'_>) -> Result<(), 
 }
 
 /// Output collection for one channel, taking the pgid marker out of stderr.
-struct Collect {
+struct Collect<'s> {
     stdout: Capture,
     stderr: Capture,
     status: Option<ExitStatus>,
@@ -523,25 +558,27 @@ struct Collect {
     marker: PgidMarker,
     /// Holds stderr back until a become's command runs as the new user.
     gate: Option<Gate>,
+    /// Sees the output as it arrives, beside the captures.
+    sink: Option<&'s mut dyn Sink>,
 }
 
 /// Stderr after the pgid marker: through the become gate, if any, into the capture.
 struct Stderr<'a> {
     gate: Option<&'a mut Gate>,
-    out: &'a mut Capture,
+    out: Tee<'a>,
 }
 
 impl Push for Stderr<'_> {
     fn push(&mut self, data: &[u8]) {
         match &mut self.gate {
-            Some(g) => g.feed(data, self.out),
+            Some(g) => g.feed(data, &mut self.out),
             None => self.out.push(data),
         }
     }
 }
 
-impl Collect {
-    fn new(limit: usize, gate: Option<Gate>) -> Self {
+impl<'s> Collect<'s> {
+    fn new(limit: usize, gate: Option<Gate>, sink: Option<&'s mut dyn Sink>) -> Self {
         Self {
             stdout: Capture::new(limit),
             stderr: Capture::new(limit),
@@ -549,16 +586,26 @@ impl Collect {
             pgid: None,
             marker: PgidMarker::new(),
             gate,
+            sink,
         }
     }
 
     fn on_message(&mut self, msg: ChannelMsg) -> Result<(), String> {
         match msg {
-            ChannelMsg::Data { data } => self.stdout.push(&data),
+            ChannelMsg::Data { data } => Tee {
+                capture: &mut self.stdout,
+                sink: reborrow(&mut self.sink),
+                stream: Stream::Stdout,
+            }
+            .push(&data),
             ChannelMsg::ExtendedData { data, ext: 1 } => {
                 let mut out = Stderr {
                     gate: self.gate.as_mut(),
-                    out: &mut self.stderr,
+                    out: Tee {
+                        capture: &mut self.stderr,
+                        sink: reborrow(&mut self.sink),
+                        stream: Stream::Stderr,
+                    },
                 };
                 if let Some(pgid) = self.marker.feed(&data, &mut out) {
                     self.pgid = Some(pgid);
@@ -585,14 +632,30 @@ impl Collect {
 
     /// Ends stderr: bytes held back as a possible marker belong to the output after all.
     fn finish(&mut self) {
-        let mut out = Stderr {
+        self.marker.finish(&mut Stderr {
             gate: self.gate.as_mut(),
-            out: &mut self.stderr,
-        };
-        self.marker.finish(&mut out);
-        if let Some(g) = &mut self.gate {
-            g.finish(&mut self.stderr);
+            out: Tee {
+                capture: &mut self.stderr,
+                sink: reborrow(&mut self.sink),
+                stream: Stream::Stderr,
+            },
+        });
+        if let Some(g) = self.gate.as_mut() {
+            g.finish(&mut Tee {
+                capture: &mut self.stderr,
+                sink: reborrow(&mut self.sink),
+                stream: Stream::Stderr,
+            });
         }
+    }
+}
+
+/// Lends the sink for one write (shortening the trait object's lifetime, which `as_deref_mut`
+/// alone does not).
+fn reborrow<'a>(sink: &'a mut Option<&mut dyn Sink>) -> Option<&'a mut dyn Sink> {
+    match sink {
+        Some(s) => Some(&mut **s),
+        None => None,
     }
 }
 
@@ -610,7 +673,7 @@ mod tests {
 
     #[test]
     fn collect_takes_the_marker_out_of_stderr_only() {
-        let mut c = Collect::new(1024, None);
+        let mut c = Collect::new(1024, None, None);
         let marker = c.marker.line(4242);
         c.on_message(ChannelMsg::Data {
             data: marker.clone().into_bytes().into(),
@@ -635,6 +698,47 @@ mod tests {
             c.stdout.to_string_lossy(),
             marker,
             "stdout is never searched"
+        );
+    }
+
+    #[test]
+    fn the_sink_sees_both_streams_without_the_marker() {
+        struct Seen(Vec<(Stream, Vec<u8>)>);
+        impl Sink for Seen {
+            fn output(&mut self, stream: Stream, data: &[u8]) {
+                self.0.push((stream, data.to_vec()));
+            }
+        }
+        let mut seen = Seen(Vec::new());
+        let mut c = Collect::new(4, None, Some(&mut seen));
+        let marker = c.marker.line(77);
+        for (ext, chunk) in [
+            (0, b"out\n".to_vec()),
+            (1, format!("{marker}err").into_bytes()),
+            (0, b"more than the capture keeps".to_vec()),
+        ] {
+            let data = chunk.into();
+            c.on_message(if ext == 0 {
+                ChannelMsg::Data { data }
+            } else {
+                ChannelMsg::ExtendedData { data, ext: 1 }
+            })
+            .unwrap();
+        }
+        c.finish();
+        assert_eq!(c.pgid, Some(77));
+        let got: Vec<(Stream, String)> = seen
+            .0
+            .into_iter()
+            .map(|(s, d)| (s, String::from_utf8(d).unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Stream::Stdout, "out\n".to_owned()),
+                (Stream::Stderr, "err".to_owned()),
+                (Stream::Stdout, "more than the capture keeps".to_owned()),
+            ]
         );
     }
 
