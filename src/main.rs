@@ -4,6 +4,7 @@ mod access;
 mod args;
 mod commands;
 mod exit;
+mod fanout;
 mod logging;
 mod prompt;
 mod render;

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fleet_remote_exec::{Client, ClientOptions, ExecError, ExecOptions, RemoteCommand, Target};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use fleet_remote_exec::{Client, ClientOptions, ExecOptions, RemoteCommand, Target};
 
 use crate::args::{Cli, ExecArgs};
 use crate::exit::ExitStatus;
+use crate::fanout::{self, NoSession, Ran, Running};
 use crate::prompt::TtyPrompter;
 use crate::render::{self, HostReport, Outcome};
 use crate::signal::Cancel;
@@ -85,24 +84,55 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         ..ClientOptions::default()
     });
     let cancel = Cancel::new();
-    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let watcher = {
-        let (running, progress) = (running.clone(), progress.clone());
-        cancel.watch_signals(move || {
-            let n = running.load(std::sync::atomic::Ordering::SeqCst);
-            // Not `eprintln!`: after a SIGHUP the terminal may be gone, and a write error
-            // must not panic the signal task.
-            progress.suspend(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "interrupted: starting no new hosts, waiting for {n} running; press Ctrl-C again to kill them"
-                );
-            });
-        })
-    };
+    let running = Running::default();
+    let watcher = fanout::watch(&cancel, &running, &progress);
 
     let started = Instant::now();
-    let reports = fan_out(&client, jobs, &command, args, &cancel, &progress, &running).await;
+    let names: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (j.target.name.clone(), j.target.endpoint()))
+        .collect();
+    let max_output = args.max_output;
+    let ran = {
+        let (client, command, cancel2) = (client.clone(), Arc::new(command), cancel.clone());
+        let bar = progress.clone();
+        fanout::fan_out(
+            jobs,
+            args.forks as usize,
+            &cancel,
+            &running,
+            move || bar.inc(1),
+            move |job: Job| {
+                let (client, command, cancel) = (client.clone(), command.clone(), cancel2.clone());
+                async move {
+                    let opts = ExecOptions {
+                        timeout: job.timeout,
+                        max_output,
+                    };
+                    run_host(&client, &job.target, &command, &opts, job.lines, &cancel).await
+                }
+            },
+        )
+        .await
+    };
+    let reports: Vec<HostReport> = ran
+        .into_iter()
+        .zip(names)
+        .map(|(r, (name, endpoint))| {
+            let outcome = match r {
+                Ran::Done(report) => return report,
+                Ran::NotStarted => Outcome::NotStarted,
+                Ran::Panicked => Outcome::Internal("the host's task panicked".into()),
+            };
+            HostReport {
+                name,
+                endpoint,
+                outcome,
+                connect: None,
+                total: Duration::ZERO,
+            }
+        })
+        .collect();
     watcher.abort();
     progress.finish_and_clear();
 
@@ -169,100 +199,6 @@ struct Job {
     lines: Option<render::stream::HostLines>,
 }
 
-/// Runs every job, at most `forks` at once, each in its own task so handshakes use every
-/// core. Returns one report per job, in job (inventory) order.
-async fn fan_out(
-    client: &Client,
-    jobs: Vec<Job>,
-    command: &RemoteCommand,
-    args: &ExecArgs,
-    cancel: &Cancel,
-    progress: &indicatif::ProgressBar,
-    running: &Arc<std::sync::atomic::AtomicUsize>,
-) -> Vec<HostReport> {
-    let forks = Arc::new(Semaphore::new(args.forks as usize));
-    let mut set = JoinSet::new();
-    let names: Vec<(String, String)> = jobs
-        .iter()
-        .map(|j| (j.target.name.clone(), j.target.endpoint()))
-        .collect();
-    // Hosts are admitted in inventory order: each task joins the semaphore's queue (which
-    // is fair) only once the task before it has, because spawned tasks are first polled in
-    // no set order. So `-f 1` goes through the hosts one by one, as listed.
-    let mut turn: Option<tokio::sync::oneshot::Receiver<()>> = None;
-    for (index, job) in jobs.into_iter().enumerate() {
-        let (client, command, cancel, forks, progress, running) = (
-            client.clone(),
-            command.clone(),
-            cancel.clone(),
-            forks.clone(),
-            progress.clone(),
-            running.clone(),
-        );
-        let opts = ExecOptions {
-            timeout: job.timeout,
-            max_output: args.max_output,
-        };
-        let (next, mine) = tokio::sync::oneshot::channel::<()>();
-        let my_turn = turn.replace(mine);
-        set.spawn(async move {
-            if let Some(t) = my_turn {
-                tokio::select! {
-                    biased;
-                    () = cancel.drain.cancelled() => {}
-                    _ = t => {}
-                }
-            }
-            let mut acquire = Box::pin(forks.acquire_owned());
-            // The first poll takes this task's place in the queue; then the next may queue.
-            let first = futures::poll!(&mut acquire);
-            // The next task is gone only if it finished already (drained): nothing to tell.
-            let _ = next.send(());
-            let permit = match first {
-                std::task::Poll::Ready(p) => p.ok(),
-                std::task::Poll::Pending => tokio::select! {
-                    biased;
-                    () = cancel.drain.cancelled() => None,
-                    p = acquire => p.ok(),
-                },
-            };
-            let report = match permit {
-                // Drain may have fired while we waited for the permit.
-                Some(_permit) if !cancel.drain.is_cancelled() => {
-                    running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let r =
-                        run_host(&client, &job.target, &command, &opts, job.lines, &cancel).await;
-                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                    r
-                }
-                _ => HostReport::new(&job.target, Outcome::NotStarted, None, Duration::ZERO),
-            };
-            progress.inc(1);
-            (index, report)
-        });
-    }
-    let mut reports: Vec<Option<HostReport>> = (0..names.len()).map(|_| None).collect();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, r)) => reports[i] = Some(r),
-            Err(e) => tracing::error!("host task failed: {e}"),
-        }
-    }
-    reports
-        .into_iter()
-        .zip(names)
-        .map(|(r, (name, endpoint))| {
-            r.unwrap_or_else(|| HostReport {
-                name,
-                endpoint,
-                outcome: Outcome::Internal("the host's task panicked".into()),
-                connect: None,
-                total: Duration::ZERO,
-            })
-        })
-        .collect()
-}
-
 async fn run_host(
     client: &Client,
     target: &Target,
@@ -272,21 +208,19 @@ async fn run_host(
     cancel: &Cancel,
 ) -> HostReport {
     let t0 = Instant::now();
-    let session = match client
-        .connect_unless_stopped(target, &cancel.abort, Some(&cancel.drain))
-        .await
-    {
+    let (session, connected) = fanout::connect(client, target, cancel).await;
+    let session = match session {
         Ok(s) => s,
-        // Drained while queued for a handshake slot: this host never started.
-        Err(ExecError::Cancelled) if !cancel.abort.is_cancelled() => {
+        Err(NoSession::NotStarted) => {
             return HostReport::new(target, Outcome::NotStarted, None, t0.elapsed());
         }
-        Err(ExecError::Cancelled) => {
+        Err(NoSession::Cancelled) => {
             return HostReport::new(target, Outcome::Cancelled, None, t0.elapsed());
         }
-        Err(e) => return HostReport::new(target, Outcome::Unreachable(e), None, t0.elapsed()),
+        Err(NoSession::Unreachable(e)) => {
+            return HostReport::new(target, Outcome::Unreachable(e), None, t0.elapsed());
+        }
     };
-    let connected = t0.elapsed();
     let result = match lines {
         Some(mut lines) => {
             let r = session

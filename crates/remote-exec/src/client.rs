@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) max_channels: usize,
     handshakes: Admission,
     jumps: Mutex<HashMap<String, JumpSlot>>,
+    /// Local files uploaded by path, hashed once.
+    pub(crate) digests: crate::transfer::Digests,
 }
 
 impl Client {
@@ -96,6 +98,7 @@ impl Client {
                     None => Admission::new(DEFAULT_MAX_HANDSHAKES, false),
                 },
                 jumps: Mutex::new(HashMap::new()),
+                digests: crate::transfer::Digests::default(),
             }),
         }
     }

@@ -48,6 +48,7 @@ mod output;
 mod script;
 mod session;
 mod target;
+mod transfer;
 
 pub use auth::{NoPrompt, Prompter};
 pub use client::{Client, ClientOptions, DEFAULT_MAX_HANDSHAKES};
@@ -58,3 +59,4 @@ pub use output::{Capture, ExecOutput, ExitStatus, Sink, Stream};
 pub use script::ScriptError;
 pub use session::{ExecOptions, Session};
 pub use target::{AgentChoice, HostKeyPolicy, Target};
+pub use transfer::{Downloaded, LocalFile, PutOptions, RemoteFile};

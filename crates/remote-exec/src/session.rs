@@ -1,6 +1,5 @@
 //! One authenticated connection, reused for every command and upload a host needs.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Inner, SshHandle};
-use crate::command::{RemoteCommand, quote};
+use crate::command::RemoteCommand;
 use crate::error::ExecError;
 use crate::escalate::{Become, Gate};
 use crate::marker::PgidMarker;
@@ -48,6 +47,8 @@ struct Shared {
     name: String,
     endpoint: String,
     slots: Semaphore,
+    /// The client's shared state (hashes of local files).
+    client: Arc<Inner>,
     // Keeps the jump-host connection alive as long as this one.
     _via: Option<Session>,
     // Likewise the ProxyCommand, killed when the session goes.
@@ -59,7 +60,8 @@ struct Shared {
 pub(crate) enum Input<'a> {
     None,
     Bytes(&'a Bytes),
-    File(tokio::fs::File),
+    /// A file to send, and who to tell of each chunk sent.
+    File(tokio::fs::File, Option<Arc<dyn Fn(u64) + Send + Sync>>),
 }
 
 impl Session {
@@ -78,6 +80,7 @@ impl Session {
                 name,
                 endpoint,
                 slots: Semaphore::new(client.max_channels),
+                client,
                 _via: via,
                 _proxy: proxy,
                 escalation,
@@ -88,6 +91,15 @@ impl Session {
     /// Returns the target name this session was opened for.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Returns `address:port` of the host.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.shared.endpoint
+    }
+
+    pub(crate) fn digests(&self) -> &crate::transfer::Digests {
+        &self.shared.client.digests
     }
 
     /// Returns true once the connection is gone.
@@ -154,43 +166,6 @@ impl Session {
             Some(sink),
         )
         .await
-    }
-
-    /// Uploads the local file `local` to `remote` with permissions `mode`, atomically: the data
-    /// goes to a temporary file in the destination directory, its size is checked, then it is
-    /// renamed over `remote`.
-    ///
-    /// # Errors
-    ///
-    /// [`ExecError::LocalFile`] when `local` cannot be read; transport errors as for
-    /// [`Session::exec`]. A remote failure (directory missing, disk full) is a non-zero
-    /// [`ExitStatus`] with the reason on stderr.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Session::exec`]; an interrupted upload leaves no partial file at `remote`.
-    pub async fn upload(
-        &self,
-        local: &Path,
-        remote: &str,
-        mode: u32,
-        opts: &ExecOptions,
-        cancel: &CancellationToken,
-    ) -> Result<ExecOutput, ExecError> {
-        let local_err = |source| ExecError::LocalFile {
-            path: local.to_owned(),
-            source,
-        };
-        let file = tokio::fs::File::open(local).await.map_err(local_err)?;
-        let size = file.metadata().await.map_err(local_err)?.len();
-        let script = format!(
-            "t=$(dirname {dest})/.fleet-upload.$$ && trap 'rm -f \"$t\"' EXIT && umask 077 && cat > \"$t\" && \
-             s=$(wc -c < \"$t\") && if [ \"$s\" -ne {size} ]; then echo \"upload truncated: $s of {size} bytes\" >&2; exit 1; fi && \
-             chmod {mode:o} \"$t\" && mv -f \"$t\" {dest}",
-            dest = quote(remote),
-        );
-        self.run(&script, Input::File(file), false, opts, cancel, None)
-            .await
     }
 
     /// Opens a `direct-tcpip` tunnel to `address:port` through this connection (for jump
@@ -541,12 +516,37 @@ async fn send_input(tx: &ChannelWriteHalf<Msg>, input: Input<'_>) -> Result<(), 
     match input {
         Input::None => {}
         Input::Bytes(b) => tx.data_bytes(b.clone()).await?,
-        Input::File(f) => {
-            tx.data(tokio::io::BufReader::with_capacity(256 * 1024, f))
+        Input::File(f, sent) => {
+            let reader = Counted { inner: f, sent };
+            tx.data(tokio::io::BufReader::with_capacity(256 * 1024, reader))
                 .await?
         }
     }
     tx.eof().await
+}
+
+/// A reader that tells of every chunk read (the bytes of an upload, as they are sent).
+struct Counted {
+    inner: tokio::fs::File,
+    sent: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0
+            && let Some(sent) = &self.sent
+        {
+            sent(n as u64);
+        }
+        r
+    }
 }
 
 /// Output collection for one channel, taking the pgid marker out of stderr.
