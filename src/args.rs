@@ -59,6 +59,10 @@ pub(crate) enum Command {
     Hosts(HostsArgs),
     /// Run a shell command on every selected host, in parallel
     Exec(ExecArgs),
+    /// Copy local files to every selected host, atomically and checked by SHA-256
+    Copy(CopyArgs),
+    /// Fetch files from every selected host into LOCAL_DIR/<host>/
+    Fetch(FetchArgs),
     /// Upgrade CiviCRM on Drupal 7 sites in rolling batches, with maintenance gating
     Upgrade(UpgradeArgs),
     /// List recorded runs, or show one
@@ -478,16 +482,16 @@ pub(crate) struct HostsArgs {
     pub(crate) json: bool,
 }
 
+/// How a command that acts on every selected host runs: how many at once, and its time
+/// limits.
 #[derive(Debug, Args)]
-pub(crate) struct ExecArgs {
-    #[command(flatten)]
-    pub(crate) selection: Selection,
-
+pub(crate) struct FanOutArgs {
     /// Hosts to run at once
     #[arg(short = 'f', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) forks: u32,
 
-    /// Command timeout per host, e.g. `30s`, `10m` (default: the inventory's `command_timeout`)
+    /// Time limit of each command per host (for copy and fetch, of each file), e.g. `30s`,
+    /// `10m` (default: the inventory's `command_timeout`)
     #[arg(short = 't', long, value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) timeout: Option<Duration>,
 
@@ -501,6 +505,68 @@ pub(crate) struct ExecArgs {
     /// connect timeout starts; commands already running are not limited
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub(crate) max_handshakes: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    #[command(flatten)]
+    pub(crate) run: FanOutArgs,
+
+    /// Permissions of every file copied, in octal (`0644`) [default: the local file's]
+    #[arg(long, value_parser = parse_mode, value_name = "MODE")]
+    pub(crate) mode: Option<u32>,
+
+    /// Give every file and directory copied to USER or USER:GROUP (needs a session user
+    /// allowed to, e.g. `become = true`)
+    #[arg(long, value_parser = parse_owner, value_name = "USER[:GROUP]")]
+    pub(crate) owner: Option<String>,
+
+    /// Copy directories and everything under them
+    #[arg(short = 'r', long)]
+    pub(crate) recursive: bool,
+
+    /// Send every file even where the host has it already (same SHA-256, mode and owner)
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// One JSON object per host on stdout instead of folded text
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Local files (and with `-r` directories), then the directory on the hosts to copy
+    /// them into (it must exist)
+    #[arg(required = true, num_args = 2.., value_name = "LOCAL... REMOTE_DIR")]
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    #[command(flatten)]
+    pub(crate) run: FanOutArgs,
+
+    /// One JSON object per host on stdout instead of folded text
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Files on the hosts, then the local directory to save them under, as
+    /// `LOCAL_DIR/<host>/<file name>` (created when missing)
+    #[arg(required = true, num_args = 2.., value_name = "REMOTE_PATH... LOCAL_DIR")]
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+
+    #[command(flatten)]
+    pub(crate) run: FanOutArgs,
 
     /// One JSON object per host on stdout instead of folded text (with `--stream`, one per
     /// line as it arrives, then one per host)
@@ -631,6 +697,35 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A duration that may be zero (`0s`: no minimum age).
 fn parse_age(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!("`{s}` is not an octal mode like `0644`")),
+    }
+}
+
+/// A user, or user:group, as `chown` takes it: names of letters, digits, `.`, `_` and `-`
+/// (no leading `-`), or numeric ids.
+fn parse_owner(s: &str) -> Result<String, String> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with('-')
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    let ok = match s.split_once(':') {
+        Some((u, g)) => name_ok(u) && name_ok(g),
+        None => name_ok(s),
+    };
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a USER or USER:GROUP name"))
+    }
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {

@@ -1,11 +1,14 @@
 //! One function per subcommand.
 
+mod copy;
 mod exec;
+mod fetch;
 mod hosts;
 mod migrate;
 mod recover;
 mod rollback;
 mod runs;
+mod transfer;
 mod upgrade;
 
 use std::io::Write as _;
@@ -26,13 +29,19 @@ pub(crate) async fn run(cli: Cli) -> ExitStatus {
     });
     if matches!(
         cli.command,
-        Command::Exec(_) | Command::Upgrade(_) | Command::Hosts(_)
+        Command::Exec(_)
+            | Command::Copy(_)
+            | Command::Fetch(_)
+            | Command::Upgrade(_)
+            | Command::Hosts(_)
     ) {
         warn_unfinished(&cli);
     }
     let result = match &cli.command {
         Command::Hosts(args) => hosts::run(&cli, args),
         Command::Exec(args) => exec::run(&cli, args).await,
+        Command::Copy(args) => copy::run(&cli, args).await,
+        Command::Fetch(args) => fetch::run(&cli, args).await,
         Command::Upgrade(args) => upgrade::run(&cli, args).await,
         Command::Runs(args) => runs::run(&cli, args),
         Command::Resume(args) => recover::resume(&cli, args).await,
@@ -189,5 +198,30 @@ fn find_run(
         (Some(run), None) => Ok(run),
         (None, _) => anyhow::bail!("no run `{prefix}` in `{}`", journal.path().display()),
         (Some(_), Some(_)) => anyhow::bail!("`{prefix}` matches several runs; give more of the id"),
+    }
+}
+
+/// Whether `name` is a single plain file name, so `DIR/<name>...` stays inside `DIR`. The
+/// inventory already refuses such host names at load; this is the last line of defence
+/// before a host's name is joined onto a local path.
+pub(crate) fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && std::path::Path::new(name).components().count() == 1
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn out_dir_names_stay_inside_the_dir() {
+        for ok in ["h01", "web01.example.com", "db_2-a"] {
+            assert!(super::is_file_name(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "../../X", "/tmp/X", "a/b", ".hidden", "a\\b", "a\0b",
+        ] {
+            assert!(!super::is_file_name(bad), "{bad:?}");
+        }
     }
 }

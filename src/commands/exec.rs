@@ -23,7 +23,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     let inventory = super::load_inventory(cli)?;
     let hosts = super::select(&inventory, &args.selection)?;
     if args.out_dir.is_some()
-        && let Some(h) = hosts.iter().find(|h| !is_file_name(&h.name))
+        && let Some(h) = hosts.iter().find(|h| !super::is_file_name(&h.name))
     {
         anyhow::bail!(
             "host name `{}` cannot name a file in `--out-dir`",
@@ -31,14 +31,14 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         );
     }
     let overrides = TargetOverrides {
-        connect_timeout: args.connect_timeout,
+        connect_timeout: args.run.connect_timeout,
     };
     let mut jobs: Vec<Job> = hosts
         .iter()
         .map(|h| {
             Ok(Job {
                 target: target_for(&inventory, h, overrides)?,
-                timeout: args.timeout.unwrap_or(h.command_timeout),
+                timeout: args.run.timeout.unwrap_or(h.command_timeout),
                 lines: None,
             })
         })
@@ -80,7 +80,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     let progress = render::progress_bar(jobs.len() as u64, settings.quiet || streaming);
     let client = Client::new(ClientOptions {
         prompter: Arc::new(TtyPrompter::new(progress.clone())),
-        max_handshakes: args.max_handshakes.map(|n| n as usize),
+        max_handshakes: args.run.max_handshakes.map(|n| n as usize),
         ..ClientOptions::default()
     });
     let cancel = Cancel::new();
@@ -98,7 +98,7 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         let bar = progress.clone();
         fanout::fan_out(
             jobs,
-            args.forks as usize,
+            args.run.forks as usize,
             &cancel,
             &running,
             move || bar.inc(1),
@@ -154,16 +154,6 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
     } else {
         ExitStatus::HostsFailed
     })
-}
-
-/// Whether `name` is a single plain file name, so `DIR/<name>.stdout` stays inside `DIR`.
-/// The inventory already refuses such host names at load; this is the last line of defence
-/// before the out-dir writer joins the name onto a path.
-fn is_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && std::path::Path::new(name).components().count() == 1
 }
 
 /// Writes every host's result; after streamed lines, the statuses without the output again.
@@ -237,21 +227,4 @@ async fn run_host(
     };
     session.close().await;
     HostReport::new(target, outcome, Some(connected), t0.elapsed())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn out_dir_names_stay_inside_the_dir() {
-        for ok in ["h01", "web01.example.com", "db_2-a"] {
-            assert!(is_file_name(ok), "{ok}");
-        }
-        for bad in [
-            "", ".", "..", "../../X", "/tmp/X", "a/b", ".hidden", "a\\b", "a\0b",
-        ] {
-            assert!(!is_file_name(bad), "{bad:?}");
-        }
-    }
 }

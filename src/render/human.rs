@@ -155,12 +155,25 @@ pub(crate) fn write_summary(
     reports: &[HostReport],
     elapsed: Duration,
 ) -> io::Result<()> {
+    let statuses: Vec<(&str, Status)> = reports
+        .iter()
+        .map(|r| (r.name.as_str(), r.outcome.status()))
+        .collect();
+    write_summary_of(w, &statuses, elapsed, "")
+}
+
+/// [`write_summary`] from each host's name and status; `extra` follows the elapsed time.
+pub(crate) fn write_summary_of(
+    w: &mut dyn Write,
+    statuses: &[(&str, Status)],
+    elapsed: Duration,
+    extra: &str,
+) -> io::Result<()> {
     let mut by_status: Vec<(Status, Vec<&str>)> = Vec::new();
-    for r in reports {
-        let s = r.outcome.status();
+    for &(name, s) in statuses {
         match by_status.iter_mut().find(|(k, _)| *k == s) {
-            Some((_, v)) => v.push(&r.name),
-            None => by_status.push((s, vec![&r.name])),
+            Some((_, v)) => v.push(name),
+            None => by_status.push((s, vec![name])),
         }
     }
     by_status.sort_by_key(|(s, _)| *s);
@@ -174,10 +187,10 @@ pub(crate) fn write_summary(
             }
         })
         .collect();
-    let n = reports.len();
+    let n = statuses.len();
     writeln!(
         w,
-        "{n} host{} in {:.2}s: {}",
+        "{n} host{} in {:.2}s{extra}: {}",
         if n == 1 { "" } else { "s" },
         elapsed.as_secs_f64(),
         parts.join(", ")

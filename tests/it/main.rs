@@ -4,6 +4,7 @@ mod access; // log in as a person, become root: sudo/su with and without passwor
 mod ansible; // Ansible INI and YAML inventories: the same hosts as their TOML conversion, reaching the lab
 mod bastion; // hosts behind a bastion: reached only through it, one connection, one error when it is dead
 mod cli; // shell completions and man pages
+mod copy; // fleet copy and fetch: per-host delivery, modes, owners, idempotence, SHA-256 checks, no partial files
 mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort

@@ -218,6 +218,7 @@ mod tests {
             proxy_child: None,
             web_pid: None,
             bastion: None,
+            private_dirs: false,
             web_port: None,
         }
     }

@@ -193,6 +193,9 @@ pub struct Lab {
     /// The host every other one is reached through, when the lab has one (see
     /// [`Lab::make_bastion`]).
     bastion: Option<String>,
+    /// Whether each host shows its own directory at [`Lab::private_dir`] (see
+    /// [`Lab::give_private_dirs`]).
+    private_dirs: bool,
 }
 
 impl Lab {
@@ -269,6 +272,7 @@ impl Lab {
             web_pid: None,
             web_port: None,
             bastion: None,
+            private_dirs: false,
         };
         let all: Vec<usize> = (0..lab.hosts.len()).collect();
         let ports: &[u16] = if sshd_port == opts.port {
@@ -335,6 +339,7 @@ impl Lab {
             web_pid: rec.web.as_ref().and_then(|w| w.pid),
             web_port: rec.web.map(|w| w.http),
             bastion: rec.bastion,
+            private_dirs: rec.private_dirs,
         })
     }
 
@@ -528,6 +533,7 @@ impl Lab {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let (dir, hosts, bastion) = (&self.dir, &self.hosts, &self.bastion);
+        let private = self.private_dirs.then(|| self.private_dir());
         let work = || {
             let mut done = Vec::new();
             // After one failure the lab is doomed: start nothing more.
@@ -537,16 +543,14 @@ impl Lab {
                 };
                 let h = &hosts[i];
                 let files = SshdFiles::new(dir, &h.name);
-                let private_hosts =
-                    (bastion.as_deref() == Some(h.name.as_str())).then(|| files.hosts_file());
-                let result = sshd::start(
-                    &h.name,
-                    h.address,
-                    h.sshd_port,
-                    &files,
-                    private_hosts.as_deref(),
-                    deadline,
-                );
+                let ns = sshd::Namespace {
+                    etc_hosts: (bastion.as_deref() == Some(h.name.as_str()))
+                        .then(|| files.hosts_file()),
+                    private_dir: private
+                        .as_ref()
+                        .map(|shared| (h.root.join("private"), shared.clone())),
+                };
+                let result = sshd::start(&h.name, h.address, h.sshd_port, &files, &ns, deadline);
                 if result.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -709,6 +713,7 @@ mod tests {
             web_pid: None,
             web_port: None,
             bastion: Some("h1".into()),
+            private_dirs: true,
             hosts: vec![
                 LabHost {
                     name: "h01".into(),
@@ -755,6 +760,7 @@ mod tests {
         assert_eq!(back.latency, lab.latency);
         assert_eq!(back.proxy_pid, Some(4343));
         assert_eq!(back.bastion(), Some("h1"));
+        assert!(back.has_private_dirs());
     }
 
     #[test]

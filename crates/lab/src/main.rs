@@ -71,6 +71,11 @@ enum Cmd {
         /// (`h02.fleet-lab.internal`) only h01's sshd resolves (its own mount namespace)
         #[arg(long, conflicts_with = "rtt")]
         bastion: bool,
+        /// Give each host its own directory at DIR/private (its sshd in a mount namespace of
+        /// its own shows DIR/hosts/<name>/private there), so files copied to one path land
+        /// on each host separately; needs root
+        #[arg(long)]
+        private_dirs: bool,
     },
     /// Stop every host of the lab in DIR
     Down {
@@ -145,6 +150,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
             jitter,
             loss,
             bastion,
+            private_dirs,
         } => {
             if web && sites_per_host == 0 {
                 return Err(LabError::Web(
@@ -173,6 +179,17 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), LabError> {
                     out,
                     "bastion: {first}; the other hosts are reached only through it, as h02.{}...",
                     fleet_lab::INTERNAL_DOMAIN
+                );
+            }
+            if private_dirs {
+                if let Err(e) = lab.give_private_dirs() {
+                    let _ = lab.down();
+                    return Err(e);
+                }
+                let _ = writeln!(
+                    out,
+                    "private dirs: {} shows each host its own DIR/hosts/<name>/private",
+                    lab.private_dir().display()
                 );
             }
             if sites_per_host > 0 {

@@ -65,6 +65,7 @@ impl Lab {
             web_pid: None,
             web_port: None,
             bastion: None,
+            private_dirs: false,
         };
         for (name, text) in [
             ("known_hosts", inventory::known_hosts(&lab)),

@@ -80,6 +80,23 @@ impl Lab {
         self.reconfigure(name, &[("# The lab's operator", &line)])
     }
 
+    /// Puts `dir` first on the `PATH` of host `name`'s sessions, and restarts it: a host
+    /// whose tools are not what they seem (a `cat` that corrupts what it copies, a hash
+    /// tool that lies), for tests of what fleet checks for itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lab::keyboard_interactive_only`].
+    pub fn put_first_on_path(&mut self, name: &str, dir: &Path) -> Result<(), LabError> {
+        let old = format!("SetEnv HOME={}/home/{name} ", self.dir.display());
+        let new = format!(
+            "SetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME={}/home/{name} ",
+            dir.display(),
+            self.dir.display()
+        );
+        self.reconfigure(name, &[(&old, &new)])
+    }
+
     /// Rewrites host `name`'s sshd_config, each `(old, new)` replacing text that must be
     /// there exactly once (a template that changed must not leave a host silently as it
     /// was), and restarts it.
@@ -103,6 +120,41 @@ impl Lab {
         self.stop_hosts(&[i]);
         record::write(self)?;
         self.start_hosts(&[i], start_deadline(1))
+    }
+
+    /// Gives every host a private directory: each host's sshd restarts in a mount namespace
+    /// of its own, where [`Lab::private_dir`] (`DIR/private`, empty outside) shows that
+    /// host's `DIR/hosts/<name>/private`. So one path names a different directory on each
+    /// host, as on separate machines, and what a command delivered to one host can be told
+    /// from what it delivered to another.
+    ///
+    /// # Errors
+    ///
+    /// The directories cannot be made, or a host does not come back (mount namespaces need
+    /// root).
+    pub fn give_private_dirs(&mut self) -> Result<(), LabError> {
+        let shared = self.private_dir();
+        std::fs::create_dir_all(&shared).map_err(io("create", &shared))?;
+        for h in &self.hosts {
+            let own = h.root.join("private");
+            std::fs::create_dir_all(&own).map_err(io("create", &own))?;
+        }
+        self.private_dirs = true;
+        let all: Vec<usize> = (0..self.hosts.len()).collect();
+        self.stop_hosts(&all);
+        self.write_files()?;
+        self.start_hosts(&all, start_deadline(all.len()))
+    }
+
+    /// The path at which each host shows its own private directory, once
+    /// [`Lab::give_private_dirs`] made them; on the machine itself it stays empty.
+    pub fn private_dir(&self) -> std::path::PathBuf {
+        self.dir.join("private")
+    }
+
+    /// Whether [`Lab::give_private_dirs`] was called.
+    pub fn has_private_dirs(&self) -> bool {
+        self.private_dirs
     }
 
     /// The lab's bastion, if [`Lab::make_bastion`] made one.

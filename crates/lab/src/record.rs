@@ -27,6 +27,9 @@ pub(crate) struct Record {
     /// The bastion host's name, in a bastion lab.
     #[serde(default)]
     pub(crate) bastion: Option<String>,
+    /// Whether each host shows its own directory at the lab's `private` path.
+    #[serde(default)]
+    pub(crate) private_dirs: bool,
     #[serde(default, rename = "host")]
     pub(crate) hosts: Vec<RecordHost>,
 }
@@ -98,6 +101,9 @@ pub(crate) fn text(lab: &Lab) -> String {
     let _ = writeln!(t, "user = {}", toml_str(lab.user()));
     if let Some(b) = lab.bastion() {
         let _ = writeln!(t, "bastion = {}", toml_str(b));
+    }
+    if lab.has_private_dirs() {
+        let _ = writeln!(t, "private_dirs = true");
     }
     if let Some(l) = lab.latency() {
         // No key here may end in `port`: scripts (bench.py) take the first `port = ` of the

@@ -149,6 +149,21 @@ pub(crate) fn write_config(c: &ConfigInput<'_>, check: bool) -> Result<(), LabEr
     }
 }
 
+/// What a host's sshd sees differently from the machine, in a mount namespace of its own.
+#[derive(Debug, Default)]
+pub(crate) struct Namespace {
+    /// Bound over `/etc/hosts`.
+    pub(crate) etc_hosts: Option<PathBuf>,
+    /// (the host's own directory, the path every host shows it at).
+    pub(crate) private_dir: Option<(PathBuf, PathBuf)>,
+}
+
+impl Namespace {
+    fn is_empty(&self) -> bool {
+        self.etc_hosts.is_none() && self.private_dir.is_none()
+    }
+}
+
 /// Checks a config with `sshd -t`.
 fn check_config(config: &Path) -> Result<(), LabError> {
     let out = Command::new(SSHD)
@@ -181,25 +196,38 @@ pub(crate) fn start(
     address: Ipv4Addr,
     port: u16,
     files: &SshdFiles,
-    private_hosts: Option<&Path>,
+    ns: &Namespace,
     deadline: Instant,
 ) -> Result<u32, LabError> {
     let _ = std::fs::remove_file(files.pid_file());
     // Only what this start logs counts: the log keeps earlier runs of the same host.
     let log_start = std::fs::metadata(files.log()).map_or(0, |m| m.len());
-    let mut cmd = match private_hosts {
-        None => Command::new(SSHD),
-        // A bastion: its own mount namespace, where `/etc/hosts` names the hosts behind it
-        // (sshd and every session it forks resolve through it; nothing else does).
-        Some(hosts) => {
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
-                .arg("mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"")
-                .arg("fleet-lab-bastion")
-                .arg(hosts)
-                .arg(SSHD);
-            c
+    let mut cmd = if ns.is_empty() {
+        Command::new(SSHD)
+    } else {
+        // Its own mount namespace: sshd and every session it forks see the binds below,
+        // nothing else does.
+        let mut c = Command::new("unshare");
+        let mut script = String::from("set -e; ");
+        let mut binds: Vec<&Path> = Vec::new();
+        // A bastion: `/etc/hosts` names the hosts behind it.
+        if let Some(hosts) = &ns.etc_hosts {
+            binds.extend([hosts.as_path(), Path::new("/etc/hosts")]);
         }
+        // A private directory: the same path shows each host its own files.
+        if let Some((own, shared)) = &ns.private_dir {
+            binds.extend([own.as_path(), shared.as_path()]);
+        }
+        for _ in 0..binds.len() / 2 {
+            script.push_str("mount --bind \"$1\" \"$2\"; shift 2; ");
+        }
+        script.push_str("exec \"$@\"");
+        c.args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(script)
+            .arg("fleet-lab-namespace")
+            .args(binds)
+            .arg(SSHD);
+        c
     };
     let out = cmd
         .arg("-f")

@@ -63,6 +63,20 @@ impl TestLab {
         t
     }
 
+    /// Starts `hosts` hosts, each showing its own directory at [`Lab::private_dir`] (see
+    /// [`Lab::give_private_dirs`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`TestLab::start`].
+    pub fn with_private_dirs(hosts: usize) -> TestLab {
+        let mut t = TestLab::start(hosts);
+        t.lab
+            .give_private_dirs()
+            .unwrap_or_else(|e| panic!("fleet-lab private dirs: {}", e.chain()));
+        t
+    }
+
     fn try_start_with(hosts: usize, latency: Option<Latency>) -> Result<TestLab, LabError> {
         let dir = tempfile::Builder::new()
             .prefix("fleet-lab-")

@@ -237,7 +237,9 @@ impl Session {
     /// # Cancel safety
     ///
     /// As [`Session::exec`]; an interrupted upload leaves nothing at `remote`, and its
-    /// temporary file is removed unless the shell itself was killed.
+    /// temporary file is removed unless the shell itself was killed with KILL. (The shell
+    /// ignores SIGPIPE: once a timed-out channel is closed, the shell's own report of its
+    /// killed child would otherwise kill it before it removes the file.)
     pub async fn put(
         &self,
         file: &LocalFile,
@@ -260,7 +262,7 @@ impl Session {
             "{SHELL_HELPERS}d={dest}; \
              if [ -d \"$d\" ]; then echo \"fleet: $d is a directory\" >&2; exit 1; fi; \
              t=$(mktemp \"$(dirname \"$d\")/.fleet-upload.XXXXXX\") || exit 1; \
-             trap 'rm -f \"$t\"' EXIT; \
+             trap 'rm -f \"$t\"' EXIT; trap 'exit 1' HUP INT TERM; trap '' PIPE; \
              cat > \"$t\" || exit 1; \
              s=$(wc -c < \"$t\"); \
              if [ \"$s\" -ne {size} ]; then echo \"fleet: upload truncated: $s of {size} bytes\" >&2; exit 1; fi; \
