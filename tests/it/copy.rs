@@ -359,3 +359,41 @@ fn fetch_saves_each_hosts_file_in_its_own_dir() {
         .arg(&out));
     assert_eq!(stdout(&o), "==> h01: 1 fetched\n", "{}", both(&o));
 }
+
+/// `fleet upgrade` sends its release tarball through the same checked upload: a host whose
+/// `cat` corrupts what it copies fails at the upload, before any of its sites is touched
+/// (never in maintenance, code and database as they were), and the other host upgrades.
+#[test]
+fn upgrade_tarball_upload_is_checked_by_sha256() {
+    use crate::upgrade::{FROM, TO, Upgrade, is_maintenance_on, prior_maintenance};
+    let mut u = Upgrade::new(2, 1);
+    let evil = u.lab.temp_dir().join("evil-bin");
+    std::fs::create_dir_all(&evil).expect("mkdir");
+    // Only a bare `cat` (stdin to stdout, as an upload uses it) corrupts; `cat FILE` is true.
+    std::fs::write(
+        evil.join("cat"),
+        "#!/bin/sh\nif [ $# -eq 0 ]; then exec tr a b; fi\nexec /bin/cat \"$@\"\n",
+    )
+    .expect("write");
+    set_mode(&evil.join("cat"), 0o755);
+    u.lab
+        .lab_mut()
+        .put_first_on_path("h02", &evil)
+        .expect("evil PATH");
+    let o = u.fleet(&["--batches", "100%"]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(both(&o).contains("SHA-256 mismatch"), "{}", both(&o));
+    for s in &u.sites {
+        if s.host == "h02" {
+            assert_eq!(s.code_version(), FROM);
+            assert_eq!(s.db_version(), FROM);
+            assert_eq!(s.maintenance(), prior_maintenance(s));
+            assert!(
+                !u.calls("h02").iter().any(is_maintenance_on),
+                "h02's site went into maintenance"
+            );
+        } else {
+            assert_eq!(s.db_version(), TO, "{}", s.host);
+        }
+    }
+}
