@@ -567,3 +567,60 @@ fn doas_with_a_nopass_rule() {
         both(&o)
     );
 }
+
+/// Scripts, copies and fetches go through the become too: as an operator who sudoes with a
+/// password, a script runs as root with its arguments (the password never reaches it), a
+/// copy gives its file to root-only ownership, and a root-only file is fetched.
+#[test]
+fn scripts_copies_and_fetches_through_sudo_with_a_password() {
+    use std::os::unix::fs::MetadataExt as _;
+    let password = operator_password();
+    let lab = TestLab::with_private_dirs(2);
+    let dir = lab.temp_dir();
+    secret_file(dir, "op.pass", &password);
+    let inv = inventory(
+        &lab.inventory_path(),
+        "become.toml",
+        &format!("user = \"{OPERATOR}\"\nbecome = true\nbecome_password_file = \"op.pass\""),
+        &[],
+    );
+    let script = dir.join("who.sh");
+    std::fs::write(&script, "#!/bin/sh\nid -un; echo \"$@\"; cat\n").expect("write");
+    let o = run(fleet(&inv)
+        .args(["exec", "--json", "--script"])
+        .arg(&script)
+        .args(["--", "a b", "c"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for v in json_lines(&o) {
+        assert_eq!(v["stdout"], "root\na b c\n", "{v}");
+    }
+    assert!(!stdout(&o).contains(&password));
+
+    let file = dir.join("secret.conf");
+    std::fs::write(&file, "key=1\n").expect("write");
+    let private = lab.lab().private_dir();
+    let o = run(fleet(&inv)
+        .args(["copy", "--json", "--mode", "0600", "--owner", "root:root"])
+        .arg(&file)
+        .arg(&private));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for h in lab.hosts() {
+        let landed = lab
+            .dir()
+            .join("hosts")
+            .join(&h.name)
+            .join("private/secret.conf");
+        let meta = std::fs::metadata(&landed).expect("copied");
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600), "{}", h.name);
+    }
+    let out = dir.join("fetched");
+    let o = run(fleet(&inv)
+        .args(["fetch", "--json"])
+        .arg(private.join("secret.conf"))
+        .arg(&out));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("h02/secret.conf")).expect("fetched"),
+        "key=1\n"
+    );
+}
