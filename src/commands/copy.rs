@@ -11,7 +11,7 @@ use anyhow::Context;
 use fleet_remote_exec::{ExecOptions, LocalFile, PutOptions, RemoteCommand, Session, quote};
 use futures::StreamExt;
 
-use super::transfer::{self, FileResult, FileState, HostEnd, TransferRun};
+use super::transfer::{self, FileResult, FileState, HostEnd, TransferRun, Way};
 use crate::args::{Cli, CopyArgs};
 use crate::exit::ExitStatus;
 use crate::signal::Cancel;
@@ -60,7 +60,7 @@ pub(crate) async fn run(cli: &Cli, args: &CopyArgs) -> anyhow::Result<ExitStatus
             async move { copy_host(&session, &plan, timeout, &cancel, bar).await }
         })
         .await;
-    transfer::finish(cli, args.json, "copied", &reports, &cancel, elapsed)
+    transfer::finish(cli, args.json, Way::Copy, &reports, &cancel, elapsed)
 }
 
 /// The directories (path under REMOTE_DIR, mode) and files (path, local path) of the
@@ -75,10 +75,16 @@ fn walk(
     let mut seen = std::collections::HashSet::new();
     let mut stack: Vec<(PathBuf, String)> = Vec::new();
     for src in sources {
-        // `.` or `/` has no name of its own: its contents go into REMOTE_DIR itself.
+        // `DIR/.`, as for `cp -r`, and `.`, `..` or `/` (no name of their own): the
+        // directory's contents go into REMOTE_DIR itself.
+        let contents = {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = src.as_os_str().as_bytes();
+            raw == b"." || raw.ends_with(b"/.")
+        };
         let rel = match src.file_name() {
-            Some(n) => utf8(n, src)?.to_owned(),
-            None => String::new(),
+            Some(n) if !contents => utf8(n, src)?.to_owned(),
+            _ => String::new(),
         };
         stack.push((src.clone(), rel));
         while let Some((path, rel)) = stack.pop() {
@@ -230,7 +236,12 @@ async fn copy_host(
                         }
                     };
                     let bytes = if state == FileState::Written { file.size } else { 0 };
-                    Ok(FileResult { path, state, bytes })
+                    Ok(FileResult {
+                        source: file.path.display().to_string(),
+                        path,
+                        state,
+                        bytes,
+                    })
                 }
             })
             .buffered(FILES_AT_ONCE)

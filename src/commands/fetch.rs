@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use fleet_remote_exec::ExecOptions;
 
-use super::transfer::{self, FileResult, FileState, HostEnd, TransferRun};
+use super::transfer::{self, FileResult, FileState, HostEnd, TransferRun, Way};
 use crate::args::{Cli, FetchArgs};
 use crate::exit::ExitStatus;
 
@@ -68,12 +68,14 @@ pub(crate) async fn run(cli: &Cli, args: &FetchArgs) -> anyhow::Result<ExitStatu
                     let path = local.display().to_string();
                     match r {
                         Ok(Ok(d)) => done.push(FileResult {
+                            source: remote.clone(),
                             path,
                             state: FileState::Written,
                             bytes: d.size,
                         }),
                         Ok(Err(why)) => done.push(FileResult {
-                            path: remote.clone(),
+                            source: remote.clone(),
+                            path,
                             state: FileState::Failed(why),
                             bytes: 0,
                         }),
@@ -84,5 +86,5 @@ pub(crate) async fn run(cli: &Cli, args: &FetchArgs) -> anyhow::Result<ExitStatu
             }
         })
         .await;
-    transfer::finish(cli, args.json, "fetched", &reports, &cancel, elapsed)
+    transfer::finish(cli, args.json, Way::Fetch, &reports, &cancel, elapsed)
 }

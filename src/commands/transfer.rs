@@ -19,6 +19,33 @@ use crate::render::{self, Status};
 use crate::signal::Cancel;
 use crate::targets::{TargetOverrides, target_for};
 
+/// Which way the files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// To the hosts.
+    Copy,
+    /// From the hosts.
+    Fetch,
+}
+
+impl Way {
+    /// What `written` means.
+    fn verb(self) -> &'static str {
+        match self {
+            Way::Copy => "copied",
+            Way::Fetch => "fetched",
+        }
+    }
+
+    /// The file a failure is about: the one on the host.
+    fn subject(self, f: &FileResult) -> &str {
+        match self {
+            Way::Copy => &f.path,
+            Way::Fetch => &f.source,
+        }
+    }
+}
+
 /// One host of a transfer run: where to reach it and how long each file may take.
 pub(crate) struct HostJob {
     pub(crate) target: Target,
@@ -49,9 +76,11 @@ impl FileState {
     }
 }
 
-/// One file's result: its path (on the host for copy, local for fetch) and bytes moved.
+/// One file's result: where it came from and went (on the host for copy, local for fetch)
+/// and the bytes moved.
 #[derive(Debug, Clone)]
 pub(crate) struct FileResult {
+    pub(crate) source: String,
     pub(crate) path: String,
     pub(crate) state: FileState,
     pub(crate) bytes: u64,
@@ -119,18 +148,18 @@ impl TransferReport {
     }
 
     /// The one line that says what happened, the same for hosts that fold together.
-    fn line(&self, verb: &str) -> String {
+    fn line(&self, way: Way) -> String {
         let failed: Vec<String> = self
             .files()
             .iter()
             .filter_map(|f| match &f.state {
-                FileState::Failed(why) => Some(format!("{}: {why}", f.path)),
+                FileState::Failed(why) => Some(format!("{}: {why}", way.subject(f))),
                 _ => None,
             })
             .collect();
         let mut parts = Vec::new();
         for (state, word) in [
-            ("written", verb),
+            ("written", way.verb()),
             ("fixed", "mode/owner set"),
             ("unchanged", "unchanged"),
         ] {
@@ -175,6 +204,7 @@ impl TransferReport {
             .iter()
             .map(|f| {
                 json!({
+                    "source": f.source,
                     "path": f.path,
                     "state": f.state.as_str(),
                     "bytes": f.bytes,
@@ -353,12 +383,11 @@ impl TransferRun {
 }
 
 /// Prints the reports (folded text, or one JSON object per host), the summary line on
-/// stderr, and returns the exit status: `verb` says what `written` means (`copied`,
-/// `fetched`).
+/// stderr, and returns the exit status.
 pub(crate) fn finish(
     cli: &Cli,
     json: bool,
-    verb: &str,
+    way: Way,
     reports: &[TransferReport],
     cancel: &Cancel,
     elapsed: Duration,
@@ -370,7 +399,7 @@ pub(crate) fn finish(
             writeln!(stdout, "{}", r.json())?;
         }
     } else {
-        write_folded(&mut stdout, reports, verb, settings.color_stdout)?;
+        write_folded(&mut stdout, reports, way, settings.color_stdout)?;
     }
     stdout.flush()?;
     if !settings.quiet {
@@ -401,13 +430,13 @@ pub(crate) fn finish(
 fn write_folded(
     w: &mut dyn Write,
     reports: &[TransferReport],
-    verb: &str,
+    way: Way,
     color: bool,
 ) -> std::io::Result<()> {
     let mut blocks: Vec<(Status, String, Vec<&str>)> = Vec::new();
     let mut index: HashMap<(Status, String), usize> = HashMap::new();
     for r in reports {
-        let key = (r.status(), r.line(verb));
+        let key = (r.status(), r.line(way));
         match index.get(&key) {
             Some(&i) => blocks[i].2.push(&r.name),
             None => {
@@ -493,6 +522,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| FileResult {
+                    source: format!("f{i}"),
                     path: format!("/d/f{i}"),
                     state: s.clone(),
                     bytes: 10,
@@ -521,7 +551,7 @@ mod tests {
             report("h4", HostEnd::NotStarted),
         ];
         let mut out = Vec::new();
-        write_folded(&mut out, &reports, "copied", false).unwrap();
+        write_folded(&mut out, &reports, Way::Copy, false).unwrap();
         insta::assert_snapshot!(String::from_utf8(out).unwrap(), @r"
         ==> h[1,3] (2 hosts): 1 copied, 1 unchanged
         ==> h2: 1 failed: /d/f0: disk full
