@@ -5,10 +5,14 @@ sshd hosts started by `fleet-lab`, plus the controller cost of `fleet upgrade`.
     python3 bench/bench.py [--sizes 50,200,500] [--runs 3] [--commands true]
                            [--default-kex-up-to 200] [--big 1000] [--upgrade-hosts 50]
                            [--wan 20,100] [--wan-sizes 200,1000] [--wan-runs 2]
+                           [--copy-sizes 50,200] [--copy-mb 30] [--copy-runs 2] [--copy-on-disk]
+                           [--only exec,wan,big,upgrade,copy] [--results-dir DIR] [--no-build]
 
 (`--commands true,'uname -a'` adds the second command's rows, `--wan 0,20,100` the
 hand-tuned fleet rows on loopback; each adds about five minutes, past the 25 minutes
-`make bench` keeps to.)
+`make bench` keeps to. An empty list or 0 skips a part (`--sizes ''`, `--wan ''`,
+`--copy-sizes ''`, `--big 0`, `--upgrade-hosts 0`); `--only copy` runs the copy rows alone,
+`--results-dir /tmp/x` keeps a trial run out of bench/results.)
 
 For every host count N, each tool runs once as a warm-up (with the first command; the
 default-kex variants below are warmed by their tool's curve25519 warm-up) and then
@@ -32,6 +36,25 @@ window), fleet with the window fixed by hand (`--max-handshakes 64`, the old def
 every host at once: the lab-only ceiling), and the OpenSSH tools with curve25519. There the
 limit is round trips: the floor is ROUND_TRIPS x RTT (one exec's handshake and command) plus
 the loopback floor (the sshd side's CPU over the cores). The proxy's own CPU is reported.
+
+`--copy-sizes` then copies one `--copy-mb` MB file of random bytes to every host, per host
+count: `fleet copy --force` (so every run sends the bytes: without it fleet skips a file the
+host has with the same SHA-256) against parallel-scp, pdcp and clush --copy, the OpenSSH-based
+ones with curve25519. The lab is started with `--private-dirs` (each sshd in a mount namespace
+of its own, where DIR/private shows that host's DIR/hosts/<name>/private; needs root), and is
+itself a tmpfs (`--copy-on-disk`: not), so that 6 GB per run at 200 hosts measure the tools and
+not this machine's one disk's writeback. Every tool copies into DIR/private; after each run every
+host's directory must hold the file with its size, and for 3 hosts its SHA-256, or the run does
+not count; the directories are emptied before each run. One warm-up round with a 1 MB file per
+lab, then `--copy-runs` rounds, tools interleaved as above. The sshd figure waits for the host
+side's sessions to end, past the tool's exit. The table adds MB/s (bytes sent to all hosts over
+the wall time), the client's user / sys split and its CPU per GB sent; its floor is, as above,
+the sshd side's CPU over the cores. Each transfer's host side differs: fleet runs a shell that
+writes a temporary file with `cat`, checks its size and SHA-256 (`sha256sum`) and renames it;
+scp (parallel-scp, clush) talks SFTP to sftp-server; pdcp starts `pdcp -z` on the host. parallel-scp
+always runs `scp -qC`: zlib compression, which random bytes do not repay (it costs the client
+~28 ms of CPU per MB here); it is measured as shipped. At the defaults the copy rows take 7 to 9
+minutes.
 
 `--big N` then starts a lab of N hosts (1000) and checks, in one run, that `fleet exec true`
 completes on all of them. The upgrade benchmark upgrades 2 fake CiviCRM sites on each of 50 hosts whose
@@ -96,23 +119,38 @@ def build():
 class Lab:
     """A fleet-lab of n hosts, with host files for every tool."""
 
-    def __init__(self, n, sites=0, rtt_ms=0):
+    def __init__(self, n, sites=0, rtt_ms=0, private_dirs=False, tmpfs_bytes=0):
+        """`private_dirs`: every host shows its own DIR/hosts/<name>/private at DIR/private
+        (`fleet-lab up --private-dirs`: each sshd in a mount namespace of its own; needs root).
+        `tmpfs_bytes`: the lab directory is a tmpfs of that size (root), so what the copy rows
+        write stays in memory and is not written back to this machine's one disk."""
         self.dir = tempfile.mkdtemp(prefix=f"fleet-bench-{n}-")
+        self.tmpfs = False
+        if tmpfs_bytes:
+            sh(["mount", "-t", "tmpfs", "-o", f"size={tmpfs_bytes // (1 << 20) + 1}m,mode=0755", "tmpfs", self.dir])
+            self.tmpfs = True
         cmd = [FLEET_LAB, "up", "--hosts", str(n), "--dir", self.dir]
         self.rtt_ms = rtt_ms
         if rtt_ms:
             cmd += ["--rtt", f"{rtt_ms}ms"]
         if sites:
             cmd += ["--sites-per-host", str(sites), "--civicrm", "5.69.0"]
-        sh(cmd, stdout=subprocess.DEVNULL)
+        if private_dirs:
+            cmd += ["--private-dirs"]
+        try:
+            sh(cmd, stdout=subprocess.DEVNULL)
+        except BaseException:
+            self._unmount()
+            raise
         self.n = n
-        self.pids, self.addrs = [], []
+        self.pids, self.addrs, self.names = [], [], []
         record_text = open(os.path.join(self.dir, "lab.toml")).read()
         head = record_text.split("[[host]]")[0]
         m = re.search(r"\[proxy\][^\[]*?pid = (\d+)", head, re.S)
         self.proxy_pid = int(m.group(1)) if m else None
         for block in record_text.split("[[host]]")[1:]:
             self.addrs.append(re.search(r'address = "([^"]+)"', block).group(1))
+            self.names.append(re.search(r'name = "([^"]+)"', block).group(1))
             m = re.search(r"pid = (\d+)", block)
             if m:
                 self.pids.append(int(m.group(1)))
@@ -169,8 +207,32 @@ class Lab:
                 return
             time.sleep(0.02)
 
+    def private(self, name=None):
+        """DIR/private (the path every host shows its own directory at), or with `name` that
+        host's own directory as this machine sees it."""
+        return os.path.join(self.dir, "private") if name is None else os.path.join(self.dir, "hosts", name, "private")
+
+    def clean_private(self):
+        """Empties every host's private directory (the files a copy run left, temporary
+        files of a failed one included)."""
+        for name in self.names:
+            d = self.private(name)
+            for e in os.scandir(d):
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    os.unlink(e.path)
+
+    def _unmount(self):
+        if self.tmpfs:
+            subprocess.run(["umount", self.dir], stderr=subprocess.DEVNULL)
+            if os.path.ismount(self.dir):
+                subprocess.run(["umount", "-l", self.dir])
+            self.tmpfs = False
+
     def down(self):
         subprocess.run([FLEET_LAB, "down", "--dir", self.dir], stdout=subprocess.DEVNULL)
+        self._unmount()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -212,9 +274,11 @@ def round_order(entries, rnd):
     return order
 
 
-def measure(lab, argv, env, check):
+def measure(lab, argv, env, check, settle_after=False):
     """Runs argv once: wall time, exit code, output, hosts ok, and from wait4 the CPU and peak
-    RSS of the tool's process tree, plus the CPU the lab's sshd spent meanwhile."""
+    RSS of the tool's process tree, plus the CPU the lab's sshd spent meanwhile (with
+    `settle_after`, also what the host side still spends once the tool has exited, until
+    its sessions are gone: not in the wall time)."""
     lab.settle()
     sshd0, proxy0 = lab.sshd_cpu(), lab.proxy_cpu()
     # GNU time starts the tool, so the tool's peak RSS is not inflated by this Python
@@ -229,12 +293,17 @@ def measure(lab, argv, env, check):
         out, err = out_f.read(), err_f.read()
         fields = open(usage.name).read().split()[-3:]
     user, system, rss = float(fields[0]), float(fields[1]), int(fields[2])
+    if settle_after:
+        lab.settle(limit=30.0)
     return {
         "wall": wall,
         "rc": p.returncode,
+        "out": out,
         "err": err,
         "ok": check(out, err, p.returncode),
         "cpu": user + system,
+        "user": user,
+        "sys": system,
         "rss": rss,
         "sshd": lab.sshd_cpu() - sshd0,
         "proxy": lab.proxy_cpu() - proxy0,
@@ -263,15 +332,16 @@ def run_benchmark(sizes, commands, runs, default_kex_up_to, results):
             lab.down()
 
 
-def record(results, n, cmd, name, rnd, m, rtt_ms=0, wan=False):
+def record(results, n, cmd, name, rnd, m, rtt_ms=0, wan=False, extra=None):
     wall, cpu, sshd, ok, err = m["wall"], m["cpu"], m["sshd"], m["ok"], m["err"]
     results.append({
         "n": n, "command": cmd, "tool": name, "round": rnd, "warmup": rnd == 0, "rtt_ms": rtt_ms, "wan": wan,
         "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "peak_rss_kib": m["rss"],
         "sshd_cpu_s": round(sshd, 4), "proxy_cpu_s": round(m.get("proxy", 0.0), 4),
         "hosts_ok": ok, "exit": m["rc"], "counted": rnd > 0 and ok == n,
-    })
-    log(f"{'RTT ' + str(rtt_ms) + 'ms ' if rtt_ms else ''}N={n} {cmd!r} {name:18} wall {wall:6.2f}s cpu {cpu:6.3f}s rss {m['rss'] / 1024:5.1f}MiB sshd {sshd:6.2f}s ok {ok}/{n}"
+    } | (extra or {}))
+    rate = f" {extra['bytes'] / wall / 1e6:6.0f}MB/s" if extra and "bytes" in extra else ""
+    log(f"{'RTT ' + str(rtt_ms) + 'ms ' if rtt_ms else ''}N={n} {cmd!r} {name:18} wall {wall:6.2f}s cpu {cpu:6.3f}s rss {m['rss'] / 1024:5.1f}MiB sshd {sshd:6.2f}s{rate} ok {ok}/{n}"
         + ("" if rnd else " (warm-up)"))
     if ok != n:
         log(f"  {name} failed on {n - ok} host(s): {err.strip()[-300:]}")
@@ -317,6 +387,119 @@ def run_big(n, results):
         lab.down()
 
 
+COPY_WARMUP_BYTES = 1_000_000
+# Hosts whose copy is also checked by SHA-256 after every run (first, last, one by the round).
+COPY_HASHED_HOSTS = 3
+
+
+def copy_tools(lab, n, payload):
+    """(name, argv, env, success check) of every copy tool at parallelism n: `payload` into
+    DIR/private on every host; the OpenSSH-based ones with curve25519 (their default kex only
+    adds the client's key exchange, as in the exec rows)."""
+    dest = lab.private()
+
+    def count_ok_fleet(out, err, rc):
+        return sum(1 for line in out.splitlines() if line.startswith("{") and json.loads(line).get("status") == "ok"
+                   and json.loads(line).get("written") == 1)
+
+    def count_ok_pscp(out, err, rc):
+        return len(re.findall(r"\[SUCCESS\]", out))
+
+    def count_ok_rc(out, err, rc):
+        # pdcp and clush name each failing host on stderr; their exit code is non-zero then.
+        failed = len(re.findall(r"exited with exit code|ssh: |Connection|Permission denied|pdcp@|No such file", err))
+        return lab.n - failed if rc == 0 else lab.n - max(failed, 1)
+
+    cfg = lab.ssh_config_curve
+    return [
+        ("fleet", [FLEET, "-i", lab.inventory, "copy", "--force", "--json", "-f", str(n), payload, dest], {}, count_ok_fleet),
+        # parallel-scp runs `scp -qC` per host: zlib compression is always on (see the module doc).
+        ("parallel-scp/curve25519", ["parallel-scp", "-h", lab.hosts_pssh, "-p", str(n), "-t", "300", "-x", f"-F {cfg}", payload, dest], {}, count_ok_pscp),
+        # pdcp starts `pdcp -z DEST` on each host through ssh (the hosts are this machine: same binary).
+        ("pdcp/curve25519", ["pdcp", "-R", "ssh", "-f", str(n), "-w", f"^{lab.hosts_plain}", payload, dest], {"PDSH_SSH_ARGS_APPEND": f"-F {cfg}"}, count_ok_rc),
+        ("clush --copy/curve25519", ["clush", "-S", "-f", str(n), "--hostfile", lab.hosts_plain, "-o", f"-F {cfg}", "-u", "300", "--copy", payload, "--dest", dest], {}, count_ok_rc),
+    ]
+
+
+def sha256_file(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_payload(path, size):
+    """`size` random bytes at `path` (read back once, so the client finds it in the page cache)."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 1 << 20))
+            f.write(chunk)
+            left -= len(chunk)
+    return sha256_file(path)
+
+
+def verify_copies(lab, name, size, sha, rnd):
+    """Hosts whose private directory holds `name` with `size` bytes (and, for a sample, the
+    SHA-256 `sha`), and a description of the first few that do not."""
+    hashed = {0, lab.n - 1, rnd % lab.n} if lab.n > 2 else set(range(lab.n))
+    ok, bad = 0, []
+    for i, host in enumerate(lab.names):
+        path = os.path.join(lab.private(host), name)
+        try:
+            got = os.stat(path).st_size
+        except OSError:
+            bad.append(f"{host}: missing")
+            continue
+        if got != size:
+            bad.append(f"{host}: {got} of {size} bytes")
+        elif i in hashed and sha256_file(path) != sha:
+            bad.append(f"{host}: SHA-256 mismatch")
+        else:
+            ok += 1
+    return ok, bad[:5]
+
+
+def run_copy(sizes, mb, runs, results, on_disk=False):
+    """`fleet copy` of one `mb` MB file (random bytes) against parallel-scp, pdcp and clush
+    --copy, per host count: a warm-up round with a 1 MB file, then `runs` rounds, tools
+    interleaved; every host's private directory checked after each run, emptied before the next."""
+    size = mb * 1_000_000
+    work = tempfile.mkdtemp(prefix="fleet-bench-copy-")
+    try:
+        payload = os.path.join(work, f"payload-{mb}MB.bin")
+        warm = os.path.join(work, "payload-warm-up.bin")
+        sha, warm_sha = make_payload(payload, size), make_payload(warm, COPY_WARMUP_BYTES)
+        for n in sizes:
+            log(f"lab of {n} hosts with private directories for {mb} MB copies" + (" (on disk)" if on_disk else " (tmpfs)"))
+            lab = Lab(n, private_dirs=True, tmpfs_bytes=0 if on_disk else n * (size + (1 << 20)) + (256 << 20))
+            try:
+                for rnd in range(0, runs + 1):
+                    file, fsize, fsha = (warm, COPY_WARMUP_BYTES, warm_sha) if rnd == 0 else (payload, size, sha)
+                    for name, argv, env, check in round_order(copy_tools(lab, n, file), rnd):
+                        lab.clean_private()
+                        m = measure(lab, argv, env, check, settle_after=True)
+                        there, bad = verify_copies(lab, os.path.basename(file), fsize, fsha, rnd)
+                        extra = {"copy": True, "copy_mb": mb, "bytes_per_host": fsize, "bytes": n * fsize,
+                                 "cpu_user_s": round(m["user"], 4), "cpu_sys_s": round(m["sys"], 4),
+                                 "tool_ok": m["ok"], "hosts_with_file": there}
+                        if name == "fleet":
+                            durations = sorted(json.loads(l).get("duration_ms", 0) for l in m["out"].splitlines() if l.startswith("{"))
+                            if durations:
+                                extra |= {"host_ms_min": durations[0], "host_ms_median": statistics.median(durations), "host_ms_max": durations[-1]}
+                        m["ok"] = min(m["ok"], there)
+                        if bad:
+                            m["err"] += "\nnot on every host: " + "; ".join(bad)
+                        record(results, n, f"copy {mb} MB", name, rnd, m, extra=extra)
+                lab.clean_private()
+            finally:
+                lab.down()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_upgrade_benchmark(hosts, results):
     """Controller cost of `fleet upgrade`: 50 hosts whose fakes take no time."""
     import resource
@@ -350,13 +533,26 @@ def medians(results, rtt=0, wan=False):
     the proxied ones at round-trip time `rtt` (ms; 0 is the same rows without a proxy)."""
     groups = {}
     for r in results:
-        if r.get("bench") or not r["counted"] or r.get("wan", False) != wan or r.get("rtt_ms", 0) != rtt:
+        if r.get("bench") or r.get("copy") or not r["counted"] or r.get("wan", False) != wan or r.get("rtt_ms", 0) != rtt:
             continue
         groups.setdefault((r["n"], r["command"]), {}).setdefault(r["tool"], []).append(r)
     keys = ("wall_s", "cpu_s", "peak_rss_kib", "sshd_cpu_s", "proxy_cpu_s")
     return {
         key: {t: {k: statistics.median(x.get(k, 0) for x in rs) for k in keys} | {"runs": len(rs)}
               for t, rs in by_tool.items()}
+        for key, by_tool in groups.items()
+    }
+
+
+def copy_medians(results):
+    """{(n, MB per host): {tool: medians of its counted copy runs}}."""
+    groups = {}
+    for r in results:
+        if r.get("copy") and r["counted"]:
+            groups.setdefault((r["n"], r["copy_mb"]), {}).setdefault(r["tool"], []).append(r)
+    keys = ("wall_s", "cpu_s", "cpu_user_s", "cpu_sys_s", "peak_rss_kib", "sshd_cpu_s", "bytes")
+    return {
+        key: {t: {k: statistics.median(x[k] for x in rs) for k in keys} | {"runs": len(rs)} for t, rs in by_tool.items()}
         for key, by_tool in groups.items()
     }
 
@@ -402,8 +598,21 @@ def targets(results):
                 f["wall_s"] / min(tuned) if tuned else None, 1.05)
             row(f"RTT {rtt} ms, N={n}: fleet (defaults) wall / best OpenSSH peer (curve25519) wall",
                 f["wall_s"] / min(peers) if peers else None, 1.0)
+    for (n, mb), m in sorted(copy_medians(results).items()):
+        f = m.get("fleet")
+        peers = {t: v["wall_s"] for t, v in m.items() if t.endswith("/curve25519")}
+        if n != 200 or not f:
+            continue
+        what = f"N={n} copy of {mb} MB: fleet wall / best OpenSSH peer (curve25519) wall"
+        if not peers:
+            row(what, None, 0.8)
+            continue
+        best = min(peers, key=peers.get)
+        value = f["wall_s"] / peers[best]
+        verdict = "met" if value <= 0.8 else f"**missed by {100 * (value / 0.8 - 1):.0f}%**"
+        lines.append(f"| {what} | {value:.2f} (fleet {f['wall_s']:.2f} s, {best} {peers[best]:.2f} s) | 0.80 | {verdict} |")
     for r in results:
-        if not r.get("bench") and not r.get("wan") and r["n"] >= 1000 and r["tool"] == "fleet" and not r["warmup"]:
+        if not r.get("bench") and not r.get("wan") and not r.get("copy") and r["n"] >= 1000 and r["tool"] == "fleet" and not r["warmup"]:
             lines.append(f"| N={r['n']} `true`: fleet hosts ok | {r['hosts_ok']}/{r['n']} in {r['wall_s']:.1f} s, "
                          f"{r['peak_rss_kib'] / 1024:.0f} MiB | all | {'met' if r['hosts_ok'] == r['n'] else '**missed**'} |")
     for r in results:
@@ -444,6 +653,19 @@ def table(results):
                     f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | {ratio(m['wall_s'], f['wall_s'], '{:.2f}x') if f else '-'} | {m['cpu_s']:.3f} | "
                     f"{m['sshd_cpu_s']:.2f} | {m['proxy_cpu_s']:.2f} | {floor:.2f} | {ratio(m['wall_s'], floor, '{:.2f}')} |"
                 )
+    for (n, mb), med in sorted(copy_medians(results).items()):
+        f = med.get("fleet")
+        any_m = next(iter(med.values()))
+        lines.append(f"\n### N = {n}, copy of a {mb} MB file ({any_m['bytes'] / 1e9:.2f} GB sent)\n")
+        lines.append("| tool | runs | wall s | wall / fleet | MB/s | client CPU s | user / sys s | CPU s per GB sent | CPU / fleet | peak RSS MiB | sshd CPU s | floor s (sshd CPU / cores) | wall / floor |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for tool, m in sorted(med.items(), key=lambda kv: kv[1]["wall_s"]):
+            floor = m["sshd_cpu_s"] / CORES
+            lines.append(
+                f"| {tool} | {m['runs']} | {m['wall_s']:.2f} | {ratio(m['wall_s'], f['wall_s'], '{:.2f}x') if f else '-'} | {m['bytes'] / m['wall_s'] / 1e6:.0f} | "
+                f"{m['cpu_s']:.2f} | {m['cpu_user_s']:.2f} / {m['cpu_sys_s']:.2f} | {m['cpu_s'] / (m['bytes'] / 1e9):.2f} | {ratio(m['cpu_s'], f['cpu_s'], '{:.1f}x') if f else '-'} | "
+                f"{m['peak_rss_kib'] / 1024:.1f} | {m['sshd_cpu_s']:.2f} | {floor:.2f} | {ratio(m['wall_s'], floor, '{:.2f}')} |"
+            )
     for r in results:
         if r.get("bench") == "upgrade-controller":
             lines.append(f"\n### `fleet upgrade` controller, {r['hosts']} hosts\n")
@@ -462,8 +684,24 @@ def main():
     ap.add_argument("--wan", default="20,100", help="round-trip times (ms) of the proxied runs; 0: the same rows on loopback (empty: none)")
     ap.add_argument("--wan-sizes", default="200,1000")
     ap.add_argument("--wan-runs", type=int, default=2)
+    ap.add_argument("--copy-sizes", default="50,200", help="host counts of the `fleet copy` rows (empty: none)")
+    ap.add_argument("--copy-mb", type=int, default=30, help="size of the copied file, MB (10^6 bytes)")
+    ap.add_argument("--copy-runs", type=int, default=2)
+    ap.add_argument("--copy-on-disk", action="store_true", help="copy rows: the lab on /tmp's disk instead of a tmpfs")
+    ap.add_argument("--only", default="", help="run only these parts: exec,wan,big,upgrade,copy (default: all)")
+    ap.add_argument("--results-dir", default=os.path.join(ROOT, "bench", "results"), help="where the results files go (latest.md too)")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
+    parts = {"exec", "wan", "big", "upgrade", "copy"}
+    only = {x for x in args.only.split(",") if x}
+    if only - parts:
+        ap.error(f"--only: unknown part(s) {', '.join(sorted(only - parts))} (parts: {', '.join(sorted(parts))})")
+    if only:
+        args.sizes = args.sizes if "exec" in only else ""
+        args.wan = args.wan if "wan" in only else ""
+        args.big = args.big if "big" in only else 0
+        args.upgrade_hosts = args.upgrade_hosts if "upgrade" in only else 0
+        args.copy_sizes = args.copy_sizes if "copy" in only else ""
     ensure_tools()
     if not args.no_build:
         build()
@@ -475,12 +713,15 @@ def main():
     rtts = [int(x) for x in args.wan.split(",") if x]
     if rtts:
         run_wan(rtts, [int(x) for x in args.wan_sizes.split(",") if x], args.wan_runs, results)
+    copy_sizes = [int(x) for x in args.copy_sizes.split(",") if x]
+    if copy_sizes:
+        run_copy(copy_sizes, args.copy_mb, args.copy_runs, results, on_disk=args.copy_on_disk)
     if args.big:
         run_big(args.big, results)
     if args.upgrade_hosts:
         run_upgrade_benchmark(args.upgrade_hosts, results)
     elapsed_min = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
-    out_dir = os.path.join(ROOT, "bench", "results")
+    out_dir = args.results_dir
     os.makedirs(out_dir, exist_ok=True)
     stem = f"{started.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}"
     with open(os.path.join(out_dir, stem + ".jsonl"), "w") as f:
@@ -488,12 +729,21 @@ def main():
             f.write(json.dumps(r) + "\n")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    parts = []
+    if sizes:
+        parts.append(f"Medians of {args.runs} counted runs per command after 1 warm-up per tool and lab (the curve25519 one also warms the tool's default-kex runs), tools interleaved; a run counts only when every host succeeded. "
+                     f"OpenSSH's default key exchange runs with the first command, up to N = {args.default_kex_up_to}. ")
+    if rtts:
+        parts.append(f"WAN rows (through `fleet-lab`'s delaying proxy; RTT 0 is the same rows without it): medians of {args.wan_runs} runs per tool, no warm-up. ")
+    if copy_sizes:
+        parts.append(f"Copy rows: one {args.copy_mb} MB file of random bytes into every host's own directory (`fleet-lab up --private-dirs`, "
+                     f"{'on the disk' if args.copy_on_disk else 'the lab on a tmpfs'}), `fleet copy --force` against parallel-scp (which always runs `scp -C`), pdcp and clush --copy with curve25519; "
+                     f"medians of {args.copy_runs} runs per tool after a warm-up round with a 1 MB file, tools interleaved; a run counts only when every host has the file with its size "
+                     f"(and SHA-256, checked on {COPY_HASHED_HOSTS} hosts per run); sshd CPU is counted until the hosts' sessions are gone, past the tool's exit if need be. ")
     header = (f"# fleet benchmark, {started.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
               f"Machine: {socket.gethostname()}, {CORES} cores ({cpu}), {platform.platform()}; {ssh}.\n"
-              f"Medians of {args.runs} counted runs per command after 1 warm-up per tool and lab (the curve25519 one also warms the tool's default-kex runs), tools interleaved; a run counts only when every host succeeded. "
-              f"OpenSSH's default key exchange runs with the first command, up to N = {args.default_kex_up_to}. "
-              f"WAN rows (through `fleet-lab`'s delaying proxy; RTT 0 is the same rows without it): medians of {args.wan_runs} runs per tool, no warm-up. "
-              f"The whole benchmark took {elapsed_min:.1f} min.\n"
+              + "".join(parts)
+              + f"The whole benchmark took {elapsed_min:.1f} min.\n"
               f"`floor` is the sshd side's CPU divided by the cores: no client can finish faster on this machine.\n")
     md = header + targets(results) + table(results) + "\n"
     with open(os.path.join(out_dir, stem + ".md"), "w") as f:

@@ -532,6 +532,11 @@ pub(crate) struct CopyArgs {
     #[arg(long)]
     pub(crate) force: bool,
 
+    /// Do not flush each file to the host's disk before it takes its name (faster; a host
+    /// that crashes right after may be left with an empty or partial file under the name)
+    #[arg(long)]
+    pub(crate) no_sync: bool,
+
     /// One JSON object per host on stdout instead of folded text
     #[arg(long)]
     pub(crate) json: bool,

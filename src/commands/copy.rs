@@ -29,6 +29,7 @@ struct Plan {
     mode: Option<u32>,
     owner: Option<String>,
     force: bool,
+    sync: bool,
 }
 
 pub(crate) async fn run(cli: &Cli, args: &CopyArgs) -> anyhow::Result<ExitStatus> {
@@ -49,10 +50,10 @@ pub(crate) async fn run(cli: &Cli, args: &CopyArgs) -> anyhow::Result<ExitStatus
         mode: args.mode,
         owner: args.owner.clone(),
         force: args.force,
+        sync: !args.no_sync,
     });
-    let run = TransferRun::new(cli, &args.selection, &args.run, None, |_| Ok(()))?;
     let per_host: u64 = plan.files.iter().map(|(_, f)| f.size).sum();
-    run.bytes_bar.set_length(per_host * run.jobs.len() as u64);
+    let run = TransferRun::new(cli, &args.selection, &args.run, Some(per_host), |_| Ok(()))?;
     let bytes_bar = run.bytes_bar.clone();
     let (reports, cancel, elapsed) = run
         .run(move |session, timeout, cancel| {
@@ -164,21 +165,23 @@ async fn copy_host(
     };
     let abort = &cancel.abort;
     // The destination must be there already, as for `cp`: a typo must not create a tree.
+    // Only the directories this creates get the local mode and the owner: one that is
+    // there already is the host's. The script goes on stdin, so no number of directories
+    // makes the command line too long.
     let mut prep = format!(
-        "d={}; if [ ! -d \"$d\" ]; then echo \"fleet: $d is not a directory on the host\" >&2; exit 1; fi; cd \"$d\"",
-        quote(&plan.dest)
+        "unset CDPATH; d={}; if [ ! -d \"$d\" ]; then echo \"fleet: $d is not a directory on the host\" >&2; exit 1; fi; cd -P -- \"$d\" || exit 1\n\
+         fleet_dir() {{ [ -d \"$1\" ] && return 0; mkdir -- \"$1\" || return 1; {}chmod -- \"$2\" \"$1\"; }}\n",
+        quote(&plan.dest),
+        match &plan.owner {
+            Some(o) => format!("chown -- {} \"$1\" || return 1; ", quote(o)),
+            None => String::new(),
+        }
     );
     for (rel, mode) in &plan.dirs {
-        let q = quote(rel);
-        prep.push_str(&format!(" && mkdir -p -- {q} && chmod {mode:o} -- {q}"));
-        if let Some(o) = &plan.owner {
-            prep.push_str(&format!(" && chown {} -- {q}", quote(o)));
-        }
+        prep.push_str(&format!("fleet_dir {} {mode:o} || exit 1\n", quote(rel)));
     }
-    match session
-        .exec(&RemoteCommand::shell(prep), &opts, abort)
-        .await
-    {
+    let prep = RemoteCommand::shell("exec /bin/sh -s").stdin(prep.into_bytes());
+    match session.exec(&prep, &opts, abort).await {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
             return HostEnd::Stopped {
@@ -202,7 +205,7 @@ async fn copy_host(
             Err(e) => return transfer::stopped(&e, Vec::new()),
         }
     };
-    let results: Vec<Result<FileResult, fleet_remote_exec::ExecError>> =
+    let results: Vec<Result<FileResult, Stop>> =
         // By index, not by reference: the item type must not carry a lifetime for the
         // future to be `Send` (a higher-ranked closure signature otherwise).
         futures::stream::iter(paths.into_iter().zip(there).enumerate())
@@ -213,29 +216,42 @@ async fn copy_host(
                     let put = PutOptions {
                         mode: plan.mode.unwrap_or(file.mode & 0o777),
                         owner: plan.owner.clone(),
+                        sync: plan.sync,
                     };
                     let state = match there {
                         Some(t) if t.is(file, &put) => {
-                            bar.inc(file.size);
+                            bar.dec_length(file.size);
                             FileState::Unchanged
                         }
                         Some(t) if t.sha256 == file.sha256 => {
-                            bar.inc(file.size);
+                            bar.dec_length(file.size);
                             fix(session, &path, &put, &opts, abort).await?
                         }
                         _ => {
-                            let sent: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |n| bar.inc(n));
+                            let sent: Arc<dyn Fn(u64) + Send + Sync> =
+                                Arc::new(move |n| bar.inc(n));
                             let o = session
                                 .put(file, &path, &put, &opts, abort, Some(sent))
-                                .await?;
-                            if o.status.success() {
-                                FileState::Written
-                            } else {
-                                FileState::Failed(transfer::reason(&o))
+                                .await
+                                .map_err(Stop::Transport)?;
+                            match &o.status {
+                                s if s.success() => FileState::Written,
+                                fleet_remote_exec::ExitStatus::TimedOut { .. }
+                                | fleet_remote_exec::ExitStatus::Cancelled { .. } => {
+                                    return Err(Stop::Ended(
+                                        kind_of(&o.status),
+                                        format!("{path}: {}", o.status),
+                                    ));
+                                }
+                                _ => FileState::Failed(transfer::reason(&o)),
                             }
                         }
                     };
-                    let bytes = if state == FileState::Written { file.size } else { 0 };
+                    let bytes = if state == FileState::Written {
+                        file.size
+                    } else {
+                        0
+                    };
                     Ok(FileResult {
                         source: file.path.display().to_string(),
                         path,
@@ -247,32 +263,54 @@ async fn copy_host(
             .buffered(FILES_AT_ONCE)
             .collect()
             .await;
+    // Every file that got through is reported, also when another stopped the host.
     let mut files = Vec::with_capacity(results.len());
+    let mut stop = None;
     for r in results {
         match r {
             Ok(f) => files.push(f),
-            Err(e) => return transfer::stopped(&e, files),
+            Err(s) => {
+                stop.get_or_insert(s);
+            }
         }
     }
-    HostEnd::Files(files)
+    match stop {
+        None => HostEnd::Files(files),
+        Some(Stop::Transport(e)) => transfer::stopped(&e, files),
+        Some(Stop::Ended(kind, reason)) => HostEnd::Stopped {
+            reason,
+            kind,
+            files,
+        },
+    }
 }
 
-/// Sets the mode and owner of a file whose content is right already.
+/// Why a host's files stopped: the connection failed, or a file ran out of time or was
+/// cancelled (the rest would fare no better).
+enum Stop {
+    Transport(fleet_remote_exec::ExecError),
+    Ended(&'static str, String),
+}
+
+/// Sets the owner and mode of a file whose content is right already (owner first: `chown`
+/// clears setuid and setgid bits).
 async fn fix(
     session: &Session,
     path: &str,
     put: &PutOptions,
     opts: &ExecOptions,
     abort: &tokio_util::sync::CancellationToken,
-) -> Result<FileState, fleet_remote_exec::ExecError> {
+) -> Result<FileState, Stop> {
     let q = quote(path);
-    let mut script = format!("chmod {:o} -- {q}", put.mode);
+    let mut script = String::new();
     if let Some(o) = &put.owner {
-        script.push_str(&format!(" && chown {} -- {q}", quote(o)));
+        script.push_str(&format!("chown -- {} {q} && ", quote(o)));
     }
+    script.push_str(&format!("chmod -- {:o} {q}", put.mode));
     let o = session
         .exec(&RemoteCommand::shell(script), opts, abort)
-        .await?;
+        .await
+        .map_err(Stop::Transport)?;
     Ok(if o.status.success() {
         FileState::Fixed
     } else {

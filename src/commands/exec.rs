@@ -68,6 +68,8 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
                 json: args.json,
                 color_stdout: settings.color_stdout,
                 color_stderr: settings.color_stderr,
+                escape_stdout: std::io::stdout().is_terminal(),
+                escape_stderr: std::io::stderr().is_terminal(),
             },
         )
     });
@@ -135,6 +137,10 @@ pub(crate) async fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<ExitStatus
         .collect();
     watcher.abort();
     progress.finish_and_clear();
+    // Every streamed line is out before the statuses.
+    if let Some(p) = &printer {
+        p.close();
+    }
 
     // The out-dir first: it is the durable record, and it must not be lost because stdout
     // failed (a terminal that hung up answers writes with an I/O error).

@@ -169,7 +169,7 @@ impl TransferReport {
             }
         }
         let done = if parts.is_empty() {
-            String::new()
+            "nothing to do (no files)".to_owned()
         } else {
             parts.join(", ")
         };
@@ -242,7 +242,7 @@ pub(crate) struct TransferRun {
 
 impl TransferRun {
     /// Loads the inventory and selection, and prepares the client and progress bars;
-    /// `bytes` is the total to send, when known. `check` refuses hosts before any connects.
+    /// `bytes` is what each host is to get, when known. `check` refuses hosts before any connects.
     pub(crate) fn new(
         cli: &Cli,
         selection: &Selection,
@@ -266,6 +266,7 @@ impl TransferRun {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
+        let bytes = bytes.map(|b| b * jobs.len() as u64);
         let bars = indicatif::MultiProgress::new();
         let hidden = settings.quiet
             || !std::io::stderr().is_terminal()
@@ -399,7 +400,13 @@ pub(crate) fn finish(
             writeln!(stdout, "{}", r.json())?;
         }
     } else {
-        write_folded(&mut stdout, reports, way, settings.color_stdout)?;
+        write_folded(
+            &mut stdout,
+            reports,
+            way,
+            settings.color_stdout,
+            std::io::stdout().is_terminal(),
+        )?;
     }
     stdout.flush()?;
     if !settings.quiet {
@@ -432,6 +439,7 @@ fn write_folded(
     reports: &[TransferReport],
     way: Way,
     color: bool,
+    escape: bool,
 ) -> std::io::Result<()> {
     let mut blocks: Vec<(Status, String, Vec<&str>)> = Vec::new();
     let mut index: HashMap<(Status, String), usize> = HashMap::new();
@@ -454,6 +462,12 @@ fn write_folded(
         };
         let text = format!("==> {}{count}: {line}", compact_names(&hosts));
         let code = if status == Status::Ok { "1;32" } else { "1;31" };
+        // The reasons hold hosts' words: on a terminal they cannot drive it.
+        let text = if escape {
+            render::stream::escaped(&text)
+        } else {
+            text
+        };
         if color {
             writeln!(w, "\x1b[{code}m{text}\x1b[0m")?;
         } else {
@@ -551,7 +565,7 @@ mod tests {
             report("h4", HostEnd::NotStarted),
         ];
         let mut out = Vec::new();
-        write_folded(&mut out, &reports, Way::Copy, false).unwrap();
+        write_folded(&mut out, &reports, Way::Copy, false, false).unwrap();
         insta::assert_snapshot!(String::from_utf8(out).unwrap(), @r"
         ==> h[1,3] (2 hosts): 1 copied, 1 unchanged
         ==> h2: 1 failed: /d/f0: disk full

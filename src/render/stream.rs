@@ -1,17 +1,24 @@
 //! Live output for `fleet exec --stream`: every host's lines as they arrive, each prefixed
 //! with the host's name, whole lines only.
 //!
-//! Each host assembles its own lines; a complete line is written with one locked write, so
-//! lines of different hosts never mix mid-line however the hosts' chunks interleave. A host's
+//! Each host assembles its own lines and hands complete ones to one writer thread, which
+//! writes each batch whole: lines of different hosts never mix mid-line however the hosts'
+//! chunks interleave, and stdout and stderr lines keep the order they came in. A host's
 //! stdout goes to fleet's stdout as `name: line`, its stderr to fleet's stderr as
 //! `name! line` (the `!` marks stderr also when both go to one file). On a terminal each host
 //! gets a colour and control characters are shown escaped, so a host cannot drive the
 //! operator's terminal; piped output is the host's bytes as they are.
+//!
+//! When the reader is slow (a pager waiting on its first screen), the lines waiting for it
+//! are bounded: past [`MAX_PENDING`] bytes a host's output is not read until they drain (its
+//! SSH window fills, and the host waits), while its time limit and Ctrl-C still work.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fleet_remote_exec::{Sink, Stream};
+use futures::future::BoxFuture;
 use serde_json::json;
 
 use super::PipeSafe;
@@ -20,23 +27,33 @@ use super::PipeSafe;
 /// printing without newlines cannot hold unbounded memory.
 const MAX_LINE: usize = 64 * 1024;
 
+/// Bytes of lines written by hosts and not yet by the writer, past which hosts wait.
+const MAX_PENDING: usize = 1 << 20;
+
 /// How a line ended, when not with a newline.
 const CONTINUED: &str = " [continued]";
 const NO_NEWLINE: &str = " [no newline at end]";
 
-/// Where the streamed lines go, shared by every host.
-pub(crate) struct Printer {
-    out: Mutex<Outputs>,
-    /// Every prefix padded to the longest host name.
-    width: usize,
-    json: bool,
-    color_stdout: bool,
-    color_stderr: bool,
+enum Msg {
+    Write(Stream, Vec<u8>),
+    Done,
 }
 
-struct Outputs {
-    stdout: Box<dyn Write + Send>,
-    stderr: Box<dyn Write + Send>,
+/// What the writer has not written yet, and the wake-up for hosts waiting on it.
+#[derive(Default)]
+struct Flow {
+    pending: AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+/// Where the streamed lines go, shared by every host.
+pub(crate) struct Printer {
+    tx: std::sync::mpsc::Sender<Msg>,
+    flow: Arc<Flow>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Every prefix padded to the longest host name.
+    width: usize,
+    style: StreamStyle,
 }
 
 /// How the printer shows the lines.
@@ -46,6 +63,9 @@ pub(crate) struct StreamStyle {
     pub(crate) json: bool,
     pub(crate) color_stdout: bool,
     pub(crate) color_stderr: bool,
+    /// Control characters shown escaped: the stream is a terminal.
+    pub(crate) escape_stdout: bool,
+    pub(crate) escape_stderr: bool,
 }
 
 impl Printer {
@@ -63,8 +83,8 @@ impl Printer {
     }
 
     fn to<'a>(
-        stdout: Box<dyn Write + Send>,
-        stderr: Box<dyn Write + Send>,
+        mut stdout: Box<dyn Write + Send>,
+        mut stderr: Box<dyn Write + Send>,
         names: impl IntoIterator<Item = &'a str>,
         style: StreamStyle,
     ) -> Arc<Self> {
@@ -73,12 +93,28 @@ impl Printer {
             .map(|n| n.chars().count())
             .max()
             .unwrap_or(0);
+        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        let flow = Arc::new(Flow::default());
+        let f = flow.clone();
+        let writer = std::thread::spawn(move || {
+            while let Ok(Msg::Write(stream, bytes)) = rx.recv() {
+                let out = match (stream, style.json) {
+                    (Stream::Stderr, false) => &mut stderr,
+                    _ => &mut stdout,
+                };
+                // A closed pipe or a hung-up terminal is tolerated by `PipeSafe`; any other
+                // write error leaves those lines out, as there is nowhere left to say so.
+                let _ = out.write_all(&bytes).and_then(|()| out.flush());
+                f.pending.fetch_sub(bytes.len(), Ordering::SeqCst);
+                f.drained.notify_waiters();
+            }
+        });
         Arc::new(Self {
-            out: Mutex::new(Outputs { stdout, stderr }),
+            tx,
+            flow,
+            writer: Mutex::new(Some(writer)),
             width,
-            json: style.json,
-            color_stdout: style.color_stdout,
-            color_stderr: style.color_stderr,
+            style,
         })
     }
 
@@ -93,23 +129,23 @@ impl Printer {
         }
     }
 
-    fn write(&self, stream: Stream, bytes: &[u8]) {
-        let mut out = self
-            .out
+    /// Writes what the hosts handed over and stops the writer; call once every host is done.
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Msg::Done);
+        let writer = self
+            .writer
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // A closed pipe or a hung-up terminal is tolerated by `PipeSafe`; any other write
-        // error leaves that line out, as there is nowhere left to say so.
-        let _ = match (stream, self.json) {
-            (Stream::Stderr, false) => out
-                .stderr
-                .write_all(bytes)
-                .and_then(|()| out.stderr.flush()),
-            _ => out
-                .stdout
-                .write_all(bytes)
-                .and_then(|()| out.stdout.flush()),
-        };
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+    }
+
+    fn write(&self, stream: Stream, bytes: Vec<u8>) {
+        self.flow.pending.fetch_add(bytes.len(), Ordering::SeqCst);
+        // Gone only once closed, when no host writes any more.
+        let _ = self.tx.send(Msg::Write(stream, bytes));
     }
 }
 
@@ -123,7 +159,7 @@ pub(crate) struct HostLines {
     color: &'static str,
     /// The line each stream has started and not ended yet.
     partial: [Vec<u8>; 2],
-    /// Formatted lines waiting for the one write that prints them.
+    /// Formatted lines waiting to be handed to the writer.
     pending: [Vec<u8>; 2],
 }
 
@@ -148,23 +184,26 @@ impl HostLines {
 
     fn line(&mut self, stream: Stream, text: &[u8], ending: &str) {
         let p = &self.printer;
+        let st = p.style;
         let buf = &mut self.pending[slot(stream)];
-        if p.json {
+        if st.json {
             let mut v = json!({
                 "host": self.name,
                 "stream": match stream { Stream::Stdout => "stdout", Stream::Stderr => "stderr" },
                 "line": String::from_utf8_lossy(text),
             });
-            if !ending.is_empty() {
-                v["partial"] = json!(true);
+            match ending {
+                NO_NEWLINE => v["partial"] = json!(true),
+                CONTINUED => v["continued"] = json!(true),
+                _ => {}
             }
             buf.extend_from_slice(v.to_string().as_bytes());
             buf.push(b'\n');
             return;
         }
-        let color = match stream {
-            Stream::Stdout => p.color_stdout,
-            Stream::Stderr => p.color_stderr,
+        let (color, escape) = match stream {
+            Stream::Stdout => (st.color_stdout, st.escape_stdout),
+            Stream::Stderr => (st.color_stderr, st.escape_stderr),
         };
         let mark = match stream {
             Stream::Stdout => ':',
@@ -180,13 +219,17 @@ impl HostLines {
                 )
                 .as_bytes(),
             );
-            escape_controls(text, buf);
-            if !ending.is_empty() {
-                buf.extend_from_slice(format!("\x1b[2m{ending}\x1b[0m").as_bytes());
-            }
         } else {
             buf.extend_from_slice(format!("{}{mark}{:pad$} ", self.name, "").as_bytes());
+        }
+        if escape {
+            escape_controls(text, buf);
+        } else {
             buf.extend_from_slice(text);
+        }
+        if color && !ending.is_empty() {
+            buf.extend_from_slice(format!("\x1b[2m{ending}\x1b[0m").as_bytes());
+        } else {
             buf.extend_from_slice(ending.as_bytes());
         }
         buf.push(b'\n');
@@ -195,7 +238,7 @@ impl HostLines {
     fn flush(&mut self, stream: Stream) {
         let buf = std::mem::take(&mut self.pending[slot(stream)]);
         if !buf.is_empty() {
-            self.printer.write(stream, &buf);
+            self.printer.write(stream, buf);
         }
     }
 }
@@ -214,12 +257,31 @@ impl Sink for HostLines {
             data = &data[nl + 1..];
         }
         self.partial[i].extend_from_slice(data);
-        while self.partial[i].len() >= MAX_LINE {
-            let rest = self.partial[i].split_off(MAX_LINE);
+        // Past the limit (not at it: the newline may be the next byte to come), a piece
+        // ending on a character boundary.
+        while self.partial[i].len() > MAX_LINE {
+            let cut = char_boundary(&self.partial[i], MAX_LINE);
+            let rest = self.partial[i].split_off(cut);
             let piece = std::mem::replace(&mut self.partial[i], rest);
             self.line(stream, &piece, CONTINUED);
         }
         self.flush(stream);
+    }
+
+    fn ready(&mut self) -> BoxFuture<'_, ()> {
+        let flow = self.printer.flow.clone();
+        Box::pin(async move {
+            loop {
+                let drained = flow.drained.notified();
+                tokio::pin!(drained);
+                // Registered before the check, so a drain in between is not missed.
+                drained.as_mut().enable();
+                if flow.pending.load(Ordering::SeqCst) < MAX_PENDING {
+                    return;
+                }
+                drained.await;
+            }
+        })
     }
 }
 
@@ -229,22 +291,95 @@ impl Drop for HostLines {
     }
 }
 
-/// Copies `text` with every control character but tab shown as `^X` (ESC as `^[`), so a
-/// host's output cannot move the cursor, retitle the window or change colours.
-fn escape_controls(text: &[u8], out: &mut Vec<u8>) {
-    for &b in text {
+/// The last position at or before `at` that does not split a UTF-8 character (`at` itself
+/// when the bytes there are not UTF-8 continuations).
+fn char_boundary(bytes: &[u8], at: usize) -> usize {
+    let mut cut = at;
+    // A UTF-8 character has at most 3 continuation bytes.
+    while cut > at.saturating_sub(3) && cut < bytes.len() && bytes[cut] & 0xc0 == 0x80 {
+        cut -= 1;
+    }
+    if cut == 0 || (cut < bytes.len() && bytes[cut] & 0xc0 == 0x80) {
+        at
+    } else {
+        cut
+    }
+}
+
+/// Copies `text` with every control character but tab shown as `^X` (ESC as `^[`) and the
+/// C1 controls U+0080..U+009F as `M-^X`, as `cat -v` shows them, so a host's output cannot
+/// move the cursor, retitle the window or change colours.
+pub(crate) fn escape_controls(text: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
         match b {
             b'\t' => out.push(b),
             0..=0x1f => out.extend_from_slice(&[b'^', b + 0x40]),
             0x7f => out.extend_from_slice(b"^?"),
+            0xc2 if matches!(text.get(i + 1), Some(0x80..=0x9f)) => {
+                out.extend_from_slice(&[b'M', b'-', b'^', text[i + 1] - 0x40]);
+                i += 1;
+            }
             _ => out.push(b),
         }
+        i += 1;
     }
+}
+
+/// `text` with its control characters escaped (see [`escape_controls`]).
+pub(crate) fn escaped(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    escape_controls(text.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines waiting beyond the limit hold a host until the writer drains them.
+    #[tokio::test]
+    async fn a_slow_reader_holds_hosts_back_until_it_reads() {
+        struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>, Shared);
+        impl Write for Gate {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let (open, cv) = &*self.0;
+                let mut o = open.lock().unwrap();
+                while !*o {
+                    o = cv.wait(o).unwrap();
+                }
+                self.1.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let out = Shared::default();
+        let p = Printer::to(
+            Box::new(Gate(gate.clone(), out.clone())),
+            Box::new(Shared::default()),
+            ["h"],
+            PLAIN,
+        );
+        let mut h = p.host(0, "h");
+        let n = MAX_PENDING / MAX_LINE + 1;
+        for _ in 0..n {
+            h.output(Stream::Stdout, &vec![b'x'; MAX_LINE]);
+            h.output(Stream::Stdout, b"\n");
+        }
+        let held = tokio::time::timeout(std::time::Duration::from_millis(200), h.ready()).await;
+        assert!(held.is_err(), "ready while the reader reads nothing");
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        tokio::time::timeout(std::time::Duration::from_secs(10), h.ready())
+            .await
+            .expect("ready once the reader read");
+        drop(h);
+        p.close();
+        assert_eq!(out.0.lock().unwrap().len(), n * (3 + MAX_LINE + 1));
+    }
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -279,6 +414,7 @@ mod tests {
             h.output(*stream, chunk);
         }
         drop(h);
+        p.close();
         let text = |s: Shared| String::from_utf8(s.0.lock().unwrap().clone()).unwrap();
         (text(out), text(err))
     }
@@ -287,6 +423,8 @@ mod tests {
         json: false,
         color_stdout: false,
         color_stderr: false,
+        escape_stdout: false,
+        escape_stderr: false,
     };
 
     #[test]
@@ -324,6 +462,31 @@ mod tests {
             out.len(),
             big.len() + 3 * 4 + 2 * CONTINUED.len() + NO_NEWLINE.len()
         );
+        // A line of exactly the limit whose newline comes in the next chunk is one line.
+        let exact = vec![b'y'; MAX_LINE];
+        let (out, _) = lines(
+            &["h"],
+            PLAIN,
+            "h",
+            &[(Stream::Stdout, &exact), (Stream::Stdout, b"\nz\n")],
+        );
+        assert_eq!(out.lines().count(), 2, "{}", &out[out.len() - 40..]);
+        assert!(!out.contains(CONTINUED));
+        // A piece never splits a character.
+        let mut wide = vec![b'a'; MAX_LINE - 1];
+        wide.extend_from_slice("é and more".as_bytes());
+        let (out, _) = lines(&["h"], PLAIN, "h", &[(Stream::Stdout, &wide)]);
+        let first = out.lines().next().unwrap();
+        assert!(
+            first.ends_with(&format!("a{CONTINUED}")),
+            "{}",
+            &first[first.len() - 20..]
+        );
+        assert!(
+            out.contains("h: é and more [no newline at end]"),
+            "{}",
+            &out[out.len() - 60..]
+        );
     }
 
     #[test]
@@ -332,6 +495,8 @@ mod tests {
             json: false,
             color_stdout: true,
             color_stderr: true,
+            escape_stdout: true,
+            escape_stderr: true,
         };
         let (out, _) = lines(
             &["h"],
@@ -345,6 +510,24 @@ mod tests {
             4,
             "only fleet's own colours: {out:?}"
         );
+        // C1 controls (here CSI, U+009B) too.
+        assert_eq!(escaped("a\u{9b}2Jb"), "aM-^[2Jb");
+        assert_eq!(
+            escaped("é\u{a0}"),
+            "é\u{a0}",
+            "printable text is left as it is"
+        );
+        // A terminal without colour (NO_COLOR) is still a terminal.
+        let (out, _) = lines(
+            &["h"],
+            StreamStyle {
+                color_stdout: false,
+                ..style
+            },
+            "h",
+            &[(Stream::Stdout, b"\x1b[2J\n")],
+        );
+        assert_eq!(out, "h: ^[[2J\n");
     }
 
     #[test]
@@ -353,6 +536,8 @@ mod tests {
             json: true,
             color_stdout: true,
             color_stderr: false,
+            escape_stdout: true,
+            escape_stderr: false,
         };
         let (out, err) = lines(&["h"], style, "h", &[(Stream::Stderr, b"a\xffb\nrest")]);
         assert!(err.is_empty(), "JSON goes to stdout");
@@ -368,5 +553,16 @@ mod tests {
             v[1],
             json!({"host": "h", "stream": "stderr", "line": "rest", "partial": true})
         );
+        let big = vec![b'q'; MAX_LINE + 1];
+        let (out, _) = lines(&["h"], style, "h", &[(Stream::Stdout, &big)]);
+        let v: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (v[0]["continued"].clone(), v[0].get("partial")),
+            (json!(true), None)
+        );
+        assert_eq!(v[1]["partial"], json!(true));
     }
 }

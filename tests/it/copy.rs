@@ -188,6 +188,58 @@ fn copy_gives_files_to_the_owner_asked() {
             .uid(),
         nobody
     );
+    // A new version without `--owner` keeps the owner of the file it replaces, as `cp`.
+    std::fs::write(src.join("f"), "y").expect("write");
+    let o = run(fleet(&lab.inventory_path())
+        .args(["copy", "-r"])
+        .arg(&src)
+        .arg(lab.lab().private_dir()));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let f = own(&lab, "h01").join("owned/f");
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), "y");
+    assert_eq!(std::fs::metadata(&f).expect("meta").uid(), nobody);
+    // setuid survives the owner being set (chown clears it, so it comes first), and a
+    // numeric owner is the same owner the next time.
+    let tool = lab.temp_dir().join("tool");
+    std::fs::write(&tool, "#!/bin/sh\n").expect("write");
+    let copy_tool = || {
+        run(fleet(&lab.inventory_path())
+            .args([
+                "copy",
+                "--json",
+                "--mode",
+                "4755",
+                "--owner",
+                &format!("{nobody}"),
+            ])
+            .arg(&tool)
+            .arg(lab.lab().private_dir()))
+    };
+    let o = copy_tool();
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(mode(&own(&lab, "h01").join("tool")), 0o4755);
+    let o = copy_tool();
+    assert_eq!(json_lines(&stdout(&o))[0]["unchanged"], 1, "{}", both(&o));
+    // A symbolic link at the destination is not replaced by a file.
+    std::os::unix::fs::symlink("/etc/hostname", own(&lab, "h01").join("link")).expect("symlink");
+    let link = lab.temp_dir().join("link");
+    std::fs::write(&link, "x").expect("write");
+    let o = run(fleet(&lab.inventory_path())
+        .args(["copy", "--json"])
+        .arg(&link)
+        .arg(lab.lab().private_dir()));
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        stdout(&o).contains("is a symbolic link; not replacing it"),
+        "{}",
+        both(&o)
+    );
+    assert!(
+        std::fs::symlink_metadata(own(&lab, "h01").join("link"))
+            .expect("meta")
+            .file_type()
+            .is_symlink()
+    );
     let o = run(fleet(&lab.inventory_path())
         .args(["copy", "--owner", "bad;name"])
         .arg(src.join("f"))
@@ -280,12 +332,9 @@ fn copy_cut_off_leaves_the_old_file_and_no_partial_one() {
     assert!(saw_temp, "the upload never showed its temporary file");
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     let v = json_lines(&stdout(&o));
-    assert_eq!(v[0]["status"], "failed", "{}", both(&o));
+    assert_eq!(v[0]["status"], "timeout", "{}", both(&o));
     assert!(
-        v[0]["files"][0]["error"]
-            .as_str()
-            .expect("error")
-            .contains("timed out"),
+        v[0]["error"].as_str().expect("error").contains("timed out"),
         "{}",
         v[0]
     );
@@ -299,14 +348,20 @@ fn copy_cut_off_leaves_the_old_file_and_no_partial_one() {
 }
 
 /// Fetch writes `LOCAL_DIR/<host>/<name>` with each host's own file; a host without it
-/// fails alone, and a host whose `cat` corrupts the file leaves no local file.
+/// fails alone, and a host whose SHA-256 of the file is not that of the bytes sent leaves
+/// no local file.
 #[test]
 fn fetch_saves_each_hosts_file_in_its_own_dir() {
     let mut lab = TestLab::with_private_dirs(3);
     let evil = lab.temp_dir().join("evil-bin");
     std::fs::create_dir_all(&evil).expect("mkdir");
-    std::fs::write(evil.join("cat"), "#!/bin/sh\nexec tr a b\n").expect("write");
-    set_mode(&evil.join("cat"), 0o755);
+    // A hash tool that lies: the bytes do not match what the host says they are.
+    std::fs::write(
+        evil.join("sha256sum"),
+        format!("#!/bin/sh\ncat > /dev/null\necho '{}  -'\n", "0".repeat(64)),
+    )
+    .expect("write");
+    set_mode(&evil.join("sha256sum"), 0o755);
     lab.lab_mut()
         .put_first_on_path("h03", &evil)
         .expect("evil PATH");
@@ -396,4 +451,89 @@ fn upgrade_tarball_upload_is_checked_by_sha256() {
             assert_eq!(s.db_version(), TO, "{}", s.host);
         }
     }
+}
+
+/// Thousands of files with long names, in hundreds of directories: the commands that create
+/// the directories and ask for the files already there fit no command line, and still work;
+/// the second copy finds every file unchanged.
+#[test]
+fn copy_of_a_large_tree_fits_no_command_line_and_works() {
+    let lab = TestLab::with_private_dirs(1);
+    let src = lab.temp_dir().join("tree");
+    let long = "d".repeat(100);
+    // 600 paths of about 250 bytes: 150 KB, past Linux's 128 KiB for one argument.
+    let (dirs, per_dir) = (150, 4);
+    for d in 0..dirs {
+        let dir = src.join(format!("{long}-{d:04}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..per_dir {
+            std::fs::write(dir.join(format!("{long}-file-{f}.txt")), format!("{d}/{f}\n")).expect("write");
+        }
+    }
+    let copy = || {
+        run(fleet(&lab.inventory_path())
+            .args(["copy", "--json", "-r"])
+            .arg(&src)
+            .arg(lab.lab().private_dir()))
+    };
+    let o = copy();
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(
+        json_lines(&stdout(&o))[0]["written"],
+        dirs * per_dir,
+        "{}",
+        both(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(own(&lab, "h01").join(format!("tree/{long}-0149/{long}-file-3.txt")))
+            .expect("read"),
+        "149/3\n"
+    );
+    let o = copy();
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert_eq!(
+        json_lines(&stdout(&o))[0]["unchanged"],
+        dirs * per_dir,
+        "{}",
+        both(&o)
+    );
+}
+
+/// A log still being written is fetched as it was when asked: a whole prefix of the file,
+/// checked, not refused because it grew.
+#[test]
+fn fetch_of_a_growing_log_takes_what_it_had() {
+    use std::io::Write as _;
+    let lab = TestLab::with_private_dirs(1);
+    let log = own(&lab, "h01").join("app.log");
+    std::fs::write(&log, "start\n".repeat(200_000)).expect("write");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("open");
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                f.write_all(b"more\n").expect("append");
+            }
+        })
+    };
+    let out = lab.temp_dir().join("out");
+    let o = run(fleet(&lab.inventory_path())
+        .args(["fetch", "--json"])
+        .arg(lab.lab().private_dir().join("app.log"))
+        .arg(&out));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().expect("writer");
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let got = std::fs::read(out.join("h01/app.log")).expect("fetched");
+    let all = std::fs::read(&log).expect("log");
+    assert!(
+        got.len() >= 1_200_000 && all.starts_with(&got),
+        "{} of {}",
+        got.len(),
+        all.len()
+    );
 }

@@ -100,11 +100,17 @@ pub enum Stream {
 /// Receives a command's output as it arrives, with fleet's own markers already taken out, in
 /// the order the host sent it. The bytes are also captured as usual.
 ///
-/// It is called from the task reading the connection: a slow sink slows that host's output
-/// down (the SSH window fills), which is the backpressure a streaming consumer wants.
 pub trait Sink: Send {
     /// Takes the next bytes of `stream`. Chunks split lines, and UTF-8 characters, anywhere.
+    /// It must not block: a sink that cannot keep up says so through [`Sink::ready`].
     fn output(&mut self, stream: Stream, data: &[u8]);
+
+    /// Resolves when the sink takes more output. Until then the command's output is not
+    /// read (its SSH window fills and the host waits), while its time limit and
+    /// cancellation still apply. The default is always ready.
+    fn ready(&mut self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A capture with an optional sink beside it: every byte goes to both.

@@ -23,7 +23,9 @@ impl RemoteCommand {
     /// killed. The interpreter comes from the script's `#!` line, as the kernel would read
     /// it (the path, then at most one argument), and `/bin/sh` when it has none; it reads
     /// the script from `/dev/fd/4` (its `$0`), so a `noexec` temporary directory does not
-    /// matter. The script's stdin is empty. A script that arrives short is not run.
+    /// matter. The script's stdin is empty. A script that arrives short is not run. Its
+    /// size is checked through a descriptor of its own, since where `/dev/fd/N` is a `dup`
+    /// (the BSDs, macOS) reading through fd 4 would leave the interpreter at its end.
     ///
     /// # Errors
     ///
@@ -44,10 +46,10 @@ impl RemoteCommand {
         let script = format!(
             "t=$(umask 077 && mktemp \"${{TMPDIR:-/tmp}}/fleet-script.XXXXXX\") || \
              {{ echo 'fleet: cannot create a temporary file for the script' >&2; exit 126; }}; \
-             exec 3>\"$t\" 4<\"$t\"; rm -f \"$t\"; \
+             exec 3>\"$t\" 4<\"$t\" 5<\"$t\"; rm -f \"$t\"; \
              head -c {size} >&3; exec 3>&-; \
-             s=$(wc -c < /dev/fd/4); \
-             if [ \"$s\" -ne {size} ]; then echo \"fleet: the script arrived short ($s of {size} bytes), not run\" >&2; exit 126; fi; \
+             s=$(($(wc -c <&5))); exec 5<&-; \
+             if [ \"$s\" != {size} ]; then echo \"fleet: the script arrived short ($s of {size} bytes), not run\" >&2; exit 126; fi; \
              {run}"
         );
         Ok(RemoteCommand::shell(script).stdin(body))

@@ -284,6 +284,15 @@ impl Session {
                             if let Err(reason) = state.on_message(msg) {
                                 return Err(ExecError::Refused { endpoint: self.shared.endpoint.clone(), reason });
                             }
+                            // A sink that cannot keep up holds this host's output back, but
+                            // not its time limit or cancellation.
+                            if let Some(sink) = state.sink.as_deref_mut() {
+                                tokio::select! {
+                                    () = sink.ready() => {}
+                                    () = tokio::time::sleep_until(deadline) => return Ok(Some(Stop::Timeout)),
+                                    () = cancel.cancelled() => return Ok(Some(Stop::Cancel)),
+                                }
+                            }
                             if let Some(gate) = &mut state.gate {
                                 if gate.wants_password() {
                                     gate.answered += 1;

@@ -19,13 +19,19 @@ use crate::session::{ExecOptions, Input, Session};
 
 /// Shell functions every transfer script starts with: a SHA-256 of stdin with whatever tool
 /// the host has, and a file's mode and owner with GNU's or BSD's `stat`.
-const SHELL_HELPERS: &str = "fleet_sha256() { \
-     if command -v sha256sum >/dev/null 2>&1; then sha256sum; \
-     elif command -v shasum >/dev/null 2>&1; then shasum -a 256; \
-     elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; \
+const SHELL_HELPERS: &str = "unset CDPATH; \
+     fleet_sha256() { \
+     if command -v sha256sum >/dev/null 2>&1; then fleet_h=sha256sum; \
+     elif command -v shasum >/dev/null 2>&1; then fleet_h='shasum -a 256'; \
+     elif command -v openssl >/dev/null 2>&1; then fleet_h='openssl dgst -sha256 -r'; \
      else echo 'fleet: the host has no SHA-256 tool (sha256sum, shasum or openssl)' >&2; return 1; \
-     fi | cut -c1-64; }; \
-     fleet_stat() { stat -c '%a %U:%G' -- \"$1\" 2>/dev/null || stat -f '%Lp %Su:%Sg' -- \"$1\"; }; ";
+     fi; $fleet_h | cut -c1-64; }; \
+     fleet_stat() { stat -c '%a %U:%G %u:%g' -- \"$1\" 2>/dev/null || stat -f '%Lp %Su:%Sg %u:%g' -- \"$1\"; }; \
+     fleet_ids() { stat -c '%u:%g' -- \"$1\" 2>/dev/null || stat -f '%u:%g' -- \"$1\"; }; ";
+
+/// Paths asked about in one [`Session::stat_files`] command: each is hashed, so a batch must
+/// fit one command's time limit.
+const STAT_BATCH: usize = 64;
 
 /// A local file to upload: its size and SHA-256, read once however many hosts get it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +119,8 @@ impl Digests {
             path: path.to_owned(),
             source,
         };
-        loop {
+        // A file that keeps changing while it is read is refused after a few tries.
+        for _ in 0..3 {
             let cell = self
                 .known
                 .lock()
@@ -145,6 +152,9 @@ impl Digests {
                 }
             }
         }
+        Err(local_err(std::io::Error::other(
+            "it kept changing while it was read",
+        )))
     }
 }
 
@@ -153,8 +163,13 @@ impl Digests {
 pub struct PutOptions {
     /// Its permission bits.
     pub mode: u32,
-    /// `user` or `user:group` to give it to (the session's user must be allowed to).
+    /// `user` or `user:group` to give it to (the session's user must be allowed to);
+    /// without it a file replaced keeps its owner and group where the session's user may
+    /// give them.
     pub owner: Option<String>,
+    /// Flush the file to the host's disk before it takes its name, so a crash of the host
+    /// right after cannot leave an empty or partial file under the name.
+    pub sync: bool,
 }
 
 /// A file already at a destination, as the host reports it.
@@ -164,8 +179,10 @@ pub struct RemoteFile {
     pub sha256: String,
     /// Permission bits.
     pub mode: u32,
-    /// `user:group`.
+    /// `user:group`, by name.
     pub owner: String,
+    /// `uid:gid`.
+    pub ids: String,
 }
 
 impl RemoteFile {
@@ -177,7 +194,7 @@ impl RemoteFile {
             && opts
                 .owner
                 .as_deref()
-                .is_none_or(|o| owner_matches(&self.owner, o))
+                .is_none_or(|o| owner_matches(&self.owner, o) || owner_matches(&self.ids, o))
     }
 }
 
@@ -218,7 +235,11 @@ impl Session {
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
         let file = self.digests().of(local).await?;
-        let put = PutOptions { mode, owner: None };
+        let put = PutOptions {
+            mode,
+            owner: None,
+            sync: true,
+        };
         self.put(&file, remote, &put, opts, cancel, None).await
     }
 
@@ -254,21 +275,31 @@ impl Session {
             source,
         };
         let f = tokio::fs::File::open(&file.path).await.map_err(local_err)?;
+        // The owner before the mode: `chown` clears setuid and setgid bits.
         let chown = match &put.owner {
-            Some(o) => format!("chown {} \"$t\" && ", quote(o)),
-            None => String::new(),
+            Some(o) => format!("chown -- {} \"$t\" || exit 1; ", quote(o)),
+            // Replacing a file keeps its owner and group, as `cp` onto it would, where the
+            // session's user may give them.
+            None => "if [ -e \"$d\" ]; then o=$(fleet_ids \"$d\") && chown -- \"$o\" \"$t\" 2>/dev/null; fi; ".into(),
+        };
+        // coreutils' `sync FILE` (8.24+); where it is missing the rename still happens.
+        let sync = if put.sync {
+            "sync -- \"$t\" 2>/dev/null; "
+        } else {
+            ""
         };
         let script = format!(
             "{SHELL_HELPERS}d={dest}; \
+             if [ -L \"$d\" ]; then echo \"fleet: $d is a symbolic link; not replacing it\" >&2; exit 1; fi; \
              if [ -d \"$d\" ]; then echo \"fleet: $d is a directory\" >&2; exit 1; fi; \
-             t=$(mktemp \"$(dirname \"$d\")/.fleet-upload.XXXXXX\") || exit 1; \
+             t=$(mktemp \"$(dirname -- \"$d\")/.fleet-upload.XXXXXX\") || exit 1; \
              trap 'rm -f \"$t\"' EXIT; trap 'exit 1' HUP INT TERM; trap '' PIPE; \
              cat > \"$t\" || exit 1; \
-             s=$(wc -c < \"$t\"); \
-             if [ \"$s\" -ne {size} ]; then echo \"fleet: upload truncated: $s of {size} bytes\" >&2; exit 1; fi; \
+             s=$(($(wc -c < \"$t\"))); \
+             if [ \"$s\" != {size} ]; then echo \"fleet: upload truncated: $s of {size} bytes\" >&2; exit 1; fi; \
              h=$(fleet_sha256 < \"$t\") || exit 1; \
              if [ \"$h\" != {sha} ]; then echo \"fleet: SHA-256 mismatch: sent {sha}, the host has $h\" >&2; exit 1; fi; \
-             chmod {mode:o} \"$t\" && {chown}mv -f \"$t\" \"$d\"",
+             {chown}chmod -- {mode:o} \"$t\" || exit 1; {sync}mv -f -- \"$t\" \"$d\"",
             dest = quote(remote),
             size = file.size,
             sha = file.sha256,
@@ -279,39 +310,58 @@ impl Session {
     }
 
     /// Reports each of `paths` that is a regular file: its SHA-256, mode and owner; `None`
-    /// for one that is missing, not a regular file, or unreadable. One command for them all.
+    /// for one that is missing, a symbolic link, not a regular file, or unreadable. The
+    /// paths go in batches, each one command whose script is sent on its stdin (so no
+    /// number of paths makes a command line too long), each batch with `opts`' time limit.
     ///
     /// # Errors
     ///
-    /// Transport errors as for [`Session::exec`], and [`ExecError::Refused`] when the host's
-    /// answer does not have one line per path.
+    /// Transport errors as for [`Session::exec`], and [`ExecError::Refused`] when a batch
+    /// fails or its answer does not have one line per path.
     pub async fn stat_files(
         &self,
         paths: &[String],
         opts: &ExecOptions,
         cancel: &CancellationToken,
     ) -> Result<Vec<Option<RemoteFile>>, ExecError> {
-        let mut script = format!("{SHELL_HELPERS}for f in _");
-        for p in paths {
-            script.push(' ');
-            script.push_str(&quote(p));
+        let mut all = Vec::with_capacity(paths.len());
+        for batch in paths.chunks(STAT_BATCH) {
+            all.extend(self.stat_batch(batch, opts, cancel).await?);
         }
-        script.push_str(
-            "; do [ \"$f\" = _ ] && continue; \
-             if [ -f \"$f\" ] && [ ! -L \"$f\" ] && [ -r \"$f\" ]; then \
-             a=$(fleet_stat \"$f\"); h=$(fleet_sha256 < \"$f\"); echo \"$a $h\"; \
-             else echo -; fi; done",
+        Ok(all)
+    }
+
+    async fn stat_batch(
+        &self,
+        paths: &[String],
+        opts: &ExecOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Option<RemoteFile>>, ExecError> {
+        // Only tagged lines are answers: a login script that prints on stdout adds none.
+        let tag = format!("fleet-stat-{}", crate::marker::nonce());
+        let mut script = format!(
+            "{SHELL_HELPERS}fleet_one() {{ \
+             if [ -f \"$1\" ] && [ ! -L \"$1\" ] && [ -r \"$1\" ]; then \
+             a=$(fleet_stat \"$1\") && h=$(fleet_sha256 < \"$1\") && echo \"{tag} $a $h\" && return 0; fi; \
+             echo \"{tag} -\"; }}\n"
         );
-        let out = self
-            .run(&script, Input::None, false, opts, cancel, None)
-            .await?;
+        for p in paths {
+            script.push_str("fleet_one ");
+            script.push_str(&quote(p));
+            script.push('\n');
+        }
+        let cmd = crate::RemoteCommand::shell("exec /bin/sh -s").stdin(script.into_bytes());
+        let out = self.exec(&cmd, opts, cancel).await?;
         let text = out.stdout.to_string_lossy();
-        let lines: Vec<&str> = text.lines().collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&tag)?.strip_prefix(' '))
+            .collect();
         if !out.status.success() || lines.len() != paths.len() {
             return Err(ExecError::Refused {
                 endpoint: self.endpoint().to_owned(),
                 reason: format!(
-                    "checking the files already there ended with {} and {} of {} lines: {}",
+                    "checking the files already there ended with {} and {} of {} answers: {}",
                     out.status,
                     lines.len(),
                     paths.len(),
@@ -342,12 +392,16 @@ impl Session {
         received: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     ) -> Result<Result<Downloaded, String>, ExecError> {
         let tag = format!("fleet-fetch-{}", crate::marker::nonce());
+        // The size first, then the hash and the bytes of that many: a log still being
+        // written is fetched as it was when asked, not refused. A file replaced meanwhile
+        // (rotated) shows as a mismatch, since the bytes come from the file opened first.
         let script = format!(
             "{SHELL_HELPERS}f={src}; \
              if [ ! -f \"$f\" ]; then echo \"fleet: $f is not a regular file\" >&2; exit 1; fi; \
              exec 3< \"$f\" || exit 1; \
-             h=$(fleet_sha256 < \"$f\") || exit 1; s=$(wc -c < \"$f\"); \
-             echo \"{tag} $s $h\" >&2; exec cat <&3",
+             s=$(($(wc -c < \"$f\"))); \
+             h=$(head -c \"$s\" < \"$f\" | fleet_sha256) || exit 1; \
+             echo \"{tag} $s $h\" >&2; exec head -c \"$s\" <&3",
             src = quote(remote),
         );
         let dir = local.parent().unwrap_or(Path::new("."));
@@ -411,17 +465,26 @@ impl Session {
     }
 }
 
-/// `MODE USER:GROUP SHA256`, as [`Session::stat_files`]'s script prints it; anything else is
-/// no usable file.
+/// `MODE USER:GROUP UID:GID SHA256`, as [`Session::stat_files`]'s script prints it;
+/// anything else is no usable file.
 fn parse_remote_file(line: &str) -> Option<RemoteFile> {
     let mut w = line.split(' ');
-    let (mode, owner, sha) = (w.next()?, w.next()?, w.next()?);
+    let (mode, owner, ids, sha) = (w.next()?, w.next()?, w.next()?, w.next()?);
+    let numeric = |s: &str| {
+        s.split_once(':').is_some_and(|(u, g)| {
+            !u.is_empty()
+                && !g.is_empty()
+                && u.bytes().all(|b| b.is_ascii_digit())
+                && g.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
     if w.next().is_some()
         || sha.len() != 64
         || !sha
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         || !owner.contains(':')
+        || !numeric(ids)
     {
         return None;
     }
@@ -429,6 +492,7 @@ fn parse_remote_file(line: &str) -> Option<RemoteFile> {
         sha256: sha.to_owned(),
         mode: u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)?,
         owner: owner.to_owned(),
+        ids: ids.to_owned(),
     })
 }
 
@@ -478,24 +542,27 @@ mod tests {
     fn remote_file_lines_are_read_strictly() {
         let sha = "a".repeat(64);
         assert_eq!(
-            parse_remote_file(&format!("644 www-data:www-data {sha}")),
+            parse_remote_file(&format!("644 www-data:www-data 33:33 {sha}")),
             Some(RemoteFile {
                 sha256: sha.clone(),
                 mode: 0o644,
-                owner: "www-data:www-data".into()
+                owner: "www-data:www-data".into(),
+                ids: "33:33".into(),
             })
         );
         assert_eq!(
-            parse_remote_file(&format!("4755 root:root {sha}")).map(|f| f.mode),
+            parse_remote_file(&format!("4755 root:root 0:0 {sha}")).map(|f| f.mode),
             Some(0o4755)
         );
         for bad in [
             "-".to_owned(),
-            format!("644 root {sha}"),
-            format!("999 root:root {sha}"),
-            format!("644 root:root {}", "A".repeat(64)),
-            format!("644 root:root {sha} extra"),
-            format!("644 root:root {}", &sha[..63]),
+            format!("644 root 0:0 {sha}"),
+            format!("644 root:root {sha}"),
+            format!("644 root:root root:0 {sha}"),
+            format!("999 root:root 0:0 {sha}"),
+            format!("644 root:root 0:0 {}", "A".repeat(64)),
+            format!("644 root:root 0:0 {sha} extra"),
+            format!("644 root:root 0:0 {}", &sha[..63]),
         ] {
             assert_eq!(parse_remote_file(&bad), None, "{bad}");
         }
@@ -513,21 +580,27 @@ mod tests {
             sha256: "b".repeat(64),
             mode: 0o644,
             owner: "web:staff".into(),
+            ids: "33:50".into(),
         };
         let opts = |owner: Option<&str>| PutOptions {
             mode: 0o644,
             owner: owner.map(str::to_owned),
+            sync: true,
         };
         assert!(there.is(&local, &opts(None)));
         assert!(there.is(&local, &opts(Some("web"))));
         assert!(there.is(&local, &opts(Some("web:staff"))));
         assert!(!there.is(&local, &opts(Some("web:web"))));
         assert!(!there.is(&local, &opts(Some("root"))));
+        assert!(there.is(&local, &opts(Some("33"))));
+        assert!(there.is(&local, &opts(Some("33:50"))));
+        assert!(!there.is(&local, &opts(Some("33:33"))));
         assert!(!there.is(
             &local,
             &PutOptions {
                 mode: 0o600,
-                owner: None
+                owner: None,
+                sync: true,
             }
         ));
         let other = RemoteFile {
