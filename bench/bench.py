@@ -5,7 +5,8 @@ sshd hosts started by `fleet-lab`, plus the controller cost of `fleet upgrade`.
     python3 bench/bench.py [--sizes 50,200,500] [--runs 3] [--commands true]
                            [--default-kex-up-to 200] [--big 1000] [--upgrade-hosts 50]
                            [--wan 20,100] [--wan-sizes 200,1000] [--wan-runs 2]
-                           [--copy-sizes 50,200] [--copy-mb 30] [--copy-runs 2] [--copy-on-disk]
+                           [--copy-sizes 50,200] [--copy-mb 30] [--copy-runs 2]
+                           [--copy-pscp-up-to 50] [--copy-on-disk]
                            [--only exec,wan,big,upgrade,copy] [--results-dir DIR] [--no-build]
 
 (`--commands true,'uname -a'` adds the second command's rows, `--wan 0,20,100` the
@@ -50,11 +51,14 @@ lab, then `--copy-runs` rounds, tools interleaved as above. The sshd figure wait
 side's sessions to end, past the tool's exit. The table adds MB/s (bytes sent to all hosts over
 the wall time), the client's user / sys split and its CPU per GB sent; its floor is, as above,
 the sshd side's CPU over the cores. Each transfer's host side differs: fleet runs a shell that
-writes a temporary file with `cat`, checks its size and SHA-256 (`sha256sum`) and renames it;
+writes a temporary file with `cat`, checks its size and SHA-256 (`sha256sum`), syncs it (free
+on the tmpfs) and renames it;
 scp (parallel-scp, clush) talks SFTP to sftp-server; pdcp starts `pdcp -z` on the host. parallel-scp
 always runs `scp -qC`: zlib compression, which random bytes do not repay (it costs the client
-~28 ms of CPU per MB here); it is measured as shipped. At the defaults the copy rows take 7 to 9
-minutes.
+~28 ms of CPU per MB here, 2 minutes a run at 200 hosts); it is measured as shipped, and only up to
+`--copy-pscp-up-to` hosts (50: it is never the best peer, and its 200-host rows alone would add
+~4 minutes to `make bench`; `--copy-pscp-up-to 200` has them). At the defaults the copy rows take
+about 7 minutes (fleet's own runs 2 of them).
 
 `--big N` then starts a lab of N hosts (1000) and checks, in one run, that `fleet exec true`
 completes on all of them. The upgrade benchmark upgrades 2 fake CiviCRM sites on each of 50 hosts whose
@@ -392,10 +396,11 @@ COPY_WARMUP_BYTES = 1_000_000
 COPY_HASHED_HOSTS = 3
 
 
-def copy_tools(lab, n, payload):
+def copy_tools(lab, n, payload, pscp_up_to):
     """(name, argv, env, success check) of every copy tool at parallelism n: `payload` into
     DIR/private on every host; the OpenSSH-based ones with curve25519 (their default kex only
-    adds the client's key exchange, as in the exec rows)."""
+    adds the client's key exchange, as in the exec rows); parallel-scp only up to `pscp_up_to`
+    hosts."""
     dest = lab.private()
 
     def count_ok_fleet(out, err, rc):
@@ -411,14 +416,16 @@ def copy_tools(lab, n, payload):
         return lab.n - failed if rc == 0 else lab.n - max(failed, 1)
 
     cfg = lab.ssh_config_curve
-    return [
+    out = [
         ("fleet", [FLEET, "-i", lab.inventory, "copy", "--force", "--json", "-f", str(n), payload, dest], {}, count_ok_fleet),
-        # parallel-scp runs `scp -qC` per host: zlib compression is always on (see the module doc).
-        ("parallel-scp/curve25519", ["parallel-scp", "-h", lab.hosts_pssh, "-p", str(n), "-t", "300", "-x", f"-F {cfg}", payload, dest], {}, count_ok_pscp),
         # pdcp starts `pdcp -z DEST` on each host through ssh (the hosts are this machine: same binary).
         ("pdcp/curve25519", ["pdcp", "-R", "ssh", "-f", str(n), "-w", f"^{lab.hosts_plain}", payload, dest], {"PDSH_SSH_ARGS_APPEND": f"-F {cfg}"}, count_ok_rc),
         ("clush --copy/curve25519", ["clush", "-S", "-f", str(n), "--hostfile", lab.hosts_plain, "-o", f"-F {cfg}", "-u", "300", "--copy", payload, "--dest", dest], {}, count_ok_rc),
     ]
+    if n <= pscp_up_to:
+        # parallel-scp runs `scp -qC` per host: zlib compression is always on (see the module doc).
+        out.append(("parallel-scp/curve25519", ["parallel-scp", "-h", lab.hosts_pssh, "-p", str(n), "-t", "300", "-x", f"-F {cfg}", payload, dest], {}, count_ok_pscp))
+    return out
 
 
 def sha256_file(path):
@@ -462,7 +469,7 @@ def verify_copies(lab, name, size, sha, rnd):
     return ok, bad[:5]
 
 
-def run_copy(sizes, mb, runs, results, on_disk=False):
+def run_copy(sizes, mb, runs, results, on_disk=False, pscp_up_to=50):
     """`fleet copy` of one `mb` MB file (random bytes) against parallel-scp, pdcp and clush
     --copy, per host count: a warm-up round with a 1 MB file, then `runs` rounds, tools
     interleaved; every host's private directory checked after each run, emptied before the next."""
@@ -478,7 +485,7 @@ def run_copy(sizes, mb, runs, results, on_disk=False):
             try:
                 for rnd in range(0, runs + 1):
                     file, fsize, fsha = (warm, COPY_WARMUP_BYTES, warm_sha) if rnd == 0 else (payload, size, sha)
-                    for name, argv, env, check in round_order(copy_tools(lab, n, file), rnd):
+                    for name, argv, env, check in round_order(copy_tools(lab, n, file, pscp_up_to), rnd):
                         lab.clean_private()
                         m = measure(lab, argv, env, check, settle_after=True)
                         there, bad = verify_copies(lab, os.path.basename(file), fsize, fsha, rnd)
@@ -687,6 +694,7 @@ def main():
     ap.add_argument("--copy-sizes", default="50,200", help="host counts of the `fleet copy` rows (empty: none)")
     ap.add_argument("--copy-mb", type=int, default=30, help="size of the copied file, MB (10^6 bytes)")
     ap.add_argument("--copy-runs", type=int, default=2)
+    ap.add_argument("--copy-pscp-up-to", type=int, default=50, help="largest N of parallel-scp's copy rows (it compresses: ~4 min at 200)")
     ap.add_argument("--copy-on-disk", action="store_true", help="copy rows: the lab on /tmp's disk instead of a tmpfs")
     ap.add_argument("--only", default="", help="run only these parts: exec,wan,big,upgrade,copy (default: all)")
     ap.add_argument("--results-dir", default=os.path.join(ROOT, "bench", "results"), help="where the results files go (latest.md too)")
@@ -715,7 +723,7 @@ def main():
         run_wan(rtts, [int(x) for x in args.wan_sizes.split(",") if x], args.wan_runs, results)
     copy_sizes = [int(x) for x in args.copy_sizes.split(",") if x]
     if copy_sizes:
-        run_copy(copy_sizes, args.copy_mb, args.copy_runs, results, on_disk=args.copy_on_disk)
+        run_copy(copy_sizes, args.copy_mb, args.copy_runs, results, on_disk=args.copy_on_disk, pscp_up_to=args.copy_pscp_up_to)
     if args.big:
         run_big(args.big, results)
     if args.upgrade_hosts:
@@ -729,6 +737,7 @@ def main():
             f.write(json.dumps(r) + "\n")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    commit = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h"], capture_output=True, text=True).stdout.strip() or "unknown"
     parts = []
     if sizes:
         parts.append(f"Medians of {args.runs} counted runs per command after 1 warm-up per tool and lab (the curve25519 one also warms the tool's default-kex runs), tools interleaved; a run counts only when every host succeeded. "
@@ -737,11 +746,12 @@ def main():
         parts.append(f"WAN rows (through `fleet-lab`'s delaying proxy; RTT 0 is the same rows without it): medians of {args.wan_runs} runs per tool, no warm-up. ")
     if copy_sizes:
         parts.append(f"Copy rows: one {args.copy_mb} MB file of random bytes into every host's own directory (`fleet-lab up --private-dirs`, "
-                     f"{'on the disk' if args.copy_on_disk else 'the lab on a tmpfs'}), `fleet copy --force` against parallel-scp (which always runs `scp -C`), pdcp and clush --copy with curve25519; "
+                     f"{'on the disk' if args.copy_on_disk else 'the lab on a tmpfs'}), `fleet copy --force` against parallel-scp (which always runs `scp -C`; up to N = {args.copy_pscp_up_to}), pdcp and clush --copy with curve25519; "
                      f"medians of {args.copy_runs} runs per tool after a warm-up round with a 1 MB file, tools interleaved; a run counts only when every host has the file with its size "
                      f"(and SHA-256, checked on {COPY_HASHED_HOSTS} hosts per run); sshd CPU is counted until the hosts' sessions are gone, past the tool's exit if need be. ")
     header = (f"# fleet benchmark, {started.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
-              f"Machine: {socket.gethostname()}, {CORES} cores ({cpu}), {platform.platform()}; {ssh}.\n"
+              f"Machine: {socket.gethostname()}, {CORES} cores ({cpu}), {platform.platform()}; {ssh}. fleet at commit {commit}"
+              f"{'' if args.no_build else ' (built by this run)'}.\n"
               + "".join(parts)
               + f"The whole benchmark took {elapsed_min:.1f} min.\n"
               f"`floor` is the sshd side's CPU divided by the cores: no client can finish faster on this machine.\n")
