@@ -467,7 +467,11 @@ fn copy_of_a_large_tree_fits_no_command_line_and_works() {
         let dir = src.join(format!("{long}-{d:04}"));
         std::fs::create_dir_all(&dir).expect("mkdir");
         for f in 0..per_dir {
-            std::fs::write(dir.join(format!("{long}-file-{f}.txt")), format!("{d}/{f}\n")).expect("write");
+            std::fs::write(
+                dir.join(format!("{long}-file-{f}.txt")),
+                format!("{d}/{f}\n"),
+            )
+            .expect("write");
         }
     }
     let copy = || {
@@ -485,8 +489,10 @@ fn copy_of_a_large_tree_fits_no_command_line_and_works() {
         both(&o)
     );
     assert_eq!(
-        std::fs::read_to_string(own(&lab, "h01").join(format!("tree/{long}-0149/{long}-file-3.txt")))
-            .expect("read"),
+        std::fs::read_to_string(
+            own(&lab, "h01").join(format!("tree/{long}-0149/{long}-file-3.txt"))
+        )
+        .expect("read"),
         "149/3\n"
     );
     let o = copy();

@@ -18,10 +18,13 @@ use crate::output::{ExecOutput, Sink, Stream};
 use crate::session::{ExecOptions, Input, Session};
 
 /// Shell functions every transfer script starts with: a SHA-256 of stdin with whatever tool
-/// the host has, and a file's mode and owner with GNU's or BSD's `stat`.
+/// the host has (given a size past 1 MiB, OpenSSL's first: it uses the CPU's SHA
+/// instructions, several times faster than coreutils' `sha256sum`, which starts faster), and
+/// a file's mode and owner with GNU's or BSD's `stat`.
 const SHELL_HELPERS: &str = "unset CDPATH; \
      fleet_sha256() { \
-     if command -v sha256sum >/dev/null 2>&1; then fleet_h=sha256sum; \
+     if [ \"${1:-0}\" -gt 1048576 ] && command -v openssl >/dev/null 2>&1; then fleet_h='openssl dgst -sha256 -r'; \
+     elif command -v sha256sum >/dev/null 2>&1; then fleet_h=sha256sum; \
      elif command -v shasum >/dev/null 2>&1; then fleet_h='shasum -a 256'; \
      elif command -v openssl >/dev/null 2>&1; then fleet_h='openssl dgst -sha256 -r'; \
      else echo 'fleet: the host has no SHA-256 tool (sha256sum, shasum or openssl)' >&2; return 1; \
@@ -297,7 +300,7 @@ impl Session {
              cat > \"$t\" || exit 1; \
              s=$(($(wc -c < \"$t\"))); \
              if [ \"$s\" != {size} ]; then echo \"fleet: upload truncated: $s of {size} bytes\" >&2; exit 1; fi; \
-             h=$(fleet_sha256 < \"$t\") || exit 1; \
+             h=$(fleet_sha256 {size} < \"$t\") || exit 1; \
              if [ \"$h\" != {sha} ]; then echo \"fleet: SHA-256 mismatch: sent {sha}, the host has $h\" >&2; exit 1; fi; \
              {chown}chmod -- {mode:o} \"$t\" || exit 1; {sync}mv -f -- \"$t\" \"$d\"",
             dest = quote(remote),
@@ -400,7 +403,7 @@ impl Session {
              if [ ! -f \"$f\" ]; then echo \"fleet: $f is not a regular file\" >&2; exit 1; fi; \
              exec 3< \"$f\" || exit 1; \
              s=$(($(wc -c < \"$f\"))); \
-             h=$(head -c \"$s\" < \"$f\" | fleet_sha256) || exit 1; \
+             h=$(head -c \"$s\" < \"$f\" | fleet_sha256 \"$s\") || exit 1; \
              echo \"{tag} $s $h\" >&2; exec head -c \"$s\" <&3",
             src = quote(remote),
         );
