@@ -10,8 +10,9 @@ DEMO_HOSTS ?= 6
 NGINX ?= /usr/sbin/nginx
 
 ## deps: install what the tests need (OpenSSH server for the loopback lab's hosts, nginx for
-## its sites' web server, curl for the HTTP checks fleet runs on the hosts, sudo for become;
-## the lab's login users fleet-op and fleet-np are made by the tests, see `fleet-lab users`)
+## its sites' web server, curl for the HTTP checks fleet runs on the hosts, sudo for become,
+## Chromium to render the HTML run report headless; the lab's login users fleet-op and
+## fleet-np are made by the tests, see `fleet-lab users`)
 deps:
 	@missing=""; \
 	[ -x $(SSHD) ] || missing="$$missing openssh-server"; \
@@ -21,8 +22,9 @@ deps:
 	[ -x /usr/bin/sudo ] || missing="$$missing sudo"; \
 	[ -x /usr/bin/doas ] || missing="$$missing opendoas"; \
 	command -v ps >/dev/null || missing="$$missing procps"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, ssh -G as the ssh_config oracle, sudo and doas for become, ps for the tests' checks)"; \
+	  echo "installing$$missing (the lab's sshd hosts, web server, HTTP checks, ssh -G as the ssh_config oracle, sudo and doas for become, ps for the tests' checks, chromium for the HTML report's)"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  case "$$missing" in *nginx*) \

@@ -444,6 +444,9 @@ pub(crate) enum RunsCommand {
     Show {
         /// Run id (a unique prefix is enough)
         run: String,
+        /// Write the run as one self-contained HTML page to FILE instead (`-`: stdout)
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
 }
 

@@ -1,5 +1,6 @@
 //! Everything the user sees: per-host reports, folded text, JSON, tables, progress.
 
+pub(crate) mod html;
 pub(crate) mod human;
 pub(crate) mod json;
 pub(crate) mod migrate;

@@ -11,6 +11,7 @@ mod interrupt; // Ctrl-C: drain, then abort
 mod journal; // the journal failing mid-run: steps refused before their side effect, recover after
 mod l10n; // fleet upgrade --l10n, and the dry runs of the database upgrade (plan, preflight, after the unpack)
 mod migrate; // fleet migrate: build, import (CiviCRM), release, rollback, cleanup, the plans
+mod report; // fleet runs show --html: a real run's report rendered by headless Chromium, checked in its DOM
 mod resume; // fleet resume: the run's own options, Ctrl-C during it
 mod safety; // data safety: verified restores, rollback guards, hostile host values, crashed runs
 mod ssh_config; // hosts completed from the OpenSSH client config: precedence, --explain, refusals

@@ -48,8 +48,8 @@ pub use discovery::Facts;
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
 pub use journal::{
-    ArtifactRow, Journal, RunInfo, RunRow, SiteRow, SiteUpdate, StepRow, age_of, format_age,
-    format_time, now_ms, unix_now,
+    ArtifactRow, BatchBudget, BatchJudgement, BatchRow, BatchVerdict, Journal, RunInfo, RunRow,
+    SiteRow, SiteUpdate, StepRow, age_of, format_age, format_time, now_ms, unix_now,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};

@@ -16,7 +16,7 @@ use crate::engine::finish_site;
 use crate::error::PlaybookError;
 use crate::event::{Event, Gate, Reporter};
 use crate::host::run_host;
-use crate::journal::{Journal, RunInfo, SiteUpdate};
+use crate::journal::{BatchBudget, BatchVerdict, Journal, RunInfo, SiteUpdate};
 use crate::outcome::{After, RunReport, SiteOutcome, SiteReport};
 use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
@@ -210,7 +210,18 @@ pub(crate) async fn run_upgrade_on(
         {
             stopped = Some(format!("operator declined batch {}", index + 1));
         }
+        let budget = BatchBudget {
+            batch: index,
+            hosts: batch.len(),
+            budget: batch_budget[index],
+            run_budget,
+        };
         if let Some(why) = &stopped {
+            // The decision is part of the run's story, not a guard: a journal that cannot
+            // keep it is in the report's journal failures, and nothing more happens anyway.
+            if let Err(e) = journal.batch_not_admitted(&run, &budget, why) {
+                tracing::error!("journal: {e}");
+            }
             for j in batch {
                 for s in &j.host.sites {
                     let outcome = SiteOutcome::NotStarted {
@@ -232,6 +243,10 @@ pub(crate) async fn run_upgrade_on(
             }
             continue;
         }
+        let admitted = journal
+            .batch_admitted(&run, &budget)
+            .inspect_err(|e| tracing::error!("journal: {e}"))
+            .ok();
         reporter.on_event(&Event::BatchStarted {
             index,
             hosts: names,
@@ -280,18 +295,15 @@ pub(crate) async fn run_upgrade_on(
             allowed: batch_budget[index],
         });
         reports.extend(batch_reports);
-        if failed_hosts > batch_budget[index] {
-            stopped = Some(format!(
-                "batch {} had {failed_hosts} failed host(s), more than its budget of {}",
-                index + 1,
-                batch_budget[index]
-            ));
-        } else if total_failed > run_budget {
-            stopped = Some(format!(
-                "{total_failed} failed host(s) in the run, more than its budget of {run_budget}"
-            ));
-        } else if cancel.abort.is_cancelled() {
-            stopped = Some("aborted".into());
+        let mut judged = budget.judge(failed_hosts, total_failed);
+        if judged.verdict == BatchVerdict::WithinBudget && cancel.abort.is_cancelled() {
+            judged.verdict = BatchVerdict::Aborted;
+        }
+        stopped = budget.stop_reason(&judged);
+        if let Some(id) = admitted
+            && let Err(e) = journal.batch_judged(id, &judged, stopped.as_deref().unwrap_or(""))
+        {
+            tracing::error!("journal: {e}");
         }
         if let Some(why) = &stopped {
             reporter.on_event(&Event::Stopped {
@@ -541,4 +553,51 @@ pub(crate) fn not_started(ctx: &Ctx, job: &HostJob, batch: usize, why: &str) -> 
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::BatchVerdict;
+    use crate::testkit::{Fault, LocalLab, Quiet};
+
+    /// The budget decisions are the journal's, not only the reporter's: a failed canary's
+    /// verdict and the batch it kept out are read back after the run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_canary_records_its_verdict_and_the_batch_it_kept_out() {
+        let lab = LocalLab::new(2, 1);
+        let state = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(state.path()).unwrap());
+        let connect: Arc<dyn Connect> = lab.connect("h01", Fault::FailAt(1));
+        let reporter: Arc<dyn Reporter> = Arc::new(Quiet);
+        let opts = UpgradeOptions {
+            batches: Batches(vec![Amount::Count(1), Amount::Percent(100)]),
+            max_fail: Amount::Count(0),
+            ..lab.options()
+        };
+        let report = run_upgrade_on(
+            &connect,
+            lab.jobs(),
+            &opts,
+            &journal,
+            &reporter,
+            None,
+            &Cancel::new(),
+        )
+        .await
+        .unwrap();
+        let why = "batch 1 had 1 failed host(s), more than its budget of 0";
+        assert_eq!(report.stopped.as_deref(), Some(why));
+        let rows = journal.batches(&report.run).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].budget.batch, 0);
+        assert_eq!((rows[0].budget.hosts, rows[0].budget.budget), (1, 0));
+        assert_eq!(rows[0].verdict, BatchVerdict::OverBatchBudget);
+        assert_eq!((rows[0].failed, rows[0].run_failed), (Some(1), Some(1)));
+        assert_eq!(rows[0].detail.as_deref(), Some(why));
+        assert_eq!(rows[1].budget.batch, 1);
+        assert_eq!(rows[1].verdict, BatchVerdict::NotAdmitted);
+        assert_eq!(rows[1].detail.as_deref(), Some(why));
+        assert!(rows[1].started_ms >= rows[0].finished_ms.unwrap());
+    }
 }

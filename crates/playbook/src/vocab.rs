@@ -58,6 +58,9 @@ macro_rules! words {
     };
 }
 
+// Other modules keep their own journal words the same way (the batch verdicts).
+pub(crate) use words;
+
 words! {
     /// Where a site of a run stands.
     SiteStatus, "site status" {

@@ -15,10 +15,12 @@ use crate::error::PlaybookError;
 // Times are unix milliseconds since schema 2. A release before it, still run against a
 // migrated journal, writes seconds: every read takes a value below 10^11 (year 5138 in
 // seconds, 1973 in milliseconds) for seconds, so ordering and ages stay right either way.
+mod batch;
 mod schema;
 mod time;
 
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepName, StepState, Unit};
+pub use batch::{BatchBudget, BatchJudgement, BatchRow, BatchVerdict};
 pub(crate) use time::timestamp_id;
 pub use time::{age_of, format_age, format_time, now_ms, unix_now};
 
@@ -111,6 +113,10 @@ pub struct StepRow {
     pub state: StepState,
     /// Attempt number.
     pub attempt: i64,
+    /// When it was recorded as started (unix ms).
+    pub started_ms: i64,
+    /// When it ended (unix ms); `None` while it runs, or when its controller died first.
+    pub finished_ms: Option<i64>,
     /// Detail.
     pub detail: Option<String>,
 }
@@ -590,7 +596,7 @@ impl Journal {
     /// When the journal cannot be read.
     pub fn steps(&self, run: &str) -> Result<Vec<StepRow>, PlaybookError> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT id, host, unit, step, state, attempt, detail FROM steps WHERE run = ?1 ORDER BY id")?;
+            let mut s = c.prepare("SELECT id, host, unit, step, state, attempt, detail, (CASE WHEN started < 100000000000 THEN started * 1000 ELSE started END), (CASE WHEN finished < 100000000000 THEN finished * 1000 ELSE finished END) FROM steps WHERE run = ?1 ORDER BY id")?;
             let rows = s.query_map(params![run], |r| {
                 Ok(StepRow {
                     id: r.get(0)?,
@@ -600,6 +606,8 @@ impl Journal {
                     state: r.get(4)?,
                     attempt: r.get(5)?,
                     detail: r.get(6)?,
+                    started_ms: r.get(7)?,
+                    finished_ms: r.get(8)?,
                 })
             })?;
             rows.collect()

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema this build writes.
-pub(crate) const CURRENT: i64 = 2;
+pub(crate) const CURRENT: i64 = 3;
 
 /// The latest schema, for a new journal.
 const SCHEMA: &str = r"
@@ -59,14 +59,37 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 ";
 
+/// The failure-budget decisions (schema 3), one row per batch a command reached.
+const BATCHES: &str = r"
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL REFERENCES runs(id),
+    batch INTEGER NOT NULL,         -- 0 = canary
+    hosts INTEGER NOT NULL,
+    budget INTEGER NOT NULL,        -- failed hosts the batch tolerates
+    run_budget INTEGER NOT NULL,    -- failed hosts the run tolerates
+    verdict TEXT NOT NULL,          -- admitted | not-admitted | within-budget | over-batch-budget | over-run-budget | aborted
+    failed INTEGER,                 -- the batch's failed hosts, once judged
+    run_failed INTEGER,             -- the run's failed hosts so far, once judged
+    started INTEGER NOT NULL,
+    finished INTEGER,
+    detail TEXT
+);
+";
+
 /// `(version it brings the journal to, SQL)`, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    // Times were whole seconds; they are milliseconds now (steps a second apart sort).
-    "UPDATE runs SET started = started * 1000, finished = finished * 1000;
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        2,
+        // Times were whole seconds; they are milliseconds now (steps a second apart sort).
+        "UPDATE runs SET started = started * 1000, finished = finished * 1000;
      UPDATE sites SET updated = updated * 1000;
      UPDATE steps SET started = started * 1000, finished = finished * 1000;",
-)];
+    ),
+    // Runs journaled before it recorded no budget decision: they have no rows, and
+    // `fleet runs show` says so rather than guess them.
+    (3, BATCHES),
+];
 
 /// Why a journal cannot be brought to [`CURRENT`].
 #[derive(Debug)]
@@ -110,6 +133,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
     }
     if from == 0 {
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(BATCHES)?;
     } else {
         for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > from) {
             tx.execute_batch(sql)?;

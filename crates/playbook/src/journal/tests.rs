@@ -164,6 +164,13 @@ fn a_version_1_journal_is_migrated_and_still_reads() {
         Some(1_795_000_020_000)
     );
     assert_eq!(j.artifacts(&run.id).unwrap()[0].kind, ArtifactKind::DbDump);
+    let steps = j.steps(&run.id).unwrap();
+    assert_eq!(
+        (steps[0].started_ms, steps[0].finished_ms),
+        (1_795_000_010_000, Some(1_795_000_020_000))
+    );
+    // Its runs took budget decisions that nobody recorded: none are made up.
+    assert!(j.batches(&run.id).unwrap().is_empty());
     drop(j);
     // Opening again migrates nothing twice.
     let j = Journal::open(dir.path()).unwrap();
@@ -171,6 +178,43 @@ fn a_version_1_journal_is_migrated_and_still_reads() {
         j.run(&run.id).unwrap().unwrap().started_ms,
         1_795_000_000_000
     );
+}
+
+/// A journal of schema 2 (before budget decisions were kept) gains their table, and its runs
+/// read on as they were.
+#[test]
+fn a_version_2_journal_gains_the_batch_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = Connection::open(dir.path().join("journal.sqlite")).unwrap();
+        c.execute_batch(schema::V1).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (2);
+             INSERT INTO runs VALUES ('20261101-120000-abcd', 1795000000000, NULL, 'failed', 'ops', 'ctl', 42, 'civicrm-d7', '5.70.0', 'fleet upgrade');",
+        )
+        .unwrap();
+    }
+    let j = Journal::open(dir.path()).unwrap();
+    let run = j.run("20261101-120000-abcd").unwrap().unwrap();
+    assert_eq!(run.started_ms, 1_795_000_000_000);
+    assert!(j.batches(&run.id).unwrap().is_empty());
+    let id = j
+        .batch_admitted(
+            &run.id,
+            &BatchBudget {
+                batch: 0,
+                hosts: 1,
+                budget: 0,
+                run_budget: 0,
+            },
+        )
+        .unwrap();
+    assert!(id > 0);
+    let v: i64 = j
+        .with(|c| c.query_row("SELECT version FROM schema_version", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(v, schema::CURRENT);
 }
 
 #[test]

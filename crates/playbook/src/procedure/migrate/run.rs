@@ -15,7 +15,7 @@ use super::manifest::Manifest;
 use crate::context::{Cancel, Ctx, HostJob, OnFailure, Settings};
 use crate::error::PlaybookError;
 use crate::event::{Event, Reporter};
-use crate::journal::{Journal, RunInfo, RunRow, SiteUpdate};
+use crate::journal::{BatchBudget, Journal, RunInfo, RunRow, SiteUpdate};
 use crate::outcome::RunReport;
 use crate::procedure::AnyProcedure;
 use crate::remote::Connect;
@@ -326,12 +326,27 @@ pub async fn run_migrate_release(
         if stopped.is_none() && cancel.drain.is_cancelled() {
             stopped = Some("interrupted: no further batch admitted".into());
         }
+        let budget = BatchBudget {
+            batch: index,
+            hosts: batch.len(),
+            budget: budgets[index],
+            run_budget,
+        };
         if let Some(why) = &stopped {
+            // A record of the decision, not a guard: a journal that cannot keep it is in
+            // the report's journal failures.
+            if let Err(e) = journal.batch_not_admitted(&run.id, &budget, why) {
+                tracing::error!("journal: {e}");
+            }
             for j in batch {
                 reports.extend(crate::runner::not_started(&ctx, j, index, why));
             }
             continue;
         }
+        let admitted = journal
+            .batch_admitted(&run.id, &budget)
+            .inspect_err(|e| tracing::error!("journal: {e}"))
+            .ok();
         reporter.on_event(&Event::BatchStarted {
             index,
             hosts: batch.iter().map(|j| j.host.name.clone()).collect(),
@@ -352,16 +367,12 @@ pub async fn run_migrate_release(
             allowed: budgets[index],
         });
         reports.extend(done);
-        if failed > budgets[index] {
-            stopped = Some(format!(
-                "batch {} had {failed} failed host(s), more than its budget of {}",
-                index + 1,
-                budgets[index]
-            ));
-        } else if total_failed > run_budget {
-            stopped = Some(format!(
-                "{total_failed} failed host(s) in the run, more than its budget of {run_budget}"
-            ));
+        let judged = budget.judge(failed, total_failed);
+        stopped = budget.stop_reason(&judged);
+        if let Some(id) = admitted
+            && let Err(e) = journal.batch_judged(id, &judged, stopped.as_deref().unwrap_or(""))
+        {
+            tracing::error!("journal: {e}");
         }
         if let Some(why) = &stopped {
             reporter.on_event(&Event::Stopped {
