@@ -427,7 +427,8 @@ fn upgrade_tarball_upload_is_checked_by_sha256() {
     // Only a bare `cat` (stdin to stdout, as an upload uses it) corrupts; `cat FILE` is true.
     std::fs::write(
         evil.join("cat"),
-        "#!/bin/sh\nif [ $# -eq 0 ]; then exec tr a b; fi\nexec /bin/cat \"$@\"\n",
+        // Its first byte replaced, the size kept (a tarball starts with 0x1f, never `X`).
+        "#!/bin/sh\nif [ $# -eq 0 ]; then printf X; exec tail -c +2; fi\nexec /bin/cat \"$@\"\n",
     )
     .expect("write");
     set_mode(&evil.join("cat"), 0o755);
