@@ -9,6 +9,7 @@ mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, 
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort
 mod journal; // the journal failing mid-run: steps refused before their side effect, recover after
+mod known_hosts; // host keys decided as OpenSSH decides them, with ssh itself the oracle, over every known_hosts form
 mod l10n; // fleet upgrade --l10n, and the dry runs of the database upgrade (plan, preflight, after the unpack)
 mod migrate; // fleet migrate: build, import (CiviCRM), release, rollback, cleanup, the plans
 mod report; // fleet runs show --html: a real run's report rendered by headless Chromium, checked in its DOM

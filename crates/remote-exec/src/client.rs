@@ -211,6 +211,7 @@ impl Client {
             inner: self.inner.clone(),
             target_name: target.name.clone(),
             lookup: name.clone(),
+            bare: (target.port != 22).then(|| lookup_name(&target.address, 22)),
             policy: target.host_key_policy.clone(),
             files: target.known_hosts_files.clone(),
             hashed: target.hash_known_hosts,
@@ -480,6 +481,9 @@ pub(crate) struct Verifier {
     inner: Arc<Inner>,
     target_name: String,
     lookup: String,
+    /// Off port 22, the name without the port: OpenSSH trusts a key recorded under it when
+    /// nothing at all is recorded under `[name]:port`.
+    bare: Option<String>,
     policy: HostKeyPolicy,
     files: Vec<PathBuf>,
     hashed: bool,
@@ -499,7 +503,17 @@ impl Verifier {
                 })
             };
         }
-        match self.inner.known_hosts.check(&self.lookup, key, &self.files) {
+        let known = &self.inner.known_hosts;
+        let verdict = match (known.check(&self.lookup, key, &self.files), &self.bare) {
+            // As OpenSSH does ("checking without port identifier"): only a match counts, a
+            // different key under the bare name does not make the host's key changed.
+            (Verdict::Unknown, Some(bare)) => match known.check(bare, key, &self.files) {
+                v @ (Verdict::Trusted | Verdict::Revoked { .. }) => v,
+                _ => Verdict::Unknown,
+            },
+            (v, _) => v,
+        };
+        match verdict {
             Verdict::Trusted => Ok(()),
             Verdict::Revoked { file, line } => Err(HostKeyError::Revoked {
                 host: self.lookup.clone(),

@@ -254,6 +254,9 @@ impl KnownHosts {
                         };
                     }
                     Marker::None if e.key.key_data() == key.key_data() => trusted = true,
+                    // A key of another type says nothing of this one (OpenSSH: the host is
+                    // new for this type).
+                    Marker::None if e.key.algorithm() != key.algorithm() => {}
                     Marker::None => known.push(format!(
                         "{} {} (`{}`:{})",
                         e.key.algorithm(),

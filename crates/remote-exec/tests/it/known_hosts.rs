@@ -98,11 +98,25 @@ async fn strict_rejects_unknown_and_changed_keys_with_fingerprint() {
         }
         other => panic!("expected an unknown key, got {other:?}"),
     }
-    // The port matters: an entry without the port does not vouch for port != 22.
+    // As OpenSSH: an entry without the port vouches for port != 22 only when nothing is
+    // recorded with the port; a key recorded with the port is the one that counts.
     std::fs::write(&kh, format!("{} {}\n", b.address, b.host_public_key)).expect("write");
+    let mut tb = target(&lab, b);
+    tb.known_hosts_files = vec![kh.clone()];
+    assert!(try_connect(&tb).await.is_ok(), "the bare entry vouches");
+    std::fs::write(
+        &kh,
+        format!(
+            "[{}]:{} {}\n{} {}\n",
+            b.address, b.port, a.host_public_key, b.address, b.host_public_key
+        ),
+    )
+    .expect("write");
+    let mut tb = target(&lab, b);
+    tb.known_hosts_files = vec![kh.clone()];
     assert!(matches!(
         try_connect(&tb).await,
-        Err(ExecError::HostKey(HostKeyError::Unknown { .. }))
+        Err(ExecError::HostKey(HostKeyError::Changed { .. }))
     ));
 }
 
