@@ -169,6 +169,8 @@ fn write_results(
     color: bool,
     reports: &[HostReport],
 ) -> std::io::Result<()> {
+    // What hosts printed reaches a terminal escaped, never as its control sequences.
+    let escape = std::io::stdout().is_terminal();
     let mut stdout = render::stdout();
     if json {
         for r in reports {
@@ -181,9 +183,9 @@ fn write_results(
             writeln!(stdout, "{line}")?;
         }
     } else if streamed {
-        render::human::write_statuses(&mut stdout, reports, color)?;
+        render::human::write_statuses(&mut stdout, reports, color, escape)?;
     } else {
-        render::human::write_folded(&mut stdout, reports, color)?;
+        render::human::write_folded(&mut stdout, reports, color, escape)?;
     }
     stdout.flush()
 }

@@ -16,13 +16,15 @@ struct Block<'a> {
 
 /// Writes one block per distinct (status, stdout, stderr), successes first, then failures,
 /// then hosts without a result (unreachable, cancelled, not started), each group in
-/// inventory order of its first host.
+/// inventory order of its first host. With `escape` (a terminal), control characters in
+/// what the hosts said are shown as `^X` instead of reaching the terminal.
 pub(crate) fn write_folded(
     w: &mut dyn Write,
     reports: &[HostReport],
     color: bool,
+    escape: bool,
 ) -> io::Result<()> {
-    write_blocks(w, reports, color, true)
+    write_blocks(w, reports, color, escape, true)
 }
 
 /// Writes the status lines of [`write_folded`] only, folding hosts by status alone: for
@@ -31,14 +33,16 @@ pub(crate) fn write_statuses(
     w: &mut dyn Write,
     reports: &[HostReport],
     color: bool,
+    escape: bool,
 ) -> io::Result<()> {
-    write_blocks(w, reports, color, false)
+    write_blocks(w, reports, color, escape, false)
 }
 
 fn write_blocks(
     w: &mut dyn Write,
     reports: &[HostReport],
     color: bool,
+    escape: bool,
     with_output: bool,
 ) -> io::Result<()> {
     let mut blocks: Vec<Block<'_>> = Vec::new();
@@ -85,6 +89,11 @@ fn write_blocks(
                 "1;33",
             ),
         };
+        let label = if escape {
+            super::stream::escaped(&label)
+        } else {
+            label
+        };
         writeln!(
             w,
             "{}",
@@ -93,18 +102,29 @@ fn write_blocks(
         if let Outcome::Done(out) = &b.first.outcome
             && with_output
         {
-            write_stream(w, &out.stdout.to_bytes())?;
+            write_stream(w, &out.stdout.to_bytes(), escape)?;
             if !out.stderr.is_empty() {
                 writeln!(w, "{}", paint("--> stderr", "2"))?;
-                write_stream(w, &out.stderr.to_bytes())?;
+                write_stream(w, &out.stderr.to_bytes(), escape)?;
             }
         }
     }
     Ok(())
 }
 
-fn write_stream(w: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
-    w.write_all(bytes)?;
+fn write_stream(w: &mut dyn Write, bytes: &[u8], escape: bool) -> io::Result<()> {
+    if escape {
+        let mut out = Vec::with_capacity(bytes.len());
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+            }
+            super::stream::escape_controls(line, &mut out);
+        }
+        w.write_all(&out)?;
+    } else {
+        w.write_all(bytes)?;
+    }
     if !bytes.is_empty() && !bytes.ends_with(b"\n") {
         w.write_all(b"\n")?;
     }
@@ -195,4 +215,48 @@ pub(crate) fn write_summary_of(
         elapsed.as_secs_f64(),
         parts.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use fleet_remote_exec::{Capture, ExecOutput, ExitStatus};
+
+    use super::*;
+
+    fn report(name: &str, stdout: &[u8]) -> HostReport {
+        let mut out = Capture::new(1 << 10);
+        out.push(stdout);
+        HostReport {
+            name: name.into(),
+            endpoint: "e".into(),
+            outcome: Outcome::Done(ExecOutput {
+                status: ExitStatus::Code(0),
+                stdout: out,
+                stderr: Capture::new(1 << 10),
+                duration: Duration::ZERO,
+            }),
+            connect: None,
+            total: Duration::ZERO,
+        }
+    }
+
+    /// On a terminal a host's escape sequences are shown, not obeyed; lines and tabs stay.
+    #[test]
+    fn a_terminal_gets_hosts_control_characters_escaped() {
+        let reports = [report("h1", b"\x1b]0;pwned\x07title\n\tindented\n\x1b[2J")];
+        let mut tty = Vec::new();
+        write_folded(&mut tty, &reports, false, true).unwrap();
+        assert_eq!(
+            String::from_utf8(tty).unwrap(),
+            "==> h1: exit code 0\n^[]0;pwned^Gtitle\n\tindented\n^[[2J\n"
+        );
+        let mut piped = Vec::new();
+        write_folded(&mut piped, &reports, false, false).unwrap();
+        assert!(
+            piped.windows(4).any(|w| w == b"\x1b[2J"),
+            "piped: the bytes as they are"
+        );
+    }
 }
