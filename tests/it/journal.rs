@@ -47,7 +47,7 @@ fn a_full_state_dir_stops_the_next_step_before_it_runs_and_recover_finishes() {
     let out = tempfile::tempdir().expect("out dir");
     let script = r#"
 set -u
-mount -t tmpfs -o size=8m tmpfs "$STATE" || exit 90
+mount -t tmpfs -o size=8m,mode=0700 tmpfs "$STATE" || exit 90
 "$@" --state-dir "$STATE" upgrade --tarball "$TARBALL" >"$OUT/upgrade.stdout" 2>"$OUT/upgrade.stderr" &
 pid=$!
 # The DB upgrade has begun (the fake marks the database), and is sleeping: fill the disk.

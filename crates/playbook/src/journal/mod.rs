@@ -153,14 +153,17 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal in `dir` (`journal.sqlite`).
+    /// Opens (creating if needed) the journal in `dir` (`journal.sqlite`): the directory
+    /// the operator's alone (0700 when created), the file readable by the operator only.
     ///
     /// # Errors
     ///
-    /// [`PlaybookError::Journal`] when the directory or database cannot be created.
+    /// [`PlaybookError::Journal`] when the directory or database cannot be created, or the
+    /// directory is writable by others or not the operator's.
     pub fn open(dir: &Path) -> Result<Journal, PlaybookError> {
-        std::fs::create_dir_all(dir).map_err(|e| PlaybookError::journal(dir, e))?;
         let path = dir.join("journal.sqlite");
+        private_dir(dir).map_err(|e| PlaybookError::journal(dir, e))?;
+        private_file(&path).map_err(|e| PlaybookError::journal(&path, e))?;
         let mut conn = Connection::open(&path).map_err(|e| PlaybookError::journal(&path, e))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;")
             .map_err(|e| PlaybookError::journal(&path, e))?;
@@ -684,6 +687,57 @@ fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// Creates `dir` for the operator alone (0700) when missing, and refuses one others may
+/// write to or that is not the operator's: whoever can write there can rewrite the record
+/// of what was done to the sites, or swap the journal for one of their own.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let meta = std::fs::metadata(dir)?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "the directory is owned by uid {}, not by you (uid {me}): use a state dir of your own (`--state-dir`)",
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "the directory is writable by others (mode {mode:04o}): `chmod go-w {}`, or use another `--state-dir`",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the journal file readable by the operator alone (0600), and takes others' access
+/// from an existing one (SQLite gives its WAL and shared-memory files the same mode).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -254,3 +254,42 @@ fn a_word_this_build_does_not_know_is_an_error_naming_it() {
     let e = chain(&j.run(&run).expect_err("unknown state"));
     assert!(e.contains("unknown run state `paused`"), "{e}");
 }
+
+/// The journal is the operator's alone: its directory is made 0700 and its file 0600 (an
+/// existing file loses others' access); a directory others may write to is refused, naming
+/// it and its mode.
+#[test]
+fn the_journal_is_private_and_refuses_a_directory_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/state");
+    let j = Journal::open(&dir).unwrap();
+    j.create_run(&RunInfo {
+        procedure: "civicrm-d7".into(),
+        target: "5.70.0".into(),
+        args: "fleet upgrade".into(),
+    })
+    .unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("journal.sqlite")), 0o600);
+    drop(j);
+    std::fs::set_permissions(
+        dir.join("journal.sqlite"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    Journal::open(&dir).unwrap();
+    assert_eq!(mode(&dir.join("journal.sqlite")), 0o600, "tightened");
+    for open in [0o777, 0o775, 0o757] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(open)).unwrap();
+        let err = Journal::open(&dir).err().expect("refused").to_string();
+        assert!(
+            err.contains(&dir.display().to_string())
+                && err.contains(&format!("writable by others (mode {open:04o})")),
+            "{err}"
+        );
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Journal::open(&dir).expect("0755 is the operator's to write");
+}
