@@ -450,6 +450,20 @@ fn upgrade_tarball_upload_is_checked_by_sha256() {
             );
         } else {
             assert_eq!(s.db_version(), TO, "{}", s.host);
+            // The run's directory beside the backups, with the tarball, is the operator's
+            // alone.
+            let run_dirs: Vec<_> = std::fs::read_dir(&s.backup_dir)
+                .expect("backup dir")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("fleet-"))
+                })
+                .collect();
+            assert!(!run_dirs.is_empty(), "{}", s.backup_dir.display());
+            for d in run_dirs {
+                assert_eq!(mode(&d), 0o700, "{}", d.display());
+            }
         }
     }
 }

@@ -365,7 +365,11 @@ impl HostRun<'_> {
             timeout: self.ctx.settings.step_timeout,
             max_output: 64 * 1024,
         };
-        let dir_script = format!("mkdir -p \"$(dirname {})\"", fleet_remote_exec::quote(dest));
+        // The run's own directory beside the backups: the operator's alone, as they are.
+        let dir_script = format!(
+            "umask 077 && mkdir -p \"$(dirname {})\"",
+            fleet_remote_exec::quote(dest)
+        );
         let r = match self
             .session
             .exec(

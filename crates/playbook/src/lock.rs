@@ -195,7 +195,7 @@ pub(crate) fn lock(dir: &str, owner: &str, run: &str, take_over: Option<&str>) -
         ));
     }
     format!(
-        "l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
+        "umask 077; l={l}; mkdir -p \"$(dirname \"$l\")\" && if mkdir \"$l\" 2>/dev/null; then printf '%s\\n' {o} > \"$l/owner\" && echo locked; \
          elif {mine}; then printf '%s\\n' {o} > \"$l/owner\" && echo relocked; \
          else echo \"held-by $(cat \"$l/owner\" 2>/dev/null)\"; fi",
         l = quote(dir),
