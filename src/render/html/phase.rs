@@ -97,19 +97,7 @@ mod tests {
 
     use super::*;
 
-    fn step(id: i64, host: &str, unit: Unit, step: &str, state: StepState) -> StepRow {
-        StepRow {
-            id,
-            host: host.into(),
-            unit,
-            step: StepName::parse(step),
-            state,
-            attempt: 1,
-            started_ms: 1_000 * id,
-            finished_ms: Some(1_000 * id + 500),
-            detail: None,
-        }
-    }
+    use crate::render::html::tests::bar_step as step;
 
     #[test]
     fn what_follows_a_failure_is_the_way_back_until_the_host_goes_forward_again() {

@@ -9,6 +9,21 @@ use super::*;
 
 const T0: i64 = 1_795_000_000_000;
 
+/// A journaled step `id` of `host` on `unit`, started at `id` seconds and lasting 0.5 s.
+pub(super) fn bar_step(id: i64, host: &str, unit: Unit, step: &str, state: StepState) -> StepRow {
+    StepRow {
+        id,
+        host: host.into(),
+        unit,
+        step: StepName::parse(step),
+        state,
+        attempt: 1,
+        started_ms: 1_000 * id,
+        finished_ms: Some(1_000 * id + 500),
+        detail: None,
+    }
+}
+
 #[test]
 fn escaping_leaves_no_markup_in_text_or_attributes() {
     #[track_caller]

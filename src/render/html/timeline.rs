@@ -524,23 +524,11 @@ fn write_outcome(out: &mut String, scale: &Scale, s: &SiteRow, batch: &str) -> f
 
 #[cfg(test)]
 mod tests {
-    use fleet_playbook::{SiteStatus, StepName};
+    use fleet_playbook::SiteStatus;
 
     use super::*;
 
-    fn step(id: i64, host: &str, unit: Unit, step: &str, state: StepState) -> StepRow {
-        StepRow {
-            id,
-            host: host.into(),
-            unit,
-            step: StepName::parse(step),
-            state,
-            attempt: 1,
-            started_ms: 1_000 * id,
-            finished_ms: Some(1_000 * id + 500),
-            detail: None,
-        }
-    }
+    use crate::render::html::tests::bar_step as step;
 
     #[test]
     fn times_scale_to_the_track_and_stay_on_it() {
