@@ -46,7 +46,12 @@ fn hashed(dir: &Path, text: &str) -> String {
 
 /// Whether OpenSSH's client, checking strictly against `known_hosts` alone, logs in.
 fn ssh_accepts(lab: &TestLab, known_hosts: &Path) -> bool {
-    let h = &lab.hosts()[0];
+    ssh_accepts_host(lab, 0, known_hosts)
+}
+
+/// [`ssh_accepts`] for the lab's host number `index`.
+fn ssh_accepts_host(lab: &TestLab, index: usize, known_hosts: &Path) -> bool {
+    let h = &lab.hosts()[index];
     let o = Command::new("ssh")
         .args([
             "-F",
@@ -284,4 +289,57 @@ fn every_known_hosts_form_is_decided_as_openssh_decides_it() {
         cases.len(),
         differ.join("\n")
     );
+}
+
+/// `accept-new` with 200 new hosts at once, from two fleet processes started together: one
+/// consistent known_hosts (a whole line per host, none twice), which OpenSSH's client and a
+/// strict fleet run then trust.
+#[test]
+fn two_runs_accepting_200_new_hosts_at_once_write_one_consistent_file() {
+    let lab = TestLab::start(200);
+    let file = lab.temp_dir().join("learned_known_hosts");
+    let text = std::fs::read_to_string(lab.inventory_path()).expect("inventory");
+    let old = format!(
+        "known_hosts_file = \"{}\"",
+        lab.lab().known_hosts().display()
+    );
+    let text = text
+        .replace(&old, &format!("known_hosts_file = \"{}\"", file.display()))
+        .replace(
+            "host_key_policy = \"strict\"",
+            "host_key_policy = \"accept-new\"",
+        );
+    let inv = lab.temp_dir().join("inventory-accept-new.toml");
+    std::fs::write(&inv, text).expect("inventory");
+    let spawn = || {
+        fleet(&inv)
+            .args(["exec", "--json", "--connect-timeout", "120s", "--", "true"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn fleet")
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let o = child.wait_with_output().expect("fleet");
+        assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    }
+    let learned = std::fs::read_to_string(&file).expect("learned");
+    let lines: Vec<&str> = learned.lines().collect();
+    assert_eq!(lines.len(), 200, "one line per host:\n{learned}");
+    for h in lab.hosts() {
+        let want = format!("[{}]:{} {}", h.address, h.port, h.host_public_key);
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with(&want)).count(),
+            1,
+            "{}: {want}",
+            h.name
+        );
+    }
+    for i in [0, 99, 199] {
+        assert!(ssh_accepts_host(&lab, i, &file), "ssh refuses host {i}");
+    }
+    let strict = inventory_with(&lab, &file);
+    let o = run(fleet(&strict).args(["exec", "--connect-timeout", "120s", "--", "true"]));
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
 }

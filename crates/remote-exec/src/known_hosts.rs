@@ -310,11 +310,19 @@ impl KnownHosts {
                 .to_openssh()
                 .map_err(|e| record_error(name, path, e.to_string()))?
         );
-        let path_owned = path.to_owned();
-        tokio::task::spawn_blocking(move || append_locked(&path_owned, line.as_bytes()))
-            .await
-            .map_err(|e| record_error(name, path, e.to_string()))?
-            .map_err(|e| record_error(name, path, e.to_string()))?;
+        let (path_owned, name_owned, data) =
+            (path.to_owned(), name.to_owned(), key.key_data().clone());
+        tokio::task::spawn_blocking(move || {
+            append_locked(&path_owned, line.as_bytes(), |text| {
+                // Another fleet process may have recorded it while we waited for the lock.
+                KnownHostsFile::parse(text)
+                    .matching(&name_owned)
+                    .any(|e| e.marker == Marker::None && *e.key.key_data() == data)
+            })
+        })
+        .await
+        .map_err(|e| record_error(name, path, e.to_string()))?
+        .map_err(|e| record_error(name, path, e.to_string()))?;
         self.learned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -347,7 +355,13 @@ fn record_error(host: &str, file: &Path, reason: String) -> HostKeyError {
     }
 }
 
-fn append_locked(path: &Path, line: &[u8]) -> std::io::Result<()> {
+/// Appends `line` to `path` under an exclusive lock on the file, unless `present` says the
+/// file (read under that lock) holds it already.
+fn append_locked(
+    path: &Path,
+    line: &[u8],
+    present: impl FnOnce(&str) -> bool,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -356,17 +370,13 @@ fn append_locked(path: &Path, line: &[u8]) -> std::io::Result<()> {
         .append(true)
         .open(path)?;
     f.lock()?;
+    let text = std::fs::read(path)?;
+    if present(&String::from_utf8_lossy(&text)) {
+        return f.unlock();
+    }
     // A file that does not end in a newline would glue our entry onto its last line.
-    let len = f.metadata()?.len();
-    if len > 0 {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut r = std::fs::File::open(path)?;
-        r.seek(SeekFrom::Start(len - 1))?;
-        let mut last = [0u8; 1];
-        r.read_exact(&mut last)?;
-        if last[0] != b'\n' {
-            f.write_all(b"\n")?;
-        }
+    if text.last().is_some_and(|&b| b != b'\n') {
+        f.write_all(b"\n")?;
     }
     f.write_all(line)?;
     f.sync_data()?;
