@@ -205,6 +205,34 @@ pub(crate) fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// Copies `text` with every control character but tab shown as `^X` (ESC as `^[`) and the
+/// C1 controls U+0080..U+009F as `M-^X`, as `cat -v` shows them, so a host's output cannot
+/// move the cursor, retitle the window or change colours.
+pub(crate) fn escape_controls(text: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        match b {
+            b'\t' => out.push(b),
+            0..=0x1f => out.extend_from_slice(&[b'^', b + 0x40]),
+            0x7f => out.extend_from_slice(b"^?"),
+            0xc2 if matches!(text.get(i + 1), Some(0x80..=0x9f)) => {
+                out.extend_from_slice(&[b'M', b'-', b'^', text[i + 1] - 0x40]);
+                i += 1;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+}
+
+/// `text` with its control characters escaped (see [`escape_controls`]).
+pub(crate) fn escaped(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    escape_controls(text.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Formats rows as left-aligned columns separated by two spaces.
 pub(crate) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);

@@ -463,11 +463,7 @@ fn write_folded(
         let text = format!("==> {}{count}: {line}", compact_names(&hosts));
         let code = if status == Status::Ok { "1;32" } else { "1;31" };
         // The reasons hold hosts' words: on a terminal they cannot drive it.
-        let text = if escape {
-            render::stream::escaped(&text)
-        } else {
-            text
-        };
+        let text = if escape { render::escaped(&text) } else { text };
         if color {
             writeln!(w, "\x1b[{code}m{text}\x1b[0m")?;
         } else {

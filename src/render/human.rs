@@ -90,7 +90,7 @@ fn write_blocks(
             ),
         };
         let label = if escape {
-            super::stream::escaped(&label)
+            super::escaped(&label)
         } else {
             label
         };
@@ -119,7 +119,7 @@ fn write_stream(w: &mut dyn Write, bytes: &[u8], escape: bool) -> io::Result<()>
             if i > 0 {
                 out.push(b'\n');
             }
-            super::stream::escape_controls(line, &mut out);
+            super::escape_controls(line, &mut out);
         }
         w.write_all(&out)?;
     } else {

@@ -21,7 +21,7 @@ use fleet_remote_exec::{Sink, Stream};
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::PipeSafe;
+use super::{PipeSafe, escape_controls};
 
 /// A line longer than this is written in pieces, each marked as continued, so one host
 /// printing without newlines cannot hold unbounded memory.
@@ -306,34 +306,6 @@ fn char_boundary(bytes: &[u8], at: usize) -> usize {
     }
 }
 
-/// Copies `text` with every control character but tab shown as `^X` (ESC as `^[`) and the
-/// C1 controls U+0080..U+009F as `M-^X`, as `cat -v` shows them, so a host's output cannot
-/// move the cursor, retitle the window or change colours.
-pub(crate) fn escape_controls(text: &[u8], out: &mut Vec<u8>) {
-    let mut i = 0;
-    while i < text.len() {
-        let b = text[i];
-        match b {
-            b'\t' => out.push(b),
-            0..=0x1f => out.extend_from_slice(&[b'^', b + 0x40]),
-            0x7f => out.extend_from_slice(b"^?"),
-            0xc2 if matches!(text.get(i + 1), Some(0x80..=0x9f)) => {
-                out.extend_from_slice(&[b'M', b'-', b'^', text[i + 1] - 0x40]);
-                i += 1;
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-}
-
-/// `text` with its control characters escaped (see [`escape_controls`]).
-pub(crate) fn escaped(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    escape_controls(text.as_bytes(), &mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,9 +483,9 @@ mod tests {
             "only fleet's own colours: {out:?}"
         );
         // C1 controls (here CSI, U+009B) too.
-        assert_eq!(escaped("a\u{9b}2Jb"), "aM-^[2Jb");
+        assert_eq!(crate::render::escaped("a\u{9b}2Jb"), "aM-^[2Jb");
         assert_eq!(
-            escaped("é\u{a0}"),
+            crate::render::escaped("é\u{a0}"),
             "é\u{a0}",
             "printable text is left as it is"
         );
