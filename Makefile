@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= $(CURDIR)/target/demo-lab
 DEMO_HOSTS ?= 6
 
-.PHONY: deps build demo test check ci bench snapshots doc clean-lab
+.PHONY: deps build demo test test-faults check ci bench snapshots doc clean-lab
 
 NGINX ?= /usr/sbin/nginx
 
@@ -84,14 +84,29 @@ demo: deps build
 	echo; echo "\$$ curl -s -H 'Host: site2.h02.test' http://$$addr:8080/"; \
 	curl -s -H 'Host: site2.h02.test' "http://$$addr:8080/"
 
-## test: the whole suite against real sshd hosts on 127.0.0.0/8
+## test: the whole suite against real sshd hosts on 127.0.0.0/8 (the fault suite aside)
 test: deps
 	@if command -v cargo-nextest >/dev/null; then \
-	  cargo nextest run --workspace --no-fail-fast; \
+	  cargo nextest run --workspace --no-fail-fast -E 'not test(/^faults::/)'; \
 	else \
-	  cargo test --workspace --no-fail-fast; \
+	  cargo test --workspace --no-fail-fast -- --skip faults::; \
 	fi
 	cargo test --doc --workspace
+
+FAULT_FIGURES := $(CURDIR)/target/fault-figures
+
+## test-faults: the fault suite (controller killed at seeded journal writes, hosts and
+## networks failing, hostile input, load), then its figures table; FLEET_FAULT_SEED=N
+## draws other kill points
+test-faults: deps
+	@rm -rf $(FAULT_FIGURES); rc=0; \
+	if command -v cargo-nextest >/dev/null; then \
+	  FLEET_FAULT_FIGURES=$(FAULT_FIGURES) cargo nextest run --test it --no-fail-fast -E 'test(/^faults::/)' || rc=$$?; \
+	else \
+	  FLEET_FAULT_FIGURES=$(FAULT_FIGURES) cargo test --test it --no-fail-fast -- faults:: || rc=$$?; \
+	fi; \
+	bash tests/it/faults/figures.sh $(FAULT_FIGURES) || rc=$$?; \
+	exit $$rc
 
 ## bench: fleet exec vs pssh, pdsh and clush on 50, 200 and 500 lab hosts, and the upgrade
 ## controller's cost; writes bench/results/ (installs the peers from Debian's packages)
@@ -102,7 +117,7 @@ check:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-ci: deps check test
+ci: deps check test test-faults
 
 snapshots:
 	cargo insta review

@@ -6,6 +6,7 @@ mod bastion; // hosts behind a bastion: reached only through it, one connection,
 mod cli; // shell completions and man pages
 mod copy; // fleet copy and fetch: per-host delivery, modes, owners, idempotence, SHA-256 checks, no partial files
 mod exec; // fleet exec: folding, JSON, out-dir, exit codes, unreachable hosts, timeouts
+mod faults; // the fault suite (make test-faults, not make test): seeded controller kills, failing hosts and networks, hostile input, load
 mod hosts; // fleet hosts and inventory/selector errors
 mod interrupt; // Ctrl-C: drain, then abort
 mod journal; // the journal failing mid-run: steps refused before their side effect, recover after

@@ -16,11 +16,13 @@ use crate::error::PlaybookError;
 // migrated journal, writes seconds: every read takes a value below 10^11 (year 5138 in
 // seconds, 1973 in milliseconds) for seconds, so ordering and ages stay right either way.
 mod batch;
+mod fault;
 mod schema;
 mod time;
 
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepName, StepState, Unit};
 pub use batch::{BatchBudget, BatchJudgement, BatchRow, BatchVerdict};
+use fault::{KillSwitch, Moment};
 pub(crate) use time::timestamp_id;
 pub use time::{age_of, format_age, format_time, now_ms, unix_now};
 
@@ -150,6 +152,8 @@ pub struct Journal {
     /// Every write that failed since the journal was opened: the caller refused the side
     /// effect it guarded, and the operator must hear of it even when the caller carried on.
     failures: Mutex<Vec<String>>,
+    /// The fault suite's kill switch (off unless its environment variable is set).
+    kill: KillSwitch,
 }
 
 impl Journal {
@@ -181,6 +185,7 @@ impl Journal {
             conn: Mutex::new(conn),
             path,
             failures: Mutex::new(Vec::new()),
+            kill: KillSwitch::from_env(),
         })
     }
 
@@ -202,7 +207,21 @@ impl Journal {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, PlaybookError> {
-        self.with(f).inspect_err(|e| {
+        let inside = self.kill.wants_inside();
+        self.with(|c| {
+            if !inside {
+                return f(c);
+            }
+            // The fault suite's kill inside a write: the statement runs in a transaction of
+            // its own and the process dies before the commit.
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let out = f(c)?;
+            self.kill.at(Moment::Inside);
+            c.execute_batch("COMMIT")?;
+            Ok(out)
+        })
+        .inspect(|_| self.kill.at(Moment::Committed))
+        .inspect_err(|e| {
             let mut text = e.to_string();
             let mut cur = std::error::Error::source(e);
             while let Some(c) = cur {
