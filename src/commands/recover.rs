@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::bail;
 use fleet_inventory::Inventory;
 use fleet_playbook::{
-    HostJob, Journal, RestoreMode, ResumeOptions, RunReport, RunRow, RunState, SiteStatus,
-    needs_restore, recover_run, resume_run,
+    HeldLock, HostJob, Journal, RestoreMode, ResumeOptions, RunReport, RunRow, RunState,
+    SiteStatus, locks_left, needs_restore, recover_run, resume_run,
 };
 
 use crate::args::{Cli, RecoverArgs, ResumeArgs};
@@ -220,7 +220,7 @@ pub(crate) async fn resume(cli: &Cli, args: &ResumeArgs) -> anyhow::Result<ExitS
 
 pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<ExitStatus> {
     let journal = Arc::new(Journal::open(&super::state_dir(cli)?)?);
-    let mut found: Vec<(RunRow, Vec<fleet_playbook::SiteRow>)> = Vec::new();
+    let mut found: Vec<(RunRow, Vec<fleet_playbook::SiteRow>, Vec<HeldLock>)> = Vec::new();
     for run in journal.runs()?.into_iter().rev() {
         // A migrate run never changed an old site: nothing of it is for recovery to undo.
         if fleet_playbook::is_migrate_run(&run.procedure) {
@@ -231,8 +231,14 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
             .into_iter()
             .filter(|r| needs_restore(r, RestoreMode::Recover))
             .collect();
-        if !rows.is_empty() {
-            found.push((run, rows));
+        // Locks a dead run left on sites that need nothing else; a live run's are its own.
+        let locks = if controller_alive(&run) {
+            Vec::new()
+        } else {
+            locks_left(&journal, &run.id, &rows)?
+        };
+        if !rows.is_empty() || !locks.is_empty() {
+            found.push((run, rows, locks));
         }
     }
     let mut err = crate::render::stderr();
@@ -243,7 +249,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
         )?;
         return Ok(ExitStatus::Success);
     }
-    for (run, rows) in &found {
+    for (run, rows, locks) in &found {
         writeln!(err, "run {} ({}, -> {}):", run.id, run.state, run.target)?;
         for r in rows {
             writeln!(
@@ -258,6 +264,13 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
                     ""
                 },
                 r.step.as_ref().map_or("-", |s| s.as_str())
+            )?;
+        }
+        for l in locks {
+            writeln!(
+                err,
+                "  {}/{}: its lock is left on the host (the site needs nothing else): released",
+                l.host, l.site
             )?;
         }
     }
@@ -281,7 +294,7 @@ pub(crate) async fn recover(cli: &Cli, args: &RecoverArgs) -> anyhow::Result<Exi
     let (cancel, shared, watcher) = watched("starting no new host; steps already running finish");
     let jobs = all_jobs(&inventory)?;
     let mut status = ExitStatus::Success;
-    for (run, _) in found {
+    for (run, ..) in found {
         if cancel.drain.is_cancelled() {
             break;
         }

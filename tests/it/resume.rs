@@ -11,7 +11,7 @@ use crate::upgrade::{
 use crate::{both, fleet, stdout};
 
 /// The processes on this machine (the lab's hosts are on it) that carry a step of `run`.
-fn steps_running(run: &str) -> Vec<String> {
+pub(crate) fn steps_running(run: &str) -> Vec<String> {
     let tag = format!("FLEET_RUN_STEP={run}/");
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {

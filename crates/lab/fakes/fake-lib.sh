@@ -14,6 +14,9 @@ ARGS=("$@")
 INJECTED=""
 SITE_DIR=""
 CALL_EXIT=0
+# The CiviCRM database version when the call began (for the calls that read it): a database
+# upgrade begun on a database already past FROM shows in the log as a step run twice.
+DB_BEFORE=""
 
 json_str() {
     local s=$1
@@ -26,9 +29,9 @@ log_call() {
     for a in "${ARGS[@]}"; do argv+="${argv:+,}$(json_str "$a")"; done
     {
         flock 9
-        printf '{"ts":"%s","tool":%s,"argv":[%s],"cwd":%s,"uid":%s,"user":%s,"site":%s,"exit":%s,"injected":%s}\n' \
+        printf '{"ts":"%s","tool":%s,"argv":[%s],"cwd":%s,"uid":%s,"user":%s,"site":%s,"exit":%s,"injected":%s,"db_before":%s}\n' \
             "$(date +%s.%N)" "$(json_str "$TOOL")" "$argv" "$(json_str "$PWD")" "$(id -u)" \
-            "$(json_str "$(id -un)")" "$(json_str "$SITE_DIR")" "$CALL_EXIT" "$(json_str "$INJECTED")" >>"$STATE/calls.log"
+            "$(json_str "$(id -un)")" "$(json_str "$SITE_DIR")" "$CALL_EXIT" "$(json_str "$INJECTED")" "$(json_str "$DB_BEFORE")" >>"$STATE/calls.log"
     } 9>>"$STATE/calls.lock"
 }
 

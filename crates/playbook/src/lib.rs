@@ -48,8 +48,8 @@ pub use discovery::Facts;
 pub use error::PlaybookError;
 pub use event::{Event, Gate, Reporter};
 pub use journal::{
-    ArtifactRow, BatchBudget, BatchJudgement, BatchRow, BatchVerdict, Journal, RunInfo, RunRow,
-    SiteRow, SiteUpdate, StepRow, age_of, format_age, format_time, now_ms, unix_now,
+    ArtifactRow, BatchBudget, BatchJudgement, BatchRow, BatchVerdict, HeldLock, Journal, RunInfo,
+    RunRow, SiteRow, SiteUpdate, StepRow, age_of, format_age, format_time, now_ms, unix_now,
 };
 pub use outcome::{After, RunReport, SiteOutcome, SiteReport};
 pub use plan::{PlanRow, plan_upgrade};
@@ -71,7 +71,7 @@ pub use procedure::migrate::run::{
 };
 pub use procedure::{StepDef, StepInfo, procedure_steps};
 pub use restore::{
-    RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs,
+    RestoreMode, RestoreOptions, RestoreReport, RollbackPlan, check_sites, later_runs, locks_left,
     needs_restore, restore_run,
 };
 pub use resume::{ResumeOptions, recover_run, resume_run};

@@ -31,6 +31,12 @@ impl HostRun<'_> {
         for w in g {
             let dir = lock_dir(w.site, &w.facts);
             let unit = Unit::site(&w.site.name);
+            // Recorded before the `mkdir`: a controller killed right after it leaves a
+            // journal that names the lock, so `fleet recover` can release it.
+            if let Err((_, e)) = self.record(BuiltinStep::Lock, &unit, ArtifactKind::Lock, &dir) {
+                self.unlock_group(&taken).await;
+                return Err(step_error_text(&e));
+            }
             let mut attempt = self
                 .exec(
                     &unit,
@@ -66,12 +72,6 @@ impl HostRun<'_> {
                 Ok(out) if matches!(out.trim(), "locked" | "relocked") => {
                     if out.trim() == "locked" {
                         taken.push(w.clone());
-                    }
-                    if let Err((_, e)) =
-                        self.record(BuiltinStep::Lock, &unit, ArtifactKind::Lock, &dir)
-                    {
-                        self.unlock_group(&taken).await;
-                        return Err(step_error_text(&e));
                     }
                 }
                 Ok(out) => {

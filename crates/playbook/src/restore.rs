@@ -27,7 +27,7 @@ use crate::discovery::{self, Facts};
 use crate::engine::{HostRun, error_text, failed, finish_site, step_error_text};
 use crate::error::PlaybookError;
 use crate::event::Reporter;
-use crate::journal::{Journal, SiteRow};
+use crate::journal::{HeldLock, Journal, SiteRow};
 use crate::outcome::{After, SiteOutcome, SiteReport};
 use crate::procedure::AnyProcedure;
 use crate::procedure::civicrm::Changes;
@@ -37,10 +37,12 @@ use crate::vocab::{ArtifactKind, SiteStatus};
 use crate::work::Work;
 
 mod group;
+mod release;
 mod rollback;
 
 use crate::vocab::{BuiltinStep, Unit};
 use group::{GroupEnd, restore_group};
+pub(crate) use release::lone_locks;
 pub use rollback::later_runs;
 
 /// What [`restore_run`] does.
@@ -101,6 +103,20 @@ pub struct RestoreReport {
     pub sites: Vec<SiteReport>,
     /// With `plan`: one row per site.
     pub plan: Vec<RollbackPlan>,
+}
+
+/// The locks run `run` left on sites that need no restore (`restoring` are the rows that
+/// do): what `fleet recover` releases besides bringing those rows to a safe end.
+///
+/// # Errors
+///
+/// When the journal cannot be read.
+pub fn locks_left(
+    journal: &Journal,
+    run: &str,
+    restoring: &[SiteRow],
+) -> Result<Vec<HeldLock>, PlaybookError> {
+    lone_locks(journal, run, restoring, |_, _| true)
 }
 
 /// Whether a site row of a run needs [`restore_run`] in `mode`.
@@ -188,6 +204,18 @@ pub(crate) async fn restore_run_on(
         .filter(|r| wanted(r))
         .map(|r| format!("{}/{}", r.host, r.site))
         .collect();
+    // A recovery also gives back the locks the run left on sites that need nothing else.
+    let release = if ro.mode == RestoreMode::Recover && !ro.plan {
+        lone_locks(journal, run, &all, |host, site| {
+            ro.sites.is_empty()
+                || ro
+                    .sites
+                    .iter()
+                    .any(|s| s == site || *s == format!("{host}/{site}"))
+        })?
+    } else {
+        Vec::new()
+    };
     let mut later = BTreeMap::new();
     if ro.mode == RestoreMode::Rollback {
         for r in &rows {
@@ -231,13 +259,17 @@ pub(crate) async fn restore_run_on(
     // slow restore) never hold up another host.
     let forks = Arc::new(tokio::sync::Semaphore::new(ro.forks.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for job in jobs
-        .iter()
-        .filter(|j| rows.iter().any(|r| r.host == j.host.name))
-    {
+    for job in jobs.iter().filter(|j| {
+        rows.iter().any(|r| r.host == j.host.name) || release.iter().any(|l| l.host == j.host.name)
+    }) {
         let mine: Vec<SiteRow> = rows
             .iter()
             .filter(|r| r.host == job.host.name)
+            .cloned()
+            .collect();
+        let locks: Vec<HeldLock> = release
+            .iter()
+            .filter(|l| l.host == job.host.name)
             .cloned()
             .collect();
         let (ctx, scope, job, forks) = (ctx.clone(), scope.clone(), job.clone(), forks.clone());
@@ -254,7 +286,7 @@ pub(crate) async fn restore_run_on(
             // A panic (a bug in fleet) ends this host's restore only: its sites keep
             // their rows, as the journal had them, for another `fleet recover`.
             let restored = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-                restore_host(ctx, &job, &mine, &scope),
+                restore_host(ctx, &job, &mine, &locks, &scope),
             ))
             .await;
             let (outcomes, plan) = match restored {
@@ -399,7 +431,13 @@ enum Changed {
 
 type HostResult = (Vec<(String, SiteOutcome, Changed)>, Vec<RollbackPlan>);
 
-async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope) -> HostResult {
+async fn restore_host(
+    ctx: &Ctx,
+    job: &HostJob,
+    rows: &[SiteRow],
+    locks: &[HeldLock],
+    scope: &Scope,
+) -> HostResult {
     let host = &job.host.name;
     let sites: Vec<&Site> = job
         .host
@@ -432,7 +470,7 @@ async fn restore_host(ctx: &Ctx, job: &HostJob, rows: &[SiteRow], scope: &Scope)
         job,
         prelude: PRELUDE,
     };
-    let result = restore_on(&h, &sites, rows, scope).await;
+    let result = restore_on(&h, &sites, rows, locks, scope).await;
     session.close().await;
     match result {
         Ok(r) => r,
@@ -452,6 +490,7 @@ async fn restore_on(
     h: &HostRun<'_>,
     sites: &[&Site],
     rows: &[SiteRow],
+    locks: &[HeldLock],
     scope: &Scope,
 ) -> Result<HostResult, String> {
     let (ctx, host) = (h.ctx, h.host);
@@ -466,6 +505,10 @@ async fn restore_on(
         }
     } else {
         crate::inflight::settle(ctx, h.session, host, &ctx.run).await?;
+    }
+    release::release_locks(h, locks).await;
+    if sites.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
     }
     let owned: Vec<Site> = sites.iter().map(|s| (*s).clone()).collect();
     let live = h

@@ -330,7 +330,12 @@ pub(crate) async fn recover_run_on(
         .filter(|r| needs_restore(r, RestoreMode::Recover))
         .collect();
     missing_hosts(run, &rows, jobs)?;
-    let hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
+    let mut hosts: Vec<String> = rows.iter().map(|r| r.host.clone()).collect();
+    hosts.extend(
+        crate::restore::locks_left(journal, &run.id, &rows)?
+            .into_iter()
+            .map(|l| l.host),
+    );
     let sites = restore_run_on(
         connect,
         &jobs_of(jobs, &hosts),

@@ -90,7 +90,11 @@ impl Figures {
             self.inputs,
             self.panics
         );
-        std::fs::write(dir.join(format!("{scenario}.tsv")), line + "\n").expect("figures");
+        let file: String = scenario
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        std::fs::write(dir.join(format!("{file}.tsv")), line + "\n").expect("figures");
     }
 }
 

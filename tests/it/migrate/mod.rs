@@ -10,9 +10,11 @@ mod civicrm;
 mod cleanup;
 mod rollout;
 
+pub(crate) use rollout::{imported_lab, new_maintenance};
+
 /// Every file, directory and link under `dir` (links as their targets, never followed),
 /// the fakes' call logs aside.
-pub(super) fn tree(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+pub(crate) fn tree(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
         let p = e.path();
         if p.file_name()

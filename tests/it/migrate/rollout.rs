@@ -16,7 +16,7 @@ pub(super) fn release(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::C
 }
 
 /// A lab with every site built and imported; the run id.
-pub(super) fn imported_lab(hosts: usize, per_host: usize) -> (Upgrade, String) {
+pub(crate) fn imported_lab(hosts: usize, per_host: usize) -> (Upgrade, String) {
     let (u, m) = migrate_lab(hosts, per_host);
     let b = build(&u, &m.manifest, &["--json"]);
     assert_eq!(b.status.code(), Some(0), "{}", both(&b));
@@ -43,7 +43,7 @@ fn assert_serves_the_release(u: &Upgrade, s: &fleet_lab::LabSite, run: &str) {
     );
 }
 
-pub(super) fn new_maintenance(s: &fleet_lab::LabSite) -> String {
+pub(crate) fn new_maintenance(s: &fleet_lab::LabSite) -> String {
     std::fs::read_to_string(
         s.db_dir(&format!("{}_d10", s.cms_db))
             .join("state.system.maintenance_mode"),

@@ -17,12 +17,14 @@ use crate::error::PlaybookError;
 // seconds, 1973 in milliseconds) for seconds, so ordering and ages stay right either way.
 mod batch;
 mod fault;
+mod locks;
 mod schema;
 mod time;
 
 use crate::vocab::{ArtifactKind, RunState, SiteStatus, StepName, StepState, Unit};
 pub use batch::{BatchBudget, BatchJudgement, BatchRow, BatchVerdict};
 use fault::{KillSwitch, Moment};
+pub use locks::HeldLock;
 pub(crate) use time::timestamp_id;
 pub use time::{age_of, format_age, format_time, now_ms, unix_now};
 
@@ -207,10 +209,13 @@ impl Journal {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, PlaybookError> {
-        let inside = self.kill.wants_inside();
+        // The kill switch counts under the connection's lock, so that the N-th write is the
+        // N-th to commit even when hosts write at once.
         self.with(|c| {
-            if !inside {
-                return f(c);
+            if !self.kill.wants_inside() {
+                let out = f(c)?;
+                self.kill.at(Moment::Committed);
+                return Ok(out);
             }
             // The fault suite's kill inside a write: the statement runs in a transaction of
             // its own and the process dies before the commit.
@@ -218,9 +223,9 @@ impl Journal {
             let out = f(c)?;
             self.kill.at(Moment::Inside);
             c.execute_batch("COMMIT")?;
+            self.kill.at(Moment::Committed);
             Ok(out)
         })
-        .inspect(|_| self.kill.at(Moment::Committed))
         .inspect_err(|e| {
             let mut text = e.to_string();
             let mut cur = std::error::Error::source(e);
