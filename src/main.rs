@@ -22,6 +22,12 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet);
     // Hundreds of hosts means hundreds of sockets: lift the soft descriptor limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // fleet holds sudo passwords, key passphrases and decrypted keys in memory: as ssh-agent
+    // does, it never dumps core (which would write them to disk) and no other process of the
+    // operator may attach to it or read its memory.
+    let _ = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0);
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

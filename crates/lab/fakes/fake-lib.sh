@@ -113,6 +113,8 @@ write_dump() { # write_dump DBDIR DBNAME FILE ROUTINES(present|missing) FAILPOIN
         return 1
     fi
     inject dump.truncate && return 0
+    # dump.disk: the disk fills while the dump is written (what mysqldump says on ENOSPC).
+    if inject dump.disk; then echo "mysqldump: Got errno 28 on write" >&2; return 2; fi
     echo "-- Dump completed on $(date '+%Y-%m-%d %H:%M:%S')" >>"$out"
 }
 

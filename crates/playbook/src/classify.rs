@@ -51,7 +51,11 @@ pub(crate) fn classify(
         ));
     }
     if f.db_version.is_empty() {
-        return Classified::Refuse("cannot read the CiviCRM database version".into());
+        return Classified::Refuse(if f.db_error.is_empty() {
+            "cannot read the CiviCRM database version".into()
+        } else {
+            format!("cannot read the CiviCRM database version: {}", f.db_error)
+        });
     }
     if f.db_version.ends_with(".upgrade") {
         return Classified::Refuse(format!(

@@ -33,6 +33,10 @@ pub struct Facts {
     pub locales: Vec<String>,
     /// Database version (`civicrm_domain.version`).
     pub db_version: String,
+    /// What the tool said when the database version could not be read (its last lines and
+    /// exit code): for the operator, since an unreadable database is a state of its own (a
+    /// restore brings it back), not a discovery failure.
+    pub db_error: String,
     /// Drupal `maintenance_mode`: `0`, `1`, or `unset`.
     pub maintenance: String,
     /// Web-server user (inventory, else owner of templates_c).
@@ -88,6 +92,11 @@ discover() {
   command -v "$DRUSH" >/dev/null 2>&1 || { kv error "drush not found: $DRUSH"; return; }
   kv has_drush 1
   v=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" civicrm-sql-query "SELECT version FROM civicrm_domain WHERE id = 1" 2>/dev/null | tail -n1)
+  if [ -z "$v" ]; then
+    # Asked again for the tool's own words (a PHP fatal error, a refused connection).
+    why=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" civicrm-sql-query "SELECT version FROM civicrm_domain WHERE id = 1" 2>&1 >/dev/null; echo "(exit $?)")
+    kv db_error "$(printf '%s' "$why" | tail -n 3 | tr '\n' ' ' | cut -c1-400)"
+  fi
   kv db_version "$v"
   if m=$(as_web "$W" "$DRUSH" -r "$R" -l "$U" vget maintenance_mode --exact 2>&1); then kv maintenance "$m"
   elif printf '%s' "$m" | grep -q "No matching variable"; then kv maintenance unset
@@ -154,6 +163,7 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Fac
                 v.escape_debug()
             ),
             "db_version" => f.db_version = v.trim().to_owned(),
+            "db_error" => f.db_error = v.trim().to_owned(),
             "maintenance" => f.maintenance = v.trim().to_owned(),
             "web_user" => f.web_user = v,
             "has_cv" => f.has_cv = true,

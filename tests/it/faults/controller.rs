@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use fleet_lab::LabSite;
 
-use super::{Figures, Rng, seed};
+use super::{Figures, Rng, databases, seed};
 use crate::resume::steps_running;
 use crate::upgrade::{FROM, TO, Upgrade, argv, is_upgrade_call, prior_maintenance};
 use crate::{fleet, stderr, stdout};
@@ -178,29 +178,6 @@ fn journal_check(state: &Path, problems: &mut Vec<String>) -> Option<String> {
         |r| r.get(0),
     )
     .ok()
-}
-
-/// Every fact file of every fake database on the hosts, by path: the data a crash must not
-/// lose or change. A flushed cache (a marker) and when a migration last imported are not
-/// data, and the modules enabled are a set (a module disabled for the upgrade and enabled
-/// again comes back last in the list).
-fn databases(u: &Upgrade) -> BTreeMap<PathBuf, String> {
-    let mut t = BTreeMap::new();
-    for h in u.lab.hosts() {
-        let db = h.root.join("fake-civi/db");
-        if db.exists() {
-            crate::migrate::tree(&db, &mut t);
-        }
-    }
-    t.retain(|p, _| !p.ends_with("drupal_cache_cleared") && !p.ends_with("last_imported"));
-    for (p, v) in t.iter_mut() {
-        if p.ends_with("modules_enabled") {
-            let mut lines: Vec<&str> = v.lines().collect();
-            lines.sort_unstable();
-            *v = lines.join("\n");
-        }
-    }
-    t
 }
 
 /// The files of databases `dbs` in `all`, for one site's comparison.

@@ -8,7 +8,9 @@
 //! table after the run (`tests/it/faults/figures.sh`).
 
 mod controller; // SIGKILL of the controller after the N-th journal write, then resume or recover
+mod remote; // the hosts' tools failing in every way the fakes can: each host its own failure, one run
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -96,6 +98,29 @@ impl Figures {
             .collect();
         std::fs::write(dir.join(format!("{file}.tsv")), line + "\n").expect("figures");
     }
+}
+
+/// Every fact file of every fake database on the hosts, by path: the data a crash must not
+/// lose or change. A flushed cache (a marker) and when a migration last imported are not
+/// data, and the modules enabled are a set (a module disabled for the upgrade and enabled
+/// again comes back last in the list).
+pub(crate) fn databases(u: &crate::upgrade::Upgrade) -> BTreeMap<PathBuf, String> {
+    let mut t = BTreeMap::new();
+    for h in u.lab.hosts() {
+        let db = h.root.join("fake-civi/db");
+        if db.exists() {
+            crate::migrate::tree(&db, &mut t);
+        }
+    }
+    t.retain(|p, _| !p.ends_with("drupal_cache_cleared") && !p.ends_with("last_imported"));
+    for (p, v) in t.iter_mut() {
+        if p.ends_with("modules_enabled") {
+            let mut lines: Vec<&str> = v.lines().collect();
+            lines.sort_unstable();
+            *v = lines.join("\n");
+        }
+    }
+    t
 }
 
 fn figures_dir() -> PathBuf {

@@ -235,13 +235,15 @@ fn join_quoted(items: &[String]) -> String {
 }
 
 /// Checks the dump `file` of `db` is complete (the header names the database, the last line is
-/// mysqldump's `-- Dump completed` trailer), then prints its SHA-256.
+/// mysqldump's `-- Dump completed` trailer), then prints its SHA-256. One brace group, so that
+/// `dump && check` runs none of it when the dump failed (the dump tool's own error is then the
+/// step's, not "dump is empty"). Not a subshell: `$(( ...` would read as arithmetic.
 pub(crate) fn check_dump(file: &str, db: &str) -> String {
     format!(
-        "f={f}; [ -s \"$f\" ] || {{ echo \"dump $f is empty\" >&2; exit 1; }}; \
+        "{{ f={f}; [ -s \"$f\" ] || {{ echo \"dump $f is empty\" >&2; exit 1; }}; \
          head -n 5 \"$f\" | grep -qE {named} || {{ echo \"dump $f does not name database {dbq}\" >&2; exit 1; }}; \
          tail -n 1 \"$f\" | grep -q '^-- Dump completed' || {{ echo \"dump $f is truncated (no 'Dump completed' trailer)\" >&2; exit 1; }}; \
-         sha256sum \"$f\" | cut -d' ' -f1",
+         sha256sum \"$f\" | cut -d' ' -f1; }}",
         f = quote(file),
         named = quote(&format!("(db=|Database: ){}( |$)", regex_escape(db))),
         dbq = quote(db).replace('\'', ""),
@@ -386,6 +388,36 @@ pub(crate) fn last_stderr_line(b: &[u8]) -> String {
 mod tests {
     use super::super::tarball::tests::{DATA, MO, SETS_5_70, tarball};
     use super::*;
+
+    #[test]
+    fn a_failed_dump_is_not_checked_so_its_own_error_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("o'brien.sql").display().to_string();
+        let sh = |script: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .unwrap()
+        };
+        let failed = sh(&format!(
+            "echo 'mysqldump: Got errno 28 on write' >&2; false && {}",
+            check_dump(&file, "civi")
+        ));
+        assert!(!failed.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&failed.stderr),
+            "mysqldump: Got errno 28 on write\n"
+        );
+        std::fs::write(&file, "-- MySQL dump db=civi\n-- Dump completed on x\n").unwrap();
+        let ok = sh(&format!("true && {}", check_dump(&file, "civi")));
+        assert!(ok.status.success(), "{ok:?}");
+        assert_eq!(String::from_utf8_lossy(&ok.stdout).trim().len(), 64);
+        std::fs::write(&file, "-- MySQL dump db=civi\n").unwrap();
+        let cut = sh(&format!("true && {}", check_dump(&file, "civi")));
+        assert!(!cut.status.success());
+        assert!(String::from_utf8_lossy(&cut.stderr).contains("o'brien.sql is truncated"));
+    }
 
     #[test]
     fn versions_compare_numerically() {
