@@ -193,6 +193,7 @@ mod tests {
             code_version: "5.69.0".into(),
             locales: Vec::new(),
             db_version: "5.69.0".into(),
+            db_error: String::new(),
             maintenance: "0".into(),
             web_user: "www-data".into(),
             has_cv: true,
