@@ -15,13 +15,13 @@ use crate::upgrade::{FROM, TO, Upgrade};
 use crate::{both, fleet, run, stderr, stdout};
 
 /// The lab operator's password (the lab's users are made by root, as in CI).
-fn operator_password() -> String {
+pub(crate) fn operator_password() -> String {
     fleet_lab::users::ensure()
         .expect("the lab's login users (tests run as root)")
         .operator_password
 }
 
-fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, format!("{text}\n")).expect("password file");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -30,7 +30,12 @@ fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The lab's inventory with `defaults` in place of its root login, and `hosts` lines added
 /// to each named host's table; written beside it as `name`.
-fn inventory(inventory: &Path, name: &str, defaults: &str, hosts: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn inventory(
+    inventory: &Path,
+    name: &str,
+    defaults: &str,
+    hosts: &[(&str, &str)],
+) -> PathBuf {
     let mut text = std::fs::read_to_string(inventory).expect("lab inventory");
     assert!(text.contains("user = \"root\"\n"), "{text}");
     text = text.replacen("user = \"root\"\n", &format!("{defaults}\n"), 1);
@@ -45,7 +50,7 @@ fn inventory(inventory: &Path, name: &str, defaults: &str, hosts: &[(&str, &str)
 }
 
 /// The inventory with no key that exists, so only a password can log in.
-fn without_keys(inv: &Path) {
+pub(crate) fn without_keys(inv: &Path) {
     let text = std::fs::read_to_string(inv).expect("inventory");
     let text: Vec<&str> = text
         .lines()
@@ -62,7 +67,7 @@ fn without_keys(inv: &Path) {
 
 /// Every process's command line on this machine (the lab's hosts are its processes),
 /// sampled until `stop`.
-fn watch_ps(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
+pub(crate) fn watch_ps(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         let mut seen = Vec::new();
         while !stop.load(Ordering::SeqCst) {

@@ -106,6 +106,16 @@ pub(crate) fn classify(
             need / 1024
         ));
     }
+    // The dumps are the way back: in a directory others may write to, another user could
+    // plant the run's directory first, or swap a dump for their own before it is restored.
+    if let Some(mode) = f.backup_mode
+        && mode & 0o022 != 0
+    {
+        return Classified::Refuse(format!(
+            "backups would go under `{}`, which others may write to (mode {mode:04o}): `chmod go-w` it, or set `backup_dir` to a directory only its owner can write",
+            f.backup_at
+        ));
+    }
     Classified::Upgrade
 }
 
@@ -200,6 +210,8 @@ mod tests {
             has_drush: true,
             enabled_modules: Vec::new(),
             free_kb: 10 << 20,
+            backup_at: "/var/backups/civicrm".into(),
+            backup_mode: Some(0o700),
             code_kb: 100 << 10,
             code_parent_writable: true,
             error: None,
@@ -265,6 +277,14 @@ mod tests {
                 Box::new(|f| f.code_parent_writable = false),
             ),
             ("MiB free for backups", Box::new(|f| f.free_kb = 1024)),
+            (
+                "which others may write to (mode 1777)",
+                Box::new(|f| f.backup_mode = Some(0o1777)),
+            ),
+            (
+                "which others may write to (mode 0775)",
+                Box::new(|f| f.backup_mode = Some(0o775)),
+            ),
         ];
         for (want, change) in cases {
             let mut f = healthy();

@@ -49,6 +49,10 @@ pub struct Facts {
     pub enabled_modules: Vec<String>,
     /// Free space where backups go, in KiB.
     pub free_kb: u64,
+    /// The backup dir, or the nearest directory above it that exists (where it will be made).
+    pub backup_at: String,
+    /// That directory's permission bits.
+    pub backup_mode: Option<u32>,
     /// Size of the code dir, in KiB.
     pub code_kb: u64,
     /// The directory holding the code dir is writable.
@@ -107,6 +111,7 @@ discover() {
   fi
   bd=$B; while [ ! -d "$bd" ]; do bd=$(dirname "$bd"); done
   kv free_kb "$(df -Pk "$bd" | awk 'NR==2 {print $4}')"
+  kv backup_at "$bd"; kv backup_mode "$(stat -c %a "$bd" 2>/dev/null)"
   kv code_kb "$(du -sk "$root" 2>/dev/null | cut -f1)"
   [ -w "$(dirname "$root")" ] && kv code_parent_writable 1
   return 0
@@ -170,6 +175,8 @@ pub(crate) fn parse_discovery(out: &str, sites: &[Site]) -> BTreeMap<String, Fac
             "has_drush" => f.has_drush = true,
             "module" => f.enabled_modules.push(v),
             "free_kb" => f.free_kb = v.trim().parse().unwrap_or(0),
+            "backup_at" => f.backup_at = v,
+            "backup_mode" => f.backup_mode = u32::from_str_radix(v.trim(), 8).ok(),
             "code_kb" => f.code_kb = v.trim().parse().unwrap_or(0),
             "code_parent_writable" => f.code_parent_writable = true,
             "error" => f.error = Some(v),
