@@ -343,3 +343,159 @@ fn two_runs_accepting_200_new_hosts_at_once_write_one_consistent_file() {
     let o = run(fleet(&strict).args(["exec", "--connect-timeout", "120s", "--", "true"]));
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
 }
+
+/// `ssh-keygen -s ca -h` of `lab`'s first host key, for `principals` (none when empty) and
+/// `validity` (`-V`, none when empty): the certificate's text.
+fn host_certificate(
+    lab: &TestLab,
+    dir: &Path,
+    ca: &str,
+    principals: &str,
+    validity: &str,
+) -> String {
+    let host_pub = dir.join("host.pub");
+    let key = lab.lab().host_key("h01").expect("host key");
+    std::fs::copy(key.with_extension("pub"), &host_pub).expect("copy host key");
+    let mut c = Command::new("ssh-keygen");
+    c.args(["-q", "-s"])
+        .arg(dir.join(ca))
+        .args(["-h", "-I", "fleet-lab-h01"]);
+    if !principals.is_empty() {
+        c.args(["-n", principals]);
+    }
+    if !validity.is_empty() {
+        c.args(["-V", validity]);
+    }
+    let o = c.arg(&host_pub).output().expect("ssh-keygen -s");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(dir.join("host-cert.pub")).expect("certificate")
+}
+
+/// Host certificates (`@cert-authority`), with `ssh` itself the oracle again: the lab's host
+/// shows a certificate of its key, and fleet trusts it exactly when OpenSSH does: the right
+/// authority for the name, a host certificate valid now, for this host; `@revoked` on the
+/// authority refuses it; a certificate not trusted leaves the plain key to decide.
+#[test]
+fn host_certificates_are_decided_as_openssh_decides_them() {
+    let mut lab = TestLab::start(1);
+    let dir = lab.temp_dir().join("certs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let ca = other_key(&dir, "ca", "ed25519");
+    let _rogue = other_key(&dir, "rogue", "ed25519");
+    let h = lab.hosts()[0].clone();
+    let (addr, key) = (h.address.to_string(), h.host_public_key.clone());
+    let name = format!("[{addr}]:{}", h.port);
+    let good = host_certificate(&lab, &dir, "ca", &addr, "");
+    // (what, certificate, known_hosts, what OpenSSH decides)
+    let cases: Vec<(&str, String, String, bool)> = vec![
+        (
+            "an authority for every name",
+            good.clone(),
+            format!("@cert-authority * {ca}\n"),
+            true,
+        ),
+        (
+            "an authority for the name with its port",
+            good.clone(),
+            format!("@cert-authority {name} {ca}\n"),
+            true,
+        ),
+        (
+            "an authority for another name",
+            good.clone(),
+            format!("@cert-authority other.example {ca}\n"),
+            false,
+        ),
+        (
+            "an authority negated for this address",
+            good.clone(),
+            format!("@cert-authority !{name},!{addr},* {ca}\n"),
+            false,
+        ),
+        (
+            "signed by another authority",
+            host_certificate(&lab, &dir, "rogue", &addr, ""),
+            format!("@cert-authority * {ca}\n"),
+            false,
+        ),
+        (
+            "expired",
+            host_certificate(&lab, &dir, "ca", &addr, "-2d:-1d"),
+            format!("@cert-authority * {ca}\n"),
+            false,
+        ),
+        (
+            "not valid yet",
+            host_certificate(&lab, &dir, "ca", &addr, "+1d:+2d"),
+            format!("@cert-authority * {ca}\n"),
+            false,
+        ),
+        (
+            "for another host",
+            host_certificate(&lab, &dir, "ca", "db1.example", ""),
+            format!("@cert-authority * {ca}\n"),
+            false,
+        ),
+        // A principal is a name, not a pattern.
+        (
+            "for a pattern of hosts",
+            host_certificate(&lab, &dir, "ca", "127.*", ""),
+            format!("@cert-authority * {ca}\n"),
+            false,
+        ),
+        (
+            "naming no host",
+            host_certificate(&lab, &dir, "ca", "", ""),
+            format!("@cert-authority * {ca}\n"),
+            true,
+        ),
+        (
+            "the authority revoked",
+            good.clone(),
+            format!("@cert-authority * {ca}\n@revoked * {ca}\n"),
+            false,
+        ),
+        (
+            "the host's key revoked",
+            good.clone(),
+            format!("@cert-authority * {ca}\n@revoked * {key}\n"),
+            false,
+        ),
+        (
+            "another authority's, but the plain key known",
+            host_certificate(&lab, &dir, "rogue", &addr, ""),
+            format!("@cert-authority * {ca}\n{name} {key}\n"),
+            true,
+        ),
+    ];
+    let file = dir.join("known_hosts");
+    let inv = inventory_with(&lab, &file);
+    let mut differ = Vec::new();
+    for (what, cert, text, want) in &cases {
+        lab.lab_mut()
+            .set_host_certificate("h01", Some(cert))
+            .expect("host certificate");
+        std::fs::write(&file, text).expect("known_hosts");
+        let ssh = ssh_accepts(&lab, &file);
+        assert_eq!(ssh, *want, "the oracle is not what this case says: {what}");
+        let fleet = fleet_accepts(&inv);
+        if fleet != ssh {
+            differ.push(format!("{what}: ssh {ssh}, fleet {fleet}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "fleet and OpenSSH differ:\n{}",
+        differ.join("\n")
+    );
+    // The refusal names the authority's line and what is wrong with the certificate.
+    let expired = host_certificate(&lab, &dir, "ca", &addr, "-2d:-1d");
+    lab.lab_mut()
+        .set_host_certificate("h01", Some(&expired))
+        .expect("host certificate");
+    std::fs::write(&file, format!("@cert-authority * {ca}\n")).expect("known_hosts");
+    let o = run(fleet(&inv).args(["exec", "--json", "--", "true"]));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(e.contains("expired at") && e.contains(":1"), "{v}");
+}

@@ -418,6 +418,53 @@ impl Lab {
         })
     }
 
+    /// Host `name`'s ed25519 host key (private; the public one beside it, `.pub`), for a test
+    /// to sign with its own certificate authority.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`].
+    pub fn host_key(&self, name: &str) -> Result<PathBuf, LabError> {
+        self.index(name)?;
+        Ok(SshdFiles::new(&self.dir, name).host_key())
+    }
+
+    /// Gives host `name` an OpenSSH host certificate (`ssh-keygen -s CA -h` of its host key),
+    /// or takes it away (`None`), and restarts its sshd with it.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`], or when the files cannot be written or the daemon does not
+    /// come up again.
+    pub fn set_host_certificate(
+        &mut self,
+        name: &str,
+        certificate: Option<&str>,
+    ) -> Result<(), LabError> {
+        let i = self.index(name)?;
+        let files = SshdFiles::new(&self.dir, name);
+        let path = files.host_certificate();
+        match certificate {
+            Some(text) => std::fs::write(&path, text).map_err(io("write", &path))?,
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io("remove", &path)(e));
+                }
+                _ => {}
+            },
+        }
+        let h = &self.hosts[i];
+        let input = sshd::ConfigInput {
+            name: &h.name,
+            address: h.address,
+            port: h.sshd_port,
+            lab_dir: &self.dir,
+        };
+        sshd::write_config(&input, true)?;
+        self.kill_host(name)?;
+        self.start_host(name)
+    }
+
     /// The lab directory (absolute).
     pub fn dir(&self) -> &Path {
         &self.dir

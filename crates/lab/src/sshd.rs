@@ -36,6 +36,10 @@ impl SshdFiles {
     pub(crate) fn host_key(&self) -> PathBuf {
         self.dir.join("ssh_host_ed25519_key")
     }
+    /// The host key's certificate, when the host has one (see `Lab::set_host_certificate`).
+    pub(crate) fn host_certificate(&self) -> PathBuf {
+        self.dir.join("ssh_host_ed25519_key-cert.pub")
+    }
     pub(crate) fn pid_file(&self) -> PathBuf {
         self.dir.join("sshd.pid")
     }
@@ -70,6 +74,11 @@ pub(crate) fn config_text(c: &ConfigInput<'_>, penalties: bool) -> String {
     .into_iter()
     .find(|p| Path::new(p).exists())
     .unwrap_or("internal-sftp");
+    let certificate = if files.host_certificate().exists() {
+        format!("HostCertificate {}\n", files.host_certificate().display())
+    } else {
+        String::new()
+    };
     let penalties = if penalties {
         // Without this, the failed logins of auth tests get 127.0.0.1 penalised and later
         // connections of the same test run refused.
@@ -83,6 +92,7 @@ pub(crate) fn config_text(c: &ConfigInput<'_>, penalties: bool) -> String {
          Port {port}\n\
          AddressFamily inet\n\
          HostKey {key}\n\
+         {certificate}\
          PidFile {pid}\n\
          LogLevel ERROR\n\
          PermitRootLogin prohibit-password\n\

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{Admission, DEFAULT_CEILING};
 use crate::auth::{AuthContext, KeyCache, NoPrompt, Offer, Prompter, authenticate};
 use crate::error::{ExecError, HostKeyError};
-use crate::known_hosts::{KnownHosts, Verdict, fingerprint, lookup_name};
+use crate::known_hosts::{CertVerdict, KnownHosts, Verdict, fingerprint, lookup_name};
 use crate::session::Session;
 use crate::target::{AgentChoice, HostKeyPolicy, Target};
 
@@ -210,6 +210,7 @@ impl Client {
         let verifier = Verifier {
             inner: self.inner.clone(),
             target_name: target.name.clone(),
+            address: target.address.to_ascii_lowercase(),
             lookup: name.clone(),
             bare: (target.port != 22).then(|| lookup_name(&target.address, 22)),
             policy: target.host_key_policy.clone(),
@@ -354,6 +355,20 @@ impl Client {
                 order.extend(preferred.key.iter().filter(|a| !known.contains(a)).cloned());
                 preferred.key = order.into();
             }
+            // A certificate only when an authority is trusted for the host (OpenSSH puts the
+            // certificate algorithms first then, too).
+            let mut names = vec![name.to_owned()];
+            if target.port != 22 {
+                names.push(lookup_name(&target.address, 22));
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            if self
+                .inner
+                .known_hosts
+                .has_authority(&names, &target.known_hosts_files)
+            {
+                preferred.host_key_certificates = preferred.key.clone();
+            }
         }
         let (interval, max) = target.keepalive.unwrap_or((self.inner.keepalive, 3));
         client::Config {
@@ -480,6 +495,8 @@ impl From<russh::Error> for HandshakeError {
 pub(crate) struct Verifier {
     inner: Arc<Inner>,
     target_name: String,
+    /// What the host was connected to as: what a host certificate's principals must match.
+    address: String,
     lookup: String,
     /// Off port 22, the name without the port: OpenSSH trusts a key recorded under it when
     /// nothing at all is recorded under `[name]:port`.
@@ -554,8 +571,50 @@ impl client::Handler for Verifier {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = key.public_key();
-        self.verify(&key).await.map_err(HandshakeError::HostKey)?;
+        let plain = key.public_key();
+        if let Some(cert) = key.certificate()
+            && !matches!(self.policy, HostKeyPolicy::Pinned(_))
+        {
+            let mut names = vec![self.lookup.as_str()];
+            names.extend(self.bare.as_deref());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let verdict = self.inner.known_hosts.check_certificate(
+                &names,
+                &self.address,
+                cert,
+                &self.files,
+                now,
+            );
+            match verdict {
+                CertVerdict::Trusted => return Ok(true),
+                CertVerdict::Revoked { file, line } => {
+                    return Err(HandshakeError::HostKey(HostKeyError::Revoked {
+                        host: self.lookup.clone(),
+                        fingerprint: fingerprint(&plain),
+                        file,
+                        line,
+                    }));
+                }
+                // As OpenSSH: a certificate not trusted leaves the key inside it, checked as
+                // any host key; when that fails too, the certificate's fault is the one told.
+                CertVerdict::Invalid(reason) => {
+                    return match self.verify(&plain).await {
+                        Ok(()) => Ok(true),
+                        Err(HostKeyError::Unknown { .. }) => {
+                            Err(HandshakeError::HostKey(HostKeyError::Certificate {
+                                host: self.lookup.clone(),
+                                reason,
+                            }))
+                        }
+                        Err(e) => Err(HandshakeError::HostKey(e)),
+                    };
+                }
+                CertVerdict::NoAuthority => {}
+            }
+        }
+        self.verify(&plain).await.map_err(HandshakeError::HostKey)?;
         Ok(true)
     }
 }

@@ -156,6 +156,16 @@ pub enum HostKeyError {
         /// The files that were checked.
         files: Vec<PathBuf>,
     },
+    /// The host showed a certificate from an authority known_hosts trusts for it, but the
+    /// certificate is not valid for it (expired, another host's, ...), and its key is not
+    /// known otherwise.
+    #[error("host `{host}` is not trusted: {reason}")]
+    Certificate {
+        /// The known_hosts lookup name.
+        host: String,
+        /// Why the certificate was not accepted, naming the authority's line.
+        reason: String,
+    },
     /// known_hosts holds a different key for this host: possible man-in-the-middle.
     #[error(
         "HOST KEY CHANGED for `{host}`: server offered {key_type} {fingerprint}, known_hosts has {}",

@@ -31,6 +31,9 @@ pub(crate) fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
+mod cert;
+pub(crate) use cert::CertVerdict;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Marker {
     None,
