@@ -293,3 +293,86 @@ fn the_journal_is_private_and_refuses_a_directory_others_may_write() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     Journal::open(&dir).expect("0755 is the operator's to write");
 }
+
+/// With `FLEET_TEST_JOURNAL_WRITER=DIR`, writes step records into the journal in DIR as fast
+/// as it can, each a start and an end, until killed (the test below runs this test's binary
+/// for it). Otherwise it does nothing.
+#[test]
+fn journal_writer_until_killed() {
+    let Some(dir) = std::env::var_os("FLEET_TEST_JOURNAL_WRITER") else {
+        return;
+    };
+    let j = Journal::open(Path::new(&dir)).unwrap();
+    let run = j.runs().unwrap().first().map(|r| r.id.clone()).unwrap();
+    for i in 0.. {
+        let id = j
+            .step_start(
+                &run,
+                "h01",
+                &Unit::site("s1"),
+                &StepName::parse("maintenance-on"),
+                &format!("attempt {i}"),
+            )
+            .unwrap();
+        j.step_end(id, StepState::Done, &"x".repeat(i % 5000))
+            .unwrap();
+    }
+}
+
+/// SIGKILL lands while the journal writes (the writer does nothing else, so most kills fall
+/// inside a commit's WAL append or its fsync): every time, the journal opens, SQLite finds it
+/// whole, and no step is half-written (a row is there with its start, or not at all; an end is
+/// there with its state).
+#[test]
+fn a_journal_killed_mid_write_opens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    Journal::open(&state)
+        .unwrap()
+        .create_run(&RunInfo {
+            procedure: "civicrm-d7".into(),
+            target: "5.70.0".into(),
+            args: String::new(),
+        })
+        .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rows_seen = 0;
+    for round in 0..12u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "journal::tests::journal_writer_until_killed",
+                "--nocapture",
+            ])
+            .env("FLEET_TEST_JOURNAL_WRITER", &state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed at a different moment each round (a few ms to a few hundred into it).
+        std::thread::sleep(std::time::Duration::from_millis(40 + round * round * 3));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let j = Journal::open(&state).expect("the journal opens after a kill mid-write");
+        let ok: String = j
+            .with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(ok, "ok", "round {round}");
+        let run = j.runs().unwrap()[0].id.clone();
+        let steps = j.steps(&run).unwrap();
+        for s in &steps {
+            assert!(s.detail.as_deref().is_some_and(|d| !d.is_empty()), "{s:?}");
+            assert!(
+                matches!(s.state, StepState::Started | StepState::Done),
+                "{s:?}"
+            );
+            assert_eq!(s.finished_ms.is_some(), s.state == StepState::Done, "{s:?}");
+        }
+        assert!(
+            steps.len() >= rows_seen,
+            "committed rows were lost: round {round}"
+        );
+        rows_seen = steps.len();
+    }
+    assert!(rows_seen > 0, "the writer never wrote");
+}
