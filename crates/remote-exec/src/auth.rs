@@ -74,6 +74,9 @@ impl LoadedKey {
     }
 }
 
+/// How long the agent has to list its keys.
+const AGENT_ANSWER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Signs the publickey request with a prepared Ed25519 key, as an agent would: the signed
 /// data comes back with the SSH signature blob appended.
 struct Ed25519Signer<'a>(&'a ed25519_dalek::SigningKey);
@@ -251,10 +254,23 @@ pub(crate) async fn authenticate<H: Handler>(
     });
 
     if let Some(sock) = agent_socket {
-        match AgentClient::connect_uds(sock).await {
-            Err(e) => tried.push(format!("ssh-agent (unavailable: {e})")),
-            Ok(mut agent) => {
-                let ids = agent.request_identities().await.unwrap_or_default();
+        // The agent is a local process: one that does not list its keys in a few seconds is
+        // stuck (or not an agent), and is skipped for the key files rather than waited for
+        // until the connection's time runs out.
+        let listed = tokio::time::timeout(AGENT_ANSWER, async {
+            let mut agent = AgentClient::connect_uds(sock).await?;
+            let ids = agent.request_identities().await.unwrap_or_default();
+            Ok::<_, russh::keys::Error>((agent, ids))
+        })
+        .await;
+        match listed {
+            Err(_) => tried.push(format!(
+                "ssh-agent (no answer from `{}` within {}s: skipped)",
+                sock.display(),
+                AGENT_ANSWER.as_secs()
+            )),
+            Ok(Err(e)) => tried.push(format!("ssh-agent (unavailable: {e})")),
+            Ok(Ok((mut agent, ids))) => {
                 let (mut n, mut left_out) = (0, 0);
                 for id in ids {
                     let pk = id.public_key().into_owned();

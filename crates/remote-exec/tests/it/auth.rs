@@ -52,6 +52,49 @@ async fn agent_authenticates_without_key_files() {
     );
 }
 
+/// An agent socket that accepts and never answers (a stuck agent, a stale forwarded socket):
+/// skipped after a few seconds for the key files, and named when nothing else works; never a
+/// wait until the connection's time runs out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mute_agent_is_skipped_for_the_key_files() {
+    let lab = TestLab::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("mute.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            open.push(s);
+        }
+    });
+    let c = Client::new(ClientOptions {
+        agent_socket: Some(sock.clone()),
+        ..ClientOptions::default()
+    });
+    let mut t = target(&lab, &lab.hosts()[0]);
+    t.connect_timeout = std::time::Duration::from_secs(30);
+    let start = std::time::Instant::now();
+    c.connect(&t, &CancellationToken::new())
+        .await
+        .expect("the key file after the mute agent");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    t.identity_files = vec![dir.path().join("no-such-key")];
+    let err = c
+        .connect(&t, &CancellationToken::new())
+        .await
+        .err()
+        .expect("nothing left to try");
+    assert!(
+        err.to_string().contains("ssh-agent (no answer from"),
+        "{err}"
+    );
+    held.abort();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_key_fails_with_what_was_tried() {
     let lab = TestLab::start(1);
