@@ -12,14 +12,14 @@ fi
 cat "${files[@]}" | sort | awk -F'\t' '
 BEGIN {
     split("kill points|sites|recovered|left down|repeated|inputs|panics", h, "|")
-    printf "%-44s", "scenario"; for (i = 1; i <= 7; i++) printf " %11s", h[i]; printf "\n"
+    printf "%-48s", "scenario"; for (i = 1; i <= 7; i++) printf " %11s", h[i]; printf "\n"
 }
 {
-    printf "%-44s", $1
+    printf "%-48s", $1
     for (i = 2; i <= 8; i++) { printf " %11s", $i; t[i] += $i }
     printf "\n"; n++
 }
 END {
-    printf "%-44s", "total (" n " scenarios)"; for (i = 2; i <= 8; i++) printf " %11s", t[i]; printf "\n"
+    printf "%-48s", "total (" n " scenarios)"; for (i = 2; i <= 8; i++) printf " %11s", t[i]; printf "\n"
     if (t[5] + t[6] + t[8] > 0) { print "fault suite: sites left down, steps repeated or panics are not 0"; exit 1 }
 }'

@@ -66,7 +66,8 @@ impl Rng {
     }
 }
 
-/// Figures of one scenario, in the order the table prints them.
+/// Figures of one scenario, in the order the table prints them (`sites` counts hosts for the
+/// scenarios that have no sites).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Figures {
     pub(crate) kill_points: u64,

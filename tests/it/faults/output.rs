@@ -94,7 +94,7 @@ fn a_gigabyte_of_output_is_read_in_bounded_memory() {
     );
     Figures {
         sites: 4,
-        inputs: sent_mb,
+        inputs: 1,
         ..Figures::default()
     }
     .save("hostile output: 1 GiB in bounded memory");
