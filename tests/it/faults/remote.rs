@@ -228,3 +228,43 @@ fn every_remote_failure_ends_where_it_must() {
     fig.save("remote faults: upgrade");
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
+
+/// A migration's import dies half-way (PHP runs out of memory; Drupal leaves the migration
+/// `Importing`): that site fails with PHP's own words and is not released; the next import
+/// picks it up where it stopped, and the site's content arrives whole, once.
+#[test]
+fn an_import_that_dies_half_way_is_picked_up_again() {
+    let (u, release) = crate::migrate::migrate_lab(2, 1);
+    let b = crate::migrate::build(&u, &release.manifest, &["--json"]);
+    assert_eq!(b.status.code(), Some(0), "{}", both(&b));
+    let run = crate::migrate::run_id(&b);
+    let fail = u.host_root("h01").join("fake-civi/fail");
+    std::fs::create_dir_all(&fail).expect("fail dir");
+    std::fs::write(fail.join("migrate.crash"), "1").expect("inject");
+    let o = crate::migrate::import(&u, &run, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let lines = crate::migrate::site_lines(&o);
+    let (status, detail) = &lines["h01/site1"];
+    assert_eq!(status, "failed", "{detail}");
+    assert!(detail.contains("PHP Fatal error"), "{detail}");
+    assert_eq!(lines["h02/site1"].0, "done", "{}", lines["h02/site1"].1);
+    let o = crate::migrate::import(&u, &run, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let s = u.sites_of("h01")[0];
+    let new_db = format!("{}_d10", s.cms_db);
+    for table in ["node", "users"] {
+        assert_eq!(
+            crate::migrate::count_in(s, &new_db, table),
+            crate::migrate::count_in(s, &s.cms_db, table),
+            "{table}: {}",
+            both(&o)
+        );
+    }
+    Figures {
+        sites: 2,
+        recovered: 1,
+        inputs: 1,
+        ..Figures::default()
+    }
+    .save("remote faults: migrate import");
+}

@@ -198,7 +198,7 @@ impl Poller {
 /// A lab of `hosts` x `per_host` sites served by nginx, with the Drupal 10 release.
 /// Every site has its own CiviCRM database (a shared one is refused by the import: see
 /// `civicrm.rs`).
-pub(super) fn migrate_lab(hosts: usize, per_host: usize) -> (Upgrade, fleet_lab::DrupalRelease) {
+pub(crate) fn migrate_lab(hosts: usize, per_host: usize) -> (Upgrade, fleet_lab::DrupalRelease) {
     let mut u = Upgrade::with(
         hosts,
         fleet_lab::SitesOptions::new(per_host, crate::upgrade::FROM).own_civicrm(),
@@ -212,7 +212,7 @@ pub(super) fn migrate_lab(hosts: usize, per_host: usize) -> (Upgrade, fleet_lab:
     (u, release)
 }
 
-pub(super) fn build(u: &Upgrade, manifest: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn build(u: &Upgrade, manifest: &Path, extra: &[&str]) -> std::process::Output {
     let mut c = fleet(&u.lab.inventory_path());
     c.arg("--state-dir")
         .arg(u.state.path())
@@ -223,7 +223,7 @@ pub(super) fn build(u: &Upgrade, manifest: &Path, extra: &[&str]) -> std::proces
 }
 
 /// The run id a `--json` build printed.
-pub(super) fn run_id(o: &std::process::Output) -> String {
+pub(crate) fn run_id(o: &std::process::Output) -> String {
     stdout(o)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -413,7 +413,7 @@ fn a_database_that_exists_is_never_installed_over() {
     );
 }
 
-pub(super) fn import(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Output {
+pub(crate) fn import(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Output {
     let mut c = fleet(&u.lab.inventory_path());
     c.arg("--state-dir")
         .arg(u.state.path())
@@ -423,7 +423,7 @@ pub(super) fn import(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Ou
 }
 
 /// The `site` lines of a `--json` phase: (host/site, status, detail).
-pub(super) fn site_lines(o: &std::process::Output) -> BTreeMap<String, (String, String)> {
+pub(crate) fn site_lines(o: &std::process::Output) -> BTreeMap<String, (String, String)> {
     stdout(o)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -444,7 +444,7 @@ pub(super) fn site_lines(o: &std::process::Output) -> BTreeMap<String, (String, 
         .collect()
 }
 
-pub(super) fn count_in(s: &fleet_lab::LabSite, db: &str, table: &str) -> u64 {
+pub(crate) fn count_in(s: &fleet_lab::LabSite, db: &str, table: &str) -> u64 {
     std::fs::read_to_string(s.db_dir(db).join(format!("count.{table}")))
         .unwrap_or_default()
         .trim()
