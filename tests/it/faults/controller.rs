@@ -400,6 +400,20 @@ fn upgrade_sweep(shard: u64) {
             if run.is_some() && p.after == After::Resume && code != TO {
                 pr.push(format!("{who}: resumed, yet at {code}"));
             }
+            // An upgraded site keeps its way back: the run's complete dump of its database.
+            if let (Some(run), true) = (&run, code == TO) {
+                let dump = s
+                    .backup_dir
+                    .join(format!("fleet-{run}/db/{}.sql", s.civi_db));
+                let whole = std::fs::read_to_string(&dump).is_ok_and(|t| {
+                    t.lines()
+                        .last()
+                        .is_some_and(|l| l.starts_with("-- Dump completed"))
+                });
+                if !whole {
+                    pr.push(format!("{who}: no complete dump at {}", dump.display()));
+                }
+            }
             let dbs = [s.civi_db.as_str(), s.cms_db.as_str()];
             if let Some(diff) = db_diff(&now, want, s, &dbs) {
                 pr.push(format!(
