@@ -9,9 +9,9 @@
 
 mod controller; // SIGKILL of the controller after the N-th journal write, then resume or recover
 mod output; // hosts answering with a gigabyte, invalid UTF-8, escape sequences, or waiting on stdin
-mod remote;
-mod secrets;
-mod shell; // `$(...)`, backquotes and `;` in the inventory's paths and URIs: data on the hosts, or refused // passwords nowhere but in memory (files, output, host process lists, core dumps); backups never where others write // the hosts' tools failing in every way the fakes can: each host its own failure, one run
+mod remote; // the hosts' tools failing in every way the fakes can: each host its own failure, one run
+mod secrets; // passwords nowhere but in memory (files, output, host process lists, core dumps); backups never where others write
+mod shell; // `$(...)`, backquotes and `;` in the inventory's paths and URIs: data on the hosts, or refused
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -7,24 +7,28 @@ use crate::engine::{HostRun, step_error_text};
 use crate::event::Event;
 use crate::journal::{HeldLock, Journal, SiteRow};
 use crate::lock::unlock;
-use crate::vocab::{BuiltinStep, Unit};
+use crate::vocab::{BuiltinStep, SiteStatus, Unit};
 
 /// The held locks of `run` on sites that `restoring` (the rows a recovery brings to a safe
-/// end, which release their own locks) does not hold, and `wanted` selects.
+/// end, which release their own locks) does not hold, no later run took over, and `wanted`
+/// selects.
 pub(crate) fn lone_locks(
     journal: &Journal,
     run: &str,
     restoring: &[SiteRow],
     wanted: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<HeldLock>, crate::error::PlaybookError> {
+    let superseded: Vec<SiteRow> = journal
+        .sites(run)?
+        .into_iter()
+        .filter(|r| r.status == SiteStatus::Superseded)
+        .collect();
+    let among =
+        |rows: &[SiteRow], l: &HeldLock| rows.iter().any(|r| r.host == l.host && r.site == l.site);
     Ok(journal
         .held_locks(run)?
         .into_iter()
-        .filter(|l| {
-            !restoring
-                .iter()
-                .any(|r| r.host == l.host && r.site == l.site)
-        })
+        .filter(|l| !among(restoring, l) && !among(&superseded, l))
         .filter(|l| wanted(&l.host, &l.site))
         .collect())
 }
