@@ -395,6 +395,38 @@ impl Lab {
         record::write(self)
     }
 
+    /// Drops every open connection of one host, as a cut network would, and leaves the host
+    /// up: the sshd processes serving its connections are killed (SIGKILL), while its listener
+    /// (new connections are accepted) and the commands those sessions ran are left alone (they
+    /// see their stdin end and their output go nowhere, as after a dropped connection).
+    /// Returns how many connection processes were killed.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`].
+    pub fn drop_connections(&self, name: &str) -> Result<usize, LabError> {
+        let i = self.index(name)?;
+        let Some(pid) = self.hosts[i].pid else {
+            return Ok(0);
+        };
+        if !sshd::is_our_sshd(pid, &SshdFiles::new(&self.dir, name).config()) {
+            return Ok(0);
+        }
+        // OpenSSH 9.2 forks `sshd` per connection (the privileged monitor and the session);
+        // 9.8 and later run `sshd-session`. Neither is a command a session ran.
+        let connections: Vec<u32> = descendants(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim_end().starts_with("sshd"))
+            })
+            .collect();
+        for &p in &connections {
+            sshd::kill9(p);
+        }
+        Ok(connections.len())
+    }
+
     /// Starts one host again (same address, port and keys); returns once it answers.
     /// Starting a running host does nothing.
     ///
