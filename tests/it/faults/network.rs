@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,16 +60,40 @@ fn finish_within(mut child: Child, limit: Duration, what: &str) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    Output {
+    let o = Output {
         status,
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
-    }
+    };
+    trace(what, &o);
+    o
+}
+
+/// Shows what fleet said (nextest prints a test's stderr when it fails).
+fn trace(label: &str, o: &Output) {
+    eprintln!("---- {label}: {:?}\n{}", o.status.code(), both(o));
 }
 
 /// `fleet upgrade` with `extra`, bounded.
 fn upgrade(u: &Upgrade, extra: &[&str], limit: Duration) -> Output {
     finish_within(spawn_upgrade(u, extra), limit, "fleet upgrade")
+}
+
+/// A fleet command on `u`'s lab and state dir, traced.
+fn cmd(u: &Upgrade, args: &[&str]) -> Output {
+    let o = fleet_cmd(u, args);
+    trace(&args.join(" "), &o);
+    o
+}
+
+/// A fleet command on `u`'s lab and state dir, spawned with its output piped.
+fn spawn_cmd(u: &Upgrade, args: &[&str]) -> Child {
+    let mut c = crate::fleet(&u.lab.inventory_path());
+    c.arg("--state-dir").arg(u.state.path()).args(args);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fleet")
 }
 
 /// The summary row of `host`/`site` (`HOST SITE BATCH STATUS DETAIL`).
@@ -230,19 +255,31 @@ fn upgrade_host_killed_during_the_db_step_is_reported_down_then_recovered() {
     assert_eq!(s.maintenance(), "1");
     assert_eq!(s.db_version(), format!("{TO}.upgrade"));
     let run = run_id(&u);
-    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    let o = cmd(&u, &["recover", "--yes"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(stdout(&o).contains("unreachable"), "{}", both(&o));
+    assert_eq!(s.maintenance(), "1");
+    // Half back: its address answers TCP and no SSH. `recover` gives up within the connect
+    // timeout, and forgets nothing.
+    connect_timeout(&u, "2s");
+    let m = mute(&u, "h02", None);
+    let o = finish_within(spawn_cmd(&u, &["recover", "--yes"]), secs(30), "recover");
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(row(&o, "h02", "site1").contains("timed out"), "{}", both(&o));
+    given_up_in_time(&m, "h02");
+    drop(m);
     assert_eq!(s.maintenance(), "1");
 
     u.lab.lab_mut().start_host("h02").expect("start h02");
     clear(&u, "h02", "upgrade.slow");
-    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    let o = cmd(&u, &["recover", "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(s.code_version(), FROM, "{}", both(&o));
     assert_eq!(s.db_version(), FROM, "{}", both(&o));
     assert_eq!(s.maintenance(), prior_maintenance(&s));
-    assert_eq!(db_upgrades(&u, "h02"), 1, "the DB upgrade ran again");
+    // The killed upgrade never logged its end (the fake logs a call when it ends): any
+    // upgrade in the log ran during the recovery.
+    assert_eq!(db_upgrades(&u, "h02"), 0, "the recovery ran a DB upgrade");
     nothing_running(&run, secs(5));
     nothing_to_recover(&u);
     Figures {
@@ -254,30 +291,78 @@ fn upgrade_host_killed_during_the_db_step_is_reported_down_then_recovered() {
     .save("network: upgrade, host killed in the DB step");
 }
 
-/// Accepts TCP on `addr` and never speaks SSH (with `banner`, sends an SSH banner and then
-/// nothing, so the key exchange never ends); returns how long each client kept its
-/// connection before giving up.
-fn mute_host(addr: SocketAddrV4, banner: Option<&'static [u8]>) -> Arc<Mutex<Vec<Duration>>> {
-    let listener = TcpListener::bind(addr).expect("bind the mute host's address");
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h = held.clone();
-    // The threads end with the test process (nextest runs each test in its own).
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { continue };
-            let h = h.clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                if let Some(b) = banner {
-                    let _ = c.write_all(b);
-                }
-                let mut buf = [0u8; 4096];
-                while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
-                h.lock().expect("held").push(t.elapsed());
-            });
+/// A listener on a host's address that accepts TCP and never speaks SSH (with a banner, it
+/// sends an SSH banner and then nothing, so the key exchange never ends). It records how long
+/// each client kept its connection before giving up; dropping it frees the address.
+struct Mute {
+    held: Arc<Mutex<Vec<Duration>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Mute {
+    fn on(addr: SocketAddrV4, banner: Option<&'static [u8]>) -> Mute {
+        let listener = TcpListener::bind(addr).expect("bind the mute host's address");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, halt) = (held.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let h = h.clone();
+                // Each connection's thread ends when its client gives up.
+                std::thread::spawn(move || {
+                    let t = Instant::now();
+                    let _ = c.set_nonblocking(false);
+                    if let Some(b) = banner {
+                        let _ = c.write_all(b);
+                    }
+                    let mut buf = [0u8; 4096];
+                    while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+                    h.lock().expect("held").push(t.elapsed());
+                });
+            }
+        });
+        Mute {
+            held,
+            stop,
+            thread: Some(thread),
         }
-    });
-    held
+    }
+
+    fn held(&self) -> Vec<Duration> {
+        self.held.lock().expect("held").clone()
+    }
+}
+
+impl Drop for Mute {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A mute host in place of lab host `name`, whose sshd must be down.
+fn mute(u: &Upgrade, name: &str, banner: Option<&'static [u8]>) -> Mute {
+    let h = u.lab.host(name).expect("host");
+    Mute::on(SocketAddrV4::new(h.address, h.port), banner)
+}
+
+/// Every connection `m` got was given up within a 2 s connect timeout (with room for a
+/// loaded machine), and there was at least one.
+fn given_up_in_time(m: &Mute, who: &str) {
+    let held = m.held();
+    assert!(!held.is_empty(), "{who}: fleet never connected");
+    assert!(
+        held.iter().all(|d| *d < secs(5)),
+        "{who}: connections held for {held:?}"
+    );
 }
 
 /// Two hosts answer TCP and never finish an SSH handshake (one is silent, one sends its
@@ -294,27 +379,20 @@ fn upgrade_host_that_never_speaks_ssh_is_refused_within_the_connect_timeout() {
         ("h03", Some(&b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"[..])),
     ] {
         u.lab.lab_mut().stop_host(h).expect("stop");
-        let host = u.lab.host(h).expect("host");
-        mutes.push((h, mute_host(SocketAddrV4::new(host.address, host.port), banner)));
+        mutes.push((h, mute(&u, h, banner)));
     }
     let t = Instant::now();
     let o = upgrade(&u, &["--batches", "100%", "--max-fail", "2"], secs(60));
     let took = t.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert_eq!(u.sites_of("h01")[0].db_version(), TO, "{}", both(&o));
-    for (h, held) in &mutes {
+    for (h, m) in &mutes {
         let r = row(&o, h, "site1");
         assert!(r.contains("unreachable"), "{r}");
         assert!(r.contains("timed out"), "{r}");
         let s = u.sites_of(h)[0];
         assert!(safe(s) && s.code_version() == FROM, "{h}");
-        let held = held.lock().expect("held").clone();
-        assert!(!held.is_empty(), "{h}: fleet never connected");
-        // Given up within the timeout (2 s), with room for a loaded machine.
-        assert!(
-            held.iter().all(|d| *d < secs(5)),
-            "{h}: connections held for {held:?}"
-        );
+        given_up_in_time(m, h);
     }
     let run = run_id(&u);
     nothing_running(&run, secs(5));
@@ -399,10 +477,20 @@ fn upgrade_step_hanging_past_the_step_timeout_is_killed_and_the_site_restored_or
     assert_eq!(s.code_version(), FROM);
     assert_eq!(s.db_version(), FROM);
     clear(&u, "h01", "upgrade.slow");
-    let o = fleet_cmd(&u, &["recover", "--yes"]);
+    let before = u.calls("h01").len();
+    let o = cmd(&u, &["recover", "--yes"]);
+    // The hold restored code and database already: the recovery restores nothing again
+    // (what the operator changed while the site was held stays), it brings the site up.
+    let restores: Vec<Vec<String>> = u.calls("h01")[before..]
+        .iter()
+        .map(crate::upgrade::argv)
+        .filter(|a| a.iter().any(|x| x == "sql-cli" || x == "sqlc"))
+        .collect();
+    assert!(restores.is_empty(), "restored again: {restores:?}");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert!(safe(s), "{}", both(&o));
-    assert_eq!(db_upgrades(&u, "h01"), 1);
+    // The killed upgrade never logged its end: any in the log ran during the recovery.
+    assert_eq!(db_upgrades(&u, "h01"), 0, "the recovery ran a DB upgrade");
     nothing_to_recover(&u);
     figures.sites += 1;
     figures.recovered += 1;
@@ -560,7 +648,7 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
         state: tempfile::tempdir().expect("state dir"),
         sites,
     };
-    u.inject("h02", "upgrade.slow", Some("3"));
+    u.inject("h02", "upgrade.slow", Some("8"));
     u.inject("h03", "slow", Some("1"));
     let child = spawn_upgrade(
         &u,
@@ -576,10 +664,9 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
         ],
     );
     let (h02, h03) = (u.sites_of("h02")[0].clone(), u.sites_of("h03")[0].clone());
-    wait_until("h02's DB upgrade under way", secs(60), || {
-        h02.db_version().ends_with(".upgrade")
+    wait_until("h02 in its DB upgrade, h03 in maintenance", secs(60), || {
+        h02.db_version().ends_with(".upgrade") && h03.maintenance() == "1"
     });
-    assert_eq!(h03.maintenance(), "1", "h03 should be mid-run too");
     u.lab.lab_mut().kill_host("h01").expect("kill the bastion");
     let o = finish_within(child, secs(60), "the upgrade whose bastion died");
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
@@ -591,7 +678,7 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
         );
     }
     let run = run_id(&u);
-    let o = fleet_cmd(&u, &["-F", "none", "recover", "--yes"]);
+    let o = cmd(&u, &["-F", "none", "recover", "--yes"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(stdout(&o).contains("unreachable"), "{}", both(&o));
     assert!(stdout(&o).contains("h01"), "the bastion is not named: {}", both(&o));
@@ -603,7 +690,7 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
     clear(&u, "h03", "slow");
     // h02's DB upgrade, cut off from fleet, goes on to its end on the host.
     nothing_running(&run, secs(20));
-    let o = fleet_cmd(&u, &["-F", "none", "recover", "--yes"]);
+    let o = cmd(&u, &["-F", "none", "recover", "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for s in [&h02, &h03] {
         assert!(
@@ -619,7 +706,7 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
     assert_eq!(db_upgrades(&u, "h02"), 1, "h02's DB upgrade ran again");
     assert!(db_upgrades(&u, "h03") <= 1);
     nothing_running(&run, secs(5));
-    let o = fleet_cmd(&u, &["-F", "none", "recover", "--yes"]);
+    let o = cmd(&u, &["-F", "none", "recover", "--yes"]);
     assert!(stderr(&o).contains("nothing to recover"), "{}", both(&o));
     Figures {
         sites: 2,
@@ -628,6 +715,70 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
         ..Figures::default()
     }
     .save("network: upgrade, bastion dying mid-run");
+}
+
+/// An OpenSSH client config that gives up a connection after two unanswered keepalives,
+/// one a second (fleet reads `ServerAliveInterval` and `ServerAliveCountMax`).
+fn quick_keepalive(u: &Upgrade) -> String {
+    let p = u.state.path().join("ssh_config");
+    std::fs::write(&p, "Host *\n    ServerAliveInterval 1\n    ServerAliveCountMax 2\n")
+        .expect("ssh_config");
+    p.display().to_string()
+}
+
+/// h02 goes silent in the middle of its DB upgrade (its sshd frozen: no RST, no FIN, nothing
+/// more heard, as when the network drops every packet), while the upgrade goes on on the
+/// host. fleet gives the connection up after its keepalives go unanswered (not after the
+/// 30 min step timeout), says the site is still in maintenance, and h01 finishes. Once h02
+/// is heard again, `recover` finds the DB upgrade done on the host and takes the site
+/// forward, maintenance as before, without running the DB upgrade again.
+#[test]
+fn upgrade_host_gone_silent_mid_db_step_is_given_up_by_keepalive_then_recovered() {
+    let u = Upgrade::new(2, 1);
+    let cfg = quick_keepalive(&u);
+    u.inject("h02", "upgrade.slow", Some("4"));
+    let child = spawn_upgrade(&u, &["-F", &cfg, "--batches", "100%", "--max-fail", "1"]);
+    let s = u.sites_of("h02")[0].clone();
+    wait_until("h02's DB upgrade under way", secs(60), || {
+        s.db_version().ends_with(".upgrade")
+    });
+    u.lab.freeze_host("h02").expect("freeze h02");
+    let frozen = Instant::now();
+    let o = finish_within(child, secs(40), "the upgrade whose host went silent");
+    let took = frozen.elapsed();
+    u.lab.thaw_host("h02").expect("thaw h02");
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        took < secs(20),
+        "h02 given up {took:?} after it went silent: {}",
+        both(&o)
+    );
+    assert!(
+        stderr(&o).contains("STILL IN MAINTENANCE: h02/site1"),
+        "{}",
+        both(&o)
+    );
+    let h01 = u.sites_of("h01")[0];
+    assert_eq!(h01.db_version(), TO);
+    assert!(safe(h01));
+    let run = run_id(&u);
+    // The upgrade on the host ends on its own; the sessions of the dead connection go.
+    nothing_running(&run, secs(15));
+    clear(&u, "h02", "upgrade.slow");
+    let o = cmd(&u, &["-F", &cfg, "recover", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(safe(&s), "{}", both(&o));
+    assert_eq!(s.db_version(), TO, "{}", both(&o));
+    assert_eq!(db_upgrades(&u, "h02"), 1, "the DB upgrade ran again");
+    nothing_running(&run, secs(5));
+    nothing_to_recover(&u);
+    Figures {
+        sites: u.sites.len() as u64,
+        recovered: 1,
+        left_down: left_down(&u.sites),
+        ..Figures::default()
+    }
+    .save("network: upgrade, host gone silent in the DB step");
 }
 
 // ---- migrate release --------------------------------------------------------------------
@@ -674,8 +825,21 @@ fn release_with_a_host_down_and_a_host_killed_mid_release_ends_on_one_release_pe
     }
     clear(&u, "h02", "slow");
     nothing_running(&run, secs(5));
-    let o = fleet_cmd(&u, &["resume", &run]);
+    // The resume finishes what the release left mid-way (h02); a site it never reached
+    // (h03) is the phase's to run again, which leaves the released ones alone.
+    let o = cmd(&u, &["resume", &run]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let h02_rel = h02.current.parent().expect("base").join("releases").join(&run);
+    assert_eq!(h02.served(), h02_rel, "{}", both(&o));
+    assert_eq!(h03.served(), h03.root, "the resume released h03: {}", both(&o));
+    let o = crate::run(&mut release(&u, &run, &["--batches", "100%"]));
+    trace("the release again", &o);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    let lines = site_lines(&o);
+    assert_eq!(lines["h03/site1"].0, "upgraded", "{}", both(&o));
+    for h in ["h01/site1", "h02/site1"] {
+        assert_eq!(lines[h].0, "skipped", "{h}: {}", both(&o));
+    }
     for s in &u.sites {
         let rel = s.current.parent().expect("base").join("releases").join(&run);
         assert_eq!(s.served(), rel, "{}: {}", s.uri_host(), both(&o));
@@ -709,8 +873,7 @@ fn release_with_a_host_down_and_a_host_killed_mid_release_ends_on_one_release_pe
 #[test]
 fn release_import_hanging_past_the_step_timeout_is_killed_and_the_old_site_is_back_up() {
     let (u, run) = imported_lab(2, 1);
-    let fail = u.host_root("h02").join("fake-civi/fail");
-    std::fs::write(fail.join("migrate.hang"), "").expect("inject");
+    u.inject("h02", "migrate.hang", None);
     let child = release(
         &u,
         &run,
