@@ -639,15 +639,7 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
 /// upgrade again.
 #[test]
 fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_safely() {
-    let lab = TestLab::with_bastion(3);
-    let opts = SitesOptions::new(1, FROM);
-    lab.add_sites(&opts).expect("sites");
-    let sites = lab.sites(&opts);
-    let mut u = Upgrade {
-        lab,
-        state: tempfile::tempdir().expect("state dir"),
-        sites,
-    };
+    let mut u = bastion_upgrade(3);
     u.inject("h02", "upgrade.slow", Some("8"));
     u.inject("h03", "slow", Some("1"));
     let child = spawn_upgrade(
@@ -715,6 +707,68 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
         ..Figures::default()
     }
     .save("network: upgrade, bastion dying mid-run");
+}
+
+/// The bastion dies and comes back between two batches (during the canary's bake): the next
+/// connections through it are made over a new connection to the bastion, not over the dead
+/// one fleet had kept for the hosts behind it, so the canary's re-verify and the second
+/// batch reach their hosts and the run finishes.
+#[test]
+fn upgrade_bastion_back_between_batches_is_reconnected_for_the_next_batch() {
+    let u = bastion_upgrade(3);
+    let child = spawn_upgrade(
+        &u,
+        &[
+            "-F",
+            "none",
+            "-l",
+            "lab,!h01",
+            "--batches",
+            "1,100%",
+            "--bake",
+            "3s",
+        ],
+    );
+    let canary = u.sites_of("h02")[0].clone();
+    let locks = canary.backup_dir.join(".fleet-locks");
+    wait_until("the canary upgraded and unlocked", secs(60), || {
+        safe(&canary)
+            && canary.db_version() == TO
+            && std::fs::read_dir(&locks).is_ok_and(|mut d| d.next().is_none())
+    });
+    let mut u = u;
+    u.lab.lab_mut().kill_host("h01").expect("kill the bastion");
+    u.lab.lab_mut().start_host("h01").expect("start the bastion");
+    let o = finish_within(child, secs(60), "the upgrade whose bastion came back");
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for h in ["h02", "h03"] {
+        let s = u.sites_of(h)[0];
+        assert_eq!(s.db_version(), TO, "{h}: {}", both(&o));
+        assert!(safe(s), "{h}");
+    }
+    let run = run_id(&u);
+    nothing_running(&run, secs(5));
+    let o = cmd(&u, &["-F", "none", "recover", "--yes"]);
+    assert!(stderr(&o).contains("nothing to recover"), "{}", both(&o));
+    Figures {
+        sites: 2,
+        left_down: left_down(&u.sites[1..]),
+        ..Figures::default()
+    }
+    .save("network: upgrade, bastion back between batches");
+}
+
+/// A lab of `hosts` hosts, one CiviCRM site each, the first the bastion of the others.
+fn bastion_upgrade(hosts: usize) -> Upgrade {
+    let lab = TestLab::with_bastion(hosts);
+    let opts = SitesOptions::new(1, FROM);
+    lab.add_sites(&opts).expect("sites");
+    let sites = lab.sites(&opts);
+    Upgrade {
+        lab,
+        state: tempfile::tempdir().expect("state dir"),
+        sites,
+    }
 }
 
 /// An OpenSSH client config that gives up a connection after two unanswered keepalives,
