@@ -127,7 +127,10 @@ fn nothing_running(run: &str, limit: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let left = steps_running(run);
-    assert!(left.is_empty(), "processes of {run} still running: {left:?}");
+    assert!(
+        left.is_empty(),
+        "processes of {run} still running: {left:?}"
+    );
 }
 
 /// `fleet recover --yes` finds nothing to do.
@@ -160,7 +163,11 @@ fn clear(u: &Upgrade, host: &str, point: &str) {
 fn connect_timeout(u: &Upgrade, t: &str) {
     let inv = u.lab.inventory_path();
     let text = std::fs::read_to_string(&inv).expect("inventory");
-    assert_eq!(text.matches("connect_timeout = \"10s\"").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("connect_timeout = \"10s\"").count(),
+        1,
+        "{text}"
+    );
     let text = text.replace(
         "connect_timeout = \"10s\"",
         &format!("connect_timeout = \"{t}\""),
@@ -196,11 +203,7 @@ fn upgrade_host_down_before_connect_is_unreachable_untouched_and_the_others_go_o
         }
     }
     assert!(u.calls("h02").is_empty(), "h02 was touched");
-    assert!(
-        !stderr(&o).contains("STILL IN MAINTENANCE"),
-        "{}",
-        both(&o)
-    );
+    assert!(!stderr(&o).contains("STILL IN MAINTENANCE"), "{}", both(&o));
     let run = run_id(&u);
     let rows = journal_rows(&u, &run, "h02");
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -265,7 +268,11 @@ fn upgrade_host_killed_during_the_db_step_is_reported_down_then_recovered() {
     let m = mute(&u, "h02", None);
     let o = finish_within(spawn_cmd(&u, &["recover", "--yes"]), secs(30), "recover");
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
-    assert!(row(&o, "h02", "site1").contains("timed out"), "{}", both(&o));
+    assert!(
+        row(&o, "h02", "site1").contains("timed out"),
+        "{}",
+        both(&o)
+    );
     given_up_in_time(&m, "h02");
     drop(m);
     assert_eq!(s.maintenance(), "1");
@@ -376,7 +383,10 @@ fn upgrade_host_that_never_speaks_ssh_is_refused_within_the_connect_timeout() {
     let mut mutes = Vec::new();
     for (h, banner) in [
         ("h02", None),
-        ("h03", Some(&b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"[..])),
+        (
+            "h03",
+            Some(&b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"[..]),
+        ),
     ] {
         u.lab.lab_mut().stop_host(h).expect("stop");
         mutes.push((h, mute(&u, h, banner)));
@@ -443,11 +453,7 @@ fn upgrade_step_hanging_past_the_step_timeout_is_killed_and_the_site_restored_or
     let h03 = u.sites_of("h03")[0];
     assert!(safe(h03) && h03.code_version() == FROM);
     assert!(!u.calls("h03").iter().any(is_maintenance_on));
-    assert!(
-        !stderr(&o).contains("STILL IN MAINTENANCE"),
-        "{}",
-        both(&o)
-    );
+    assert!(!stderr(&o).contains("STILL IN MAINTENANCE"), "{}", both(&o));
     nothing_to_recover(&u);
     let mut figures = Figures {
         sites: u.sites.len() as u64,
@@ -580,7 +586,10 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
         })
     };
     wait_until("h02's upload under way", secs(60), || partial().is_some());
-    let cut = u.lab.drop_connections("h02").expect("drop h02's connections");
+    let cut = u
+        .lab
+        .drop_connections("h02")
+        .expect("drop h02's connections");
     assert!(cut > 0, "no connection of h02 to drop");
     let o = finish_within(child, secs(60), "the upgrade whose connection dropped");
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
@@ -609,7 +618,11 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
             );
         }
     }
-    assert_eq!(tree_sha256(&s.code_dir()), code_before, "h02's code changed");
+    assert_eq!(
+        tree_sha256(&s.code_dir()),
+        code_before,
+        "h02's code changed"
+    );
     assert_eq!(s.code_version(), FROM);
     assert_eq!(s.db_version(), FROM);
     assert_eq!(s.maintenance(), prior_maintenance(&s));
@@ -656,15 +669,18 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
         ],
     );
     let (h02, h03) = (u.sites_of("h02")[0].clone(), u.sites_of("h03")[0].clone());
-    wait_until("h02 in its DB upgrade, h03 in maintenance", secs(60), || {
-        h02.db_version().ends_with(".upgrade") && h03.maintenance() == "1"
-    });
+    wait_until(
+        "h02 in its DB upgrade, h03 in maintenance",
+        secs(60),
+        || h02.db_version().ends_with(".upgrade") && h03.maintenance() == "1",
+    );
     u.lab.lab_mut().kill_host("h01").expect("kill the bastion");
     let o = finish_within(child, secs(60), "the upgrade whose bastion died");
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     for h in ["h02", "h03"] {
         assert!(
-            stderr(&o).contains("STILL IN MAINTENANCE") && stderr(&o).contains(&format!("{h}/site1")),
+            stderr(&o).contains("STILL IN MAINTENANCE")
+                && stderr(&o).contains(&format!("{h}/site1")),
             "{h}: {}",
             both(&o)
         );
@@ -673,12 +689,38 @@ fn upgrade_bastion_dying_mid_run_reports_the_hosts_behind_and_recover_ends_them_
     let o = cmd(&u, &["-F", "none", "recover", "--yes"]);
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     assert!(stdout(&o).contains("unreachable"), "{}", both(&o));
-    assert!(stdout(&o).contains("h01"), "the bastion is not named: {}", both(&o));
+    assert!(
+        stdout(&o).contains("h01"),
+        "the bastion is not named: {}",
+        both(&o)
+    );
+    // Half back: the bastion's address answers TCP and no SSH. `recover` gives up on it
+    // within the connect timeout, for both hosts behind it, and forgets nothing.
+    connect_timeout(&u, "2s");
+    let m = mute(&u, "h01", None);
+    let o = finish_within(
+        spawn_cmd(&u, &["-F", "none", "recover", "--yes"]),
+        secs(30),
+        "recover through a mute bastion",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    for h in ["h02", "h03"] {
+        let r = row(&o, h, "site1");
+        assert!(
+            r.contains("through jump host `h01`") && r.contains("timed out"),
+            "{r}"
+        );
+    }
+    given_up_in_time(&m, "h01");
+    drop(m);
     for s in [&h02, &h03] {
         assert_eq!(s.maintenance(), "1", "{}", s.host);
     }
 
-    u.lab.lab_mut().start_host("h01").expect("start the bastion");
+    u.lab
+        .lab_mut()
+        .start_host("h01")
+        .expect("start the bastion");
     clear(&u, "h03", "slow");
     // h02's DB upgrade, cut off from fleet, goes on to its end on the host.
     nothing_running(&run, secs(20));
@@ -738,7 +780,10 @@ fn upgrade_bastion_back_between_batches_is_reconnected_for_the_next_batch() {
     });
     let mut u = u;
     u.lab.lab_mut().kill_host("h01").expect("kill the bastion");
-    u.lab.lab_mut().start_host("h01").expect("start the bastion");
+    u.lab
+        .lab_mut()
+        .start_host("h01")
+        .expect("start the bastion");
     let o = finish_within(child, secs(60), "the upgrade whose bastion came back");
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     for h in ["h02", "h03"] {
@@ -775,8 +820,11 @@ fn bastion_upgrade(hosts: usize) -> Upgrade {
 /// one a second (fleet reads `ServerAliveInterval` and `ServerAliveCountMax`).
 fn quick_keepalive(u: &Upgrade) -> String {
     let p = u.state.path().join("ssh_config");
-    std::fs::write(&p, "Host *\n    ServerAliveInterval 1\n    ServerAliveCountMax 2\n")
-        .expect("ssh_config");
+    std::fs::write(
+        &p,
+        "Host *\n    ServerAliveInterval 1\n    ServerAliveCountMax 2\n",
+    )
+    .expect("ssh_config");
     p.display().to_string()
 }
 
@@ -883,9 +931,19 @@ fn release_with_a_host_down_and_a_host_killed_mid_release_ends_on_one_release_pe
     // (h03) is the phase's to run again, which leaves the released ones alone.
     let o = cmd(&u, &["resume", &run]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
-    let h02_rel = h02.current.parent().expect("base").join("releases").join(&run);
+    let h02_rel = h02
+        .current
+        .parent()
+        .expect("base")
+        .join("releases")
+        .join(&run);
     assert_eq!(h02.served(), h02_rel, "{}", both(&o));
-    assert_eq!(h03.served(), h03.root, "the resume released h03: {}", both(&o));
+    assert_eq!(
+        h03.served(),
+        h03.root,
+        "the resume released h03: {}",
+        both(&o)
+    );
     let o = crate::run(&mut release(&u, &run, &["--batches", "100%"]));
     trace("the release again", &o);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
@@ -895,23 +953,25 @@ fn release_with_a_host_down_and_a_host_killed_mid_release_ends_on_one_release_pe
         assert_eq!(lines[h].0, "skipped", "{h}: {}", both(&o));
     }
     for s in &u.sites {
-        let rel = s.current.parent().expect("base").join("releases").join(&run);
+        let rel = s
+            .current
+            .parent()
+            .expect("base")
+            .join("releases")
+            .join(&run);
         assert_eq!(s.served(), rel, "{}: {}", s.uri_host(), both(&o));
         assert_eq!(new_maintenance(s), "0", "{}", s.uri_host());
         let a = u.lab.http_get(s, false).expect("http");
         assert!(
-            a.body.contains(&format!("Drupal {}", fleet_lab::DRUPAL_RELEASE)),
+            a.body
+                .contains(&format!("Drupal {}", fleet_lab::DRUPAL_RELEASE)),
             "{}: {a:?}",
             s.uri_host()
         );
     }
     nothing_running(&run, secs(5));
     nothing_to_recover(&u);
-    let down = u
-        .sites
-        .iter()
-        .filter(|s| new_maintenance(s) != "0")
-        .count() as u64;
+    let down = u.sites.iter().filter(|s| new_maintenance(s) != "0").count() as u64;
     Figures {
         sites: u.sites.len() as u64,
         recovered: 1,
@@ -919,6 +979,86 @@ fn release_with_a_host_down_and_a_host_killed_mid_release_ends_on_one_release_pe
         ..Figures::default()
     }
     .save("network: migrate release, host down and host killed");
+}
+
+/// h02 is killed right after its `current` was switched to the new release, before the new
+/// site is made sure to be out of maintenance and probed: the run reports it still in
+/// maintenance (its old site is, and the new one serves unprobed), h01 is released; once h02
+/// is back, `fleet resume` goes on from the switch: the new site out of maintenance, probed,
+/// answering.
+#[test]
+fn release_host_killed_right_after_the_switch_is_resumed_from_there() {
+    let (mut u, run) = imported_lab(2, 1);
+    u.inject("h02", "slow", Some("1"));
+    let child = release(&u, &run, &["--batches", "100%", "--max-fail", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fleet migrate release");
+    let h02 = u.sites_of("h02")[0].clone();
+    let rel = h02
+        .current
+        .parent()
+        .expect("base")
+        .join("releases")
+        .join(&run);
+    wait_until("h02 switched to its release", secs(60), || {
+        h02.served() == rel
+    });
+    u.lab.lab_mut().kill_host("h02").expect("kill h02");
+    let o = finish_within(
+        child,
+        secs(60),
+        "the release whose host died after the switch",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    let lines = site_lines(&o);
+    assert_eq!(lines["h01/site1"].0, "upgraded", "{}", both(&o));
+    let (status, detail) = &lines["h02/site1"];
+    assert!(
+        detail.contains("STILL IN MAINTENANCE"),
+        "h02/site1 {status}: {detail}"
+    );
+    assert_eq!(h02.served(), rel, "the kill came before the switch");
+    assert_eq!(
+        h02.maintenance(),
+        "1",
+        "the old site is not down: {}",
+        both(&o)
+    );
+
+    u.lab.lab_mut().start_host("h02").expect("start h02");
+    clear(&u, "h02", "slow");
+    nothing_running(&run, secs(5));
+    let o = cmd(&u, &["resume", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    for s in &u.sites {
+        let rel = s
+            .current
+            .parent()
+            .expect("base")
+            .join("releases")
+            .join(&run);
+        assert_eq!(s.served(), rel, "{}: {}", s.uri_host(), both(&o));
+        assert_eq!(new_maintenance(s), "0", "{}", s.uri_host());
+        let a = u.lab.http_get(s, false).expect("http");
+        assert!(
+            a.status == 200
+                && a.body
+                    .contains(&format!("Drupal {}", fleet_lab::DRUPAL_RELEASE)),
+            "{}: {a:?}",
+            s.uri_host()
+        );
+    }
+    nothing_running(&run, secs(5));
+    nothing_to_recover(&u);
+    Figures {
+        sites: u.sites.len() as u64,
+        recovered: 1,
+        left_down: u.sites.iter().filter(|s| new_maintenance(s) != "0").count() as u64,
+        ..Figures::default()
+    }
+    .save("network: migrate release, host killed after the switch");
 }
 
 /// h02's last `migrate:import --update` (its old site already in maintenance) hangs past
@@ -931,7 +1071,14 @@ fn release_import_hanging_past_the_step_timeout_is_killed_and_the_old_site_is_ba
     let child = release(
         &u,
         &run,
-        &["--batches", "100%", "--max-fail", "1", "--step-timeout", "5s"],
+        &[
+            "--batches",
+            "100%",
+            "--max-fail",
+            "1",
+            "--step-timeout",
+            "5s",
+        ],
     )
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
@@ -944,7 +1091,10 @@ fn release_import_hanging_past_the_step_timeout_is_killed_and_the_old_site_is_ba
     assert_eq!(lines["h01/site1"].0, "upgraded", "{}", both(&o));
     let (status, detail) = &lines["h02/site1"];
     assert!(detail.contains("timed out"), "{status}: {detail}");
-    assert!(!detail.contains("STILL IN MAINTENANCE"), "{status}: {detail}");
+    assert!(
+        !detail.contains("STILL IN MAINTENANCE"),
+        "{status}: {detail}"
+    );
     let h02 = u.sites_of("h02")[0];
     assert_eq!(h02.served(), h02.root, "h02 was switched");
     assert_eq!(h02.maintenance(), prior_maintenance(h02));

@@ -445,7 +445,11 @@ async fn a_jump_connection_that_died_is_made_again() {
         .await
         .expect("connect via the bastion again");
     let out = again
-        .exec(&echo, &opts(Duration::from_secs(20)), &CancellationToken::new())
+        .exec(
+            &echo,
+            &opts(Duration::from_secs(20)),
+            &CancellationToken::new(),
+        )
         .await
         .expect("exec");
     assert_eq!(out.stdout.to_string_lossy(), format!("{}\n", inner.name));
