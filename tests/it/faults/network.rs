@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use fleet_lab::{LabSite, SitesOptions, TestLab};
 
-use super::Figures;
+use super::{Figures, Rng, seed};
 use crate::migrate::rollout::{imported_lab, new_maintenance, release};
 use crate::migrate::site_lines;
 use crate::resume::steps_running;
@@ -71,7 +71,12 @@ fn finish_within(mut child: Child, limit: Duration, what: &str) -> Output {
 
 /// Shows what fleet said (nextest prints a test's stderr when it fails).
 fn trace(label: &str, o: &Output) {
-    eprintln!("---- {label}: {:?}\n{}", o.status.code(), both(o));
+    let _ = writeln!(
+        std::io::stderr(),
+        "---- {label}: {:?}\n{}",
+        o.status.code(),
+        both(o)
+    );
 }
 
 /// `fleet upgrade` with `extra`, bounded.
@@ -407,7 +412,10 @@ fn upgrade_host_that_never_speaks_ssh_is_refused_within_the_connect_timeout() {
     let run = run_id(&u);
     nothing_running(&run, secs(5));
     nothing_to_recover(&u);
-    eprintln!("two mute hosts and one upgraded in {took:?}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "two mute hosts and one upgraded in {took:?}"
+    );
     Figures {
         sites: u.sites.len() as u64,
         left_down: left_down(&u.sites),
@@ -544,6 +552,29 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Rewrites the release tarball at `path` with `bytes` of random data added under
+/// `civicrm/`, so that its upload outlasts what the pipes and sshd's buffers on the way hold:
+/// a connection cut mid-way then leaves the host a partial file.
+fn pad_tarball(path: &Path, bytes: usize) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sh = |script: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(dir.path())
+            .arg(path)
+            .arg(bytes.to_string())
+            .output()
+            .expect("sh");
+        assert!(o.status.success(), "{script}: {o:?}");
+    };
+    sh(
+        "cd \"$1\" && tar -xzf \"$2\" && head -c \"$3\" /dev/urandom > civicrm/fleet-test-padding.bin \
+        && tar -czf \"$2\" civicrm",
+    );
+}
+
 /// The connection to h02 drops (its sshd's connection processes killed, the host up) while
 /// the release tarball is being written there: the run says the upload failed and why, the
 /// partial file never takes the tarball's name and is removed, nothing of it reaches the code
@@ -552,14 +583,25 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why() {
     let mut u = Upgrade::new(2, 1);
+    let tarball = u.lab.release_tarball(TO);
+    pad_tarball(&tarball, 4 << 20);
+    let want = sha256(&tarball);
+    let size = std::fs::metadata(&tarball).expect("tarball").len();
+    // Where the cut falls: after a seeded number of bytes (`FLEET_FAULT_SEED`), within the
+    // first three quarters of the tarball.
+    let at = Rng::new(seed(), "network: upload cut").range(1, (size * 3 / 4).max(1));
+    // A slow disk, while `$FLEET_ROOT/slow-disk` exists: a bare `cat` (stdin to stdout, as the
+    // upload uses it) copies a 64th of the tarball every 50 ms (3 s for all of it), to the end
+    // of its input, so that the cut comes well before the end.
     let slow = u.lab.temp_dir().join("slow-disk");
     std::fs::create_dir_all(&slow).expect("mkdir");
-    // A slow disk, while `$FLEET_ROOT/slow-disk` exists: a bare `cat` (stdin to stdout, as the
-    // upload uses it) copies 256 bytes every 50 ms, to the end of its input.
     std::fs::write(
         slow.join("cat"),
-        "#!/bin/sh\n[ $# -eq 0 ] && [ -e \"$FLEET_ROOT/slow-disk\" ] || exec /bin/cat \"$@\"\n\
-         exec perl -e 'while (sysread(STDIN, my $b, 256)) { syswrite(STDOUT, $b); select(undef, undef, undef, 0.05) }'\n",
+        format!(
+            "#!/bin/sh\n[ $# -eq 0 ] && [ -e \"$FLEET_ROOT/slow-disk\" ] || exec /bin/cat \"$@\"\n\
+             exec perl -e 'while (sysread(STDIN, my $b, {})) {{ syswrite(STDOUT, $b); select(undef, undef, undef, 0.05) }}'\n",
+            (size / 64).max(1)
+        ),
     )
     .expect("write");
     std::fs::set_permissions(
@@ -574,30 +616,39 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
     std::fs::write(u.host_root("h02").join("slow-disk"), "").expect("slow disk");
     let s = u.sites_of("h02")[0].clone();
     let code_before = tree_sha256(&s.code_dir());
-    let tarball = u.lab.release_tarball(TO);
-    let want = sha256(&tarball);
 
     let child = spawn_upgrade(&u, &["--batches", "100%", "--max-fail", "1"]);
     let partial = || {
         files_under(&s.backup_dir).into_iter().find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with(".fleet-upload."))
-                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+                && std::fs::metadata(p).is_ok_and(|m| m.len() >= at)
         })
     };
-    wait_until("h02's upload under way", secs(60), || partial().is_some());
+    wait_until(&format!("{at} of {size} bytes on h02"), secs(60), || {
+        partial().is_some()
+    });
     let cut = u
         .lab
         .drop_connections("h02")
         .expect("drop h02's connections");
     assert!(cut > 0, "no connection of h02 to drop");
+    let _ = writeln!(std::io::stderr(), "cut after {at} of {size} bytes");
     let o = finish_within(child, secs(60), "the upgrade whose connection dropped");
     assert_eq!(o.status.code(), Some(1), "{}", both(&o));
     let r = row(&o, "h02", "site1");
     assert!(r.contains("upload"), "the run does not say which step: {r}");
     assert!(r.contains("nothing was changed"), "{r}");
     let run = run_id(&u);
-    // The shell on the host sees its input end and removes its temporary file.
+    // The shell on the host reads what reached it, finds it short and removes it. (The
+    // upload's shell carries no `FLEET_RUN_STEP`: it is told by its temporary file.)
+    let uploading = || {
+        files_under(&s.backup_dir).into_iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".fleet-upload."))
+        })
+    };
+    wait_until("the cut upload's shell to end", secs(20), || !uploading());
     nothing_running(&run, secs(10));
     let left = files_under(&s.backup_dir);
     assert!(
@@ -606,18 +657,22 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
             .is_some_and(|n| n.to_string_lossy().starts_with(".fleet-upload."))),
         "a partial upload was left: {left:?}"
     );
-    for p in &left {
-        if p.file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(".tar.gz"))
-        {
-            assert_eq!(
-                sha256(p),
-                want,
-                "{} holds a partial tarball under its name",
-                p.display()
-            );
-        }
-    }
+    // What reached the host was short: nothing took the tarball's name (a complete copy
+    // would have, once its SHA-256 was checked).
+    let named: Vec<&PathBuf> = left
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".tar.gz"))
+        })
+        .collect();
+    assert!(
+        named.iter().all(|p| sha256(p) == want),
+        "a partial tarball under its name: {named:?}"
+    );
+    assert!(named.is_empty(), "the cut upload completed: {named:?}");
+    let rows = journal_rows(&u, &run, "h02");
+    assert!(rows.iter().all(|r| r.contains("failed")), "{rows:?}");
     assert_eq!(
         tree_sha256(&s.code_dir()),
         code_before,
