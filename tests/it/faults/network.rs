@@ -282,8 +282,30 @@ fn upgrade_host_killed_during_the_db_step_is_reported_down_then_recovered() {
     drop(m);
     assert_eq!(s.maintenance(), "1");
 
+    // Back, and killed again in the middle of the recovery (each tool call slow): the
+    // recovery's own steps are journaled, the site is still named, nothing is lost.
     u.lab.lab_mut().start_host("h02").expect("start h02");
     clear(&u, "h02", "upgrade.slow");
+    u.inject("h02", "slow", Some("1"));
+    let before = u.calls("h02").len();
+    let child = spawn_cmd(&u, &["recover", "--yes"]);
+    wait_until("the recovery under way", secs(60), || {
+        u.calls("h02").len() >= before + 2
+    });
+    u.lab.lab_mut().kill_host("h02").expect("kill h02 again");
+    let o = finish_within(child, secs(60), "the recovery whose host died");
+    assert_ne!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(stderr(&o).contains("h02/site1"), "{}", both(&o));
+    let o = cmd(&u, &["hosts"]);
+    assert!(
+        stderr(&o).contains("left 1 site(s) in maintenance or mid-step"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(s.maintenance(), "1");
+
+    u.lab.lab_mut().start_host("h02").expect("start h02");
+    clear(&u, "h02", "slow");
     let o = cmd(&u, &["recover", "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", both(&o));
     assert_eq!(s.code_version(), FROM, "{}", both(&o));
@@ -300,7 +322,7 @@ fn upgrade_host_killed_during_the_db_step_is_reported_down_then_recovered() {
         left_down: left_down(&u.sites),
         ..Figures::default()
     }
-    .save("network: upgrade, host killed in the DB step");
+    .save("network: upgrade, host killed in DB step");
 }
 
 /// A listener on a host's address that accepts TCP and never speaks SSH (with a banner, it
@@ -421,7 +443,7 @@ fn upgrade_host_that_never_speaks_ssh_is_refused_within_the_connect_timeout() {
         left_down: left_down(&u.sites),
         ..Figures::default()
     }
-    .save("network: upgrade, host that never speaks SSH");
+    .save("network: upgrade, host never speaks SSH");
 }
 
 /// Commands that hang past `--step-timeout`: h02's DB upgrade (it ignores SIGPIPE, as PHP
@@ -509,7 +531,7 @@ fn upgrade_step_hanging_past_the_step_timeout_is_killed_and_the_site_restored_or
     figures.sites += 1;
     figures.recovered += 1;
     figures.left_down += left_down(&u.sites);
-    figures.save("network: upgrade, step hanging past its timeout");
+    figures.save("network: upgrade, step hung past timeout");
 }
 
 /// Every file under `dir` with its SHA-256, computed on the host.
@@ -696,7 +718,7 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
         left_down: down + left_down(&u.sites),
         ..Figures::default()
     }
-    .save("network: upgrade, connection dropped mid-upload");
+    .save("network: upgrade, cut mid-upload");
 }
 
 /// The bastion dies (sshd and sessions killed) while the hosts behind it are mid-upgrade:
@@ -855,7 +877,7 @@ fn upgrade_bastion_back_between_batches_is_reconnected_for_the_next_batch() {
         left_down: left_down(&u.sites[1..]),
         ..Figures::default()
     }
-    .save("network: upgrade, bastion back between batches");
+    .save("network: upgrade, bastion back for batch 2");
 }
 
 /// A lab of `hosts` hosts, one CiviCRM site each, the first the bastion of the others.
@@ -935,7 +957,7 @@ fn upgrade_host_gone_silent_mid_db_step_is_given_up_by_keepalive_then_recovered(
         left_down: left_down(&u.sites),
         ..Figures::default()
     }
-    .save("network: upgrade, host gone silent in the DB step");
+    .save("network: upgrade, silent host in DB step");
 }
 
 // ---- migrate release --------------------------------------------------------------------
@@ -1033,7 +1055,7 @@ fn release_with_a_host_down_and_a_host_killed_mid_release_ends_on_one_release_pe
         left_down: down,
         ..Figures::default()
     }
-    .save("network: migrate release, host down and host killed");
+    .save("network: release, host down + host killed");
 }
 
 /// h02 is killed right after its `current` was switched to the new release, before the new
@@ -1113,7 +1135,7 @@ fn release_host_killed_right_after_the_switch_is_resumed_from_there() {
         left_down: u.sites.iter().filter(|s| new_maintenance(s) != "0").count() as u64,
         ..Figures::default()
     }
-    .save("network: migrate release, host killed after the switch");
+    .save("network: release, killed after the switch");
 }
 
 /// h02's last `migrate:import --update` (its old site already in maintenance) hangs past
@@ -1161,7 +1183,7 @@ fn release_import_hanging_past_the_step_timeout_is_killed_and_the_old_site_is_ba
         left_down: u64::from(h02.maintenance() != prior_maintenance(h02)),
         ..Figures::default()
     }
-    .save("network: migrate release, import hanging past its timeout");
+    .save("network: release, import hung past timeout");
 }
 
 fn secs(n: u64) -> Duration {
