@@ -880,6 +880,54 @@ fn upgrade_bastion_back_between_batches_is_reconnected_for_the_next_batch() {
     .save("network: upgrade, bastion back for batch 2");
 }
 
+/// The bastion goes silent (its sshd frozen: the connections stay open and nothing more
+/// comes back) while h02 behind it is in its DB upgrade: fleet gives up the connections
+/// through it once their keepalives go unanswered, says h02/site1 is still in maintenance,
+/// and does not hang; once the bastion is heard again, `recover` ends the site safely.
+#[test]
+fn upgrade_bastion_gone_silent_mid_run_is_given_up_by_keepalive_then_recovered() {
+    let u = bastion_upgrade(2);
+    let cfg = quick_keepalive(&u);
+    u.inject("h02", "upgrade.slow", Some("4"));
+    let child = spawn_upgrade(&u, &["-F", &cfg, "-l", "h02", "--batches", "100%"]);
+    let s = u.sites_of("h02")[0].clone();
+    wait_until("h02's DB upgrade under way", secs(60), || {
+        s.db_version().ends_with(".upgrade")
+    });
+    u.lab.freeze_host("h01").expect("freeze the bastion");
+    let frozen = Instant::now();
+    let o = finish_within(child, secs(40), "the upgrade whose bastion went silent");
+    let took = frozen.elapsed();
+    u.lab.thaw_host("h01").expect("thaw the bastion");
+    assert_eq!(o.status.code(), Some(1), "{}", both(&o));
+    assert!(
+        took < secs(20),
+        "given up {took:?} after the bastion went silent: {}",
+        both(&o)
+    );
+    assert!(
+        stderr(&o).contains("STILL IN MAINTENANCE: h02/site1"),
+        "{}",
+        both(&o)
+    );
+    let run = run_id(&u);
+    nothing_running(&run, secs(15));
+    clear(&u, "h02", "upgrade.slow");
+    let o = cmd(&u, &["-F", &cfg, "recover", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(safe(&s), "{}", both(&o));
+    assert_eq!(db_upgrades(&u, "h02"), 1, "the DB upgrade ran again");
+    let o = cmd(&u, &["-F", &cfg, "recover", "--yes"]);
+    assert!(stderr(&o).contains("nothing to recover"), "{}", both(&o));
+    Figures {
+        sites: 1,
+        recovered: 1,
+        left_down: left_down(&[s]),
+        ..Figures::default()
+    }
+    .save("network: upgrade, silent bastion");
+}
+
 /// A lab of `hosts` hosts, one CiviCRM site each, the first the bastion of the others.
 fn bastion_upgrade(hosts: usize) -> Upgrade {
     let lab = TestLab::with_bastion(hosts);
