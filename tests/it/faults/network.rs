@@ -1,9 +1,12 @@
 //! Network and host faults during `fleet upgrade` and `fleet migrate release`: a host down
-//! before connect, a host killed mid-step, a host that accepts TCP and never speaks SSH, a
-//! command hanging past its step timeout, a connection dropped mid-upload, the bastion dying
-//! mid-run. Each ends with what is true on the hosts (versions, maintenance, served release,
-//! the fakes' call logs), nothing of the run still running there, and `fleet recover` with
-//! nothing left to recover, or recovering exactly the sites the run named.
+//! before connect, a host killed mid-step (in the DB upgrade, after the release's switch, in
+//! the middle of the recovery), a host that accepts TCP and never speaks SSH, a host that goes
+//! silent mid-step (its sshd frozen: nothing closes, nothing answers), a command hanging past
+//! its step timeout, a connection dropped mid-upload, the bastion dying, going silent, or
+//! coming back between batches. Each ends with what is true on the hosts (versions,
+//! maintenance, served release, the fakes' call logs), nothing of the run still running
+//! there, and `fleet recover` with nothing left to recover, or recovering exactly the sites
+//! the run named.
 //!
 //! (The host killed while its site is in maintenance before the DB step is
 //! `upgrade::host_killed_mid_run_is_reported_and_recovered`; an upload cut off by its own
