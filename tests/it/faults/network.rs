@@ -701,6 +701,20 @@ fn upgrade_connection_dropped_mid_upload_leaves_the_site_untouched_and_says_why(
     assert_eq!(s.maintenance(), prior_maintenance(&s));
     assert!(!u.calls("h02").iter().any(is_maintenance_on));
     assert_eq!(u.sites_of("h01")[0].db_version(), TO, "{}", both(&o));
+    // The cut came before the run could release h02/site1's lock on the host: the journal
+    // knows, and `recover` releases it (and touches nothing else), then has nothing left.
+    let locks = s.backup_dir.join(".fleet-locks");
+    let held = || std::fs::read_dir(&locks).map_or(0, Iterator::count);
+    assert_eq!(held(), 1, "the lock the cut left");
+    let o = cmd(&u, &["recover", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", both(&o));
+    assert!(
+        stderr(&o).contains("released the lock") && stderr(&o).contains("`site1`"),
+        "{}",
+        both(&o)
+    );
+    assert_eq!(held(), 0, "the lock is still there: {}", both(&o));
+    assert!(safe(&s) && s.code_version() == FROM);
     nothing_to_recover(&u);
     let down = left_down(&u.sites);
 
