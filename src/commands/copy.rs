@@ -217,6 +217,7 @@ async fn copy_host(
                         mode: plan.mode.unwrap_or(file.mode & 0o777),
                         owner: plan.owner.clone(),
                         sync: plan.sync,
+                        env: Vec::new(),
                     };
                     let state = match there {
                         Some(t) if t.is(file, &put) => {

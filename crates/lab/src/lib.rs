@@ -395,6 +395,79 @@ impl Lab {
         record::write(self)
     }
 
+    /// Drops every open connection of one host, as a cut network would, and leaves the host
+    /// up: the sshd processes serving its connections are killed (SIGKILL), while its listener
+    /// (new connections are accepted) and the commands those sessions ran are left alone (they
+    /// see their stdin end and their output go nowhere, as after a dropped connection).
+    /// Returns how many connection processes were killed.
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`].
+    pub fn drop_connections(&self, name: &str) -> Result<usize, LabError> {
+        let connections = self.connection_processes(name)?;
+        for &p in &connections {
+            sshd::kill9(p);
+        }
+        Ok(connections.len())
+    }
+
+    /// Freezes one host's SSH service, as a network that silently drops every packet (or a
+    /// machine that hangs) would: its sshd and the processes serving its connections are
+    /// stopped (SIGSTOP). The kernel still accepts TCP connections and the commands the
+    /// sessions ran go on, but nothing more is heard over SSH until [`Lab::thaw_host`].
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`].
+    pub fn freeze_host(&self, name: &str) -> Result<(), LabError> {
+        self.signal_service(name, rustix::process::Signal::STOP)
+    }
+
+    /// Lets a host frozen by [`Lab::freeze_host`] go on (SIGCONT).
+    ///
+    /// # Errors
+    ///
+    /// [`LabError::UnknownHost`].
+    pub fn thaw_host(&self, name: &str) -> Result<(), LabError> {
+        self.signal_service(name, rustix::process::Signal::CONT)
+    }
+
+    fn signal_service(&self, name: &str, signal: rustix::process::Signal) -> Result<(), LabError> {
+        let mut pids = self.connection_processes(name)?;
+        pids.extend(self.host(name).and_then(|h| h.pid));
+        for p in pids {
+            if let Some(p) = i32::try_from(p)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, signal);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sshd processes serving host `name`'s connections (not its listener, not the
+    /// commands its sessions ran).
+    fn connection_processes(&self, name: &str) -> Result<Vec<u32>, LabError> {
+        let i = self.index(name)?;
+        let Some(pid) = self.hosts[i].pid else {
+            return Ok(Vec::new());
+        };
+        if !sshd::is_our_sshd(pid, &SshdFiles::new(&self.dir, name).config()) {
+            return Ok(Vec::new());
+        }
+        // OpenSSH 9.2 forks `sshd` per connection (the privileged monitor and the session);
+        // 9.8 and later run `sshd-session`. Neither is a command a session ran.
+        Ok(descendants(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim_end().starts_with("sshd"))
+            })
+            .collect())
+    }
+
     /// Starts one host again (same address, port and keys); returns once it answers.
     /// Starting a running host does nothing.
     ///

@@ -380,8 +380,18 @@ impl HostRun<'_> {
             .await
         {
             Ok(o) if o.status.success() => {
+                // Tagged as every journaled step is (see `engine.rs`), so that what is left
+                // of a cut-off upload on the host is told as this run's.
+                let tag = format!("{}/{}/{}", self.ctx.run, self.host, id.unwrap_or_default());
                 self.session
-                    .upload(local, dest, 0o600, &opts, &self.ctx.cancel.abort)
+                    .upload(
+                        local,
+                        dest,
+                        0o600,
+                        &[("FLEET_RUN_STEP", &tag)],
+                        &opts,
+                        &self.ctx.cancel.abort,
+                    )
                     .await
             }
             Ok(o) => Ok(o),

@@ -171,10 +171,11 @@ impl Remote for RuledHost {
         local: &'a Path,
         dest: &'a str,
         mode: u32,
+        env: &'a [(&'a str, &'a str)],
         opts: &'a ExecOptions,
         cancel: &'a CancellationToken,
     ) -> BoxFut<'a, Result<ExecOutput, ExecError>> {
-        self.inner.upload(local, dest, mode, opts, cancel)
+        self.inner.upload(local, dest, mode, env, opts, cancel)
     }
     fn close(&self) -> BoxFut<'_, ()> {
         self.inner.close()

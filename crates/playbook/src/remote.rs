@@ -25,12 +25,14 @@ pub(crate) trait Remote: Send + Sync {
         cancel: &'a CancellationToken,
     ) -> BoxFut<'a, Result<ExecOutput, ExecError>>;
 
-    /// Uploads `local` to `dest` (atomically, with `mode`).
+    /// Uploads `local` to `dest` (atomically, with `mode`), its processes on the host
+    /// carrying `env`.
     fn upload<'a>(
         &'a self,
         local: &'a Path,
         dest: &'a str,
         mode: u32,
+        env: &'a [(&'a str, &'a str)],
         opts: &'a ExecOptions,
         cancel: &'a CancellationToken,
     ) -> BoxFut<'a, Result<ExecOutput, ExecError>>;
@@ -64,10 +66,11 @@ impl Remote for Session {
         local: &'a Path,
         dest: &'a str,
         mode: u32,
+        env: &'a [(&'a str, &'a str)],
         opts: &'a ExecOptions,
         cancel: &'a CancellationToken,
     ) -> BoxFut<'a, Result<ExecOutput, ExecError>> {
-        Box::pin(Session::upload(self, local, dest, mode, opts, cancel))
+        Box::pin(Session::upload(self, local, dest, mode, env, opts, cancel))
     }
 
     fn close(&self) -> BoxFut<'_, ()> {

@@ -302,13 +302,18 @@ impl Remote for LocalHost {
         local: &'a Path,
         dest: &'a str,
         mode: u32,
+        env: &'a [(&'a str, &'a str)],
         opts: &'a ExecOptions,
         cancel: &'a CancellationToken,
     ) -> BoxFut<'a, Result<ExecOutput, ExecError>> {
         // Through the shell like any command (so faults count it), atomically as the SSH
         // upload does: a temp file, then a rename.
+        let exports: String = env
+            .iter()
+            .map(|(k, v)| format!("export {k}={}; ", fleet_remote_exec::quote(v)))
+            .collect();
         let script = format!(
-            "cp {src} {dest}.part && chmod {mode:o} {dest}.part && mv {dest}.part {dest}",
+            "{exports}cp {src} {dest}.part && chmod {mode:o} {dest}.part && mv {dest}.part {dest}",
             src = fleet_remote_exec::quote(&local.display().to_string()),
             dest = fleet_remote_exec::quote(dest),
         );

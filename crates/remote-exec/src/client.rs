@@ -180,7 +180,18 @@ impl Client {
                 .join(">");
             let cell = {
                 let mut jumps = self.inner.jumps.lock().unwrap_or_else(|e| e.into_inner());
-                jumps.entry(key).or_default().clone()
+                let slot = jumps.entry(key).or_default();
+                // A kept connection that has died since (the bastion restarted, the network
+                // dropped it) is no way to the hosts behind it: the next target makes a new
+                // one. A failed connect stays kept, so every host behind a dead bastion gets
+                // that one error rather than an attempt each.
+                if slot
+                    .get()
+                    .is_some_and(|r| r.as_ref().is_ok_and(Session::is_closed))
+                {
+                    *slot = JumpSlot::default();
+                }
+                slot.clone()
             };
             let prev = via.clone();
             let session = cell

@@ -180,9 +180,19 @@ impl Session {
             .handle
             .channel_open_direct_tcpip(address, u32::from(port), "127.0.0.1", 0)
             .await
-            .map_err(|e| ExecError::Refused {
-                endpoint: self.shared.endpoint.clone(),
-                reason: format!("tunnel to `{address}:{port}` refused: {e}"),
+            .map_err(|e| {
+                // Over a connection that is gone nothing was refused: say it is lost.
+                if self.is_closed() {
+                    ExecError::Disconnected {
+                        endpoint: self.shared.endpoint.clone(),
+                        source: Some(Box::new(e)),
+                    }
+                } else {
+                    ExecError::Refused {
+                        endpoint: self.shared.endpoint.clone(),
+                        reason: format!("tunnel to `{address}:{port}` refused: {e}"),
+                    }
+                }
             })?;
         Ok(ch.into_stream())
     }

@@ -173,6 +173,23 @@ pub struct PutOptions {
     /// Flush the file to the host's disk before it takes its name, so a crash of the host
     /// right after cannot leave an empty or partial file under the name.
     pub sync: bool,
+    /// Variables the upload's processes on the host carry (exported first), e.g. a tag that
+    /// tells them from others; each name must be a shell identifier.
+    pub env: Vec<(String, String)>,
+}
+
+/// `export NAME='value'; ` for each of `env`, or why a name is no shell variable's.
+fn exports(env: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::new();
+    for (name, value) in env {
+        let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier {
+            return Err(format!("`{}` is not a variable name", name.escape_debug()));
+        }
+        out.push_str(&format!("export {name}={}; ", quote(value)));
+    }
+    Ok(out)
 }
 
 /// A file already at a destination, as the host reports it.
@@ -234,6 +251,7 @@ impl Session {
         local: &Path,
         remote: &str,
         mode: u32,
+        env: &[(&str, &str)],
         opts: &ExecOptions,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, ExecError> {
@@ -242,6 +260,10 @@ impl Session {
             mode,
             owner: None,
             sync: true,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         self.put(&file, remote, &put, opts, cancel, None).await
     }
@@ -285,6 +307,10 @@ impl Session {
             // session's user may give them.
             None => "if [ -e \"$d\" ]; then o=$(fleet_ids \"$d\") && chown -- \"$o\" \"$t\" 2>/dev/null; fi; ".into(),
         };
+        let exports = exports(&put.env).map_err(|reason| ExecError::Refused {
+            endpoint: self.endpoint().to_owned(),
+            reason,
+        })?;
         // coreutils' `sync FILE` (8.24+); where it is missing the rename still happens.
         let sync = if put.sync {
             "sync -- \"$t\" 2>/dev/null; "
@@ -292,7 +318,7 @@ impl Session {
             ""
         };
         let script = format!(
-            "{SHELL_HELPERS}d={dest}; \
+            "{exports}{SHELL_HELPERS}d={dest}; \
              if [ -L \"$d\" ]; then echo \"fleet: $d is a symbolic link; not replacing it\" >&2; exit 1; fi; \
              if [ -d \"$d\" ]; then echo \"fleet: $d is a directory\" >&2; exit 1; fi; \
              t=$(mktemp \"$(dirname -- \"$d\")/.fleet-upload.XXXXXX\") || exit 1; \
@@ -589,6 +615,7 @@ mod tests {
             mode: 0o644,
             owner: owner.map(str::to_owned),
             sync: true,
+            env: Vec::new(),
         };
         assert!(there.is(&local, &opts(None)));
         assert!(there.is(&local, &opts(Some("web"))));
@@ -604,6 +631,7 @@ mod tests {
                 mode: 0o600,
                 owner: None,
                 sync: true,
+                env: Vec::new(),
             }
         ));
         let other = RemoteFile {
@@ -611,6 +639,25 @@ mod tests {
             ..there
         };
         assert!(!other.is(&local, &opts(None)));
+    }
+
+    #[test]
+    fn upload_variables_are_exported_quoted_and_names_checked() {
+        #[track_caller]
+        fn case(name: &str, value: &str, want: Result<&str, &str>) {
+            let got = exports(&[(name.to_owned(), value.to_owned())]);
+            assert_eq!(got.as_deref(), want.map_err(str::to_owned).as_deref());
+        }
+        case(
+            "FLEET_RUN_STEP",
+            "r/h01/7",
+            Ok("export FLEET_RUN_STEP=r/h01/7; "),
+        );
+        case("_x1", "a'b", Ok("export _x1='a'\\''b'; "));
+        case("1X", "v", Err("`1X` is not a variable name"));
+        case("A;rm", "v", Err("`A;rm` is not a variable name"));
+        case("", "v", Err("`` is not a variable name"));
+        assert_eq!(exports(&[]).as_deref(), Ok(""));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::{both, fleet, redact, run, stderr, stdout};
 
 mod civicrm;
 mod cleanup;
-mod rollout;
+pub(crate) mod rollout;
 
 pub(crate) use rollout::{imported_lab, new_maintenance};
 

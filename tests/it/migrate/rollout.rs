@@ -6,7 +6,7 @@ use super::{Poller, build, import, migrate_lab, run_id, site_lines};
 use crate::upgrade::Upgrade;
 use crate::{both, fleet, stdout};
 
-pub(super) fn release(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Command {
+pub(crate) fn release(u: &Upgrade, run: &str, extra: &[&str]) -> std::process::Command {
     let mut c = fleet(&u.lab.inventory_path());
     c.arg("--state-dir")
         .arg(u.state.path())

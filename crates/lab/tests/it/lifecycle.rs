@@ -206,3 +206,75 @@ fn start_host_fails_fast_when_its_address_is_taken() {
         "h01\n"
     );
 }
+
+/// `drop_connections` cuts an open session (the client sees its connection end) and leaves
+/// the host up and its command running; `freeze_host` leaves a new connection unanswered
+/// (the kernel accepts it, no banner comes) until `thaw_host`.
+#[test]
+fn dropped_connections_end_and_a_frozen_host_answers_again_once_thawed() {
+    use std::io::BufRead as _;
+    use std::time::{Duration, Instant};
+
+    let lab = TestLab::start(1);
+    let h = lab.hosts()[0].clone();
+    let marker = h.root.join("survived");
+    let mut session = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(lab.ssh_config())
+        .args(["-o", "BatchMode=yes"])
+        .arg(h.address.to_string())
+        .arg(format!(
+            "echo started; sleep 1; touch '{}'",
+            marker.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut line = String::new();
+    std::io::BufReader::new(session.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "started\n");
+    assert!(lab.drop_connections("h01").expect("drop") > 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = session.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the session outlived its cut"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    assert_eq!(
+        stdout_ok(&ssh(&lab, &h, "echo up")),
+        "up\n",
+        "the host went down"
+    );
+    // The command of the cut session went on without it.
+    let t = Instant::now();
+    while !marker.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the cut session's command died"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    lab.freeze_host("h01").expect("freeze");
+    let mut tcp = std::net::TcpStream::connect((h.address, h.port)).expect("TCP accepted");
+    tcp.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut banner = [0u8; 4];
+    assert!(
+        std::io::Read::read(&mut tcp, &mut banner).is_err(),
+        "a frozen host spoke"
+    );
+    lab.thaw_host("h01").expect("thaw");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    std::io::Read::read_exact(&mut tcp, &mut banner).expect("the banner once thawed");
+    assert_eq!(&banner, b"SSH-");
+}

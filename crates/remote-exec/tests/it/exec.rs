@@ -420,6 +420,41 @@ async fn jump_host_reaches_the_target() {
     );
 }
 
+/// The jump host's connection, kept for every target behind it, dies (the bastion stays up):
+/// the next target behind it gets a new connection to the bastion, not the dead one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jump_connection_that_died_is_made_again() {
+    let lab = TestLab::start(2);
+    let (bastion, inner) = (&lab.hosts()[0], &lab.hosts()[1]);
+    let mut t = target(&lab, inner);
+    t.jump = vec![target(&lab, bastion)];
+    let c = client();
+    let echo = RemoteCommand::shell("echo $FLEET_HOST");
+    let first = c
+        .connect(&t, &CancellationToken::new())
+        .await
+        .expect("connect via jump");
+    first.close().await;
+    drop(first);
+    let cut = lab.drop_connections(&bastion.name).expect("drop");
+    assert!(cut > 0, "no connection to the bastion to drop");
+    // The client hears the connection end at once (the kernel closes the socket).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = c
+        .connect(&t, &CancellationToken::new())
+        .await
+        .expect("connect via the bastion again");
+    let out = again
+        .exec(
+            &echo,
+            &opts(Duration::from_secs(20)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout.to_string_lossy(), format!("{}\n", inner.name));
+}
+
 /// However fast the hosts answer and however idle the CPU, admission never exceeds an
 /// explicit ceiling; every host still connects.
 #[tokio::test(flavor = "multi_thread")]

@@ -26,6 +26,7 @@ async fn upload_is_complete_atomic_and_has_the_mode() {
             &local,
             dest.to_str().expect("utf8"),
             0o640,
+            &[],
             &opts,
             &CancellationToken::new(),
         )
@@ -53,6 +54,7 @@ async fn upload_is_complete_atomic_and_has_the_mode() {
             &local,
             host.root.join("missing/x").to_str().expect("utf8"),
             0o600,
+            &[],
             &opts,
             &CancellationToken::new(),
         )
