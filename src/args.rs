@@ -113,7 +113,8 @@ pub(crate) struct ResumeArgs {
     /// Run id (a unique prefix is enough)
     pub(crate) run: String,
 
-    /// Bound on each remote step (default: the one the run started with)
+    /// Bound on each remote step (default: the one an upgrade run started with; 30 min for a
+    /// migrate run)
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) step_timeout: Option<Duration>,
 
