@@ -229,7 +229,6 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::RunInfo;
 
     fn budget(batch: usize, hosts: usize, budget: usize, run_budget: usize) -> BatchBudget {
         BatchBudget {
@@ -272,14 +271,7 @@ mod tests {
     #[test]
     fn decisions_read_back_in_the_order_they_were_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        let run = j
-            .create_run(&RunInfo {
-                procedure: "civicrm-d7".into(),
-                target: "5.70.0".into(),
-                args: "fleet upgrade".into(),
-            })
-            .unwrap();
+        let (j, run) = crate::journal::tests::with_run(dir.path());
         let canary = budget(0, 1, 0, 1);
         let id = j.batch_admitted(&run, &canary).unwrap();
         assert_eq!(j.batches(&run).unwrap()[0].verdict, BatchVerdict::Admitted);

@@ -58,20 +58,12 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::RunInfo;
     use crate::vocab::{ArtifactKind, StepName, StepState};
 
     #[test]
     fn a_lock_is_held_from_its_record_until_a_later_unlock() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        let run = j
-            .create_run(&RunInfo {
-                procedure: "civicrm-d7".into(),
-                target: "5.70.0".into(),
-                args: String::new(),
-            })
-            .unwrap();
+        let (j, run) = crate::journal::tests::with_run(dir.path());
         let step = |site: &str, name: &str, state: StepState| {
             let id = j
                 .step_start(&run, "h01", &Unit::site(site), &StepName::parse(name), "")

@@ -3,6 +3,19 @@
 use super::*;
 use crate::vocab::BuiltinStep;
 
+/// A journal in `dir` with one upgrade run recorded: the journal and the run's id.
+pub(super) fn with_run(dir: &Path) -> (Journal, String) {
+    let j = Journal::open(dir).unwrap();
+    let run = j
+        .create_run(&RunInfo {
+            procedure: "civicrm-d7".into(),
+            target: "5.70.0".into(),
+            args: "fleet upgrade".into(),
+        })
+        .unwrap();
+    (j, run)
+}
+
 #[test]
 fn journal_round_trip_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,14 +254,7 @@ fn a_journal_from_a_newer_fleet_is_refused_and_left_alone() {
 #[test]
 fn a_word_this_build_does_not_know_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path()).unwrap();
-    let run = j
-        .create_run(&RunInfo {
-            procedure: "civicrm-d7".into(),
-            target: "5.70.0".into(),
-            args: String::new(),
-        })
-        .unwrap();
+    let (j, run) = with_run(dir.path());
     j.with(|c| c.execute("UPDATE runs SET state = 'paused' WHERE id = ?1", [&run]))
         .unwrap();
     let e = chain(&j.run(&run).expect_err("unknown state"));
@@ -327,14 +333,7 @@ fn journal_writer_until_killed() {
 fn a_journal_killed_mid_write_opens_whole() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    Journal::open(&state)
-        .unwrap()
-        .create_run(&RunInfo {
-            procedure: "civicrm-d7".into(),
-            target: "5.70.0".into(),
-            args: String::new(),
-        })
-        .unwrap();
+    with_run(&state);
     let exe = std::env::current_exe().unwrap();
     let mut rows_seen = 0;
     for round in 0..12u64 {
