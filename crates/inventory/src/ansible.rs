@@ -74,7 +74,7 @@ mod emit;
 mod ini;
 mod literal;
 mod model;
-mod pattern;
+pub(crate) mod pattern;
 mod resolve;
 mod shlex;
 mod vars_dirs;
