@@ -8,6 +8,7 @@
 //! table after the run (`tests/it/faults/figures.sh`).
 
 mod controller; // SIGKILL of the controller after the N-th journal write, then resume or recover
+mod inputs; // bad input: every parser fed generated and mutated documents, and bad files through the binary
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
