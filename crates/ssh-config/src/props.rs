@@ -84,8 +84,6 @@ const TOKENS: &[&str] = &[
     "]",
 ];
 
-type Edit = (Index, u8, &'static str, Index);
-
 fn near_valid() -> impl Strategy<Value = String> {
     (
         proptest::collection::vec(select(LINES), 0..16),

@@ -559,16 +559,12 @@ fn parsers_survive_generated_and_mutated_input() {
     figures.inputs += bin.0;
     failures.append(&mut bin.1);
     figures.save("bad input: parsers");
-    eprintln!(
-        "bad input: {} inputs in {:.1?}, {} failed",
-        figures.inputs,
-        started.elapsed(),
-        failures.len()
-    );
     assert!(
         failures.is_empty(),
-        "{} failed:\n{}",
+        "{} of {} inputs failed in {:.1?}:\n{}",
         failures.len(),
+        figures.inputs,
+        started.elapsed(),
         failures.join("\n")
     );
     assert_eq!(figures.panics, 0);
