@@ -106,6 +106,7 @@ const YAML_LINES: &[&str] = &[
     "      vars:",
     "        http_port: '8080'",
     "        list: [1, 2, {a: b}]",
+    "        \"odd\\nkey\\\"\": 'x'",
     "    db:",
     "      hosts:",
     "        db-[a:b]: {ansible_user: dba}",
