@@ -97,7 +97,8 @@ struct Parser {
     check: fn(&str),
 }
 
-/// The seed documents of fuzz target `target` (`fuzz/seeds/TARGET/*`).
+/// The seed documents of fuzz target `target` (`fuzz/seeds/TARGET/*`), read as the targets
+/// read their input (not UTF-8: replaced).
 fn seeds(target: &str) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/seeds")
@@ -109,7 +110,7 @@ fn seeds(target: &str) -> Vec<String> {
     files.sort();
     let seeds: Vec<String> = files
         .iter()
-        .map(|f| std::fs::read_to_string(f).expect("seed"))
+        .map(|f| String::from_utf8_lossy(&std::fs::read(f).expect("seed")).into_owned())
         .collect();
     assert!(!seeds.is_empty(), "no seeds in `{}`", dir.display());
     seeds
