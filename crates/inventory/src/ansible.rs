@@ -78,7 +78,7 @@ pub(crate) mod pattern;
 mod resolve;
 mod shlex;
 mod vars_dirs;
-mod yaml;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ use crate::{Inventory, Selector, compact_names};
 const ORIGIN: &str = "/nonexistent-fleet-props/inv.toml";
 const INI_ORIGIN: &str = "/nonexistent-fleet-props/hosts.ini";
 const YAML_ORIGIN: &str = "/nonexistent-fleet-props/hosts.yml";
+const VARS_ORIGIN: &str = "/nonexistent-fleet-props/group_vars/web.yml";
 
 /// Lines of valid TOML inventories, recombined by the generator.
 const TOML_LINES: &[&str] = &[
@@ -112,6 +113,27 @@ const YAML_LINES: &[&str] = &[
     "        db-[a:b]: {ansible_user: dba}",
     "anchor: &a {x: 1}",
     "alias: *a",
+    "---",
+    "",
+];
+
+/// Lines of `group_vars`/`host_vars` files.
+const VARS_LINES: &[&str] = &[
+    "ntp: ntp.example.org",
+    "tier: web-gv",
+    "max_conn: 100",
+    "limits: {open_files: 4096}",
+    "pkgs: [nginx, certbot]",
+    "pass: !vault |",
+    "  $ANSIBLE_VAULT;1.1;AES256",
+    "  6162",
+    "<<: {a: 1}",
+    "n: 0x1f",
+    "t: yes",
+    "s: !!str 22",
+    "u: !unsafe '{{ x }}'",
+    "- a",
+    "{\"json\": [1, 2]}",
     "---",
     "",
 ];
@@ -456,6 +478,21 @@ proptest! {
                 prop_assert!(table.is_ok(), "converted to bad TOML {:?}:\n{}", table, converted);
             }
             Err(msg) => names_file_line(&msg, YAML_ORIGIN, &text),
+        }
+    }
+
+    #[test]
+    fn ansible_vars_files_never_panic_and_name_file_line(
+        text in prop_oneof![near_valid(VARS_LINES), ".{0,200}"]
+    ) {
+        let file: std::sync::Arc<Path> = std::sync::Arc::from(Path::new(VARS_ORIGIN));
+        let parse = || ansible::yaml::parse_vars_file(&file, &text).map(|l| {
+            l.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>()
+        }).map_err(|e| e.to_string());
+        let first = parse();
+        prop_assert_eq!(&first, &parse());
+        if let Err(msg) = first {
+            names_file_line(&msg, VARS_ORIGIN, &text);
         }
     }
 
