@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= $(CURDIR)/target/demo-lab
 DEMO_HOSTS ?= 6
 
-.PHONY: deps build demo test test-faults check ci bench snapshots doc clean-lab
+.PHONY: deps build demo test test-faults fuzz fuzz-replay check ci bench snapshots doc clean-lab
 
 NGINX ?= /usr/sbin/nginx
 
@@ -107,6 +107,31 @@ test-faults: deps
 	fi; \
 	bash tests/it/faults/figures.sh $(FAULT_FIGURES) || rc=$$?; \
 	exit $$rc
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := inventory_toml host_range selector ansible_ini ansible_yaml playbook manifest known_hosts ssh_config
+
+## fuzz: each cargo fuzz target of fuzz/ (one per parser) for FUZZ_SECONDS (default 30),
+## starting from fuzz/seeds/TARGET; a crash stops it with its input in fuzz/artifacts/TARGET.
+## On the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo fuzz pass its -Z flags, and
+## `-s none` runs without a sanitizer (ASan needs a nightly std); -a keeps overflow checks.
+## An input is a hang after 60 s: an instrumented build loading a 100,000-host range on a
+## busy machine takes over 10
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	@set -e; cd fuzz; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -O -a $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=60 -rss_limit_mb=2048 -print_final_stats=1; \
+	done
+
+## fuzz-replay: the fuzz targets' checks over their seeds and corpus without libFuzzer (one
+## crash: `cd fuzz && cargo run --features replay --bin replay -- TARGET FILE`)
+fuzz-replay:
+	@set -e; cd fuzz; for t in $(FUZZ_TARGETS); do \
+	  cargo run -q --features replay --bin replay -- $$t seeds/$$t $$( [ -d corpus/$$t ] && echo corpus/$$t ); \
+	done
 
 ## bench: fleet exec vs pssh, pdsh and clush on 50, 200 and 500 lab hosts, and the upgrade
 ## controller's cost; writes bench/results/ (installs the peers from Debian's packages)

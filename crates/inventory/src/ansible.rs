@@ -74,11 +74,11 @@ mod emit;
 mod ini;
 mod literal;
 mod model;
-mod pattern;
+pub(crate) mod pattern;
 mod resolve;
 mod shlex;
 mod vars_dirs;
-mod yaml;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -38,11 +38,12 @@ impl InventoryError {
     }
 }
 
-/// Why a host selection failed.
+/// Why a host selection failed. The selector text is shown with control characters escaped,
+/// so that an error stays one line and a terminal never receives them raw.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
     /// The selector text itself is malformed.
-    #[error("bad selector `{selector}`: {reason}")]
+    #[error("bad selector `{}`: {}", printable(selector), printable(reason))]
     Syntax {
         /// The selector.
         selector: String,
@@ -61,10 +62,10 @@ pub enum SelectError {
     #[error("inventory `{}` defines no hosts", .0.display())]
     NoHosts(PathBuf),
     /// A term matched no host or group.
-    #[error("no host or group matches `{0}`")]
+    #[error("no host or group matches `{}`", printable(.0))]
     NoMatch(String),
     /// The whole selection is empty.
-    #[error("selection `{0}` matches no host")]
+    #[error("selection `{}` matches no host", printable(.0))]
     Empty(String),
 }
 

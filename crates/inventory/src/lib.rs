@@ -39,6 +39,8 @@ mod ansible;
 mod compact;
 mod error;
 mod model;
+#[cfg(test)]
+mod props;
 mod range;
 mod raw;
 mod rollout;

@@ -35,7 +35,11 @@ pub(crate) fn expand(pattern: &str) -> Result<Vec<String>, String> {
     if lo > hi {
         return Err(format!("range `[{inner}]` in `{pattern}` goes backwards"));
     }
-    let count = usize::try_from(hi - lo + 1).unwrap_or(usize::MAX);
+    // `[0:18446744073709551615]` holds one more number than a u64 can count.
+    let count = usize::try_from(hi - lo)
+        .ok()
+        .and_then(|c| c.checked_add(1))
+        .unwrap_or(usize::MAX);
     let width = if a.len() > 1 && a.starts_with('0') {
         a.len()
     } else {
@@ -93,5 +97,8 @@ mod tests {
         fails("web]", "unmatched");
         fails("web[1-5]", "must look like");
         fails("h[0:999999]", "more than");
+        // Found by the properties (`props.rs`): the count overflowed.
+        fails("h[0:18446744073709551615]", "more than");
+        fails("h[1:18446744073709551615]", "more than");
     }
 }

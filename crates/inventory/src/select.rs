@@ -331,6 +331,19 @@ hosts = ["web01", "web02", "db1"]
         ));
     }
 
+    /// Found by the properties (`props.rs`): a control character of the selector went raw
+    /// into the error, so a terminal received it and the error could span lines.
+    #[test]
+    fn selector_errors_escape_control_characters() {
+        let inv = inv();
+        let e = inv
+            .select(&[Selector::parse("web\u{1b}x").unwrap()])
+            .unwrap_err();
+        assert_eq!(e.to_string(), "no host or group matches `web\\u{1b}x`");
+        let e = Selector::parse("a,!\n").unwrap_err().to_string();
+        assert_eq!(e, "bad selector `a,!\\n`: bad term `!`");
+    }
+
     /// Every selection from an inventory without hosts fails, naming the file, instead of
     /// running on nothing.
     #[test]

@@ -30,6 +30,8 @@ mod plan;
 mod playbook;
 mod procedure;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod regress;
 mod remote;
 mod restore;

@@ -123,6 +123,17 @@ impl KnownHostsFile {
     }
 }
 
+/// Parses `text` as a known_hosts file and returns the lines of the entries that `name` (a
+/// host as [`lookup_name`] writes it) matches, in the order the checker reads them. For the
+/// `fuzz/` targets and the fault suite's bad-input scenario only: connections read
+/// known_hosts through [`Client`](crate::Client).
+pub fn matching_lines(text: &str, name: &str) -> Vec<usize> {
+    KnownHostsFile::parse(text)
+        .matching(name)
+        .map(|e| e.line)
+        .collect()
+}
+
 fn parse_line(line: &str, number: usize) -> Option<Entry> {
     let mut fields = line.split_ascii_whitespace();
     let mut first = fields.next()?;
@@ -385,6 +396,9 @@ fn append_locked(
     f.sync_data()?;
     f.unlock()
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

@@ -55,6 +55,8 @@ pub use client::{Client, ClientOptions, DEFAULT_MAX_HANDSHAKES};
 pub use command::{RemoteCommand, Sudo, quote};
 pub use error::{ExecError, HostKeyError};
 pub use escalate::{Become, BecomeMethod, Secret};
+#[doc(hidden)]
+pub use known_hosts::matching_lines as known_hosts_matching_lines;
 pub use output::{Capture, ExecOutput, ExitStatus, Sink, Stream};
 pub use script::ScriptError;
 pub use session::{ExecOptions, Session};

@@ -21,6 +21,8 @@ mod expand;
 mod keywords;
 mod lex;
 mod pattern;
+#[cfg(test)]
+mod props;
 mod read;
 
 use std::collections::BTreeMap;

@@ -80,16 +80,31 @@ fn string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-/// A TOML key: bare when it can be.
+/// A TOML key: bare when it can be, else a basic string on one line. (`string` may give a
+/// multi-line literal, which is no key: a variable named `"a\nb"` in YAML made a converted
+/// inventory that did not parse.)
 fn key(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        s.to_owned()
-    } else {
-        string(s)
+        return s.to_owned();
     }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Writes `plan`, converted from the inventory at `path` (read from `head`, its start).
@@ -143,4 +158,47 @@ pub(crate) fn emit(path: &Path, plan: &Plan, head: &Origin) -> Converted {
         w.body(&table, &h.t, &h.at);
     }
     w.out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::key;
+    use crate::{Format, VarsDirs, ansible_to_toml_with};
+
+    /// Found by `make fuzz` (ansible_yaml): a key with a line break was written as a
+    /// multi-line literal, and the converted inventory did not parse.
+    #[test]
+    fn every_key_is_written_on_one_line_and_reads_back() {
+        for k in [
+            "a\nb",
+            "a'''b\r\n",
+            "q\"\\",
+            "tab\there",
+            "nul\0",
+            "é ü",
+            "",
+            "bare_ok-1",
+        ] {
+            let doc = format!("{} = 1\n", key(k));
+            assert_eq!(doc.lines().count(), 1, "{doc:?}");
+            let table: toml::Table = doc.parse().unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+            assert!(table.contains_key(k), "{doc:?} reads back as {table:?}");
+        }
+        let yaml = "all:\n  vars:\n    \"a\\nb\": 1\n  hosts:\n    web1:\n";
+        let toml = ansible_to_toml_with(
+            Path::new("/inv/hosts.yml"),
+            yaml,
+            Format::AnsibleYaml,
+            &VarsDirs::default(),
+        )
+        .expect("converts");
+        let table: toml::Table = toml.parse().unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        assert_eq!(
+            table["defaults"]["vars"]["a\nb"].as_integer(),
+            Some(1),
+            "{toml}"
+        );
+    }
 }

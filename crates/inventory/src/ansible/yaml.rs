@@ -61,6 +61,15 @@ impl Node {
     }
 }
 
+/// The number of the last line of `text` (line breaks as YAML counts them: `\n`, `\r\n`
+/// and a lone `\r`) and its length in characters.
+fn last_line(text: &str) -> (usize, usize) {
+    let breaks =
+        text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
+    let tail = text.rsplit(['\n', '\r']).next().unwrap_or("");
+    (breaks + 1, tail.chars().count())
+}
+
 /// The first (and only) document of `text`, read from `file`; `None` when it is empty.
 ///
 /// # Errors
@@ -83,7 +92,17 @@ pub(crate) fn document(file: &Arc<Path>, text: &str) -> Result<Option<Node>, Inv
             }
         }
     }
-    let at = |span: &Span| Origin::new(file, span.start.line().max(1), span.start.col() + 1);
+    // The scanner places the end of a text without a final line break on the line after its
+    // last one, which the file does not have: such a place is the end of the last line.
+    let (last_line, last_len) = last_line(text);
+    let place = |line: usize, col: usize| {
+        if line > last_line {
+            Origin::new(file, last_line, last_len + 1)
+        } else {
+            Origin::new(file, line.max(1), col + 1)
+        }
+    };
+    let at = |span: &Span| place(span.start.line(), span.start.col());
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root: Option<Node> = None;
@@ -92,8 +111,7 @@ pub(crate) fn document(file: &Arc<Path>, text: &str) -> Result<Option<Node>, Inv
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
-            Origin::new(file, e.marker().line().max(1), e.marker().col() + 1)
-                .err(format!("invalid YAML: {}", e.info()))
+            place(e.marker().line(), e.marker().col()).err(format!("invalid YAML: {}", e.info()))
         })?;
         let done = match event {
             Event::StreamEnd => break,
@@ -687,6 +705,26 @@ mod tests {
         );
         let top = "<<: {a: 1}\nb: 2\n";
         assert_eq!(val(top, "a"), Val::Int(1));
+    }
+
+    /// Found by the properties (`props.rs`): the end of a text without a final line break
+    /// was reported on a line after the last.
+    #[test]
+    fn an_error_at_the_end_of_a_text_without_a_final_break_is_on_its_last_line() {
+        error_at(
+            "%¡",
+            1,
+            3,
+            "invalid YAML: did not find expected <document start>",
+        );
+        error_at(
+            "a: 1\nb: [1, 2",
+            2,
+            9,
+            "invalid YAML: while parsing a flow sequence, expected ',' or ']'",
+        );
+        assert_eq!(last_line("a\r\nb\rc"), (3, 1));
+        assert_eq!(last_line("a\n"), (2, 0));
     }
 
     #[test]
