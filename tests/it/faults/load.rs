@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::{Figures, Rng, figures_dir, seed};
 use crate::fleet;
 use crate::resume::steps_running;
-use crate::upgrade::{FROM, TO, Upgrade, is_upgrade_call, prior_maintenance};
+use crate::upgrade::{FROM, TO, Upgrade, is_maintenance_on, is_upgrade_call, prior_maintenance};
 
 /// A bound only to catch a hung run, far past what either takes (speed is not asserted).
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -494,12 +494,24 @@ fn upgrade_of_hundreds_of_sites_with_a_tenth_failing_or_hanging_leaves_no_site_d
         let status = statuses
             .get(&(s.host.clone(), s.name.clone()))
             .map(String::as_str);
-        let status_ok = match f {
-            Upg::Ok => status == Some("upgraded"),
-            _ => matches!(status, Some("failed" | "rolled-back")),
+        // A hang on the first call stops the host before anything changed; the others had
+        // begun the database upgrade, so they are restored from the run's backups.
+        let want_status = match f {
+            Upg::Ok => "upgraded",
+            Upg::Hang => "failed",
+            Upg::Midway | Upg::HangInDb => "rolled-back",
         };
-        if !status_ok {
-            problems.push(format!("{who} ({f:?}): the journal says {status:?}"));
+        if status != Some(want_status) {
+            problems.push(format!(
+                "{who} ({f:?}): the journal says {status:?}, not {want_status}"
+            ));
+        }
+    }
+    for (h, f) in &plan {
+        if *f == Upg::Hang && u.calls(h).iter().any(is_maintenance_on) {
+            problems.push(format!(
+                "{h} (Hang): put in maintenance after its first call hung"
+            ));
         }
     }
     // Each CiviCRM database upgraded at most once, and only from the start version.
@@ -574,6 +586,12 @@ fn upgrade_of_hundreds_of_sites_with_a_tenth_failing_or_hanging_leaves_no_site_d
     };
     figures.save(scenario);
     let tally = |f: Upg| plan.values().filter(|p| **p == f).count();
+    let mut ended: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for ((host, _), status) in &statuses {
+        *ended
+            .entry((format!("{:?}", plan[host]), status.as_str()))
+            .or_default() += 1;
+    }
     save_measures(
         scenario,
         &[
@@ -588,6 +606,7 @@ fn upgrade_of_hundreds_of_sites_with_a_tenth_failing_or_hanging_leaves_no_site_d
             format!("fleet upgrade wall {:.1}s", w.wall.as_secs_f64()),
             format!("fleet peak fds {}", w.peak_fds),
             format!("fleet peak RSS {:.1} MiB", w.peak_rss_kib as f64 / 1024.0),
+            format!("journal, sites by fault and status: {ended:?}"),
         ],
     );
     finish(scenario, &problems);
