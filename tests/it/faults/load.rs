@@ -3,10 +3,10 @@
 //! once with what it did, every ok host's output is whole, every site ends upgraded or back
 //! where it was and out of maintenance, and nothing of either run is left running on the hosts.
 //!
-//! `FLEET_LOAD_HOSTS` sets the exec run's hosts (the 1,000 by default: some 80 s on a
+//! `FLEET_LOAD_HOSTS` sets the exec run's hosts (the 1,000 by default: 60 to 80 s on a
 //! busy 2-core machine) and `FLEET_LOAD_UPGRADE_HOSTS` the upgrade's. That one defaults to 100
 //! (200 sites), not the 200: the fakes cost about half a second of CPU per site, so
-//! 200 hosts took four minutes on that machine, more than the suite's time allows for one
+//! 200 hosts took 3 to 4 minutes on that machine, more than the suite's time allows for one
 //! test; `FLEET_LOAD_UPGRADE_HOSTS=200` runs the number. Each run is watched from
 //! outside: its wall time, and the peak open file descriptors and resident memory of the
 //! `fleet` process, sampled from `/proc`, are written beside the figures (`load_*.txt`).
@@ -229,7 +229,8 @@ fn exec_mismatch(name: &str, f: Exec, data: &str, line: &serde_json::Value) -> O
             for k in ["stdout", "stderr"] {
                 let v = o[k].as_str().unwrap_or_default();
                 if v.len() > 120 {
-                    o[k] = serde_json::json!(format!("{}... ({} bytes)", &v[..120], v.len()));
+                    let head: String = v.chars().take(120).collect();
+                    o[k] = serde_json::json!(format!("{head}... ({} bytes)", v.len()));
                 }
             }
         }
@@ -279,6 +280,21 @@ fn exec_on_1000_hosts_with_a_tenth_failing_or_hanging_loses_nothing() {
             lab.lab_mut().stop_host(name).expect("stop host");
         }
     }
+
+    // What is left of a run is found by its host's environment: prove that a process with
+    // one is seen, so that finding nothing afterwards means something.
+    let mut probe = Command::new("sleep")
+        .arg("60")
+        .env("FLEET_ROOT", &lab.hosts()[0].root)
+        .spawn()
+        .expect("probe");
+    let seen = !alive_on_lab(lab.dir()).is_empty();
+    let _ = probe.kill();
+    let _ = probe.wait();
+    assert!(
+        seen,
+        "a process with a lab host's FLEET_ROOT was not found in /proc"
+    );
 
     let work = tempfile::tempdir().expect("work dir");
     let out_dir = work.path().join("out");
@@ -362,18 +378,19 @@ fn exec_on_1000_hosts_with_a_tenth_failing_or_hanging_loses_nothing() {
         if *f != Exec::Hang {
             continue;
         }
+        // The pid alone proves nothing: pids wrap at 32768 here, and a busy machine reuses
+        // them within the run. It is the sleep if it still has its host's environment.
+        let root = format!("FLEET_ROOT={}", h.root.display());
         match std::fs::read_to_string(h.root.join("load/hang.pid")) {
-            Ok(pid)
-                if Path::new(&format!("/proc/{}", pid.trim())).exists()
-                    && !is_zombie(pid.trim().parse().unwrap_or(0)) =>
-            {
-                problems.push(format!(
-                    "{}: the hung sleep {} survived",
-                    h.name,
-                    pid.trim()
-                ));
+            Ok(pid) => {
+                let pid = pid.trim();
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                if env.split(|b| *b == 0).any(|v| v == root.as_bytes())
+                    && !is_zombie(pid.parse().unwrap_or(0))
+                {
+                    problems.push(format!("{}: the hung sleep {pid} survived", h.name));
+                }
             }
-            Ok(_) => {}
             Err(e) => problems.push(format!("{}: the hang never started ({e})", h.name)),
         }
     }
