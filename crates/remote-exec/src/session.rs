@@ -479,6 +479,15 @@ impl Session {
     /// others' both, so the `--` form is only the fallback. Returns true when every group is confirmed gone (a group this user may not
     /// signal counts as gone: under a become to another user, the login shell's group holds
     /// only that shell and the method, which end with the command).
+    ///
+    /// After the KILL, a zombie counts as gone. `kill -0` still succeeds on one, and a
+    /// process killed after its parent (a child that ignored the TERM its shell died of) is
+    /// reaped by the host's init, which may take its time: the lab machines' init took a
+    /// second, longer than the KILL's grace, so every such kill was reported as failed
+    /// although nothing ran any more, and an init that never reaps (many containers) would
+    /// make it so forever. `/proc` is read once, there only (it is slow on a host of
+    /// thousands of processes); where it cannot tell, a group that answers `kill -0` is
+    /// alive, as before.
     async fn kill_groups(&self, groups: &[u32], sudo: bool) -> bool {
         let k = if sudo { "sudo -n kill" } else { "kill" };
         let g: Vec<String> = groups.iter().map(|p| format!("-{p}")).collect();
@@ -486,9 +495,12 @@ impl Session {
         let script = format!(
             "k() {{ {k} \"$1\" \"$2\" 2>/dev/null || {k} \"$1\" -- \"$2\" 2>/dev/null; }}; \
              alive() {{ for p in {g}; do k -0 $p && return 0; done; return 1; }}; \
+             live() {{ [ -r /proc/self/stat ] || return 0; for f in /proc/[0-9]*/stat; do \
+             read -r l 2>/dev/null <\"$f\" || continue; set -- ${{l##*)}}; [ \"$1\" = Z ] && continue; \
+             for p in {g}; do [ \"-$3\" = \"$p\" ] && return 0; done; done; return 1; }}; \
              for p in {g}; do k -TERM $p; done; i=0; \
              while alive; do i=$((i+1)); \
-             if [ $i -gt {KILL_GRACE_STEPS} ]; then for p in {g}; do k -KILL $p; done; sleep 0.2; alive && exit 1; exit 0; fi; \
+             if [ $i -gt {KILL_GRACE_STEPS} ]; then for p in {g}; do k -KILL $p; done; sleep 0.2; alive && live && exit 1; exit 0; fi; \
              sleep 0.1; done; exit 0"
         );
         if self.shared.escalation.is_some() {

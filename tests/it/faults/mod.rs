@@ -9,6 +9,7 @@
 
 mod controller; // SIGKILL of the controller after the N-th journal write, then resume or recover
 mod inputs; // bad input: every parser fed generated and mutated documents, and bad files through the binary
+mod load; // fleet exec on 1,000 hosts and fleet upgrade of hundreds of sites, a seeded tenth of the hosts failing or hanging
 mod network; // hosts and networks failing under upgrade and migrate release: down, killed, mute, silent, hung, cut mid-upload, the bastion dead, silent or back
 mod output; // hosts answering with a gigabyte, invalid UTF-8, escape sequences, or waiting on stdin
 mod remote; // the hosts' tools failing in every way the fakes can: each host its own failure, one run

@@ -159,6 +159,29 @@ async fn timeout_kills_the_remote_process_group() {
     assert_eq!(out.stdout.to_string_lossy(), "ok\n");
 }
 
+/// A child that ignores SIGTERM outlives its shell: only the KILL that follows ends it, and
+/// the host's init then reaps it, in its own time (the lab machines' init takes about a
+/// second, longer than the KILL's grace). Its zombie runs nothing: the kill is reported done.
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_kills_a_child_that_ignores_term_and_says_so() {
+    let lab = TestLab::start(1);
+    let host = &lab.hosts()[0];
+    let s = connect(&lab, host).await;
+    let out = s
+        .exec(
+            &RemoteCommand::shell(
+                r#"(trap '' TERM HUP; exec sleep 300) & echo $! > "$FLEET_ROOT/child"; echo started; wait"#,
+            ),
+            &opts(Duration::from_secs(1)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout.to_string_lossy(), "started\n");
+    assert_gone(host, "child");
+    assert_eq!(out.status, ExitStatus::TimedOut { killed: true });
+}
+
 /// Makes the login shell of lab host `host` print `rc-stdout` and `rc-stderr` before every
 /// command, as a noisy `~/.bashrc` does (the lab's sshd sets `HOME` to `DIR/home/<name>`,
 /// and bash reads `~/.bashrc` for ssh commands).
