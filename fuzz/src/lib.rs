@@ -11,8 +11,11 @@ use std::sync::OnceLock;
 use fleet_inventory::{Format, Inventory, Selector, VarsDirs, compact_names};
 use fleet_playbook::{Manifest, Playbook};
 
+/// What a target does with one input.
+pub type Check = fn(&[u8]);
+
 /// The targets, by name, for `replay`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("inventory_toml", inventory_toml),
     ("host_range", host_range),
     ("selector", selector),
@@ -111,16 +114,16 @@ pub fn inventory_toml(data: &[u8]) {
 }
 
 /// The inventory the selector targets select from.
+/// The inventory selectors are tried against: ranges, groups of groups, names with dots.
+pub const SAMPLE: &str = "[hosts.\"web[01:05]\"]\n[hosts.db1]\n[hosts.\"db.x-2\"]\n\
+     [groups.web]\nhosts = [\"web[01:05]\"]\n[groups.db]\nhosts = [\"db1\", \"db.x-2\"]\n\
+     [groups.prod]\nchildren = [\"web\", \"db\"]\n";
+
 fn sample() -> &'static Inventory {
     static INV: OnceLock<Inventory> = OnceLock::new();
     INV.get_or_init(|| {
-        Inventory::from_toml_str(
-            "[hosts.\"web[01:05]\"]\n[hosts.db1]\n[hosts.\"db.x-2\"]\n\
-             [groups.web]\nhosts = [\"web[01:05]\"]\n[groups.db]\nhosts = [\"db1\", \"db.x-2\"]\n\
-             [groups.prod]\nchildren = [\"web\", \"db\"]\n",
-            Path::new("sample.toml"),
-        )
-        .expect("the sample inventory loads")
+        Inventory::from_toml_str(SAMPLE, Path::new("sample.toml"))
+            .expect("the sample inventory loads")
     })
 }
 

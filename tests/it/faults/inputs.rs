@@ -11,9 +11,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use fleet_inventory::{Format, Inventory, Selector, VarsDirs};
+use fleet_inventory::{Format, Inventory, VarsDirs};
 use fleet_playbook::{Manifest, Playbook};
 
 use super::{Figures, Rng, seed};
@@ -21,10 +20,6 @@ use crate::{fleet, run, stderr};
 
 /// Inputs per parser: 9 parsers, a few thousand in all, well under 30 s in a debug build.
 const PER_PARSER: u64 = 400;
-
-/// Where the documents claim to come from: a directory that does not exist, so that nothing
-/// beside them (tarballs, vars directories) is ever read.
-const DIR: &str = "/nonexistent-fleet-inputs";
 
 /// Text that breaks documents in interesting places.
 const TOKENS: &[&str] = &[
@@ -94,7 +89,7 @@ const TOKENS: &[&str] = &[
 struct Parser {
     name: &'static str,
     seeds: Vec<String>,
-    check: fn(&str),
+    check: checks::Check,
 }
 
 /// The seed documents of fuzz target `target` (`fuzz/seeds/TARGET/*`), read as the targets
@@ -204,320 +199,22 @@ fn input(rng: &mut Rng, p: &Parser) -> String {
     }
 }
 
-/// Panics unless `msg` is one line starting `FILE:LINE:` with LINE inside `text`.
-#[track_caller]
-fn names_line(msg: &str, file: &str, text: &str) {
-    let line: usize = msg
-        .strip_prefix(file)
-        .and_then(|r| r.strip_prefix(':'))
-        .and_then(|r| r.split(':').next())
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| panic!("error does not name `{file}:LINE`: {msg}"));
-    let lines = text.matches('\n').count() + text.matches('\r').count() + 1;
-    assert!(
-        (1..=lines).contains(&line),
-        "line {line} is outside the text: {msg}"
-    );
-    assert!(!msg.contains('\n'), "error of more than one line: {msg:?}");
-}
-
-/// Panics unless the first backticked name in `msg` is part of `input` (control characters
-/// escaped, as errors show them) and `msg` is one line without a raw control character.
-#[track_caller]
-fn quotes_input(msg: &str, input: &str) {
-    let quoted = msg
-        .split_once('`')
-        .and_then(|(_, r)| r.split_once('`'))
-        .map(|(q, _)| q)
-        .unwrap_or_else(|| panic!("error names nothing in backticks: {msg}"));
-    let shown: String = input
-        .chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
-    assert!(
-        shown.contains(quoted) || without_ranges(&shown).contains(&without_ranges(quoted)),
-        "error names `{quoted}`, not in {input:?}: {msg}"
-    );
-    assert!(
-        !msg.chars().any(char::is_control),
-        "raw control character: {msg:?}"
-    );
-}
-
-/// `s` without its bracketed ranges and digits: a term `web[07:08]` that matches nothing is
-/// named by its first host, `web07`, and both read `web` so.
-fn without_ranges(s: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    for c in s.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' if depth > 0 => depth -= 1,
-            _ if depth > 0 || c.is_ascii_digit() => {}
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-fn toml_inventory(text: &str, origin: &str) -> Result<Vec<String>, String> {
-    Inventory::from_toml_str(text, Path::new(origin))
-        .map(|i| i.hosts().iter().map(|h| format!("{h:?}")).collect())
-        .map_err(|e| e.to_string())
-}
-
-fn check_inventory(text: &str) {
-    let origin = format!("{DIR}/inventory.toml");
-    let first = toml_inventory(text, &origin);
-    assert_eq!(first, toml_inventory(text, &origin), "not deterministic");
-    if let Err(msg) = first {
-        names_line(&msg, &origin, text);
-    }
-}
-
-/// The inventory selectors choose from.
-fn sample() -> &'static Inventory {
-    static INV: OnceLock<Inventory> = OnceLock::new();
-    INV.get_or_init(|| {
-        Inventory::from_toml_str(SAMPLE, Path::new("sample.toml")).expect("sample inventory")
-    })
-}
-
-const SAMPLE: &str = "[hosts.\"web[01:05]\"]\n[hosts.db1]\n[hosts.\"db.x-2\"]\n\
-    [groups.web]\nhosts = [\"web[01:05]\"]\n[groups.db]\nhosts = [\"db1\", \"db.x-2\"]\n\
-    [groups.prod]\nchildren = [\"web\", \"db\"]\n";
-
-fn select(text: &str) -> Result<Vec<String>, String> {
-    let s = Selector::parse(text).map_err(|e| e.to_string())?;
-    sample()
-        .select(std::slice::from_ref(&s))
-        .map(|h| h.iter().map(|h| h.name.clone()).collect())
-        .map_err(|e| e.to_string())
-}
-
-fn check_selector(text: &str) {
-    // `@FILE` reads a file, which is I/O, not parsing.
-    let text = text.replace('@', "");
-    let first = select(&text);
-    assert_eq!(first, select(&text), "not deterministic");
-    if let Err(msg) = first {
-        quotes_input(&msg, &text);
-    }
-}
-
-/// A range as a host table's key and as a selector over that inventory: the selector must
-/// choose exactly the hosts the key defined.
-fn check_range(pattern: &str) {
-    let pattern = pattern.lines().next().unwrap_or("").replace('@', "");
-    let origin = format!("{DIR}/range.toml");
-    let doc = format!("[hosts.{}]\n", toml::Value::String(pattern.clone()));
-    let inv = match Inventory::from_toml_str(&doc, Path::new(&origin)) {
-        Ok(inv) => inv,
-        Err(e) => return names_line(&e.to_string(), &origin, &doc),
-    };
-    let names: Vec<&str> = inv.hosts().iter().map(|h| h.name.as_str()).collect();
-    match Selector::parse(&pattern).and_then(|s| inv.select(&[s])) {
-        Ok(chosen) => {
-            let chosen: Vec<&str> = chosen.iter().map(|h| h.name.as_str()).collect();
-            assert_eq!(
-                chosen, names,
-                "`{pattern}` selects other hosts than it defines"
-            );
-        }
-        Err(e) => quotes_input(&e.to_string(), &pattern),
-    }
-}
-
-fn check_ansible(text: &str, file: &str, format: Format) {
-    let origin = format!("{DIR}/{file}");
-    let convert = || {
-        fleet_inventory::ansible_to_toml_with(
-            Path::new(&origin),
-            text,
-            format,
-            &VarsDirs::default(),
-        )
-        .map_err(|e| e.to_string())
-    };
-    let first = convert();
-    assert_eq!(first, convert(), "not deterministic");
-    match first {
-        Ok(converted) => {
-            if let Err(e) = converted.parse::<toml::Table>() {
-                panic!("converted to TOML that does not parse: {e}\n{converted}");
-            }
-            let _ = Inventory::from_toml_str(&converted, Path::new(&origin));
-        }
-        Err(msg) => names_line(&msg, &origin, text),
-    }
-}
-
-fn check_playbook(text: &str) {
-    let origin = PathBuf::from(format!("{DIR}/playbook.toml"));
-    let parse = |t: &str| Playbook::parse(t, &origin).map_err(|e| e.to_string());
-    let first = parse(text);
-    assert_eq!(first, parse(text), "not deterministic");
-    match first {
-        Ok(pb) => assert_eq!(parse(&pb.text), Ok(pb)),
-        Err(msg) => names_line(&msg, &origin.display().to_string(), text),
-    }
-}
-
-fn check_manifest(text: &str) {
-    let origin = PathBuf::from(format!("{DIR}/migrate.toml"));
-    let file = origin.display().to_string();
-    let recorded = |t: &str| Manifest::parse_recorded(t, &origin).map_err(|e| e.to_string());
-    let first = recorded(text);
-    assert_eq!(first, recorded(text), "not deterministic");
-    match first {
-        Ok(m) => assert_eq!(recorded(&m.text), Ok(m)),
-        Err(msg) => names_line(&msg, &file, text),
-    }
-    match Manifest::parse(text, &origin) {
-        Ok(_) => panic!("a tarball of `{DIR}` was read"),
-        Err(e) => names_line(&e.to_string(), &file, text),
-    }
-}
-
-fn check_known_hosts(text: &str) {
-    let mut names: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.split_ascii_whitespace().next())
-        .flat_map(|f| f.split(','))
-        .map(|n| n.trim_start_matches('!').to_ascii_lowercase())
-        .take(6)
-        .collect();
-    names.push("[127.0.0.1]:2222".into());
-    let count = text.lines().count();
-    for name in &names {
-        let lines = fleet_remote_exec::known_hosts_matching_lines(text, name);
-        assert_eq!(
-            lines,
-            fleet_remote_exec::known_hosts_matching_lines(text, name)
-        );
-        assert!(lines.iter().all(|l| (1..=count).contains(l)), "{lines:?}");
-    }
-}
-
-fn check_ssh_config(text: &str) {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let home = HOME
-        .get_or_init(|| {
-            let d = tempfile::tempdir().expect("home");
-            std::fs::create_dir(d.path().join(".ssh")).expect(".ssh");
-            d
-        })
-        .path();
-    // An absolute `Include` could name a device that never ends: reading that is not
-    // parsing, and this home is the only place an Include may reach.
-    let text: String = text
-        .lines()
-        .map(|l| {
-            let include = l.trim_start().to_ascii_lowercase().starts_with("include");
-            (if include {
-                l.replace('/', "_")
-            } else {
-                l.to_owned()
-            }) + "\n"
-        })
-        .collect();
-    let path = home.join(".ssh/config");
-    std::fs::write(&path, &text).expect("config");
-    let ctx = fleet_ssh_config::Context {
-        home: home.to_owned(),
-        tilde_home: home.to_owned(),
-        local_user: "me".into(),
-        local_host: "ctl.example.com".into(),
-        uid: u32::MAX,
-    };
-    let host = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Host ")?.split_whitespace().next())
-        .map_or("web1".to_owned(), |h| h.replace(['*', '?', '!'], "x"));
-    let first = fleet_ssh_config::resolve(&path, &host, &ctx);
-    assert_eq!(
-        first,
-        fleet_ssh_config::resolve(&path, &host, &ctx),
-        "not deterministic"
-    );
-    let names_file = |e: &fleet_ssh_config::ConfigError| {
-        let msg = e.to_string();
-        assert!(
-            msg.starts_with(&home.display().to_string()),
-            "names no file: {msg}"
-        );
-        assert!(!msg.contains('\n'), "error of more than one line: {msg:?}");
-    };
-    match first {
-        Ok(r) => {
-            let _ = (
-                r.effective_hostname(),
-                r.effective_port(),
-                r.effective_user(&ctx),
-            );
-            let _ = r.tokens(&ctx);
-            if let Err(e) = r.jump_hosts() {
-                names_file(&e);
-            }
-        }
-        Err(e) => names_file(&e),
-    }
-}
+// What a parser owes its input is written once, in the fuzz targets' checks: libFuzzer runs
+// them there, this scenario runs them over seeded inputs here.
+// (Public there, for the targets and the replay binary; a private module here.)
+#[allow(unreachable_pub)]
+#[path = "../../../fuzz/src/lib.rs"]
+mod checks;
 
 fn parsers() -> Vec<Parser> {
-    vec![
-        Parser {
-            name: "inventory_toml",
-            seeds: seeds("inventory_toml"),
-            check: check_inventory,
-        },
-        Parser {
-            name: "host_range",
-            seeds: seeds("host_range"),
-            check: check_range,
-        },
-        Parser {
-            name: "selector",
-            seeds: seeds("selector"),
-            check: check_selector,
-        },
-        Parser {
-            name: "ansible_ini",
-            seeds: seeds("ansible_ini"),
-            check: |t| check_ansible(t, "hosts.ini", Format::AnsibleIni),
-        },
-        Parser {
-            name: "ansible_yaml",
-            seeds: seeds("ansible_yaml"),
-            check: |t| check_ansible(t, "hosts.yml", Format::AnsibleYaml),
-        },
-        Parser {
-            name: "playbook",
-            seeds: seeds("playbook"),
-            check: check_playbook,
-        },
-        Parser {
-            name: "manifest",
-            seeds: seeds("manifest"),
-            check: check_manifest,
-        },
-        Parser {
-            name: "known_hosts",
-            seeds: seeds("known_hosts"),
-            check: check_known_hosts,
-        },
-        Parser {
-            name: "ssh_config",
-            seeds: seeds("ssh_config"),
-            check: check_ssh_config,
-        },
-    ]
+    checks::TARGETS
+        .iter()
+        .map(|&(name, check)| Parser {
+            name,
+            seeds: seeds(name),
+            check,
+        })
+        .collect()
 }
 
 /// Writes a failing input where it can be replayed, and says where.
@@ -541,7 +238,7 @@ fn parsers_survive_generated_and_mutated_input() {
         for n in 0..PER_PARSER {
             let text = input(&mut rng, &p);
             figures.inputs += 1;
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (p.check)(&text))) {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (p.check)(text.as_bytes()))) {
                 figures.panics += 1;
                 let why = panic
                     .downcast_ref::<String>()
@@ -594,7 +291,7 @@ fn refused(cmd: &mut std::process::Command, place: &str, failures: &mut Vec<Stri
 fn binary_cases() -> (u64, Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, SAMPLE).expect("good inventory");
+    std::fs::write(&good, checks::SAMPLE).expect("good inventory");
     let mut failures = Vec::new();
     let mut n = 0;
     let mut rng = Rng::new(seed(), "inputs/binary");
